@@ -1,0 +1,91 @@
+"""OpenTelemetry instrumentation for object-detection inference.
+
+Usage
+-----
+Decorate the function that runs your detector::
+
+    from detwatch_instrumentation import monitor_detections
+
+    @monitor_detections(model_id="vehicles", model_version="v2")
+    def predict(image):
+        return model(image)            # any supported output format
+
+Every call emits the ``objdet.*`` metrics (duration, images, detections per image,
+detections by class, confidence, box area and aspect ratio, invalid outputs; batch
+size for batch calls), one span ``detect {model_id}``, and one log record per image
+with ``event.name = objdet.prediction`` carrying the detections, linked to the span.
+The names are listed, with units and bucket bounds, in
+:mod:`detwatch_instrumentation.semconv`.
+
+Supported outputs (recognised by shape; no framework is imported): a list of dicts
+(``class``/``label``, ``confidence``/``score``, ``box``/``bbox``), a torchvision-style
+dict of arrays (``boxes``, ``scores``, ``labels``), a numpy/torch ``[N, 6]`` array
+(``x1, y1, x2, y2, confidence, class``), supervision ``Detections``, Ultralytics
+``Results`` (or a one-element list of them), a list of :class:`Detection`, or anything
+an ``adapter=`` function turns into one of these. Boxes are xyxy pixels unless
+``box_format="xywh"``/``"cxcywh"`` and/or ``normalized_boxes=True`` say otherwise.
+An output that cannot be read, NaN or out-of-range confidences and degenerate boxes
+are counted in ``objdet.invalid_outputs`` by reason; they never raise.
+
+Batch functions (a list of images in, a list of outputs out) get per-image telemetry
+and ``objdet.batch.size``; async functions and methods work the same way. The
+wrapped function's result and exceptions pass through untouched.
+
+Per-call details the signature does not carry (image key and URI, extra
+attributes) go in :func:`prediction_context`::
+
+    with prediction_context(image_key="cam7/000123.jpg", image_uri="s3://frames/000123.jpg"):
+        predict(frame)
+
+A/B tests route by key, deterministically, and tag everything with the arm::
+
+    router = ABRouter(predict_v1, predict_v2, traffic_split=0.1, salt="exp-42")
+    router(frame, key="cam7/000123.jpg")
+
+Configuration
+-------------
+This package depends on ``opentelemetry-api`` only: the application configures the
+SDK (exporters, resource), e.g. with ``detwatch.configure_opentelemetry()``. Without
+an SDK nothing is recorded and the decorator costs about a microsecond. Providers
+can be passed per decorator (``tracer_provider=``, ``meter_provider=``,
+``logger_provider=``); export cumulative metric temporality to Prometheus-style
+stores.
+
+Per-detection work runs on one background thread so that inference is not slowed;
+call :func:`flush` before forcing an export (it also runs at exit). The model output
+is read after the call returns, so do not modify it in place afterwards.
+
+Class labels beyond ``max_classes`` (or outside ``class_allowlist``) fold into
+``other`` on metrics; image keys and free text never become metric attributes.
+
+API
+---
+:func:`monitor_detections`, :func:`prediction_context`, :func:`stage`,
+:class:`ABRouter`, :func:`flush`, :class:`Detection`, :mod:`.semconv`.
+"""
+
+from ._ab import ABRouter as ABRouter
+from ._context import PredictionContext as PredictionContext
+from ._context import prediction_context as prediction_context
+from ._monitor import monitor_detections as monitor_detections
+from ._monitor import stage as stage
+from ._outputs import Detection as Detection
+from ._recorder import flush as flush
+from .version import __version__ as __version__
+
+__all__ = [
+    "ABRouter",
+    "Detection",
+    "PredictionContext",
+    "__version__",
+    "flush",
+    "monitor_detections",
+    "prediction_context",
+    "stage",
+]
+
+# Public objects report the public path (as opentelemetry-api does), not _modules.
+for _name in __all__:
+    if _name != "__version__":
+        globals()[_name].__module__ = __name__
+del _name

@@ -1,0 +1,643 @@
+"""The ``monitor_detections`` decorator.
+
+On the caller's thread the decorator does constant work: start a span and make it
+current (so spans the model itself creates nest under it), time the call, end the
+span, and queue the output for the recording thread (:mod:`._recorder`). The
+wrapped function runs exactly once; its result is returned as the same object and
+its exception re-raised as the same object. Every telemetry step goes through the
+guard (:mod:`._guard`), so telemetry can fail without inference noticing.
+
+The recording thread reads the output (:mod:`._outputs`), records the metrics of
+the telemetry contract (:mod:`.semconv`) and emits one ``objdet.prediction`` log
+record per image, linked to the call's span through the log record's context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar, Token
+from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry._logs import LoggerProvider, SeverityNumber, get_logger, get_logger_provider
+from opentelemetry.metrics import MeterProvider, get_meter, get_meter_provider
+from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, StatusCode, TracerProvider
+
+from . import semconv
+from ._cardinality import ClassFolder
+from ._context import CURRENT, AttributeValue, PredictionContext
+from ._guard import guarded
+from ._instruments import create_instruments
+from ._outputs import BoxFormat, ImageDetections, LabelNames, OutputOptions, image_size_of, read_image_output
+from ._recorder import RECORDER
+from .version import __version__
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_SCOPE = "detwatch_instrumentation"
+_BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+_STAGES = ("preprocess", "inference", "postprocess")
+_RESERVED_PREFIXES = ("objdet.", "error.type")
+DEFAULT_MAX_CLASSES = 100
+"""Distinct class labels per model before the rest fold into ``other``."""
+
+Attrs = dict[str, AttributeValue]
+
+
+def _api_default(provider: object, api_module: str) -> bool:
+    # A provider defined by the API package itself (no-op or proxy) records nothing:
+    # then the decorator skips all telemetry work. An SDK (or any other
+    # implementation) lives in another module.
+    return type(provider).__module__.startswith(api_module)
+
+
+def _rfc3339(unix_ns: int) -> str:
+    secs, rem = divmod(unix_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rem // 1_000_000:03d}Z"
+
+
+def _pick(value: Any, index: int) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if index == 0 else None
+    try:
+        item = value[index]
+    except (IndexError, TypeError, KeyError):
+        return None
+    return None if item is None else str(item)
+
+
+class _Call:
+    """One decorated call, from the caller's thread to the recording thread."""
+
+    __slots__ = (
+        "active_token",
+        "batch",
+        "duration_ns",
+        "end_unix_ns",
+        "error_type",
+        "image",
+        "logs_on",
+        "metrics_on",
+        "monitor",
+        "output",
+        "pctx",
+        "span",
+        "span_context",
+        "start_ns",
+        "token",
+        "variant",
+    )
+
+    def __init__(
+        self,
+        monitor: _Monitor,
+        *,
+        image: Any,
+        batch: bool,
+        pctx: PredictionContext | None,
+        metrics_on: bool,
+        logs_on: bool,
+    ) -> None:
+        self.monitor = monitor
+        self.image = image
+        self.batch = batch
+        self.pctx = pctx
+        self.variant = pctx.ab_variant if pctx is not None else None
+        self.metrics_on = metrics_on
+        self.logs_on = logs_on
+        self.span: Span | None = None
+        self.span_context: trace.SpanContext | None = None
+        self.token: object | None = None
+        self.active_token: Token[_Call | None] | None = None
+        self.output: Any = None
+        self.error_type: str | None = None
+        self.duration_ns = 0
+        self.end_unix_ns = 0
+        self.start_ns = 0
+
+    def record(self) -> None:
+        self.monitor.record(self)
+
+
+_ACTIVE: ContextVar[_Call | None] = ContextVar("detwatch_active_call", default=None)
+
+
+class _Monitor:
+    """Configuration and telemetry handles of one decorated function."""
+
+    def __init__(
+        self,
+        *,
+        model_id: str,
+        model_version: str,
+        options: OutputOptions,
+        batch: bool | Literal["auto"],
+        image_position: int | None,
+        image_name: str | None,
+        image_size: tuple[float, float] | None,
+        folder: ClassFolder,
+        metric_attributes: Mapping[str, AttributeValue],
+        metric_attribute_allowlist: frozenset[str],
+        emit_events: bool,
+        tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None,
+        logger_provider: LoggerProvider | None,
+    ) -> None:
+        self.model_id = model_id
+        self.model_version = model_version
+        self.options = options
+        self.batch = batch
+        self.image_position = image_position
+        self.image_name = image_name
+        self.image_size = image_size
+        self.folder = folder
+        self.allowlist = metric_attribute_allowlist
+        self.emit_events = emit_events
+        self.span_name = f"detect {model_id}"
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self._logger_provider = logger_provider
+        self.tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider)
+        self.instruments = create_instruments(get_meter(_SCOPE, __version__, meter_provider))
+        self.logger = get_logger(_SCOPE, __version__, logger_provider=logger_provider)
+        self.static: Attrs = {
+            semconv.ATTR_MODEL_ID: model_id,
+            semconv.ATTR_MODEL_VERSION: model_version,
+            **dict(metric_attributes),
+        }
+        self._span_attrs: dict[str | None, Attrs] = {}
+        self._attr_cache: dict[tuple[Any, ...], Attrs] = {}
+
+    # ------------------------------------------------------------ caller's thread
+
+    def _enabled(self) -> tuple[bool, bool, bool]:
+        tp = self._tracer_provider or trace.get_tracer_provider()
+        mp = self._meter_provider or get_meter_provider()
+        lp = self._logger_provider or get_logger_provider()
+        return (
+            not _api_default(tp, "opentelemetry.trace"),
+            not _api_default(mp, "opentelemetry.metrics"),
+            self.emit_events and not _api_default(lp, "opentelemetry._logs"),
+        )
+
+    def span_attributes(self, variant: str | None) -> Attrs:
+        attrs = self._span_attrs.get(variant)
+        if attrs is None:
+            attrs = dict(self.static)
+            if variant is not None:
+                attrs[semconv.ATTR_AB_VARIANT] = variant
+            self._span_attrs[variant] = attrs
+        return attrs
+
+    @guarded(None)
+    def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
+        tracing_on, metrics_on, logs_on = self._enabled()
+        if not (tracing_on or metrics_on or logs_on):
+            return None
+        pos = self.image_position
+        if pos is not None and pos < len(args):
+            image = args[pos]
+        elif self.image_name is not None:
+            image = kwargs.get(self.image_name)
+        else:
+            image = None
+        batch = self.batch is True or (self.batch == "auto" and isinstance(image, (list, tuple)))
+        if batch and isinstance(image, (list, tuple)):
+            image = list(image)  # the caller may reuse its list after the call
+        call = _Call(self, image=image, batch=batch, pctx=CURRENT.get(), metrics_on=metrics_on, logs_on=logs_on)
+        if tracing_on:
+            attrs = self.span_attributes(call.variant)
+            if call.pctx is not None and call.pctx.attributes:
+                attrs = {**call.pctx.attributes, **attrs}
+            span = self.tracer.start_span(self.span_name, kind=SpanKind.INTERNAL, attributes=attrs)
+            call.span = span
+            call.span_context = span.get_span_context()
+            call.token = otel_context.attach(trace.set_span_in_context(span))
+        call.active_token = _ACTIVE.set(call)
+        call.start_ns = time.perf_counter_ns()
+        return call
+
+    def _close(self, call: _Call) -> None:
+        # Time can go backwards on some clocks; a duration is never negative.
+        call.duration_ns = max(0, time.perf_counter_ns() - call.start_ns)
+        call.end_unix_ns = time.time_ns()
+        if call.active_token is not None:
+            _ACTIVE.reset(call.active_token)
+            call.active_token = None
+        if call.token is not None:
+            otel_context.detach(call.token)  # type: ignore[arg-type]
+            call.token = None
+
+    def _submit(self, call: _Call) -> None:
+        if not (call.metrics_on or call.logs_on):
+            return
+        if not RECORDER.submit(call):
+            n = len(call.image) if call.batch and isinstance(call.image, list) else 1
+            self.instruments.dropped.add(n, self.span_attributes(call.variant))
+
+    @guarded(None)
+    def finish(self, call: _Call, result: Any) -> None:
+        self._close(call)
+        span = call.span
+        if span is not None:
+            span.end()
+            call.span = None
+        call.output = result
+        self._submit(call)
+
+    @guarded(None)
+    def fail(self, call: _Call, exc: BaseException) -> None:
+        self._close(call)
+        error_type = type(exc).__qualname__
+        call.error_type = error_type
+        span = call.span
+        if span is not None:
+            if span.is_recording():
+                span.set_attribute(semconv.ATTR_ERROR_TYPE, error_type)
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"))
+            span.end()
+            call.span = None
+        self._submit(call)
+
+    # ------------------------------------------------------------ recording thread
+
+    def _attrs(self, variant: str | None, extra: tuple[tuple[str, AttributeValue], ...], key: str, value: str) -> Attrs:
+        cache_key = (variant, extra, key, value)
+        attrs = self._attr_cache.get(cache_key)
+        if attrs is None:
+            attrs = dict(self.static)
+            if variant is not None:
+                attrs[semconv.ATTR_AB_VARIANT] = variant
+            attrs.update(extra)
+            if key:
+                attrs[key] = value
+            self._attr_cache[cache_key] = attrs
+        return attrs
+
+    def _extra(self, pctx: PredictionContext | None) -> tuple[tuple[str, AttributeValue], ...]:
+        if pctx is None or not pctx.attributes or not self.allowlist:
+            return ()
+        return tuple(sorted((k, v) for k, v in pctx.attributes.items() if k in self.allowlist))
+
+    def record(self, call: _Call) -> None:
+        """Record one call's metrics and prediction events (recording thread)."""
+        ins = self.instruments
+        variant = call.variant
+        extra = self._extra(call.pctx)
+        base = self._attrs(variant, extra, "", "")
+        duration_s = call.duration_ns / 1e9
+        images: list[Any] = call.image if call.batch and isinstance(call.image, list) else [call.image]
+        n = len(images)
+        if call.error_type is not None:
+            if call.metrics_on:
+                err = self._attrs(variant, extra, semconv.ATTR_ERROR_TYPE, call.error_type)
+                ins.duration.record(duration_s, err)
+                ins.images.add(n, err)
+            return
+        if call.metrics_on:
+            ins.duration.record(duration_s, base)
+            ins.images.add(n, base)
+            if call.batch:
+                ins.batch_size.record(n, base)
+        outputs: list[Any]
+        if call.batch:
+            try:
+                outputs = list(call.output)
+            except TypeError:
+                outputs = []
+            if len(outputs) != n:
+                if call.metrics_on:
+                    reason = self._attrs(variant, extra, semconv.ATTR_REASON, "batch_length_mismatch")
+                    ins.invalid_outputs.add(n, reason)
+                return
+        else:
+            outputs = [call.output]
+        for index, (image, output) in enumerate(zip(images, outputs, strict=False)):
+            size = self.image_size or image_size_of(image)
+            parsed = read_image_output(output, self.options, size)
+            if call.metrics_on:
+                self._record_image(parsed, variant, extra, base)
+            if call.logs_on and parsed.readable:
+                self._emit_event(call, index, image, parsed, duration_s)
+
+    def _record_image(
+        self,
+        parsed: ImageDetections,
+        variant: str | None,
+        extra: tuple[tuple[str, AttributeValue], ...],
+        base: Attrs,
+    ) -> None:
+        ins = self.instruments
+        for reason in parsed.invalid:
+            ins.invalid_outputs.add(1, self._attrs(variant, extra, semconv.ATTR_REASON, reason))
+        if not parsed.readable:
+            return
+        detections = parsed.detections
+        ins.image_detections.record(len(detections), base)
+        if not detections:
+            return
+        image_area = 0.0
+        if parsed.width is not None and parsed.height is not None:
+            image_area = parsed.width * parsed.height
+        relative = parsed.relative
+        fold = self.folder.fold
+        counts: dict[str, int] = {}
+        confidence = ins.confidence.record
+        box_area = ins.box_area.record
+        aspect = ins.aspect_ratio.record
+        cls_key = semconv.ATTR_DETECTION_CLASS
+        for det in detections:
+            label = fold(det.class_name)
+            cattrs = self._attrs(variant, extra, cls_key, label)
+            confidence(det.confidence, cattrs)
+            counts[label] = counts.get(label, 0) + 1
+            x1, y1, x2, y2 = det.box
+            width = x2 - x1
+            height = y2 - y1
+            if relative:
+                box_area(width * height, cattrs)
+            elif image_area > 0.0:
+                box_area(width * height / image_area, cattrs)
+                aspect(width / height, base)
+            else:
+                aspect(width / height, base)
+        for label, count in counts.items():
+            ins.detections.add(count, self._attrs(variant, extra, cls_key, label))
+
+    def _emit_event(self, call: _Call, index: int, image: Any, parsed: ImageDetections, duration_s: float) -> None:
+        sc = call.span_context
+        if sc is not None and sc.is_valid:
+            trace_id = format(sc.trace_id, "032x")
+            span_id = format(sc.span_id, "016x")
+            ctx = trace.set_span_in_context(NonRecordingSpan(sc))
+        else:
+            trace_id = span_id = ""
+            ctx = None
+        pid = f"{trace_id or os.urandom(16).hex()}-{span_id or os.urandom(8).hex()}-{index}"
+        body: dict[str, Any] = {
+            "prediction_id": pid,
+            "time": _rfc3339(call.end_unix_ns),
+            "model_id": self.model_id,
+        }
+        if self.model_version:
+            body["model_version"] = self.model_version
+        if call.variant is not None:
+            body["ab_variant"] = call.variant
+        body["latency_ms"] = round(duration_s * 1000.0, 3)
+        image_info: dict[str, Any] = {}
+        pctx = call.pctx
+        key = _pick(pctx.image_key, index) if pctx is not None else None
+        uri = _pick(pctx.image_uri, index) if pctx is not None else None
+        if isinstance(image, (str, os.PathLike)):
+            path = os.fspath(image)
+            if isinstance(path, str):
+                key = key or path
+                uri = uri or "file://" + os.path.abspath(path)
+        if key is not None:
+            image_info["key"] = key
+        if uri is not None:
+            image_info["uri"] = uri
+        if parsed.width is not None and parsed.height is not None:
+            image_info["width"] = int(parsed.width)
+            image_info["height"] = int(parsed.height)
+        if image_info:
+            body["image"] = image_info
+        if trace_id:
+            body["trace_id"] = trace_id
+            body["span_id"] = span_id
+        if pctx is not None and pctx.attributes:
+            body["attributes"] = dict(pctx.attributes)
+        body["detections"] = [
+            {"class": d.class_name, "confidence": d.confidence, "box": list(d.box)} for d in parsed.detections
+        ]
+        self.logger.emit(
+            timestamp=call.end_unix_ns,
+            context=ctx,
+            severity_number=SeverityNumber.INFO,
+            body=body,
+            event_name=semconv.EVENT_PREDICTION,
+            attributes=self.span_attributes(call.variant),
+        )
+
+
+# ---------------------------------------------------------------- the public decorator
+
+
+def _image_parameter(func: Callable[..., Any], image_arg: str | None) -> tuple[int | None, str | None]:
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        if image_arg is not None:
+            raise ValueError(f"image_arg: cannot read the signature of {func!r}") from None
+        return 0, None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if image_arg is not None:
+        for i, p in enumerate(params):
+            if p.name == image_arg:
+                if p.kind in positional:
+                    return i, (p.name if p.kind is not inspect.Parameter.POSITIONAL_ONLY else None)
+                if p.kind is inspect.Parameter.KEYWORD_ONLY:
+                    return None, p.name
+                break
+        raise ValueError(f"image_arg: {getattr(func, '__qualname__', func)!r} has no parameter {image_arg!r}")
+    for i, p in enumerate(params):
+        if i == 0 and p.name in ("self", "cls") and p.kind in positional:
+            continue
+        if p.kind in positional:
+            return i, (p.name if p.kind is not inspect.Parameter.POSITIONAL_ONLY else None)
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            return i, None
+        if p.kind is inspect.Parameter.KEYWORD_ONLY:
+            return None, p.name
+        break
+    return None, None
+
+
+def _check_size(image_size: tuple[float, float] | None) -> tuple[float, float] | None:
+    if image_size is None:
+        return None
+    try:
+        width, height = (float(v) for v in image_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"image_size: expected (width, height), got {image_size!r}") from None
+    if not (width > 0 and height > 0):
+        raise ValueError(f"image_size: width and height must be positive, got {image_size!r}")
+    return width, height
+
+
+def monitor_detections(
+    *,
+    model_id: str,
+    model_version: str = "",
+    batch: bool | Literal["auto"] = "auto",
+    image_arg: str | None = None,
+    image_size: tuple[float, float] | None = None,
+    box_format: BoxFormat = "xyxy",
+    normalized_boxes: bool = False,
+    label_names: LabelNames | None = None,
+    adapter: Callable[[Any], Any] | None = None,
+    max_classes: int = DEFAULT_MAX_CLASSES,
+    class_allowlist: Iterable[str] | None = None,
+    metric_attributes: Mapping[str, AttributeValue] | None = None,
+    metric_attribute_allowlist: Iterable[str] = (),
+    emit_events: bool = True,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    logger_provider: LoggerProvider | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Monitor an object-detection inference function (sync or async).
+
+    Arguments (all keyword-only; mistakes raise ``ValueError``/``TypeError`` naming
+    the argument, at decoration time):
+
+    - ``model_id``, ``model_version``: on every metric, span and event.
+    - ``batch``: ``True`` when the function takes a list of images and returns a list
+      of outputs; ``"auto"`` (default) treats a ``list``/``tuple`` image argument as a
+      batch.
+    - ``image_arg``: name of the parameter holding the image (default: the first one
+      after ``self``/``cls``). ``image_size``: ``(width, height)`` when the input's
+      shape does not tell (paths, bytes).
+    - ``box_format`` (``xyxy``, ``xywh``, ``cxcywh``) and ``normalized_boxes``: how
+      boxes in list-of-dicts, dict-of-arrays and ``[N, 6]`` outputs are laid out.
+      Supervision and Ultralytics outputs are always absolute xyxy.
+    - ``label_names``: maps integer class ids to names (dict or list).
+    - ``adapter``: a function turning your model's output into a supported format.
+    - ``max_classes`` / ``class_allowlist``: the cardinality guard for class labels.
+    - ``metric_attributes``: static attributes added to every metric and span.
+      ``metric_attribute_allowlist``: names of :func:`prediction_context` attributes
+      allowed onto metrics (others go to spans and events only).
+    - ``emit_events``: emit the ``objdet.prediction`` log record per image.
+    - ``tracer_provider``, ``meter_provider``, ``logger_provider``: defaults are the
+      global providers.
+    """
+    if not isinstance(model_id, str) or not model_id:
+        raise ValueError(f"model_id: must be a non-empty string, got {model_id!r}")
+    if not isinstance(model_version, str):
+        raise TypeError(f"model_version: must be a string, got {type(model_version).__name__}")
+    if batch not in (True, False, "auto"):
+        raise ValueError(f"batch: must be True, False or 'auto', got {batch!r}")
+    if box_format not in _BOX_FORMATS:
+        raise ValueError(f"box_format: must be one of {', '.join(_BOX_FORMATS)}, got {box_format!r}")
+    if isinstance(max_classes, bool) or not isinstance(max_classes, int) or max_classes < 1:
+        raise ValueError(f"max_classes: must be a positive integer, got {max_classes!r}")
+    if adapter is not None and not callable(adapter):
+        raise TypeError("adapter: must be callable")
+    if label_names is not None and not isinstance(label_names, (Mapping, list, tuple)):
+        raise TypeError(f"label_names: must be a mapping or a list, got {type(label_names).__name__}")
+    if image_arg is not None and not isinstance(image_arg, str):
+        raise TypeError("image_arg: must be a parameter name")
+    size = _check_size(image_size)
+    static = dict(metric_attributes or {})
+    allowlist = frozenset(metric_attribute_allowlist)
+    for name in [*static, *allowlist]:
+        if not isinstance(name, str) or name.startswith(_RESERVED_PREFIXES):
+            which = "metric_attributes" if name in static else "metric_attribute_allowlist"
+            raise ValueError(f"{which}: {name!r} is reserved (objdet.* and error.type are set by detwatch)")
+    for name, value in static.items():
+        if not isinstance(value, (str, bool, int, float)):
+            raise TypeError(f"metric_attributes: value of {name!r} must be str, bool, int or float")
+    options = OutputOptions(
+        box_format=box_format, normalized_boxes=normalized_boxes, label_names=label_names, adapter=adapter
+    )
+    folder = ClassFolder(max_classes, class_allowlist)
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        if not callable(func):
+            raise TypeError("monitor_detections must decorate a callable")
+        position, name = _image_parameter(func, image_arg)
+        monitor = _Monitor(
+            model_id=model_id,
+            model_version=model_version,
+            options=options,
+            batch=batch,
+            image_position=position,
+            image_name=name,
+            image_size=size,
+            folder=folder,
+            metric_attributes=static,
+            metric_attribute_allowlist=allowlist,
+            emit_events=emit_events,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            logger_provider=logger_provider,
+        )
+        if inspect.iscoroutinefunction(func):
+            async_func = cast(Callable[P, Awaitable[Any]], func)
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                call = monitor.begin(args, kwargs)
+                if call is None:
+                    return await async_func(*args, **kwargs)
+                try:
+                    result = await async_func(*args, **kwargs)
+                except BaseException as exc:
+                    monitor.fail(call, exc)
+                    raise
+                monitor.finish(call, result)
+                return result
+
+            return cast(Callable[P, R], async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            call = monitor.begin(args, kwargs)
+            if call is None:
+                return func(*args, **kwargs)
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as exc:
+                monitor.fail(call, exc)
+                raise
+            monitor.finish(call, result)
+            return result
+
+        return wrapper
+
+    return decorate
+
+
+@overload
+def stage(name: Literal["preprocess", "inference", "postprocess"]) -> contextlib.AbstractContextManager[None]: ...
+@overload
+def stage(name: str) -> contextlib.AbstractContextManager[None]: ...
+def stage(name: str) -> contextlib.AbstractContextManager[None]:
+    """Time a pipeline stage inside a decorated call (``objdet.stage`` on the duration)."""
+    if name not in _STAGES:
+        raise ValueError(f"name: must be one of {', '.join(_STAGES)}, got {name!r}")
+    return _stage(name)
+
+
+@contextlib.contextmanager
+def _stage(name: str) -> Iterator[None]:
+    call = _ACTIVE.get()
+    start = time.perf_counter_ns()
+    error: str | None = None
+    try:
+        yield
+    except BaseException as exc:
+        error = type(exc).__qualname__
+        raise
+    finally:
+        if call is not None and call.metrics_on:
+            _record_stage(call, name, max(0, time.perf_counter_ns() - start), error)
+
+
+@guarded(None)
+def _record_stage(call: _Call, name: str, duration_ns: int, error: str | None) -> None:
+    monitor = call.monitor
+    attrs = dict(monitor.span_attributes(call.variant))
+    attrs[semconv.ATTR_STAGE] = name
+    if error is not None:
+        attrs[semconv.ATTR_ERROR_TYPE] = error
+    monitor.instruments.duration.record(duration_ns / 1e9, attrs)

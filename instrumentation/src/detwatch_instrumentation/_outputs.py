@@ -1,0 +1,320 @@
+"""Reading model outputs: many detector formats in, one internal shape out.
+
+Detectors disagree on everything: list of dicts with ``class``/``label`` and
+``confidence``/``score``; torchvision's dict of tensors; YOLO-style ``[N, 6]`` arrays;
+supervision ``Detections``; Ultralytics ``Results``. Frameworks are recognised by
+duck typing and never imported, so the instrumentation stays dependency-free and a
+framework's absence costs nothing.
+
+The rule that matters most: reading an output never raises into the caller. An
+output that cannot be read, or detections that are not valid (NaN or out-of-range
+confidence, malformed or degenerate boxes), become *reasons* that the recorder
+counts in ``objdet.invalid_outputs``; the valid detections of the same image are
+still recorded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .semconv import InvalidReason
+
+BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
+"""How a box's four numbers are laid out: corners, top-left + size, or centre + size."""
+
+LabelNames = Mapping[int, str] | Sequence[str]
+"""Maps integer class ids to names: a dict, or a list indexed by id."""
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One detection in the internal shape: class name, confidence, xyxy box.
+
+    The box is in absolute pixels, unless the model gave normalised coordinates
+    and the image size is unknown (then it stays in ``[0, 1]`` units).
+    An adapter function may return a list of these.
+    """
+
+    class_name: str
+    confidence: float
+    box: Box
+
+
+@dataclass(frozen=True, slots=True)
+class OutputOptions:
+    """How to read a model's output; fixed at decoration time."""
+
+    box_format: BoxFormat = "xyxy"
+    normalized_boxes: bool = False
+    label_names: LabelNames | None = None
+    adapter: Callable[[Any], Any] | None = None
+
+
+@dataclass(slots=True)
+class ImageDetections:
+    """The valid detections of one image, and why anything was left out."""
+
+    detections: list[Detection] = field(default_factory=list)
+    invalid: set[InvalidReason] = field(default_factory=set)
+    width: float | None = None
+    height: float | None = None
+    readable: bool = True
+    relative: bool = False
+    """Boxes are in normalised ``[0, 1]`` units (normalised input, image size unknown)."""
+
+
+def _tolist(value: Any) -> list[Any]:
+    # numpy arrays and torch tensors both offer tolist(); it is the one cheap,
+    # framework-neutral way to get plain floats (and it copies off a GPU).
+    tolist = getattr(value, "tolist", None)
+    if tolist is not None:
+        result = tolist()
+        return result if isinstance(result, list) else [result]
+    return list(value)
+
+
+def _class_name(value: Any, names: LabelNames | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and names is not None:
+        name = names.get(value) if isinstance(names, Mapping) else names[value] if 0 <= value < len(names) else None
+        if name is not None:
+            return str(name)
+    return str(value)
+
+
+_CLASS_KEYS = ("class", "label", "class_name", "name", "category")
+_SCORE_KEYS = ("confidence", "score", "conf")
+_BOX_KEYS = ("box", "bbox", "xyxy")
+
+
+def _first(mapping: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if key in mapping:
+            return mapping[key]
+    return None
+
+
+Rows = tuple[list[Any], list[Any], list[Any]]
+"""Parallel lists: class values, confidences, boxes."""
+
+
+def _rows_from_dicts(items: Sequence[Any]) -> Rows | None:
+    classes: list[Any] = []
+    scores: list[Any] = []
+    boxes: list[Any] = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            return None
+        classes.append(_first(item, _CLASS_KEYS))
+        scores.append(_first(item, _SCORE_KEYS))
+        boxes.append(_first(item, _BOX_KEYS))
+    return classes, scores, boxes
+
+
+def _rows_from_matrix(rows: list[Any]) -> Rows | None:
+    # YOLO-style rows: x1, y1, x2, y2, confidence, class id.
+    classes: list[Any] = []
+    scores: list[Any] = []
+    boxes: list[Any] = []
+    for row in rows:
+        if not isinstance(row, (list, tuple)) or len(row) != 6:
+            return None
+        boxes.append(row[0:4])
+        scores.append(row[4])
+        classes.append(row[5])
+    return classes, scores, boxes
+
+
+@dataclass(slots=True)
+class _Read:
+    rows: Rows
+    names: LabelNames | None
+    # Frameworks that report absolute xyxy pixels whatever the user's options say.
+    native_xyxy: bool = False
+    size: tuple[float, float] | None = None
+
+
+def _read(output: Any, options: OutputOptions) -> _Read | None:
+    names = options.label_names
+    if isinstance(output, Mapping):
+        if "boxes" in output:  # torchvision: boxes, scores, labels
+            boxes = _tolist(output["boxes"])
+            scores = _tolist(output["scores"]) if "scores" in output else [None] * len(boxes)
+            labels = _tolist(output["labels"]) if "labels" in output else [None] * len(boxes)
+            return _Read((labels, scores, boxes), names)
+        return None
+    if hasattr(output, "boxes") and hasattr(output, "names"):  # Ultralytics Results
+        boxes_obj = output.boxes
+        if boxes_obj is None:
+            return None
+        size = None
+        orig = getattr(output, "orig_shape", None)
+        if orig is not None and len(orig) >= 2:
+            size = (float(orig[1]), float(orig[0]))
+        result_names = output.names if output.names else names
+        rows = (_tolist(boxes_obj.cls), _tolist(boxes_obj.conf), _tolist(boxes_obj.xyxy))
+        return _Read(rows, result_names, native_xyxy=True, size=size)
+    if hasattr(output, "xyxy") and hasattr(output, "class_id"):  # supervision Detections
+        boxes = _tolist(output.xyxy)
+        conf = output.confidence
+        scores = _tolist(conf) if conf is not None else [None] * len(boxes)
+        data = getattr(output, "data", None)
+        class_names = data.get("class_name") if isinstance(data, Mapping) else None
+        if class_names is not None:
+            labels = _tolist(class_names)
+        elif output.class_id is not None:
+            labels = _tolist(output.class_id)
+        else:
+            labels = [None] * len(boxes)
+        return _Read((labels, scores, boxes), names, native_xyxy=True)
+    shape = getattr(output, "shape", None)
+    if shape is not None and hasattr(output, "tolist"):  # numpy / torch [N, 6]
+        if len(shape) == 2 and shape[1] == 6:
+            matrix = _rows_from_matrix(_tolist(output))
+            return _Read(matrix, names) if matrix is not None else None
+        if len(shape) >= 1 and shape[0] == 0:
+            return _Read(([], [], []), names)
+        return None
+    if isinstance(output, (list, tuple)):
+        if not output:
+            return _Read(([], [], []), names)
+        first = output[0]
+        if isinstance(first, Detection):
+            if not all(isinstance(d, Detection) for d in output):
+                return None
+            return _Read(
+                ([d.class_name for d in output], [d.confidence for d in output], [d.box for d in output]),
+                names,
+            )
+        if isinstance(first, Mapping):
+            dict_rows = _rows_from_dicts(output)
+            return _Read(dict_rows, names) if dict_rows is not None else None
+        if isinstance(first, (list, tuple)):
+            matrix = _rows_from_matrix(list(output))
+            return _Read(matrix, names) if matrix is not None else None
+        if len(output) == 1:
+            # Ultralytics returns a one-element list of Results for one image.
+            return _read(first, options)
+    return None
+
+
+def _to_xyxy(raw: Any, fmt: BoxFormat) -> Box | None:
+    try:
+        if len(raw) != 4:
+            return None
+        a, b, c, d = (float(v) for v in raw)
+    except (TypeError, ValueError):
+        return None
+    if fmt == "xyxy":
+        return a, b, c, d
+    if fmt == "xywh":
+        return a, b, a + c, b + d
+    return a - c / 2.0, b - d / 2.0, a + c / 2.0, b + d / 2.0
+
+
+def read_image_output(output: Any, options: OutputOptions, size: tuple[float, float] | None) -> ImageDetections:
+    """Read one image's output into valid detections plus invalid reasons.
+
+    ``size`` is the image's ``(width, height)`` in pixels when known; boxes given in
+    normalised coordinates are scaled to pixels with it.
+    """
+    result = ImageDetections()
+    if options.adapter is not None:
+        try:
+            output = options.adapter(output)
+        except Exception:  # noqa: BLE001 - a user adapter's failure is counted, not raised
+            result.invalid.add("adapter_error")
+            result.readable = False
+            return result
+    read = _read(output, options)
+    if read is None:
+        result.invalid.add("unrecognized_format")
+        result.readable = False
+        return result
+    if size is None and read.size is not None:
+        size = read.size
+    if size is not None:
+        result.width, result.height = size
+    fmt: BoxFormat = "xyxy" if read.native_xyxy else options.box_format
+    scale = options.normalized_boxes and not read.native_xyxy and size is not None
+    result.relative = options.normalized_boxes and not read.native_xyxy and size is None
+    labels, scores, boxes = read.rows
+    if not (len(labels) == len(scores) == len(boxes)):
+        result.invalid.add("unrecognized_format")
+        result.readable = False
+        return result
+    out = result.detections
+    invalid = result.invalid
+    for label, score, raw_box in zip(labels, scores, boxes, strict=False):
+        name = _class_name(label, read.names)
+        if name is None:
+            invalid.add("class_missing")
+            continue
+        try:
+            confidence = float(score)
+        except (TypeError, ValueError):
+            invalid.add("confidence_not_finite")
+            continue
+        if not math.isfinite(confidence):
+            invalid.add("confidence_not_finite")
+            continue
+        if confidence < 0.0 or confidence > 1.0:
+            invalid.add("confidence_out_of_range")
+            continue
+        box = _to_xyxy(raw_box, fmt)
+        if box is None:
+            invalid.add("box_malformed")
+            continue
+        x1, y1, x2, y2 = box
+        if not (math.isfinite(x1) and math.isfinite(y1) and math.isfinite(x2) and math.isfinite(y2)):
+            invalid.add("box_not_finite")
+            continue
+        if x2 <= x1 or y2 <= y1:
+            invalid.add("box_degenerate")
+            continue
+        if scale:
+            assert size is not None
+            w, h = size
+            box = (x1 * w, y1 * h, x2 * w, y2 * h)
+        out.append(Detection(name, confidence, box))
+    return result
+
+
+def image_size_of(image: Any) -> tuple[float, float] | None:
+    """``(width, height)`` of an image-like input, or ``None`` when it cannot tell.
+
+    Arrays and tensors: ``(H, W)``, ``(H, W, C)``, or ``(C, H, W)`` when the first
+    axis looks like channels and the last does not. PIL images: ``.size``.
+    """
+    shape = getattr(image, "shape", None)
+    if shape is not None:
+        try:
+            dims = tuple(int(d) for d in shape)
+        except (TypeError, ValueError):
+            return None
+        if len(dims) == 2:
+            return float(dims[1]), float(dims[0])
+        if len(dims) == 3:
+            if dims[0] in (1, 3, 4) and dims[2] not in (1, 3, 4):
+                return float(dims[2]), float(dims[1])
+            return float(dims[1]), float(dims[0])
+        return None
+    size = getattr(image, "size", None)
+    if isinstance(size, tuple) and len(size) == 2:
+        try:
+            return float(size[0]), float(size[1])
+        except (TypeError, ValueError):
+            return None
+    return None

@@ -1,0 +1,127 @@
+"""The recording thread: per-detection telemetry work happens off the caller's thread.
+
+Recording 20 detections through the SDK (three instruments each, with a class
+attribute) costs more than many detectors' own inference. The decorator therefore
+does only constant work on the caller's thread (time the call, end the span, queue
+the result) and one background thread per process reads the output and records the
+metrics and the prediction event. Real detectors release the GIL while they run, so
+the recording overlaps the next inference.
+
+The queue is bounded: when the recording thread cannot keep up, a call's telemetry
+is dropped (and counted in ``objdet.telemetry.dropped``) rather than slowing
+inference or growing memory without limit. :func:`flush` waits until everything
+queued so far is recorded; it also runs at interpreter exit, before the SDK's own
+shutdown handlers (registered earlier, so run later), so nothing recorded is lost.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import threading
+from typing import Protocol
+
+from ._guard import log_failure
+
+DEFAULT_MAX_PENDING = 10_000
+"""Calls that may wait for recording before new ones are dropped (per process)."""
+
+
+class Recordable(Protocol):
+    """A queued call whose telemetry the recording thread writes."""
+
+    def record(self) -> None: ...
+
+
+class _Flush:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class _Stop:
+    __slots__ = ()
+
+
+class Recorder:
+    """A bounded queue and the one thread that drains it."""
+
+    def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+        self.max_pending = max_pending
+        self._queue: queue.SimpleQueue[Recordable | _Flush | _Stop] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._atexit_registered = False
+
+    def submit(self, item: Recordable) -> bool:
+        """Queue ``item``; ``False`` (and nothing queued) when the queue is full."""
+        if self._thread is None:
+            self._start()
+        if self._queue.qsize() >= self.max_pending:
+            return False
+        self._queue.put(item)
+        return True
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Wait until everything queued before this call is recorded."""
+        if self._thread is None:
+            return True
+        marker = _Flush()
+        self._queue.put(marker)
+        return marker.done.wait(timeout)
+
+    def pending(self) -> int:
+        """Approximate number of queued items."""
+        return self._queue.qsize()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            thread = threading.Thread(target=self._run, name="detwatch-recorder", daemon=True)
+            thread.start()
+            self._thread = thread
+            if not self._atexit_registered:
+                atexit.register(self._drain_at_exit)
+                self._atexit_registered = True
+
+    def _run(self) -> None:
+        get = self._queue.get
+        while True:
+            item = get()
+            if isinstance(item, _Flush):
+                item.done.set()
+                continue
+            if isinstance(item, _Stop):
+                return
+            try:
+                item.record()
+            except Exception:  # noqa: BLE001 - one bad record must not stop the thread
+                log_failure("recorder")
+
+    def _drain_at_exit(self) -> None:
+        self.flush(timeout=5.0)
+
+    def _after_fork_in_child(self) -> None:
+        # The thread does not survive fork; queued items belong to the parent.
+        self._queue = queue.SimpleQueue()
+        self._thread = None
+        self._lock = threading.Lock()
+
+
+RECORDER = Recorder()
+"""The process-wide recorder shared by every decorated function."""
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=RECORDER._after_fork_in_child)
+
+
+def flush(timeout: float | None = 10.0) -> bool:
+    """Block until all telemetry queued so far is recorded; ``False`` on timeout.
+
+    Call it before forcing the SDK to export (``provider.force_flush()``), e.g. at the
+    end of a batch job or in tests. It also runs automatically at interpreter exit.
+    """
+    return RECORDER.flush(timeout)
