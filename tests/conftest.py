@@ -1,0 +1,87 @@
+"""Shared fixtures: in-memory OpenTelemetry SDK pipelines, fresh for each test.
+
+The SDK is a test-only dependency of the instrumentation. Providers are passed to
+the decorator explicitly, never set globally, so tests cannot leak telemetry
+configuration into each other and the "no SDK configured" path stays testable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import detwatch_instrumentation
+
+
+@dataclass
+class Telemetry:
+    """In-memory tracer, meter and logger providers, and readers for what they got."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    logger_provider: LoggerProvider
+    reader: InMemoryMetricReader
+    spans_exporter: InMemorySpanExporter
+    logs_exporter: InMemoryLogRecordExporter
+
+    @property
+    def providers(self) -> dict[str, Any]:
+        """Keyword arguments for ``monitor_detections``."""
+        return {
+            "tracer_provider": self.tracer_provider,
+            "meter_provider": self.meter_provider,
+            "logger_provider": self.logger_provider,
+        }
+
+    def metrics(self) -> dict[str, Metric]:
+        """Every metric collected so far, by name (after the recorder has drained)."""
+        assert detwatch_instrumentation.flush(10.0)
+        data = self.reader.get_metrics_data()
+        found: dict[str, Metric] = {}
+        if data is None:
+            return found
+        for resource_metrics in data.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    found[metric.name] = metric
+        return found
+
+    def points(self, name: str) -> list[Any]:
+        """Data points of metric ``name`` (empty when it was never recorded)."""
+        metric = self.metrics().get(name)
+        return list(metric.data.data_points) if metric is not None else []
+
+    def spans(self) -> list[ReadableSpan]:
+        assert detwatch_instrumentation.flush(10.0)
+        return list(self.spans_exporter.get_finished_spans())
+
+    def logs(self) -> list[ReadableLogRecord]:
+        assert detwatch_instrumentation.flush(10.0)
+        return list(self.logs_exporter.get_finished_logs())
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider(shutdown_on_exit=False)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    logs = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider(shutdown_on_exit=False)
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    yield Telemetry(tracer_provider, meter_provider, logger_provider, reader, spans, logs)
+    detwatch_instrumentation.flush(10.0)
+    meter_provider.shutdown()
+    tracer_provider.shutdown()
+    logger_provider.shutdown()
