@@ -174,9 +174,7 @@ class VictoriaMetrics:
             for attempt in range(3):
                 if self._start_once(exe, attempt):
                     return
-            raise ComponentError(
-                "VictoriaMetrics could not bind a free port after 3 attempts"
-            )
+            raise ComponentError("VictoriaMetrics could not bind a free port after 3 attempts")
         except BaseException:
             self.stop()
             raise
@@ -213,8 +211,7 @@ class VictoriaMetrics:
                 if "address already in use" in output:
                     return False
                 raise ComponentError(
-                    f"VictoriaMetrics exited with code {code} during start-up "
-                    f"({' '.join(args)}):\n{output}"
+                    f"VictoriaMetrics exited with code {code} during start-up ({' '.join(args)}):\n{output}"
                 )
             if self._healthy():
                 return True
@@ -391,9 +388,7 @@ class VictoriaMetrics:
             # parse error); the status line alone does not.
             detail = error.read().decode(errors="replace")
             error.close()
-            raise ComponentError(
-                f"{method} {url} answered {error.code}: {detail}"
-            ) from None
+            raise ComponentError(f"{method} {url} answered {error.code}: {detail}") from None
 
 
 def _tail(path: Path, limit: int = 4000) -> str:

@@ -61,6 +61,19 @@ class Telemetry:
         metric = self.metrics().get(name)
         return list(metric.data.data_points) if metric is not None else []
 
+    def all_points(self) -> list[Any]:
+        """Every data point of every metric."""
+        return [p for m in self.metrics().values() for p in m.data.data_points]
+
+    def bodies(self) -> list[dict[str, Any]]:
+        """Bodies of the prediction events emitted so far."""
+        found = []
+        for log in self.logs():
+            body = log.log_record.body
+            assert isinstance(body, dict), body
+            found.append(body)
+        return found
+
     def spans(self) -> list[ReadableSpan]:
         assert detwatch_instrumentation.flush(10.0)
         return list(self.spans_exporter.get_finished_spans())
@@ -77,7 +90,7 @@ def telemetry() -> Iterator[Telemetry]:
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider(shutdown_on_exit=False)
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    logs = InMemoryLogRecordExporter()
+    logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
     logger_provider = LoggerProvider(shutdown_on_exit=False)
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
     yield Telemetry(tracer_provider, meter_provider, logger_provider, reader, spans, logs)

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from _components import VictoriaMetrics, binary
 
 # Loopback must not go through a proxy taken from the environment.
@@ -21,9 +22,7 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def test_victoria_metrics_returns_an_imported_sample_from_an_instant_query() -> None:
     timestamp_ms = time.time_ns() // 1_000_000
     with VictoriaMetrics() as vm:
-        vm.import_prometheus(
-            f'detwatch_fixture_probe{{model="vehicles",arm="b"}} 42.5 {timestamp_ms}\n'
-        )
+        vm.import_prometheus(f'detwatch_fixture_probe{{model="vehicles",arm="b"}} 42.5 {timestamp_ms}\n')
         vm.flush()
 
         # No explicit time: querying "now" right after ingest must see it.
@@ -55,9 +54,7 @@ def test_victoria_metrics_stops_listening_on_exit() -> None:
         _NO_PROXY.open(health, timeout=1)
 
 
-def test_missing_binary_error_names_the_fetch_script(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_missing_binary_error_names_the_fetch_script(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DETWATCH_COMPONENTS_DIR", str(tmp_path))
 
     with pytest.raises(RuntimeError, match="scripts/fetch-components"):

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Telemetry
 from opentelemetry.trace import StatusCode
 
 import detwatch_instrumentation as dwi
+from conftest import Telemetry
 from detwatch_instrumentation import monitor_detections, prediction_context, semconv
 from detwatch_instrumentation._recorder import RECORDER
 
@@ -101,7 +101,7 @@ def test_every_histogram_uses_the_registry_bounds(telemetry: Telemetry) -> None:
     for spec in semconv.INSTRUMENTS:
         if spec.kind != "histogram" or spec.emitted_by != "instrumentation":
             continue
-        point = metrics[spec.name].data.data_points[0]
+        point: Any = metrics[spec.name].data.data_points[0]
         assert tuple(point.explicit_bounds) == spec.bounds, spec.name
 
 
@@ -199,8 +199,7 @@ def test_batch_call_records_per_image_and_batch_size(telemetry: Telemetry) -> No
     # The empty image lands in the le=0 bucket: the empty-image rate.
     assert per_image.bucket_counts[0] == 1
     assert only(telemetry.points(semconv.INFERENCE_DURATION.name)).count == 1
-    logs = telemetry.logs()
-    ids = sorted(str(log.log_record.body["prediction_id"]) for log in logs)  # type: ignore[index]
+    ids = sorted(str(body["prediction_id"]) for body in telemetry.bodies())
     assert [i.rsplit("-", 1)[1] for i in ids] == ["0", "1", "2"]
 
 
@@ -272,12 +271,10 @@ def test_image_keys_and_context_attributes_never_reach_metric_attributes(telemet
 
     with prediction_context(image_key="cam7/0001.jpg", attributes={"site": "north", "operator": "jane"}):
         predict(IMAGE)
-    for metric in telemetry.metrics().values():
-        for point in metric.data.data_points:
-            values = set(point.attributes.values())
-            assert "cam7/0001.jpg" not in values
-            assert "operator" not in point.attributes
-            assert point.attributes.get("site") == "north"
+    for point in telemetry.all_points():
+        assert "cam7/0001.jpg" not in set(point.attributes.values())
+        assert "operator" not in point.attributes
+        assert point.attributes.get("site") == "north"
     body = only(telemetry.logs()).log_record.body
     assert isinstance(body, dict)
     assert body["attributes"] == {"site": "north", "operator": "jane"}
@@ -383,7 +380,12 @@ def test_broken_telemetry_pipeline_does_not_reach_inference(telemetry: Telemetry
 def test_no_sdk_means_no_recording_work(monkeypatch: pytest.MonkeyPatch) -> None:
     # The global providers are the API's proxies in this test process.
     submitted: list[Any] = []
-    monkeypatch.setattr(RECORDER, "submit", lambda item: submitted.append(item) or True)
+
+    def submit(item: Any) -> bool:
+        submitted.append(item)
+        return True
+
+    monkeypatch.setattr(RECORDER, "submit", submit)
 
     @monitor_detections(model_id="m")
     def predict(image: Any) -> list[Any]:
@@ -400,9 +402,8 @@ def test_ab_variant_from_context_tags_metrics_span_and_event(telemetry: Telemetr
 
     with prediction_context(ab_variant="b"):
         predict(IMAGE)
-    for metric in telemetry.metrics().values():
-        for point in metric.data.data_points:
-            assert point.attributes[semconv.ATTR_AB_VARIANT] == "b"
+    for point in telemetry.all_points():
+        assert point.attributes[semconv.ATTR_AB_VARIANT] == "b"
     span = only(telemetry.spans())
     assert span.attributes is not None
     assert span.attributes[semconv.ATTR_AB_VARIANT] == "b"
