@@ -88,7 +88,7 @@ def by_label(result: list[dict[str, Any]], label: str) -> dict[str, float]:
 
 
 def test_decorator_metrics_reach_victoriametrics_with_pinned_names_and_right_values(store: VictoriaMetrics) -> None:
-    temporality = {
+    temporality: dict[type, AggregationTemporality] = {
         Counter: AggregationTemporality.CUMULATIVE,
         Histogram: AggregationTemporality.CUMULATIVE,
     }

@@ -55,6 +55,7 @@ __all__ = [
     "InstrumentKind",
     "InstrumentSpec",
     "InvalidReason",
+    "PrometheusPart",
     "is_bucket_bound",
     "prometheus_label",
     "prometheus_series",
