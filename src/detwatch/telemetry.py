@@ -10,9 +10,9 @@ that and nothing clever.
 Metrics are exported with **cumulative** temporality whatever
 ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` says: Prometheus-compatible
 stores (VictoriaMetrics in particular) accept delta points over OTLP and silently
-drop them. Exemplars are off (``OTEL_METRICS_EXEMPLAR_FILTER`` defaults here to
-``always_off``): offering every measurement to an exemplar reservoir costs time on
-the hot path, and users who want exemplars set the variable.
+drop them. Exemplars are off unless ``OTEL_METRICS_EXEMPLAR_FILTER`` is set:
+offering every measurement to an exemplar reservoir costs time on the hot path, and
+users who want exemplars set the variable.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
     Counter,
     Histogram,
     MeterProvider,
@@ -37,7 +38,7 @@ from opentelemetry.sdk.metrics import (
     UpDownCounter,
 )
 from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -107,25 +108,21 @@ def configure_opentelemetry(
     if environment is not None:
         attrs["deployment.environment.name"] = environment
     attrs.update(resource_attributes or {})
-    # Resource.create merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; the
-    # environment wins over code defaults, as the specification asks.
-    env_resource = Resource.create()
-    resource = Resource.create(attrs).merge(env_resource) if attrs else env_resource
-    if service_name is not None and "OTEL_SERVICE_NAME" not in os.environ:
-        service_attr_from_env = "service.name=" in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
-        if not service_attr_from_env:
-            resource = resource.merge(Resource({"service.name": service_name}))
+    # Resource.create lets code override the environment; deployments expect the
+    # opposite (an operator's OTEL_SERVICE_NAME wins), so the environment is merged last.
+    resource = Resource.create(attrs).merge(OTELResourceDetector().detect())
 
     def url(path: str) -> str | None:
         return f"{endpoint.rstrip('/')}/v1/{path}" if endpoint else None
 
-    os.environ.setdefault("OTEL_METRICS_EXEMPLAR_FILTER", "always_off")
+    # Exemplars off unless the user asks for them through the standard variable.
+    exemplar_filter = None if os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER") else AlwaysOffExemplarFilter()
     tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url("traces"))))
     reader = PeriodicExportingMetricReader(
         OTLPMetricExporter(endpoint=url("metrics"), preferred_temporality=dict(_CUMULATIVE))
     )
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader], exemplar_filter=exemplar_filter)
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=url("logs"))))
     if set_global:

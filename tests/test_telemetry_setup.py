@@ -1,0 +1,183 @@
+"""``detwatch.configure_opentelemetry``: real OTLP/HTTP exports to a loopback receiver.
+
+The receiver is a plain HTTP server that decodes what the SDK's exporters post with
+the OTLP protobuf definitions, as a Collector's ``otlphttp`` receiver would.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+
+import detwatch
+import detwatch_instrumentation
+from _components import free_port
+from detwatch_instrumentation import monitor_detections, semconv
+
+DETECTIONS = [{"class": "car", "confidence": 0.9, "box": [0.0, 0.0, 64.0, 48.0]}]
+
+
+class Receiver:
+    """Collects OTLP/HTTP protobuf posts by path."""
+
+    def __init__(self) -> None:
+        self.posts: dict[str, list[bytes]] = {}
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                with receiver.lock:
+                    receiver.posts.setdefault(self.path, []).append(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def metrics(self) -> list[ExportMetricsServiceRequest]:
+        return [ExportMetricsServiceRequest.FromString(b) for b in self.posts.get("/v1/metrics", [])]
+
+    def traces(self) -> list[ExportTraceServiceRequest]:
+        return [ExportTraceServiceRequest.FromString(b) for b in self.posts.get("/v1/traces", [])]
+
+    def logs(self) -> list[ExportLogsServiceRequest]:
+        return [ExportLogsServiceRequest.FromString(b) for b in self.posts.get("/v1/logs", [])]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    r.thread.start()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+def resource_attrs(resource: Any) -> dict[str, str]:
+    return {kv.key: kv.value.string_value for kv in resource.attributes}
+
+
+def test_one_call_sets_up_otlp_http_for_metrics_traces_and_logs(receiver: Receiver) -> None:
+    telemetry = detwatch.configure_opentelemetry(
+        service_name="vehicle-detector",
+        service_version="1.4.0",
+        environment="staging",
+        endpoint=receiver.url,
+        set_global=False,
+    )
+
+    @monitor_detections(
+        model_id="vehicles",
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        logger_provider=telemetry.logger_provider,
+    )
+    def predict(image: Any) -> list[dict[str, Any]]:
+        return DETECTIONS
+
+    predict(np.zeros((480, 640, 3), dtype=np.uint8))
+    assert telemetry.force_flush()
+    telemetry.shutdown()
+
+    metric_requests = receiver.metrics()
+    assert metric_requests
+    rm = metric_requests[0].resource_metrics[0]
+    assert resource_attrs(rm.resource).items() >= {
+        "service.name": "vehicle-detector",
+        "service.version": "1.4.0",
+        "deployment.environment.name": "staging",
+    }.items()
+    metrics = {m.name: m for r in metric_requests for sm in r.resource_metrics[0].scope_metrics for m in sm.metrics}
+    assert metrics[semconv.DETECTION_CONFIDENCE.name].histogram.aggregation_temporality == (
+        AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+    )
+    assert metrics[semconv.DETECTIONS.name].sum.aggregation_temporality == (
+        AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+    )
+    point = metrics[semconv.DETECTION_CONFIDENCE.name].histogram.data_points[0]
+    assert list(point.explicit_bounds) == list(semconv.DETECTION_CONFIDENCE.bounds or ())
+    assert list(point.exemplars) == []  # exemplars off by default
+
+    spans = [s for r in receiver.traces() for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    assert [s.name for s in spans] == ["detect vehicles"]
+    records = [x for r in receiver.logs() for rl in r.resource_logs for sl in rl.scope_logs for x in sl.log_records]
+    assert len(records) == 1
+    assert records[0].event_name == semconv.EVENT_PREDICTION
+    assert records[0].trace_id == spans[0].trace_id
+    assert records[0].span_id == spans[0].span_id
+    body = {kv.key: kv.value for kv in records[0].body.kvlist_value.values}
+    assert body["model_id"].string_value == "vehicles"
+
+
+def test_standard_otel_environment_variables_win(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod,team=vision")
+    telemetry = detwatch.configure_opentelemetry(service_name="from-code", environment="dev", set_global=False)
+    telemetry.meter_provider.get_meter("t").create_counter("objdet.test").add(1)
+    assert telemetry.force_flush()
+    telemetry.shutdown()
+    attrs = resource_attrs(receiver.metrics()[0].resource_metrics[0].resource)
+    assert attrs["service.name"] == "from-env"
+    assert attrs["deployment.environment.name"] == "prod"
+    assert attrs["team"] == "vision"
+
+
+def test_unreachable_collector_never_blocks_or_breaks_inference(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Exports are attempted during the calls (short intervals) and each attempt may
+    # wait up to the exporter timeout: if anything blocked the caller on export, a
+    # call would take about that long.
+    export_timeout_s = 2
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", str(export_timeout_s))
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "100")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "50")
+    closed = f"http://127.0.0.1:{free_port()}"
+    telemetry = detwatch.configure_opentelemetry(service_name="offline", endpoint=closed, set_global=False)
+
+    @monitor_detections(
+        model_id="m",
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        logger_provider=telemetry.logger_provider,
+    )
+    def predict(image: Any) -> list[dict[str, Any]]:
+        time.sleep(0.002)
+        return DETECTIONS
+
+    image = np.zeros((480, 640, 3), dtype=np.uint8)
+    durations = []
+    deadline = time.monotonic() + 1.5  # spans several export attempts
+    calls = 0
+    while time.monotonic() < deadline and calls < 2000:
+        started = time.perf_counter()
+        assert predict(image) is DETECTIONS
+        durations.append(time.perf_counter() - started)
+        calls += 1
+    assert calls >= 50
+    assert max(durations) < export_timeout_s / 4
+    assert detwatch_instrumentation.flush(5.0)  # the recorder is not stuck either
+    started = time.monotonic()
+    telemetry.shutdown()
+    assert time.monotonic() - started < 30
