@@ -476,3 +476,43 @@ def test_bad_decorator_arguments_fail_at_decoration_naming_the_argument(kwargs: 
 
     with pytest.raises((ValueError, TypeError), match=argument):
         monitor_detections(**kwargs)(predict)
+
+
+def test_explicit_batch_of_an_array_counts_each_leading_index(telemetry: Telemetry) -> None:
+    frames = np.zeros((4, 120, 160, 3), dtype=np.uint8)
+
+    @monitor_detections(model_id="m", batch=True, **telemetry.providers)
+    def predict(images: np.ndarray) -> list[list[dict[str, Any]]]:
+        return [DETECTIONS[:1] for _ in range(len(images))]
+
+    predict(frames)
+    assert only(telemetry.points(semconv.IMAGES.name)).value == 4
+    assert only(telemetry.points(semconv.BATCH_SIZE.name)).sum == 4
+    area = only(telemetry.points(semconv.DETECTION_BOX_AREA.name))
+    assert area.sum == pytest.approx(4 * 64 * 48 / (160 * 120))
+
+
+def test_single_image_list_input_with_batch_false_is_one_image(telemetry: Telemetry) -> None:
+    @monitor_detections(model_id="m", batch=False, image_size=(640, 480), **telemetry.providers)
+    def predict(pixels: list[list[int]]) -> list[dict[str, Any]]:
+        return DETECTIONS
+
+    predict([[0, 0], [0, 0]])
+    assert only(telemetry.points(semconv.IMAGES.name)).value == 1
+    assert only(telemetry.points(semconv.IMAGE_DETECTIONS.name)).sum == 3
+
+
+def test_concurrent_callers_lose_and_duplicate_nothing(telemetry: Telemetry) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    @monitor_detections(model_id="m", **telemetry.providers)
+    def predict(image: Any) -> list[dict[str, Any]]:
+        return DETECTIONS
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(predict, [IMAGE] * 400))
+    assert all(r is DETECTIONS for r in results)
+    assert only(telemetry.points(semconv.IMAGES.name)).value == 400
+    counts = {p.attributes[CLS]: p.value for p in telemetry.points(semconv.DETECTIONS.name)}
+    assert counts == {"car": 800, "person": 400}
+    assert len({b["prediction_id"] for b in telemetry.bodies()}) == 400

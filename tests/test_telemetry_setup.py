@@ -103,11 +103,14 @@ def test_one_call_sets_up_otlp_http_for_metrics_traces_and_logs(receiver: Receiv
     metric_requests = receiver.metrics()
     assert metric_requests
     rm = metric_requests[0].resource_metrics[0]
-    assert resource_attrs(rm.resource).items() >= {
-        "service.name": "vehicle-detector",
-        "service.version": "1.4.0",
-        "deployment.environment.name": "staging",
-    }.items()
+    assert (
+        resource_attrs(rm.resource).items()
+        >= {
+            "service.name": "vehicle-detector",
+            "service.version": "1.4.0",
+            "deployment.environment.name": "staging",
+        }.items()
+    )
     metrics = {m.name: m for r in metric_requests for sm in r.resource_metrics[0].scope_metrics for m in sm.metrics}
     assert metrics[semconv.DETECTION_CONFIDENCE.name].histogram.aggregation_temporality == (
         AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE

@@ -296,7 +296,18 @@ class _Monitor:
         extra = self._extra(call.pctx)
         base = self._attrs(variant, extra, "", "")
         duration_s = call.duration_ns / 1e9
-        images: list[Any] = call.image if call.batch and isinstance(call.image, list) else [call.image]
+        images: list[Any]
+        if not call.batch:
+            images = [call.image]
+        elif isinstance(call.image, list):
+            images = call.image
+        else:
+            # batch=True with an array-like batch (e.g. a [B, H, W, C] array): one
+            # entry per leading index. Done here, off the caller's thread.
+            try:
+                images = list(call.image)
+            except TypeError:
+                images = [call.image]
         n = len(images)
         if call.error_type is not None:
             if call.metrics_on:
