@@ -83,18 +83,33 @@ def _class_name(value: Any, names: LabelNames | None) -> str | None:
         return None
     if isinstance(value, str):
         return value
+    if not isinstance(value, (int, float)):
+        # numpy / torch scalars (np.int64, np.float32, a 0-d tensor) become plain
+        # Python numbers, so that label_names applies to them as to ints.
+        item = getattr(value, "item", None)
+        if callable(item):
+            try:
+                value = item()
+            except Exception:  # noqa: BLE001 - an odd scalar is a missing class, not a crash
+                return None
     if isinstance(value, bool):
         return str(value)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        if value.is_integer():
+            value = int(value)
     if isinstance(value, int) and names is not None:
-        name = names.get(value) if isinstance(names, Mapping) else names[value] if 0 <= value < len(names) else None
+        if isinstance(names, Mapping):
+            name = names.get(value)
+        else:
+            name = names[value] if 0 <= value < len(names) else None
         if name is not None:
             return str(name)
     return str(value)
 
 
-_CLASS_KEYS = ("class", "label", "class_name", "name", "category")
+_CLASS_KEYS = ("class", "label", "class_name", "name", "category", "class_id", "category_id")
 _SCORE_KEYS = ("confidence", "score", "conf")
 _BOX_KEYS = ("box", "bbox", "xyxy")
 
@@ -141,8 +156,10 @@ def _rows_from_matrix(rows: list[Any]) -> Rows | None:
 class _Read:
     rows: Rows
     names: LabelNames | None
-    # Frameworks that report absolute xyxy pixels whatever the user's options say.
-    native_xyxy: bool = False
+    # Boxes already in xyxy (frameworks, Detection objects), whatever box_format says.
+    xyxy: bool = False
+    # Boxes in absolute pixels (frameworks), whatever normalized_boxes says.
+    pixels: bool = False
     size: tuple[float, float] | None = None
 
 
@@ -165,8 +182,8 @@ def _read(output: Any, options: OutputOptions) -> _Read | None:
             size = (float(orig[1]), float(orig[0]))
         result_names = output.names if output.names else names
         rows = (_tolist(boxes_obj.cls), _tolist(boxes_obj.conf), _tolist(boxes_obj.xyxy))
-        return _Read(rows, result_names, native_xyxy=True, size=size)
-    if hasattr(output, "xyxy") and hasattr(output, "class_id"):  # supervision Detections
+        return _Read(rows, result_names, xyxy=True, pixels=True, size=size)
+    if hasattr(output, "xyxy") and hasattr(output, "class_id") and hasattr(output, "confidence"):  # supervision
         boxes = _tolist(output.xyxy)
         conf = output.confidence
         scores = _tolist(conf) if conf is not None else [None] * len(boxes)
@@ -178,7 +195,7 @@ def _read(output: Any, options: OutputOptions) -> _Read | None:
             labels = _tolist(output.class_id)
         else:
             labels = [None] * len(boxes)
-        return _Read((labels, scores, boxes), names, native_xyxy=True)
+        return _Read((labels, scores, boxes), names, xyxy=True, pixels=True)
     shape = getattr(output, "shape", None)
     if shape is not None and hasattr(output, "tolist"):  # numpy / torch [N, 6]
         if len(shape) == 2 and shape[1] == 6:
@@ -197,6 +214,7 @@ def _read(output: Any, options: OutputOptions) -> _Read | None:
             return _Read(
                 ([d.class_name for d in output], [d.confidence for d in output], [d.box for d in output]),
                 names,
+                xyxy=True,
             )
         if isinstance(first, Mapping):
             dict_rows = _rows_from_dicts(output)
@@ -211,10 +229,14 @@ def _read(output: Any, options: OutputOptions) -> _Read | None:
 
 
 def _to_xyxy(raw: Any, fmt: BoxFormat) -> Box | None:
+    if isinstance(raw, (str, bytes)):
+        return None
     try:
         if len(raw) != 4:
             return None
         a, b, c, d = (float(v) for v in raw)
+    except OverflowError:
+        return (math.inf, math.inf, math.inf, math.inf)
     except (TypeError, ValueError):
         return None
     if fmt == "xyxy":
@@ -238,7 +260,10 @@ def read_image_output(output: Any, options: OutputOptions, size: tuple[float, fl
             result.invalid.add("adapter_error")
             result.readable = False
             return result
-    read = _read(output, options)
+    try:
+        read = _read(output, options)
+    except Exception:  # noqa: BLE001 - a look-alike of a known format is unreadable, not fatal
+        read = None
     if read is None:
         result.invalid.add("unrecognized_format")
         result.readable = False
@@ -247,9 +272,10 @@ def read_image_output(output: Any, options: OutputOptions, size: tuple[float, fl
         size = read.size
     if size is not None:
         result.width, result.height = size
-    fmt: BoxFormat = "xyxy" if read.native_xyxy else options.box_format
-    scale = options.normalized_boxes and not read.native_xyxy and size is not None
-    result.relative = options.normalized_boxes and not read.native_xyxy and size is None
+    fmt: BoxFormat = "xyxy" if read.xyxy else options.box_format
+    normalized = options.normalized_boxes and not read.pixels
+    scale = normalized and size is not None
+    result.relative = normalized and size is None
     labels, scores, boxes = read.rows
     if not (len(labels) == len(scores) == len(boxes)):
         result.invalid.add("unrecognized_format")
@@ -262,8 +288,14 @@ def read_image_output(output: Any, options: OutputOptions, size: tuple[float, fl
         if name is None:
             invalid.add("class_missing")
             continue
+        if score is None:
+            invalid.add("confidence_missing")
+            continue
         try:
             confidence = float(score)
+        except OverflowError:
+            invalid.add("confidence_out_of_range")
+            continue
         except (TypeError, ValueError):
             invalid.add("confidence_not_finite")
             continue

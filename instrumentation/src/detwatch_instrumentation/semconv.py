@@ -108,6 +108,7 @@ InvalidReason = Literal[
     "unrecognized_format",
     "adapter_error",
     "batch_length_mismatch",
+    "confidence_missing",
     "confidence_not_finite",
     "confidence_out_of_range",
     "box_not_finite",
