@@ -7,6 +7,7 @@ configuration into each other and the "no SDK configured" path stays testable.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -70,8 +71,8 @@ class Telemetry:
         found = []
         for log in self.logs():
             body = log.log_record.body
-            assert isinstance(body, dict), body
-            found.append(body)
+            assert isinstance(body, str), body  # the prediction object as JSON
+            found.append(json.loads(body))
         return found
 
     def spans(self) -> list[ReadableSpan]:

@@ -178,8 +178,7 @@ def test_method_reads_the_image_after_self(telemetry: Telemetry) -> None:
     Detector().predict(np.zeros((100, 200, 3), dtype=np.uint8))
     area = only(telemetry.points(semconv.DETECTION_BOX_AREA.name))
     assert area.sum == pytest.approx(64 * 48 / (200 * 100))
-    body = only(telemetry.logs()).log_record.body
-    assert isinstance(body, dict)
+    body = only(telemetry.bodies())
     assert body["image"] == {"width": 200, "height": 100}
 
 
@@ -228,8 +227,7 @@ def test_prediction_event_carries_detections_and_links_to_the_span(telemetry: Te
     assert record.event_name == semconv.EVENT_PREDICTION
     assert record.trace_id == span.context.trace_id
     assert record.span_id == span.context.span_id
-    body = record.body
-    assert isinstance(body, dict)
+    body = only(telemetry.bodies())
     trace_hex, span_hex = format(span.context.trace_id, "032x"), format(span.context.span_id, "016x")
     assert body["prediction_id"] == f"{trace_hex}-{span_hex}-0"
     assert (body["trace_id"], body["span_id"]) == (trace_hex, span_hex)
@@ -257,8 +255,7 @@ def test_image_path_input_becomes_key_and_file_uri(telemetry: Telemetry, tmp_pat
         return DETECTIONS[:1]
 
     predict(path)
-    body = only(telemetry.logs()).log_record.body
-    assert isinstance(body, dict)
+    body = only(telemetry.bodies())
     assert body["image"] == {"key": path, "uri": "file://" + path, "width": 640, "height": 480}
     area = only(telemetry.points(semconv.DETECTION_BOX_AREA.name))
     assert area.sum == pytest.approx(0.01)
@@ -275,8 +272,7 @@ def test_image_keys_and_context_attributes_never_reach_metric_attributes(telemet
         assert "cam7/0001.jpg" not in set(point.attributes.values())
         assert "operator" not in point.attributes
         assert point.attributes.get("site") == "north"
-    body = only(telemetry.logs()).log_record.body
-    assert isinstance(body, dict)
+    body = only(telemetry.bodies())
     assert body["attributes"] == {"site": "north", "operator": "jane"}
     span = only(telemetry.spans())
     assert span.attributes is not None
@@ -294,8 +290,7 @@ def test_classes_beyond_max_classes_fold_into_other(telemetry: Telemetry) -> Non
     counts = {p.attributes[CLS]: p.value for p in telemetry.points(semconv.DETECTIONS.name)}
     assert counts == {"car": 1, "bus": 1, semconv.OTHER_CLASS: 2}
     # The event is not a metric: it keeps the real classes.
-    body = only(telemetry.logs()).log_record.body
-    assert isinstance(body, dict)
+    body = only(telemetry.bodies())
     assert [d["class"] for d in body["detections"]] == classes
 
 
@@ -407,8 +402,7 @@ def test_ab_variant_from_context_tags_metrics_span_and_event(telemetry: Telemetr
     span = only(telemetry.spans())
     assert span.attributes is not None
     assert span.attributes[semconv.ATTR_AB_VARIANT] == "b"
-    body = only(telemetry.logs()).log_record.body
-    assert isinstance(body, dict)
+    body = only(telemetry.bodies())
     assert body["ab_variant"] == "b"
 
 
@@ -516,3 +510,22 @@ def test_concurrent_callers_lose_and_duplicate_nothing(telemetry: Telemetry) -> 
     counts = {p.attributes[CLS]: p.value for p in telemetry.points(semconv.DETECTIONS.name)}
     assert counts == {"car": 800, "person": 400}
     assert len({b["prediction_id"] for b in telemetry.bodies()}) == 400
+
+
+def test_counters_reach_the_sdk_shortly_without_a_flush(telemetry: Telemetry) -> None:
+    import time
+
+    @monitor_detections(model_id="m", **telemetry.providers)
+    def predict(image: Any) -> list[dict[str, Any]]:
+        return DETECTIONS
+
+    predict(IMAGE)
+    deadline = time.monotonic() + 5.0
+    found: dict[str, Any] = {}
+    while time.monotonic() < deadline and semconv.DETECTIONS.name not in found:
+        time.sleep(0.05)
+        data = telemetry.reader.get_metrics_data()
+        if data is not None:
+            found = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    assert semconv.DETECTIONS.name in found  # summed increments are added within COUNTER_FLUSH_S
+    assert semconv.IMAGES.name in found

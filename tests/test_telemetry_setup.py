@@ -7,6 +7,7 @@ the OTLP protobuf definitions, as a Collector's ``otlphttp`` receiver would.
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -129,8 +130,9 @@ def test_one_call_sets_up_otlp_http_for_metrics_traces_and_logs(receiver: Receiv
     assert records[0].event_name == semconv.EVENT_PREDICTION
     assert records[0].trace_id == spans[0].trace_id
     assert records[0].span_id == spans[0].span_id
-    body = {kv.key: kv.value for kv in records[0].body.kvlist_value.values}
-    assert body["model_id"].string_value == "vehicles"
+    body = json.loads(records[0].body.string_value)
+    assert body["model_id"] == "vehicles"
+    assert body["detections"] == DETECTIONS
 
 
 def test_standard_otel_environment_variables_win(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -167,7 +167,7 @@ def run(out: TextIO = sys.stdout, otlp_endpoint: str | None = None, limit: int |
     out.write(f"\nSpans: {len(finished)} x '{finished[0].name if finished else '-'}'")
     out.write(f"   Prediction events ({semconv.EVENT_PREDICTION}): {len(events)}\n")
     if events:
-        body: dict[str, Any] = dict(events[0].log_record.body)  # type: ignore[arg-type]
+        body: dict[str, Any] = json.loads(str(events[0].log_record.body))
         event_detections: list[Any] = list(body.pop("detections", []))
         out.write("One prediction event body:\n")
         text = json.dumps(body, indent=2)

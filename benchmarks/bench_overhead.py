@@ -1,0 +1,938 @@
+"""What ``@monitor_detections`` costs the inference it observes, against naive SDK code.
+
+What is measured
+----------------
+The acceptance point of the hot-path issue (DESIGN.md, "The hot path"):
+
+    "for an image with 20 detections, added wall time per call on the caller's thread
+    and total CPU per image, for (a) the undecorated call, (b) a hand-written 'naive'
+    instrumentation that records every detection through the SDK (span + 3
+    histograms/counters per detection with a class attribute), (c) the decorator.
+    Model the inference as a call that releases the GIL for a few milliseconds, as
+    real detectors do. Target: (c) adds at most a quarter of what (b) adds on the
+    caller's thread (aim for a tenth), and no more total CPU than (b)."
+
+    "With an unreachable OTLP endpoint, decorated calls still return normally and
+    their latency stays within the benchmark's bounds (nothing blocks on export)."
+
+Variants:
+
+- (a) the undecorated model: ``time.sleep(3 ms)`` (which releases the GIL, as a real
+  detector's native inference does) on a 480x640x3 image, returning a fresh list of
+  20 ``{"class", "confidence", "box"}`` dicts (a shallow copy of a list built in
+  advance, so building it is not measured);
+- (b) naive: the code a user would write by hand: a span around the call, then per
+  detection ``confidence.record``, ``box_area.record`` and ``detections.add(1)`` with
+  the model and class attributes, and one ``duration.record``, all on the caller's
+  thread and inside the span;
+- (c) the decorator as shipped (metrics, span, one ``objdet.prediction`` log record per
+  image carrying the 20 detections), and (c') the same with ``emit_events=False``,
+  which separates the cost of the log record that (b) does not emit;
+- (d) the decorator with no SDK (the API's no-op proxies as global providers): it must
+  cost next to nothing; it is also timed on a model that returns at once;
+- (e) over the real OTLP/HTTP pipeline of ``detwatch.configure_opentelemetry`` pointed
+  at an unreachable endpoint: (c), (c') and, as the reference, (b) to a closed loopback
+  port (connection refused), and (c) to a loopback socket that accepts connections and
+  never answers (every export hangs until its 1 s timeout). Metrics are exported every
+  200 ms and span and log batches every 100 ms, so the exporters really try, and
+  fail, while the calls run (the benchmark counts the attempts).
+
+(b), (c), (c') use one SDK set-up, built anew for each: a ``TracerProvider`` with a
+``BatchSpanProcessor``, a ``MeterProvider`` with a ``PeriodicExportingMetricReader``
+(cumulative, 60 s interval: no export mid-measurement) and a ``LoggerProvider`` with a
+``BatchLogRecordProcessor``, all to exporters that count what they get (checked
+afterwards: every span, event and detection arrived) and discard it. Serialisation
+for the wire is thus out of both (b) and (c); (e) includes it.
+
+How
+---
+Each exemplar filter gets its own subprocesses, since the SDK reads
+``OTEL_METRICS_EXEMPLAR_FILTER`` when the ``MeterProvider`` is created: ``always_off``
+(detwatch's default in ``configure_opentelemetry``) and ``trace_based`` (the SDK's
+default: measurements made inside a sampled span, as (b) makes them, are offered to
+an exemplar reservoir; the decorator records on its own thread, outside the span).
+In such a process (a), (d), (b), (c) and (c') each run N calls after warm-up, in
+blocks of 25 calls interleaved in rotating order, so that the machine's drift (a
+shared VM's speed varies by tens of percent from second to second) hits every
+variant alike. Each (e) configuration runs alone in its own process, N calls in a row
+(at least 300, so that every exporter is at work during the calls).
+
+Each call is timed on the caller's thread with ``perf_counter_ns``; "added wall" is
+a call's time minus the mean of the undecorated calls of the same process (for (e):
+of all undecorated calls), reported as mean, p50 and p99. CPU per image is
+``process_time_ns`` (every thread of the process, so the recording thread counts)
+over each block plus ``detwatch_instrumentation.flush()`` at its end, divided by the
+calls. Nothing is subtracted from CPU; row (a) shows the undecorated call's own. For
+(e) the CPU also includes the providers' ``force_flush()`` at the end, i.e. encoding
+everything and failing to send it.
+
+A wall time measured around a 3 ms sleep has a noise floor of some tens of µs (timer
+slack, wake-up on a cold cache): (d)'s cost is therefore also measured in a tight
+loop.
+
+Why
+---
+Recording 20 detections through the SDK costs more than many detectors' inference.
+The decorator moves that work to a background thread that runs while the next
+inference has released the GIL, so the caller's thread should see only constant
+work, and the total CPU should not grow in exchange. Exporters must never hold up
+inference, even when the Collector is down or hangs.
+
+The exit status is 1 if a target or a check fails (every call returned its result,
+every image's telemetry arrived, exports were attempted, the decorator's guard
+swallowed no failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Protocol
+
+import numpy as np
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+import detwatch_instrumentation
+from detwatch_instrumentation import monitor_detections, semconv
+
+Detections = list[dict[str, Any]]
+Model = Callable[[Any], Detections]
+
+MODEL_ID = "m"
+MODEL_VERSION = "v1"
+CLASSES = ("car", "person", "truck", "bicycle", "dog")
+WIDTH, HEIGHT = 640, 480
+INFERENCE_S = 0.003
+DEFAULT_CALLS = 300
+DEFAULT_DETECTIONS = 20
+DEFAULT_REPEAT = 2
+DEFAULT_BLOCK = 25
+WARMUP = 30
+NOOP_CALLS = 100_000
+FILTERS = ("always_off", "trace_based")
+EXPORT_TIMEOUT_S = 1.0
+WORKER_TIMEOUT_S = 120.0
+
+TARGET_WALL = 0.25
+AIM_WALL = 0.10
+TARGET_CPU = 1.0
+
+LABELS = {
+    "a": "(a) undecorated",
+    "d": "(d) decorator, no SDK",
+    "b": "(b) naive SDK instrumentation",
+    "c": "(c) decorator",
+    "c-noevents": "(c') decorator, emit_events=False",
+    "e-naive": "(b) naive, OTLP to a closed port",
+    "e-refused": "(c) decorator, OTLP to a closed port",
+    "e-refused-noevents": "(c') decorator, emit_events=False, closed port",
+    "e-blackhole": "(c) decorator, OTLP to a silent socket",
+}
+UNREACHABLE = ("e-naive", "e-refused", "e-refused-noevents", "e-blackhole")
+COMPARED = ("a", "d", "b", "c", "c-noevents")
+MIN_UNREACHABLE_CALLS = 300
+
+
+# ---------------------------------------------------------------- the model
+
+
+def make_model(detections: int, seed: int = 7) -> Model:
+    """A detector stand-in: releases the GIL for ``INFERENCE_S``, returns ``detections`` dicts."""
+    rng = random.Random(seed)
+    prebuilt: Detections = []
+    for _ in range(detections):
+        w = rng.uniform(16.0, 200.0)
+        h = rng.uniform(16.0, 200.0)
+        x1 = rng.uniform(0.0, WIDTH - w)
+        y1 = rng.uniform(0.0, HEIGHT - h)
+        prebuilt.append(
+            {
+                "class": rng.choice(CLASSES),
+                "confidence": round(rng.uniform(0.25, 0.99), 4),
+                "box": [x1, y1, x1 + w, y1 + h],
+            }
+        )
+
+    def model(image: Any) -> Detections:
+        time.sleep(INFERENCE_S)  # releases the GIL, like native inference
+        return prebuilt.copy()
+
+    return model
+
+
+def _returns_at_once(image: Any) -> Detections:
+    return []
+
+
+# ---------------------------------------------------------------- discarding exporters
+
+
+class _Spans(SpanExporter):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+class _Metrics(MetricExporter):
+    """Discards metrics; remembers the cumulative sum of ``objdet.detections``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.detections = 0.0
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        total = 0.0
+        for rm in metrics_data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name == semconv.DETECTIONS.name:
+                        total += sum(float(getattr(p, "value", 0.0)) for p in metric.data.data_points)
+        self.detections = total
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        return None
+
+
+class _Logs(LogRecordExporter):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        self.count += len(batch)
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class _Providers(Protocol):
+    @property
+    def tracer_provider(self) -> TracerProvider: ...
+    @property
+    def meter_provider(self) -> MeterProvider: ...
+    @property
+    def logger_provider(self) -> LoggerProvider: ...
+
+
+@dataclass
+class _Sdk:
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    logger_provider: LoggerProvider
+    spans: _Spans
+    metrics: _Metrics
+    logs: _Logs
+
+    def force_flush(self) -> None:
+        self.tracer_provider.force_flush()
+        self.meter_provider.force_flush()
+        self.logger_provider.force_flush()
+
+    def shutdown(self) -> None:
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+        self.logger_provider.shutdown()
+
+
+def discarding_sdk() -> _Sdk:
+    """The realistic set-up of (b) and (c): batch processors and a periodic reader."""
+    resource = Resource.create({"service.name": "detwatch-bench"})
+    spans, metrics, logs = _Spans(), _Metrics(), _Logs()
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BatchSpanProcessor(spans))
+    reader = PeriodicExportingMetricReader(metrics, export_interval_millis=60_000)
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(BatchLogRecordProcessor(logs))
+    return _Sdk(tracer_provider, meter_provider, logger_provider, spans, metrics, logs)
+
+
+# ---------------------------------------------------------------- the variants
+
+Window = tuple[float, float]
+"""``perf_counter`` at the first and after the last measured call."""
+
+
+@dataclass
+class _Subject:
+    """One variant in a worker: the function to call and how to settle, close and check it."""
+
+    predict: Model
+    drain: Callable[[], None] = lambda: None
+    """Wait until the background recording of the calls so far is done."""
+    settle: Callable[[], None] = lambda: None
+    """Drain, then export everything pending."""
+    close: Callable[[], None] = lambda: None
+    counts: Callable[[int], dict[str, list[int]]] = lambda images: {}
+    """After closing: ``{what: [got, expected]}`` for ``images`` calls in all (warm-up included)."""
+    exports: Callable[[Window], dict[str, list[int]]] = lambda window: {}
+    """After closing: ``{signal: [tried, failed]}`` for exports under way during the calls."""
+
+
+def naive(model: Model, tracer_provider: TracerProvider, meter_provider: MeterProvider) -> Model:
+    """(b): what a user writes by hand, recording every detection through the SDK."""
+    tracer = tracer_provider.get_tracer("naive")
+    meter = meter_provider.get_meter("naive")
+
+    def histogram(spec: semconv.InstrumentSpec) -> Any:
+        bounds = list(spec.bounds) if spec.bounds is not None else None
+        return meter.create_histogram(spec.name, unit=spec.unit, explicit_bucket_boundaries_advisory=bounds)
+
+    duration = histogram(semconv.INFERENCE_DURATION)
+    confidence = histogram(semconv.DETECTION_CONFIDENCE)
+    box_area = histogram(semconv.DETECTION_BOX_AREA)
+    detections = meter.create_counter(semconv.DETECTIONS.name, unit=semconv.DETECTIONS.unit)
+    model_attrs = {semconv.ATTR_MODEL_ID: MODEL_ID, semconv.ATTR_MODEL_VERSION: MODEL_VERSION}
+
+    def predict(image: Any) -> Detections:
+        with tracer.start_as_current_span(f"detect {MODEL_ID}", attributes=model_attrs):
+            start = time.perf_counter()
+            output = model(image)
+            duration.record(time.perf_counter() - start, model_attrs)
+            height, width = image.shape[:2]
+            image_area = float(width * height)
+            for det in output:
+                attrs = {**model_attrs, semconv.ATTR_DETECTION_CLASS: det["class"]}
+                x1, y1, x2, y2 = det["box"]
+                confidence.record(det["confidence"], attrs)
+                box_area.record((x2 - x1) * (y2 - y1) / image_area, attrs)
+                detections.add(1, attrs)
+        return output
+
+    return predict
+
+
+def _sdk_counts(sdk: _Sdk, images: int, detections: int, events: bool) -> dict[str, list[int]]:
+    counts = {
+        "spans": [sdk.spans.count, images],
+        "detections counted": [round(sdk.metrics.detections), images * detections],
+    }
+    if events:
+        counts["prediction events"] = [sdk.logs.count, images]
+    return counts
+
+
+def _drain_recorder() -> None:
+    detwatch_instrumentation.flush()
+
+
+def _decorate(model: Model, providers: _Providers, *, events: bool = True) -> Model:
+    return monitor_detections(
+        model_id=MODEL_ID,
+        model_version=MODEL_VERSION,
+        emit_events=events,
+        tracer_provider=providers.tracer_provider,
+        meter_provider=providers.meter_provider,
+        logger_provider=providers.logger_provider,
+    )(model)
+
+
+def build(variant: str, model: Model, detections: int) -> _Subject:
+    if variant == "a":
+        return _Subject(model)
+    if variant == "d":
+        return _Subject(monitor_detections(model_id=MODEL_ID, model_version=MODEL_VERSION)(model))
+    if variant == "b":
+        sdk = discarding_sdk()
+        return _Subject(
+            naive(model, sdk.tracer_provider, sdk.meter_provider),
+            settle=sdk.force_flush,
+            close=sdk.shutdown,
+            counts=lambda images: _sdk_counts(sdk, images, detections, events=False),
+        )
+    if variant in ("c", "c-noevents"):
+        sdk = discarding_sdk()
+        events = variant == "c"
+
+        def settle() -> None:
+            detwatch_instrumentation.flush()
+            sdk.force_flush()
+
+        return _Subject(
+            _decorate(model, sdk, events=events),
+            drain=_drain_recorder,
+            settle=settle,
+            close=sdk.shutdown,
+            counts=lambda images: _sdk_counts(sdk, images, detections, events=events),
+        )
+    if variant in UNREACHABLE:
+        return _unreachable(variant, model)
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+# ---------------------------------------------------------------- (e): an unreachable Collector
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port  # closed again: connecting is refused
+
+
+def _record_exports(attempts: list[tuple[str, float, float, bool]]) -> None:
+    """Record every OTLP export call: signal, start and end time, success (this worker process only)."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    for signal, cls in (("traces", OTLPSpanExporter), ("metrics", OTLPMetricExporter), ("logs", OTLPLogExporter)):
+        original = cls.export
+
+        def export(
+            self: Any,
+            *args: Any,
+            _original: Callable[..., Any] = original,
+            _signal: str = signal,
+            **kwargs: Any,
+        ) -> Any:
+            start = time.perf_counter()
+            result = _original(self, *args, **kwargs)
+            attempts.append((_signal, start, time.perf_counter(), getattr(result, "name", "") == "SUCCESS"))
+            return result
+
+        setattr(cls, "export", export)  # noqa: B010 - patching a class, in this worker only
+
+
+def _unreachable(variant: str, model: Model) -> _Subject:
+    from detwatch import configure_opentelemetry
+
+    attempts: list[tuple[str, float, float, bool]] = []
+    _record_exports(attempts)
+    listener: socket.socket | None = None
+    if variant == "e-blackhole":
+        # The kernel completes connections (backlog) and nobody ever answers.
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+    else:
+        port = _closed_port()
+    telemetry = configure_opentelemetry(endpoint=f"http://127.0.0.1:{port}", set_global=False)
+    if variant == "e-naive":
+        predict = naive(model, telemetry.tracer_provider, telemetry.meter_provider)
+    else:
+        predict = _decorate(model, telemetry, events=variant != "e-refused-noevents")
+
+    def exports(window: Window) -> dict[str, list[int]]:
+        out = {signal: [0, 0] for signal in ("traces", "metrics", "logs")}
+        if variant in ("e-naive", "e-refused-noevents"):
+            del out["logs"]
+        for signal, start, end, ok in attempts:
+            if start <= window[1] and end >= window[0] and signal in out:  # under way during the calls
+                out[signal][0] += 1
+                out[signal][1] += 0 if ok else 1
+        return out
+
+    def close() -> None:
+        telemetry.shutdown()
+        if listener is not None:
+            listener.close()
+
+    def settle() -> None:
+        # Record what the decorator queued, then try (and fail) to export all of it.
+        telemetry.force_flush(int(EXPORT_TIMEOUT_S * 1000))
+
+    return _Subject(predict, drain=_drain_recorder, settle=settle, close=close, exports=exports)
+
+
+# ---------------------------------------------------------------- the workers
+
+
+@dataclass
+class _Run:
+    walls_ns: list[int] = field(default_factory=list)
+    cpu_ns: int = 0
+    window: Window = (math.inf, -math.inf)
+    errors: int = 0
+    wrong: int = 0
+
+    def measure(self, predict: Model, image: Any, calls: int, detections: int, finish: Callable[[], None]) -> None:
+        """Time ``calls`` calls on this thread; count the process CPU up to the end of ``finish()``."""
+        walls = self.walls_ns
+        perf = time.perf_counter_ns
+        cpu0 = time.process_time_ns()
+        start = time.perf_counter()
+        for _ in range(calls):
+            t0 = perf()
+            try:
+                out = predict(image)
+            except Exception:  # noqa: BLE001 - counted: a decorated call must never raise
+                walls.append(perf() - t0)
+                self.errors += 1
+                continue
+            walls.append(perf() - t0)
+            if len(out) != detections:
+                self.wrong += 1
+        end = time.perf_counter()
+        finish()
+        self.cpu_ns += time.process_time_ns() - cpu0
+        self.window = (min(self.window[0], start), max(self.window[1], end))
+
+    def as_json(self, subject: _Subject, images: int) -> dict[str, Any]:
+        return {
+            "walls_ns": self.walls_ns,
+            "cpu_ns": self.cpu_ns,
+            "errors": self.errors,
+            "wrong": self.wrong,
+            "counts": subject.counts(images),
+            "exports": subject.exports(self.window),
+        }
+
+
+class _FailureCounter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def _count_guard_failures() -> _FailureCounter:
+    # The decorator's guard logs the telemetry failures it swallows at debug level.
+    failures = _FailureCounter()
+    guard_logger = logging.getLogger("detwatch_instrumentation")
+    guard_logger.addHandler(failures)
+    guard_logger.setLevel(logging.DEBUG)
+    guard_logger.propagate = False
+    return failures
+
+
+def _noop_overhead_ns(calls: int) -> tuple[float, float]:
+    """(d) on a model that returns at once: ns per call, undecorated and decorated."""
+    decorated = monitor_detections(model_id=MODEL_ID, model_version=MODEL_VERSION)(_returns_at_once)
+    image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    result = []
+    for fn in (_returns_at_once, decorated):
+        best = math.inf
+        for _ in range(3):
+            t0 = time.perf_counter_ns()
+            for _ in range(calls):
+                fn(image)
+            best = min(best, (time.perf_counter_ns() - t0) / calls)
+        result.append(best)
+    return result[0], result[1]
+
+
+def compare_worker(calls: int, detections: int, block: int) -> dict[str, Any]:
+    """(a), (d), (b), (c), (c') in one process, interleaved in blocks of ``block`` calls."""
+    failures = _count_guard_failures()
+    model = make_model(detections)
+    image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    subjects = {v: build(v, model, detections) for v in COMPARED}
+    for subject in subjects.values():
+        for _ in range(WARMUP):
+            subject.predict(image)
+        subject.settle()
+    runs = {v: _Run() for v in COMPARED}
+    for r in range(math.ceil(calls / block)):
+        n = min(block, calls - r * block)
+        k = r % len(COMPARED)  # rotate the order: no variant always follows the same one
+        for v in COMPARED[k:] + COMPARED[:k]:
+            runs[v].measure(subjects[v].predict, image, n, detections, subjects[v].drain)
+    for subject in subjects.values():
+        subject.settle()
+    close_start = time.perf_counter()
+    for subject in subjects.values():
+        subject.close()
+    return {
+        "filter": os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER"),
+        "variants": {v: runs[v].as_json(subjects[v], WARMUP + calls) for v in COMPARED},
+        "telemetry_failures": failures.count,
+        "close_s": time.perf_counter() - close_start,
+        "noop_ns": _noop_overhead_ns(NOOP_CALLS),
+    }
+
+
+def unreachable_worker(variant: str, calls: int, detections: int) -> dict[str, Any]:
+    """One (e) configuration: N calls in a row; the CPU includes exporting (and failing)."""
+    failures = _count_guard_failures()
+    model = make_model(detections)
+    image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    subject = build(variant, model, detections)
+    for _ in range(WARMUP):
+        subject.predict(image)
+    subject.settle()
+    run = _Run()
+    calls = max(calls, MIN_UNREACHABLE_CALLS)  # long enough for every exporter to try
+    run.measure(subject.predict, image, calls, detections, subject.settle)
+    close_start = time.perf_counter()
+    subject.close()
+    return {
+        "filter": os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER"),
+        "variants": {variant: run.as_json(subject, WARMUP + calls)},
+        "telemetry_failures": failures.count,
+        "close_s": time.perf_counter() - close_start,
+    }
+
+
+# ---------------------------------------------------------------- the parent: spawn, tabulate
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+@dataclass
+class Row:
+    """One configuration's results over its runs (subprocesses), in µs."""
+
+    variant: str
+    exemplars: str
+    walls: list[float] = field(default_factory=list)
+    """Every measured call, all runs pooled."""
+    own_added: list[float] = field(default_factory=list)
+    """Each call minus the mean of the undecorated calls of its own process."""
+    cpu_total: float = 0.0
+    calls: int = 0
+    returned: int = 0
+    exports: dict[str, list[int]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.variant]
+
+    @property
+    def cpu(self) -> float:
+        """Process CPU per image."""
+        return self.cpu_total / self.calls
+
+    def added(self, reference_mean: float | None = None) -> tuple[float, float, float]:
+        """Mean, p50 and p99 of the added wall time: against the undecorated calls of the
+        same process, or against ``reference_mean``."""
+        added = self.own_added if reference_mean is None else [w - reference_mean for w in self.walls]
+        return _mean(added), _percentile(added, 0.5), _percentile(added, 0.99)
+
+    def add(self, run: dict[str, Any], baseline_mean: float | None) -> None:
+        problems = self.problems
+        if run["errors"]:
+            problems.append(f"{run['errors']} calls raised")
+        if run["wrong"]:
+            problems.append(f"{run['wrong']} calls returned a wrong result")
+        for what, (got, expected) in run["counts"].items():
+            if got != expected:
+                problems.append(f"{what}: {got}, expected {expected}")
+        for signal, (tried, failed) in run["exports"].items():
+            if tried == 0:
+                problems.append(f"no {signal} export was attempted during the calls")
+            elif failed != tried:
+                problems.append(f"{tried - failed} {signal} exports succeeded: is something listening?")
+            total = self.exports.setdefault(signal, [0, 0])
+            total[0] += tried
+            total[1] += failed
+        walls = [w / 1000 for w in run["walls_ns"]]
+        self.walls += walls
+        if baseline_mean is not None:
+            self.own_added += [w - baseline_mean for w in walls]
+        self.cpu_total += run["cpu_ns"] / 1000
+        self.calls += len(walls)
+        self.returned += len(walls) - run["errors"] - run["wrong"]
+
+
+@dataclass
+class Results:
+    rows: dict[tuple[str, str], Row] = field(default_factory=dict)
+    noop_ns: tuple[float, float] = (math.nan, math.nan)
+    close_s: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def row(self, variant: str, exemplars: str) -> Row:
+        return self.rows.setdefault((variant, exemplars), Row(variant, exemplars))
+
+    def add(self, result: dict[str, Any], exemplars: str) -> None:
+        variants: dict[str, Any] = result["variants"]
+        baseline = variants.get("a")
+        base_mean = _mean([w / 1000 for w in baseline["walls_ns"]]) if baseline is not None else None
+        for variant, run in variants.items():
+            key = "-" if variant in ("a", "d") else exemplars
+            self.row(variant, key).add(run, base_mean)
+            self.close_s[variant] = max(self.close_s.get(variant, 0.0), result["close_s"])
+        if result["telemetry_failures"]:
+            which = ", ".join(LABELS[v] for v in variants)
+            self.problems.append(f"{result['telemetry_failures']} telemetry failures swallowed by the guard ({which})")
+        if "noop_ns" in result:
+            plain, decorated = result["noop_ns"]
+            if math.isnan(self.noop_ns[0]) or decorated - plain < self.noop_ns[1] - self.noop_ns[0]:
+                self.noop_ns = (plain, decorated)
+
+
+def _clean_env(exemplar_filter: str, unreachable: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["OTEL_METRICS_EXEMPLAR_FILTER"] = exemplar_filter
+    if unreachable:
+        timeout_ms = str(int(EXPORT_TIMEOUT_S * 1000))
+        env.update(
+            {
+                "OTEL_METRIC_EXPORT_INTERVAL": "200",
+                "OTEL_METRIC_EXPORT_TIMEOUT": timeout_ms,
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                "OTEL_BSP_EXPORT_TIMEOUT": timeout_ms,
+                "OTEL_BLRP_SCHEDULE_DELAY": "100",
+                "OTEL_BLRP_EXPORT_TIMEOUT": timeout_ms,
+                "OTEL_EXPORTER_OTLP_TIMEOUT": str(EXPORT_TIMEOUT_S),  # seconds in the Python exporters
+            }
+        )
+    return env
+
+
+def spawn(worker: str, exemplar_filter: str, args: argparse.Namespace) -> dict[str, Any]:
+    label = "(a) (d) (b) (c) (c') interleaved" if worker == "compare" else LABELS[worker]
+    print(f"  running {label}, exemplars {exemplar_filter} ...", file=sys.stderr, flush=True)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", worker]
+    cmd += ["--calls", str(args.calls), "--detections", str(args.detections), "--block", str(args.block)]
+    env = _clean_env(exemplar_filter, unreachable=worker in UNREACHABLE)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {worker} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return "\n".join(
+        [
+            f"machine: nproc {nproc} ({cpu}), load average {load}",
+            f"python {platform.python_version()} ({platform.python_implementation()}),"
+            f" GIL switch interval {sys.getswitchinterval() * 1000:.0f} ms",
+            f"opentelemetry-api {metadata.version('opentelemetry-api')},"
+            f" opentelemetry-sdk {metadata.version('opentelemetry-sdk')},"
+            f" opentelemetry-exporter-otlp-proto-http {metadata.version('opentelemetry-exporter-otlp-proto-http')},"
+            f" detwatch-instrumentation {detwatch_instrumentation.__version__}",
+        ]
+    )
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Iterator[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def fmt(cells: Sequence[str]) -> str:
+        line = "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+        return line.rstrip()
+
+    yield fmt(headers)
+    yield "  ".join("-" * w for w in widths)
+    for r in rows:
+        yield fmt(r)
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else math.inf
+
+
+def report(results: Results, args: argparse.Namespace) -> bool:
+    ok = True
+    rows = results.rows
+    a, d = rows[("a", "-")], rows[("d", "-")]
+    a_mean = _mean(a.walls)
+
+    print()
+    print(
+        f"Per image with {args.detections} detections; inference = a {INFERENCE_S * 1000:.0f} ms sleep (GIL released);"
+        f" {args.calls} calls per variant and process, in blocks of {args.block} interleaved with the other variants,"
+        f" {args.repeat} process(es) per exemplar filter; exporters discard"
+    )
+    print(
+        f"(a) takes {a_mean:.0f} µs per call. 'added' = a call's wall time on the caller's thread minus the mean"
+        " of the undecorated calls of the same process; CPU = all threads of the process, including the"
+        " background recording."
+    )
+    ordered = [a, d] + [rows[(v, f)] for f in FILTERS for v in ("b", "c", "c-noevents")]
+    lines = []
+    for r in ordered:
+        mean, p50, p99 = r.added()
+        lines.append([r.label, r.exemplars, f"{mean:.1f}", f"{p50:.1f}", f"{p99:.1f}", f"{r.cpu:.1f}"])
+    headers = ["variant", "exemplar filter", "added µs/call mean", "added p50", "added p99", "CPU µs/image"]
+    for line in _table(headers, lines):
+        print(line)
+    plain_ns, decorated_ns = results.noop_ns
+    print(
+        f"(d) on a model that returns at once: {decorated_ns - plain_ns:.0f} ns added per call"
+        f" ({plain_ns:.0f} -> {decorated_ns:.0f} ns; best of 3 x {NOOP_CALLS} calls)"
+    )
+
+    print()
+    print(
+        f"Targets: (c) added / (b) added <= {TARGET_WALL} on the caller's thread (aim {AIM_WALL});"
+        f" (c) CPU / (b) CPU <= {TARGET_CPU}"
+    )
+    lines = []
+    for f in FILTERS:
+        b = rows[("b", f)]
+        b_mean, _, b_p99 = b.added()
+        for v in ("c", "c-noevents"):
+            c = rows[(v, f)]
+            c_mean, _, c_p99 = c.added()
+            wall, cpu = _ratio(c_mean, b_mean), _ratio(c.cpu, b.cpu)
+            if v == "c":
+                ok = ok and wall <= TARGET_WALL and cpu <= TARGET_CPU
+            lines.append(
+                [
+                    f"{c.label.split(' ', 1)[0]} / (b), exemplars {f}",
+                    f"{wall:.3f} {_verdict(wall <= TARGET_WALL)}",
+                    "met" if wall <= AIM_WALL else "missed",
+                    f"{_ratio(c_p99, b_p99):.3f}",
+                    f"{cpu:.3f} {_verdict(cpu <= TARGET_CPU)}",
+                ]
+            )
+    for line in _table(["ratio", "added wall (mean)", f"aim {AIM_WALL}", "added p99", "CPU per image"], lines):
+        print(line)
+    print("The targets apply to (c), the decorator as shipped (events on); (c') shows what the log record costs.")
+
+    print()
+    print(
+        "Unreachable OTLP endpoint: configure_opentelemetry(endpoint=..., set_global=False), exemplars always_off;"
+        f" metrics exported every 200 ms, spans and logs every 100 ms, export timeout {EXPORT_TIMEOUT_S:.0f} s;"
+        f" {max(args.calls, MIN_UNREACHABLE_CALLS)} calls in a row in each of {args.repeat} process(es);"
+        " CPU includes OTLP serialisation and the failed sends"
+    )
+    e_naive_mean = rows[("e-naive", "always_off")].added(a_mean)[0]
+    bound_mean = TARGET_WALL * e_naive_mean
+    bound_max = EXPORT_TIMEOUT_S * 1e6 / 4
+    print(
+        f"(a) undecorated: p50 / p99 / max {_percentile(a.walls, 0.5) / 1000:.3f} /"
+        f" {_percentile(a.walls, 0.99) / 1000:.3f} / {max(a.walls) / 1000:.3f} ms; 'added' is against its mean."
+    )
+    print(
+        f"Bounds for (c): added mean <= {TARGET_WALL} x that of (b) over the same endpoint = {bound_mean:.1f} µs;"
+        f" no call over {bound_max / 1000:.0f} ms (a call that waited on an export would take the whole timeout)."
+    )
+    lines = []
+    for v in UNREACHABLE:
+        e = rows[(v, "always_off")]
+        mean, _, p99 = e.added(a_mean)
+        worst = max(e.walls)
+        bounded = v in ("e-refused", "e-blackhole")
+        e_ok = not e.problems and (not bounded or (mean <= bound_mean and worst < bound_max))
+        ok = ok and e_ok
+        lines.append(
+            [
+                e.label,
+                " / ".join(f"{x / 1000:.3f}" for x in (_percentile(e.walls, 0.5), _percentile(e.walls, 0.99), worst)),
+                f"{mean:.1f} / {p99:.1f}",
+                f"{e.cpu:.1f}",
+                f"{e.returned}/{e.calls}",
+                " ".join(f"{s} {f}/{t}" for s, (t, f) in e.exports.items()),
+                f"{results.close_s[v]:.1f} s",
+                _verdict(e_ok) if bounded else ("reference" if e_ok else "FAIL"),
+            ]
+        )
+    headers = [
+        "variant",
+        "p50 / p99 / max ms",
+        "added µs mean / p99",
+        "CPU µs/image",
+        "returned",
+        "exports failed/tried",
+        "shutdown",
+        "",
+    ]
+    for line in _table(headers, lines):
+        print(line)
+
+    print()
+    problems = results.problems + [f"{r.label} ({r.exemplars}): {p}" for r in rows.values() for p in r.problems]
+    for p in problems:
+        print(f"CHECK FAILED: {p}")
+    if not problems:
+        print(
+            "Checks: every call returned its result; every span, prediction event and detection arrived;"
+            " exports to the unreachable endpoint were attempted (and failed) during the calls;"
+            " the decorator's guard swallowed no failure."
+        )
+    ok = ok and not problems
+    print(f"overall: {_verdict(ok)}")
+    return ok
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_overhead", description=(__doc__ or "").split("\n\n", 1)[0])
+    parser.add_argument("--calls", type=_positive, default=DEFAULT_CALLS, help="measured calls per variant and process")
+    parser.add_argument("--detections", type=_positive, default=DEFAULT_DETECTIONS, help="detections per image")
+    parser.add_argument("--block", type=_positive, default=DEFAULT_BLOCK, help="calls per interleaved block")
+    parser.add_argument("--repeat", type=_positive, default=DEFAULT_REPEAT, help="processes per exemplar filter")
+    parser.add_argument("--worker", choices=["compare", *UNREACHABLE], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker == "compare":
+        print(json.dumps(compare_worker(args.calls, args.detections, args.block)))
+        return 0
+    if args.worker:
+        print(json.dumps(unreachable_worker(args.worker, args.calls, args.detections)))
+        return 0
+
+    started = time.perf_counter()
+    print("bench_overhead: what @monitor_detections adds to a detector's call, against naive SDK instrumentation")
+    print(machine())
+    results = Results()
+    for _ in range(args.repeat):  # round robin, as the blocks within a process
+        for exemplar_filter in FILTERS:
+            results.add(spawn("compare", exemplar_filter, args), exemplar_filter)
+        for variant in UNREACHABLE:
+            results.add(spawn(variant, "always_off", args), "always_off")
+    ok = report(results, args)
+    print(f"({time.perf_counter() - started:.0f} s)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
