@@ -1,0 +1,202 @@
+"""OTLP/HTTP logs in, prediction events out: the companion's ``POST /v1/logs``.
+
+A Collector's ``otlphttp`` exporter (or the SDK's ``OTLPLogExporter`` directly) posts
+``ExportLogsServiceRequest`` messages, protobuf (``application/x-protobuf``) or
+OTLP/JSON (``application/json``), optionally gzip-compressed. Records whose event
+name is ``objdet.prediction`` carry a prediction object in their body (a JSON string
+from the decorator, or an OTLP map from other producers); other records are
+ignored, since a logs pipeline may carry more than detwatch's events.
+
+The answer follows the OTLP/HTTP specification: success with an empty
+``ExportLogsServiceResponse``, or *partial success* naming how many records were
+rejected and why, so that a bad record never causes the sender to retry (and
+duplicate) the good ones. The response uses the request's encoding.
+
+OTLP/JSON differs from protobuf's canonical JSON mapping in one way that matters:
+``traceId`` and ``spanId`` are hex strings, not base64; they are converted before
+parsing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsPartialSuccess,
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from detwatch_instrumentation import semconv
+
+from .predictions import Prediction, PredictionError, parse_prediction
+
+__all__ = ["LogsIngest", "OTLPDecodeError", "decode_request", "encode_response", "extract_predictions"]
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+MAX_BODY_BYTES = 32 * 1024 * 1024
+"""Largest request body accepted after decompression (a gzip bomb stops here)."""
+MAX_ERRORS_REPORTED = 5
+
+
+class OTLPDecodeError(ValueError):
+    """The request as a whole cannot be read (answered 400, not retried)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass
+class LogsIngest:
+    """What one OTLP logs request yielded."""
+
+    predictions: list[Prediction] = field(default_factory=list)
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+    ignored: int = 0
+
+    def reject(self, where: str, error: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_ERRORS_REPORTED:
+            self.errors.append(f"{where}: {error}")
+
+
+def _gunzip(body: bytes) -> bytes:
+    try:
+        out = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        data = out.decompress(body, MAX_BODY_BYTES + 1)
+    except zlib.error as exc:
+        raise OTLPDecodeError("Content-Encoding", f"body is not valid gzip: {exc}") from None
+    if len(data) > MAX_BODY_BYTES:
+        raise OTLPDecodeError("body", f"larger than {MAX_BODY_BYTES} bytes uncompressed")
+    return data
+
+
+def _hex_ids_to_base64(node: Any) -> None:
+    # OTLP/JSON writes trace and span ids as hex; protobuf's JSON parser wants base64.
+    if isinstance(node, dict):
+        for key in ("traceId", "spanId", "trace_id", "span_id"):
+            value = node.get(key)
+            if isinstance(value, str) and value:
+                try:
+                    node[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                except ValueError:
+                    raise OTLPDecodeError(key, f"not a hex id: {value!r}") from None
+        for child in node.values():
+            _hex_ids_to_base64(child)
+    elif isinstance(node, list):
+        for child in node:
+            _hex_ids_to_base64(child)
+
+
+def decode_request(body: bytes, content_type: str | None, content_encoding: str | None) -> ExportLogsServiceRequest:
+    """Parse an OTLP/HTTP logs request body; raises :class:`OTLPDecodeError`."""
+    encoding = (content_encoding or "").strip().lower()
+    if encoding == "gzip":
+        body = _gunzip(body)
+    elif encoding not in ("", "identity"):
+        raise OTLPDecodeError("Content-Encoding", f"unsupported {content_encoding!r} (use gzip or none)")
+    if len(body) > MAX_BODY_BYTES:
+        raise OTLPDecodeError("body", f"larger than {MAX_BODY_BYTES} bytes")
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media == PROTOBUF:
+        try:
+            return ExportLogsServiceRequest.FromString(body)
+        except DecodeError as exc:
+            raise OTLPDecodeError("body", f"not an ExportLogsServiceRequest: {exc}") from None
+    if media == JSON:
+        try:
+            tree = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise OTLPDecodeError("body", f"not JSON: {exc}") from None
+        _hex_ids_to_base64(tree)
+        try:
+            return json_format.ParseDict(tree, ExportLogsServiceRequest(), ignore_unknown_fields=True)
+        except (json_format.ParseError, binascii.Error) as exc:
+            raise OTLPDecodeError("body", f"not an OTLP/JSON logs request: {exc}") from None
+    raise OTLPDecodeError("Content-Type", f"unsupported {content_type!r} (use {PROTOBUF} or {JSON})")
+
+
+def _any_value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "kvlist_value":
+        return {kv.key: _any_value(kv.value) for kv in value.kvlist_value.values}
+    if kind == "array_value":
+        return [_any_value(v) for v in value.array_value.values]
+    return getattr(value, kind)
+
+
+def _event_name(record: LogRecord) -> str:
+    if record.event_name:
+        return record.event_name
+    for kv in record.attributes:  # producers from before LogRecord.event_name existed
+        if kv.key == "event.name":
+            return str(_any_value(kv.value))
+    return ""
+
+
+def _records(request: ExportLogsServiceRequest) -> Iterator[tuple[str, LogRecord]]:
+    for r, resource_logs in enumerate(request.resource_logs):
+        for s, scope_logs in enumerate(resource_logs.scope_logs):
+            for i, record in enumerate(scope_logs.log_records):
+                yield f"resourceLogs[{r}].scopeLogs[{s}].logRecords[{i}]", record
+
+
+def extract_predictions(request: ExportLogsServiceRequest) -> LogsIngest:
+    """The valid prediction events of ``request``, and what was rejected or ignored."""
+    ingest = LogsIngest()
+    for where, record in _records(request):
+        if _event_name(record) != semconv.EVENT_PREDICTION:
+            ingest.ignored += 1
+            continue
+        body = _any_value(record.body)
+        if isinstance(body, str):
+            try:
+                body = json.loads(body)
+            except json.JSONDecodeError as exc:
+                ingest.reject(where, f"body: not JSON: {exc.msg}")
+                continue
+        if not isinstance(body, dict):
+            ingest.reject(where, "body: must be a prediction object")
+            continue
+        # The record's own ids and times fill what the body leaves out.
+        if "trace_id" not in body and any(record.trace_id) and any(record.span_id):
+            body["trace_id"] = record.trace_id.hex()
+            body["span_id"] = record.span_id.hex()
+        if "time" not in body and "time_unix_nano" not in body:
+            stamp = record.time_unix_nano or record.observed_time_unix_nano
+            if stamp:
+                body["time_unix_nano"] = stamp
+        try:
+            ingest.predictions.append(parse_prediction(body))
+        except PredictionError as exc:
+            ingest.reject(where, f"body.{exc.field}: {exc.message}")
+    return ingest
+
+
+def encode_response(ingest: LogsIngest, content_type: str | None) -> tuple[bytes, str]:
+    """The OTLP response body and its content type (the request's encoding)."""
+    response = ExportLogsServiceResponse()
+    if ingest.rejected:
+        response.partial_success.CopyFrom(
+            ExportLogsPartialSuccess(rejected_log_records=ingest.rejected, error_message="; ".join(ingest.errors))
+        )
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media == JSON:
+        return json.dumps(json_format.MessageToDict(response)).encode(), JSON
+    return response.SerializeToString(), PROTOBUF

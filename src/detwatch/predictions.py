@@ -1,0 +1,278 @@
+"""Prediction events: the companion's input, parsed and validated in one place.
+
+The decorator's ``objdet.prediction`` log record body (a JSON string) and the plain
+JSON ingest (``POST /v1/predictions``) carry the same object (DESIGN.md,
+"Prediction events"); its field names are a public API like the metric names::
+
+    {"prediction_id": "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0",
+     "time": "2024-02-01T12:00:00.123Z",
+     "model_id": "vehicles", "model_version": "v2", "ab_variant": "b",
+     "latency_ms": 12.4,
+     "image": {"key": "cam7/000123.jpg", "uri": "file:///data/cam7/000123.jpg",
+               "width": 640, "height": 480},
+     "trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331",
+     "detections": [{"class": "car", "confidence": 0.91, "box": [12.0, 40.5, 220.0, 180.0]}]}
+
+Only ``model_id``, ``time`` (RFC 3339 with a time zone, or ``time_unix_nano``) and
+``detections`` are required. Boxes are absolute pixels, xyxy. When
+``prediction_id`` is absent it is derived from the trace and span ids and the
+image's index in a batch; without those, from a hash of the event's content, so that
+a re-sent event is recognised as the same prediction.
+
+Every validation error names the offending field (``detections[3].confidence``), so
+the API can answer with a JSON body that says what to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["DetectionRecord", "ImageRef", "Prediction", "PredictionError", "parse_prediction"]
+
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+MAX_ID_LENGTH = 256
+MAX_DETECTIONS = 10_000
+
+
+class PredictionError(ValueError):
+    """A prediction event that cannot be accepted; ``field`` names what is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionRecord:
+    """One detection of a stored prediction."""
+
+    class_name: str
+    confidence: float
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """What is known of the image a prediction was made on."""
+
+    key: str | None = None
+    uri: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A validated prediction event."""
+
+    prediction_id: str
+    time_unix_nano: int
+    model_id: str
+    model_version: str
+    detections: tuple[DetectionRecord, ...]
+    ab_variant: str | None = None
+    latency_ms: float | None = None
+    image: ImageRef = field(default_factory=ImageRef)
+    trace_id: str | None = None
+    span_id: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The public JSON form (the same shape the decorator emits)."""
+        out: dict[str, Any] = {
+            "prediction_id": self.prediction_id,
+            "time": format_time(self.time_unix_nano),
+            "model_id": self.model_id,
+            "model_version": self.model_version,
+        }
+        if self.ab_variant is not None:
+            out["ab_variant"] = self.ab_variant
+        if self.latency_ms is not None:
+            out["latency_ms"] = self.latency_ms
+        image = {
+            k: v
+            for k, v in (
+                ("key", self.image.key),
+                ("uri", self.image.uri),
+                ("width", self.image.width),
+                ("height", self.image.height),
+            )
+            if v is not None
+        }
+        if image:
+            out["image"] = image
+        if self.trace_id is not None:
+            out["trace_id"] = self.trace_id
+        if self.span_id is not None:
+            out["span_id"] = self.span_id
+        if self.attributes:
+            out["attributes"] = dict(self.attributes)
+        out["detections"] = [
+            {"class": d.class_name, "confidence": d.confidence, "box": list(d.box)} for d in self.detections
+        ]
+        return out
+
+
+def format_time(unix_nano: int) -> str:
+    """RFC 3339 in UTC with milliseconds, as the decorator writes it."""
+    secs, rem = divmod(unix_nano, 1_000_000_000)
+    dt = datetime.fromtimestamp(secs, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{rem // 1_000_000:03d}Z"
+
+
+def parse_time(value: Any, field_name: str = "time") -> int:
+    """Nanoseconds since the epoch from an RFC 3339 string with a time zone."""
+    if not isinstance(value, str):
+        raise PredictionError(field_name, "must be an RFC 3339 date-time string")
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise PredictionError(field_name, f"not an RFC 3339 date-time: {value!r}") from None
+    if dt.tzinfo is None:
+        raise PredictionError(field_name, "needs a time zone (e.g. a trailing Z)")
+    whole = int(dt.timestamp())
+    return whole * 1_000_000_000 + dt.microsecond * 1_000
+
+
+def _string(obj: Mapping[str, Any], key: str, *, required: bool = False, where: str = "") -> str | None:
+    value = obj.get(key)
+    name = f"{where}{key}"
+    if value is None:
+        if required:
+            raise PredictionError(name, "is required")
+        return None
+    if not isinstance(value, str) or not value:
+        raise PredictionError(name, "must be a non-empty string")
+    if len(value) > MAX_ID_LENGTH and key not in ("uri", "key"):
+        raise PredictionError(name, f"longer than {MAX_ID_LENGTH} characters")
+    return value
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PredictionError(name, "must be a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise PredictionError(name, "must be finite")
+    return number
+
+
+def _detection(obj: Any, where: str) -> DetectionRecord:
+    if not isinstance(obj, Mapping):
+        raise PredictionError(where, "must be an object with class, confidence and box")
+    name = obj.get("class", obj.get("label"))
+    if not isinstance(name, str) or not name:
+        raise PredictionError(f"{where}.class", "must be a non-empty string")
+    confidence = _number(obj.get("confidence", obj.get("score")), f"{where}.confidence")
+    if not 0.0 <= confidence <= 1.0:
+        raise PredictionError(f"{where}.confidence", "must be between 0 and 1")
+    raw = obj.get("box", obj.get("bbox"))
+    if not isinstance(raw, (list, tuple)) or len(raw) != 4:
+        raise PredictionError(f"{where}.box", "must be [x1, y1, x2, y2] in pixels")
+    x1, y1, x2, y2 = (_number(v, f"{where}.box") for v in raw)
+    if x2 <= x1 or y2 <= y1:
+        raise PredictionError(f"{where}.box", "needs x2 > x1 and y2 > y1 (xyxy)")
+    return DetectionRecord(name, confidence, (x1, y1, x2, y2))
+
+
+def _dimension(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise PredictionError(name, "must be a positive integer")
+    return value
+
+
+def parse_prediction(obj: Any, *, index: int = 0) -> Prediction:
+    """Validate one prediction object; ``index`` is its position in a batch (for ids).
+
+    Raises :class:`PredictionError` naming the first offending field.
+    """
+    if not isinstance(obj, Mapping):
+        raise PredictionError("prediction", "must be a JSON object")
+    model_id = _string(obj, "model_id", required=True)
+    assert model_id is not None
+    model_version = _string(obj, "model_version") or ""
+    if obj.get("time") is not None:
+        time_unix_nano = parse_time(obj["time"])
+    elif obj.get("time_unix_nano") is not None:
+        raw_time = obj["time_unix_nano"]
+        if isinstance(raw_time, str) and raw_time.isdigit():
+            raw_time = int(raw_time)  # OTLP/JSON writes 64-bit integers as strings
+        if isinstance(raw_time, bool) or not isinstance(raw_time, int) or raw_time <= 0:
+            raise PredictionError("time_unix_nano", "must be a positive integer")
+        time_unix_nano = raw_time
+    else:
+        raise PredictionError("time", "is required (RFC 3339, or time_unix_nano)")
+    raw_detections = obj.get("detections")
+    if not isinstance(raw_detections, list):
+        raise PredictionError("detections", "is required: a list (empty when nothing was detected)")
+    if len(raw_detections) > MAX_DETECTIONS:
+        raise PredictionError("detections", f"more than {MAX_DETECTIONS} detections")
+    detections = tuple(_detection(d, f"detections[{i}]") for i, d in enumerate(raw_detections))
+    variant = _string(obj, "ab_variant")
+    if variant is not None and variant not in ("a", "b"):
+        raise PredictionError("ab_variant", "must be 'a' or 'b'")
+    latency = obj.get("latency_ms")
+    latency_ms = None if latency is None else _number(latency, "latency_ms")
+    if latency_ms is not None and latency_ms < 0:
+        raise PredictionError("latency_ms", "must not be negative")
+    image_obj = obj.get("image") or {}
+    if not isinstance(image_obj, Mapping):
+        raise PredictionError("image", "must be an object")
+    image = ImageRef(
+        key=_string(image_obj, "key", where="image."),
+        uri=_string(image_obj, "uri", where="image."),
+        width=_dimension(image_obj.get("width"), "image.width"),
+        height=_dimension(image_obj.get("height"), "image.height"),
+    )
+    trace_id = _string(obj, "trace_id")
+    if trace_id is not None and not _HEX32.match(trace_id):
+        raise PredictionError("trace_id", "must be 32 lowercase hex digits")
+    span_id = _string(obj, "span_id")
+    if span_id is not None and not _HEX16.match(span_id):
+        raise PredictionError("span_id", "must be 16 lowercase hex digits")
+    attributes = obj.get("attributes") or {}
+    if not isinstance(attributes, Mapping):
+        raise PredictionError("attributes", "must be an object")
+    prediction_id = _string(obj, "prediction_id")
+    if prediction_id is None:
+        if trace_id is not None and span_id is not None:
+            prediction_id = f"{trace_id}-{span_id}-{index}"
+        else:
+            # Content-addressed: the same event sent twice gets the same id.
+            canonical = json.dumps(
+                [
+                    model_id,
+                    model_version,
+                    time_unix_nano,
+                    image.key,
+                    image.uri,
+                    index,
+                    [[d.class_name, d.confidence, list(d.box)] for d in detections],
+                ],
+                separators=(",", ":"),
+            )
+            prediction_id = hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    return Prediction(
+        prediction_id=prediction_id,
+        time_unix_nano=time_unix_nano,
+        model_id=model_id,
+        model_version=model_version,
+        detections=detections,
+        ab_variant=variant,
+        latency_ms=latency_ms,
+        image=image,
+        trace_id=trace_id,
+        span_id=span_id,
+        attributes=dict(attributes),
+    )
