@@ -1,0 +1,328 @@
+"""The ``/v1`` HTTP API of the companion (a Flask blueprint).
+
+Routes (the OpenAPI document at ``/openapi.json`` describes each body):
+
+- ``POST /v1/logs``: OTLP/HTTP logs (protobuf or JSON, gzip), as a Collector's
+  ``otlphttp`` exporter sends them; prediction events are stored, other records
+  ignored; partial success names rejected records.
+- ``POST /v1/predictions``: ``{"predictions": [...]}`` plain JSON batch.
+- ``POST /v1/feedback``: one feedback object, or ``{"feedback": [...]}``.
+- ``POST/GET /v1/models``, ``GET /v1/models/{id}``: the model registry.
+- ``POST /v1/datasets``, ``GET /v1/datasets/{id}``, ``POST /v1/datasets/{id}/versions``.
+- ``GET /v1/status``: counts and version.
+
+Authentication: with ``DETWATCH_API_TOKEN`` set, every ``/v1`` call needs
+``Authorization: Bearer <token>``; ``/v1/feedback`` also accepts a Standard Webhooks
+signature instead, when ``DETWATCH_WEBHOOK_SECRET`` is set.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Any, cast
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from opentelemetry import metrics
+
+from detwatch_instrumentation import semconv
+
+from .config import Settings
+from .errors import APIError
+from .feedback import parse_feedback
+from .otlp_logs import OTLPDecodeError, decode_request, encode_response, extract_predictions
+from .predictions import PredictionError, parse_prediction
+from .storage import DatasetRecord, DatasetVersionRecord, FeedbackRecord, ModelRecord, Storage, open_storage
+from .version import __version__
+
+__all__ = ["bp", "get_storage", "init_app"]
+
+bp = Blueprint("v1", __name__, url_prefix="/v1")
+
+MAX_BATCH = 10_000
+
+_meter = metrics.get_meter("detwatch.companion", __version__)
+_feedback_counter = _meter.create_counter(
+    semconv.FEEDBACK.name, unit=semconv.FEEDBACK.unit, description=semconv.FEEDBACK.description
+)
+
+
+def settings() -> Settings:
+    return cast(Settings, current_app.config["DETWATCH_SETTINGS"])
+
+
+def get_storage() -> Storage:
+    """The process's storage, opened on first use (after a gunicorn fork, never before)."""
+    app = current_app
+    storage = app.extensions.get("detwatch.storage")
+    if storage is None:
+        storage = open_storage(settings().effective_database_url)
+        storage.migrate()
+        app.extensions["detwatch.storage"] = storage
+    return cast(Storage, storage)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+    @app.teardown_appcontext
+    def _nothing(_exc: BaseException | None) -> None:
+        # Connections are per thread inside the backend and live with the process.
+        return None
+
+
+# ------------------------------------------------------------------ auth
+
+
+def _bearer_ok() -> bool:
+    token = settings().api_token
+    if token is None:
+        return True
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+@bp.before_request
+def _authenticate() -> None:
+    if request.endpoint == "v1.post_feedback" and settings().webhook_secrets and "webhook-signature" in request.headers:
+        return  # verified by the route itself, against the raw body
+    if not _bearer_ok():
+        raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")
+
+
+def _json_body() -> Any:
+    if not request.is_json:
+        raise APIError(415, "unsupported_media_type", "send application/json", "Content-Type")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise APIError(400, "invalid_json", "the body is not valid JSON", "body")
+    return data
+
+
+def _field_error(exc: PredictionError, prefix: str = "") -> APIError:
+    return APIError(400, "invalid_field", exc.message, f"{prefix}{exc.field}")
+
+
+# ------------------------------------------------------------------ ingest
+
+
+@bp.post("/logs")
+def post_logs() -> Response:
+    try:
+        otlp = decode_request(request.get_data(), request.content_type, request.headers.get("Content-Encoding"))
+    except OTLPDecodeError as exc:
+        raise APIError(400, "invalid_otlp", exc.message, exc.field) from None
+    ingest = extract_predictions(otlp)
+    if ingest.predictions:
+        get_storage().ingest_predictions(ingest.predictions)
+    payload, media = encode_response(ingest, request.content_type)
+    return Response(payload, status=200, mimetype=media)
+
+
+@bp.post("/predictions")
+def post_predictions() -> tuple[Response, int]:
+    data = _json_body()
+    if not isinstance(data, Mapping) or not isinstance(data.get("predictions"), list):
+        raise APIError(400, "invalid_field", 'expected {"predictions": [...]}', "predictions")
+    items = data["predictions"]
+    if len(items) > MAX_BATCH:
+        raise APIError(413, "batch_too_large", f"at most {MAX_BATCH} predictions per request", "predictions")
+    accepted = []
+    rejected = []
+    for index, item in enumerate(items):
+        try:
+            accepted.append(parse_prediction(item, index=index))
+        except PredictionError as exc:
+            rejected.append({"index": index, "field": exc.field, "error": str(exc)})
+    result = get_storage().ingest_predictions(accepted) if accepted else None
+    body = {
+        "accepted": len(accepted),
+        "duplicates": result.duplicates if result else 0,
+        "rejected": rejected,
+    }
+    return jsonify(body), 200
+
+
+# ------------------------------------------------------------------ feedback
+
+
+def _feedback_json(record: FeedbackRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "type": record.type,
+        "prediction_id": record.prediction_id,
+        "trace_id": record.trace_id,
+        "span_id": record.span_id,
+        "detection_index": record.detection_index,
+        "corrected_class": record.corrected_class,
+        "corrected_box": list(record.corrected_box) if record.corrected_box else None,
+        "reviewer": record.reviewer,
+        "comment": record.comment,
+        "model_id": record.model_id,
+        "duplicate": record.duplicate,
+    }
+
+
+def _verify_signature() -> str | None:
+    from .webhooks import WebhookVerificationError, idempotency_key, verify
+
+    secrets = settings().webhook_secrets
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    if secrets and "webhook-signature" in headers:
+        try:
+            verify(headers, request.get_data(), secrets)
+        except WebhookVerificationError as exc:
+            raise APIError(exc.http_status, exc.reason, str(exc), exc.header) from None
+    return idempotency_key(headers)
+
+
+@bp.post("/feedback")
+def post_feedback() -> tuple[Response, int]:
+    key = _verify_signature()
+    data = _json_body()
+    batch = isinstance(data, Mapping) and isinstance(data.get("feedback"), list)
+    items = data["feedback"] if batch else [data]
+    if len(items) > MAX_BATCH:
+        raise APIError(413, "batch_too_large", f"at most {MAX_BATCH} feedback items per request", "feedback")
+    parsed = []
+    rejected = []
+    for index, item in enumerate(items):
+        item_key = f"{key}#{index}" if key and batch else key
+        try:
+            parsed.append(parse_feedback(item, idempotency_key=item_key))
+        except PredictionError as exc:
+            if not batch:
+                raise _field_error(exc) from None
+            rejected.append({"index": index, "field": exc.field, "error": str(exc)})
+    records = get_storage().add_feedback(parsed) if parsed else []
+    for record in records:
+        if not record.duplicate:
+            _feedback_counter.add(1, {semconv.ATTR_FEEDBACK_TYPE: record.type})
+    if not batch:
+        return jsonify(_feedback_json(records[0])), 200 if records[0].duplicate else 201
+    return jsonify({"accepted": [_feedback_json(r) for r in records], "rejected": rejected}), 200
+
+
+# ------------------------------------------------------------------ registry
+
+
+def _model_json(model: ModelRecord) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "model_id": model.id,
+        "versions": list(model.versions),
+        "metadata": model.metadata,
+        "first_seen_unix_nano": model.first_seen_unix_nano,
+        "last_seen_unix_nano": model.last_seen_unix_nano,
+    }
+
+
+def _version_json(version: DatasetVersionRecord) -> dict[str, Any]:
+    return {
+        "id": version.id,
+        "dataset_id": version.dataset_id,
+        "name": version.name,
+        "parent_version_id": version.parent_version_id,
+        "created_unix_nano": version.created_unix_nano,
+    }
+
+
+def _dataset_json(dataset: DatasetRecord) -> dict[str, Any]:
+    return {
+        "id": dataset.id,
+        "name": dataset.name,
+        "description": dataset.description,
+        "created_unix_nano": dataset.created_unix_nano,
+        "versions": [_version_json(v) for v in dataset.versions],
+        "version": _version_json(dataset.version),
+    }
+
+
+def _string_field(data: Mapping[str, Any], key: str, *, required: bool, limit: int = 256) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise APIError(400, "invalid_field", "is required", key)
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise APIError(400, "invalid_field", f"must be a non-empty string of at most {limit} characters", key)
+    return value
+
+
+def _object_body() -> Mapping[str, Any]:
+    data = _json_body()
+    if not isinstance(data, Mapping):
+        raise APIError(400, "invalid_json", "expected a JSON object", "body")
+    return data
+
+
+@bp.post("/models")
+def register_model() -> tuple[Response, int]:
+    data = _object_body()
+    model_id = _string_field(data, "model_id", required=True)
+    assert model_id is not None
+    version = _string_field(data, "version", required=False)
+    metadata = data.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        raise APIError(400, "invalid_field", "must be an object", "metadata")
+    model = get_storage().register_model(model_id, version, dict(metadata))
+    return jsonify(_model_json(model)), 201
+
+
+@bp.get("/models")
+def list_models() -> Response:
+    return jsonify({"models": [_model_json(m) for m in get_storage().list_models()]})
+
+
+@bp.get("/models/<model_id>")
+def get_model(model_id: str) -> Response:
+    model = get_storage().get_model(model_id)
+    if model is None:
+        raise APIError(404, "model_not_found", f"no model {model_id!r} (register it or send its telemetry)", "model_id")
+    return jsonify(_model_json(model))
+
+
+@bp.post("/datasets")
+def create_dataset() -> tuple[Response, int]:
+    data = _object_body()
+    name = _string_field(data, "name", required=True)
+    assert name is not None
+    description = data.get("description", "")
+    if not isinstance(description, str) or len(description) > 4096:
+        raise APIError(400, "invalid_field", "must be a string of at most 4096 characters", "description")
+    return jsonify(_dataset_json(get_storage().create_dataset(name, description))), 201
+
+
+@bp.get("/datasets/<dataset_id>")
+def get_dataset(dataset_id: str) -> Response:
+    dataset = get_storage().get_dataset(dataset_id)
+    if dataset is None:
+        raise APIError(404, "dataset_not_found", f"no dataset {dataset_id!r}", "dataset_id")
+    return jsonify(_dataset_json(dataset))
+
+
+@bp.post("/datasets/<dataset_id>/versions")
+def create_dataset_version(dataset_id: str) -> tuple[Response, int]:
+    data = _object_body()
+    name = _string_field(data, "name", required=True)
+    assert name is not None
+    parent = _string_field(data, "parent_version_id", required=False)
+    storage = get_storage()
+    dataset = storage.get_dataset(dataset_id)
+    if dataset is None:
+        raise APIError(404, "dataset_not_found", f"no dataset {dataset_id!r}", "dataset_id")
+    if parent is not None and parent not in {v.id for v in dataset.versions}:
+        raise APIError(400, "invalid_field", f"not a version of dataset {dataset_id!r}", "parent_version_id")
+    version = storage.create_dataset_version(dataset_id, name, parent)
+    return jsonify(_version_json(version)), 201
+
+
+# ------------------------------------------------------------------ status
+
+
+@bp.get("/status")
+def status() -> Response:
+    storage = get_storage()
+    url = storage.url.split("@")[-1] if "@" in storage.url else storage.url  # no credentials
+    return jsonify({"version": __version__, "database": url, "counts": storage.counts()})

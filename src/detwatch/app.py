@@ -1,0 +1,45 @@
+"""The companion's Flask application factory.
+
+``create_app()`` builds a new application; nothing binds at import time, so tests
+get their own app with their own database, and gunicorn workers each open their
+storage after the fork (see :func:`detwatch.api.get_storage`). Production runs
+under gunicorn (``detwatch serve``); ``flask --app detwatch.app run`` works for
+development.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, jsonify
+
+from . import api, errors
+from .config import Settings, load_settings
+from .openapi import openapi_document
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] | None = None) -> Flask:
+    """A new companion application; ``settings`` default to the environment/``detwatch.yaml``."""
+    app = Flask("detwatch")
+    resolved = settings if settings is not None else load_settings()
+    app.config["DETWATCH_SETTINGS"] = resolved
+    app.config["MAX_CONTENT_LENGTH"] = resolved.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if test_config:
+        app.config.update(test_config)
+    resolved.data_dir.mkdir(parents=True, exist_ok=True)
+    errors.init_app(app)
+    api.init_app(app)
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        return jsonify(openapi_document())
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    return app

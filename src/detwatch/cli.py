@@ -1,0 +1,160 @@
+"""The ``detwatch`` command line (click, as Flask's own CLI).
+
+- ``detwatch serve [--host] [--port] [--workers]``: the companion under gunicorn;
+  without ``DETWATCH_API_TOKEN`` it binds loopback only and refuses another address.
+- ``detwatch feedback TYPE --prediction-id ... [--class ...] [--box x1,y1,x2,y2]``:
+  post one feedback item from the shell.
+- ``detwatch status``: the service's version and row counts.
+- ``detwatch demo``: the instrumentation demo (a real detector on bundled images).
+
+Client commands read ``--url`` (``DETWATCH_URL``, default ``http://127.0.0.1:8000``)
+and ``--token`` (``DETWATCH_API_TOKEN``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from .client import Client
+from .config import ConfigError, load_settings
+from .exceptions import DetwatchError
+from .storage import FEEDBACK_TYPES
+
+__all__ = ["main"]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.group()
+@click.version_option(package_name="detwatch")
+def main() -> None:
+    """detwatch: monitoring for object-detection models."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="gunicorn worker processes")
+@click.option("--timeout", default=30, show_default=True, type=click.IntRange(1, 3600), help="worker timeout (s)")
+def serve(host: str, port: int, workers: int, timeout: int) -> None:
+    """Run the companion service under gunicorn."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if settings.api_token is None and not _is_loopback(host):
+        raise click.BadParameter(
+            f"{host} is not a loopback address: set DETWATCH_API_TOKEN to serve beyond this machine",
+            param_hint="--host",
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable, "-m", "gunicorn",
+        "--bind", f"{host}:{port}",
+        "--workers", str(workers),
+        "--timeout", str(timeout),
+        "--graceful-timeout", "10",
+        "--access-logfile", "-",
+        "detwatch.app:create_app()",
+    ]  # fmt: skip
+    click.echo(f"detwatch companion on http://{host}:{port} ({workers} workers, {settings.effective_database_url})")
+    os.execv(sys.executable, argv)
+
+
+def _client(url: str, token: str | None) -> Client:
+    return Client(base_url=url, token=token)
+
+
+_url = click.option("--url", envvar="DETWATCH_URL", default="http://127.0.0.1:8000", show_default=True)
+_token = click.option("--token", envvar="DETWATCH_API_TOKEN", default=None, help="bearer token")
+
+
+def _box(value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        parts = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter("expected x1,y1,x2,y2 numbers", param_hint="--box") from None
+    if len(parts) != 4:
+        raise click.BadParameter("expected four numbers x1,y1,x2,y2", param_hint="--box")
+    return parts
+
+
+@main.command()
+@click.argument("type_", metavar="TYPE", type=click.Choice(FEEDBACK_TYPES))
+@click.option("--prediction-id", default=None)
+@click.option("--trace-id", default=None)
+@click.option("--span-id", default=None)
+@click.option("--detection-index", type=click.IntRange(0), default=None)
+@click.option("--class", "corrected_class", default=None, help="the right class (wrong_label, missed_object)")
+@click.option("--box", default=None, help="the right box x1,y1,x2,y2 (wrong_box, missed_object)")
+@click.option("--reviewer", default=None)
+@click.option("--comment", default=None)
+@_url
+@_token
+def feedback(  # noqa: PLR0917 - click passes every option as an argument
+    type_: str,
+    prediction_id: str | None,
+    trace_id: str | None,
+    span_id: str | None,
+    detection_index: int | None,
+    corrected_class: str | None,
+    box: str | None,
+    reviewer: str | None,
+    comment: str | None,
+    url: str,
+    token: str | None,
+) -> None:
+    """Post one feedback item about a prediction."""
+    fields: dict[str, Any] = {
+        "prediction_id": prediction_id,
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "detection_index": detection_index,
+        "corrected_class": corrected_class,
+        "corrected_box": _box(box),
+        "reviewer": reviewer,
+        "comment": comment,
+    }
+    try:
+        record = _client(url, token).send_feedback(type=type_, **fields)
+    except DetwatchError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(record, indent=2))
+
+
+@main.command()
+@_url
+@_token
+def status(url: str, token: str | None) -> None:
+    """Show the service's version and stored counts."""
+    try:
+        record = _client(url, token).status()
+    except DetwatchError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"detwatch {record.get('version')} at {url}, database {record.get('database')}")
+    for table, count in sorted(record.get("counts", {}).items()):
+        click.echo(f"  {table:<20} {count}")
+
+
+@main.command()
+@click.option("--limit", type=click.IntRange(1), default=None, help="only the first N images")
+def demo(limit: int | None) -> None:
+    """Run the instrumentation demo (OpenCV face detector on bundled images)."""
+    from . import demo as demo_module
+
+    demo_module.run(limit=limit)

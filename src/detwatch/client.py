@@ -1,0 +1,283 @@
+"""The Python client of the companion: the calls of the user guide, on ``requests``.
+
+Usage::
+
+    import detwatch
+
+    client = detwatch.Client(base_url="http://127.0.0.1:8000", token="...")
+    model = client.register_model(model_id="vehicles", version="v2")
+    dataset = client.create_dataset(name="vehicles")
+    client.send_feedback(type="wrong_label", prediction_id="...", corrected_class="truck")
+
+Created objects and reports are :class:`Record` values: dictionaries that also allow
+attribute access, so both ``model.id`` and ``report["class_drift"]`` work as the user
+guide writes them. Errors raise the exceptions of :mod:`detwatch.exceptions`.
+
+The client retries 429 and 503 answers (the service says it stored nothing and
+when to come back, in ``Retry-After``) with exponential backoff; it retries a failed
+connection only for calls that are safe to repeat (reads, and ingest calls that
+the service de-duplicates). The default timeout is finite.
+
+Calls whose server side comes with later versions of the companion
+(``create_alert``, ``configure_data_engine``, ``check_drift``, ``get_flagged_items``,
+``create_training_job``, ``create_ab_test``, ``get_ab_test_results``) raise
+:class:`~detwatch.exceptions.NotAvailableError` against a server without them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from .exceptions import (
+    AuthenticationError,
+    InvalidRequestError,
+    NotAvailableError,
+    NotFoundError,
+    ResponseError,
+    TransportError,
+    UnavailableError,
+)
+
+__all__ = ["Client", "Record"]
+
+DEFAULT_TIMEOUT_S = 10.0
+MAX_RETRY_AFTER_S = 30.0
+
+
+class Record(dict[str, Any]):
+    """A JSON object from the service, readable as ``record["id"]`` or ``record.id``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return Record(value) if isinstance(value, dict) and not isinstance(value, Record) else value
+
+
+def _record(data: Any) -> Record:
+    if not isinstance(data, dict):
+        raise ResponseError(200, "unexpected_response", f"expected a JSON object, got {type(data).__name__}")
+    return Record(data)
+
+
+class Client:
+    """A client of one companion service.
+
+    ``base_url`` is the service's root (``http://host:port``); ``token`` the bearer
+    token when the service requires one. ``session`` may be any ``requests.Session``
+    (for proxies, TLS settings, or a test transport).
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        retries: int = 3,
+        backoff: float = 0.25,
+        session: requests.Session | None = None,
+    ) -> None:
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url: expected http(s)://host:port, got {base_url!r}")
+        if timeout <= 0:
+            raise ValueError("timeout: must be positive")
+        if retries < 0:
+            raise ValueError("retries: must not be negative")
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.session = session or requests.Session()
+
+    # ------------------------------------------------------------ transport
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        safe_to_repeat: bool = False,
+        call: str = "",
+    ) -> Any:
+        url = f"{self.base_url}{path}"
+        all_headers = {"Accept": "application/json", **(headers or {})}
+        if self.token:
+            all_headers["Authorization"] = f"Bearer {self.token}"
+        attempt = 0
+        while True:
+            try:
+                response = self.session.request(
+                    method, url, json=json, params=params, headers=all_headers, timeout=self.timeout
+                )
+            except requests.RequestException as exc:
+                if safe_to_repeat and attempt < self.retries:
+                    time.sleep(self.backoff * 2.0**attempt)
+                    attempt += 1
+                    continue
+                raise TransportError(f"{method} {url}: {exc}") from exc
+            if response.status_code in (429, 503) and attempt < self.retries:
+                time.sleep(self._retry_delay(response, attempt))
+                attempt += 1
+                continue
+            return self._answer(response, call)
+
+    def _retry_delay(self, response: requests.Response, attempt: int) -> float:
+        header = str(response.headers.get("Retry-After", ""))
+        try:
+            return min(float(header), MAX_RETRY_AFTER_S)
+        except ValueError:
+            return self.backoff * 2.0**attempt
+
+    def _answer(self, response: requests.Response, call: str) -> Any:
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.ok:
+            return data
+        error = data.get("error", {}) if isinstance(data, dict) else {}
+        code = str(error.get("code", "http_error"))
+        message = str(error.get("message", response.reason or "error"))
+        field = error.get("field")
+        status = response.status_code
+        if status in (404, 405) and code in ("not_found", "method_not_allowed") and call:
+            raise NotAvailableError(status, "not_available", f"{call} is not available on this server", None)
+        exc_type: type[ResponseError] = ResponseError
+        if status in (400, 413, 415, 422):
+            exc_type = InvalidRequestError
+        elif status in (401, 403):
+            exc_type = AuthenticationError
+        elif status == 404:
+            exc_type = NotFoundError
+        elif status in (429, 503):
+            exc_type = UnavailableError
+        raise exc_type(status, code, message, str(field) if field is not None else None)
+
+    # ------------------------------------------------------------ registry
+
+    def register_model(
+        self, *, model_id: str, version: str | None = None, metadata: Mapping[str, Any] | None = None
+    ) -> Record:
+        """Register a model (and version); returns it, with ``.id``."""
+        body: dict[str, Any] = {"model_id": model_id, "metadata": dict(metadata or {})}
+        if version is not None:
+            body["version"] = version
+        return _record(self._request("POST", "/v1/models", json=body, safe_to_repeat=True))
+
+    def get_model(self, model_id: str) -> Record:
+        """A model registered or seen in telemetry; :class:`NotFoundError` if unknown."""
+        return _record(self._request("GET", f"/v1/models/{quote(model_id, safe='')}", safe_to_repeat=True))
+
+    def create_dataset(self, *, name: str, description: str = "") -> Record:
+        """A new dataset with its first, empty version (``dataset.version.id``)."""
+        return _record(self._request("POST", "/v1/datasets", json={"name": name, "description": description}))
+
+    def get_dataset(self, dataset_id: str) -> Record:
+        return _record(self._request("GET", f"/v1/datasets/{dataset_id}", safe_to_repeat=True))
+
+    def create_dataset_version(self, *, dataset_id: str, parent_version_id: str | None = None, name: str) -> Record:
+        """A new version of ``dataset_id``, derived from ``parent_version_id``."""
+        body: dict[str, Any] = {"name": name}
+        if parent_version_id is not None:
+            body["parent_version_id"] = parent_version_id
+        return _record(
+            self._request("POST", f"/v1/datasets/{dataset_id}/versions", json=body, call="create_dataset_version")
+        )
+
+    # ------------------------------------------------------------ ingest and feedback
+
+    def send_predictions(self, predictions: Sequence[Mapping[str, Any]]) -> Record:
+        """Store prediction events (the decorator's JSON shape); duplicates are recognised."""
+        return _record(
+            self._request("POST", "/v1/predictions", json={"predictions": list(predictions)}, safe_to_repeat=True)
+        )
+
+    def send_feedback(self, *, type: str, idempotency_key: str | None = None, **fields: Any) -> Record:
+        """Post one feedback item (``prediction_id`` or ``trace_id``/``span_id``, plus what was wrong).
+
+        An idempotency key is generated when none is given, so the client's own
+        retries count once.
+        """
+        key = idempotency_key or uuid.uuid4().hex
+        body = {"type": type, **{k: v for k, v in fields.items() if v is not None}}
+        return _record(
+            self._request("POST", "/v1/feedback", json=body, headers={"Idempotency-Key": key}, safe_to_repeat=True)
+        )
+
+    def status(self) -> Record:
+        return _record(self._request("GET", "/v1/status", safe_to_repeat=True))
+
+    # ------------------------------------------------------------ calls of later companion versions
+
+    def create_alert(
+        self, *, model_id: str, name: str, condition: Mapping[str, Any], notify: Sequence[str] = ()
+    ) -> Record:
+        """An alert on a model metric (``avg_confidence``, ``p99_latency_ms``, ...)."""
+        body = {"name": name, "condition": dict(condition), "notify": list(notify)}
+        return _record(self._request("POST", f"/v1/models/{model_id}/alerts", json=body, call="create_alert"))
+
+    def configure_data_engine(
+        self, *, model_id: str, config: Mapping[str, Any], target_dataset_id: str | None = None
+    ) -> Record:
+        body = {"config": dict(config), "target_dataset_id": target_dataset_id}
+        return _record(
+            self._request(
+                "PUT",
+                f"/v1/models/{model_id}/data-engine",
+                json=body,
+                call="configure_data_engine",
+                safe_to_repeat=True,
+            )
+        )
+
+    def check_drift(self, *, model_id: str, reference_period: str, current_period: str, **options: Any) -> Record:
+        body = {"reference_period": reference_period, "current_period": current_period, **options}
+        return _record(
+            self._request("POST", f"/v1/models/{model_id}/drift", json=body, call="check_drift", safe_to_repeat=True)
+        )
+
+    def get_flagged_items(self, *, dataset_id: str, status: str = "needs_review", limit: int = 100) -> list[Record]:
+        data = self._request(
+            "GET",
+            f"/v1/datasets/{dataset_id}/items",
+            params={"status": status, "limit": limit},
+            call="get_flagged_items",
+            safe_to_repeat=True,
+        )
+        items = data.get("items", []) if isinstance(data, dict) else data
+        return [Record(item) for item in items]
+
+    def create_training_job(
+        self, *, name: str, dataset_id: str, version_id: str, base_model_id: str | None = None, **options: Any
+    ) -> Record:
+        body = {
+            "name": name,
+            "dataset_id": dataset_id,
+            "version_id": version_id,
+            "base_model_id": base_model_id,
+            **options,
+        }
+        return _record(self._request("POST", "/v1/training-jobs", json=body, call="create_training_job"))
+
+    def create_ab_test(
+        self, *, name: str, model_a_id: str, model_b_id: str, config: Mapping[str, Any] | None = None
+    ) -> Record:
+        body = {"name": name, "model_a_id": model_a_id, "model_b_id": model_b_id, "config": dict(config or {})}
+        return _record(self._request("POST", "/v1/ab-tests", json=body, call="create_ab_test"))
+
+    def get_ab_test_results(self, ab_test_id: str) -> Record:
+        return _record(
+            self._request("GET", f"/v1/ab-tests/{ab_test_id}/results", call="get_ab_test_results", safe_to_repeat=True)
+        )

@@ -1,0 +1,129 @@
+"""Companion configuration: environment variables, or a ``detwatch.yaml``.
+
+=========================== ================================================ =====================
+variable                    meaning                                          default
+=========================== ================================================ =====================
+``DETWATCH_DATABASE_URL``   ``sqlite:///path`` or ``postgresql://...``       SQLite in the data dir
+``DETWATCH_DATA_DIR``       SQLite file, generated artifacts, sampled images ``./.detwatch``
+``DETWATCH_API_TOKEN``      bearer token required on ``/v1``                 none (loopback only)
+``DETWATCH_WEBHOOK_SECRET`` Standard Webhooks secret(s), comma-separated     none
+``DETWATCH_RETENTION_DAYS`` days raw prediction events are kept             30
+``DETWATCH_CONFIG``         path of the YAML file                            ``./detwatch.yaml``
+=========================== ================================================ =====================
+
+The YAML file holds the same settings under lowercase names (``database_url``,
+``data_dir``, ``api_token``, ``webhook_secrets``, ``retention_days``); an environment
+variable wins over the file, so a deployment can override one setting without
+editing it. Mistakes raise :class:`ConfigError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .webhooks import parse_secret
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+
+class ConfigError(ValueError):
+    """A setting has an invalid value; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the companion reads at start-up."""
+
+    data_dir: Path = Path(".detwatch")
+    database_url: str = ""
+    api_token: str | None = None
+    webhook_secrets: tuple[str, ...] = ()
+    retention_days: float = 30.0
+    max_body_bytes: int = 32 * 1024 * 1024
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'detwatch.db').resolve()}"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+_KEYS = {
+    "data_dir": "DETWATCH_DATA_DIR",
+    "database_url": "DETWATCH_DATABASE_URL",
+    "api_token": "DETWATCH_API_TOKEN",
+    "webhook_secrets": "DETWATCH_WEBHOOK_SECRET",
+    "retention_days": "DETWATCH_RETENTION_DAYS",
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name == "data_dir":
+        if not isinstance(value, (str, os.PathLike)) or not str(value):
+            raise ConfigError(f"data_dir: expected a path, got {value!r}")
+        return Path(value)
+    if name in ("database_url", "api_token"):
+        if value is None or value == "":
+            return "" if name == "database_url" else None
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string")
+        if name == "database_url" and not value.startswith(("sqlite:", "postgresql:", "postgres:")):
+            raise ConfigError(f"database_url: expected sqlite:///path or postgresql://..., got {value!r}")
+        return value
+    if name == "webhook_secrets":
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(s, str) for s in items):
+            raise ConfigError("webhook_secrets: expected a string or a list of strings")
+        secrets = tuple(s.strip() for s in items if s.strip())
+        for secret in secrets:
+            try:
+                parse_secret(secret)
+            except ValueError as exc:
+                raise ConfigError(f"webhook_secrets: {exc}") from None
+        return secrets
+    if name == "retention_days":
+        try:
+            days = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"retention_days: expected a number, got {value!r}") from None
+        if days <= 0:
+            raise ConfigError("retention_days: must be positive")
+        return days
+    raise ConfigError(f"{name}: unknown setting")  # pragma: no cover - _KEYS is closed
+
+
+def load_settings(environ: Mapping[str, str] | None = None, path: str | os.PathLike[str] | None = None) -> Settings:
+    """Settings from ``detwatch.yaml`` (if present) overridden by the environment."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_path = Path(path or env.get("DETWATCH_CONFIG", "detwatch.yaml"))
+    extra: dict[str, Any] = {}
+    if config_path.is_file():
+        try:
+            loaded = yaml.safe_load(config_path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_path}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config_path}: expected a mapping at the top level")
+        for key, value in loaded.items():
+            if key in _KEYS:
+                values[key] = _coerce(key, value)
+            else:
+                extra[key] = value  # alerts, dashboards: read by their own modules
+    elif path is not None:
+        raise ConfigError(f"config: {config_path} does not exist")
+    for key, variable in _KEYS.items():
+        if variable in env:
+            values[key] = _coerce(key, env[variable])
+    return Settings(**values, extra=extra)

@@ -1,0 +1,77 @@
+"""The companion's one JSON error shape, and the handlers that guarantee it.
+
+Every error the service answers, whatever raised it, is::
+
+    {"error": {"code": "invalid_field", "message": "confidence must be between 0 and 1",
+               "field": "detections[0].confidence"}}
+
+``field`` names what to fix when there is one. Bad input is a 4xx, never a 500 and
+never an HTML page; a database that cannot take writes is a 503 with
+``Retry-After``, so senders retry instead of dropping data.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from .storage import StorageUnavailable
+
+__all__ = ["APIError", "error_response", "init_app"]
+
+_logger = logging.getLogger("detwatch.api")
+
+RETRY_AFTER_S = 2
+
+
+class APIError(Exception):
+    """An error to answer as JSON: status, machine-readable code, message, field."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+    body: dict[str, str] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    response = jsonify({"error": body})
+    response.status_code = status
+    if status in (429, 503):
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers that turn every failure into the JSON shape."""
+
+    @app.errorhandler(APIError)
+    def _api_error(exc: APIError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.field)
+
+    @app.errorhandler(StorageUnavailable)
+    def _unavailable(exc: StorageUnavailable) -> Response:
+        _logger.warning("storage unavailable: %s", exc)
+        return error_response(503, "storage_unavailable", f"the database cannot take writes now: {exc}")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(status, "http_error")
+        response = error_response(status, code, exc.description or exc.name)
+        if status == 405 and exc.response is None:
+            allowed = getattr(exc, "valid_methods", None)
+            if allowed:
+                response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        _logger.exception("unexpected error")
+        return error_response(500, "internal_error", "internal error; see the service log")

@@ -1,0 +1,96 @@
+"""Feedback webhook bodies: validated into :class:`~detwatch.storage.FeedbackInput`.
+
+A feedback item names the prediction (``prediction_id``, or the span's ``trace_id``
+and ``span_id``, which the decorator's events and spans share) and says what was
+wrong. What each type requires:
+
+================== ======================================================
+``correct``        nothing more (``detection_index`` optional)
+``wrong_label``    ``corrected_class`` (the right class)
+``wrong_box``      ``corrected_box`` ([x1, y1, x2, y2] pixels)
+``false_positive`` nothing more (``detection_index`` says which)
+``missed_object``  ``corrected_class`` and ``corrected_box`` of the missed object
+================== ======================================================
+
+``reviewer`` and ``comment`` are optional everywhere; ``time`` defaults to now.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from .predictions import PredictionError, parse_time
+from .storage import FEEDBACK_TYPES, FeedbackInput, FeedbackType
+
+__all__ = ["parse_feedback"]
+
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+MAX_TEXT = 4096
+
+
+def _text(obj: Mapping[str, Any], key: str, limit: int = 256) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise PredictionError(key, "must be a non-empty string")
+    if len(value) > limit:
+        raise PredictionError(key, f"longer than {limit} characters")
+    return value
+
+
+def parse_feedback(obj: Any, *, idempotency_key: str | None = None) -> FeedbackInput:
+    """Validate one feedback item; raises :class:`PredictionError` naming the field."""
+    if not isinstance(obj, Mapping):
+        raise PredictionError("feedback", "must be a JSON object")
+    kind = obj.get("type")
+    if kind not in FEEDBACK_TYPES:
+        raise PredictionError("type", f"must be one of {', '.join(FEEDBACK_TYPES)}")
+    feedback_type: FeedbackType = kind
+    prediction_id = _text(obj, "prediction_id")
+    trace_id = _text(obj, "trace_id")
+    span_id = _text(obj, "span_id")
+    if trace_id is not None and not _HEX32.match(trace_id):
+        raise PredictionError("trace_id", "must be 32 lowercase hex digits")
+    if span_id is not None and not _HEX16.match(span_id):
+        raise PredictionError("span_id", "must be 16 lowercase hex digits")
+    if prediction_id is None and (trace_id is None or span_id is None):
+        raise PredictionError("prediction_id", "name the prediction: prediction_id, or trace_id and span_id")
+    index = obj.get("detection_index")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+        raise PredictionError("detection_index", "must be a non-negative integer")
+    corrected_class = _text(obj, "corrected_class")
+    raw_box = obj.get("corrected_box")
+    corrected_box: tuple[float, float, float, float] | None = None
+    if raw_box is not None:
+        if not isinstance(raw_box, list) or len(raw_box) != 4:
+            raise PredictionError("corrected_box", "must be [x1, y1, x2, y2] in pixels")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in raw_box):
+            raise PredictionError("corrected_box", "must hold four finite numbers")
+        x1, y1, x2, y2 = (float(v) for v in raw_box)
+        if x2 <= x1 or y2 <= y1:
+            raise PredictionError("corrected_box", "needs x2 > x1 and y2 > y1 (xyxy)")
+        corrected_box = (x1, y1, x2, y2)
+    if feedback_type in ("wrong_label", "missed_object") and corrected_class is None:
+        raise PredictionError("corrected_class", f"is required for {feedback_type}")
+    if feedback_type in ("wrong_box", "missed_object") and corrected_box is None:
+        raise PredictionError("corrected_box", f"is required for {feedback_type}")
+    stamp = parse_time(obj["time"]) if obj.get("time") is not None else time.time_ns()
+    return FeedbackInput(
+        type=feedback_type,
+        prediction_id=prediction_id,
+        trace_id=trace_id,
+        span_id=span_id,
+        detection_index=index,
+        corrected_class=corrected_class,
+        corrected_box=corrected_box,
+        reviewer=_text(obj, "reviewer"),
+        comment=_text(obj, "comment", MAX_TEXT),
+        idempotency_key=idempotency_key,
+        time_unix_nano=stamp,
+    )

@@ -1,0 +1,875 @@
+"""The SQL both backends share: one implementation of :class:`~detwatch.storage.Storage`.
+
+Every query is written once, with ``?`` placeholders (PostgreSQL's backend turns
+them into ``%s``), so that SQLite and PostgreSQL behave identically; a backend
+supplies only connections, transaction statements, locks and the mapping of its
+errors to :class:`StorageUnavailable`.
+
+Decisions the code cannot show:
+
+- **Connections.** A small pool per process (at most ``pool_size`` open, each used
+  by one thread at a time), rather than one connection per thread: gunicorn's
+  ``gthread`` workers and Flask's dev server come and go with threads, and a
+  connection left behind by a finished thread would stay open until garbage
+  collection. A connection that failed is closed instead of being returned; one
+  taken from the pool that turns out dead when its transaction begins (the server
+  restarted while it was idle) is replaced once, transparently. After a ``fork``
+  the child never touches its parent's connections.
+- **Idempotent ingest.** ``INSERT ... ON CONFLICT (prediction_id) DO NOTHING
+  RETURNING prediction_id`` says which events are new; only those update models and
+  aggregates, in the same transaction, so a re-sent batch changes nothing.
+- **Mergeable aggregates.** A batch is summed per cell in Python first, then one
+  ``INSERT ... ON CONFLICT ... DO UPDATE SET count = aggregates.count +
+  excluded.count`` per cell.
+- **Lock order.** Writers touch rows in one global order (predictions by id, then
+  models, versions, aggregate cells and feedback rows, each sorted) so that
+  concurrent PostgreSQL transactions cannot deadlock on each other; a deadlock or
+  serialization failure that happens anyway is retried.
+- **Late joins.** A feedback post and the ingest of its prediction may run at the
+  same time; under PostgreSQL's READ COMMITTED neither would see the other's
+  uncommitted row and the join would be lost. Ingest therefore holds a *shared*
+  lock and feedback an *exclusive* one (SQLite's write lock already serialises
+  them), so the later of the two always sees the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, cast
+
+from ..predictions import DetectionRecord, ImageRef, Prediction
+from . import (
+    CONFIDENCE_BINS,
+    AggregateRow,
+    DatasetRecord,
+    DatasetVersionRecord,
+    FeedbackInput,
+    FeedbackRecord,
+    FeedbackType,
+    IngestResult,
+    ModelRecord,
+    StorageError,
+    StorageUnavailable,
+)
+from ._schema import LATEST_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, TABLES, Dialect, statements_for
+
+__all__ = ["LockName", "SQLStorage", "Transaction", "aggregate_cells", "confidence_bin"]
+
+T = TypeVar("T")
+C = TypeVar("C")
+
+NS_PER_SECOND: Final = 1_000_000_000
+SECONDS_PER_HOUR: Final = 3600
+BIN_WIDTH: Final = 1.0 / CONFIDENCE_BINS
+
+CHUNK_ROWS: Final = 500
+"""Values per IN list, far below SQLite's 32766 and PostgreSQL's 65535 bound parameters."""
+
+EXPIRE_CHUNK: Final = 5000
+"""Predictions deleted per transaction, so that expiry never holds the write lock long."""
+
+WRITE_ATTEMPTS: Final = 5
+"""Tries of a write transaction that failed with a deadlock or serialization failure."""
+
+DATASET_FIRST_VERSION: Final = "v1"
+
+LockName = Literal["migrate", "feedback_join"]
+
+
+class Transaction:
+    """One open transaction: runs the shared SQL on a backend cursor."""
+
+    def __init__(
+        self,
+        cursor: Any,
+        convert: Callable[[str], str],
+        returning_many: Callable[[Any, str, list[tuple[Any, ...]]], list[tuple[Any, ...]]],
+    ) -> None:
+        self._cursor = cursor  # a DB-API cursor: sqlite3's and psycopg's fit
+        self._convert = convert
+        self._returning_many = returning_many
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a statement and return its rows (an empty list when it returns none)."""
+        self._cursor.execute(self._convert(sql), tuple(params))
+        if self._cursor.description is None:
+            return []
+        return [tuple(row) for row in self._cursor.fetchall()]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; returns the number of rows it changed."""
+        self._cursor.execute(self._convert(sql), tuple(params))
+        return int(self._cursor.rowcount)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._cursor.executemany(self._convert(sql), [tuple(r) for r in rows])
+
+    def query_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        """Run a one-row statement with ``RETURNING`` once per parameter row; all rows returned."""
+        if not rows:
+            return []
+        return self._returning_many(self._cursor, self._convert(sql), [tuple(r) for r in rows])
+
+
+class _Pool(Generic[C]):
+    """At most ``size`` connections of one process, each lent to one thread at a time."""
+
+    def __init__(
+        self,
+        connect: Callable[[], C],
+        discard: Callable[[C], None],
+        usable: Callable[[C], bool],
+        size: int,
+        timeout: float,
+    ) -> None:
+        if size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self._connect = connect
+        self._discard = discard
+        self._usable = usable
+        self._size = size
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[C] = []
+        self._closed = False
+        self._pid = os.getpid()
+        self._orphans: list[C] = []
+
+    def _after_fork(self) -> None:
+        # A forked child shares its parent's sockets and file handles: closing them here
+        # would end the parent's PostgreSQL sessions, so they are only forgotten (kept
+        # referenced, so that no finaliser runs on them either).
+        with self._lock:
+            if self._pid != os.getpid():
+                self._orphans.extend(self._idle)
+                self._idle = []
+                self._slots = threading.BoundedSemaphore(self._size)
+                self._pid = os.getpid()
+
+    @contextmanager
+    def connection(self) -> Iterator[tuple[C, bool]]:
+        """Lend a connection; the flag says whether it was reused from the pool."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self._closed:
+            raise StorageError("storage is closed")
+        slots = self._slots
+        if not slots.acquire(timeout=self._timeout):
+            raise StorageUnavailable(f"all {self._size} database connections stayed busy for {self._timeout:g} s")
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            reused = conn is not None
+            if conn is None:
+                conn = self._connect()
+            keep = False
+            try:
+                yield conn, reused
+                keep = True
+            finally:
+                keep = keep or self._usable(conn)
+                with self._lock:
+                    if keep and not self._closed and self._pid == os.getpid():
+                        self._idle.append(conn)
+                        conn = None
+                if conn is not None:
+                    self._discard_quietly(conn)
+        finally:
+            slots.release()
+
+    def _discard_quietly(self, conn: C) -> None:
+        # Closing a broken connection may fail too; that must not mask the real error.
+        with contextlib.suppress(Exception):
+            self._discard(conn)
+
+    def purge(self) -> None:
+        """Close the idle connections (one was found dead: the others likely are too)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            self._discard_quietly(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self.purge()
+
+
+class _StaleConnection(Exception):
+    """A pooled connection was found dead when its transaction began: use a fresh one."""
+
+
+def confidence_bin(confidence: float) -> int:
+    """The histogram bin of a confidence: 20 bins of 0.05, 1.0 in the last."""
+    return min(int(confidence / BIN_WIDTH), CONFIDENCE_BINS - 1)
+
+
+AggregateKey = tuple[str, str, str, int, str, str]
+
+
+def aggregate_cells(predictions: Sequence[Prediction]) -> dict[AggregateKey, tuple[int, float]]:
+    """Sum a batch into aggregate cells ``(model_id, version, ab_variant, hour_unix, kind, key)``.
+
+    ``images``: count = images, value = their detections; ``empty_images``: count;
+    ``detections`` (class) and ``confidence`` (``class|bin``): count = detections,
+    value = the sum of their confidences; ``latency_ms_sum``: count = images that
+    reported a latency, value = the sum of those latencies.
+    """
+    cells: dict[AggregateKey, tuple[int, float]] = {}
+
+    def add(key: AggregateKey, count: int, value: float) -> None:
+        old_count, old_value = cells.get(key, (0, 0.0))
+        cells[key] = (old_count + count, old_value + value)
+
+    for p in predictions:
+        hour = p.time_unix_nano // NS_PER_SECOND // SECONDS_PER_HOUR * SECONDS_PER_HOUR
+        base = (p.model_id, p.model_version, p.ab_variant or "", hour)
+        add((*base, "images", ""), 1, float(len(p.detections)))
+        if not p.detections:
+            add((*base, "empty_images", ""), 1, 0.0)
+        for d in p.detections:
+            add((*base, "detections", d.class_name), 1, d.confidence)
+            add((*base, "confidence", f"{d.class_name}|{confidence_bin(d.confidence)}"), 1, d.confidence)
+        if p.latency_ms is not None:
+            add((*base, "latency_ms_sum", ""), 1, p.latency_ms)
+    return cells
+
+
+def _chunks(items: Sequence[T], size: int = CHUNK_ROWS) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _ceil_seconds(unix_nano: int) -> int:
+    return -(-unix_nano // NS_PER_SECOND)
+
+
+_PREDICTION_COLUMNS: Final = (
+    "prediction_id, model_id, model_version, ab_variant, time_unix_nano, latency_ms, image_key, image_uri, "
+    "image_width, image_height, trace_id, span_id, detections, attributes, received_unix_nano"
+)
+_PREDICTION_WIDTH: Final = 15
+
+_FEEDBACK_COLUMNS: Final = (
+    "id, type, prediction_id, trace_id, span_id, detection_index, corrected_class, corrected_box, reviewer, comment, "
+    "time_unix_nano, model_id"
+)
+
+_UPSERT_AGGREGATE: Final = """
+INSERT INTO aggregates (model_id, model_version, ab_variant, hour_unix, kind, key, count, value)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (model_id, model_version, ab_variant, hour_unix, kind, key) DO UPDATE SET
+    count = aggregates.count + excluded.count,
+    value = aggregates.value + excluded.value
+"""
+
+# Portable LEAST/GREATEST: SQLite spells them min()/max(), PostgreSQL does not.
+_UPSERT_MODEL_SEEN: Final = """
+INSERT INTO models (model_id, metadata, first_seen_unix_nano, last_seen_unix_nano) VALUES (?, '{}', ?, ?)
+ON CONFLICT (model_id) DO UPDATE SET
+    first_seen_unix_nano = CASE WHEN excluded.first_seen_unix_nano < models.first_seen_unix_nano
+        THEN excluded.first_seen_unix_nano ELSE models.first_seen_unix_nano END,
+    last_seen_unix_nano = CASE WHEN excluded.last_seen_unix_nano > models.last_seen_unix_nano
+        THEN excluded.last_seen_unix_nano ELSE models.last_seen_unix_nano END
+WHERE excluded.first_seen_unix_nano < models.first_seen_unix_nano
+    OR excluded.last_seen_unix_nano > models.last_seen_unix_nano
+"""
+
+_UPSERT_VERSION_SEEN: Final = """
+INSERT INTO model_versions (model_id, version, first_seen_unix_nano, last_seen_unix_nano) VALUES (?, ?, ?, ?)
+ON CONFLICT (model_id, version) DO UPDATE SET
+    first_seen_unix_nano = CASE WHEN excluded.first_seen_unix_nano < model_versions.first_seen_unix_nano
+        THEN excluded.first_seen_unix_nano ELSE model_versions.first_seen_unix_nano END,
+    last_seen_unix_nano = CASE WHEN excluded.last_seen_unix_nano > model_versions.last_seen_unix_nano
+        THEN excluded.last_seen_unix_nano ELSE model_versions.last_seen_unix_nano END
+WHERE excluded.first_seen_unix_nano < model_versions.first_seen_unix_nano
+    OR excluded.last_seen_unix_nano > model_versions.last_seen_unix_nano
+"""
+
+
+class SQLStorage:
+    """The shared implementation; subclasses provide the connection-level hooks below."""
+
+    dialect: ClassVar[Dialect]
+    errors: ClassVar[tuple[type[Exception], ...]]
+    """The driver's exception base classes, translated by :meth:`_translate`."""
+    table_exists_sql: ClassVar[str]
+
+    url: str
+
+    def __init__(self, url: str, *, pool_size: int, pool_timeout: float) -> None:
+        self.url = url
+        self._pool: _Pool[Any] = _Pool(self._connect, self._discard, self._usable, pool_size, pool_timeout)
+
+    # ------------------------------------------------------------------ backend hooks
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _discard(self, conn: Any) -> None:
+        conn.close()
+
+    def _usable(self, conn: Any) -> bool:
+        """Whether ``conn`` can go back to the pool (no transaction left open, not broken)."""
+        raise NotImplementedError
+
+    def _begin(self, conn: Any, *, write: bool) -> Any:
+        """Start a transaction; returns the cursor to run it on."""
+        raise NotImplementedError
+
+    def _rollback(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    def _convert(self, sql: str) -> str:
+        return sql
+
+    def _returning_many(self, cursor: Any, sql: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Run ``sql`` once per row, collecting what it returns (in process, one by one is cheap)."""
+        out: list[tuple[Any, ...]] = []
+        for row in rows:
+            cursor.execute(sql, row)
+            out.extend(tuple(r) for r in cursor.fetchall())
+        return out
+
+    def _lock(self, tx: Transaction, name: LockName, *, shared: bool = False) -> None:
+        """Take a transaction-scoped lock (no-op where the write lock already serialises writers)."""
+
+    def _translate(self, exc: Exception) -> StorageError:
+        raise NotImplementedError
+
+    def _retryable(self, exc: Exception) -> bool:
+        return False
+
+    # ------------------------------------------------------------------ transactions
+
+    def _run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
+        """Run ``work`` in one transaction, retrying deadlocks; driver errors become StorageError."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self._pool.connection() as (conn, reused):
+                    return self._transaction(conn, reused, work, write=write)
+            except _StaleConnection as stale:
+                self._pool.purge()
+                if attempt >= WRITE_ATTEMPTS:
+                    raise self._translate(cast(Exception, stale.__cause__)) from stale.__cause__
+            except self.errors as exc:
+                if self._retryable(exc) and attempt < WRITE_ATTEMPTS:
+                    time.sleep(random.uniform(0.0, 0.02 * attempt))
+                    continue
+                raise self._translate(exc) from exc
+
+    def _transaction(self, conn: Any, reused: bool, work: Callable[[Transaction], T], *, write: bool) -> T:
+        try:
+            cursor = self._begin(conn, write=write)
+        except self.errors as exc:
+            if reused and not self._usable(conn):
+                raise _StaleConnection() from exc
+            raise
+        try:
+            result = work(Transaction(cursor, self._convert, self._returning_many))
+            cursor.execute("COMMIT")
+        except BaseException:
+            # The original error matters; a connection that cannot roll back is dropped by the pool.
+            with contextlib.suppress(Exception):
+                self._rollback(conn)
+            raise
+        return result
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # ------------------------------------------------------------------ migrations
+
+    def _schema_version(self, tx: Transaction) -> int:
+        if not tx.query(self.table_exists_sql, ("schema_migrations",)):
+            return 0
+        rows = tx.query("SELECT MAX(version) FROM schema_migrations")
+        return int(rows[0][0] or 0)
+
+    def migrate(self) -> int:
+        current = self._run(self._schema_version, write=False)
+        if current > LATEST_VERSION:
+            raise StorageError(
+                f"the database schema is version {current}, newer than this detwatch knows ({LATEST_VERSION}): "
+                "upgrade detwatch"
+            )
+        if current == LATEST_VERSION:
+            return current  # the common start-up: no write lock taken, works on a read-only database
+        return self._run(self._apply_migrations, write=True)
+
+    def _apply_migrations(self, tx: Transaction) -> int:
+        self._lock(tx, "migrate")
+        tx.execute(SCHEMA_MIGRATIONS_TABLE)
+        applied = {int(row[0]) for row in tx.query("SELECT version FROM schema_migrations")}
+        now = time.time_ns()
+        for version, statements in MIGRATIONS:
+            if version in applied:
+                continue
+            for statement in statements_for(statements, self.dialect):
+                tx.execute(statement)
+            tx.execute("INSERT INTO schema_migrations (version, applied_unix_nano) VALUES (?, ?)", (version, now))
+            applied.add(version)
+        return max(applied)
+
+    # ------------------------------------------------------------------ predictions
+
+    def ingest_predictions(self, predictions: Sequence[Prediction]) -> IngestResult:
+        if not predictions:
+            return IngestResult(inserted=0, duplicates=0)
+        unique: dict[str, Prediction] = {}
+        for p in predictions:
+            unique.setdefault(p.prediction_id, p)
+        ordered = [unique[k] for k in sorted(unique)]
+        received = time.time_ns()
+        rows = [_prediction_row(p, received) for p in ordered]
+
+        def work(tx: Transaction) -> tuple[int, int]:
+            self._lock(tx, "feedback_join", shared=True)
+            new_ids: set[str] = set()
+            new_ids.update(
+                str(r[0])
+                for r in tx.query_many(
+                    f"INSERT INTO predictions ({_PREDICTION_COLUMNS}) VALUES ({_marks(_PREDICTION_WIDTH)}) "
+                    "ON CONFLICT (prediction_id) DO NOTHING RETURNING prediction_id",
+                    rows,
+                )
+            )
+            new = [p for p in ordered if p.prediction_id in new_ids]
+            if not new:
+                return 0, 0
+            self._record_models(tx, new)
+            cells = aggregate_cells(new)
+            tx.executemany(_UPSERT_AGGREGATE, [(*key, count, value) for key, (count, value) in sorted(cells.items())])
+            return len(new), self._join_feedback(tx, new)
+
+        inserted, joined = self._run(work, write=True)
+        return IngestResult(inserted=inserted, duplicates=len(predictions) - inserted, feedback_joined=joined)
+
+    def _record_models(self, tx: Transaction, new: Sequence[Prediction]) -> None:
+        models: dict[str, tuple[int, int]] = {}
+        versions: dict[tuple[str, str], tuple[int, int]] = {}
+        for p in new:
+            t = p.time_unix_nano
+            first, last = models.get(p.model_id, (t, t))
+            models[p.model_id] = (min(first, t), max(last, t))
+            if p.model_version:
+                key = (p.model_id, p.model_version)
+                first, last = versions.get(key, (t, t))
+                versions[key] = (min(first, t), max(last, t))
+        tx.executemany(_UPSERT_MODEL_SEEN, [(m, f, la) for m, (f, la) in sorted(models.items())])
+        tx.executemany(_UPSERT_VERSION_SEEN, [(m, v, f, la) for (m, v), (f, la) in sorted(versions.items())])
+
+    def _join_feedback(self, tx: Transaction, new: Sequence[Prediction]) -> int:
+        """Attach feedback that arrived before these (new) predictions; returns how many rows."""
+        by_id = {p.prediction_id: p for p in new}
+        updates: list[tuple[str, str, tuple[Any, ...]]] = []  # (feedback id, sql, params)
+
+        # Feedback that named the prediction by id: it only lacks the model (and maybe the span).
+        waiting_by_id: list[tuple[Any, ...]] = []
+        for chunk in _chunks(list(by_id)):
+            waiting_by_id += tx.query(
+                "SELECT id, prediction_id FROM feedback "
+                f"WHERE model_id IS NULL AND prediction_id IN ({_marks(len(chunk))})",
+                chunk,
+            )
+        for feedback_id, prediction_id in waiting_by_id:
+            p = by_id[prediction_id]
+            updates.append(
+                (
+                    feedback_id,
+                    "UPDATE feedback SET model_id = ?, trace_id = COALESCE(trace_id, ?), "
+                    "span_id = COALESCE(span_id, ?) WHERE id = ?",
+                    (p.model_id, p.trace_id, p.span_id, feedback_id),
+                )
+            )
+
+        # Feedback that named the span: joined when the span holds exactly one prediction.
+        spans = {(p.trace_id, p.span_id) for p in new if p.trace_id is not None and p.span_id is not None}
+        waiting_by_span: dict[tuple[str, str], list[str]] = {}
+        traces = sorted({trace for trace, _ in spans})
+        for chunk in _chunks(traces):
+            for feedback_id, trace_id, span_id in tx.query(
+                "SELECT id, trace_id, span_id FROM feedback WHERE model_id IS NULL AND prediction_id IS NULL "
+                f"AND trace_id IN ({_marks(len(chunk))})",
+                chunk,
+            ):
+                if (trace_id, span_id) in spans:
+                    waiting_by_span.setdefault((trace_id, span_id), []).append(feedback_id)
+        for (trace_id, span_id), feedback_ids in waiting_by_span.items():
+            found = tx.query(
+                "SELECT prediction_id, model_id FROM predictions WHERE trace_id = ? AND span_id = ?",
+                (trace_id, span_id),
+            )
+            models = {row[1] for row in found}
+            for feedback_id in feedback_ids:
+                if len(found) == 1:
+                    sql = "UPDATE feedback SET prediction_id = ?, model_id = ? WHERE id = ?"
+                    updates.append((feedback_id, sql, (found[0][0], found[0][1], feedback_id)))
+                elif len(models) == 1:
+                    # A batch span: which image is meant stays unknown; the model is not.
+                    sql = "UPDATE feedback SET model_id = ? WHERE id = ?"
+                    updates.append((feedback_id, sql, (found[0][1], feedback_id)))
+
+        joined = 0
+        for _, sql, params in sorted(updates, key=lambda u: u[0]):
+            joined += tx.execute(sql, params)
+        return joined
+
+    def get_prediction(self, prediction_id: str) -> Prediction | None:
+        rows = self._run(
+            lambda tx: tx.query(
+                f"SELECT {_PREDICTION_COLUMNS} FROM predictions WHERE prediction_id = ?", (prediction_id,)
+            ),
+            write=False,
+        )
+        return _prediction_from_row(rows[0]) if rows else None
+
+    def find_predictions_by_span(self, trace_id: str, span_id: str) -> list[Prediction]:
+        rows = self._run(
+            lambda tx: tx.query(
+                f"SELECT {_PREDICTION_COLUMNS} FROM predictions WHERE trace_id = ? AND span_id = ? "
+                "ORDER BY prediction_id",
+                (trace_id, span_id),
+            ),
+            write=False,
+        )
+        return [_prediction_from_row(r) for r in rows]
+
+    def expire_predictions(self, before_unix_nano: int) -> int:
+        total = 0
+        while True:
+            deleted = self._run(
+                lambda tx: tx.execute(
+                    "DELETE FROM predictions WHERE prediction_id IN "
+                    "(SELECT prediction_id FROM predictions WHERE time_unix_nano < ? LIMIT ?)",
+                    (before_unix_nano, EXPIRE_CHUNK),
+                ),
+                write=True,
+            )
+            total += deleted
+            if deleted < EXPIRE_CHUNK:
+                return total
+
+    # ------------------------------------------------------------------ feedback
+
+    def add_feedback(self, items: Sequence[FeedbackInput]) -> list[FeedbackRecord]:
+        if not items:
+            return []
+        received = time.time_ns()
+
+        def work(tx: Transaction) -> list[FeedbackRecord]:
+            self._lock(tx, "feedback_join")
+            out: list[FeedbackRecord] = []
+            for item in items:
+                if item.idempotency_key is not None:
+                    stored = self._feedback_by_key(tx, item.idempotency_key)
+                    if stored is not None:
+                        out.append(replace(stored, duplicate=True))
+                        continue
+                record = self._resolve_feedback(tx, item, received)
+                inserted = tx.query(
+                    f"INSERT INTO feedback (idempotency_key, received_unix_nano, {_FEEDBACK_COLUMNS}) "
+                    f"VALUES ({_marks(14)}) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                    (item.idempotency_key, received, *_feedback_row(record)),
+                )
+                if not inserted:  # a concurrent post with the same key won
+                    assert item.idempotency_key is not None
+                    stored = self._feedback_by_key(tx, item.idempotency_key)
+                    assert stored is not None
+                    record = replace(stored, duplicate=True)
+                out.append(record)
+            return out
+
+        return self._run(work, write=True)
+
+    def _feedback_by_key(self, tx: Transaction, key: str) -> FeedbackRecord | None:
+        rows = tx.query(f"SELECT {_FEEDBACK_COLUMNS} FROM feedback WHERE idempotency_key = ?", (key,))
+        return _feedback_from_row(rows[0]) if rows else None
+
+    def _resolve_feedback(self, tx: Transaction, item: FeedbackInput, received: int) -> FeedbackRecord:
+        prediction_id = item.prediction_id
+        trace_id, span_id, model_id = item.trace_id, item.span_id, None
+        if prediction_id is not None:
+            rows = tx.query(
+                "SELECT model_id, trace_id, span_id FROM predictions WHERE prediction_id = ?", (prediction_id,)
+            )
+            if rows:
+                model_id = rows[0][0]
+                trace_id = trace_id if trace_id is not None else rows[0][1]
+                span_id = span_id if span_id is not None else rows[0][2]
+        elif trace_id is not None and span_id is not None:
+            rows = tx.query(
+                "SELECT prediction_id, model_id FROM predictions WHERE trace_id = ? AND span_id = ?",
+                (trace_id, span_id),
+            )
+            if len(rows) == 1:
+                prediction_id, model_id = rows[0]
+            elif len({row[1] for row in rows}) == 1:
+                model_id = rows[0][1]  # a batch span: the image stays unknown, the model does not
+        return FeedbackRecord(
+            id=uuid.uuid4().hex,
+            type=item.type,
+            prediction_id=prediction_id,
+            trace_id=trace_id,
+            span_id=span_id,
+            detection_index=item.detection_index,
+            corrected_class=item.corrected_class,
+            corrected_box=item.corrected_box,
+            reviewer=item.reviewer,
+            comment=item.comment,
+            time_unix_nano=item.time_unix_nano or received,
+            model_id=model_id,
+        )
+
+    def list_feedback(self, *, model_id: str | None = None, limit: int = 100) -> list[FeedbackRecord]:
+        where, params = ("WHERE model_id = ? ", (model_id,)) if model_id is not None else ("", ())
+        rows = self._run(
+            lambda tx: tx.query(
+                f"SELECT {_FEEDBACK_COLUMNS} FROM feedback {where}ORDER BY time_unix_nano DESC, id LIMIT ?",
+                (*params, max(0, limit)),
+            ),
+            write=False,
+        )
+        return [_feedback_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ models
+
+    def register_model(self, model_id: str, version: str | None, metadata: dict[str, Any]) -> ModelRecord:
+        """Create or update a model; non-empty ``metadata`` replaces the stored one, empty keeps it."""
+        now = time.time_ns()
+
+        def work(tx: Transaction) -> ModelRecord:
+            conflict = "DO UPDATE SET metadata = excluded.metadata" if metadata else "DO NOTHING"
+            tx.execute(
+                "INSERT INTO models (model_id, metadata, first_seen_unix_nano, last_seen_unix_nano) "
+                f"VALUES (?, ?, ?, ?) ON CONFLICT (model_id) {conflict}",
+                (model_id, _dumps(metadata), now, now),
+            )
+            if version:
+                tx.execute(
+                    "INSERT INTO model_versions (model_id, version, first_seen_unix_nano, last_seen_unix_nano) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (model_id, version) DO NOTHING",
+                    (model_id, version, now, now),
+                )
+            return self._models(tx, model_id)[0]
+
+        return self._run(work, write=True)
+
+    def _models(self, tx: Transaction, model_id: str | None) -> list[ModelRecord]:
+        where, params = ("WHERE model_id = ? ", (model_id,)) if model_id is not None else ("", ())
+        models = tx.query(
+            f"SELECT model_id, metadata, first_seen_unix_nano, last_seen_unix_nano FROM models {where}"
+            "ORDER BY model_id",
+            params,
+        )
+        versions: dict[str, list[str]] = {}
+        for mid, version in tx.query(
+            f"SELECT model_id, version FROM model_versions {where}ORDER BY model_id, first_seen_unix_nano, version",
+            params,
+        ):
+            versions.setdefault(mid, []).append(version)
+        return [
+            ModelRecord(
+                id=mid,
+                versions=tuple(versions.get(mid, ())),
+                first_seen_unix_nano=int(first),
+                last_seen_unix_nano=int(last),
+                metadata=json.loads(meta),
+            )
+            for mid, meta, first, last in models
+        ]
+
+    def get_model(self, model_id: str) -> ModelRecord | None:
+        found = self._run(lambda tx: self._models(tx, model_id), write=False)
+        return found[0] if found else None
+
+    def list_models(self) -> list[ModelRecord]:
+        return self._run(lambda tx: self._models(tx, None), write=False)
+
+    # ------------------------------------------------------------------ datasets
+
+    def create_dataset(self, name: str, description: str) -> DatasetRecord:
+        now = time.time_ns()
+        dataset_id, version_id = uuid.uuid4().hex, uuid.uuid4().hex
+
+        def work(tx: Transaction) -> None:
+            tx.execute(
+                "INSERT INTO datasets (id, name, description, created_unix_nano) VALUES (?, ?, ?, ?)",
+                (dataset_id, name, description, now),
+            )
+            tx.execute(
+                "INSERT INTO dataset_versions (id, dataset_id, name, parent_version_id, created_unix_nano) "
+                "VALUES (?, ?, ?, NULL, ?)",
+                (version_id, dataset_id, DATASET_FIRST_VERSION, now),
+            )
+
+        self._run(work, write=True)
+        version = DatasetVersionRecord(version_id, dataset_id, DATASET_FIRST_VERSION, None, now)
+        return DatasetRecord(dataset_id, name, description, now, (version,))
+
+    def get_dataset(self, dataset_id: str) -> DatasetRecord | None:
+        def work(tx: Transaction) -> DatasetRecord | None:
+            rows = tx.query("SELECT name, description, created_unix_nano FROM datasets WHERE id = ?", (dataset_id,))
+            if not rows:
+                return None
+            versions = tx.query(
+                "SELECT id, dataset_id, name, parent_version_id, created_unix_nano FROM dataset_versions "
+                "WHERE dataset_id = ? ORDER BY created_unix_nano, id",
+                (dataset_id,),
+            )
+            name, description, created = rows[0]
+            return DatasetRecord(
+                dataset_id,
+                name,
+                description,
+                int(created),
+                tuple(DatasetVersionRecord(v[0], v[1], v[2], v[3], int(v[4])) for v in versions),
+            )
+
+        return self._run(work, write=False)
+
+    def create_dataset_version(self, dataset_id: str, name: str, parent_version_id: str | None) -> DatasetVersionRecord:
+        """A new version, ordered after every existing one; raises ``LookupError`` for an unknown dataset."""
+        version_id = uuid.uuid4().hex
+
+        def work(tx: Transaction) -> DatasetVersionRecord:
+            if not tx.query("SELECT 1 FROM datasets WHERE id = ?", (dataset_id,)):
+                raise LookupError(f"no dataset {dataset_id!r}")
+            latest = tx.query("SELECT MAX(created_unix_nano) FROM dataset_versions WHERE dataset_id = ?", (dataset_id,))
+            # The latest version is the last by creation time: never let a clock step make it older.
+            created = max(time.time_ns(), int(latest[0][0] or 0) + 1)
+            tx.execute(
+                "INSERT INTO dataset_versions (id, dataset_id, name, parent_version_id, created_unix_nano) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (version_id, dataset_id, name, parent_version_id, created),
+            )
+            return DatasetVersionRecord(version_id, dataset_id, name, parent_version_id, created)
+
+        return self._run(work, write=True)
+
+    # ------------------------------------------------------------------ aggregates, counts
+
+    def aggregates(
+        self, model_id: str, start_unix_nano: int, end_unix_nano: int, kinds: Sequence[str] | None = None
+    ) -> list[AggregateRow]:
+        """Cells of ``model_id`` whose hour starts in ``[start, end)``."""
+        sql = (
+            "SELECT model_id, model_version, ab_variant, hour_unix, kind, key, count, value FROM aggregates "
+            "WHERE model_id = ? AND hour_unix >= ? AND hour_unix < ?"
+        )
+        params: list[Any] = [model_id, _ceil_seconds(start_unix_nano), _ceil_seconds(end_unix_nano)]
+        if kinds is not None:
+            if not kinds:
+                return []
+            sql += f" AND kind IN ({_marks(len(kinds))})"
+            params += list(kinds)
+        sql += " ORDER BY hour_unix, model_version, ab_variant, kind, key"
+        rows = self._run(lambda tx: tx.query(sql, params), write=False)
+        return [AggregateRow(r[0], r[1], r[2], int(r[3]), r[4], r[5], int(r[6]), float(r[7])) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        def work(tx: Transaction) -> dict[str, int]:
+            # Table names come from the schema module, never from input.
+            return {table: int(tx.query(f"SELECT COUNT(*) FROM {table}")[0][0]) for table in TABLES}
+
+        return self._run(work, write=False)
+
+
+def _prediction_row(p: Prediction, received: int) -> tuple[Any, ...]:
+    detections = [{"class": d.class_name, "confidence": d.confidence, "box": list(d.box)} for d in p.detections]
+    return (
+        p.prediction_id,
+        p.model_id,
+        p.model_version,
+        p.ab_variant,
+        p.time_unix_nano,
+        p.latency_ms,
+        p.image.key,
+        p.image.uri,
+        p.image.width,
+        p.image.height,
+        p.trace_id,
+        p.span_id,
+        _dumps(detections),
+        _dumps(dict(p.attributes)),
+        received,
+    )
+
+
+def _prediction_from_row(row: Sequence[Any]) -> Prediction:
+    detections = tuple(DetectionRecord(d["class"], float(d["confidence"]), _box(d["box"])) for d in json.loads(row[12]))
+    return Prediction(
+        prediction_id=row[0],
+        time_unix_nano=int(row[4]),
+        model_id=row[1],
+        model_version=row[2],
+        detections=detections,
+        ab_variant=row[3],
+        latency_ms=None if row[5] is None else float(row[5]),
+        image=ImageRef(key=row[6], uri=row[7], width=row[8], height=row[9]),
+        trace_id=row[10],
+        span_id=row[11],
+        attributes=json.loads(row[13]),
+    )
+
+
+def _box(values: Sequence[Any]) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in values)
+    return (x1, y1, x2, y2)
+
+
+def _feedback_row(r: FeedbackRecord) -> tuple[Any, ...]:
+    box = None if r.corrected_box is None else _dumps(list(r.corrected_box))
+    return (
+        r.id,
+        r.type,
+        r.prediction_id,
+        r.trace_id,
+        r.span_id,
+        r.detection_index,
+        r.corrected_class,
+        box,
+        r.reviewer,
+        r.comment,
+        r.time_unix_nano,
+        r.model_id,
+    )
+
+
+def _feedback_from_row(row: Sequence[Any]) -> FeedbackRecord:
+    box = None if row[7] is None else _box(json.loads(row[7]))
+    return FeedbackRecord(
+        id=row[0],
+        type=cast(FeedbackType, row[1]),
+        prediction_id=row[2],
+        trace_id=row[3],
+        span_id=row[4],
+        detection_index=None if row[5] is None else int(row[5]),
+        corrected_class=row[6],
+        corrected_box=box,
+        reviewer=row[8],
+        comment=row[9],
+        time_unix_nano=int(row[10]),
+        model_id=row[11],
+    )

@@ -1,0 +1,144 @@
+"""SQLite backend: one file in WAL mode, shared by every gunicorn worker of one machine.
+
+URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``. Query
+parameters are handed to SQLite's URI parser (``?mode=ro`` opens the file
+read-only), except ``synchronous`` (``NORMAL`` or ``FULL``, see below), which this
+backend reads itself.
+
+Settings and why:
+
+- ``journal_mode=WAL``: readers never block the writer nor the writer readers, and
+  several processes may use the file at once.
+- Every write is one ``BEGIN IMMEDIATE`` transaction: it takes the write lock at the
+  start, so two workers never both read and then fail to upgrade to a write (the
+  ``database is locked`` a deferred transaction would get); a waiting writer sleeps
+  in SQLite's busy handler for up to ``busy_timeout`` (10 s) before the request
+  fails with :class:`StorageUnavailable` (a 503 the sender retries).
+- ``synchronous=NORMAL``: in WAL mode a commit is written to the WAL file before it
+  returns but fsynced only at checkpoints. A worker killed at any point (SIGKILL,
+  OOM killer) loses nothing it acknowledged, because the data is already in the
+  operating system's page cache; only a power failure or kernel crash can lose the
+  last transactions, never corrupt the file. For telemetry that trade-off is right
+  (an fsync per request would cap ingest at the disk's fsync rate); pass
+  ``?synchronous=FULL`` to fsync every commit.
+- Errors that mean "cannot write now" (disk full, read-only file or file system,
+  locked past the timeout, I/O error, cannot open) become
+  :class:`StorageUnavailable`; others :class:`StorageError`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+from . import StorageError, StorageUnavailable
+from ._sql import SQLStorage
+
+__all__ = ["SQLiteStorage"]
+
+BUSY_TIMEOUT_S: Final = 10.0
+
+# Primary result codes (the low byte of the extended code) that mean "not now".
+_UNAVAILABLE: Final = {
+    5: "database is locked",  # SQLITE_BUSY
+    6: "table is locked",  # SQLITE_LOCKED
+    7: "out of memory",  # SQLITE_NOMEM
+    8: "read-only database",  # SQLITE_READONLY
+    10: "disk I/O error",  # SQLITE_IOERR
+    13: "disk full",  # SQLITE_FULL
+    14: "cannot open the database file",  # SQLITE_CANTOPEN
+    15: "locking protocol error",  # SQLITE_PROTOCOL
+}
+
+
+class SQLiteStorage(SQLStorage):
+    """The default backend (see the module docstring)."""
+
+    dialect = "sqlite"
+    errors: ClassVar[tuple[type[Exception], ...]] = (sqlite3.Error,)
+    table_exists_sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+
+    def __init__(self, url: str, *, pool_size: int = 8, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+        if not url.startswith("sqlite:///"):
+            raise ValueError(f"sqlite url: expected sqlite:///path/to/file.db, got {url!r}")
+        path_part, _, query = url.removeprefix("sqlite:///").partition("?")
+        if not path_part or path_part == ":memory:":
+            raise ValueError("sqlite url: name a file (an in-memory database is private to one connection)")
+        params = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        synchronous = "NORMAL"
+        passed: list[tuple[str, str]] = []
+        for key, value in params:
+            if key == "synchronous":
+                synchronous = value.upper()
+                if synchronous not in ("NORMAL", "FULL", "EXTRA"):
+                    raise ValueError("sqlite url: synchronous must be NORMAL, FULL or EXTRA")
+            else:
+                passed.append((key, value))
+        super().__init__(url, pool_size=pool_size, pool_timeout=busy_timeout)
+        self.path = Path(urllib.parse.unquote(path_part)).absolute()
+        self._read_only = ("mode", "ro") in passed
+        self._synchronous = synchronous
+        self._busy_timeout = busy_timeout
+        self._uri = f"file:{urllib.parse.quote(str(self.path))}"
+        if passed:
+            self._uri += "?" + urllib.parse.urlencode(passed)
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self._read_only:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageUnavailable(f"cannot create {self.path.parent}: {exc}") from exc
+        # isolation_level=None: no implicit transactions, this module says BEGIN itself.
+        # check_same_thread=False: the pool lends a connection to one thread at a time.
+        conn = sqlite3.connect(
+            self._uri, uri=True, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            if not self._read_only:
+                self._enable_wal(conn)
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        # Switching a new file to WAL needs a moment of exclusive access; several workers
+        # starting at once may find it busy, and this pragma does not always wait.
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() == "wal":
+                    return
+                conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _usable(self, conn: Any) -> bool:
+        return not bool(conn.in_transaction)
+
+    def _begin(self, conn: Any, *, write: bool) -> Any:
+        cursor = conn.cursor()
+        # A read is a deferred transaction: one consistent snapshot, no lock against writers.
+        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        return cursor
+
+    def _rollback(self, conn: Any) -> None:
+        # Some errors (SQLITE_FULL, SQLITE_IOERR) already rolled the transaction back.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+    def _translate(self, exc: Exception) -> StorageError:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in _UNAVAILABLE:
+            return StorageUnavailable(f"SQLite {self.path}: {_UNAVAILABLE[code & 0xFF]} ({exc})")
+        return StorageError(f"SQLite {self.path}: {exc}")

@@ -1,0 +1,229 @@
+"""The ``/v1`` API through Flask's test client, on a fresh SQLite database per test."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+from conftest import Telemetry
+from detwatch.app import create_app
+from detwatch.config import Settings
+from detwatch_instrumentation import monitor_detections
+
+EVENT: dict[str, Any] = {
+    "time": "2024-02-01T12:00:00.123Z",
+    "model_id": "vehicles",
+    "model_version": "v2",
+    "trace_id": "0af7651916cd43dd8448eb211c80319c",
+    "span_id": "b7ad6b7169203331",
+    "detections": [{"class": "car", "confidence": 0.91, "box": [12.0, 40.5, 220.0, 180.0]}],
+}
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    yield create_app(Settings(data_dir=tmp_path))
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def error_of(response: Any) -> dict[str, Any]:
+    assert response.is_json, response.data
+    body = response.get_json()
+    assert set(body) == {"error"}
+    return dict(body["error"])
+
+
+def test_plain_json_batch_stores_valid_events_and_names_rejected_fields(client: FlaskClient) -> None:
+    bad = {
+        **EVENT,
+        "span_id": "1111111111111111",
+        "detections": [{"class": "car", "confidence": 2, "box": [0, 0, 1, 1]}],
+    }
+    response = client.post("/v1/predictions", json={"predictions": [EVENT, bad]})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["accepted"] == 1
+    assert body["rejected"] == [
+        {"index": 1, "field": "detections[0].confidence", "error": "detections[0].confidence: must be between 0 and 1"}
+    ]
+    again = client.post("/v1/predictions", json={"predictions": [EVENT]}).get_json()
+    assert again["duplicates"] == 1
+    counts = client.get("/v1/status").get_json()["counts"]
+    assert counts["predictions"] == 1
+
+
+def test_otlp_protobuf_gzip_from_the_decorator_is_stored(client: FlaskClient, telemetry: Telemetry) -> None:
+    @monitor_detections(model_id="faces", **telemetry.providers)
+    def predict(image: Any) -> list[dict[str, Any]]:
+        return [{"class": "face", "confidence": 0.8, "box": [0, 0, 10, 10]}]
+
+    for _ in range(3):
+        predict(np.zeros((10, 10), dtype=np.uint8))
+    payload = gzip.compress(encode_logs(telemetry.logs()).SerializeToString())
+    response = client.post(
+        "/v1/logs", data=payload, headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 200
+    assert response.content_type == "application/x-protobuf"
+    assert not ExportLogsServiceResponse.FromString(response.data).HasField("partial_success")
+    assert client.get("/v1/status").get_json()["counts"]["predictions"] == 3
+    assert client.get("/v1/models/faces").get_json()["id"] == "faces"
+
+
+def test_bad_otlp_is_a_400_with_the_json_error(client: FlaskClient) -> None:
+    response = client.post("/v1/logs", data=b"\xff\x00", headers={"Content-Type": "application/x-protobuf"})
+    assert response.status_code == 400
+    assert error_of(response)["field"] == "body"
+
+
+def test_feedback_before_its_prediction_is_joined_when_it_arrives(client: FlaskClient) -> None:
+    response = client.post(
+        "/v1/feedback",
+        json={
+            "type": "wrong_label",
+            "trace_id": EVENT["trace_id"],
+            "span_id": EVENT["span_id"],
+            "corrected_class": "truck",
+        },
+    )
+    assert response.status_code == 201
+    assert response.get_json()["prediction_id"] is None
+    client.post("/v1/predictions", json={"predictions": [EVENT]})
+    counts = client.get("/v1/status").get_json()["counts"]
+    assert counts["feedback"] == 1
+
+
+def test_feedback_with_the_same_idempotency_key_counts_once(client: FlaskClient) -> None:
+    client.post("/v1/predictions", json={"predictions": [EVENT]})
+    body = {"type": "correct", "trace_id": EVENT["trace_id"], "span_id": EVENT["span_id"]}
+    first = client.post("/v1/feedback", json=body, headers={"Idempotency-Key": "k-1"})
+    second = client.post("/v1/feedback", json=body, headers={"Idempotency-Key": "k-1"})
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert second.get_json()["duplicate"] is True
+    assert first.get_json()["id"] == second.get_json()["id"]
+    assert client.get("/v1/status").get_json()["counts"]["feedback"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"type": "nonsense", "prediction_id": "p"}, "type"),
+        ({"type": "correct"}, "prediction_id"),
+        ({"type": "wrong_label", "prediction_id": "p"}, "corrected_class"),
+        ({"type": "wrong_box", "prediction_id": "p", "corrected_box": [5, 5, 1, 1]}, "corrected_box"),
+        ({"type": "missed_object", "prediction_id": "p", "corrected_class": "car"}, "corrected_box"),
+        ({"type": "correct", "trace_id": "XYZ", "span_id": "b7ad6b7169203331"}, "trace_id"),
+        ({"type": "correct", "prediction_id": "p", "detection_index": -1}, "detection_index"),
+    ],
+)
+def test_invalid_feedback_is_a_400_naming_the_field(client: FlaskClient, body: dict[str, Any], field: str) -> None:
+    response = client.post("/v1/feedback", json=body)
+    assert response.status_code == 400
+    assert error_of(response)["field"] == field
+
+
+def test_batch_feedback_keeps_the_valid_items(client: FlaskClient) -> None:
+    response = client.post(
+        "/v1/feedback",
+        json={"feedback": [{"type": "correct", "prediction_id": "p1"}, {"type": "wrong_label", "prediction_id": "p2"}]},
+    )
+    assert response.status_code == 200
+    body = response.get_json()
+    assert len(body["accepted"]) == 1
+    assert body["rejected"][0]["field"] == "corrected_class"
+
+
+def test_registry_gives_models_and_datasets_with_ids(client: FlaskClient) -> None:
+    model = client.post("/v1/models", json={"model_id": "vehicles", "version": "v1"}).get_json()
+    assert model["id"] == "vehicles"
+    assert "v1" in client.get("/v1/models/vehicles").get_json()["versions"]
+    dataset = client.post("/v1/datasets", json={"name": "vehicles"}).get_json()
+    assert dataset["version"]["id"] == dataset["versions"][0]["id"]
+    version = client.post(
+        f"/v1/datasets/{dataset['id']}/versions",
+        json={"name": "v2 - with feedback", "parent_version_id": dataset["version"]["id"]},
+    ).get_json()
+    assert version["parent_version_id"] == dataset["version"]["id"]
+    assert len(client.get(f"/v1/datasets/{dataset['id']}").get_json()["versions"]) == 2
+
+
+def test_unknown_things_are_json_404s(client: FlaskClient) -> None:
+    assert error_of(client.get("/v1/models/nope"))["code"] == "model_not_found"
+    assert error_of(client.get("/v1/datasets/nope"))["code"] == "dataset_not_found"
+    assert error_of(client.get("/v1/no-such-route"))["code"] == "not_found"
+    response = client.delete("/v1/models")
+    assert response.status_code == 405
+    assert error_of(response)["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "field"),
+    [
+        ({"data": b"not json", "content_type": "application/json"}, 400, "body"),
+        ({"data": b"{}", "content_type": "text/plain"}, 415, "Content-Type"),
+        ({"json": {"predictions": "all of them"}}, 400, "predictions"),
+        ({"json": [1, 2, 3]}, 400, "predictions"),
+    ],
+)
+def test_malformed_bodies_are_4xx_with_json(
+    client: FlaskClient, kwargs: dict[str, Any], status: int, field: str
+) -> None:
+    response = client.post("/v1/predictions", **kwargs)
+    assert response.status_code == status
+    assert error_of(response)["field"] == field
+
+
+def test_token_is_required_when_configured(tmp_path: Path) -> None:
+    client = create_app(Settings(data_dir=tmp_path, api_token="s3cret")).test_client()
+    response = client.get("/v1/status")
+    assert response.status_code == 401
+    assert error_of(response)["field"] == "Authorization"
+    assert client.get("/v1/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/v1/status", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/healthz").status_code == 200
+
+
+def test_openapi_document_describes_exactly_the_routes(app: Flask) -> None:
+    document = app.test_client().get("/openapi.json").get_json()
+    documented = {(path, method.upper()) for path, item in document["paths"].items() for method in item}
+    served = set()
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/v1/"):
+            path = rule.rule.replace("<", "{").replace(">", "}")
+            served |= {(path, m) for m in rule.methods or () if m not in ("HEAD", "OPTIONS")}
+    assert documented == served
+    json.dumps(document)  # serialisable
+
+
+def test_signed_webhooks_are_accepted_without_a_token_and_count_once(tmp_path: Path) -> None:
+    from detwatch.webhooks import signed_headers
+
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    app = create_app(Settings(data_dir=tmp_path, api_token="s3cret", webhook_secrets=(secret,)))
+    client = app.test_client()
+    body = json.dumps({"type": "correct", "prediction_id": "p-1"}).encode()
+    headers = {"Content-Type": "application/json", **signed_headers(secret, body, webhook_id="msg_1")}
+    first = client.post("/v1/feedback", data=body, headers=headers)
+    again = client.post("/v1/feedback", data=body, headers=headers)  # a sender's retry
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_json()["duplicate"] is True
+    tampered = client.post("/v1/feedback", data=body.replace(b"p-1", b"p-2"), headers=headers)
+    assert tampered.status_code == 401
+    assert error_of(tampered)["field"] == "webhook-signature"
+    unsigned = client.post("/v1/feedback", data=body, headers={"Content-Type": "application/json"})
+    assert unsigned.status_code == 401
+    assert error_of(unsigned)["field"] == "Authorization"

@@ -1,0 +1,670 @@
+"""Both storage backends, one suite: SQLite in a temporary file, PostgreSQL on a real server.
+
+Every test that takes ``storage`` or ``url`` runs twice, once per backend; the
+PostgreSQL server comes from ``_postgres`` (``DETWATCH_TEST_DATABASE_URL`` or a
+private pgserver cluster) and is never skipped: if it cannot start, those tests fail.
+Expected aggregates are computed here from the raw events with numpy, independently
+of the storage's own summing code.
+
+Read-only SQLite: the suite runs as root in CI containers, where ``chmod`` cannot
+make a file read-only. It opens the file with ``sqlite:///...?mode=ro`` instead:
+SQLite then opens it ``O_RDONLY``, which is what it falls back to for a file it may
+not write, so the same ``SQLITE_READONLY`` error path is exercised. A full disk is
+SQLite's own ``max_page_count`` limit, which fails with the same ``SQLITE_FULL``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any, Final
+
+import numpy as np
+import psycopg
+import pytest
+
+from _postgres import PostgresServer, shared_server
+from detwatch.predictions import Prediction, parse_prediction
+from detwatch.storage import (
+    FeedbackInput,
+    IngestResult,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+    open_storage,
+)
+from detwatch.storage._schema import LATEST_VERSION, MIGRATIONS
+from detwatch.storage.sqlite import SQLiteStorage
+
+NS: Final = 1_000_000_000
+HOUR_NS: Final = 3600 * NS
+BASE_TIME: Final = 1_706_745_600 * NS  # 2024-02-01T00:00:00Z
+CLASSES: Final = ("car", "truck", "person", "bus")
+TRACE: Final = "0af7651916cd43dd8448eb211c80319c"
+
+Cell = tuple[str, str, str, int, str, str]
+
+_spawn = multiprocessing.get_context("spawn")
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    return shared_server()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """A fresh, empty (unmigrated) database of each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'detwatch.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    database = server.create_database()
+    yield database
+    server.drop_database(database)
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh PostgreSQL database, for the tests of PostgreSQL's own failure modes."""
+    database = postgres.create_database()
+    yield database
+    postgres.drop_database(database)
+
+
+@pytest.fixture
+def storage(url: str) -> Iterator[Storage]:
+    opened = open_storage(url)
+    opened.migrate()
+    yield opened
+    opened.close()
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite:")
+
+
+def raw_execute(url: str, statement: str) -> list[tuple[Any, ...]]:
+    """Run SQL beside the storage, as an operator would."""
+    if is_sqlite(url):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            return conn.execute(statement).fetchall()
+        finally:
+            conn.close()
+    with psycopg.connect(url, autocommit=True) as pg:
+        cursor = pg.execute(statement)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+# ------------------------------------------------------------------ events
+
+
+def make_event(
+    i: int,
+    *,
+    model_id: str = "vehicles",
+    trace_id: str | None = None,
+    span_id: str | None = None,
+    prediction_id: str | None = None,
+) -> Prediction:
+    """Event ``i``: the same every time (seeded by ``i``), varied across ``i``.
+
+    Confidences are never a multiple of 0.05 except 1.0, so that the bin of each is
+    unambiguous whatever arithmetic computes it.
+    """
+    rng = random.Random(i)
+    detections = []
+    for _ in range(rng.choice([0, 0, 1, 2, 3, 5])):
+        confidence = 1.0 if rng.random() < 0.05 else (rng.randrange(1000) + 0.5) / 1000
+        x, y = rng.uniform(0, 600), rng.uniform(0, 400)
+        box = [x, y, x + rng.uniform(1, 40), y + rng.uniform(1, 40)]
+        detections.append({"class": rng.choice(CLASSES), "confidence": confidence, "box": box})
+    obj: dict[str, Any] = {
+        "prediction_id": prediction_id or f"p-{i:06d}",
+        "model_id": model_id,
+        "model_version": rng.choice(["v1", "v2"]),
+        "time_unix_nano": BASE_TIME + rng.randrange(3 * HOUR_NS),
+        "detections": detections,
+        "image": {"key": f"cam{i % 3}/{i:06d}.jpg", "width": 640, "height": 480},
+        "attributes": {"camera": f"cam{i % 3}"},
+    }
+    if rng.random() < 0.8:
+        obj["latency_ms"] = round(rng.uniform(1.0, 50.0), 3)
+    variant = rng.choice([None, "a", "b"])
+    if variant is not None:
+        obj["ab_variant"] = variant
+    if trace_id is not None:
+        obj["trace_id"], obj["span_id"] = trace_id, span_id
+    return parse_prediction(obj)
+
+
+def span_of(i: int) -> str:
+    return f"{i:016x}"
+
+
+def expected_cells(events: Iterable[Prediction]) -> dict[Cell, tuple[int, float]]:
+    """The aggregates that must result from ``events`` (each id counted once), by numpy."""
+    unique = {e.prediction_id: e for e in events}.values()
+    groups: dict[tuple[str, str, str, int], list[Prediction]] = defaultdict(list)
+    for e in unique:
+        hour = (e.time_unix_nano // HOUR_NS) * 3600
+        groups[(e.model_id, e.model_version, e.ab_variant or "", hour)].append(e)
+    cells: dict[Cell, tuple[int, float]] = {}
+    for group, members in groups.items():
+        counts = np.array([len(e.detections) for e in members])
+        cells[(*group, "images", "")] = (len(members), float(counts.sum()))
+        if (counts == 0).any():
+            cells[(*group, "empty_images", "")] = (int((counts == 0).sum()), 0.0)
+        latencies = np.array([e.latency_ms for e in members if e.latency_ms is not None])
+        if latencies.size:
+            cells[(*group, "latency_ms_sum", "")] = (int(latencies.size), float(latencies.sum()))
+        for name in CLASSES:
+            conf = np.array([d.confidence for e in members for d in e.detections if d.class_name == name])
+            if not conf.size:
+                continue
+            cells[(*group, "detections", name)] = (int(conf.size), float(conf.sum()))
+            histogram, _ = np.histogram(conf, bins=20, range=(0.0, 1.0))
+            sums, _ = np.histogram(conf, bins=20, range=(0.0, 1.0), weights=conf)
+            for b in np.flatnonzero(histogram):
+                cells[(*group, "confidence", f"{name}|{b}")] = (int(histogram[b]), float(sums[b]))
+    return cells
+
+
+def stored_cells(storage: Storage, model_id: str = "vehicles") -> dict[Cell, tuple[int, float]]:
+    rows = storage.aggregates(model_id, 0, 2**62)
+    return {(r.model_id, r.model_version, r.ab_variant, r.hour_unix, r.kind, r.key): (r.count, r.value) for r in rows}
+
+
+def assert_cells_equal(actual: dict[Cell, tuple[int, float]], expected: dict[Cell, tuple[int, float]]) -> None:
+    assert sorted(actual) == sorted(expected)
+    for cell, (count, value) in expected.items():
+        assert actual[cell][0] == count, cell
+        assert actual[cell][1] == pytest.approx(value, rel=1e-9, abs=1e-9), cell
+
+
+# ------------------------------------------------------------------ migrations
+
+
+def test_migrate_is_idempotent_and_reports_the_latest_version(url: str) -> None:
+    storage = open_storage(url)
+    try:
+        assert storage.migrate() == LATEST_VERSION
+        assert storage.migrate() == LATEST_VERSION
+        assert storage.counts() == {t: 0 for t in storage.counts()}
+    finally:
+        storage.close()
+    versions = raw_execute(url, "SELECT version FROM schema_migrations ORDER BY version")
+    assert [v for (v,) in versions] == [v for v, _ in MIGRATIONS]
+
+
+def test_concurrent_migrations_apply_each_version_once(url: str) -> None:
+    barrier = threading.Barrier(6)
+
+    def start_replica(_: int) -> int:
+        replica = open_storage(url)
+        try:
+            barrier.wait(timeout=10)
+            return replica.migrate()
+        finally:
+            replica.close()
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(start_replica, range(6))) == [LATEST_VERSION] * 6
+    assert raw_execute(url, "SELECT COUNT(*) FROM schema_migrations") == [(len(MIGRATIONS),)]
+
+
+def _migrate_in_child(url: str, barrier: Any) -> None:
+    storage = open_storage(url)
+    barrier.wait(timeout=30)
+    version = storage.migrate()
+    storage.close()
+    raise SystemExit(0 if version == LATEST_VERSION else 1)
+
+
+def test_sqlite_migrations_from_processes_starting_together_apply_once(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'detwatch.db'}"
+    barrier = _spawn.Barrier(4)
+    processes = [_spawn.Process(target=_migrate_in_child, args=(url, barrier)) for _ in range(4)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(timeout=60)
+    assert [p.exitcode for p in processes] == [0] * 4
+    assert raw_execute(url, "SELECT COUNT(*) FROM schema_migrations") == [(len(MIGRATIONS),)]
+    assert raw_execute(url, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_a_newer_schema_is_refused(url: str) -> None:
+    storage = open_storage(url)
+    try:
+        storage.migrate()
+        raw_execute(url, "INSERT INTO schema_migrations (version, applied_unix_nano) VALUES (999, 0)")
+        with pytest.raises(StorageError, match="newer than this detwatch"):
+            storage.migrate()
+    finally:
+        storage.close()
+
+
+# ------------------------------------------------------------------ predictions and aggregates
+
+
+def test_prediction_round_trips_unchanged(storage: Storage) -> None:
+    events = [make_event(i, trace_id=TRACE, span_id=span_of(7)) for i in range(3)]
+    assert storage.ingest_predictions(events) == IngestResult(inserted=3, duplicates=0)
+    for event in events:
+        assert storage.get_prediction(event.prediction_id) == event
+    assert storage.find_predictions_by_span(TRACE, span_of(7)) == sorted(events, key=lambda e: e.prediction_id)
+    assert storage.get_prediction("no-such-id") is None
+    assert storage.find_predictions_by_span(TRACE, span_of(8)) == []
+
+
+def test_duplicates_are_not_double_counted_in_aggregates(storage: Storage) -> None:
+    events = [make_event(i) for i in range(120)]
+    first = storage.ingest_predictions(events[:80])
+    # A retried batch, a batch repeating ids within itself, and one overlapping the first.
+    again = storage.ingest_predictions(events[:80])
+    inner = storage.ingest_predictions(events[80:100] + events[80:100])
+    overlap = storage.ingest_predictions(events[60:120])
+    assert (first.inserted, first.duplicates) == (80, 0)
+    assert (again.inserted, again.duplicates) == (0, 80)
+    assert (inner.inserted, inner.duplicates) == (20, 20)
+    assert (overlap.inserted, overlap.duplicates) == (20, 40)
+    assert storage.counts()["predictions"] == 120
+    assert_cells_equal(stored_cells(storage), expected_cells(events))
+
+
+def test_models_record_versions_and_first_and_last_seen(storage: Storage) -> None:
+    events = [make_event(i) for i in range(40)] + [make_event(100, model_id="people")]
+    storage.ingest_predictions(events[:20])
+    storage.ingest_predictions(events[20:])
+    vehicles = storage.get_model("vehicles")
+    assert vehicles is not None
+    assert sorted(vehicles.versions) == ["v1", "v2"]
+    times = [e.time_unix_nano for e in events if e.model_id == "vehicles"]
+    assert (vehicles.first_seen_unix_nano, vehicles.last_seen_unix_nano) == (min(times), max(times))
+    assert [m.id for m in storage.list_models()] == ["people", "vehicles"]
+    assert storage.get_model("unknown") is None
+
+
+def test_register_model_sets_metadata_and_adds_versions(storage: Storage) -> None:
+    registered = storage.register_model("vehicles", "v3", {"framework": "onnx"})
+    assert (registered.id, registered.versions, registered.metadata) == ("vehicles", ("v3",), {"framework": "onnx"})
+    again = storage.register_model("vehicles", None, {})
+    assert again.metadata == {"framework": "onnx"}  # empty metadata keeps what is stored
+    storage.ingest_predictions([make_event(1)])
+    model = storage.get_model("vehicles")
+    assert model is not None
+    assert set(model.versions) == {"v3", make_event(1).model_version}
+    assert model.first_seen_unix_nano == make_event(1).time_unix_nano  # back-filled history counts
+    assert storage.register_model("vehicles", "v4", {"framework": "tensorrt"}).metadata == {"framework": "tensorrt"}
+
+
+def test_aggregates_select_hours_by_start_and_kinds(storage: Storage) -> None:
+    events = [make_event(i) for i in range(60)]
+    storage.ingest_predictions(events)
+    second_hour = storage.aggregates("vehicles", BASE_TIME + HOUR_NS, BASE_TIME + 2 * HOUR_NS)
+    assert {r.hour_unix for r in second_hour} == {BASE_TIME // NS + 3600}
+    images = storage.aggregates("vehicles", BASE_TIME, BASE_TIME + 3 * HOUR_NS, kinds=["images"])
+    assert {r.kind for r in images} == {"images"}
+    assert sum(r.count for r in images) == 60
+    assert storage.aggregates("vehicles", BASE_TIME, BASE_TIME + 3 * HOUR_NS, kinds=[]) == []
+    assert storage.aggregates("other", 0, 2**62) == []
+
+
+def test_expire_predictions_deletes_raw_events_but_keeps_aggregates(storage: Storage) -> None:
+    events = [make_event(i) for i in range(80)]
+    storage.ingest_predictions(events)
+    before = stored_cells(storage)
+    cutoff = BASE_TIME + HOUR_NS + HOUR_NS // 2
+    old = [e for e in events if e.time_unix_nano < cutoff]
+    assert storage.expire_predictions(cutoff) == len(old)
+    assert storage.counts()["predictions"] == len(events) - len(old)
+    assert all(storage.get_prediction(e.prediction_id) is None for e in old)
+    assert stored_cells(storage) == before
+    # An expired event sent again is new to the raw table: retention must exceed the senders' retry window.
+    assert storage.expire_predictions(cutoff) == 0
+
+
+# ------------------------------------------------------------------ feedback
+
+
+@pytest.mark.parametrize("named_by", ["prediction_id", "span"])
+def test_feedback_before_its_prediction_joins_when_the_prediction_arrives(storage: Storage, named_by: str) -> None:
+    event = make_event(5, trace_id=TRACE, span_id=span_of(5))
+    if named_by == "prediction_id":
+        item = FeedbackInput(type="wrong_label", prediction_id=event.prediction_id, corrected_class="bus")
+    else:
+        item = FeedbackInput(type="wrong_label", trace_id=TRACE, span_id=span_of(5), corrected_class="bus")
+    [waiting] = storage.add_feedback([item])
+    assert waiting.model_id is None
+    assert waiting.prediction_id == (event.prediction_id if named_by == "prediction_id" else None)
+
+    result = storage.ingest_predictions([make_event(6, trace_id=TRACE, span_id=span_of(6)), event])
+    assert result.feedback_joined == 1
+    [joined] = storage.list_feedback(model_id="vehicles")
+    assert (joined.id, joined.prediction_id, joined.model_id) == (waiting.id, event.prediction_id, "vehicles")
+    assert (joined.trace_id, joined.span_id) == (TRACE, span_of(5))
+    assert storage.ingest_predictions([event]).feedback_joined == 0
+
+
+def test_feedback_after_its_prediction_is_resolved_at_once(storage: Storage) -> None:
+    event = make_event(5, trace_id=TRACE, span_id=span_of(5))
+    storage.ingest_predictions([event])
+    [by_span] = storage.add_feedback([FeedbackInput(type="correct", trace_id=TRACE, span_id=span_of(5))])
+    [by_id] = storage.add_feedback([FeedbackInput(type="false_positive", prediction_id=event.prediction_id)])
+    assert (by_span.prediction_id, by_span.model_id) == (event.prediction_id, "vehicles")
+    assert (by_id.trace_id, by_id.span_id, by_id.model_id) == (TRACE, span_of(5), "vehicles")
+
+
+def test_feedback_on_a_batch_span_keeps_the_span_and_detection_index(storage: Storage) -> None:
+    batch = [
+        make_event(i, trace_id=TRACE, span_id=span_of(9), prediction_id=f"{TRACE}-{span_of(9)}-{i}") for i in range(3)
+    ]
+    early = FeedbackInput(type="false_positive", trace_id=TRACE, span_id=span_of(9), detection_index=0)
+    storage.add_feedback([early])
+    assert storage.ingest_predictions(batch).feedback_joined == 1  # the model is now known, the image is not
+    late = FeedbackInput(type="false_positive", trace_id=TRACE, span_id=span_of(9), detection_index=2)
+    named = FeedbackInput(type="correct", prediction_id=batch[1].prediction_id, trace_id=TRACE, span_id=span_of(9))
+    storage.add_feedback([late, named])
+    records = sorted(storage.list_feedback(model_id="vehicles"), key=lambda r: (r.type, r.detection_index or 0))
+    assert [(r.type, r.prediction_id, r.detection_index) for r in records] == [
+        ("correct", batch[1].prediction_id, None),
+        ("false_positive", None, 0),
+        ("false_positive", None, 2),
+    ]
+    assert all((r.trace_id, r.span_id) == (TRACE, span_of(9)) for r in records)
+
+
+def test_feedback_with_a_seen_idempotency_key_is_stored_once(storage: Storage) -> None:
+    item = FeedbackInput(
+        type="wrong_box", prediction_id="p-1", corrected_box=(1.0, 2.0, 30.0, 40.0), idempotency_key="k1"
+    )
+    other = FeedbackInput(type="correct", prediction_id="p-2", idempotency_key="k2")
+    first, repeated_in_batch, second = storage.add_feedback([item, item, other])
+    assert not first.duplicate and repeated_in_batch.duplicate and not second.duplicate
+    assert repeated_in_batch.id == first.id
+    [retried] = storage.add_feedback([item])
+    assert retried.duplicate
+    assert retried.id == first.id and retried.corrected_box == (1.0, 2.0, 30.0, 40.0)
+    no_key = FeedbackInput(type="correct", prediction_id="p-1")
+    storage.add_feedback([no_key, no_key])  # without a key every post is new
+    assert storage.counts()["feedback"] == 4
+
+
+def test_list_feedback_filters_by_model_newest_first(storage: Storage) -> None:
+    storage.ingest_predictions([make_event(1), make_event(2, model_id="people")])
+    storage.add_feedback(
+        [
+            FeedbackInput(type="correct", prediction_id="p-000001", time_unix_nano=BASE_TIME + 1),
+            FeedbackInput(type="correct", prediction_id="p-000002", time_unix_nano=BASE_TIME + 2),
+            FeedbackInput(type="missed_object", prediction_id="p-000001", time_unix_nano=BASE_TIME + 3),
+        ]
+    )
+    assert [r.type for r in storage.list_feedback(model_id="vehicles")] == ["missed_object", "correct"]
+    assert [r.time_unix_nano for r in storage.list_feedback(limit=2)] == [BASE_TIME + 3, BASE_TIME + 2]
+
+
+# ------------------------------------------------------------------ datasets
+
+
+def test_datasets_start_with_an_empty_version_and_grow(storage: Storage) -> None:
+    dataset = storage.create_dataset("vehicles-hard", "hard cases")
+    assert (dataset.version.name, dataset.version.parent_version_id) == ("v1", None)
+    v2 = storage.create_dataset_version(dataset.id, "v2 - with feedback", dataset.version.id)
+    stored = storage.get_dataset(dataset.id)
+    assert stored is not None
+    assert [v.id for v in stored.versions] == [dataset.version.id, v2.id]
+    assert stored.version == v2 and v2.parent_version_id == dataset.version.id
+    assert storage.get_dataset("missing") is None
+    with pytest.raises(LookupError):
+        storage.create_dataset_version("missing", "v2", None)
+
+
+# ------------------------------------------------------------------ concurrency and crashes
+
+
+def test_concurrent_thread_writers_store_each_event_once(storage: Storage) -> None:
+    events = [make_event(i) for i in range(400)]
+
+    def writer(k: int) -> int:
+        # Eight writers, each sending an overlapping stretch in shuffled batches.
+        mine = events[k * 40 : k * 40 + 120]
+        random.Random(k).shuffle(mine)
+        return sum(storage.ingest_predictions(mine[s : s + 20]).inserted for s in range(0, len(mine), 20))
+
+    with ThreadPoolExecutor(8) as pool:
+        inserted = sum(pool.map(writer, range(8)))
+    sent = {e.prediction_id for k in range(8) for e in events[k * 40 : k * 40 + 120]}
+    assert inserted == len(sent) == storage.counts()["predictions"]
+    assert_cells_equal(stored_cells(storage), expected_cells(e for e in events if e.prediction_id in sent))
+
+
+def _ingest_range(url: str, start: int, stop: int) -> None:
+    storage = open_storage(url)
+    ids = list(range(start, stop))
+    random.Random(start).shuffle(ids)
+    for s in range(0, len(ids), 20):
+        storage.ingest_predictions([make_event(i) for i in ids[s : s + 20]])
+    storage.close()
+
+
+def test_concurrent_process_writers_store_each_event_once(storage: Storage, url: str) -> None:
+    # Four processes x 200 events, each overlapping the next by 50: 650 distinct events.
+    processes = [_spawn.Process(target=_ingest_range, args=(url, k * 150, k * 150 + 200)) for k in range(4)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(timeout=60)
+    assert [p.exitcode for p in processes] == [0] * 4
+    assert storage.counts()["predictions"] == 650
+    assert_cells_equal(stored_cells(storage), expected_cells(make_event(i) for i in range(650)))
+
+
+BATCH: Final = 25
+
+
+def _ingest_until_killed(url: str, acknowledgements: Connection) -> None:
+    storage = open_storage(url)
+    for batch in range(10_000):
+        storage.ingest_predictions([make_event(batch * BATCH + i) for i in range(BATCH)])
+        acknowledgements.send(batch)  # only after the commit returned
+
+
+def test_killed_writer_loses_nothing_it_acknowledged(storage: Storage, url: str) -> None:
+    receiver, sender = _spawn.Pipe(duplex=False)
+    child = _spawn.Process(target=_ingest_until_killed, args=(url, sender))
+    child.start()
+    sender.close()
+    acknowledged: list[int] = []
+    kill_after = random.randrange(8, 20)
+    while len(acknowledged) < kill_after:
+        assert receiver.poll(30), "the writer acknowledged nothing for 30 s"
+        acknowledged.append(receiver.recv())
+    os.kill(child.pid or 0, signal.SIGKILL)  # in the middle of its next transaction, most likely
+    child.join(timeout=30)
+    assert child.exitcode == -signal.SIGKILL
+    while True:  # what it sent before dying is still in the pipe
+        try:
+            acknowledged.append(receiver.recv())
+        except EOFError:
+            break
+
+    for batch in acknowledged:
+        assert all(storage.get_prediction(f"p-{batch * BATCH + i:06d}") is not None for i in range(BATCH)), batch
+    # All or nothing: whole batches only (the one in flight is stored entirely or not at all),
+    # and aggregates that agree with exactly the stored events.
+    count = storage.counts()["predictions"]
+    assert count % BATCH == 0
+    assert count // BATCH in (len(acknowledged), len(acknowledged) + 1)
+    assert_cells_equal(stored_cells(storage), expected_cells(make_event(i) for i in range(count)))
+    if is_sqlite(url):
+        assert raw_execute(url, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_feedback_racing_its_prediction_is_always_joined(storage: Storage) -> None:
+    events = [make_event(i, trace_id=TRACE, span_id=span_of(i)) for i in range(150)]
+    items = [
+        FeedbackInput(type="correct", trace_id=TRACE, span_id=span_of(i))
+        if i % 2
+        else FeedbackInput(type="correct", prediction_id=events[i].prediction_id)
+        for i in range(len(events))
+    ]
+    # Each prediction and its feedback are sent at the same moment, from two threads.
+    step = threading.Barrier(2)
+
+    def ingest() -> None:
+        for e in events:
+            step.wait(timeout=10)
+            storage.ingest_predictions([e])
+
+    def post() -> None:
+        for item in items:
+            step.wait(timeout=10)
+            storage.add_feedback([item])
+
+    with ThreadPoolExecutor(2) as pool:
+        for future in [pool.submit(ingest), pool.submit(post)]:
+            future.result()
+    records = storage.list_feedback(limit=1000)
+    assert len(records) == len(events)
+    unjoined = [r for r in records if r.model_id is None or r.prediction_id is None]
+    assert unjoined == []
+
+
+# ------------------------------------------------------------------ unavailable databases
+
+
+def test_read_only_sqlite_file_raises_storage_unavailable(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'detwatch.db'}"
+    writer = open_storage(url)
+    writer.migrate()
+    writer.ingest_predictions([make_event(1)])
+    writer.close()
+
+    reader = open_storage(url + "?mode=ro")
+    try:
+        assert reader.migrate() == LATEST_VERSION  # up to date: no write needed
+        assert reader.get_prediction("p-000001") == make_event(1)
+        with pytest.raises(StorageUnavailable, match="read-only"):
+            reader.ingest_predictions([make_event(2)])
+        with pytest.raises(StorageUnavailable):
+            reader.add_feedback([FeedbackInput(type="correct", prediction_id="p-000001")])
+        assert reader.counts()["predictions"] == 1
+    finally:
+        reader.close()
+
+
+class _TinyDiskSQLite(SQLiteStorage):
+    """SQLite with a page limit: a disk that fills up, with SQLite's own SQLITE_FULL."""
+
+    max_pages = 0
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = super()._connect()
+        if self.max_pages:
+            conn.execute(f"PRAGMA max_page_count = {self.max_pages}")
+        return conn
+
+
+def test_full_sqlite_disk_raises_storage_unavailable_and_stores_nothing(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'detwatch.db'}"
+    storage = _TinyDiskSQLite(url)
+    storage.migrate()
+    storage.ingest_predictions([make_event(0)])
+    storage.close()
+    pages = raw_execute(url, "PRAGMA page_count")[0][0]
+    full = _TinyDiskSQLite(url)
+    full.max_pages = pages + 2
+    try:
+        with pytest.raises(StorageUnavailable, match="disk full"):
+            full.ingest_predictions([make_event(i) for i in range(1, 300)])
+        assert full.counts()["predictions"] == 1
+        assert sum(r.count for r in full.aggregates("vehicles", 0, 2**62, kinds=["images"])) == 1
+    finally:
+        full.close()
+
+
+def test_locked_sqlite_database_raises_storage_unavailable_after_the_busy_timeout(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'detwatch.db'}"
+    storage = SQLiteStorage(url, busy_timeout=0.3)
+    storage.migrate()
+    holder = sqlite3.connect(tmp_path / "detwatch.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable, match="locked"):
+            storage.ingest_predictions([make_event(1)])
+        assert 0.25 < time.monotonic() - started < 5
+        assert storage.counts()["predictions"] == 0  # readers are not blocked (WAL)
+        holder.execute("ROLLBACK")
+        assert storage.ingest_predictions([make_event(1)]).inserted == 1  # the sender's retry succeeds
+    finally:
+        holder.close()
+        storage.close()
+
+
+def test_read_only_postgres_raises_storage_unavailable(pg_url: str) -> None:
+    setup = open_storage(pg_url)
+    setup.migrate()
+    setup.close()
+    # What a hot standby, or an operator stopping writes, looks like to a client.
+    raw_execute(
+        pg_url,
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = on', "
+        "current_database()); END $$",
+    )
+    standby = open_storage(pg_url)
+    try:
+        assert standby.migrate() == LATEST_VERSION
+        with pytest.raises(StorageUnavailable, match="read-only"):
+            standby.ingest_predictions([make_event(1)])
+        with pytest.raises(StorageUnavailable, match="read-only"):
+            standby.register_model("vehicles", None, {})
+        assert standby.counts()["predictions"] == 0
+    finally:
+        standby.close()
+
+
+def test_unreachable_postgres_raises_storage_unavailable(tmp_path: Any) -> None:
+    storage = open_storage(f"postgresql://detwatch@/detwatch?host={tmp_path}&connect_timeout=2")
+    with pytest.raises(StorageUnavailable):
+        storage.migrate()
+    with pytest.raises(StorageUnavailable):
+        storage.ingest_predictions([make_event(1)])
+    storage.close()
+
+
+def test_postgres_session_ended_by_the_server_is_replaced(pg_url: str) -> None:
+    storage = open_storage(pg_url)
+    storage.migrate()
+    storage.ingest_predictions([make_event(1)])
+    terminated = raw_execute(
+        pg_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'detwatch' AND datname = current_database()",
+    )
+    assert terminated and all(ok for (ok,) in terminated)
+    time.sleep(0.1)
+    assert storage.ingest_predictions([make_event(2)]).inserted == 1
+    assert storage.counts()["predictions"] == 2
+    storage.close()
+
+
+def test_open_storage_rejects_what_it_cannot_open() -> None:
+    with pytest.raises(ValueError, match="expected sqlite"):
+        open_storage("mysql://localhost/db")
+    with pytest.raises(ValueError, match="in-memory"):
+        open_storage("sqlite:///:memory:")
