@@ -6,73 +6,28 @@ the OTLP protobuf definitions, as a Collector's ``otlphttp`` receiver would.
 
 from __future__ import annotations
 
-import gzip
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
 import pytest
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 import detwatch
 import detwatch_instrumentation
 from _components import free_port
+from _otlp_receiver import Receiver
 from detwatch_instrumentation import monitor_detections, semconv
 
 DETECTIONS = [{"class": "car", "confidence": 0.9, "box": [0.0, 0.0, 64.0, 48.0]}]
 
 
-class Receiver:
-    """Collects OTLP/HTTP protobuf posts by path."""
-
-    def __init__(self) -> None:
-        self.posts: dict[str, list[bytes]] = {}
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                with receiver.lock:
-                    receiver.posts.setdefault(self.path, []).append(body)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def metrics(self) -> list[ExportMetricsServiceRequest]:
-        return [ExportMetricsServiceRequest.FromString(b) for b in self.posts.get("/v1/metrics", [])]
-
-    def traces(self) -> list[ExportTraceServiceRequest]:
-        return [ExportTraceServiceRequest.FromString(b) for b in self.posts.get("/v1/traces", [])]
-
-    def logs(self) -> list[ExportLogsServiceRequest]:
-        return [ExportLogsServiceRequest.FromString(b) for b in self.posts.get("/v1/logs", [])]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    r.thread.start()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
+    with Receiver() as r:
+        yield r
 
 
 def resource_attrs(resource: Any) -> dict[str, str]:

@@ -9,6 +9,7 @@ development.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,8 +18,28 @@ from flask import Flask, Response, jsonify
 from . import api, errors
 from .config import Settings, load_settings
 from .openapi import openapi_document
+from .version import __version__
 
 __all__ = ["create_app"]
+
+_telemetry_configured = False
+
+
+def _configure_own_telemetry() -> None:
+    """Export the companion's own metrics (``objdet.feedback``, ...) when a Collector is named.
+
+    Only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the metrics-specific variable) is set
+    and ``OTEL_SDK_DISABLED`` is not, once per process (each gunicorn worker).
+    """
+    global _telemetry_configured  # noqa: PLW0603 - one SDK set-up per process
+    if _telemetry_configured or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return
+    if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")):
+        return
+    from .telemetry import configure_opentelemetry
+
+    configure_opentelemetry(service_name="detwatch-companion", service_version=__version__)
+    _telemetry_configured = True
 
 
 def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -33,6 +54,7 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     resolved.data_dir.mkdir(parents=True, exist_ok=True)
     errors.init_app(app)
     api.init_app(app)
+    _configure_own_telemetry()
 
     @app.get("/openapi.json")
     def openapi() -> Response:

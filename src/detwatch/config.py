@@ -48,6 +48,11 @@ class Settings:
     max_body_bytes: int = 32 * 1024 * 1024
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Accept a str for data_dir from code as from the environment.
+        if not isinstance(self.data_dir, Path):
+            object.__setattr__(self, "data_dir", Path(self.data_dir))
+
     @property
     def effective_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data dir."""

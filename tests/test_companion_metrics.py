@@ -1,0 +1,73 @@
+"""The companion counts feedback through its own OpenTelemetry metrics (objdet.feedback)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+
+def test_accepted_feedback_is_counted_by_type_and_duplicates_are_not(tmp_path: Path) -> None:
+    # A fresh interpreter: the global MeterProvider can be set only once per process.
+    code = textwrap.dedent(
+        f"""
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+        from detwatch.app import create_app
+        from detwatch.config import Settings
+
+        client = create_app(Settings(data_dir={str(tmp_path)!r})).test_client()
+        for key, body in [
+            ("a", {{"type": "correct", "prediction_id": "p1"}}),
+            ("a", {{"type": "correct", "prediction_id": "p1"}}),  # retried: counted once
+            ("b", {{"type": "wrong_label", "prediction_id": "p2", "corrected_class": "truck"}}),
+            ("c", {{"type": "wrong_label", "prediction_id": "p3", "corrected_class": "bus"}}),
+        ]:
+            assert client.post("/v1/feedback", json=body, headers={{"Idempotency-Key": key}}).status_code in (200, 201)
+        assert client.post("/v1/feedback", json={{"type": "nope"}}).status_code == 400
+        counts = {{}}
+        for rm in reader.get_metrics_data().resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.name == "objdet.feedback":
+                        assert m.unit == "{{feedback}}"
+                        for p in m.data.data_points:
+                            counts[p.attributes["objdet.feedback.type"]] = p.value
+        print(sorted(counts.items()))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[('correct', 1), ('wrong_label', 2)]"
+
+
+def test_under_gunicorn_the_companion_exports_its_metrics_to_the_named_collector(tmp_path: Path) -> None:
+    from _otlp_receiver import Receiver
+    from _service import Companion
+    from detwatch import Client
+
+    with Receiver() as receiver:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_METRIC_EXPORT_INTERVAL": "200"}
+        with Companion(tmp_path, workers=1, env=env) as companion:
+            Client(base_url=companion.url).send_feedback(type="false_positive", prediction_id="p-9")
+            deadline = time.monotonic() + 15
+            found: dict[str, str] = {}
+            while time.monotonic() < deadline and not found:
+                time.sleep(0.2)
+                for request in receiver.metrics():
+                    for rm in request.resource_metrics:
+                        for sm in rm.scope_metrics:
+                            for metric in sm.metrics:
+                                if metric.name == "objdet.feedback":
+                                    point = metric.sum.data_points[0]
+                                    found = {kv.key: kv.value.string_value for kv in point.attributes}
+                                    service = {kv.key: kv.value.string_value for kv in rm.resource.attributes}
+            assert found == {"objdet.feedback.type": "false_positive"}
+            assert service["service.name"] == "detwatch-companion"
