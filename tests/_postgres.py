@@ -31,6 +31,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import urllib.parse
 import uuid
 import warnings
@@ -111,6 +112,37 @@ class PostgresServer:
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
             cursor = conn.execute(statement)
             return cursor.fetchall() if cursor.description is not None else []
+
+    def data_directory_owner(self) -> int | None:
+        """The uid the server runs as, when its data directory is on this machine (else None).
+
+        A tablespace directory must belong to that user; a server elsewhere cannot use a
+        directory of this machine at all.
+        """
+        [(directory,)] = self.execute(self.admin_url, "SHOW data_directory")
+        try:
+            return Path(directory).stat().st_uid
+        except OSError:
+            return None
+
+    def terminate_sessions(self, url: str, application_name: str = "detwatch", timeout: float = 10) -> int:
+        """End the sessions of ``application_name`` on the database of ``url``, waiting until they are gone.
+
+        Returns how many were ended. Their clients see a broken connection on next use.
+        """
+        name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.lstrip("/"))
+        sessions = sql.SQL(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND application_name = {}"
+        ).format(sql.Literal(name), sql.Literal(application_name))
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10) as conn:
+            ended = [pid for pid, _ in conn.execute(sessions).fetchall()]
+            alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)"
+            while conn.execute(alive, (ended,)).fetchone() != (0,):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"sessions of {application_name!r} on {name!r} still there after {timeout} s")
+                time.sleep(0.02)
+        return len(ended)
 
     def stop(self) -> None:
         """Stop a private cluster and remove its directory (nothing for an external server)."""

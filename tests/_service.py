@@ -7,6 +7,7 @@ what they prove holds for the production server and its worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Collection
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -86,6 +88,38 @@ class Companion:
         assert self.process is not None
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False)
         return [int(p) for p in out.stdout.split()]
+
+    def serving_worker_pids(self) -> list[int]:
+        """Workers holding an open client connection now: in the middle of a request (Linux /proc only)."""
+        serving: set[str] = set()  # socket inodes of established connections to the service's port
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError), open(table) as lines:
+                for line in list(lines)[1:]:
+                    fields = line.split()
+                    if int(fields[1].rsplit(":", 1)[1], 16) == self.port and fields[3] == "01":
+                        serving.add(f"socket:[{fields[9]}]")
+        busy = []
+        for pid in self.worker_pids():
+            with contextlib.suppress(OSError):
+                fds = Path(f"/proc/{pid}/fd")
+                if any(os.readlink(fd) in serving for fd in fds.iterdir()):
+                    busy.append(pid)
+        return busy
+
+    def wait_for_workers(self, count: int, *, exclude: Collection[int] = (), timeout: float = 30) -> list[int]:
+        """The worker PIDs once ``count`` run, none of them in ``exclude`` (killed ones, for their replacements)."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()[-4000:]}")
+            pids = [p for p in self.worker_pids() if p not in exclude]
+            if len(pids) >= count:
+                return pids
+            if time.monotonic() > deadline:
+                log = self.log_path.read_text()[-4000:]
+                raise RuntimeError(f"{len(pids)} of {count} workers after {timeout} s: {log}")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         if self.process is None:
