@@ -31,7 +31,7 @@ from .config import Settings
 from .errors import APIError
 from .feedback import parse_feedback
 from .otlp_logs import OTLPDecodeError, decode_request, encode_response, extract_predictions
-from .predictions import PredictionError, parse_prediction
+from .predictions import PredictionError, load_json, parse_prediction
 from .storage import DatasetRecord, DatasetVersionRecord, FeedbackRecord, ModelRecord, Storage, open_storage
 from .version import __version__
 
@@ -94,10 +94,10 @@ def _authenticate() -> None:
 def _json_body() -> Any:
     if not request.is_json:
         raise APIError(415, "unsupported_media_type", "send application/json", "Content-Type")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise APIError(400, "invalid_json", "the body is not valid JSON", "body")
-    return data
+    try:
+        return load_json(request.get_data())
+    except ValueError as exc:
+        raise APIError(400, "invalid_json", f"the body is not valid JSON: {exc}", "body") from None
 
 
 def _field_error(exc: PredictionError, prefix: str = "") -> APIError:
@@ -112,7 +112,8 @@ def post_logs() -> Response:
     try:
         otlp = decode_request(request.get_data(), request.content_type, request.headers.get("Content-Encoding"))
     except OTLPDecodeError as exc:
-        raise APIError(400, "invalid_otlp", exc.message, exc.field) from None
+        code = {413: "body_too_large", 415: "unsupported_media_type"}.get(exc.status, "invalid_otlp")
+        raise APIError(exc.status, code, exc.message, exc.field) from None
     ingest = extract_predictions(otlp)
     if ingest.predictions:
         get_storage().ingest_predictions(ingest.predictions)
@@ -263,7 +264,9 @@ def register_model() -> tuple[Response, int]:
     model_id = _string_field(data, "model_id", required=True)
     assert model_id is not None
     version = _string_field(data, "version", required=False)
-    metadata = data.get("metadata") or {}
+    metadata = data.get("metadata")
+    if metadata is None:
+        metadata = {}
     if not isinstance(metadata, Mapping):
         raise APIError(400, "invalid_field", "must be an object", "metadata")
     model = get_storage().register_model(model_id, version, dict(metadata))

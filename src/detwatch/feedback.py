@@ -23,13 +23,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .predictions import PredictionError, parse_time
+from .predictions import MAX_DETECTIONS, PredictionError, json_integer, parse_time
 from .storage import FEEDBACK_TYPES, FeedbackInput, FeedbackType
 
 __all__ = ["parse_feedback"]
 
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
-_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline.
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
 MAX_TEXT = 4096
 
 
@@ -44,6 +45,18 @@ def _text(obj: Mapping[str, Any], key: str, limit: int = 256) -> str | None:
     return value
 
 
+def _coordinate(value: Any) -> float:
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the largest double
+            number = None
+    if number is None or not math.isfinite(number):
+        raise PredictionError("corrected_box", "must hold four finite numbers")
+    return number
+
+
 def parse_feedback(obj: Any, *, idempotency_key: str | None = None) -> FeedbackInput:
     """Validate one feedback item; raises :class:`PredictionError` naming the field."""
     if not isinstance(obj, Mapping):
@@ -55,24 +68,23 @@ def parse_feedback(obj: Any, *, idempotency_key: str | None = None) -> FeedbackI
     prediction_id = _text(obj, "prediction_id")
     trace_id = _text(obj, "trace_id")
     span_id = _text(obj, "span_id")
-    if trace_id is not None and not _HEX32.match(trace_id):
+    if trace_id is not None and not _HEX32.fullmatch(trace_id):
         raise PredictionError("trace_id", "must be 32 lowercase hex digits")
-    if span_id is not None and not _HEX16.match(span_id):
+    if span_id is not None and not _HEX16.fullmatch(span_id):
         raise PredictionError("span_id", "must be 16 lowercase hex digits")
     if prediction_id is None and (trace_id is None or span_id is None):
         raise PredictionError("prediction_id", "name the prediction: prediction_id, or trace_id and span_id")
-    index = obj.get("detection_index")
-    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
-        raise PredictionError("detection_index", "must be a non-negative integer")
+    raw_index = obj.get("detection_index")
+    index = None if raw_index is None else json_integer(raw_index)
+    if raw_index is not None and (index is None or not 0 <= index < MAX_DETECTIONS):
+        raise PredictionError("detection_index", f"must be an integer from 0 to {MAX_DETECTIONS - 1}")
     corrected_class = _text(obj, "corrected_class")
     raw_box = obj.get("corrected_box")
     corrected_box: tuple[float, float, float, float] | None = None
     if raw_box is not None:
         if not isinstance(raw_box, list) or len(raw_box) != 4:
             raise PredictionError("corrected_box", "must be [x1, y1, x2, y2] in pixels")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in raw_box):
-            raise PredictionError("corrected_box", "must hold four finite numbers")
-        x1, y1, x2, y2 = (float(v) for v in raw_box)
+        x1, y1, x2, y2 = (_coordinate(v) for v in raw_box)
         if x2 <= x1 or y2 <= y1:
             raise PredictionError("corrected_box", "needs x2 > x1 and y2 > y1 (xyxy)")
         corrected_box = (x1, y1, x2, y2)

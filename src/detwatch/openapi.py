@@ -1,20 +1,33 @@
 """The OpenAPI 3.1 document of the companion, served at ``/openapi.json``.
 
 Written as data next to the routes it describes, and checked against them by
-fuzzing every route from this document (schemathesis): a body the document allows
-must never make the service fail, and every 4xx it answers carries the JSON error.
+fuzzing every route from this document (schemathesis, ``tests/test_fuzz_api.py``):
+a request the document allows is accepted, one it forbids is a 4xx with the JSON
+error, and no request makes the service fail. The validation code is the truth; the
+schemas say what JSON Schema can of it (``null`` for an optional field means absent;
+cross-field rules such as a box's x2 > x1 are in the descriptions).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+from .api import MAX_BATCH
+from .feedback import MAX_TEXT
+from .predictions import MAX_DETECTIONS, MAX_ID_LENGTH, MAX_INT32, MAX_INT64, MAX_JSON_DEPTH, MAX_YEAR, MIN_YEAR
 from .storage import FEEDBACK_TYPES
 from .version import __version__
 
 __all__ = ["openapi_document"]
 
-_ID = {"type": "string", "minLength": 1, "maxLength": 256}
+JSON = "application/json"
+
+_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+_NAME = {**_ID, "pattern": r"\S", "description": "not blank"}
+"""A name the registry and feedback check with ``str.strip()``: not only whitespace."""
+_HEX32 = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+_HEX16 = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
 _BOX = {
     "type": "array",
     "items": {"type": "number"},
@@ -22,18 +35,73 @@ _BOX = {
     "maxItems": 4,
     "description": "[x1, y1, x2, y2] in absolute pixels, x2 > x1 and y2 > y1",
 }
+_TIME = {
+    "type": "string",
+    "format": "date-time",
+    # The year, as written: nanoseconds since the epoch must fit a BIGINT.
+    "pattern": "^(?:19[7-9][0-9]|2[01][0-9]{2}|22[0-5][0-9]|226[01])-",
+    "description": f"RFC 3339 with a time zone, years {MIN_YEAR} to {MAX_YEAR}",
+}
+
+
+def _decimal_at_most(limit: int) -> str:
+    """A regular expression for the decimal strings of 1 to ``limit`` (leading zeros allowed)."""
+    digits = str(limit)
+    shorter = f"[1-9][0-9]{{0,{len(digits) - 2}}}"
+    same_length = []
+    for i, digit in enumerate(digits):
+        low = 1 if i == 0 else 0
+        if int(digit) > low:
+            rest = len(digits) - i - 1
+            same_length.append(f"{digits[:i]}[{low}-{int(digit) - 1}][0-9]{{{rest}}}")
+    same_length.append(digits)
+    return f"^0*(?:{'|'.join([shorter, *same_length])})$"
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional field the service treats as absent when it is null."""
+    nullable = {**schema, "type": [schema["type"], "null"]}
+    if "enum" in schema:
+        nullable["enum"] = [*schema["enum"], None]
+    return nullable
+
+
+def _present(*names: str) -> dict[str, Any]:
+    """The fields are there and not null."""
+    return {"required": list(names), "properties": {name: {"not": {"type": "null"}} for name in names}}
+
+
+def _batch(item: str, limit: int) -> dict[str, Any]:
+    return {"type": "array", "maxItems": limit, "items": {"$ref": f"#/components/schemas/{item}"}}
+
+
+_REJECTED = {
+    "type": "array",
+    "description": "the items not stored, each with the field to fix",
+    "items": {
+        "type": "object",
+        "required": ["index", "field", "error"],
+        "properties": {
+            "index": {"type": "integer"},
+            "field": {"type": "string"},
+            "error": {"type": "string"},
+        },
+    },
+}
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
         "required": ["error"],
+        "additionalProperties": False,
         "properties": {
             "error": {
                 "type": "object",
                 "required": ["code", "message"],
+                "additionalProperties": False,
                 "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
+                    "code": {"type": "string", "minLength": 1},
+                    "message": {"type": "string", "minLength": 1},
                     "field": {"type": "string", "description": "what to fix"},
                 },
             }
@@ -41,6 +109,7 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Detection": {
         "type": "object",
+        "description": "label, score and bbox are accepted in place of class, confidence and box.",
         "required": ["class", "confidence", "box"],
         "properties": {
             "class": {"type": "string", "minLength": 1},
@@ -50,127 +119,191 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Prediction": {
         "type": "object",
-        "description": "A prediction event (the decorator's objdet.prediction body). Needs time or time_unix_nano.",
+        "description": "A prediction event (the decorator's objdet.prediction body). Needs time or time_unix_nano "
+        "(time wins when both are given). Optional fields may be null, meaning absent.",
         "required": ["model_id", "detections"],
+        "anyOf": [_present("time"), _present("time_unix_nano")],
         "properties": {
-            "prediction_id": _ID,
-            "time": {"type": "string", "format": "date-time"},
-            "time_unix_nano": {"type": "integer", "minimum": 1},
-            "model_id": _ID,
-            "model_version": _ID,
-            "ab_variant": {"type": "string", "enum": ["a", "b"]},
-            "latency_ms": {"type": "number", "minimum": 0},
-            "image": {
-                "type": "object",
-                "properties": {
-                    "key": {"type": "string", "minLength": 1},
-                    "uri": {"type": "string", "minLength": 1},
-                    "width": {"type": "integer", "minimum": 1},
-                    "height": {"type": "integer", "minimum": 1},
-                },
+            "prediction_id": _nullable(_ID),
+            "time": _nullable(_TIME),
+            "time_unix_nano": {
+                "type": ["integer", "string", "null"],
+                "minimum": 1,
+                "maximum": MAX_INT64,
+                "pattern": _decimal_at_most(MAX_INT64),
+                "description": "nanoseconds since the epoch; a decimal string as OTLP/JSON writes 64-bit integers",
             },
-            "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-            "span_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
-            "attributes": {"type": "object"},
-            "detections": {"type": "array", "items": {"$ref": "#/components/schemas/Detection"}},
+            "model_id": _ID,
+            "model_version": _nullable(_ID),
+            "ab_variant": _nullable({"type": "string", "enum": ["a", "b"]}),
+            "latency_ms": _nullable({"type": "number", "minimum": 0}),
+            "image": _nullable(
+                {
+                    "type": "object",
+                    "properties": {
+                        "key": _nullable({"type": "string", "minLength": 1}),
+                        "uri": _nullable({"type": "string", "minLength": 1}),
+                        "width": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_INT32}),
+                        "height": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_INT32}),
+                    },
+                }
+            ),
+            "trace_id": _nullable(_HEX32),
+            "span_id": _nullable(_HEX16),
+            "attributes": _nullable({"type": "object"}),
+            "detections": _batch("Detection", MAX_DETECTIONS),
         },
     },
     "PredictionBatch": {
         "type": "object",
+        "description": "Each prediction is validated on its own: invalid ones are named in the answer, "
+        "the others stored.",
         "required": ["predictions"],
-        "properties": {"predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}}},
+        "properties": {"predictions": _batch("Prediction", MAX_BATCH)},
     },
     "PredictionResult": {
         "type": "object",
         "required": ["accepted", "duplicates", "rejected"],
         "properties": {
-            "accepted": {"type": "integer"},
-            "duplicates": {"type": "integer"},
-            "rejected": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "index": {"type": "integer"},
-                        "field": {"type": "string"},
-                        "error": {"type": "string"},
-                    },
-                },
-            },
+            "accepted": {"type": "integer", "minimum": 0},
+            "duplicates": {"type": "integer", "minimum": 0},
+            "rejected": _REJECTED,
         },
     },
     "Feedback": {
         "type": "object",
-        "description": "Names the prediction (prediction_id, or trace_id and span_id) and what was wrong.",
+        "description": "Names the prediction (prediction_id, or trace_id and span_id) and what was wrong: "
+        "wrong_label needs corrected_class, wrong_box corrected_box, missed_object both. "
+        "Optional fields may be null, meaning absent.",
         "required": ["type"],
+        "anyOf": [_present("prediction_id"), _present("trace_id", "span_id")],
+        "allOf": [
+            {
+                "if": {"properties": {"type": {"enum": ["wrong_label", "missed_object"]}}},
+                "then": _present("corrected_class"),
+            },
+            {
+                "if": {"properties": {"type": {"enum": ["wrong_box", "missed_object"]}}},
+                "then": _present("corrected_box"),
+            },
+        ],
         "properties": {
             "type": {"type": "string", "enum": list(FEEDBACK_TYPES)},
-            "prediction_id": _ID,
-            "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-            "span_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
-            "detection_index": {"type": "integer", "minimum": 0},
-            "corrected_class": {"type": "string", "minLength": 1, "maxLength": 256},
-            "corrected_box": _BOX,
-            "reviewer": {"type": "string", "minLength": 1, "maxLength": 256},
-            "comment": {"type": "string", "minLength": 1, "maxLength": 4096},
-            "time": {"type": "string", "format": "date-time"},
+            "prediction_id": _nullable(_NAME),
+            "trace_id": _nullable(_HEX32),
+            "span_id": _nullable(_HEX16),
+            "detection_index": _nullable({"type": "integer", "minimum": 0, "maximum": MAX_DETECTIONS - 1}),
+            "corrected_class": _nullable(_NAME),
+            "corrected_box": _nullable(_BOX),
+            "reviewer": _nullable(_NAME),
+            "comment": _nullable({**_NAME, "maxLength": MAX_TEXT}),
+            "time": _nullable({**_TIME, "description": f"{_TIME['description']}; defaults to now"}),
         },
     },
     "FeedbackBatch": {
         "type": "object",
+        "description": "Each item is validated on its own: invalid ones are named in the answer, the others stored.",
         "required": ["feedback"],
-        "properties": {"feedback": {"type": "array", "items": {"$ref": "#/components/schemas/Feedback"}}},
+        "properties": {"feedback": _batch("Feedback", MAX_BATCH)},
     },
     "FeedbackRecord": {
         "type": "object",
+        "required": ["id", "type", "prediction_id", "duplicate"],
         "properties": {
             "id": {"type": "string"},
-            "type": {"type": "string"},
+            "type": {"type": "string", "enum": list(FEEDBACK_TYPES)},
             "prediction_id": {"type": ["string", "null"]},
+            "trace_id": {"type": ["string", "null"]},
+            "span_id": {"type": ["string", "null"]},
+            "detection_index": {"type": ["integer", "null"]},
+            "corrected_class": {"type": ["string", "null"]},
+            "corrected_box": {"type": ["array", "null"], "items": {"type": "number"}},
+            "reviewer": {"type": ["string", "null"]},
+            "comment": {"type": ["string", "null"]},
             "model_id": {"type": ["string", "null"]},
-            "duplicate": {"type": "boolean"},
+            "duplicate": {"type": "boolean", "description": "true when the idempotency key was seen before"},
+        },
+    },
+    "FeedbackBatchResult": {
+        "type": "object",
+        "required": ["accepted", "rejected"],
+        "properties": {
+            "accepted": {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackRecord"}},
+            "rejected": _REJECTED,
         },
     },
     "ModelRegistration": {
         "type": "object",
         "required": ["model_id"],
-        "properties": {"model_id": _ID, "version": _ID, "metadata": {"type": "object"}},
+        "properties": {
+            "model_id": _NAME,
+            "version": _nullable(_NAME),
+            "metadata": _nullable({"type": "object"}),
+        },
     },
     "Model": {
         "type": "object",
+        "required": ["id", "model_id", "versions", "metadata"],
         "properties": {
             "id": {"type": "string"},
             "model_id": {"type": "string"},
             "versions": {"type": "array", "items": {"type": "string"}},
             "metadata": {"type": "object"},
+            "first_seen_unix_nano": {"type": "integer"},
+            "last_seen_unix_nano": {"type": "integer"},
         },
+    },
+    "ModelList": {
+        "type": "object",
+        "required": ["models"],
+        "properties": {"models": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}},
     },
     "DatasetCreate": {
         "type": "object",
         "required": ["name"],
-        "properties": {"name": _ID, "description": {"type": "string", "maxLength": 4096}},
+        "properties": {"name": _NAME, "description": {"type": "string", "maxLength": MAX_TEXT}},
     },
     "DatasetVersionCreate": {
         "type": "object",
         "required": ["name"],
-        "properties": {"name": _ID, "parent_version_id": _ID},
+        "properties": {
+            "name": _NAME,
+            "parent_version_id": {
+                **_nullable(_NAME),
+                "description": "a version of the same dataset (400 otherwise)",
+            },
+        },
     },
     "DatasetVersion": {
         "type": "object",
+        "required": ["id", "dataset_id", "name", "parent_version_id"],
         "properties": {
             "id": {"type": "string"},
             "dataset_id": {"type": "string"},
             "name": {"type": "string"},
             "parent_version_id": {"type": ["string", "null"]},
+            "created_unix_nano": {"type": "integer"},
         },
     },
     "Dataset": {
         "type": "object",
+        "required": ["id", "name", "versions", "version"],
         "properties": {
             "id": {"type": "string"},
             "name": {"type": "string"},
+            "description": {"type": "string"},
+            "created_unix_nano": {"type": "integer"},
             "versions": {"type": "array", "items": {"$ref": "#/components/schemas/DatasetVersion"}},
             "version": {"$ref": "#/components/schemas/DatasetVersion"},
+        },
+    },
+    "Status": {
+        "type": "object",
+        "required": ["version", "database", "counts"],
+        "properties": {
+            "version": {"type": "string"},
+            "database": {"type": "string", "description": "the database URL without credentials"},
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
         },
     },
 }
@@ -180,123 +313,180 @@ def _json_body(schema: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
 
 
-def _answer(description: str, schema: str | None = None) -> dict[str, Any]:
+def _answer(description: str, schema: str | dict[str, Any] | None = None) -> dict[str, Any]:
     if schema is None:
         return {"description": description}
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
-    }
+    if isinstance(schema, str):
+        schema = {"$ref": f"#/components/schemas/{schema}"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_ERRORS = {
+_UNAUTHORIZED = {"401": _answer("missing or wrong credentials", "Error")}
+_NOT_FOUND = {"404": _answer("unknown", "Error")}
+_UNAVAILABLE = {"503": _answer("the database cannot take writes now; retry after Retry-After", "Error")}
+_BODY_ERRORS = {
     "400": _answer("invalid input; the error names the field", "Error"),
-    "401": _answer("missing or wrong credentials", "Error"),
-    "503": _answer("the database cannot take writes now; retry after Retry-After", "Error"),
+    **_UNAUTHORIZED,
+    "413": _answer("body (or batch) too large", "Error"),
+    "415": _answer("unsupported Content-Type (or Content-Encoding)", "Error"),
+    **_UNAVAILABLE,
 }
+_READ_ERRORS = {**_UNAUTHORIZED, **_UNAVAILABLE}
 
 _PATH_ID = {"in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+
+_CODING = r"^[ \t]*(?:[Gg][Zz][Ii][Pp]|[Ii][Dd][Ee][Nn][Tt][Ii][Tt][Yy])?[ \t]*$"
+"""Content-Encoding as the service reads it: gzip, identity or nothing, in any case."""
+
+_OTLP_JSON = {
+    "type": "object",
+    "description": "ExportLogsServiceRequest in OTLP/JSON (hex traceId and spanId); unknown fields are ignored",
+}
+_OTLP_PROTOBUF = {"type": "string", "format": "binary", "description": "ExportLogsServiceRequest, protobuf"}
 
 
 def openapi_document() -> dict[str, Any]:
     """The document (a new dict each call)."""
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "detwatch companion",
-            "version": __version__,
-            "description": "Feedback, prediction ingest and registry for object-detection monitoring.",
-        },
-        "components": {
-            "schemas": _SCHEMAS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-        "security": [{"bearer": []}],
-        "paths": {
-            "/v1/logs": {
-                "post": {
-                    "summary": "OTLP/HTTP logs: objdet.prediction events (protobuf or JSON, gzip)",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
-                            "application/json": {"schema": {"type": "object"}},
-                        },
-                    },
-                    "responses": {"200": {"description": "ExportLogsServiceResponse (partial success)"}, **_ERRORS},
-                }
+    return copy.deepcopy(
+        {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "detwatch companion",
+                "version": __version__,
+                "description": "Feedback, prediction ingest and registry for object-detection monitoring. "
+                "JSON bodies are I-JSON (RFC 7493: UTF-8, no lone surrogates), nested at most "
+                f"{MAX_JSON_DEPTH} deep. Every error is the JSON object Error.",
             },
-            "/v1/predictions": {
-                "post": {
-                    "summary": "Plain JSON batch of prediction events",
-                    "requestBody": _json_body("PredictionBatch"),
-                    "responses": {"200": _answer("stored; rejected items named", "PredictionResult"), **_ERRORS},
-                }
+            "components": {
+                "schemas": _SCHEMAS,
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             },
-            "/v1/feedback": {
-                "post": {
-                    "summary": "Feedback webhook (bearer token or Standard Webhooks signature)",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        {"$ref": "#/components/schemas/Feedback"},
-                                        {"$ref": "#/components/schemas/FeedbackBatch"},
-                                    ]
-                                }
+            "security": [{"bearer": []}],
+            "paths": {
+                "/v1/logs": {
+                    "post": {
+                        "summary": "OTLP/HTTP logs: objdet.prediction events (protobuf or JSON, gzip)",
+                        "parameters": [
+                            {
+                                "name": "Content-Encoding",
+                                "in": "header",
+                                "required": False,
+                                "description": "gzip or identity (none), case-insensitive",
+                                "schema": {"type": "string", "pattern": _CODING},
                             }
+                        ],
+                        "requestBody": {
+                            "required": True,
+                            "content": {
+                                "application/x-protobuf": {"schema": _OTLP_PROTOBUF},
+                                JSON: {"schema": _OTLP_JSON},
+                            },
                         },
+                        "responses": {
+                            "200": {
+                                "description": "ExportLogsServiceResponse in the request's encoding; "
+                                "partial_success names rejected records",
+                                "content": {
+                                    "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                                    JSON: {"schema": {"type": "object"}},
+                                },
+                            },
+                            **_BODY_ERRORS,
+                        },
+                    }
+                },
+                "/v1/predictions": {
+                    "post": {
+                        "summary": "Plain JSON batch of prediction events",
+                        "requestBody": _json_body("PredictionBatch"),
+                        "responses": {
+                            "200": _answer("stored; rejected items named", "PredictionResult"),
+                            **_BODY_ERRORS,
+                        },
+                    }
+                },
+                "/v1/feedback": {
+                    "post": {
+                        "summary": "Feedback webhook (bearer token or Standard Webhooks signature)",
+                        "description": "One feedback object, or a batch: an object whose feedback is a list.",
+                        "requestBody": {
+                            "required": True,
+                            "content": {
+                                JSON: {
+                                    "schema": {
+                                        "anyOf": [
+                                            {"$ref": "#/components/schemas/Feedback"},
+                                            {"$ref": "#/components/schemas/FeedbackBatch"},
+                                        ]
+                                    }
+                                }
+                            },
+                        },
+                        "responses": {
+                            "201": _answer("stored", "FeedbackRecord"),
+                            "200": _answer(
+                                "a repeated idempotency key (the stored record), or a batch result",
+                                {
+                                    "anyOf": [
+                                        {"$ref": "#/components/schemas/FeedbackRecord"},
+                                        {"$ref": "#/components/schemas/FeedbackBatchResult"},
+                                    ]
+                                },
+                            ),
+                            **_BODY_ERRORS,
+                        },
+                    }
+                },
+                "/v1/models": {
+                    "get": {
+                        "summary": "List models",
+                        "responses": {"200": _answer("models", "ModelList"), **_READ_ERRORS},
                     },
-                    "responses": {
-                        "201": _answer("stored", "FeedbackRecord"),
-                        "200": _answer("a repeated idempotency key, or a batch result"),
-                        **_ERRORS,
+                    "post": {
+                        "summary": "Register a model (version optional)",
+                        "requestBody": _json_body("ModelRegistration"),
+                        "responses": {"201": _answer("the model", "Model"), **_BODY_ERRORS},
                     },
-                }
-            },
-            "/v1/models": {
-                "get": {"summary": "List models", "responses": {"200": _answer("models"), "401": _ERRORS["401"]}},
-                "post": {
-                    "summary": "Register a model (version optional)",
-                    "requestBody": _json_body("ModelRegistration"),
-                    "responses": {"201": _answer("the model", "Model"), **_ERRORS},
+                },
+                "/v1/models/{model_id}": {
+                    "get": {
+                        "summary": "One model",
+                        "parameters": [{"name": "model_id", **_PATH_ID}],
+                        "responses": {"200": _answer("the model", "Model"), **_NOT_FOUND, **_READ_ERRORS},
+                    }
+                },
+                "/v1/datasets": {
+                    "post": {
+                        "summary": "Create a dataset (with its first, empty version)",
+                        "requestBody": _json_body("DatasetCreate"),
+                        "responses": {"201": _answer("the dataset", "Dataset"), **_BODY_ERRORS},
+                    }
+                },
+                "/v1/datasets/{dataset_id}": {
+                    "get": {
+                        "summary": "One dataset",
+                        "parameters": [{"name": "dataset_id", **_PATH_ID}],
+                        "responses": {"200": _answer("the dataset", "Dataset"), **_NOT_FOUND, **_READ_ERRORS},
+                    }
+                },
+                "/v1/datasets/{dataset_id}/versions": {
+                    "post": {
+                        "summary": "Create a dataset version",
+                        "parameters": [{"name": "dataset_id", **_PATH_ID}],
+                        "requestBody": _json_body("DatasetVersionCreate"),
+                        "responses": {
+                            "201": _answer("the version", "DatasetVersion"),
+                            "404": _answer("unknown dataset", "Error"),
+                            **_BODY_ERRORS,
+                        },
+                    }
+                },
+                "/v1/status": {
+                    "get": {
+                        "summary": "Counts and version",
+                        "responses": {"200": _answer("status", "Status"), **_READ_ERRORS},
+                    }
                 },
             },
-            "/v1/models/{model_id}": {
-                "get": {
-                    "summary": "One model",
-                    "parameters": [{"name": "model_id", **_PATH_ID}],
-                    "responses": {"200": _answer("the model", "Model"), "404": _answer("unknown", "Error")},
-                }
-            },
-            "/v1/datasets": {
-                "post": {
-                    "summary": "Create a dataset (with its first, empty version)",
-                    "requestBody": _json_body("DatasetCreate"),
-                    "responses": {"201": _answer("the dataset", "Dataset"), **_ERRORS},
-                }
-            },
-            "/v1/datasets/{dataset_id}": {
-                "get": {
-                    "summary": "One dataset",
-                    "parameters": [{"name": "dataset_id", **_PATH_ID}],
-                    "responses": {"200": _answer("the dataset", "Dataset"), "404": _answer("unknown", "Error")},
-                }
-            },
-            "/v1/datasets/{dataset_id}/versions": {
-                "post": {
-                    "summary": "Create a dataset version",
-                    "parameters": [{"name": "dataset_id", **_PATH_ID}],
-                    "requestBody": _json_body("DatasetVersionCreate"),
-                    "responses": {
-                        "201": _answer("the version", "DatasetVersion"),
-                        "404": _answer("unknown dataset", "Error"),
-                        **_ERRORS,
-                    },
-                }
-            },
-            "/v1/status": {"get": {"summary": "Counts and version", "responses": {"200": _answer("status")}}},
-        },
-    }
+        }
+    )

@@ -39,7 +39,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from detwatch_instrumentation import semconv
 
-from .predictions import Prediction, PredictionError, parse_prediction
+from .predictions import Prediction, PredictionError, load_json, parse_prediction
 
 __all__ = ["LogsIngest", "OTLPDecodeError", "decode_request", "encode_response", "extract_predictions"]
 
@@ -51,12 +51,17 @@ MAX_ERRORS_REPORTED = 5
 
 
 class OTLPDecodeError(ValueError):
-    """The request as a whole cannot be read (answered 400, not retried)."""
+    """The request as a whole cannot be read (answered ``status``, 4xx: not retried).
 
-    def __init__(self, field: str, message: str) -> None:
+    400 for a body that cannot be decoded, 413 for one too large, 415 for a media
+    type or content coding the companion does not speak (as OTLP/HTTP specifies).
+    """
+
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.status = status
 
 
 @dataclass
@@ -81,7 +86,7 @@ def _gunzip(body: bytes) -> bytes:
     except zlib.error as exc:
         raise OTLPDecodeError("Content-Encoding", f"body is not valid gzip: {exc}") from None
     if len(data) > MAX_BODY_BYTES:
-        raise OTLPDecodeError("body", f"larger than {MAX_BODY_BYTES} bytes uncompressed")
+        raise OTLPDecodeError("body", f"larger than {MAX_BODY_BYTES} bytes uncompressed", 413)
     return data
 
 
@@ -108,9 +113,9 @@ def decode_request(body: bytes, content_type: str | None, content_encoding: str 
     if encoding == "gzip":
         body = _gunzip(body)
     elif encoding not in ("", "identity"):
-        raise OTLPDecodeError("Content-Encoding", f"unsupported {content_encoding!r} (use gzip or none)")
+        raise OTLPDecodeError("Content-Encoding", f"unsupported {content_encoding!r} (use gzip or none)", 415)
     if len(body) > MAX_BODY_BYTES:
-        raise OTLPDecodeError("body", f"larger than {MAX_BODY_BYTES} bytes")
+        raise OTLPDecodeError("body", f"larger than {MAX_BODY_BYTES} bytes", 413)
     media = (content_type or "").split(";")[0].strip().lower()
     if media == PROTOBUF:
         try:
@@ -119,15 +124,17 @@ def decode_request(body: bytes, content_type: str | None, content_encoding: str 
             raise OTLPDecodeError("body", f"not an ExportLogsServiceRequest: {exc}") from None
     if media == JSON:
         try:
-            tree = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise OTLPDecodeError("body", f"not JSON: {exc}") from None
+            tree = load_json(body)
+        except ValueError as exc:
+            raise OTLPDecodeError("body", str(exc)) from None
+        if not isinstance(tree, dict):
+            raise OTLPDecodeError("body", "an OTLP/JSON logs request is a JSON object")
         _hex_ids_to_base64(tree)
         try:
             return json_format.ParseDict(tree, ExportLogsServiceRequest(), ignore_unknown_fields=True)
         except (json_format.ParseError, binascii.Error) as exc:
             raise OTLPDecodeError("body", f"not an OTLP/JSON logs request: {exc}") from None
-    raise OTLPDecodeError("Content-Type", f"unsupported {content_type!r} (use {PROTOBUF} or {JSON})")
+    raise OTLPDecodeError("Content-Type", f"unsupported {content_type!r} (use {PROTOBUF} or {JSON})", 415)
 
 
 def _any_value(value: AnyValue) -> Any:
@@ -167,9 +174,9 @@ def extract_predictions(request: ExportLogsServiceRequest) -> LogsIngest:
         body = _any_value(record.body)
         if isinstance(body, str):
             try:
-                body = json.loads(body)
-            except json.JSONDecodeError as exc:
-                ingest.reject(where, f"body: not JSON: {exc.msg}")
+                body = load_json(body)
+            except ValueError as exc:
+                ingest.reject(where, f"body: {exc}")
                 continue
         if not isinstance(body, dict):
             ingest.reject(where, "body: must be a prediction object")

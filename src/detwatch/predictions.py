@@ -34,12 +34,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["DetectionRecord", "ImageRef", "Prediction", "PredictionError", "parse_prediction"]
+__all__ = [
+    "DetectionRecord",
+    "ImageRef",
+    "Prediction",
+    "PredictionError",
+    "json_integer",
+    "load_json",
+    "parse_prediction",
+]
 
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
-_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline.
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
 MAX_ID_LENGTH = 256
 MAX_DETECTIONS = 10_000
+MAX_INT64 = 2**63 - 1
+"""Nanosecond times are stored as BIGINT."""
+MAX_INT32 = 2**31 - 1
+"""Image dimensions are stored as INTEGER (32 bits in PostgreSQL)."""
+MIN_YEAR, MAX_YEAR = 1970, 2261
+"""Years a ``time`` may name: nanoseconds since the epoch fit a BIGINT until April 2262."""
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a JSON body may have."""
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class PredictionError(ValueError):
@@ -129,18 +148,69 @@ def format_time(unix_nano: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{rem // 1_000_000:03d}Z"
 
 
+def load_json(data: bytes | str) -> Any:
+    """Parse I-JSON (RFC 7493), nested at most ``MAX_JSON_DEPTH`` deep; raises :class:`ValueError`.
+
+    No ``NaN`` or ``Infinity`` (not JSON, and not writable back as JSON) and no lone
+    surrogates such as ``"\\udc00"`` (not Unicode: no database can store them). Deep
+    nesting is refused before recursive code (``json.dumps`` when storing, protobuf's
+    parser) can exhaust the stack. The message is for the sender.
+    """
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        value = json.loads(data, parse_constant=no_constants)
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} deep") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8: {exc.reason}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg} at position {exc.pos}") from None
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                raise ValueError("a string holds a lone surrogate (not Unicode)")
+        elif isinstance(node, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"nested more than {MAX_JSON_DEPTH} deep")
+            if isinstance(node, dict):
+                stack.extend((key, depth) for key in node)
+                stack.extend((child, depth + 1) for child in node.values())
+            else:
+                stack.extend((child, depth + 1) for child in node)
+    return value
+
+
+def json_integer(value: Any) -> int | None:
+    """``value`` as an int when it is a JSON integer (``3`` or ``3.0``), else None (never for booleans)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def parse_time(value: Any, field_name: str = "time") -> int:
-    """Nanoseconds since the epoch from an RFC 3339 string with a time zone."""
+    """Nanoseconds since the epoch from an RFC 3339 string with a time zone (years 1970 to 2261)."""
     if not isinstance(value, str):
         raise PredictionError(field_name, "must be an RFC 3339 date-time string")
     try:
-        dt = datetime.fromisoformat(value)
+        # RFC 3339 allows a lowercase "t" and "z"; fromisoformat does not.
+        dt = datetime.fromisoformat(value.upper() if value.isascii() else value)
     except ValueError:
         raise PredictionError(field_name, f"not an RFC 3339 date-time: {value!r}") from None
     if dt.tzinfo is None:
         raise PredictionError(field_name, "needs a time zone (e.g. a trailing Z)")
-    whole = int(dt.timestamp())
-    return whole * 1_000_000_000 + dt.microsecond * 1_000
+    if not MIN_YEAR <= dt.year <= MAX_YEAR:
+        raise PredictionError(field_name, f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
+    delta = dt - _EPOCH  # exact, unlike the float of dt.timestamp()
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def _string(obj: Mapping[str, Any], key: str, *, required: bool = False, where: str = "") -> str | None:
@@ -160,7 +230,10 @@ def _string(obj: Mapping[str, Any], key: str, *, required: bool = False, where: 
 def _number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PredictionError(name, "must be a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the largest double
+        raise PredictionError(name, "must be finite") from None
     if not math.isfinite(number):
         raise PredictionError(name, "must be finite")
     return number
@@ -187,9 +260,10 @@ def _detection(obj: Any, where: str) -> DetectionRecord:
 def _dimension(value: Any, name: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise PredictionError(name, "must be a positive integer")
-    return value
+    number = json_integer(value)
+    if number is None or not 0 < number <= MAX_INT32:
+        raise PredictionError(name, f"must be a positive integer of at most {MAX_INT32}")
+    return number
 
 
 def parse_prediction(obj: Any, *, index: int = 0) -> Prediction:
@@ -202,15 +276,18 @@ def parse_prediction(obj: Any, *, index: int = 0) -> Prediction:
     model_id = _string(obj, "model_id", required=True)
     assert model_id is not None
     model_version = _string(obj, "model_version") or ""
+    given_nano: int | None = None
+    if obj.get("time_unix_nano") is not None:
+        raw_time = obj["time_unix_nano"]
+        if isinstance(raw_time, str) and raw_time.isascii() and raw_time.isdigit():
+            raw_time = int(raw_time)  # OTLP/JSON writes 64-bit integers as strings
+        given_nano = json_integer(raw_time)
+        if given_nano is None or not 0 < given_nano <= MAX_INT64:
+            raise PredictionError("time_unix_nano", f"must be a positive integer of at most {MAX_INT64}")
     if obj.get("time") is not None:
         time_unix_nano = parse_time(obj["time"])
-    elif obj.get("time_unix_nano") is not None:
-        raw_time = obj["time_unix_nano"]
-        if isinstance(raw_time, str) and raw_time.isdigit():
-            raw_time = int(raw_time)  # OTLP/JSON writes 64-bit integers as strings
-        if isinstance(raw_time, bool) or not isinstance(raw_time, int) or raw_time <= 0:
-            raise PredictionError("time_unix_nano", "must be a positive integer")
-        time_unix_nano = raw_time
+    elif given_nano is not None:
+        time_unix_nano = given_nano
     else:
         raise PredictionError("time", "is required (RFC 3339, or time_unix_nano)")
     raw_detections = obj.get("detections")
@@ -226,7 +303,9 @@ def parse_prediction(obj: Any, *, index: int = 0) -> Prediction:
     latency_ms = None if latency is None else _number(latency, "latency_ms")
     if latency_ms is not None and latency_ms < 0:
         raise PredictionError("latency_ms", "must not be negative")
-    image_obj = obj.get("image") or {}
+    image_obj = obj.get("image")
+    if image_obj is None:
+        image_obj = {}
     if not isinstance(image_obj, Mapping):
         raise PredictionError("image", "must be an object")
     image = ImageRef(
@@ -236,12 +315,14 @@ def parse_prediction(obj: Any, *, index: int = 0) -> Prediction:
         height=_dimension(image_obj.get("height"), "image.height"),
     )
     trace_id = _string(obj, "trace_id")
-    if trace_id is not None and not _HEX32.match(trace_id):
+    if trace_id is not None and not _HEX32.fullmatch(trace_id):
         raise PredictionError("trace_id", "must be 32 lowercase hex digits")
     span_id = _string(obj, "span_id")
-    if span_id is not None and not _HEX16.match(span_id):
+    if span_id is not None and not _HEX16.fullmatch(span_id):
         raise PredictionError("span_id", "must be 16 lowercase hex digits")
-    attributes = obj.get("attributes") or {}
+    attributes = obj.get("attributes")
+    if attributes is None:
+        attributes = {}
     if not isinstance(attributes, Mapping):
         raise PredictionError("attributes", "must be an object")
     prediction_id = _string(obj, "prediction_id")
