@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import detwatch_instrumentation
+from _postgres import PostgresServer, shared_server
 
 
 @dataclass
@@ -99,3 +100,21 @@ def telemetry() -> Iterator[Telemetry]:
     meter_provider.shutdown()
     tracer_provider.shutdown()
     logger_provider.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    """The session's PostgreSQL server (DETWATCH_TEST_DATABASE_URL, or a private pgserver cluster)."""
+    return shared_server()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """A fresh, empty database of each backend: suites that use it run against both."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'detwatch.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    database = server.create_database()
+    yield database
+    server.drop_database(database)

@@ -1,4 +1,4 @@
-"""The ``/v1`` API through Flask's test client, on a fresh SQLite database per test."""
+"""The ``/v1`` API through Flask's test client, on a fresh database of each backend per test."""
 
 from __future__ import annotations
 
@@ -31,8 +31,13 @@ EVENT: dict[str, Any] = {
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    yield create_app(Settings(data_dir=tmp_path))
+def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
+    """The app on a fresh database of each backend (SQLite and PostgreSQL)."""
+    application = create_app(Settings(data_dir=tmp_path, database_url=database_url))
+    yield application
+    storage = application.extensions.get("detwatch.storage")
+    if storage is not None:
+        storage.close()
 
 
 @pytest.fixture
