@@ -239,7 +239,38 @@ def _number(value: Any, name: str) -> float:
     return number
 
 
-def _detection(obj: Any, where: str) -> DetectionRecord:
+_INF = math.inf
+
+
+def _detection(obj: Any, index: int) -> DetectionRecord:
+    # Fast path for the common, valid shape (what the decorator emits): exact
+    # types, and chained comparisons that also refuse NaN and infinities. Anything
+    # else takes the checked path, which names the offending field.
+    if type(obj) is dict:
+        name = obj.get("class")
+        confidence = obj.get("confidence")
+        box = obj.get("box")
+        if (
+            type(name) is str
+            and name
+            and type(confidence) is float
+            and 0.0 <= confidence <= 1.0
+            and (type(box) is list and len(box) == 4)
+        ):
+            x1, y1, x2, y2 = box
+            if (
+                type(x1) is float
+                and type(y1) is float
+                and type(x2) is float
+                and type(y2) is float
+                and -_INF < x1 < x2 < _INF
+                and -_INF < y1 < y2 < _INF
+            ):
+                return DetectionRecord(name, confidence, (x1, y1, x2, y2))
+    return _checked_detection(obj, f"detections[{index}]")
+
+
+def _checked_detection(obj: Any, where: str) -> DetectionRecord:
     if not isinstance(obj, Mapping):
         raise PredictionError(where, "must be an object with class, confidence and box")
     name = obj.get("class", obj.get("label"))
@@ -295,7 +326,7 @@ def parse_prediction(obj: Any, *, index: int = 0) -> Prediction:
         raise PredictionError("detections", "is required: a list (empty when nothing was detected)")
     if len(raw_detections) > MAX_DETECTIONS:
         raise PredictionError("detections", f"more than {MAX_DETECTIONS} detections")
-    detections = tuple(_detection(d, f"detections[{i}]") for i, d in enumerate(raw_detections))
+    detections = tuple(_detection(d, i) for i, d in enumerate(raw_detections))
     variant = _string(obj, "ab_variant")
     if variant is not None and variant not in ("a", "b"):
         raise PredictionError("ab_variant", "must be 'a' or 'b'")
