@@ -668,3 +668,9 @@ def test_open_storage_rejects_what_it_cannot_open() -> None:
         open_storage("mysql://localhost/db")
     with pytest.raises(ValueError, match="in-memory"):
         open_storage("sqlite:///:memory:")
+
+
+def test_metadata_with_integers_beyond_64_bits_is_stored_exactly(storage: Storage) -> None:
+    model = storage.register_model("big", None, {"seed": 80842038071530274816, "nested": [{"n": -(2**70)}]})
+    assert model.metadata == {"seed": 80842038071530274816, "nested": [{"n": -(2**70)}]}
+    assert storage.get_model("big") == model

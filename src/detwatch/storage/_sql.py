@@ -260,7 +260,12 @@ def _marks(n: int) -> str:
 def _dumps(value: Any) -> str:
     # orjson, not json.dumps: re-encoding the detections (mostly floats) was the
     # largest share of ingest CPU (29%); orjson does it about ten times faster.
-    return orjson.dumps(value, default=str).decode()
+    # User-supplied JSON (metadata, attributes) may hold integers beyond 64 bits,
+    # which orjson refuses: the standard library takes those.
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def _ceil_seconds(unix_nano: int) -> int:
