@@ -77,7 +77,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -89,6 +89,7 @@ import requests
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
+from _report import table, verdict
 from detwatch.otlp_logs import decode_request, extract_predictions
 from detwatch.storage._schema import MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, statements_for
 from detwatch.storage._sql import _PREDICTION_COLUMNS, _PREDICTION_WIDTH, _prediction_row
@@ -664,25 +665,6 @@ def machine(temp: Path, pg_version: str | None) -> str:
     )
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Iterator[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def fmt(cells: Sequence[str]) -> str:
-        line = "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-        return line.rstrip()
-
-    yield fmt(headers)
-    yield "  ".join("-" * w for w in widths)
-    for r in rows:
-        yield fmt(r)
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 @dataclass
 class Raw:
     backend: str
@@ -731,11 +713,11 @@ def report(
                     f"{min(r.ingest.rate for r in group):,.0f}..{best.ingest.rate:,.0f}",
                     f"{ratio:.3f}",
                     f"{_percentile(lat, 0.5) * 1000:.0f} / {_percentile(lat, 0.99) * 1000:.0f}",
-                    _verdict(passed),
+                    verdict(passed),
                 ]
             )
     headers = ["backend", "ingest", "events/s", "range", "service/raw", "batch p50 / p99 ms", f">= {TARGET_RATIO}"]
-    for line in _table(headers, lines):
+    for line in table(headers, lines):
         print(line)
 
     fb_runs = [r for r in runs if r.feedback is not None]
@@ -768,7 +750,7 @@ def report(
                     f"{len(lat)}/{fb.posts}",
                     " / ".join(f"{x:.1f}" for x in (_percentile(lat, 0.5), _percentile(lat, 0.9), p99, max(lat))),
                     cap_text,
-                    _verdict(passed),
+                    verdict(passed),
                 ]
             )
         headers = [
@@ -780,7 +762,7 @@ def report(
             "capacity",
             f"p99 < {TARGET_FEEDBACK_P99_MS:g} ms",
         ]
-        for line in _table(headers, lines):
+        for line in table(headers, lines):
             print(line)
 
     print()
@@ -798,7 +780,7 @@ def report(
             " every feedback post answered 201 and was joined to its prediction, every one stored."
         )
     ok = ok and not every
-    print(f"overall: {_verdict(ok)}")
+    print(f"overall: {verdict(ok)}")
     return ok
 
 

@@ -96,7 +96,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Protocol
@@ -116,6 +116,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import detwatch_instrumentation
+from _report import table, verdict
 from detwatch_instrumentation import monitor_detections, semconv
 
 Detections = list[dict[str, Any]]
@@ -750,25 +751,6 @@ def machine() -> str:
     )
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Iterator[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def fmt(cells: Sequence[str]) -> str:
-        line = "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-        return line.rstrip()
-
-    yield fmt(headers)
-    yield "  ".join("-" * w for w in widths)
-    for r in rows:
-        yield fmt(r)
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else math.inf
 
@@ -796,7 +778,7 @@ def report(results: Results, args: argparse.Namespace) -> bool:
         mean, p50, p99 = r.added()
         lines.append([r.label, r.exemplars, f"{mean:.1f}", f"{p50:.1f}", f"{p99:.1f}", f"{r.cpu:.1f}"])
     headers = ["variant", "exemplar filter", "added µs/call mean", "added p50", "added p99", "CPU µs/image"]
-    for line in _table(headers, lines):
+    for line in table(headers, lines):
         print(line)
     plain_ns, decorated_ns = results.noop_ns
     print(
@@ -822,13 +804,13 @@ def report(results: Results, args: argparse.Namespace) -> bool:
             lines.append(
                 [
                     f"{c.label.split(' ', 1)[0]} / (b), exemplars {f}",
-                    f"{wall:.3f} {_verdict(wall <= TARGET_WALL)}",
+                    f"{wall:.3f} {verdict(wall <= TARGET_WALL)}",
                     "met" if wall <= AIM_WALL else "missed",
                     f"{_ratio(c_p99, b_p99):.3f}",
-                    f"{cpu:.3f} {_verdict(cpu <= TARGET_CPU)}",
+                    f"{cpu:.3f} {verdict(cpu <= TARGET_CPU)}",
                 ]
             )
-    for line in _table(["ratio", "added wall (mean)", f"aim {AIM_WALL}", "added p99", "CPU per image"], lines):
+    for line in table(["ratio", "added wall (mean)", f"aim {AIM_WALL}", "added p99", "CPU per image"], lines):
         print(line)
     print("The targets apply to (c), the decorator as shipped (events on); (c') shows what the log record costs.")
 
@@ -867,7 +849,7 @@ def report(results: Results, args: argparse.Namespace) -> bool:
                 f"{e.returned}/{e.calls}",
                 " ".join(f"{s} {f}/{t}" for s, (t, f) in e.exports.items()),
                 f"{results.close_s[v]:.1f} s",
-                _verdict(e_ok) if bounded else ("reference" if e_ok else "FAIL"),
+                verdict(e_ok) if bounded else ("reference" if e_ok else "FAIL"),
             ]
         )
     headers = [
@@ -880,7 +862,7 @@ def report(results: Results, args: argparse.Namespace) -> bool:
         "shutdown",
         "",
     ]
-    for line in _table(headers, lines):
+    for line in table(headers, lines):
         print(line)
 
     print()
@@ -894,7 +876,7 @@ def report(results: Results, args: argparse.Namespace) -> bool:
             " the decorator's guard swallowed no failure."
         )
     ok = ok and not problems
-    print(f"overall: {_verdict(ok)}")
+    print(f"overall: {verdict(ok)}")
     return ok
 
 

@@ -53,7 +53,7 @@ import pytest
 import requests
 from psycopg import sql
 
-from _postgres import PostgresServer, shared_server
+from _postgres import PostgresServer
 from _service import Companion
 from detwatch.predictions import parse_prediction
 from detwatch.storage import open_storage
@@ -81,11 +81,6 @@ class Database:
     backend: str  # "sqlite" or "postgresql"
     url: str
     server: PostgresServer | None  # the PostgreSQL server holding it
-
-
-@pytest.fixture(scope="session")
-def postgres() -> PostgresServer:
-    return shared_server()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

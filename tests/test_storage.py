@@ -32,7 +32,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from _postgres import PostgresServer, shared_server
+from _postgres import PostgresServer
 from detwatch.predictions import Prediction, parse_prediction
 from detwatch.storage import (
     FeedbackInput,
@@ -59,21 +59,10 @@ _spawn = multiprocessing.get_context("spawn")
 # ------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(scope="session")
-def postgres() -> PostgresServer:
-    return shared_server()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
-    """A fresh, empty (unmigrated) database of each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'detwatch.db'}"
-        return
-    server: PostgresServer = request.getfixturevalue("postgres")
-    database = server.create_database()
-    yield database
-    server.drop_database(database)
+@pytest.fixture
+def url(database_url: str) -> str:
+    """A fresh, empty (unmigrated) database of each backend (conftest's ``database_url``)."""
+    return database_url
 
 
 @pytest.fixture
