@@ -232,3 +232,9 @@ def test_signed_webhooks_are_accepted_without_a_token_and_count_once(tmp_path: P
     unsigned = client.post("/v1/feedback", data=body, headers={"Content-Type": "application/json"})
     assert unsigned.status_code == 401
     assert error_of(unsigned)["field"] == "Authorization"
+
+
+def test_method_not_allowed_names_the_allowed_methods(client: FlaskClient) -> None:
+    response = client.put("/v1/predictions", json={})
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) >= {"POST"}

@@ -34,6 +34,7 @@ from .otlp_logs import OTLPDecodeError, decode_request, encode_response, extract
 from .predictions import PredictionError, load_json, parse_prediction
 from .storage import DatasetRecord, DatasetVersionRecord, FeedbackRecord, ModelRecord, Storage, open_storage
 from .version import __version__
+from .webhooks import WebhookVerificationError, idempotency_key, verify
 
 __all__ = ["bp", "get_storage", "init_app"]
 
@@ -166,8 +167,6 @@ def _feedback_json(record: FeedbackRecord) -> dict[str, Any]:
 
 
 def _verify_signature() -> str | None:
-    from .webhooks import WebhookVerificationError, idempotency_key, verify
-
     secrets = settings().webhook_secrets
     headers = {k.lower(): v for k, v in request.headers.items()}
     if secrets and "webhook-signature" in headers:

@@ -65,10 +65,9 @@ def init_app(app: Flask) -> None:
         status = exc.code or 500
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(status, "http_error")
         response = error_response(status, code, exc.description or exc.name)
-        if status == 405 and exc.response is None:
-            allowed = getattr(exc, "valid_methods", None)
-            if allowed:
-                response.headers["Allow"] = ", ".join(allowed)
+        allowed = getattr(exc, "valid_methods", None)  # a 405 says what is allowed
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response
 
     @app.errorhandler(Exception)
