@@ -47,12 +47,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
 import psycopg
 import pytest
 import requests
 from psycopg import sql
 
+from _aggregates import assert_cells_equal, expected_cells, stored_cells
 from _postgres import PostgresServer
 from _service import Companion
 from detwatch.predictions import parse_prediction
@@ -69,7 +69,6 @@ HTTP_TIMEOUT_S: Final = 30.0
 RETRY_SLEEP_S: Final = 0.05
 MAX_RETRIES: Final = 100
 
-Cell = tuple[str, str, str, int, str, str]
 Event = dict[str, Any]
 
 
@@ -163,46 +162,13 @@ def make_event(i: int, *, padding: int = 0) -> Event:
     return event
 
 
-def expected_cells(events: Iterable[Event]) -> dict[Cell, tuple[int, float]]:
-    """The aggregates ``events`` must produce, each prediction id counted once (numpy, from the JSON)."""
-    unique = {e["prediction_id"]: e for e in events}.values()
-    groups: dict[tuple[str, str, str, int], list[Event]] = defaultdict(list)
-    for e in unique:
-        hour = e["time_unix_nano"] // HOUR_NS * 3600
-        groups[(e["model_id"], e["model_version"], e.get("ab_variant", ""), hour)].append(e)
-    cells: dict[Cell, tuple[int, float]] = {}
-    for group, members in groups.items():
-        counts = np.array([len(e["detections"]) for e in members])
-        cells[(*group, "images", "")] = (len(members), float(counts.sum()))
-        if (counts == 0).any():
-            cells[(*group, "empty_images", "")] = (int((counts == 0).sum()), 0.0)
-        latencies = np.array([e["latency_ms"] for e in members if "latency_ms" in e])
-        if latencies.size:
-            cells[(*group, "latency_ms_sum", "")] = (int(latencies.size), float(latencies.sum()))
-        for name in CLASSES:
-            conf = np.array([d["confidence"] for e in members for d in e["detections"] if d["class"] == name])
-            if not conf.size:
-                continue
-            cells[(*group, "detections", name)] = (int(conf.size), float(conf.sum()))
-            histogram, _ = np.histogram(conf, bins=20, range=(0.0, 1.0))
-            sums, _ = np.histogram(conf, bins=20, range=(0.0, 1.0), weights=conf)
-            for b in np.flatnonzero(histogram):
-                cells[(*group, "confidence", f"{name}|{b}")] = (int(histogram[b]), float(sums[b]))
-    return cells
-
-
 def assert_aggregates_match(url: str, events: Iterable[Event]) -> None:
     storage = open_storage(url)
     try:
-        rows = storage.aggregates(MODEL, 0, 2**62)
+        actual = stored_cells(storage, MODEL)
     finally:
         storage.close()
-    actual = {(r.model_id, r.model_version, r.ab_variant, r.hour_unix, r.kind, r.key): (r.count, r.value) for r in rows}
-    expected = expected_cells(events)
-    assert sorted(actual) == sorted(expected)
-    for cell, (count, value) in expected.items():
-        assert actual[cell][0] == count, cell
-        assert actual[cell][1] == pytest.approx(value, rel=1e-9, abs=1e-9), cell
+    assert_cells_equal(actual, expected_cells(parse_prediction(e) for e in events))
 
 
 # ------------------------------------------------------------------ HTTP

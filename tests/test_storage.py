@@ -22,16 +22,16 @@ import signal
 import sqlite3
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-import numpy as np
 import psycopg
 import pytest
 
+from _aggregates import Cell, assert_cells_equal, expected_cells
+from _aggregates import stored_cells as _stored_cells
 from _postgres import PostgresServer
 from detwatch.predictions import Prediction, parse_prediction
 from detwatch.storage import (
@@ -51,7 +51,6 @@ BASE_TIME: Final = 1_706_745_600 * NS  # 2024-02-01T00:00:00Z
 CLASSES: Final = ("car", "truck", "person", "bus")
 TRACE: Final = "0af7651916cd43dd8448eb211c80319c"
 
-Cell = tuple[str, str, str, int, str, str]
 
 _spawn = multiprocessing.get_context("spawn")
 
@@ -144,44 +143,8 @@ def span_of(i: int) -> str:
     return f"{i:016x}"
 
 
-def expected_cells(events: Iterable[Prediction]) -> dict[Cell, tuple[int, float]]:
-    """The aggregates that must result from ``events`` (each id counted once), by numpy."""
-    unique = {e.prediction_id: e for e in events}.values()
-    groups: dict[tuple[str, str, str, int], list[Prediction]] = defaultdict(list)
-    for e in unique:
-        hour = (e.time_unix_nano // HOUR_NS) * 3600
-        groups[(e.model_id, e.model_version, e.ab_variant or "", hour)].append(e)
-    cells: dict[Cell, tuple[int, float]] = {}
-    for group, members in groups.items():
-        counts = np.array([len(e.detections) for e in members])
-        cells[(*group, "images", "")] = (len(members), float(counts.sum()))
-        if (counts == 0).any():
-            cells[(*group, "empty_images", "")] = (int((counts == 0).sum()), 0.0)
-        latencies = np.array([e.latency_ms for e in members if e.latency_ms is not None])
-        if latencies.size:
-            cells[(*group, "latency_ms_sum", "")] = (int(latencies.size), float(latencies.sum()))
-        for name in CLASSES:
-            conf = np.array([d.confidence for e in members for d in e.detections if d.class_name == name])
-            if not conf.size:
-                continue
-            cells[(*group, "detections", name)] = (int(conf.size), float(conf.sum()))
-            histogram, _ = np.histogram(conf, bins=20, range=(0.0, 1.0))
-            sums, _ = np.histogram(conf, bins=20, range=(0.0, 1.0), weights=conf)
-            for b in np.flatnonzero(histogram):
-                cells[(*group, "confidence", f"{name}|{b}")] = (int(histogram[b]), float(sums[b]))
-    return cells
-
-
 def stored_cells(storage: Storage, model_id: str = "vehicles") -> dict[Cell, tuple[int, float]]:
-    rows = storage.aggregates(model_id, 0, 2**62)
-    return {(r.model_id, r.model_version, r.ab_variant, r.hour_unix, r.kind, r.key): (r.count, r.value) for r in rows}
-
-
-def assert_cells_equal(actual: dict[Cell, tuple[int, float]], expected: dict[Cell, tuple[int, float]]) -> None:
-    assert sorted(actual) == sorted(expected)
-    for cell, (count, value) in expected.items():
-        assert actual[cell][0] == count, cell
-        assert actual[cell][1] == pytest.approx(value, rel=1e-9, abs=1e-9), cell
+    return _stored_cells(storage, model_id)
 
 
 # ------------------------------------------------------------------ migrations
