@@ -1,0 +1,500 @@
+"""Alert definitions: the one input every generated rule, policy and contact point comes from.
+
+An alert is written once, in ``detwatch.yaml`` (``alerts:``) or through the seed's
+``client.create_alert(...)``, in the seed's own form::
+
+    name: Low Confidence Alert
+    model_id: vehicles
+    condition: {metric: avg_confidence, operator: lt, threshold: 0.7, window: 1h}
+    notify: ["email:team@company.com", "slack:#ml-alerts"]
+
+:func:`parse_alert` validates such a mapping into an :class:`AlertDefinition`; the
+generators (:mod:`detwatch.rules`, :mod:`detwatch.grafana`) only ever see validated
+definitions. A mistake raises :class:`AlertDefinitionError` whose ``field`` names the
+offending key (``condition.threshold``) and whose message says what would be valid,
+because a definition is usually typed by hand.
+
+Condition keys
+--------------
+``metric``
+    ``avg_confidence``, ``p50_latency_ms``, ``p95_latency_ms``, ``p99_latency_ms``,
+    ``low_confidence_rate``, ``no_detection_rate``, ``error_rate``, ``throughput``
+    (images/s), ``class_share:<class>``, ``feedback_accuracy``, ``drift_score:<kind>``.
+``operator``
+    ``lt``, ``gt``, ``lte``, ``gte``.
+``threshold``
+    Where a histogram is involved the threshold must be one of its bucket bounds
+    (confidence every 0.05; latency 1, 2.5, 5, 10, ... 500, 1000, 2500 ms): a quantile
+    between bounds is an interpolation, and an alert on it fires on an artefact of the
+    bucket layout. Shares and rates lie in [0, 1].
+``window``
+    A Prometheus duration (``90s``, ``15m``, ``1h``, ``7d``) from 1m to 31d.
+``for``
+    How long the condition must hold before the alert fires (default ``5m``; ``0s``
+    fires at the first evaluation).
+``below``
+    ``low_confidence_rate`` only: the confidence under which a detection counts as
+    low (a confidence bucket bound, default 0.5).
+``min_images``
+    Low-traffic guard: evaluate only when at least this many images were seen in the
+    window (default 0, or 100 for anomaly conditions: a z-score over a handful of
+    images is noise).
+``anomaly``
+    Alert on a deviation from the metric's own baseline instead of a fixed value:
+    ``{"method": "zscore", "baseline": "7d"}`` (``threshold`` is then the number of
+    standard deviations) or ``{"method": "week_ago"}`` (``threshold`` is the relative
+    change against the same window one week earlier, e.g. 0.2). ``lt`` looks for
+    drops, ``gt`` for rises.
+
+Top-level keys besides ``name``, ``model_id``, ``condition`` and ``notify``:
+``version`` and ``arm`` (``a``/``b``) narrow the alert; ``per`` (``model``,
+``version``, ``arm``) evaluates it separately for each version or arm; ``severity``
+(``info``, ``warning``, ``critical``).
+
+Notify targets: ``email:<address>``, ``slack:#<channel>``, ``webhook:<http(s) URL>``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, get_args
+
+from detwatch_instrumentation import semconv
+
+__all__ = [
+    "METRICS",
+    "AlertDefinition",
+    "AlertDefinitionError",
+    "Anomaly",
+    "NotifyTarget",
+    "Operator",
+    "duration_seconds",
+    "parse_alert",
+    "parse_alerts",
+    "slug",
+]
+
+Operator = Literal["lt", "gt", "lte", "gte"]
+Per = Literal["model", "version", "arm"]
+Severity = Literal["info", "warning", "critical"]
+AnomalyMethod = Literal["zscore", "week_ago"]
+NotifyKind = Literal["email", "slack", "webhook"]
+
+METRICS: Final[tuple[str, ...]] = (
+    "avg_confidence",
+    "p50_latency_ms",
+    "p95_latency_ms",
+    "p99_latency_ms",
+    "low_confidence_rate",
+    "no_detection_rate",
+    "error_rate",
+    "throughput",
+    "class_share:<class>",
+    "feedback_accuracy",
+    "drift_score:<kind>",
+)
+"""The metrics an alert may name; ``<class>`` and ``<kind>`` are filled in by the user."""
+
+_RATIOS: Final = frozenset(
+    {"low_confidence_rate", "no_detection_rate", "error_rate", "class_share", "feedback_accuracy"}
+)
+_LATENCY_QUANTILES: Final = {"p50_latency_ms": 0.5, "p95_latency_ms": 0.95, "p99_latency_ms": 0.99}
+_DURATION_RE: Final = re.compile(r"^([0-9]+)(ms|s|m|h|d|w)$")
+_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MIN_WINDOW_S: Final = 60
+_MAX_WINDOW_S: Final = 31 * 86400
+# A label value the generated PromQL quotes: keep it to what needs no escaping anywhere
+# (rule files, Grafana JSON, Alertmanager matchers).
+_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}$")
+# Names appear inside templates and quoted strings of generated files.
+_NAME_FORBIDDEN: Final = re.compile(r"[{}\"'\\\n\r\t]")
+_EMAIL_RE: Final = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
+_SLACK_RE: Final = re.compile(r"^#[a-z0-9_-][a-z0-9._-]{0,79}$")
+_KNOWN_CONDITION_KEYS: Final = frozenset(
+    {"metric", "operator", "threshold", "window", "for", "below", "min_images", "anomaly"}
+)
+_KNOWN_KEYS: Final = frozenset({"name", "model_id", "condition", "notify", "version", "arm", "per", "severity"})
+DEFAULT_FOR: Final = "5m"
+_CONFIDENCE_BOUNDS: Final = semconv.DETECTION_CONFIDENCE.bounds or ()
+DEFAULT_BELOW: Final = 0.5
+DEFAULT_ANOMALY_MIN_IMAGES: Final = 100
+
+
+class AlertDefinitionError(ValueError):
+    """An alert definition was refused; ``field`` names the key, the message what is valid."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """Where a firing alert goes: ``email:``, ``slack:`` or ``webhook:`` and the address."""
+
+    kind: NotifyKind
+    address: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.address}"
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """Compare the metric with its own past instead of a fixed value."""
+
+    method: AnomalyMethod
+    baseline: str | None = None
+    """zscore: the longer window the mean and standard deviation come from."""
+
+
+@dataclass(frozen=True)
+class AlertDefinition:
+    """One validated alert; the generators' only input."""
+
+    name: str
+    model_id: str
+    metric: str
+    """The metric family (``class_share``, ``avg_confidence``, ...), without the argument."""
+    operator: Operator
+    threshold: float
+    window: str
+    for_: str = DEFAULT_FOR
+    argument: str | None = None
+    """The class of ``class_share:<class>`` or the kind of ``drift_score:<kind>``."""
+    version: str | None = None
+    arm: Literal["a", "b"] | None = None
+    per: Per = "model"
+    severity: Severity = "warning"
+    below: float = DEFAULT_BELOW
+    min_images: int = 0
+    anomaly: Anomaly | None = None
+    notify: tuple[NotifyTarget, ...] = ()
+
+    @property
+    def slug(self) -> str:
+        """The alert's identifier in generated names (rule names, receivers, uids)."""
+        return slug(self.name)
+
+    @property
+    def metric_ref(self) -> str:
+        """The metric as the user wrote it (``class_share:car``)."""
+        return f"{self.metric}:{self.argument}" if self.argument is not None else self.metric
+
+    @property
+    def quantile(self) -> float | None:
+        """The latency quantile of a ``pNN_latency_ms`` metric."""
+        return _LATENCY_QUANTILES.get(self.metric)
+
+    def describe(self) -> str:
+        """One line a person reads in a notification: metric, operator, threshold, window."""
+        symbol = {"lt": "<", "gt": ">", "lte": "<=", "gte": ">="}[self.operator]
+        if self.anomaly is None:
+            return f"{self.metric_ref} {symbol} {_number(self.threshold)} over {self.window}"
+        if self.anomaly.method == "zscore":
+            sign = "-" if self.operator in ("lt", "lte") else ""
+            return (
+                f"{self.metric_ref} over {self.window} z-score {symbol} {sign}{_number(self.threshold)}"
+                f" against its {self.anomaly.baseline} baseline"
+            )
+        sign = "-" if self.operator in ("lt", "lte") else "+"
+        return (
+            f"{self.metric_ref} over {self.window} changed {symbol} {sign}{_number(self.threshold * 100)}%"
+            " against the same window a week ago"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The definition in the input form, so that it round-trips through :func:`parse_alert`."""
+        condition: dict[str, Any] = {
+            "metric": self.metric_ref,
+            "operator": self.operator,
+            "threshold": self.threshold,
+            "window": self.window,
+            "for": self.for_,
+        }
+        if self.metric == "low_confidence_rate":
+            condition["below"] = self.below
+        if self.min_images:
+            condition["min_images"] = self.min_images
+        if self.anomaly is not None:
+            anomaly: dict[str, Any] = {"method": self.anomaly.method}
+            if self.anomaly.baseline is not None:
+                anomaly["baseline"] = self.anomaly.baseline
+            condition["anomaly"] = anomaly
+        out: dict[str, Any] = {
+            "name": self.name,
+            "model_id": self.model_id,
+            "condition": condition,
+            "notify": [str(t) for t in self.notify],
+            "per": self.per,
+            "severity": self.severity,
+        }
+        if self.version is not None:
+            out["version"] = self.version
+        if self.arm is not None:
+            out["arm"] = self.arm
+        return out
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def slug(name: str) -> str:
+    """Lowercase letters, digits and dashes: safe in every generated identifier."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in a Prometheus duration such as ``15m`` (a single unit)."""
+    match = _DURATION_RE.match(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r}")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _duration(field: str, value: Any, *, minimum: float, maximum: float = _MAX_WINDOW_S) -> str:
+    valid = "a Prometheus duration: a whole number and one unit of s, m, h, d, w (e.g. 90s, 15m, 1h, 7d)"
+    if not isinstance(value, str) or _DURATION_RE.match(value) is None:
+        raise AlertDefinitionError(field, f"expected {valid}, got {value!r}")
+    seconds = duration_seconds(value)
+    if not minimum <= seconds <= maximum:
+        raise AlertDefinitionError(field, f"{value} is out of range: use from {minimum:g}s to {maximum // 86400:g}d")
+    return value
+
+
+def _string(field: str, value: Any, *, pattern: re.Pattern[str] = _NAME_RE) -> str:
+    if not isinstance(value, str) or pattern.match(value) is None:
+        raise AlertDefinitionError(
+            field, f"expected 1-128 characters of letters, digits and _ . : / + -, got {value!r}"
+        )
+    return value
+
+
+def _choice(field: str, value: Any, choices: Sequence[str]) -> Any:
+    if value not in choices:
+        raise AlertDefinitionError(field, f"expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _bounds_text(bounds: Sequence[float], scale: float = 1.0) -> str:
+    return ", ".join(_number(round(b * scale, 6)) for b in bounds)
+
+
+def _threshold(metric: str, anomaly: Anomaly | None, value: Any) -> float:
+    field = "condition.threshold"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise AlertDefinitionError(field, f"expected a finite number, got {value!r}")
+    threshold = float(value)
+    if anomaly is not None:
+        if anomaly.method == "zscore" and not 0 < threshold <= 10:
+            raise AlertDefinitionError(
+                field, f"a z-score threshold is a number of standard deviations in (0, 10], got {value!r}"
+            )
+        if anomaly.method == "week_ago" and not 0 < threshold <= 10:
+            raise AlertDefinitionError(field, f"a relative change in (0, 10] (0.2 = 20%), got {value!r}")
+        return threshold
+    if metric == "avg_confidence":
+        bounds = semconv.DETECTION_CONFIDENCE.bounds or ()
+        if not semconv.is_bucket_bound(semconv.DETECTION_CONFIDENCE, threshold):
+            raise AlertDefinitionError(
+                field, f"{value!r} is not a confidence bucket bound; valid thresholds: {_bounds_text(bounds)}"
+            )
+    elif metric in _LATENCY_QUANTILES:
+        bounds = semconv.INFERENCE_DURATION.bounds or ()
+        if not semconv.is_bucket_bound(semconv.INFERENCE_DURATION, threshold / 1000):
+            raise AlertDefinitionError(
+                field,
+                f"{value!r} ms is not a latency bucket bound; valid thresholds (ms): {_bounds_text(bounds, 1000)}",
+            )
+    elif metric in _RATIOS:
+        if not 0 <= threshold <= 1:
+            raise AlertDefinitionError(field, f"{metric} is a share: use a threshold from 0 to 1, got {value!r}")
+    elif threshold < 0:
+        raise AlertDefinitionError(field, f"{metric} is never negative: use a threshold >= 0, got {value!r}")
+    return threshold
+
+
+def _metric(value: Any) -> tuple[str, str | None]:
+    field = "condition.metric"
+    valid = f"expected one of {', '.join(METRICS)}"
+    if not isinstance(value, str):
+        raise AlertDefinitionError(field, f"{valid}, got {value!r}")
+    family, sep, argument = value.partition(":")
+    if family in ("class_share", "drift_score"):
+        what = "class" if family == "class_share" else "drift kind"
+        if not sep or not argument:
+            raise AlertDefinitionError(field, f"{family} needs a {what}: {family}:<{what.rsplit(maxsplit=1)[-1]}>")
+        return family, _string(field, argument)
+    if sep or value not in METRICS:
+        raise AlertDefinitionError(field, f"{valid}, got {value!r}")
+    return family, None
+
+
+def _anomaly(value: Any) -> Anomaly | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"method": value}
+    if not isinstance(value, Mapping):
+        raise AlertDefinitionError(
+            "condition.anomaly", f"expected an object such as {{'method': 'zscore', 'baseline': '7d'}}, got {value!r}"
+        )
+    unknown = set(value) - {"method", "baseline"}
+    if unknown:
+        raise AlertDefinitionError(
+            f"condition.anomaly.{sorted(unknown)[0]}", "unknown key; valid keys: method, baseline"
+        )
+    method = _choice("condition.anomaly.method", value.get("method"), get_args(AnomalyMethod))
+    if method == "week_ago":
+        if value.get("baseline") is not None:
+            raise AlertDefinitionError(
+                "condition.anomaly.baseline", "week_ago compares with one week earlier: omit baseline"
+            )
+        return Anomaly(method="week_ago")
+    baseline = _duration("condition.anomaly.baseline", value.get("baseline", "7d"), minimum=3600)
+    return Anomaly(method="zscore", baseline=baseline)
+
+
+def _notify(value: Any) -> tuple[NotifyTarget, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise AlertDefinitionError(
+            "notify", f"expected a list such as ['email:team@company.com', 'slack:#ml-alerts'], got {value!r}"
+        )
+    targets: list[NotifyTarget] = []
+    for index, item in enumerate(value):
+        field = f"notify[{index}]"
+        if not isinstance(item, str) or ":" not in item:
+            raise AlertDefinitionError(
+                field, f"expected email:<address>, slack:#<channel> or webhook:<URL>, got {item!r}"
+            )
+        kind, _, address = item.partition(":")
+        if kind == "email" and _EMAIL_RE.match(address):
+            targets.append(NotifyTarget("email", address))
+        elif kind == "slack" and _SLACK_RE.match(address):
+            targets.append(NotifyTarget("slack", address))
+        elif kind == "webhook" and re.match(r"^https?://[^\s\"']+$", address):
+            targets.append(NotifyTarget("webhook", address))
+        else:
+            raise AlertDefinitionError(
+                field,
+                f"expected email:<address>, slack:#<lowercase channel> or webhook:<http(s) URL>, got {item!r}",
+            )
+    if len(set(targets)) != len(targets):
+        raise AlertDefinitionError("notify", "a target is listed twice")
+    return tuple(targets)
+
+
+def parse_alert(data: Mapping[str, Any]) -> AlertDefinition:
+    """Validate one alert definition (the ``create_alert`` body plus ``model_id``)."""
+    if not isinstance(data, Mapping):
+        raise AlertDefinitionError("alert", f"expected an object with name, model_id and condition, got {data!r}")
+    unknown = set(data) - _KNOWN_KEYS
+    if unknown:
+        raise AlertDefinitionError(sorted(unknown)[0], f"unknown key; valid keys: {', '.join(sorted(_KNOWN_KEYS))}")
+    name = data.get("name")
+    if not isinstance(name, str) or len(name) > 100 or not slug(name) or _NAME_FORBIDDEN.search(name):
+        raise AlertDefinitionError(
+            "name",
+            f"expected 1-100 characters with a letter or digit and no braces, quotes or backslashes, got {name!r}",
+        )
+    model_id = _string("model_id", data.get("model_id"))
+    condition = data.get("condition")
+    if not isinstance(condition, Mapping):
+        raise AlertDefinitionError(
+            "condition",
+            "expected an object such as "
+            "{'metric': 'avg_confidence', 'operator': 'lt', 'threshold': 0.7, 'window': '1h'}",
+        )
+    unknown = set(condition) - _KNOWN_CONDITION_KEYS
+    if unknown:
+        raise AlertDefinitionError(
+            f"condition.{sorted(unknown)[0]}", f"unknown key; valid keys: {', '.join(sorted(_KNOWN_CONDITION_KEYS))}"
+        )
+    for key in ("metric", "operator", "threshold", "window"):
+        if key not in condition:
+            raise AlertDefinitionError(f"condition.{key}", "required")
+    metric, argument = _metric(condition["metric"])
+    operator = _choice("condition.operator", condition["operator"], get_args(Operator))
+    window = _duration("condition.window", condition["window"], minimum=_MIN_WINDOW_S)
+    for_ = _duration("condition.for", condition.get("for", DEFAULT_FOR), minimum=0, maximum=86400)
+    anomaly = _anomaly(condition.get("anomaly"))
+    if (
+        anomaly is not None
+        and anomaly.baseline is not None
+        and duration_seconds(anomaly.baseline) < 4 * duration_seconds(window)
+    ):
+        raise AlertDefinitionError(
+            "condition.anomaly.baseline", f"must be at least four windows ({window}) long, got {anomaly.baseline}"
+        )
+    threshold = _threshold(metric, anomaly, condition["threshold"])
+    below = condition.get("below", DEFAULT_BELOW)
+    if "below" in condition and metric != "low_confidence_rate":
+        raise AlertDefinitionError("condition.below", "only low_confidence_rate takes a confidence cut-off")
+    if (
+        isinstance(below, bool)
+        or not isinstance(below, (int, float))
+        or not semconv.is_bucket_bound(semconv.DETECTION_CONFIDENCE, float(below))
+    ):
+        raise AlertDefinitionError(
+            "condition.below",
+            f"expected a confidence bucket bound ({_bounds_text(_CONFIDENCE_BOUNDS)}), got {below!r}",
+        )
+    default_min = DEFAULT_ANOMALY_MIN_IMAGES if anomaly is not None else 0
+    min_images = condition.get("min_images", default_min)
+    if isinstance(min_images, bool) or not isinstance(min_images, int) or min_images < 0:
+        raise AlertDefinitionError("condition.min_images", f"expected a whole number >= 0, got {min_images!r}")
+    version = data.get("version")
+    if version is not None:
+        version = _string("version", version)
+    arm = data.get("arm")
+    if arm is not None:
+        arm = _choice("arm", arm, ("a", "b"))
+    per = _choice("per", data.get("per", "model"), get_args(Per))
+    severity = _choice("severity", data.get("severity", "warning"), get_args(Severity))
+    return AlertDefinition(
+        name=name.strip(),
+        model_id=model_id,
+        metric=metric,
+        argument=argument,
+        operator=operator,
+        threshold=threshold,
+        window=window,
+        for_=for_,
+        version=version,
+        arm=arm,
+        per=per,
+        severity=severity,
+        below=float(below),
+        min_images=min_images,
+        anomaly=anomaly,
+        notify=_notify(data.get("notify")),
+    )
+
+
+def parse_alerts(items: Any) -> tuple[AlertDefinition, ...]:
+    """Validate a list of definitions (``alerts:`` in ``detwatch.yaml``); names must be unique."""
+    if items is None:
+        return ()
+    if not isinstance(items, Sequence) or isinstance(items, str):
+        raise AlertDefinitionError("alerts", "expected a list of alert definitions")
+    alerts: list[AlertDefinition] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        try:
+            alert = parse_alert(item)
+        except AlertDefinitionError as exc:
+            raise AlertDefinitionError(f"alerts[{index}].{exc.field}", exc.message) from None
+        if alert.slug in seen:
+            raise AlertDefinitionError(
+                f"alerts[{index}].name", f"{alert.name!r} clashes with alerts[{seen[alert.slug]}]: names must differ"
+            )
+        seen[alert.slug] = index
+        alerts.append(alert)
+    return tuple(alerts)

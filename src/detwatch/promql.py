@@ -1,0 +1,286 @@
+"""PromQL for every alert metric and dashboard panel, built only from the telemetry registry.
+
+Series and label names come from :mod:`detwatch_instrumentation.semconv`
+(:func:`~detwatch_instrumentation.semconv.prometheus_series`, ``ATTR_*``): a name typed
+here by hand could drift from what the exporter writes and leave a dashboard showing
+"No data". Each alert metric has one function; rules, Grafana alerting and dashboards
+all call them, so the alert a rule evaluates is the curve a panel draws.
+
+Windows use ``increase`` rather than ``rate`` in ratios and means: the two agree in
+Prometheus, but VictoriaMetrics counts a series that starts inside the window from
+zero only in ``increase`` (its ``rate`` needs two samples), and a young deployment is
+exactly when an alert should already work.
+
+Model scope is a :class:`Scope` (matchers) plus the labels to aggregate ``by``;
+aggregation is always explicit, because resource attributes such as
+``service_instance_id`` become labels and differ per process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from detwatch_instrumentation import semconv
+from detwatch_instrumentation.semconv import InstrumentSpec, PrometheusPart
+
+from .alerts import AlertDefinition, duration_seconds
+
+__all__ = [
+    "LABEL_AB_VARIANT",
+    "LABEL_CLASS",
+    "LABEL_DRIFT_KIND",
+    "LABEL_DRIFT_METHOD",
+    "LABEL_ERROR_TYPE",
+    "LABEL_FEEDBACK_TYPE",
+    "LABEL_MODEL_ID",
+    "LABEL_MODEL_VERSION",
+    "LABEL_SAMPLING_STRATEGY",
+    "LABEL_STAGE",
+    "Matcher",
+    "Scope",
+    "alert_expression",
+    "alert_scope",
+    "alert_score",
+    "alert_threshold",
+    "avg_confidence",
+    "class_share",
+    "detections_per_image",
+    "drift_score",
+    "error_rate",
+    "feedback_accuracy",
+    "images",
+    "latency_quantile_ms",
+    "low_confidence_rate",
+    "metric_expression",
+    "no_detection_rate",
+    "series",
+    "throughput",
+]
+
+LABEL_MODEL_ID: Final = semconv.prometheus_label(semconv.ATTR_MODEL_ID)
+LABEL_MODEL_VERSION: Final = semconv.prometheus_label(semconv.ATTR_MODEL_VERSION)
+LABEL_AB_VARIANT: Final = semconv.prometheus_label(semconv.ATTR_AB_VARIANT)
+LABEL_CLASS: Final = semconv.prometheus_label(semconv.ATTR_DETECTION_CLASS)
+LABEL_ERROR_TYPE: Final = semconv.prometheus_label(semconv.ATTR_ERROR_TYPE)
+LABEL_STAGE: Final = semconv.prometheus_label(semconv.ATTR_STAGE)
+LABEL_FEEDBACK_TYPE: Final = semconv.prometheus_label(semconv.ATTR_FEEDBACK_TYPE)
+LABEL_SAMPLING_STRATEGY: Final = semconv.prometheus_label(semconv.ATTR_SAMPLING_STRATEGY)
+LABEL_DRIFT_KIND: Final = semconv.prometheus_label(semconv.ATTR_DRIFT_KIND)
+LABEL_DRIFT_METHOD: Final = semconv.prometheus_label(semconv.ATTR_DRIFT_METHOD)
+
+_PER_LABELS: Final = {
+    "model": (LABEL_MODEL_ID,),
+    "version": (LABEL_MODEL_ID, LABEL_MODEL_VERSION),
+    "arm": (LABEL_MODEL_ID, LABEL_AB_VARIANT),
+}
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One label matcher; the value is quoted and escaped when rendered."""
+
+    label: str
+    op: Literal["=", "!=", "=~", "!~"]
+    value: str
+
+    def render(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{self.label}{self.op}"{escaped}"'
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which series (matchers) and per which labels (``by``) an expression aggregates."""
+
+    matchers: tuple[Matcher, ...] = ()
+    by: tuple[str, ...] = (LABEL_MODEL_ID,)
+
+    def select(self, spec: InstrumentSpec, part: PrometheusPart = "", *extra: Matcher) -> str:
+        """A series selector: the registry's name and this scope's matchers (plus ``extra``)."""
+        return series(spec, part, *self.matchers, *extra)
+
+    def by_clause(self, *extra: str) -> str:
+        return f"by ({', '.join((*self.by, *extra))})"
+
+
+def series(spec: InstrumentSpec, part: PrometheusPart = "", *matchers: Matcher) -> str:
+    """``name{matchers}`` with the name from the registry."""
+    name = semconv.prometheus_series(spec, part)
+    if not matchers:
+        return name
+    return f"{name}{{{', '.join(m.render() for m in matchers)}}}"
+
+
+def alert_scope(alert: AlertDefinition) -> Scope:
+    """The series an alert watches and the labels it is evaluated per."""
+    matchers = [Matcher(LABEL_MODEL_ID, "=", alert.model_id)]
+    if alert.version is not None:
+        matchers.append(Matcher(LABEL_MODEL_VERSION, "=", alert.version))
+    if alert.arm is not None:
+        matchers.append(Matcher(LABEL_AB_VARIANT, "=", alert.arm))
+    return Scope(tuple(matchers), _PER_LABELS[alert.per])
+
+
+def _ratio(numerator: str, denominator: str) -> str:
+    return f"{numerator}\n/\n{denominator}"
+
+
+def _sum_increase(scope: Scope, spec: InstrumentSpec, part: PrometheusPart, window: str, *extra: Matcher) -> str:
+    return f"sum {scope.by_clause()} (increase({scope.select(spec, part, *extra)}[{window}]))"
+
+
+# The whole-call duration carries no stage; stage timings (objdet.stage) would count twice.
+_WHOLE_CALL: Final = Matcher(LABEL_STAGE, "=", "")
+
+
+def avg_confidence(scope: Scope, window: str) -> str:
+    """Mean detection confidence: exact, from the histogram's sum and count."""
+    spec = semconv.DETECTION_CONFIDENCE
+    return _ratio(_sum_increase(scope, spec, "sum", window), _sum_increase(scope, spec, "count", window))
+
+
+def latency_quantile_ms(scope: Scope, window: str, quantile: float) -> str:
+    """A quantile of the whole-call duration, in milliseconds (bucket interpolation)."""
+    inner = (
+        f"sum {scope.by_clause('le')} "
+        f"(increase({scope.select(semconv.INFERENCE_DURATION, 'bucket', _WHOLE_CALL)}[{window}]))"
+    )
+    return f"histogram_quantile({quantile:g}, {inner}) * 1000"
+
+
+def low_confidence_rate(scope: Scope, window: str, below: float) -> str:
+    """Share of detections with a confidence at or under ``below`` (a bucket bound)."""
+    spec = semconv.DETECTION_CONFIDENCE
+    le = Matcher("le", "=", _bound_label(below))
+    return _ratio(_sum_increase(scope, spec, "bucket", window, le), _sum_increase(scope, spec, "count", window))
+
+
+def no_detection_rate(scope: Scope, window: str) -> str:
+    """Share of images with no valid detection (the ``le="0"`` bucket)."""
+    spec = semconv.IMAGE_DETECTIONS
+    le = Matcher("le", "=", _bound_label(0.0))
+    return _ratio(_sum_increase(scope, spec, "bucket", window, le), _sum_increase(scope, spec, "count", window))
+
+
+def detections_per_image(scope: Scope, window: str) -> str:
+    """Mean number of valid detections per image."""
+    spec = semconv.IMAGE_DETECTIONS
+    return _ratio(_sum_increase(scope, spec, "sum", window), _sum_increase(scope, spec, "count", window))
+
+
+def error_rate(scope: Scope, window: str) -> str:
+    """Share of images whose inference call raised (``error.type`` set)."""
+    failed = Matcher(LABEL_ERROR_TYPE, "!=", "")
+    return _ratio(
+        _sum_increase(scope, semconv.IMAGES, "", window, failed), _sum_increase(scope, semconv.IMAGES, "", window)
+    )
+
+
+def images(scope: Scope, window: str) -> str:
+    """Images seen in the window: the low-traffic guard's measure."""
+    return _sum_increase(scope, semconv.IMAGES, "", window)
+
+
+def throughput(scope: Scope, window: str) -> str:
+    """Images per second over the window (``increase`` / window, see the module docstring)."""
+    return f"{images(scope, window)} / {duration_seconds(window):g}"
+
+
+def class_share(scope: Scope, window: str, cls: str) -> str:
+    """Share of detections of class ``cls`` (after the cardinality guard's folding)."""
+    spec = semconv.DETECTIONS
+    return _ratio(
+        _sum_increase(scope, spec, "", window, Matcher(LABEL_CLASS, "=", cls)), _sum_increase(scope, spec, "", window)
+    )
+
+
+def feedback_accuracy(scope: Scope, window: str) -> str:
+    """Share of feedback posts of type ``correct``."""
+    spec = semconv.FEEDBACK
+    correct = Matcher(LABEL_FEEDBACK_TYPE, "=", "correct")
+    return _ratio(_sum_increase(scope, spec, "", window, correct), _sum_increase(scope, spec, "", window))
+
+
+def drift_score(scope: Scope, window: str, kind: str) -> str:
+    """The highest drift score of ``kind`` reported in the window (any method)."""
+    selector = scope.select(semconv.DRIFT_SCORE, "", Matcher(LABEL_DRIFT_KIND, "=", kind))
+    return f"max {scope.by_clause()} (max_over_time({selector}[{window}]))"
+
+
+def _bound_label(value: float) -> str:
+    """A bucket bound as the store writes the ``le`` label (``0.5``, ``1``, ``0``)."""
+    return f"{value:g}" if value != int(value) else str(int(value))
+
+
+def metric_expression(alert: AlertDefinition, scope: Scope | None = None) -> str:
+    """The value an alert compares: the expression of its metric over its window."""
+    scope = scope or alert_scope(alert)
+    window = alert.window
+    metric = alert.metric
+    if metric == "avg_confidence":
+        return avg_confidence(scope, window)
+    if alert.quantile is not None:
+        return latency_quantile_ms(scope, window, alert.quantile)
+    if metric == "low_confidence_rate":
+        return low_confidence_rate(scope, window, alert.below)
+    if metric == "no_detection_rate":
+        return no_detection_rate(scope, window)
+    if metric == "error_rate":
+        return error_rate(scope, window)
+    if metric == "throughput":
+        return throughput(scope, window)
+    if metric == "class_share":
+        assert alert.argument is not None
+        return class_share(scope, window, alert.argument)
+    if metric == "feedback_accuracy":
+        return feedback_accuracy(scope, window)
+    if metric == "drift_score":
+        assert alert.argument is not None
+        return drift_score(scope, window, alert.argument)
+    raise ValueError(f"metric: no expression for {metric!r}")
+
+
+_SYMBOL: Final = {"lt": "<", "gt": ">", "lte": "<=", "gte": ">="}
+
+
+def alert_score(alert: AlertDefinition, value: str | None = None) -> str:
+    """What an alert compares with its threshold: the metric, its z-score or its weekly change.
+
+    ``value`` is the metric's expression (inline by default; the rule files pass the
+    recording rule's selector instead). The low-traffic guard keeps only groups that
+    saw at least ``min_images`` images in the window (``and`` binds loosest, so the
+    comparison of :func:`alert_expression` applies to the guarded score).
+    """
+    value = value or f"(\n{metric_expression(alert)}\n)"
+    anomaly = alert.anomaly
+    if anomaly is None:
+        score = value
+    elif anomaly.method == "zscore":
+        history = f"{value}[{anomaly.baseline}:{_subquery_step(alert.window)}]"
+        score = f"(\n{value}\n- avg_over_time({history})\n)\n/ stddev_over_time({history})"
+    else:
+        score = f"{value}\n/ ({value} offset 1w)\n- 1"
+    if alert.min_images > 0:
+        scope = alert_scope(alert)
+        guard = f"{images(scope, alert.window)} >= {alert.min_images}"
+        score = f"(\n{score}\n)\nand on ({', '.join(scope.by)})\n(\n{guard}\n)"
+    return score
+
+
+def alert_threshold(alert: AlertDefinition) -> float:
+    """The number the score is compared with (negative for a z-score or change downwards)."""
+    if alert.anomaly is not None and alert.operator in ("lt", "lte"):
+        return -alert.threshold
+    return alert.threshold
+
+
+def alert_expression(alert: AlertDefinition, value: str | None = None) -> str:
+    """The alert condition as a filtering comparison: the series it returns are firing."""
+    return f"(\n{alert_score(alert, value)}\n)\n{_SYMBOL[alert.operator]} {alert_threshold(alert):g}"
+
+
+def _subquery_step(window: str) -> str:
+    """A baseline step a quarter of the window long, at least a minute: enough points, bounded cost."""
+    seconds = max(60, int(duration_seconds(window) // 4))
+    return f"{seconds}s"

@@ -1,0 +1,160 @@
+"""Alert definitions: the seed's form is accepted as written, mistakes are refused by field.
+
+The refusal messages must say what would be valid, because definitions are typed by
+hand into ``detwatch.yaml`` or a ``create_alert`` call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from detwatch import promql
+from detwatch.alerts import AlertDefinitionError, NotifyTarget, parse_alert, parse_alerts
+from detwatch_instrumentation import semconv
+
+SEED_LOW_CONFIDENCE: dict[str, Any] = {
+    "name": "Low Confidence Alert",
+    "model_id": "vehicles",
+    "condition": {"metric": "avg_confidence", "operator": "lt", "threshold": 0.7, "window": "1h"},
+    "notify": ["email:team@company.com", "slack:#ml-alerts"],
+}
+SEED_HIGH_LATENCY: dict[str, Any] = {
+    "name": "High Latency Alert",
+    "model_id": "vehicles",
+    "condition": {"metric": "p99_latency_ms", "operator": "gt", "threshold": 500, "window": "15m"},
+}
+
+
+def with_condition(**changes: Any) -> dict[str, Any]:
+    return {**SEED_LOW_CONFIDENCE, "condition": {**SEED_LOW_CONFIDENCE["condition"], **changes}}
+
+
+def test_seed_alerts_are_accepted_as_written() -> None:
+    low = parse_alert(SEED_LOW_CONFIDENCE)
+    assert (low.metric, low.operator, low.threshold, low.window) == ("avg_confidence", "lt", 0.7, "1h")
+    assert low.notify == (NotifyTarget("email", "team@company.com"), NotifyTarget("slack", "#ml-alerts"))
+    high = parse_alert(SEED_HIGH_LATENCY)
+    assert (high.metric, high.quantile, high.threshold, high.notify) == ("p99_latency_ms", 0.99, 500.0, ())
+    assert high.describe() == "p99_latency_ms > 500 over 15m"
+
+
+@pytest.mark.parametrize(
+    ("metric", "threshold"),
+    [
+        ("avg_confidence", 0.5),
+        ("p50_latency_ms", 33.3),
+        ("p95_latency_ms", 100),
+        ("p99_latency_ms", 2500),
+        ("low_confidence_rate", 0.2),
+        ("no_detection_rate", 0.5),
+        ("error_rate", 0.01),
+        ("throughput", 12.5),
+        ("class_share:person", 0.3),
+        ("feedback_accuracy", 0.9),
+        ("drift_score:class", 0.2),
+    ],
+)
+def test_every_metric_of_the_design_is_accepted(metric: str, threshold: float) -> None:
+    alert = parse_alert(with_condition(metric=metric, threshold=threshold))
+    assert alert.metric_ref == metric
+    assert promql.metric_expression(alert)
+
+
+@pytest.mark.parametrize("operator", ["lt", "gt", "lte", "gte"])
+def test_every_operator_is_accepted(operator: str) -> None:
+    assert parse_alert(with_condition(operator=operator)).operator == operator
+
+
+def refusal(data: Any) -> AlertDefinitionError:
+    with pytest.raises(AlertDefinitionError) as info:
+        parse_alert(data)
+    return info.value
+
+
+def test_unknown_metric_is_refused_with_the_list_of_valid_ones() -> None:
+    error = refusal(with_condition(metric="mean_confidence"))
+    assert error.field == "condition.metric"
+    for metric in ("avg_confidence", "p99_latency_ms", "class_share:<class>", "drift_score:<kind>"):
+        assert metric in error.message
+
+
+def test_confidence_threshold_off_the_bucket_bounds_is_refused_listing_the_bounds() -> None:
+    error = refusal(with_condition(threshold=0.72))
+    assert error.field == "condition.threshold"
+    assert "0.7" in error.message and "0.75" in error.message
+    bounds = semconv.DETECTION_CONFIDENCE.bounds
+    assert bounds is not None
+    for bound in bounds:
+        assert parse_alert(with_condition(threshold=bound)).threshold == bound
+
+
+def test_latency_threshold_off_the_bucket_bounds_is_refused_in_milliseconds() -> None:
+    data = {**SEED_HIGH_LATENCY, "condition": {**SEED_HIGH_LATENCY["condition"], "threshold": 400}}
+    error = refusal(data)
+    assert error.field == "condition.threshold"
+    assert "250, 500, 1000" in error.message
+
+
+@pytest.mark.parametrize("window", ["1 h", "1hour", "", 60, "30s", "40d", "1h30m"])
+def test_bad_window_is_refused_with_the_duration_format(window: Any) -> None:
+    error = refusal(with_condition(window=window))
+    assert error.field == "condition.window"
+    assert "duration" in error.message or "range" in error.message
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (with_condition(operator="below"), "condition.operator"),
+        (with_condition(threshold="0.7"), "condition.threshold"),
+        (with_condition(metric="error_rate", threshold=5), "condition.threshold"),
+        (with_condition(metric="class_share"), "condition.metric"),
+        (with_condition(for_="5m"), "condition.for_"),
+        (with_condition(**{"for": "soon"}), "condition.for"),
+        (with_condition(below=0.5), "condition.below"),
+        (with_condition(min_images=-1), "condition.min_images"),
+        (with_condition(anomaly={"method": "prophet"}), "condition.anomaly.method"),
+        (with_condition(anomaly={"method": "zscore", "baseline": "2h"}, threshold=3), "condition.anomaly.baseline"),
+        (with_condition(anomaly={"method": "zscore"}, threshold=0), "condition.threshold"),
+        ({**SEED_LOW_CONFIDENCE, "notify": ["sms:+4412345"]}, "notify[0]"),
+        ({**SEED_LOW_CONFIDENCE, "notify": "slack:#ml-alerts"}, "notify"),
+        ({**SEED_LOW_CONFIDENCE, "notify": ["slack:ml-alerts"]}, "notify[0]"),
+        ({**SEED_LOW_CONFIDENCE, "notify": ["webhook:ftp://x"]}, "notify[0]"),
+        ({**SEED_LOW_CONFIDENCE, "model_id": ""}, "model_id"),
+        ({**SEED_LOW_CONFIDENCE, "name": "{{ evil }}"}, "name"),
+        ({**SEED_LOW_CONFIDENCE, "arm": "c"}, "arm"),
+        ({**SEED_LOW_CONFIDENCE, "per": "class"}, "per"),
+        ({**SEED_LOW_CONFIDENCE, "colour": "red"}, "colour"),
+        ({"name": "x", "model_id": "m"}, "condition"),
+        ({**SEED_LOW_CONFIDENCE, "condition": {"metric": "avg_confidence"}}, "condition.operator"),
+    ],
+)
+def test_invalid_definitions_name_the_field(data: dict[str, Any], field: str) -> None:
+    error = refusal(data)
+    assert error.field == field
+    assert str(error).startswith(f"{field}: ")
+
+
+def test_anomaly_condition_has_a_low_traffic_guard_by_default() -> None:
+    alert = parse_alert(with_condition(threshold=3, anomaly={"method": "zscore", "baseline": "7d"}))
+    assert alert.anomaly is not None and alert.anomaly.baseline == "7d"
+    assert alert.min_images == 100
+    expression = promql.alert_expression(alert)
+    images = semconv.prometheus_series(semconv.IMAGES)
+    assert f"increase({images}" in expression and ">= 100" in expression
+    assert "stddev_over_time" in expression and expression.endswith("< -3")
+    week = parse_alert(with_condition(operator="gt", threshold=0.2, anomaly="week_ago", min_images=0))
+    assert "offset 1w" in promql.alert_expression(week)
+
+
+def test_definitions_round_trip_through_json() -> None:
+    alert = parse_alert({**SEED_LOW_CONFIDENCE, "per": "arm", "arm": "b", "severity": "critical"})
+    assert parse_alert(alert.to_json()) == alert
+
+
+def test_alert_names_must_differ_after_slugging() -> None:
+    with pytest.raises(AlertDefinitionError) as info:
+        parse_alerts([SEED_LOW_CONFIDENCE, {**SEED_LOW_CONFIDENCE, "name": "low confidence alert!"}])
+    assert info.value.field == "alerts[1].name"
