@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import json
 import math
 import os
 import time
@@ -36,6 +35,7 @@ from ._cardinality import ClassFolder
 from ._context import CURRENT, AttributeValue, PredictionContext
 from ._guard import guarded
 from ._instruments import create_instruments
+from ._json import dumps
 from ._outputs import BoxFormat, ImageDetections, LabelNames, OutputOptions, image_size_of, read_image_output
 from ._recorder import RECORDER
 from .version import __version__
@@ -60,9 +60,6 @@ def _api_default(provider: object, api_module: str) -> bool:
     # then the decorator skips all telemetry work. An SDK (or any other
     # implementation) lives in another module.
     return type(provider).__module__.startswith(api_module)
-
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 def _rfc3339(unix_ns: int) -> str:
@@ -478,7 +475,7 @@ class _Monitor:
                 k: v if not isinstance(v, float) or math.isfinite(v) else str(v) for k, v in pctx.attributes.items()
             }
         body["detections"] = [
-            {"class": d.class_name, "confidence": d.confidence, "box": list(d.box)} for d in parsed.detections
+            {"class": d.class_name, "confidence": d.confidence, "box": d.box} for d in parsed.detections
         ]
         self.logger.emit(
             timestamp=call.end_unix_ns,
@@ -489,7 +486,7 @@ class _Monitor:
             # on the exporter's thread (~10 protobuf values per detection), which
             # stalls the inference thread when it wakes; one string costs ~1/10 of
             # that. Log stores read JSON lines natively and the companion parses it.
-            body=_dumps(body),
+            body=dumps(body),
             event_name=semconv.EVENT_PREDICTION,
             attributes=self.span_attributes(call.variant),
         )
