@@ -1,0 +1,112 @@
+"""Drift detection for object-detection models, from mergeable per-hour aggregates.
+
+Usage (the companion runs this behind ``POST /v1/models/{id}/drift``, the client's
+``check_drift`` and ``detwatch drift``)::
+
+    from detwatch.drift import drift_report
+
+    report = drift_report(storage, "vehicles", "2024-01-01:2024-01-31", "2024-02-01:2024-02-28")
+    report.significant_drift, report.class_drift, report.affected_classes
+
+or, on samples binned by hand (:class:`PeriodSample`), :func:`compare`.
+
+What is compared
+----------------
+Every test is two-sample: the reference period is a sample with its own noise, never
+a truth to fit (a goodness-of-fit test against reference frequencies raises false
+alarms in about a third of null runs at 1,000 rows).
+
+===================== ============================== ===================== ==========================
+kind                  test (p-value)                 effect (floor)        other distances
+===================== ============================== ===================== ==========================
+``class_mix``         chi-square of homogeneity,     Jensen-Shannon        chi-square statistic
+                      2 x K table, rare classes       distance, base 2,
+                      pooled (expected < 5)          0..1 (0.1)
+``class_share``       two-proportion z (Fisher when  Cohen's h (0.2)       difference of shares
+(per class)           counts are small)
+``confidence``        binned two-sample KS,          KS D, 0..1 (0.1)      Wasserstein (confidence
+(all, per class)      Smirnov's p at the binned D                          units), PSI
+``detections_per_     binned KS (image is the unit)  KS D (0.1)            Wasserstein (detections),
+image``                                                                    PSI
+``box_area``          binned KS                      KS D (0.1)            Wasserstein (decades of
+                                                                           relative area)
+``aspect_ratio``      binned KS                      KS D (0.1)            Wasserstein (octaves of
+                                                                           width/height)
+``empty_rate``        two-proportion z / Fisher      Cohen's h (0.2)       difference of rates
+===================== ============================== ===================== ==========================
+
+The user guide's keys: ``class_drift`` is the class-mix Jensen-Shannon distance,
+``confidence_drift`` the KS D of all confidences, ``count_drift`` the KS D of the
+detections per image (each 0 to 1). ``new_classes`` (present now, absent from the
+reference) and ``vanished_classes`` are named whatever their counts.
+``affected_classes`` are the classes with a significant per-class finding (share or
+confidence), ranked by their contribution: the class's part of the total variation
+distance between the two (class, confidence bin) distributions.
+
+Why binned statistics are trustworthy
+-------------------------------------
+Class counts are exact. For the binned distributions: the KS D at the bin edges is
+at most the exact D and falls short by at most the mass of the heaviest bin; its
+p-value (Smirnov's distribution at that D) is conservative, never anti-conservative,
+because the binned D is the exact D seen at fewer points. Wasserstein with mass at
+bin centres is within one bin width of the exact distance (0.05 for confidence). The
+tests check these bounds against SciPy on raw data.
+
+The verdict and its defaults (:class:`DriftConfig`)
+---------------------------------------------------
+``significant_drift`` is true when at least one finding is significant after
+**Holm's** correction across every test of the report *and* its effect reaches the
+floor. Holm, not Benjamini-Hochberg: the verdict is "is anything drifting?", a
+family-wise question; Holm bounds the chance of any false alarm by ``alpha`` under
+any dependence between the tests (the per-class confidence tests share data with the
+overall one; BH controls the false discovery proportion and needs positive
+dependence), and each class named as affected is then individually trustworthy.
+
+- ``alpha = 0.05``: the conventional family-wise false-alarm rate per report.
+- Effect floors: statistical significance alone cries wolf on large samples (a
+  million detections make a 0.005 shift "significant"). KS D 0.1 (a tenth of the
+  detections cross some confidence threshold), Jensen-Shannon distance 0.1 (about a
+  twelve-point move of share between two classes) and Cohen's h 0.2 (Cohen's "small"
+  effect, e.g. an empty-image rate going from 1 % to 4 %, or 40 % to 50 %) are
+  changes worth someone's attention; set a floor to 0 for significance only.
+- ``min_images = 30`` and ``min_detections = 30`` per period (and per class for the
+  per-class tests): below them the asymptotic p-values are unreliable and an obvious
+  shift on a handful of images is still noise. Below ``min_images`` the report's
+  status is ``insufficient_data`` (no verdict, ``significant_drift`` false); thinner
+  features are listed in ``insufficient`` and left out of the tests.
+- ``intra_image_correlation = 0.1``: detections on one image are not independent (a
+  dark frame lowers all its confidences), so detection-level tests use Kish's
+  effective sample size ``n / (1 + rho (m - 1))``, ``m`` the detection-weighted mean
+  number of detections per image (from the stored sum of squares). 0 treats
+  detections as independent, 1 makes the image the unit; 0.1 is a moderate
+  correlation that keeps the null calibration within ``alpha`` on the real detector's
+  streams (tests) while losing little power.
+"""
+
+from ._from_storage import DRIFT_KINDS as DRIFT_KINDS
+from ._from_storage import AggregateReader as AggregateReader
+from ._from_storage import drift_report as drift_report
+from ._periods import Period as Period
+from ._periods import PeriodError as PeriodError
+from ._periods import parse_periods as parse_periods
+from ._report import ClassDrift as ClassDrift
+from ._report import DriftConfig as DriftConfig
+from ._report import DriftReport as DriftReport
+from ._report import Finding as Finding
+from ._report import PeriodSample as PeriodSample
+from ._report import compare as compare
+
+__all__ = [
+    "DRIFT_KINDS",
+    "AggregateReader",
+    "ClassDrift",
+    "DriftConfig",
+    "DriftReport",
+    "Finding",
+    "Period",
+    "PeriodError",
+    "PeriodSample",
+    "compare",
+    "drift_report",
+    "parse_periods",
+]

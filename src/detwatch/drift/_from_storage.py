@@ -1,0 +1,88 @@
+"""A drift report from the companion's stored per-hour aggregates.
+
+Reads the cells of both periods (one query each, whatever the traffic: a period of
+a month is at most 744 hours of cells), keeps the model version and A/B arm asked
+for, merges the hours and compares.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from ._periods import Period, parse_periods
+from ._report import AggregateCell, DriftConfig, DriftReport, PeriodSample, compare
+
+__all__ = ["DRIFT_KINDS", "AggregateReader", "drift_report"]
+
+DRIFT_KINDS: tuple[str, ...] = (
+    "images",
+    "empty_images",
+    "detections",
+    "confidence",
+    "image_detections",
+    "box_area",
+    "aspect_ratio",
+)
+"""The aggregate kinds a report reads (latency is not an input distribution)."""
+
+
+class StoredCell(AggregateCell, Protocol):
+    @property
+    def model_version(self) -> str: ...
+    @property
+    def ab_variant(self) -> str: ...
+
+
+class AggregateReader(Protocol):
+    """The one storage method a report needs (``detwatch.storage.Storage`` has it)."""
+
+    def aggregates(
+        self, model_id: str, start_unix_nano: int, end_unix_nano: int, kinds: Sequence[str] | None = None
+    ) -> Sequence[StoredCell]: ...
+
+
+def _sample(
+    storage: AggregateReader, model_id: str, period: Period, model_version: str | None, ab_variant: str | None
+) -> PeriodSample:
+    rows = storage.aggregates(model_id, period.start_unix_nano, period.end_unix_nano, DRIFT_KINDS)
+    return PeriodSample.from_cells(
+        row
+        for row in rows
+        if (model_version is None or row.model_version == model_version)
+        and (ab_variant is None or row.ab_variant == ab_variant)
+    )
+
+
+def drift_report(
+    storage: AggregateReader,
+    model_id: str,
+    reference_period: str,
+    current_period: str,
+    *,
+    model_version: str | None = None,
+    ab_variant: str | None = None,
+    config: DriftConfig | None = None,
+    now_unix_nano: int | None = None,
+) -> DriftReport:
+    """Compare ``current_period`` with ``reference_period`` for ``model_id``.
+
+    ``model_version`` and ``ab_variant`` (``"a"``, ``"b"``, or ``""`` for traffic
+    outside an A/B test) filter both periods. Raises
+    :class:`~detwatch.drift.PeriodError` for a period it cannot read.
+    """
+    now = time.time_ns() if now_unix_nano is None else now_unix_nano
+    reference, current = parse_periods(reference_period, current_period, now_unix_nano=now)
+    report = compare(
+        _sample(storage, model_id, reference, model_version, ab_variant),
+        _sample(storage, model_id, current, model_version, ab_variant),
+        config,
+    )
+    filters = {"model_version": model_version, "ab_variant": ab_variant}
+    return replace(
+        report,
+        reference={**reference.to_json(), **filters, **report.reference},
+        current={**current.to_json(), **filters, **report.current},
+    )
