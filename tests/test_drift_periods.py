@@ -1,0 +1,135 @@
+"""Periods (the user guide's dates, ISO intervals, relative windows) and reports built from stored aggregates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from _drift_samples import Box, Stream, bin_images, simulate
+from detwatch.drift import PeriodError, compare, drift_report, parse_periods
+from detwatch.predictions import Prediction, parse_prediction
+from detwatch.storage import Storage, open_storage
+
+NOW = int(datetime(2024, 3, 10, 14, 37, tzinfo=UTC).timestamp()) * 10**9
+HOUR = 3600 * 10**9
+
+
+def ns(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()) * 10**9
+
+
+def test_the_user_guide_periods_are_whole_days_with_both_ends_included() -> None:
+    reference, current = parse_periods("2024-01-01:2024-01-31", "2024-02-01:2024-02-28", now_unix_nano=NOW)
+    assert (reference.start_unix_nano, reference.end_unix_nano) == (ns("2024-01-01"), ns("2024-02-01"))
+    assert (current.start_unix_nano, current.end_unix_nano) == (ns("2024-02-01"), ns("2024-02-29"))
+    assert reference.hours == 31 * 24
+    assert reference.to_json()["start"] == "2024-01-01T00:00:00Z"
+
+
+def test_iso_intervals_take_date_times_with_offsets_and_exclude_a_date_time_end() -> None:
+    reference, current = parse_periods(
+        "2024-01-01T06:00:00+02:00/2024-01-02T04:00:00Z", "2024-01-05/2024-01-06", now_unix_nano=NOW
+    )
+    assert (reference.start_unix_nano, reference.end_unix_nano) == (ns("2024-01-01T04:00"), ns("2024-01-02T04:00"))
+    assert (current.start_unix_nano, current.end_unix_nano) == (ns("2024-01-05"), ns("2024-01-07"))
+
+
+def test_last_24h_against_previous_7d_is_today_against_the_week_before() -> None:
+    reference, current = parse_periods("previous 7d", "last 24h", now_unix_nano=NOW)
+    assert (current.start_unix_nano, current.end_unix_nano) == (NOW - 24 * HOUR, NOW)
+    assert (reference.start_unix_nano, reference.end_unix_nano) == (NOW - 8 * 24 * HOUR, NOW - 24 * HOUR)
+    reference, current = parse_periods("2024-01-01:2024-01-07", "previous 2w", now_unix_nano=NOW)
+    assert current.end_unix_nano == reference.start_unix_nano
+    assert current.start_unix_nano == reference.start_unix_nano - 14 * 24 * HOUR
+
+
+@pytest.mark.parametrize(
+    ("reference", "current", "field"),
+    [
+        ("2024-01-01:2024-01-31", "2024-02-30:2024-03-01", "current_period"),
+        ("January", "last 24h", "reference_period"),
+        ("2024-02-01:2024-01-01", "last 24h", "reference_period"),
+        ("previous 7d", "previous 1d", "reference_period"),
+        ("last 0h", "last 24h", "reference_period"),
+        ("last 24h", 42, "current_period"),
+        ("1969-12-01:1969-12-31", "last 24h", "reference_period"),
+        ("2024-01-01/2024-01-02/2024-01-03", "last 24h", "reference_period"),
+    ],
+)
+def test_a_period_that_cannot_be_read_is_an_error_naming_it(reference: object, current: object, field: str) -> None:
+    with pytest.raises(PeriodError) as error:
+        parse_periods(reference, current, now_unix_nano=NOW)
+    assert error.value.field == field
+
+
+# ------------------------------------------------------------------ from storage
+
+
+@pytest.fixture
+def storage(database_url: str) -> Iterator[Storage]:
+    store = open_storage(database_url)
+    store.migrate()
+    yield store
+    store.close()
+
+
+SIDE = 500
+"""Square images: the relative width/height ratio of a box is its pixel ratio."""
+
+
+def events(images: list[list[Box]], start: str, *, version: str, variant: str | None, tag: str) -> list[Prediction]:
+    """Prediction events for ``images``, spread over six hours from ``start``."""
+    first = ns(start)
+    found = []
+    for index, image in enumerate(images):
+        detections = [
+            {"class": b.name, "confidence": b.confidence, "box": [0.0, 0.0, b.width * SIDE, b.height * SIDE]}
+            for b in image
+        ]
+        body = {
+            "prediction_id": f"{tag}-{index}",
+            "model_id": "vehicles",
+            "model_version": version,
+            "ab_variant": variant,
+            "time_unix_nano": first + (index % 6) * HOUR + 60 * 10**9,
+            "image": {"width": SIDE, "height": SIDE},
+            "detections": detections,
+        }
+        found.append(parse_prediction(body, index=index))
+    return found
+
+
+def clipped(images: list[list[Box]]) -> list[list[Box]]:
+    return [[Box(b.name, b.confidence, min(b.width, 1.0), min(b.height, 1.0)) for b in image] for image in images]
+
+
+def test_a_report_from_storage_merges_the_hours_and_filters_version_and_arm(storage: Storage) -> None:
+    rng = np.random.default_rng(30)
+    reference = clipped(simulate(Stream(), 120, rng))
+    current_b = clipped(simulate(Stream(confidence_logit=0.3, extra_empty=0.2), 120, rng))
+    current_a = clipped(simulate(Stream(), 90, rng))
+    other_version = clipped(simulate(Stream(log10_area=-4.0), 50, rng))
+    batch = [
+        *events(reference, "2024-01-03T00:00", version="v2", variant="b", tag="ref"),
+        *events(current_b, "2024-02-03T00:00", version="v2", variant="b", tag="cur-b"),
+        *events(current_a, "2024-02-04T00:00", version="v2", variant="a", tag="cur-a"),
+        *events(other_version, "2024-02-05T00:00", version="v1", variant="b", tag="v1"),
+    ]
+    storage.ingest_predictions(batch)
+    report = drift_report(
+        storage, "vehicles", "2024-01-01:2024-01-31", "2024-02-01:2024-02-28", model_version="v2", ab_variant="b"
+    )
+    expected = compare(bin_images(reference), bin_images(current_b))
+    assert report.to_json()["tests"] == expected.to_json()["tests"]
+    assert report.significant_drift and report.status == "drift"
+    assert report.current["images"] == 120
+    assert report.current["model_version"] == "v2"
+    assert report.current["period"] == "2024-02-01:2024-02-28"
+    unfiltered = drift_report(storage, "vehicles", "2024-01-01:2024-01-31", "2024-02-01:2024-02-28")
+    assert unfiltered.current["images"] == 120 + 90 + 50
+    nothing = drift_report(storage, "vehicles", "2023-01-01:2023-01-31", "2024-02-01:2024-02-28")
+    assert nothing.status == "insufficient_data"
+    assert nothing.class_drift is None
