@@ -43,7 +43,9 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 __all__ = [
+    "Alertmanager",
     "ComponentError",
+    "VMAlert",
     "VictoriaMetrics",
     "binary",
     "components_root",
@@ -398,3 +400,177 @@ def _tail(path: Path, limit: int = 4000) -> str:
     except OSError:
         return ""
     return text[-limit:]
+
+
+class _Daemon:
+    """A component binary run on a loopback port until :meth:`stop`, log in a temp dir.
+
+    The shared shape of :class:`VMAlert` and :class:`Alertmanager`: start, wait for a
+    health URL, retry on a lost port, terminate then kill. Subclasses give the
+    command line for a port and the health path.
+    """
+
+    name: str = "component"
+    health_path: str = "/"
+
+    def __init__(self, *, startup_timeout: float = 20.0) -> None:
+        self._startup_timeout = startup_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._port: int | None = None
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"detwatch-{self.name}-"))
+
+    def command(self, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self.cleanup()
+
+    @property
+    def url(self) -> str:
+        if self._port is None:
+            raise ComponentError(f"{self.name} has not been started")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def log(self) -> str:
+        """The component's output so far (for assertion messages)."""
+        return "\n".join(_tail(p) for p in sorted(self.workdir.glob("*.log")))
+
+    def start(self) -> None:
+        try:
+            for attempt in range(3):
+                port = free_port()
+                log_path = self.workdir / f"{self.name}.{attempt}.log"
+                args = self.command(port)
+                with log_path.open("wb") as log:
+                    self._process = subprocess.Popen(
+                        args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+                    )
+                self._port = port
+                deadline = _time.monotonic() + self._startup_timeout
+                while True:
+                    code = self._process.poll()
+                    if code is not None:
+                        self._process = None
+                        output = _tail(log_path)
+                        if "address already in use" in output:
+                            break
+                        raise ComponentError(f"{self.name} exited with code {code} ({' '.join(args)}):\n{output}")
+                    try:
+                        with _OPENER.open(self.url + self.health_path, timeout=1.0) as response:
+                            if response.status == 200:
+                                return
+                    except (OSError, urllib.error.URLError):
+                        pass
+                    if _time.monotonic() > deadline:
+                        raise ComponentError(
+                            f"{self.name} did not answer within {self._startup_timeout:g} s:\n{_tail(log_path)}"
+                        )
+                    _time.sleep(0.05)
+            raise ComponentError(f"{self.name} could not bind a free port after 3 attempts")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def get_json(self, path: str) -> Any:
+        with _OPENER.open(self.url + path, timeout=_HTTP_TIMEOUT) as response:
+            return json.loads(response.read())
+
+
+class VMAlert(_Daemon):
+    """VictoriaMetrics' ``vmalert`` evaluating rule files against a store, notifying Alertmanager.
+
+    Recording rules are written back to the store (``-remoteWrite.url``). Tests use
+    ``-rule.evalDelay=0s`` (the default 30 s would hide fresh samples) and a short
+    ``-evaluationInterval``; groups that set their own ``interval`` override it.
+    """
+
+    name = "vmalert"
+    health_path = "/health"
+
+    def __init__(
+        self,
+        *,
+        rules: Sequence[Path],
+        datasource_url: str,
+        notifier_url: str,
+        evaluation_interval: str = "1s",
+        startup_timeout: float = 20.0,
+    ) -> None:
+        super().__init__(startup_timeout=startup_timeout)
+        self._rules = tuple(rules)
+        self._datasource_url = datasource_url
+        self._notifier_url = notifier_url
+        self._interval = evaluation_interval
+
+    def command(self, port: int) -> list[str]:
+        return [
+            str(binary("vmalert")),
+            *(f"-rule={path}" for path in self._rules),
+            f"-datasource.url={self._datasource_url}",
+            f"-remoteWrite.url={self._datasource_url}",
+            "-remoteWrite.flushInterval=200ms",
+            f"-notifier.url={self._notifier_url}",
+            f"-evaluationInterval={self._interval}",
+            "-rule.evalDelay=0s",
+            f"-external.url=http://127.0.0.1:{port}",
+            f"-httpListenAddr=127.0.0.1:{port}",
+            "-loggerLevel=WARN",
+        ]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts vmalert currently holds (pending or firing)."""
+        alerts: list[dict[str, Any]] = self.get_json("/api/v1/alerts")["data"]["alerts"]
+        return alerts
+
+
+class Alertmanager(_Daemon):
+    """Debian's ``prometheus-alertmanager`` with a given configuration, clustering off.
+
+    The Debian binary reads its default template from the fixed path
+    ``/usr/share/prometheus/alertmanager/default.tmpl`` and exits without it. The
+    unpacked package has it under its own ``usr/share``, so the binary runs in a
+    private mount namespace with that directory overlaid on ``/usr/share``: nothing
+    on the system changes (DESIGN.md).
+    """
+
+    name = "alertmanager"
+    health_path = "/-/ready"
+
+    def __init__(self, *, config: str, startup_timeout: float = 20.0) -> None:
+        super().__init__(startup_timeout=startup_timeout)
+        self.config_path = self.workdir / "alertmanager.yml"
+        self.config_path.write_text(config)
+
+    def command(self, port: int) -> list[str]:
+        share = components_root() / "usr" / "share"
+        exe = binary("prometheus-alertmanager")
+        inner = (
+            f"mount -t overlay overlay -o lowerdir={share}:/usr/share /usr/share && exec {exe}"
+            f" --config.file={self.config_path} --storage.path={self.workdir / 'data'}"
+            f" --web.listen-address=127.0.0.1:{port} --cluster.listen-address= --log.level=warn"
+        )
+        return ["unshare", "-m", "--propagation", "private", "sh", "-c", inner]
