@@ -61,7 +61,9 @@ Class labels beyond ``max_classes`` (or outside ``class_allowlist``) fold into
 API
 ---
 :func:`monitor_detections`, :func:`prediction_context`, :func:`stage`,
-:class:`ABRouter`, :func:`flush`, :class:`Detection`, :mod:`.semconv`.
+:class:`ABRouter`, :func:`flush`, :class:`Detection`, :mod:`.semconv`;
+:class:`DataEngine` and :class:`FolderSink` (:mod:`.sinks`) keep the images the
+companion's data-engine policy (:mod:`.flagging`) selects, in the inference process.
 """
 
 from ._ab import ABRouter as ABRouter
@@ -71,11 +73,15 @@ from ._monitor import monitor_detections as monitor_detections
 from ._monitor import stage as stage
 from ._outputs import Detection as Detection
 from ._recorder import flush as flush
+from .sinks import DataEngine as DataEngine
+from .sinks import FolderSink as FolderSink
 from .version import __version__ as __version__
 
 __all__ = [
     "ABRouter",
+    "DataEngine",
     "Detection",
+    "FolderSink",
     "PredictionContext",
     "__version__",
     "flush",

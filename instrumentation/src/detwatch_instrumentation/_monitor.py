@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
-from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -39,6 +39,9 @@ from ._json import dumps
 from ._outputs import BoxFormat, ImageDetections, LabelNames, OutputOptions, image_size_of, read_image_output
 from ._recorder import RECORDER
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .sinks import DataEngine
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -155,8 +158,10 @@ class _Monitor:
         tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
         logger_provider: LoggerProvider | None,
+        data_engine: DataEngine | None = None,
     ) -> None:
         self.model_id = model_id
+        self.data_engine = data_engine
         self.model_version = model_version
         self.options = options
         self.batch = batch
@@ -460,6 +465,21 @@ class _Monitor:
                 uri = uri or "file://" + os.path.abspath(path)
         if key is not None:
             image_info["key"] = key
+        engine = self.data_engine
+        if engine is not None:
+            # The same policy as the companion's, on the same values the event carries: a
+            # selected image is stored by the sink and the event points at that copy.
+            known = parsed.width is not None and parsed.height is not None
+            stored = engine.offer(
+                model_id=self.model_id,
+                prediction_id=pid,
+                image=image,
+                detections=parsed.detections,
+                width=int(parsed.width) if known and parsed.width is not None else None,
+                height=int(parsed.height) if known and parsed.height is not None else None,
+                key=key,
+            )
+            uri = stored or uri
         if uri is not None:
             image_info["uri"] = uri
         if parsed.width is not None and parsed.height is not None:
@@ -556,6 +576,7 @@ def monitor_detections(
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
     logger_provider: LoggerProvider | None = None,
+    data_engine: DataEngine | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Monitor an object-detection inference function (sync or async).
 
@@ -581,6 +602,8 @@ def monitor_detections(
     - ``emit_events``: emit the ``objdet.prediction`` log record per image.
     - ``tracer_provider``, ``meter_provider``, ``logger_provider``: defaults are the
       global providers.
+    - ``data_engine``: a :class:`DataEngine` that evaluates the companion's flagging
+      policy here and keeps the selected images (needs prediction events).
     """
     if not isinstance(model_id, str) or not model_id:
         raise ValueError(f"model_id: must be a non-empty string, got {model_id!r}")
@@ -594,6 +617,8 @@ def monitor_detections(
         raise ValueError(f"max_classes: must be a positive integer, got {max_classes!r}")
     if adapter is not None and not callable(adapter):
         raise TypeError("adapter: must be callable")
+    if data_engine is not None and not callable(getattr(data_engine, "offer", None)):
+        raise TypeError("data_engine: must be a detwatch_instrumentation.DataEngine")
     if label_names is not None and not isinstance(label_names, (Mapping, list, tuple)):
         raise TypeError(f"label_names: must be a mapping or a list, got {type(label_names).__name__}")
     if image_arg is not None and not isinstance(image_arg, str):
@@ -632,6 +657,7 @@ def monitor_detections(
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
             logger_provider=logger_provider,
+            data_engine=data_engine,
         )
         if inspect.iscoroutinefunction(func):
             async_func = cast(Callable[P, Awaitable[Any]], func)
