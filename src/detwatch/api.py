@@ -9,6 +9,9 @@ Routes (the OpenAPI document at ``/openapi.json`` describes each body):
 - ``POST /v1/feedback``: one feedback object, or ``{"feedback": [...]}``.
 - ``POST/GET /v1/models``, ``GET /v1/models/{id}``: the model registry.
 - ``POST /v1/datasets``, ``GET /v1/datasets/{id}``, ``POST /v1/datasets/{id}/versions``.
+- ``POST/GET /v1/ab-tests``, ``GET /v1/ab-tests/{id}`` (what a router polls),
+  ``POST /v1/ab-tests/{id}/stop``, ``GET /v1/ab-tests/{id}/results`` (:mod:`detwatch.abtest`).
+- ``POST /v1/models/{id}/drift``: a drift report between two periods (:mod:`detwatch.drift`).
 - ``GET /v1/status``: counts and version.
 
 Authentication: with ``DETWATCH_API_TOKEN`` set, every ``/v1`` call needs
@@ -19,6 +22,7 @@ signature instead, when ``DETWATCH_WEBHOOK_SECRET`` is set.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -27,12 +31,22 @@ from opentelemetry import metrics
 
 from detwatch_instrumentation import semconv
 
+from .abtest import service as abtest_service
 from .config import Settings
+from .drift import DriftInputError, report_for_request
 from .errors import APIError
 from .feedback import parse_feedback
 from .otlp_logs import OTLPDecodeError, decode_request, encode_response, extract_predictions
 from .predictions import PredictionError, load_json, parse_prediction
-from .storage import DatasetRecord, DatasetVersionRecord, FeedbackRecord, ModelRecord, Storage, open_storage
+from .storage import (
+    ABTestRecord,
+    DatasetRecord,
+    DatasetVersionRecord,
+    FeedbackRecord,
+    ModelRecord,
+    Storage,
+    open_storage,
+)
 from .version import __version__
 from .webhooks import WebhookVerificationError, idempotency_key, verify
 
@@ -318,6 +332,65 @@ def create_dataset_version(dataset_id: str) -> tuple[Response, int]:
         raise APIError(400, "invalid_field", f"not a version of dataset {dataset_id!r}", "parent_version_id")
     version = storage.create_dataset_version(dataset_id, name, parent)
     return jsonify(_version_json(version)), 201
+
+
+# ------------------------------------------------------------------ drift
+
+
+@bp.post("/models/<model_id>/drift")
+def check_drift(model_id: str) -> Response:
+    storage = get_storage()
+    # The model first: an unknown one is a 404 whatever the body says.
+    if storage.get_model(model_id) is None:
+        raise APIError(404, "model_not_found", f"no model {model_id!r} (register it or send its telemetry)", "model_id")
+    try:
+        return jsonify(report_for_request(storage, model_id, _object_body()))
+    except DriftInputError as exc:
+        raise APIError(400, "invalid_field", exc.message, exc.field) from None
+
+
+# ------------------------------------------------------------------ A/B tests
+
+
+def _ab_test_or_404(storage: Storage, ab_test_id: str) -> ABTestRecord:
+    record = storage.get_ab_test(ab_test_id)
+    if record is None:
+        raise APIError(404, "ab_test_not_found", f"no A/B test {ab_test_id!r}", "ab_test_id")
+    return record
+
+
+@bp.post("/ab-tests")
+def create_ab_test() -> tuple[Response, int]:
+    try:
+        record = abtest_service.create_for_request(get_storage(), _object_body())
+    except abtest_service.ABTestInputError as exc:
+        raise APIError(exc.status, "invalid_field", exc.message, exc.field) from None
+    return jsonify(abtest_service.test_json(record)), 201
+
+
+@bp.get("/ab-tests")
+def list_ab_tests() -> Response:
+    return jsonify({"ab_tests": [abtest_service.test_json(t) for t in get_storage().list_ab_tests()]})
+
+
+@bp.get("/ab-tests/<ab_test_id>")
+def get_ab_test(ab_test_id: str) -> Response:
+    return jsonify(abtest_service.test_json(_ab_test_or_404(get_storage(), ab_test_id)))
+
+
+@bp.post("/ab-tests/<ab_test_id>/stop")
+def stop_ab_test(ab_test_id: str) -> Response:
+    storage = get_storage()
+    record = _ab_test_or_404(storage, ab_test_id)
+    if record.status == "running":
+        storage.set_ab_test_status(ab_test_id, "stopped", min(record.end_unix_nano, time.time_ns()))
+    return jsonify(abtest_service.test_json(_ab_test_or_404(storage, ab_test_id)))
+
+
+@bp.get("/ab-tests/<ab_test_id>/results")
+def get_ab_test_results(ab_test_id: str) -> Response:
+    storage = get_storage()
+    return jsonify(abtest_service.results_for(storage, _ab_test_or_404(storage, ab_test_id)))
 
 
 # ------------------------------------------------------------------ status

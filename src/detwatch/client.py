@@ -19,7 +19,7 @@ connection only for calls that are safe to repeat (reads, and ingest calls that
 the service de-duplicates). The default timeout is finite.
 
 Calls whose server side comes with later versions of the companion
-(``create_alert``, ``configure_data_engine``, ``check_drift``, ``get_flagged_items``,
+(``create_alert``, ``configure_data_engine``, ``get_flagged_items``,
 ``create_training_job``, ``create_ab_test``, ``get_ab_test_results``) raise
 :class:`~detwatch.exceptions.NotAvailableError` against a server without them.
 """
@@ -242,7 +242,15 @@ class Client:
             )
         )
 
-    def check_drift(self, *, model_id: str, reference_period: str, current_period: str, **options: Any) -> Record:
+    def check_drift(self, model_id: str, reference_period: str, current_period: str, **options: Any) -> Record:
+        """A drift report of ``current_period`` against ``reference_period`` (see :mod:`detwatch.drift`).
+
+        Periods: ``"2024-01-01:2024-01-31"``, an ISO interval ``start/end``, ``"last 24h"``
+        or ``"previous 7d"``. ``options``: ``model_version``, ``ab_variant`` and the
+        verdict's settings (``alpha``, ``min_ks``, ...). The report has the user guide's
+        ``class_drift``, ``confidence_drift``, ``count_drift``, ``significant_drift`` and
+        ``affected_classes``, and every test behind them under ``tests``.
+        """
         body = {"reference_period": reference_period, "current_period": current_period, **options}
         return _record(
             self._request("POST", f"/v1/models/{model_id}/drift", json=body, call="check_drift", safe_to_repeat=True)
@@ -272,12 +280,46 @@ class Client:
         return _record(self._request("POST", "/v1/training-jobs", json=body, call="create_training_job"))
 
     def create_ab_test(
-        self, *, name: str, model_a_id: str, model_b_id: str, config: Mapping[str, Any] | None = None
+        self,
+        *,
+        name: str,
+        model_a_id: str,
+        model_b_id: str,
+        config: Mapping[str, Any] | None = None,
+        start: str | None = None,
     ) -> Record:
-        body = {"name": name, "model_a_id": model_a_id, "model_b_id": model_b_id, "config": dict(config or {})}
+        """Start an A/B test of ``model_b_id`` (the challenger) against ``model_a_id``; returns it with ``.id``.
+
+        ``config``: ``traffic_split`` (share to B), ``metrics`` (the first decides the
+        verdict), ``duration_days``, and optionally ``alpha``, ``min_effect``,
+        ``min_samples``, ``model_a_version``/``model_b_version``. ``start`` (RFC 3339)
+        back-dates the test to analyse traffic already sent.
+        """
+        body: dict[str, Any] = {
+            "name": name,
+            "model_a_id": model_a_id,
+            "model_b_id": model_b_id,
+            "config": dict(config or {}),
+        }
+        if start is not None:
+            body["start"] = start
         return _record(self._request("POST", "/v1/ab-tests", json=body, call="create_ab_test"))
 
+    def get_ab_test(self, ab_test_id: str) -> Record:
+        """The test with its current ``traffic_split`` and ``salt`` (what a router polls)."""
+        return _record(self._request("GET", f"/v1/ab-tests/{quote(ab_test_id, safe='')}", safe_to_repeat=True))
+
+    def stop_ab_test(self, ab_test_id: str) -> Record:
+        """End the test now: its results stop at this moment and routers send everything to A."""
+        return _record(self._request("POST", f"/v1/ab-tests/{quote(ab_test_id, safe='')}/stop", safe_to_repeat=True))
+
     def get_ab_test_results(self, ab_test_id: str) -> Record:
+        """Per-arm results, comparisons, ``p_value`` (always-valid, primary metric) and ``verdict``."""
         return _record(
-            self._request("GET", f"/v1/ab-tests/{ab_test_id}/results", call="get_ab_test_results", safe_to_repeat=True)
+            self._request(
+                "GET",
+                f"/v1/ab-tests/{quote(ab_test_id, safe='')}/results",
+                call="get_ab_test_results",
+                safe_to_repeat=True,
+            )
         )

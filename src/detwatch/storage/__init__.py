@@ -27,10 +27,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from ..bins import CONFIDENCE_BINS
 from ..predictions import Prediction
 
 __all__ = [
+    "AGGREGATE_KINDS",
+    "CONFIDENCE_BINS",
     "FEEDBACK_TYPES",
+    "ABTestRecord",
     "AggregateRow",
     "DatasetRecord",
     "DatasetVersionRecord",
@@ -48,8 +52,18 @@ __all__ = [
 FeedbackType = Literal["correct", "wrong_label", "wrong_box", "false_positive", "missed_object"]
 FEEDBACK_TYPES: tuple[FeedbackType, ...] = ("correct", "wrong_label", "wrong_box", "false_positive", "missed_object")
 
-CONFIDENCE_BINS = 20
-"""Confidence histograms in aggregates: 20 bins of 0.05 (the metric's bounds)."""
+AGGREGATE_KINDS: tuple[str, ...] = (
+    "images",
+    "empty_images",
+    "image_detections",
+    "detections",
+    "confidence",
+    "box_area",
+    "aspect_ratio",
+    "latency_ms_sum",
+    "latency_ms",
+)
+"""Every ``kind`` of :class:`AggregateRow` (see its docstring)."""
 
 
 class StorageError(Exception):
@@ -145,16 +159,35 @@ class DatasetRecord:
 class AggregateRow:
     """One mergeable per-hour aggregate cell.
 
-    ``kind`` and ``key`` say what is counted: ``images`` (key ""), ``empty_images``
-    (""), ``detections`` (class), ``confidence`` (``class|bin``, bin 0..19 of width
-    0.05, ``min(int(confidence / 0.05), 19)``; split on the *last* ``|``, a class
-    name may contain one), ``latency_ms_sum`` ("") with ``value`` the sum.
+    Every cell holds ``count`` things counted, ``value`` the sum of one measured
+    quantity over them and ``value_sq`` the sum of its squares, so that cells of
+    several hours, versions or arms add up and still give a mean *and* a variance
+    (``var = value_sq / count - (value / count) ** 2``). The bins are those of
+    :mod:`detwatch.bins` (fixed forever); ``key`` is ``str(bin)``, prefixed by
+    ``class|`` where the class matters (split on the *last* ``|``: a class name may
+    contain one).
 
-    ``value``: for ``images`` the number of detections on them; for ``detections``
-    and ``confidence`` the sum of the confidences counted (means per class or bin);
-    for ``latency_ms_sum`` the sum of the latencies of the ``count`` images that
-    reported one; 0 for ``empty_images``. ``ab_variant`` is "" outside an A/B test;
-    ``hour_unix`` is the start of the hour (UTC seconds) of the events' own time.
+    - ``images`` (key ""): count images, value their detections;
+    - ``empty_images`` (""): count images without a detection, value 0;
+    - ``image_detections`` (``detections_bin(n)``): count images, value n;
+    - ``detections`` (class): count detections, value their confidences;
+    - ``confidence`` (``class|confidence_bin``): count detections, value confidences;
+    - ``box_area`` (``class|area_bin``): count detections, value the relative box
+      area (w * h over the image's area);
+    - ``aspect_ratio`` (``aspect_bin(w, h)``): count detections, value w / h;
+    - ``latency_ms_sum`` (""): count images that reported a latency, value the ms;
+    - ``latency_ms`` (``latency_bin(ms)``): the same per latency bin.
+
+    ``box_area`` needs the image size (``image.width``/``height``), or boxes that are
+    relative already (an event without an image size whose boxes all lie within
+    ``[0, 1]``: what the decorator sends for normalised boxes on an image of unknown
+    size). ``aspect_ratio`` is counted for boxes in pixels only: a ratio of normalised
+    coordinates is not the box's shape. Both follow the ``objdet.detection.box.*``
+    histograms.
+
+    ``ab_variant`` is "" outside an A/B test; ``hour_unix`` is the start of the hour
+    (UTC seconds) of the events' own time. Cells written before schema version 2 have
+    ``value_sq`` 0 and none of the kinds it added.
     """
 
     model_id: str
@@ -165,6 +198,22 @@ class AggregateRow:
     key: str
     count: int
     value: float
+    value_sq: float = 0.0
+
+
+@dataclass(frozen=True)
+class ABTestRecord:
+    """An A/B test as stored; ``config`` is the validated configuration as JSON."""
+
+    id: str
+    name: str
+    model_a_id: str
+    model_b_id: str
+    config: dict[str, Any]
+    status: str
+    created_unix_nano: int
+    start_unix_nano: int
+    end_unix_nano: int
 
 
 class Storage(Protocol):
@@ -232,6 +281,31 @@ class Storage(Protocol):
 
     def counts(self) -> dict[str, int]:
         """Row counts per table, for ``detwatch status`` and tests."""
+        ...
+
+    def create_ab_test(
+        self,
+        *,
+        name: str,
+        model_a_id: str,
+        model_b_id: str,
+        config: dict[str, Any],
+        start_unix_nano: int,
+        end_unix_nano: int,
+    ) -> ABTestRecord: ...
+
+    def get_ab_test(self, ab_test_id: str) -> ABTestRecord | None: ...
+
+    def list_ab_tests(self, limit: int = 100) -> list[ABTestRecord]: ...
+
+    def set_ab_test_status(self, ab_test_id: str, status: str, end_unix_nano: int | None = None) -> bool:
+        """Set ``status`` (and move the end, e.g. when stopped early); False for an unknown test."""
+        ...
+
+    def ab_feedback_counts(
+        self, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+    ) -> list[tuple[int, str, int]]:
+        """``(hour_unix, type, count)`` of feedback on one arm's predictions in ``[start, end)``."""
         ...
 
 

@@ -139,7 +139,118 @@ _V1: Final[tuple[Statement, ...]] = (
     "CREATE INDEX dataset_versions_dataset ON dataset_versions (dataset_id, created_unix_nano)",
 )
 
-MIGRATIONS: Final[tuple[tuple[int, tuple[Statement, ...]], ...]] = ((1, _V1),)
+_V2: Final[tuple[Statement, ...]] = (
+    # Sums of squares beside the sums, so that variances merge across cells like means do
+    # (drift and A/B tests need both). Cells written before this have 0: their raw events
+    # may already be expired, so nothing is back-filled.
+    "ALTER TABLE aggregates ADD COLUMN value_sq DOUBLE PRECISION NOT NULL DEFAULT 0",
+)
+
+_V3: Final[tuple[Statement, ...]] = (
+    # A/B tests (detwatch.abtest); their results read the aggregates, not raw rows.
+    """
+    CREATE TABLE ab_tests (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        model_a_id TEXT NOT NULL,
+        model_b_id TEXT NOT NULL,
+        config TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_unix_nano BIGINT NOT NULL,
+        start_unix_nano BIGINT NOT NULL,
+        end_unix_nano BIGINT NOT NULL
+    )
+    """,
+    "CREATE INDEX ab_tests_created ON ab_tests (created_unix_nano)",
+)
+
+_V4: Final[tuple[Statement, ...]] = (
+    # The data engine (detwatch.data_engine): policies, the review queue, dataset
+    # snapshots and training jobs. Flagged items copy what review needs (detections,
+    # image reference) because raw predictions expire; they stay until reviewed.
+    """
+    CREATE TABLE data_engine_configs (
+        model_id TEXT PRIMARY KEY,
+        config TEXT NOT NULL,
+        target_dataset_id TEXT NOT NULL,
+        updated_unix_nano BIGINT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE flagged_items (
+        id TEXT PRIMARY KEY,
+        dataset_id TEXT NOT NULL,
+        prediction_id TEXT NOT NULL,
+        model_id TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        time_unix_nano BIGINT NOT NULL,
+        reasons TEXT NOT NULL,
+        detections TEXT NOT NULL,
+        image_key TEXT,
+        image_uri TEXT,
+        image_width INTEGER,
+        image_height INTEGER,
+        status TEXT NOT NULL,
+        assignee TEXT,
+        claimed_unix_nano BIGINT,
+        label TEXT,
+        reviewer TEXT,
+        created_unix_nano BIGINT NOT NULL,
+        updated_unix_nano BIGINT NOT NULL,
+        UNIQUE (dataset_id, prediction_id)
+    )
+    """,
+    # The review queue is read by status in creation order, paged by (created, id).
+    "CREATE INDEX flagged_items_queue ON flagged_items (dataset_id, status, created_unix_nano, id)",
+    "CREATE INDEX flagged_items_prediction ON flagged_items (prediction_id)",
+    """
+    CREATE TABLE dataset_version_contents (
+        version_id TEXT PRIMARY KEY,
+        content_hash TEXT NOT NULL,
+        item_count BIGINT NOT NULL,
+        class_counts TEXT NOT NULL,
+        diff TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE dataset_version_items (
+        version_id TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        prediction_id TEXT,
+        image_key TEXT,
+        image_uri TEXT,
+        image_width INTEGER,
+        image_height INTEGER,
+        annotations TEXT NOT NULL,
+        PRIMARY KEY (version_id, item_id)
+    )
+    """,
+    """
+    CREATE TABLE training_jobs (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        dataset_id TEXT NOT NULL,
+        version_id TEXT NOT NULL,
+        base_model_id TEXT,
+        options TEXT NOT NULL,
+        status TEXT NOT NULL,
+        callback_url TEXT,
+        callback_token TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_unix_nano BIGINT,
+        dispatched_unix_nano BIGINT,
+        last_error TEXT,
+        model_version TEXT,
+        history TEXT NOT NULL,
+        created_unix_nano BIGINT NOT NULL,
+        updated_unix_nano BIGINT NOT NULL
+    )
+    """,
+    # Dispatchers look for jobs due to be handed to the trainer.
+    "CREATE INDEX training_jobs_due ON training_jobs (next_attempt_unix_nano)",
+)
+
+MIGRATIONS: Final[tuple[tuple[int, tuple[Statement, ...]], ...]] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4))
 """Every migration, in order; versions are consecutive from 1."""
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]
@@ -152,6 +263,12 @@ TABLES: Final = (
     "aggregates",
     "datasets",
     "dataset_versions",
+    "ab_tests",
+    "data_engine_configs",
+    "flagged_items",
+    "dataset_version_contents",
+    "dataset_version_items",
+    "training_jobs",
 )
 """The tables :meth:`Storage.counts` reports."""
 

@@ -46,11 +46,13 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, cast
 
+import msgspec
 import orjson
 
+from ..bins import CONFIDENCE_BINS, confidence_bin
 from ..predictions import DetectionRecord, ImageRef, Prediction
 from . import (
-    CONFIDENCE_BINS,
+    ABTestRecord,
     AggregateRow,
     DatasetRecord,
     DatasetVersionRecord,
@@ -61,17 +63,18 @@ from . import (
     ModelRecord,
     StorageError,
     StorageUnavailable,
+    _abtests,
 )
+from ._aggregate import aggregate_cells
 from ._schema import LATEST_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, TABLES, Dialect, statements_for
 
-__all__ = ["LockName", "SQLStorage", "Transaction", "aggregate_cells", "confidence_bin"]
+__all__ = ["CONFIDENCE_BINS", "LockName", "SQLStorage", "Transaction", "aggregate_cells", "confidence_bin"]
 
 T = TypeVar("T")
 C = TypeVar("C")
 
 NS_PER_SECOND: Final = 1_000_000_000
 SECONDS_PER_HOUR: Final = 3600
-BIN_WIDTH: Final = 1.0 / CONFIDENCE_BINS
 
 CHUNK_ROWS: Final = 500
 """Values per IN list, far below SQLite's 32766 and PostgreSQL's 65535 bound parameters."""
@@ -212,42 +215,6 @@ class _StaleConnection(Exception):
     """A pooled connection was found dead when its transaction began: use a fresh one."""
 
 
-def confidence_bin(confidence: float) -> int:
-    """The histogram bin of a confidence: 20 bins of 0.05, 1.0 in the last."""
-    return min(int(confidence / BIN_WIDTH), CONFIDENCE_BINS - 1)
-
-
-AggregateKey = tuple[str, str, str, int, str, str]
-
-
-def aggregate_cells(predictions: Sequence[Prediction]) -> dict[AggregateKey, tuple[int, float]]:
-    """Sum a batch into aggregate cells ``(model_id, version, ab_variant, hour_unix, kind, key)``.
-
-    ``images``: count = images, value = their detections; ``empty_images``: count;
-    ``detections`` (class) and ``confidence`` (``class|bin``): count = detections,
-    value = the sum of their confidences; ``latency_ms_sum``: count = images that
-    reported a latency, value = the sum of those latencies.
-    """
-    cells: dict[AggregateKey, tuple[int, float]] = {}
-
-    def add(key: AggregateKey, count: int, value: float) -> None:
-        old_count, old_value = cells.get(key, (0, 0.0))
-        cells[key] = (old_count + count, old_value + value)
-
-    for p in predictions:
-        hour = p.time_unix_nano // NS_PER_SECOND // SECONDS_PER_HOUR * SECONDS_PER_HOUR
-        base = (p.model_id, p.model_version, p.ab_variant or "", hour)
-        add((*base, "images", ""), 1, float(len(p.detections)))
-        if not p.detections:
-            add((*base, "empty_images", ""), 1, 0.0)
-        for d in p.detections:
-            add((*base, "detections", d.class_name), 1, d.confidence)
-            add((*base, "confidence", f"{d.class_name}|{confidence_bin(d.confidence)}"), 1, d.confidence)
-        if p.latency_ms is not None:
-            add((*base, "latency_ms_sum", ""), 1, p.latency_ms)
-    return cells
-
-
 def _chunks(items: Sequence[T], size: int = CHUNK_ROWS) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -284,11 +251,12 @@ _FEEDBACK_COLUMNS: Final = (
 )
 
 _UPSERT_AGGREGATE: Final = """
-INSERT INTO aggregates (model_id, model_version, ab_variant, hour_unix, kind, key, count, value)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO aggregates (model_id, model_version, ab_variant, hour_unix, kind, key, count, value, value_sq)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (model_id, model_version, ab_variant, hour_unix, kind, key) DO UPDATE SET
     count = aggregates.count + excluded.count,
-    value = aggregates.value + excluded.value
+    value = aggregates.value + excluded.value,
+    value_sq = aggregates.value_sq + excluded.value_sq
 """
 
 # Portable LEAST/GREATEST: SQLite spells them min()/max(), PostgreSQL does not.
@@ -469,7 +437,7 @@ class SQLStorage:
                 return 0, 0
             self._record_models(tx, new)
             cells = aggregate_cells(new)
-            tx.executemany(_UPSERT_AGGREGATE, [(*key, count, value) for key, (count, value) in sorted(cells.items())])
+            tx.executemany(_UPSERT_AGGREGATE, [(*key, *cell) for key, cell in sorted(cells.items())])
             return len(new), self._join_feedback(tx, new)
 
         inserted, joined = self._run(work, write=True)
@@ -784,7 +752,7 @@ class SQLStorage:
     ) -> list[AggregateRow]:
         """Cells of ``model_id`` whose hour starts in ``[start, end)``."""
         sql = (
-            "SELECT model_id, model_version, ab_variant, hour_unix, kind, key, count, value FROM aggregates "
+            "SELECT model_id, model_version, ab_variant, hour_unix, kind, key, count, value, value_sq FROM aggregates "
             "WHERE model_id = ? AND hour_unix >= ? AND hour_unix < ?"
         )
         params: list[Any] = [model_id, _ceil_seconds(start_unix_nano), _ceil_seconds(end_unix_nano)]
@@ -795,7 +763,9 @@ class SQLStorage:
             params += list(kinds)
         sql += " ORDER BY hour_unix, model_version, ab_variant, kind, key"
         rows = self._run(lambda tx: tx.query(sql, params), write=False)
-        return [AggregateRow(r[0], r[1], r[2], int(r[3]), r[4], r[5], int(r[6]), float(r[7])) for r in rows]
+        return [
+            AggregateRow(r[0], r[1], r[2], int(r[3]), r[4], r[5], int(r[6]), float(r[7]), float(r[8])) for r in rows
+        ]
 
     def counts(self) -> dict[str, int]:
         def work(tx: Transaction) -> dict[str, int]:
@@ -804,9 +774,64 @@ class SQLStorage:
 
         return self._run(work, write=False)
 
+    # ------------------------------------------------------------------ A/B tests
+
+    def create_ab_test(
+        self,
+        *,
+        name: str,
+        model_a_id: str,
+        model_b_id: str,
+        config: dict[str, Any],
+        start_unix_nano: int,
+        end_unix_nano: int,
+    ) -> ABTestRecord:
+        created = time.time_ns()
+        return self._run(
+            lambda tx: _abtests.insert(
+                tx,
+                name=name,
+                model_a_id=model_a_id,
+                model_b_id=model_b_id,
+                config=config,
+                created_unix_nano=created,
+                start_unix_nano=start_unix_nano,
+                end_unix_nano=end_unix_nano,
+            ),
+            write=True,
+        )
+
+    def get_ab_test(self, ab_test_id: str) -> ABTestRecord | None:
+        return self._run(lambda tx: _abtests.get(tx, ab_test_id), write=False)
+
+    def list_ab_tests(self, limit: int = 100) -> list[ABTestRecord]:
+        return self._run(lambda tx: _abtests.list_all(tx, limit), write=False)
+
+    def set_ab_test_status(self, ab_test_id: str, status: str, end_unix_nano: int | None = None) -> bool:
+        return self._run(lambda tx: _abtests.set_status(tx, ab_test_id, status, end_unix_nano), write=True)
+
+    def ab_feedback_counts(
+        self, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+    ) -> list[tuple[int, str, int]]:
+        return self._run(
+            lambda tx: _abtests.feedback_counts(
+                tx,
+                model_id=model_id,
+                version=version,
+                variant=variant,
+                start_unix_nano=start_unix_nano,
+                end_unix_nano=end_unix_nano,
+            ),
+            write=False,
+        )
+
+
+_encode_detections = msgspec.json.Encoder().encode
+_decode_detections = msgspec.json.Decoder(tuple[DetectionRecord, ...]).decode
+
 
 def _prediction_row(p: Prediction, received: int) -> tuple[Any, ...]:
-    detections = [{"class": d.class_name, "confidence": d.confidence, "box": list(d.box)} for d in p.detections]
+    # DetectionRecord encodes itself as {"class", "confidence", "box"}: no intermediate dicts.
     return (
         p.prediction_id,
         p.model_id,
@@ -820,14 +845,14 @@ def _prediction_row(p: Prediction, received: int) -> tuple[Any, ...]:
         p.image.height,
         p.trace_id,
         p.span_id,
-        _dumps(detections),
-        _dumps(dict(p.attributes)),
+        _encode_detections(p.detections).decode(),
+        _dumps(dict(p.attributes)) if p.attributes else "{}",
         received,
     )
 
 
 def _prediction_from_row(row: Sequence[Any]) -> Prediction:
-    detections = tuple(DetectionRecord(d["class"], float(d["confidence"]), _box(d["box"])) for d in json.loads(row[12]))
+    detections = _decode_detections(row[12])
     return Prediction(
         prediction_id=row[0],
         time_unix_nano=int(row[4]),

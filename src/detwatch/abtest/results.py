@@ -1,0 +1,363 @@
+"""Per-arm results of an A/B test and its verdict, from the companion's per-hour aggregates.
+
+Arm A is the traffic of ``model_a_id`` tagged ``objdet.ab.variant = a`` (what
+:class:`detwatch_instrumentation.ABRouter` tags), arm B that of ``model_b_id`` tagged
+``b``, both between the test's start and end (events' own time), and optionally one
+version each. Everything is read from mergeable cells (counts, sums, sums of squares,
+latency bins), so that results for ten million routed predictions cost what results
+for a thousand do: the work grows with hours times cells, not with predictions.
+
+Each hour boundary is one look of the sequential test (:func:`.statistics.msprt`):
+the always-valid p-value is the minimum over those looks, valid however often anyone
+reads the results. Feedback scores come from feedback joined to stored predictions,
+so feedback on predictions already expired by retention no longer counts.
+
+Verdicts (primary metric = the first in ``metrics``):
+
+- ``running``: before the end, while no decision is reached;
+- ``b_better`` / ``a_better``: the primary metric's always-valid p-value is below
+  alpha (any time) and the difference points that way;
+- ``no_difference``: at the end, the confidence sequence lies within +- the metric's
+  ``min_effect`` (the arms are equivalent for practical purposes);
+- ``inconclusive``: at the end otherwise; also whenever the sample-ratio check fails
+  (the split observed is not the one configured, so assignment is broken and no
+  comparison can be trusted) or an arm has fewer than ``min_samples``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+
+from .. import bins
+from ..storage import AggregateRow
+from .config import HIGHER_IS_BETTER, ABTestConfig
+from .statistics import (
+    Moments,
+    TestResult,
+    class_mix_test,
+    holm,
+    mann_whitney_binned,
+    minimum_detectable_effect,
+    msprt,
+    quantile_from_bins,
+    rate_test,
+    sample_ratio_mismatch,
+    welch_test,
+)
+
+__all__ = ["KINDS", "SRM_ALPHA", "ArmData", "FeedbackCount", "compute_results"]
+
+KINDS: Final = ("images", "empty_images", "detections", "latency_ms", "latency_ms_sum")
+"""The aggregate kinds the results read (a small share of all cells)."""
+
+SRM_ALPHA: Final = 0.001
+"""A sample-ratio mismatch is declared below this p-value: strict, because a false alarm
+voids a valid test, while a real mismatch shows up with overwhelming evidence."""
+
+NS_PER_SECOND: Final = 1_000_000_000
+SECONDS_PER_DAY: Final = 86_400
+
+_ZERO = Moments(0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class FeedbackCount:
+    """Feedback posts of one type on predictions of one arm in one hour."""
+
+    arm: str
+    hour_unix: int
+    type: str
+    count: int
+
+
+@dataclass
+class _Hour:
+    images: Moments = _ZERO
+    empty: int = 0
+    confidence: Moments = _ZERO
+    latency: Moments = _ZERO
+    feedback_correct: int = 0
+    feedback_total: int = 0
+
+
+@dataclass
+class ArmData:
+    """One arm's merged cells, overall and per hour."""
+
+    hours: dict[int, _Hour] = field(default_factory=dict)
+    latency_bins: np.ndarray = field(default_factory=lambda: np.zeros(bins.LATENCY_BINS, dtype=np.int64))
+    classes: dict[str, int] = field(default_factory=dict)
+    feedback: dict[str, int] = field(default_factory=dict)
+
+    def hour(self, hour_unix: int) -> _Hour:
+        h = self.hours.get(hour_unix)
+        if h is None:
+            h = self.hours[hour_unix] = _Hour()
+        return h
+
+    def add_cell(self, row: AggregateRow) -> None:
+        h = self.hour(row.hour_unix)
+        m = Moments(row.count, row.value, row.value_sq)
+        if row.kind == "images":
+            h.images = h.images + m
+        elif row.kind == "empty_images":
+            h.empty += row.count
+        elif row.kind == "detections":
+            h.confidence = h.confidence + m
+            self.classes[row.key] = self.classes.get(row.key, 0) + row.count
+        elif row.kind == "latency_ms_sum":
+            h.latency = h.latency + m
+        elif row.kind == "latency_ms":
+            self.latency_bins[int(row.key)] += row.count
+
+    def add_feedback(self, item: FeedbackCount) -> None:
+        h = self.hour(item.hour_unix)
+        h.feedback_total += item.count
+        if item.type == "correct":
+            h.feedback_correct += item.count
+        self.feedback[item.type] = self.feedback.get(item.type, 0) + item.count
+
+    def total(self) -> _Hour:
+        t = _Hour()
+        for h in self.hours.values():
+            t = _merge(t, h)
+        return t
+
+
+def _merge(a: _Hour, b: _Hour) -> _Hour:
+    return _Hour(
+        images=a.images + b.images,
+        empty=a.empty + b.empty,
+        confidence=a.confidence + b.confidence,
+        latency=a.latency + b.latency,
+        feedback_correct=a.feedback_correct + b.feedback_correct,
+        feedback_total=a.feedback_total + b.feedback_total,
+    )
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _rate(x: int, n: int) -> float:
+    return x / n if n else math.nan
+
+
+def _look(metric: str, a: _Hour, b: _Hour) -> tuple[float, float]:
+    """(B - A, its variance) of ``metric`` on cumulative data; NaN while undefined."""
+    if metric in ("confidence", "latency", "detections_per_image"):
+        attr = {"confidence": "confidence", "latency": "latency", "detections_per_image": "images"}[metric]
+        ma, mb = getattr(a, attr), getattr(b, attr)
+        if ma.n < 2 or mb.n < 2:
+            return math.nan, math.nan
+        return mb.mean - ma.mean, ma.variance / ma.n + mb.variance / mb.n
+    if metric == "empty_image_rate":
+        xa, na, xb, nb = a.empty, a.images.n, b.empty, b.images.n
+    elif metric == "feedback_score":
+        xa, na, xb, nb = a.feedback_correct, a.feedback_total, b.feedback_correct, b.feedback_total
+    else:
+        return math.nan, math.nan
+    if na == 0 or nb == 0:
+        return math.nan, math.nan
+    pa, pb = xa / na, xb / nb
+    return pb - pa, pa * (1 - pa) / na + pb * (1 - pb) / nb
+
+
+def _fixed(metric: str, a: _Hour, b: _Hour, *, arm_a: ArmData, arm_b: ArmData, alpha: float) -> TestResult:
+    if metric == "confidence":
+        return welch_test(a.confidence, b.confidence, alpha)
+    if metric == "detections_per_image":
+        return welch_test(a.images, b.images, alpha)
+    if metric == "latency":
+        # Latency is skewed: the rank test gives the p-value, Welch the interval of the means.
+        welch = welch_test(a.latency, b.latency, alpha)
+        mw = mann_whitney_binned(arm_a.latency_bins.tolist(), arm_b.latency_bins.tolist())
+        return TestResult("mann_whitney_u", mw.statistic, mw.p_value, welch.difference, welch.ci_low, welch.ci_high)
+    if metric == "empty_image_rate":
+        return rate_test(a.empty, a.images.n, b.empty, b.images.n, alpha)
+    if metric == "feedback_score":
+        return rate_test(a.feedback_correct, a.feedback_total, b.feedback_correct, b.feedback_total, alpha)
+    return class_mix_test(arm_a.classes, arm_b.classes)
+
+
+def _arm_summary(model_id: str, version: str | None, arm: ArmData) -> dict[str, Any]:
+    t = arm.total()
+    edges = bins.latency_edges_ms()
+    counts = arm.latency_bins.tolist()
+    total_classes = sum(arm.classes.values())
+    return {
+        "model_id": model_id,
+        "model_version": version,
+        "images": t.images.n,
+        "detections": t.confidence.n,
+        "avg_confidence": _finite(t.confidence.mean),
+        "confidence_sd": _finite(math.sqrt(t.confidence.variance)) if t.confidence.n > 1 else None,
+        "latency_ms": {
+            "mean": _finite(t.latency.mean),
+            "p50": _finite(quantile_from_bins(counts, edges, 0.5)),
+            "p95": _finite(quantile_from_bins(counts, edges, 0.95)),
+            "p99": _finite(quantile_from_bins(counts, edges, 0.99)),
+            "count": t.latency.n,
+        },
+        "detections_per_image": _finite(t.images.mean),
+        "empty_image_rate": _finite(_rate(t.empty, t.images.n)),
+        "feedback_score": _finite(_rate(t.feedback_correct, t.feedback_total)),
+        "feedback_count": t.feedback_total,
+        "feedback": dict(sorted(arm.feedback.items())),
+        "class_mix": {c: n / total_classes for c, n in sorted(arm.classes.items())} if total_classes else {},
+    }
+
+
+def compute_results(
+    *,
+    test: Mapping[str, Any],
+    config: ABTestConfig,
+    rows_a: Iterable[AggregateRow],
+    rows_b: Iterable[AggregateRow],
+    feedback: Iterable[FeedbackCount],
+    now_unix_nano: int,
+) -> dict[str, Any]:
+    """The results document of ``GET /v1/ab-tests/{id}/results``.
+
+    ``rows_a``/``rows_b`` are the aggregate cells of each arm's model in the test's
+    window, already restricted to the arm's variant and version; ``test`` carries
+    ``id``, ``name``, ``model_a_id``, ``model_b_id``, ``start_unix_nano`` and
+    ``end_unix_nano``.
+    """
+    arm_a, arm_b = ArmData(), ArmData()
+    for row in rows_a:
+        arm_a.add_cell(row)
+    for row in rows_b:
+        arm_b.add_cell(row)
+    for item in feedback:
+        (arm_a if item.arm == "a" else arm_b).add_feedback(item)
+
+    start, end = int(test["start_unix_nano"]), int(test["end_unix_nano"])
+    ended = now_unix_nano >= end
+    elapsed_days = max(0.0, (min(now_unix_nano, end) - start) / NS_PER_SECOND / SECONDS_PER_DAY)
+    ta, tb = arm_a.total(), arm_b.total()
+    alpha = config.alpha
+
+    # Sequential looks at every hour boundary, cumulative from the start.
+    hours = sorted(set(arm_a.hours) | set(arm_b.hours))
+    looks: dict[str, list[tuple[float, float]]] = {m: [] for m in config.metrics}
+    ca, cb = _Hour(), _Hour()
+    for hour in hours:
+        ca = _merge(ca, arm_a.hours.get(hour, _Hour()))
+        cb = _merge(cb, arm_b.hours.get(hour, _Hour()))
+        for metric in config.metrics:
+            looks[metric].append(_look(metric, ca, cb))
+
+    comparisons: dict[str, dict[str, Any]] = {}
+    always_valid: list[float] = []
+    for metric in config.metrics:
+        fixed = _fixed(metric, ta, tb, arm_a=arm_a, arm_b=arm_b, alpha=alpha)
+        min_effect = config.min_effect[metric]
+        seq_p, cs = math.nan, (math.nan, math.nan)
+        if metric != "class_mix":
+            seq = msprt(looks[metric], tau2=min_effect * min_effect, alpha=alpha)
+            seq_p, cs = seq.p_value, (seq.ci_low, seq.ci_high)
+        always_valid.append(seq_p if metric != "class_mix" else fixed.p_value)
+        comparisons[metric] = {
+            "difference": _finite(fixed.difference),
+            "ci_low": _finite(fixed.ci_low),
+            "ci_high": _finite(fixed.ci_high),
+            "confidence_sequence": [_finite(cs[0]), _finite(cs[1])],
+            "p_value_always_valid": _finite(seq_p),
+            "p_value_fixed_horizon": _finite(fixed.p_value),
+            "fixed_horizon_method": fixed.method,
+            "min_effect": min_effect,
+            "higher_is_better": HIGHER_IS_BETTER[metric],
+        }
+    corrected = holm(always_valid)
+    for metric, p in zip(config.metrics, corrected, strict=True):
+        comparisons[metric]["p_value_corrected"] = _finite(p)
+
+    srm_chi2, srm_p = sample_ratio_mismatch(ta.images.n, tb.images.n, config.traffic_split)
+    mismatch = math.isfinite(srm_p) and srm_p < SRM_ALPHA
+    n_total = ta.images.n + tb.images.n
+
+    primary = config.metrics[0]
+    pc = comparisons[primary]
+    verdict, reason = _verdict(config, primary, pc, ta, tb, ended=ended, mismatch=mismatch)
+
+    diff, var = looks[primary][-1] if looks[primary] else (math.nan, math.nan)
+    mde = minimum_detectable_effect(var, alpha=alpha, power=0.8)
+    projected: float | None = None
+    if math.isfinite(mde) and elapsed_days > 0:
+        # Variance falls as 1/n: the days at which the MDE reaches min_effect, at today's rate.
+        needed = elapsed_days * (mde / config.min_effect[primary]) ** 2
+        projected = max(0.0, needed - elapsed_days)
+
+    return {
+        "id": test["id"],
+        "name": test["name"],
+        "status": "completed" if ended else "running",
+        "start_unix_nano": start,
+        "end_unix_nano": end,
+        "elapsed_days": elapsed_days,
+        "config": config.as_json(),
+        "model_a": _arm_summary(str(test["model_a_id"]), config.model_a_version, arm_a),
+        "model_b": _arm_summary(str(test["model_b_id"]), config.model_b_version, arm_b),
+        "primary_metric": primary,
+        "p_value": _finite(pc["p_value_always_valid"] if pc["p_value_always_valid"] is not None else math.nan),
+        "p_value_method": "mSPRT always-valid p-value (valid at any look)",
+        "p_value_fixed_horizon": pc["p_value_fixed_horizon"],
+        "p_values_corrected": {m: comparisons[m]["p_value_corrected"] for m in config.metrics},
+        "comparisons": comparisons,
+        "verdict": verdict,
+        "verdict_reason": reason,
+        "valid": not mismatch,
+        "sample_ratio": {
+            "configured": config.traffic_split,
+            "observed": _finite(tb.images.n / n_total) if n_total else None,
+            "chi2": _finite(srm_chi2),
+            "p_value": _finite(srm_p),
+            "mismatch": mismatch,
+        },
+        "power": {
+            "metric": primary,
+            "minimum_detectable_effect": _finite(mde),
+            "min_effect": config.min_effect[primary],
+            "observed_difference": _finite(diff),
+            "projected_days_to_decision": projected,
+        },
+    }
+
+
+def _verdict(
+    config: ABTestConfig,
+    primary: str,
+    pc: Mapping[str, Any],
+    ta: _Hour,
+    tb: _Hour,
+    *,
+    ended: bool,
+    mismatch: bool,
+) -> tuple[str, str]:
+    if mismatch:
+        return "inconclusive", "sample ratio mismatch: the observed split differs from the configured one"
+    if min(ta.images.n, tb.images.n) < config.min_samples:
+        reason = f"fewer than {config.min_samples} images in an arm"
+        return ("inconclusive" if ended else "running"), reason
+    if primary == "feedback_score" and min(ta.feedback_total, tb.feedback_total) < config.min_feedback:
+        reason = f"fewer than {config.min_feedback} feedback posts in an arm"
+        return ("inconclusive" if ended else "running"), reason
+    p = pc["p_value_always_valid"]
+    diff = pc["difference"]
+    better = HIGHER_IS_BETTER.get(primary)
+    if p is not None and p < config.alpha and diff is not None and better is not None:
+        b_wins = (diff > 0) == better
+        return ("b_better" if b_wins else "a_better"), f"always-valid p = {p:.4g} < alpha = {config.alpha:g}"
+    if not ended:
+        return "running", "no decision yet; the always-valid p-value may be read at any time"
+    low, high = pc["confidence_sequence"]
+    margin = config.min_effect[primary]
+    if low is not None and high is not None and -margin <= low and high <= margin:
+        return "no_difference", f"the confidence sequence lies within +-{margin:g} ({primary}'s min_effect)"
+    return "inconclusive", "the test ended without a decision; the confidence sequence is wider than min_effect"

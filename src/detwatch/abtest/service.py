@@ -1,0 +1,142 @@
+"""A/B tests as the companion serves them: request validation, records as JSON, results.
+
+Kept apart from the Flask blueprint so that the CLI, the scheduler and the tests call
+the same functions the HTTP routes call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ..storage import ABTestRecord, Storage
+from .config import ConfigError, parse_config
+from .results import KINDS, FeedbackCount, compute_results
+
+__all__ = ["ABTestInputError", "create_for_request", "results_for", "test_json"]
+
+NS_PER_DAY: Final = 86_400 * 1_000_000_000
+MAX_NAME: Final = 256
+
+
+class ABTestInputError(ValueError):
+    """Bad input for an A/B test; ``field`` names it, ``status`` is the HTTP status to answer."""
+
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.status = status
+
+
+def _string(body: Mapping[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
+        raise ABTestInputError(key, f"must be a non-empty string of at most {MAX_NAME} characters")
+    return value
+
+
+def _start(body: Mapping[str, Any], now_ns: int) -> int:
+    value = body.get("start")
+    if value is None:
+        return now_ns
+    if not isinstance(value, str):
+        raise ABTestInputError("start", "must be an RFC 3339 date-time, e.g. 2026-11-24T09:00:00Z")
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ABTestInputError("start", "must be an RFC 3339 date-time, e.g. 2026-11-24T09:00:00Z") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return int(parsed.timestamp()) * 1_000_000_000 + parsed.microsecond * 1000
+
+
+def test_json(record: ABTestRecord) -> dict[str, Any]:
+    """The test as the API returns it; ``traffic_split`` and ``salt`` are what a router needs."""
+    running = record.status == "running"
+    return {
+        "id": record.id,
+        "name": record.name,
+        "model_a_id": record.model_a_id,
+        "model_b_id": record.model_b_id,
+        "config": record.config,
+        "status": record.status,
+        "start_unix_nano": record.start_unix_nano,
+        "end_unix_nano": record.end_unix_nano,
+        # A stopped test sends everything to A (production) until a router is changed.
+        "traffic_split": record.config["traffic_split"] if running else 0.0,
+        "salt": record.id,
+    }
+
+
+def create_for_request(storage: Storage, body: Mapping[str, Any], now_ns: int | None = None) -> ABTestRecord:
+    """Validate ``body`` (the seed's ``create_ab_test`` arguments) and store the test."""
+    now = time.time_ns() if now_ns is None else now_ns
+    name = _string(body, "name")
+    model_a = _string(body, "model_a_id")
+    model_b = _string(body, "model_b_id")
+    try:
+        config = parse_config(body.get("config"))
+    except ConfigError as exc:
+        raise ABTestInputError(exc.field, exc.message) from None
+    for field, model_id in (("model_a_id", model_a), ("model_b_id", model_b)):
+        if storage.get_model(model_id) is None:
+            raise ABTestInputError(field, f"unknown model {model_id!r}: register it (POST /v1/models) first")
+    same_arm = model_a == model_b and config.model_a_version == config.model_b_version
+    if same_arm and config.model_a_version is not None:
+        raise ABTestInputError("config.model_b_version", "must differ from model_a_version for the same model")
+    start = _start(body, now)
+    end = start + round(config.duration_days * NS_PER_DAY)
+    return storage.create_ab_test(
+        name=name,
+        model_a_id=model_a,
+        model_b_id=model_b,
+        config=config.as_json(),
+        start_unix_nano=start,
+        end_unix_nano=end,
+    )
+
+
+def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = None) -> dict[str, Any]:
+    """The results document: both arms' cells in the test's window, merged and compared."""
+    now = time.time_ns() if now_ns is None else now_ns
+    config = parse_config(record.config)
+    start, end = record.start_unix_nano, record.end_unix_nano
+    # Cells are hourly: an hour is in the window when it starts in it (the start is
+    # rounded down to its hour so that the first partial hour counts).
+    hour_ns = 3600 * 1_000_000_000
+    first_hour = start // hour_ns * hour_ns
+
+    def arm_rows(model_id: str, version: str | None, variant: str) -> list[Any]:
+        return [
+            r
+            for r in storage.aggregates(model_id, first_hour, end, KINDS)
+            if r.ab_variant == variant and (version is None or r.model_version == version)
+        ]
+
+    rows_a = arm_rows(record.model_a_id, config.model_a_version, "a")
+    rows_b = arm_rows(record.model_b_id, config.model_b_version, "b")
+    feedback: list[FeedbackCount] = []
+    for arm, model_id, version in (
+        ("a", record.model_a_id, config.model_a_version),
+        ("b", record.model_b_id, config.model_b_version),
+    ):
+        for hour, ftype, count in storage.ab_feedback_counts(model_id, version, arm, first_hour, end):
+            feedback.append(FeedbackCount(arm, hour, ftype, count))
+    return compute_results(
+        test={
+            "id": record.id,
+            "name": record.name,
+            "model_a_id": record.model_a_id,
+            "model_b_id": record.model_b_id,
+            "start_unix_nano": start,
+            "end_unix_nano": end,
+        },
+        config=config,
+        rows_a=rows_a,
+        rows_b=rows_b,
+        feedback=feedback,
+        now_unix_nano=now,
+    )

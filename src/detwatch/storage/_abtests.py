@@ -1,0 +1,122 @@
+"""SQL of A/B tests: their records and the feedback counts per arm (both backends).
+
+Results read the aggregates of each arm (see :mod:`detwatch.abtest.results`); the
+only raw rows they need are feedback posts, joined to their predictions to learn the
+arm. Feedback is small next to predictions, and the join goes through the
+predictions' primary key (or their span index for feedback naming a span).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from . import ABTestRecord
+
+if TYPE_CHECKING:
+    from ._sql import Transaction
+
+NS_PER_SECOND: Final = 1_000_000_000
+SECONDS_PER_HOUR: Final = 3600
+
+
+_COLUMNS: Final = "id, name, model_a_id, model_b_id, config, status, created_unix_nano, start_unix_nano, end_unix_nano"
+
+
+def _record(row: Sequence[Any]) -> ABTestRecord:
+    return ABTestRecord(
+        id=row[0],
+        name=row[1],
+        model_a_id=row[2],
+        model_b_id=row[3],
+        config=json.loads(row[4]),
+        status=row[5],
+        created_unix_nano=int(row[6]),
+        start_unix_nano=int(row[7]),
+        end_unix_nano=int(row[8]),
+    )
+
+
+def insert(
+    tx: Transaction,
+    *,
+    name: str,
+    model_a_id: str,
+    model_b_id: str,
+    config: dict[str, Any],
+    created_unix_nano: int,
+    start_unix_nano: int,
+    end_unix_nano: int,
+) -> ABTestRecord:
+    record = ABTestRecord(
+        id=uuid.uuid4().hex,
+        name=name,
+        model_a_id=model_a_id,
+        model_b_id=model_b_id,
+        config=config,
+        status="running",
+        created_unix_nano=created_unix_nano,
+        start_unix_nano=start_unix_nano,
+        end_unix_nano=end_unix_nano,
+    )
+    tx.execute(
+        f"INSERT INTO ab_tests ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            record.id,
+            record.name,
+            record.model_a_id,
+            record.model_b_id,
+            json.dumps(config, separators=(",", ":")),
+            record.status,
+            record.created_unix_nano,
+            record.start_unix_nano,
+            record.end_unix_nano,
+        ),
+    )
+    return record
+
+
+def get(tx: Transaction, ab_test_id: str) -> ABTestRecord | None:
+    rows = tx.query(f"SELECT {_COLUMNS} FROM ab_tests WHERE id = ?", (ab_test_id,))
+    return _record(rows[0]) if rows else None
+
+
+def list_all(tx: Transaction, limit: int) -> list[ABTestRecord]:
+    rows = tx.query(f"SELECT {_COLUMNS} FROM ab_tests ORDER BY created_unix_nano DESC, id LIMIT ?", (limit,))
+    return [_record(r) for r in rows]
+
+
+def set_status(tx: Transaction, ab_test_id: str, status: str, end_unix_nano: int | None) -> bool:
+    if end_unix_nano is None:
+        return tx.execute("UPDATE ab_tests SET status = ? WHERE id = ?", (status, ab_test_id)) > 0
+    return (
+        tx.execute(
+            "UPDATE ab_tests SET status = ?, end_unix_nano = ? WHERE id = ?", (status, end_unix_nano, ab_test_id)
+        )
+        > 0
+    )
+
+
+def feedback_counts(
+    tx: Transaction, *, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+) -> list[tuple[int, str, int]]:
+    """``(hour_unix, type, count)`` of feedback on ``model_id``'s predictions tagged ``variant``.
+
+    Hours are those of the predictions' own time, like the aggregates' hours, so that
+    feedback lands in the same sequential look as the predictions it judges. Feedback
+    naming a batch span (no single prediction) is left out: its arm is the span's, but
+    its image is unknown, and the feedback score counts images.
+    """
+    where = "p.model_id = ? AND p.ab_variant = ? AND p.time_unix_nano >= ? AND p.time_unix_nano < ?"
+    params: list[Any] = [model_id, variant, start_unix_nano, end_unix_nano]
+    if version is not None:
+        where += " AND p.model_version = ?"
+        params.append(version)
+    sql = (
+        f"SELECT p.time_unix_nano / {NS_PER_SECOND * SECONDS_PER_HOUR} * {SECONDS_PER_HOUR} AS hour, f.type, COUNT(*) "
+        "FROM feedback f JOIN predictions p ON p.prediction_id = f.prediction_id "
+        f"WHERE {where} GROUP BY hour, f.type ORDER BY hour, f.type"
+    )
+    return [(int(r[0]), str(r[1]), int(r[2])) for r in tx.query(sql, params)]

@@ -1,0 +1,256 @@
+"""A/B tests through the companion under gunicorn and the client, on SQLite and PostgreSQL.
+
+The events sent are built here with known values; every number of the results is
+checked against SciPy run on those raw values (the service only ever sees them
+through its per-hour aggregates).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import detwatch
+from _postgres import PostgresServer
+from _service import Companion
+from detwatch import bins
+from detwatch.exceptions import InvalidRequestError, NotFoundError
+
+START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+HOURS = 30
+CLASSES = ("car", "person", "truck")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def companion(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Companion]:
+    database_url = None
+    server: PostgresServer | None = None
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres")
+        database_url = server.create_database()
+    with Companion(tmp_path_factory.mktemp("abtest"), database_url=database_url) as service:
+        yield service
+    if server is not None and database_url is not None:
+        server.drop_database(database_url)
+
+
+@pytest.fixture
+def client(companion: Companion) -> detwatch.Client:
+    return detwatch.Client(base_url=companion.url)
+
+
+def _rfc3339(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class Traffic:
+    """Synthetic routed traffic of two arms, kept raw for the independent computation."""
+
+    def __init__(self, prefix: str, seed: int, *, b_shift: float, n_a: int, n_b: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.events: list[dict[str, Any]] = []
+        self.raw: dict[str, dict[str, list[Any]]] = {
+            arm: {"confidence": [], "latency": [], "classes": [], "hour": [], "conf_hour": [], "ids": []}
+            for arm in "ab"
+        }
+        for arm, n, shift in (("a", n_a, 0.0), ("b", n_b, b_shift)):
+            model = f"{prefix}-v1" if arm == "a" else f"{prefix}-v2"
+            for i in range(n):
+                hour = int(rng.integers(0, HOURS))
+                t = START + dt.timedelta(hours=hour, seconds=int(rng.integers(0, 3600)))
+                k = int(rng.integers(0, 5))
+                detections = []
+                for _ in range(k):
+                    conf = float(np.clip(rng.normal(0.72 + shift, 0.12), 0.01, 1.0))
+                    cls = str(rng.choice(CLASSES, p=[0.6, 0.3, 0.1]))
+                    detections.append({"class": cls, "confidence": conf, "box": [10.0, 10.0, 60.0, 40.0]})
+                    self.raw[arm]["confidence"].append(conf)
+                    self.raw[arm]["classes"].append(cls)
+                    self.raw[arm]["conf_hour"].append(hour)
+                latency = float(rng.lognormal(math.log(40.0 if arm == "a" else 44.0), 0.3))
+                pid = f"{prefix}-{arm}-{i}"
+                self.raw[arm]["latency"].append(latency)
+                self.raw[arm]["hour"].append(hour)
+                self.raw[arm]["ids"].append(pid)
+                self.events.append(
+                    {
+                        "prediction_id": pid,
+                        "time": _rfc3339(t),
+                        "model_id": model,
+                        "model_version": "1",
+                        "ab_variant": arm,
+                        "latency_ms": latency,
+                        "image": {"key": pid, "width": 640, "height": 480},
+                        "detections": detections,
+                    }
+                )
+
+    def send(self, client: detwatch.Client) -> None:
+        for start in range(0, len(self.events), 500):
+            client.send_predictions(self.events[start : start + 500])
+
+
+def _create(client: detwatch.Client, prefix: str, config: dict[str, Any]) -> Any:
+    model_v1 = client.register_model(model_id=f"{prefix}-v1", version="1")
+    model_v2 = client.register_model(model_id=f"{prefix}-v2", version="1")
+    return client.create_ab_test(
+        name="Detection Model Comparison",
+        model_a_id=model_v1.id,
+        model_b_id=model_v2.id,
+        config=config,
+        start=_rfc3339(START),
+    )
+
+
+def test_results_match_scipy_on_the_raw_values(client: detwatch.Client, companion: Companion) -> None:
+    prefix = f"abx-{companion.url.rsplit(':', 1)[1]}"
+    traffic = Traffic(prefix, seed=1, b_shift=-0.03, n_a=1800, n_b=200)
+    traffic.send(client)
+    # Feedback: 70 % correct on A, 50 % on B, on the first images of each arm.
+    feedback = {"a": (60, 42), "b": (40, 20)}
+    for arm, (total, correct) in feedback.items():
+        for j, pid in enumerate(traffic.raw[arm]["ids"][:total]):
+            client.send_feedback(type="correct" if j < correct else "false_positive", prediction_id=pid)
+
+    ab_test = _create(
+        client,
+        prefix,
+        {
+            "traffic_split": 0.1,
+            "metrics": ["confidence", "latency", "feedback_score", "class_mix", "empty_image_rate"],
+            "duration_days": 7,
+        },
+    )
+    assert ab_test.id
+    results = client.get_ab_test_results(ab_test.id)
+    ra, rb = traffic.raw["a"], traffic.raw["b"]
+    conf_a, conf_b = np.array(ra["confidence"]), np.array(rb["confidence"])
+
+    # The user guide's reads.
+    assert results["model_a"]["avg_confidence"] == pytest.approx(conf_a.mean())
+    assert results["model_b"]["avg_confidence"] == pytest.approx(conf_b.mean())
+    assert 0.0 <= results["p_value"] <= 1.0
+    assert results["model_a"]["images"] == 1800
+    assert results["model_b"]["images"] == 200
+
+    conf = results["comparisons"]["confidence"]
+    welch = stats.ttest_ind(conf_b, conf_a, equal_var=False)
+    assert conf["p_value_fixed_horizon"] == pytest.approx(welch.pvalue, rel=1e-6)
+    assert conf["fixed_horizon_method"] == "welch_t"
+    ci = welch.confidence_interval(0.95)
+    assert conf["ci_low"] == pytest.approx(ci.low, rel=1e-6)
+    assert conf["ci_high"] == pytest.approx(ci.high, rel=1e-6)
+
+    latency = results["comparisons"]["latency"]
+    ia = [bins.latency_bin(v) for v in ra["latency"]]
+    ib = [bins.latency_bin(v) for v in rb["latency"]]
+    mw = stats.mannwhitneyu(ia, ib, method="asymptotic")
+    assert latency["p_value_fixed_horizon"] == pytest.approx(mw.pvalue, rel=1e-6)
+    assert results["model_a"]["latency_ms"]["mean"] == pytest.approx(np.mean(ra["latency"]))
+    p99 = results["model_a"]["latency_ms"]["p99"]
+    assert abs(p99 / np.quantile(ra["latency"], 0.99) - 1) < 0.13  # within one latency bin
+
+    fb = results["comparisons"]["feedback_score"]
+    assert results["model_a"]["feedback_score"] == pytest.approx(42 / 60)
+    assert results["model_b"]["feedback_count"] == 40
+    _, p_fb, _, _ = stats.chi2_contingency([[42, 18], [20, 20]], correction=False)
+    assert fb["p_value_fixed_horizon"] == pytest.approx(p_fb, rel=1e-6)
+
+    table = [[ra["classes"].count(c) for c in CLASSES], [rb["classes"].count(c) for c in CLASSES]]
+    _, p_mix, _, _ = stats.chi2_contingency(table, correction=False)
+    assert results["comparisons"]["class_mix"]["p_value_fixed_horizon"] == pytest.approx(p_mix, rel=1e-6)
+
+    _, p_srm = stats.chisquare([1800, 200], f_exp=[1800, 200])
+    assert results["sample_ratio"]["p_value"] == pytest.approx(p_srm)
+    assert results["sample_ratio"]["mismatch"] is False
+
+    # The always-valid p-value: the mSPRT's 1/Lambda at each hour's cumulative data, minimised.
+    tau2 = 0.02**2
+    best = 1.0
+    hours_a, hours_b = np.array(ra["conf_hour"]), np.array(rb["conf_hour"])
+    for h in range(HOURS):
+        xa, xb = conf_a[hours_a <= h], conf_b[hours_b <= h]
+        if len(xa) < 2 or len(xb) < 2:
+            continue
+        var = xa.var(ddof=1) / len(xa) + xb.var(ddof=1) / len(xb)
+        d = xb.mean() - xa.mean()
+        lam = math.sqrt(var / (var + tau2)) * math.exp(d * d * tau2 / (2 * var * (var + tau2)))
+        best = min(best, 1 / lam)
+    assert results["p_value"] == pytest.approx(best, rel=1e-6)
+    assert set(results["p_values_corrected"]) == {
+        "confidence",
+        "latency",
+        "feedback_score",
+        "class_mix",
+        "empty_image_rate",
+    }
+    assert results["verdict"] in ("running", "a_better", "b_better", "no_difference", "inconclusive")
+
+
+def test_a_clear_difference_gives_a_verdict_and_a_broken_split_is_flagged(client: detwatch.Client) -> None:
+    traffic = Traffic("abclear", seed=2, b_shift=-0.15, n_a=600, n_b=600)
+    traffic.send(client)
+    clear = _create(client, "abclear", {"traffic_split": 0.5, "metrics": ["confidence"], "duration_days": 3})
+    results = client.get_ab_test_results(clear.id)
+    assert results["status"] == "completed"  # back-dated: its three days are over
+    assert results["verdict"] == "a_better"
+    assert results["p_value"] < 0.05
+    _low, high = results["comparisons"]["confidence"]["confidence_sequence"]
+    assert high < 0  # B's confidence is lower, with any-time validity
+
+    # The same traffic declared as a 10 % test: 600/600 is not a 90/10 split.
+    broken = _create(client, "abclear", {"traffic_split": 0.1, "metrics": ["confidence"], "duration_days": 3})
+    results = client.get_ab_test_results(broken.id)
+    assert results["sample_ratio"]["mismatch"] is True
+    assert results["valid"] is False
+    assert results["verdict"] == "inconclusive"
+
+
+def test_stopping_ends_the_test_and_routers_get_everything_to_a(client: detwatch.Client) -> None:
+    client.register_model(model_id="abstop", version="1")
+    test = client.create_ab_test(
+        name="stop me",
+        model_a_id="abstop",
+        model_b_id="abstop",
+        config={"traffic_split": 0.2, "metrics": ["latency"], "duration_days": 7},
+    )
+    assert client.get_ab_test(test.id)["traffic_split"] == 0.2
+    stopped = client.stop_ab_test(test.id)
+    assert stopped["status"] == "stopped"
+    assert stopped["traffic_split"] == 0.0
+    assert stopped["end_unix_nano"] <= test["end_unix_nano"]
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"traffic_split": 1.5}, "config.traffic_split"),
+        ({"traffic_split": "ten"}, "config.traffic_split"),
+        ({"metrics": ["accuracy"]}, "config.metrics"),
+        ({"metrics": ["class_mix", "confidence"]}, "config.metrics"),
+        ({"duration_days": 0}, "config.duration_days"),
+        ({"min_effect": {"confidence": -1}}, "config.min_effect.confidence"),
+        ({"colour": "blue"}, "config.colour"),
+    ],
+)
+def test_invalid_configuration_is_refused_naming_the_field(
+    client: detwatch.Client, config: dict[str, Any], field: str
+) -> None:
+    client.register_model(model_id="abbad", version="1")
+    with pytest.raises(InvalidRequestError) as info:
+        client.create_ab_test(name="bad", model_a_id="abbad", model_b_id="abbad", config=config)
+    assert info.value.field == field
+
+
+def test_unknown_models_and_tests_are_named(client: detwatch.Client) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        client.create_ab_test(name="x", model_a_id="nobody", model_b_id="nobody", config={})
+    assert info.value.field == "model_a_id"
+    with pytest.raises(NotFoundError):
+        client.get_ab_test_results("0" * 32)
