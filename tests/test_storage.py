@@ -15,6 +15,7 @@ SQLite's own ``max_page_count`` limit, which fails with the same ``SQLITE_FULL``
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import random
@@ -27,12 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
+import numpy as np
 import psycopg
 import pytest
 
 from _aggregates import Cell, assert_cells_equal, expected_cells
 from _aggregates import stored_cells as _stored_cells
 from _postgres import PostgresServer
+from detwatch import bins
 from detwatch.predictions import Prediction, parse_prediction
 from detwatch.storage import (
     FeedbackInput,
@@ -42,7 +45,8 @@ from detwatch.storage import (
     StorageUnavailable,
     open_storage,
 )
-from detwatch.storage._schema import LATEST_VERSION, MIGRATIONS
+from detwatch.storage._aggregate import area_bins, aspect_bins, confidence_bins, latency_bins
+from detwatch.storage._schema import LATEST_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, statements_for
 from detwatch.storage.sqlite import SQLiteStorage
 
 NS: Final = 1_000_000_000
@@ -114,19 +118,25 @@ def make_event(
     unambiguous whatever arithmetic computes it.
     """
     rng = random.Random(i)
+    # Most images have a size; some do not, with boxes in pixels or (normalised) relative ones.
+    image_kind = rng.choice(["sized", "sized", "sized", "unsized", "relative"])
+    scale = 1 / 800 if image_kind == "relative" else 1.0  # every box then lies within [0, 1]
     detections = []
-    for _ in range(rng.choice([0, 0, 1, 2, 3, 5])):
+    for _ in range(rng.choice([0, 0, 1, 2, 3, 5, 8])):
         confidence = 1.0 if rng.random() < 0.05 else (rng.randrange(1000) + 0.5) / 1000
         x, y = rng.uniform(0, 600), rng.uniform(0, 400)
-        box = [x, y, x + rng.uniform(1, 40), y + rng.uniform(1, 40)]
-        detections.append({"class": rng.choice(CLASSES), "confidence": confidence, "box": box})
+        box = [x, y, x + rng.uniform(1, 40) * rng.choice([1, 4]), y + rng.uniform(1, 40)]
+        detections.append({"class": rng.choice(CLASSES), "confidence": confidence, "box": [v * scale for v in box]})
+    image: dict[str, Any] = {"key": f"cam{i % 3}/{i:06d}.jpg"}
+    if image_kind == "sized":
+        image |= {"width": 640, "height": 480}
     obj: dict[str, Any] = {
         "prediction_id": prediction_id or f"p-{i:06d}",
         "model_id": model_id,
         "model_version": rng.choice(["v1", "v2"]),
         "time_unix_nano": BASE_TIME + rng.randrange(3 * HOUR_NS),
         "detections": detections,
-        "image": {"key": f"cam{i % 3}/{i:06d}.jpg", "width": 640, "height": 480},
+        "image": image,
         "attributes": {"camera": f"cam{i % 3}"},
     }
     if rng.random() < 0.8:
@@ -143,7 +153,7 @@ def span_of(i: int) -> str:
     return f"{i:016x}"
 
 
-def stored_cells(storage: Storage, model_id: str = "vehicles") -> dict[Cell, tuple[int, float]]:
+def stored_cells(storage: Storage, model_id: str = "vehicles") -> dict[Cell, tuple[int, float, float]]:
     return _stored_cells(storage, model_id)
 
 
@@ -197,6 +207,35 @@ def test_sqlite_migrations_from_processes_starting_together_apply_once(tmp_path:
     assert [p.exitcode for p in processes] == [0] * 4
     assert raw_execute(url, "SELECT COUNT(*) FROM schema_migrations") == [(len(MIGRATIONS),)]
     assert raw_execute(url, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_migration_2_adds_sums_of_squares_and_keeps_existing_cells(url: str) -> None:
+    # A database left at version 1 by an earlier detwatch, with one cell in it.
+    statements = [
+        SCHEMA_MIGRATIONS_TABLE,
+        *statements_for(MIGRATIONS[0][1], "sqlite" if is_sqlite(url) else "postgresql"),
+    ]
+    for statement in statements:
+        raw_execute(url, statement)
+    raw_execute(url, "INSERT INTO schema_migrations (version, applied_unix_nano) VALUES (1, 0)")
+    raw_execute(
+        url,
+        "INSERT INTO aggregates (model_id, model_version, ab_variant, hour_unix, kind, key, count, value) "
+        "VALUES ('vehicles', 'v1', '', 3600, 'images', '', 3, 7.0)",
+    )
+    storage = open_storage(url)
+    try:
+        assert storage.migrate() == LATEST_VERSION
+        (old,) = storage.aggregates("vehicles", 0, 2**62)
+        assert (old.hour_unix, old.kind, old.count, old.value, old.value_sq) == (3600, "images", 3, 7.0, 0.0)
+        event = parse_prediction(
+            {"model_id": "vehicles", "model_version": "v1", "time_unix_nano": 3600 * NS, "detections": []}
+        )
+        storage.ingest_predictions([event])
+        (merged,) = storage.aggregates("vehicles", 0, 2**62, kinds=["images"])
+        assert (merged.count, merged.value, merged.value_sq) == (4, 7.0, 0.0)
+    finally:
+        storage.close()
 
 
 def test_a_newer_schema_is_refused(url: str) -> None:
@@ -274,6 +313,92 @@ def test_aggregates_select_hours_by_start_and_kinds(storage: Storage) -> None:
     assert sum(r.count for r in images) == 60
     assert storage.aggregates("vehicles", BASE_TIME, BASE_TIME + 3 * HOUR_NS, kinds=[]) == []
     assert storage.aggregates("other", 0, 2**62) == []
+
+
+def test_merged_cells_give_the_exact_mean_and_variance_of_the_raw_values(storage: Storage) -> None:
+    events = [make_event(i) for i in range(200)]
+    storage.ingest_predictions(events[:90])
+    storage.ingest_predictions(events[90:])
+    # Merge every hour, version and arm (what a drift report over a period does).
+    cells = storage.aggregates("vehicles", 0, 2**62)
+    checks = {
+        "latency_ms": np.array([e.latency_ms for e in events if e.latency_ms is not None]),
+        "image_detections": np.array([len(e.detections) for e in events], dtype=float),
+        "confidence": np.array([d.confidence for e in events for d in e.detections]),
+    }
+    for kind, raw in checks.items():
+        mine = [c for c in cells if c.kind == kind]
+        count, total, squares = sum(c.count for c in mine), sum(c.value for c in mine), sum(c.value_sq for c in mine)
+        assert count == raw.size, kind
+        assert total / count == pytest.approx(raw.mean(), rel=1e-12), kind
+        assert squares / count - (total / count) ** 2 == pytest.approx(raw.var(), rel=1e-9), kind
+
+
+def test_box_area_needs_an_image_size_or_relative_boxes_and_aspect_needs_pixels(storage: Storage) -> None:
+    def event(i: int, image: dict[str, Any], box: list[float]) -> Prediction:
+        detection = {"class": "car", "confidence": 0.5, "box": box}
+        return parse_prediction(
+            {
+                "prediction_id": f"e{i}",
+                "model_id": "m",
+                "time_unix_nano": BASE_TIME,
+                "image": image,
+                "detections": [detection],
+            }
+        )
+
+    storage.ingest_predictions(
+        [
+            event(1, {"width": 100, "height": 50}, [10.0, 10.0, 30.0, 20.0]),  # area 200/5000 = 0.04, ratio 2
+            event(2, {}, [0.1, 0.1, 0.3, 0.5]),  # relative: area 0.08, no ratio (normalised units)
+            event(3, {}, [10.0, 10.0, 20.0, 50.0]),  # pixels, size unknown: ratio 0.25, no area
+            # Degenerate but valid: a thinnest possible box, in pixels, counts in the end bins with finite sums.
+            event(4, {}, [0.0, 0.0, 5e-324, 1e7]),
+            event(5, {}, [0.0, 0.0, 1e7, 5e-324]),
+        ]
+    )
+    rows = storage.aggregates("m", 0, 2**62, ["box_area", "aspect_ratio"])
+    cells = {(c.kind, c.key): (c.count, c.value) for c in rows}
+    # Worked by hand: log10(0.04) = -1.398 -> (5 - 1.398) * 4 = 14.4 -> bin 14; log10(0.08) = -1.097 -> 15.6 -> 15;
+    # log2(2) = 1 -> (1 + 4) / 0.25 = bin 20; log2(0.25) = -2 -> (-2 + 4) / 0.25 = bin 8.
+    assert cells[("box_area", "car|14")][0] == 1
+    assert cells[("box_area", "car|14")][1] == pytest.approx(0.04)
+    assert cells[("box_area", "car|15")][0] == 1
+    assert cells[("box_area", "car|15")][1] == pytest.approx(0.08)
+    assert cells[("aspect_ratio", "20")] == (1, 2.0)
+    assert cells[("aspect_ratio", "8")] == (1, 0.25)
+    assert cells[("aspect_ratio", "0")][0] == 1
+    assert cells[("aspect_ratio", "31")][0] == 1
+    assert all(math.isfinite(c.value) and math.isfinite(c.value_sq) for c in rows)
+    assert len(cells) == 6
+
+
+@pytest.mark.parametrize(
+    ("vectorised", "scalar", "edges"),
+    [
+        (area_bins, bins.area_bin, bins.area_edges()),
+        (aspect_bins, lambda r: bins.aspect_bin(r, 1.0), bins.aspect_edges()),
+        (latency_bins, bins.latency_bin, bins.latency_edges_ms()),
+        (confidence_bins, bins.confidence_bin, bins.confidence_edges()),
+    ],
+)
+def test_ingests_array_binning_equals_the_bins_module(vectorised: Any, scalar: Any, edges: list[float]) -> None:
+    # Every edge and its floating-point neighbours (where logarithms may differ in the last bit),
+    # values far outside the range, zero, and a spread of random values.
+    around = np.array(edges)
+    rng = np.random.default_rng(7)
+    values = np.concatenate(
+        [
+            around,
+            np.nextafter(around, 0.0),
+            np.nextafter(around, np.inf),
+            [0.0, 5e-324, 1e-300, 1e300, edges[0] / 3, edges[-1] * 3],
+            10 ** rng.uniform(np.log10(edges[1]) - 1, np.log10(edges[-1]) + 1, 5000),
+        ]
+    )
+    if vectorised is confidence_bins:
+        values = values[values <= 1.0]
+    assert vectorised(values).tolist() == [scalar(float(v)) for v in values]
 
 
 def test_expire_predictions_deletes_raw_events_but_keeps_aggregates(storage: Storage) -> None:
