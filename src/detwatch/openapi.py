@@ -15,7 +15,17 @@ from typing import Any
 
 from .api import MAX_BATCH
 from .feedback import MAX_TEXT
-from .predictions import MAX_DETECTIONS, MAX_ID_LENGTH, MAX_INT32, MAX_INT64, MAX_JSON_DEPTH, MAX_YEAR, MIN_YEAR
+from .predictions import (
+    MAX_COORDINATE,
+    MAX_DETECTIONS,
+    MAX_ID_LENGTH,
+    MAX_INT32,
+    MAX_INT64,
+    MAX_JSON_DEPTH,
+    MAX_LATENCY_MS,
+    MAX_YEAR,
+    MIN_YEAR,
+)
 from .storage import FEEDBACK_TYPES
 from .version import __version__
 
@@ -30,7 +40,7 @@ _HEX32 = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
 _HEX16 = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
 _BOX = {
     "type": "array",
-    "items": {"type": "number"},
+    "items": {"type": "number", "minimum": -MAX_COORDINATE, "maximum": MAX_COORDINATE},
     "minItems": 4,
     "maxItems": 4,
     "description": "[x1, y1, x2, y2] in absolute pixels, x2 > x1 and y2 > y1",
@@ -136,7 +146,7 @@ _SCHEMAS: dict[str, Any] = {
             "model_id": _ID,
             "model_version": _nullable(_ID),
             "ab_variant": _nullable({"type": "string", "enum": ["a", "b"]}),
-            "latency_ms": _nullable({"type": "number", "minimum": 0}),
+            "latency_ms": _nullable({"type": "number", "minimum": 0, "maximum": MAX_LATENCY_MS}),
             "image": _nullable(
                 {
                     "type": "object",

@@ -39,7 +39,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from detwatch_instrumentation import semconv
 
-from .predictions import Prediction, PredictionError, load_json, parse_prediction
+from .predictions import Prediction, PredictionError, load_json, parse_prediction, parse_prediction_json
 
 __all__ = ["LogsIngest", "OTLPDecodeError", "decode_request", "encode_response", "extract_predictions"]
 
@@ -171,28 +171,31 @@ def extract_predictions(request: ExportLogsServiceRequest) -> LogsIngest:
         if _event_name(record) != semconv.EVENT_PREDICTION:
             ingest.ignored += 1
             continue
-        body = _any_value(record.body)
-        if isinstance(body, str):
-            try:
-                body = load_json(body)
-            except ValueError as exc:
-                ingest.reject(where, f"body: {exc}")
-                continue
-        if not isinstance(body, dict):
-            ingest.reject(where, "body: must be a prediction object")
-            continue
         # The record's own ids and times fill what the body leaves out.
-        if "trace_id" not in body and any(record.trace_id) and any(record.span_id):
-            body["trace_id"] = record.trace_id.hex()
-            body["span_id"] = record.span_id.hex()
-        if "time" not in body and "time_unix_nano" not in body:
-            stamp = record.time_unix_nano or record.observed_time_unix_nano
-            if stamp:
-                body["time_unix_nano"] = stamp
+        trace_id = span_id = None
+        if any(record.trace_id) and any(record.span_id):
+            trace_id, span_id = record.trace_id.hex(), record.span_id.hex()
+        stamp = record.time_unix_nano or record.observed_time_unix_nano
         try:
-            ingest.predictions.append(parse_prediction(body))
+            if record.body.WhichOneof("value") == "string_value":  # the decorator's JSON string: the fast path
+                prediction = parse_prediction_json(
+                    record.body.string_value, trace_id=trace_id, span_id=span_id, time_unix_nano=stamp
+                )
+            else:
+                body = _any_value(record.body)
+                if not isinstance(body, dict):
+                    ingest.reject(where, "body: must be a prediction object")
+                    continue
+                if "trace_id" not in body and trace_id and span_id:
+                    body["trace_id"], body["span_id"] = trace_id, span_id
+                if "time" not in body and "time_unix_nano" not in body and stamp:
+                    body["time_unix_nano"] = stamp
+                prediction = parse_prediction(body)
         except PredictionError as exc:
-            ingest.reject(where, f"body.{exc.field}: {exc.message}")
+            field = exc.field if exc.field == "body" else f"body.{exc.field}"
+            ingest.reject(where, f"{field}: {exc.message}")
+            continue
+        ingest.predictions.append(prediction)
     return ingest
 
 
