@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from detwatch import bins
 from detwatch.drift import PeriodSample
 
-__all__ = ["Box", "Stream", "bin_images", "simulate", "simulate_binned", "vector_bins"]
+__all__ = ["Box", "Stream", "as_stored", "bin_images", "simulate", "simulate_binned", "vector_bins"]
 
 
 @dataclass(frozen=True)
@@ -143,4 +143,25 @@ def simulate_binned(stream: Stream, n_images: int, rng: np.random.Generator) -> 
         per_image.astype(np.int64),
         area_tables,
         np.bincount(aspect_bin, minlength=bins.ASPECT_BINS).astype(np.int64),
+    )
+
+
+def as_stored(sample: PeriodSample, kinds: Iterable[str], *, value_sq: bool) -> PeriodSample:
+    """``sample`` as a storage holding only aggregate ``kinds`` (and sums of squares or not) would return it.
+
+    The storage's ingest gains kinds over time (image_detections, box_area and
+    aspect_ratio came after the first four): tests that compare a report built from
+    storage with one built from raw images compare like with like.
+    """
+    present = set(kinds)
+    return PeriodSample(
+        sample.images,
+        sample.empty_images,
+        sample.detections,
+        sample.detections_sq if value_sq else 0.0,
+        sample.classes,
+        sample.confidence,
+        sample.image_detections if "image_detections" in present else np.zeros_like(sample.image_detections),
+        sample.box_area if "box_area" in present else {},
+        sample.aspect_ratio if "aspect_ratio" in present else np.zeros_like(sample.aspect_ratio),
     )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from _drift_samples import Box, Stream, bin_images, simulate
+from _drift_samples import Box, Stream, as_stored, bin_images, simulate
 from detwatch.drift import PeriodError, compare, drift_report, parse_periods
 from detwatch.predictions import Prediction, parse_prediction
 from detwatch.storage import Storage, open_storage
@@ -122,7 +122,13 @@ def test_a_report_from_storage_merges_the_hours_and_filters_version_and_arm(stor
     report = drift_report(
         storage, "vehicles", "2024-01-01:2024-01-31", "2024-02-01:2024-02-28", model_version="v2", ab_variant="b"
     )
-    expected = compare(bin_images(reference), bin_images(current_b))
+    rows = storage.aggregates("vehicles", 0, 2**62)
+    kinds, value_sq = {r.kind for r in rows}, hasattr(rows[0], "value_sq")
+    assert {"images", "empty_images", "detections", "confidence"} <= kinds
+    expected = compare(
+        as_stored(bin_images(reference), kinds, value_sq=value_sq),
+        as_stored(bin_images(current_b), kinds, value_sq=value_sq),
+    )
     assert report.to_json()["tests"] == expected.to_json()["tests"]
     assert report.significant_drift and report.status == "drift"
     assert report.current["images"] == 120

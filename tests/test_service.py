@@ -96,9 +96,6 @@ def test_calls_of_later_versions_say_they_are_not_available(client: detwatch.Cli
             notify=["email:team@company.com"],
         ),
         lambda: client.configure_data_engine(model_id="vehicles", config={}, target_dataset_id="d"),
-        lambda: client.check_drift(
-            model_id="vehicles", reference_period="2024-01-01:2024-01-31", current_period="2024-02-01:2024-02-28"
-        ),
         lambda: client.get_flagged_items(dataset_id="d", status="needs_review", limit=100),
         lambda: client.create_training_job(name="j", dataset_id="d", version_id="v", base_model_id="vehicles"),
         lambda: client.create_ab_test(name="t", model_a_id="a", model_b_id="b", config={"traffic_split": 0.1}),

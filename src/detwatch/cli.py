@@ -5,6 +5,8 @@
 - ``detwatch feedback TYPE --prediction-id ... [--class ...] [--box x1,y1,x2,y2]``:
   post one feedback item from the shell.
 - ``detwatch status``: the service's version and row counts.
+- ``detwatch drift MODEL --reference ... --current ...``: a drift report, readable
+  (``--json`` for the API's answer).
 - ``detwatch demo``: the instrumentation demo (a real detector on bundled images).
 
 Client commands read ``--url`` (``DETWATCH_URL``, default ``http://127.0.0.1:8000``)
@@ -149,6 +151,43 @@ def status(url: str, token: str | None) -> None:
     click.echo(f"detwatch {record.get('version')} at {url}, database {record.get('database')}")
     for table, count in sorted(record.get("counts", {}).items()):
         click.echo(f"  {table:<20} {count}")
+
+
+@main.command()
+@click.argument("model_id")
+@click.option("--reference", "reference_period", required=True, help="e.g. 2024-01-01:2024-01-31 or 'previous 7d'")
+@click.option("--current", "current_period", required=True, help="e.g. 2024-02-01:2024-02-28 or 'last 24h'")
+@click.option("--model-version", default=None, help="only this model version")
+@click.option("--ab-variant", default=None, help="only this A/B arm (a, b)")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None)
+@click.option("--json", "as_json", is_flag=True, help="print the API's JSON answer")
+@_url
+@_token
+def drift(  # noqa: PLR0917 - click passes every option as an argument
+    model_id: str,
+    reference_period: str,
+    current_period: str,
+    model_version: str | None,
+    ab_variant: str | None,
+    alpha: float | None,
+    as_json: bool,
+    url: str,
+    token: str | None,
+) -> None:
+    """Compare a model's current period with a reference period."""
+    options = {"model_version": model_version, "ab_variant": ab_variant, "alpha": alpha}
+    try:
+        report = _client(url, token).check_drift(
+            model_id, reference_period, current_period, **{k: v for k, v in options.items() if v is not None}
+        )
+    except DetwatchError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    from .drift import format_report
+
+    click.echo(format_report(report))
 
 
 @main.command()

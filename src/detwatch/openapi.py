@@ -11,9 +11,11 @@ cross-field rules such as a box's x2 > x1 are in the descriptions).
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from .api import MAX_BATCH
+from .drift import AB_VARIANTS, MAX_PERIOD_LENGTH, PERIOD_PATTERN
 from .feedback import MAX_TEXT
 from .predictions import (
     MAX_COORDINATE,
@@ -98,6 +100,8 @@ _REJECTED = {
         },
     },
 }
+
+_DRIFT_PERIOD = {"type": "string", "minLength": 1, "maxLength": MAX_PERIOD_LENGTH, "pattern": PERIOD_PATTERN}
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -307,6 +311,69 @@ _SCHEMAS: dict[str, Any] = {
             "version": {"$ref": "#/components/schemas/DatasetVersion"},
         },
     },
+    "DriftRequest": {
+        "type": "object",
+        "description": "Two periods of the model's stored aggregates to compare, optional filters, and options of "
+        "the verdict (defaults in the detwatch.drift documentation). Periods: YYYY-MM-DD:YYYY-MM-DD (whole days, "
+        "both included), an ISO 8601 interval start/end of dates or date-times (a date-time end is excluded), "
+        "'last 24h' (units m, h, d, w) or 'previous 7d' (the window just before the other period); dates must "
+        "exist and a period must end after it starts.",
+        "required": ["reference_period", "current_period"],
+        "additionalProperties": False,
+        "properties": {
+            "reference_period": _DRIFT_PERIOD,
+            "current_period": _DRIFT_PERIOD,
+            "model_version": _nullable({**_ID, "maxLength": 256}),
+            "ab_variant": _nullable({"type": "string", "enum": list(AB_VARIANTS)}),
+            "alpha": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            "min_images": {"type": "integer", "minimum": 1, "maximum": 2**31},
+            "min_detections": {"type": "integer", "minimum": 1, "maximum": 2**31},
+            "min_jensen_shannon": {"type": "number", "minimum": 0, "maximum": 1},
+            "min_ks": {"type": "number", "minimum": 0, "maximum": 1},
+            "min_cohen_h": {"type": "number", "minimum": 0, "maximum": math.pi},
+            "min_rate_ratio": {"type": "number", "minimum": 1, "maximum": 1000},
+            "intra_image_correlation": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+    },
+    "DriftReport": {
+        "type": "object",
+        "description": "class_drift: Jensen-Shannon distance (base 2) of the class mix; confidence_drift and "
+        "count_drift: KS statistics of all confidences and of detections per image (0..1, null without data). "
+        "significant_drift: some test is significant after Holm's correction and its effect reaches its floor.",
+        "required": [
+            "model_id",
+            "status",
+            "significant_drift",
+            "class_drift",
+            "confidence_drift",
+            "count_drift",
+            "affected_classes",
+            "new_classes",
+            "vanished_classes",
+            "reference",
+            "current",
+            "classes",
+            "tests",
+        ],
+        "properties": {
+            "model_id": {"type": "string"},
+            "status": {"type": "string", "enum": ["drift", "no_drift", "insufficient_data"]},
+            "significant_drift": {"type": "boolean"},
+            "class_drift": {"type": ["number", "null"]},
+            "confidence_drift": {"type": ["number", "null"]},
+            "count_drift": {"type": ["number", "null"]},
+            "affected_classes": {"type": "array", "items": {"type": "string"}},
+            "new_classes": {"type": "array", "items": {"type": "string"}},
+            "vanished_classes": {"type": "array", "items": {"type": "string"}},
+            "reference": {"type": "object"},
+            "current": {"type": "object"},
+            "classes": {"type": "array", "items": {"type": "object"}},
+            "tests": {"type": "array", "items": {"type": "object"}},
+            "insufficient": {"type": "array", "items": {"type": "string"}},
+            "correction": {"type": "string"},
+            "config": {"type": "object"},
+        },
+    },
     "Status": {
         "type": "object",
         "required": ["version", "database", "counts"],
@@ -463,6 +530,18 @@ def openapi_document() -> dict[str, Any]:
                         "summary": "One model",
                         "parameters": [{"name": "model_id", **_PATH_ID}],
                         "responses": {"200": _answer("the model", "Model"), **_NOT_FOUND, **_READ_ERRORS},
+                    }
+                },
+                "/v1/models/{model_id}/drift": {
+                    "post": {
+                        "summary": "Drift report: current period against a reference period",
+                        "parameters": [{"name": "model_id", **_PATH_ID}],
+                        "requestBody": _json_body("DriftRequest"),
+                        "responses": {
+                            "200": _answer("the report", "DriftReport"),
+                            **_NOT_FOUND,
+                            **_BODY_ERRORS,
+                        },
                     }
                 },
                 "/v1/datasets": {

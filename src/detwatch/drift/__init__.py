@@ -24,6 +24,9 @@ kind                  test (p-value)                 effect (floor)        other
                       pooled (expected < 5)          0..1 (0.1)
 ``class_share``       two-proportion z (Fisher when  Cohen's h (0.2)       difference of shares
 (per class)           counts are small)
+``class_rate``        quasi-Poisson z of detections   ln rate ratio         detections per image of
+(per class)           per image (dispersion from the  (ln 1.25)             the class, both periods
+                      stored sum of squares)
 ``confidence``        binned two-sample KS,          KS D, 0..1 (0.1)      Wasserstein (confidence
 (all, per class)      Smirnov's p at the binned D                          units), PSI
 ``detections_per_     binned KS (image is the unit)  KS D (0.1)            Wasserstein (detections),
@@ -39,8 +42,8 @@ The user guide's keys: ``class_drift`` is the class-mix Jensen-Shannon distance,
 ``confidence_drift`` the KS D of all confidences, ``count_drift`` the KS D of the
 detections per image (each 0 to 1). ``new_classes`` (present now, absent from the
 reference) and ``vanished_classes`` are named whatever their counts.
-``affected_classes`` are the classes with a significant per-class finding (share or
-confidence), ranked by their contribution: the class's part of the total variation
+``affected_classes`` are the classes with a significant per-class finding (share, rate
+per image or confidence), ranked by their contribution: the class's part of the total variation
 distance between the two (class, confidence bin) distributions.
 
 Why binned statistics are trustworthy
@@ -67,8 +70,10 @@ dependence), and each class named as affected is then individually trustworthy.
   million detections make a 0.005 shift "significant"). KS D 0.1 (a tenth of the
   detections cross some confidence threshold), Jensen-Shannon distance 0.1 (about a
   twelve-point move of share between two classes) and Cohen's h 0.2 (Cohen's "small"
-  effect, e.g. an empty-image rate going from 1 % to 4 %, or 40 % to 50 %) are
-  changes worth someone's attention; set a floor to 0 for significance only.
+  effect, e.g. an empty-image rate going from 1 % to 4 %, or 40 % to 50 %) and a
+  rate ratio of 1.25 (a class found a quarter more or a fifth less often per image)
+  are changes worth someone's attention; set a floor to 0 (ratio 1) for significance
+  only.
 - ``min_images = 30`` and ``min_detections = 30`` per period (and per class for the
   per-class tests): below them the asymptotic p-values are unreliable and an obvious
   shift on a handful of images is still noise. Below ``min_images`` the report's
@@ -83,9 +88,15 @@ dependence), and each class named as affected is then individually trustworthy.
   streams (tests) while losing little power.
 """
 
+from ._from_storage import AB_VARIANTS as AB_VARIANTS
 from ._from_storage import DRIFT_KINDS as DRIFT_KINDS
+from ._from_storage import REQUEST_FIELDS as REQUEST_FIELDS
 from ._from_storage import AggregateReader as AggregateReader
 from ._from_storage import drift_report as drift_report
+from ._from_storage import report_for_request as report_for_request
+from ._periods import MAX_PERIOD_LENGTH as MAX_PERIOD_LENGTH
+from ._periods import PERIOD_PATTERN as PERIOD_PATTERN
+from ._periods import DriftInputError as DriftInputError
 from ._periods import Period as Period
 from ._periods import PeriodError as PeriodError
 from ._periods import parse_periods as parse_periods
@@ -95,12 +106,18 @@ from ._report import DriftReport as DriftReport
 from ._report import Finding as Finding
 from ._report import PeriodSample as PeriodSample
 from ._report import compare as compare
+from ._text import format_report as format_report
 
 __all__ = [
+    "AB_VARIANTS",
     "DRIFT_KINDS",
+    "MAX_PERIOD_LENGTH",
+    "PERIOD_PATTERN",
+    "REQUEST_FIELDS",
     "AggregateReader",
     "ClassDrift",
     "DriftConfig",
+    "DriftInputError",
     "DriftReport",
     "Finding",
     "Period",
@@ -108,5 +125,7 @@ __all__ = [
     "PeriodSample",
     "compare",
     "drift_report",
+    "format_report",
     "parse_periods",
+    "report_for_request",
 ]

@@ -8,14 +8,14 @@ for, merges the hours and compares.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
-from ._periods import Period, parse_periods
+from ._periods import DriftInputError, Period, parse_periods
 from ._report import AggregateCell, DriftConfig, DriftReport, PeriodSample, compare
 
-__all__ = ["DRIFT_KINDS", "AggregateReader", "drift_report"]
+__all__ = ["AB_VARIANTS", "DRIFT_KINDS", "REQUEST_FIELDS", "AggregateReader", "drift_report", "report_for_request"]
 
 DRIFT_KINDS: tuple[str, ...] = (
     "images",
@@ -59,8 +59,8 @@ def _sample(
 def drift_report(
     storage: AggregateReader,
     model_id: str,
-    reference_period: str,
-    current_period: str,
+    reference_period: object,
+    current_period: object,
     *,
     model_version: str | None = None,
     ab_variant: str | None = None,
@@ -86,3 +86,43 @@ def drift_report(
         reference={**reference.to_json(), **filters, **report.reference},
         current={**current.to_json(), **filters, **report.current},
     )
+
+
+REQUEST_FIELDS: tuple[str, ...] = ("reference_period", "current_period", "model_version", "ab_variant")
+"""The fields of a drift request besides :class:`DriftConfig`'s options."""
+AB_VARIANTS: tuple[str, ...] = ("a", "b", "")
+"""``ab_variant`` filters: an arm, or "" for traffic outside an A/B test."""
+MAX_VERSION_LENGTH = 256
+
+
+def report_for_request(
+    storage: AggregateReader, model_id: str, body: Mapping[str, Any], *, now_unix_nano: int | None = None
+) -> dict[str, Any]:
+    """The API's answer to ``POST /v1/models/{model_id}/drift``; raises :class:`DriftInputError` naming the field.
+
+    ``body`` holds the two periods, optional ``model_version`` and ``ab_variant``
+    filters (null means all) and any :class:`DriftConfig` option.
+    """
+    options = {k: v for k, v in body.items() if k not in REQUEST_FIELDS}
+    try:
+        config = DriftConfig.from_mapping(options)
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        raise DriftInputError(field, message) from None
+    version = body.get("model_version")
+    if version is not None and (not isinstance(version, str) or not version or len(version) > MAX_VERSION_LENGTH):
+        raise DriftInputError("model_version", f"must be a non-empty string of at most {MAX_VERSION_LENGTH} characters")
+    variant = body.get("ab_variant")
+    if variant is not None and variant not in AB_VARIANTS:
+        raise DriftInputError("ab_variant", 'must be "a", "b", or "" (outside an A/B test)')
+    report = drift_report(
+        storage,
+        model_id,
+        body.get("reference_period"),
+        body.get("current_period"),
+        model_version=version,
+        ab_variant=variant,
+        config=config,
+        now_unix_nano=now_unix_nano,
+    )
+    return {"model_id": model_id, **report.to_json()}

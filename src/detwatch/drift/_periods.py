@@ -19,27 +19,38 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-__all__ = ["Period", "PeriodError", "parse_periods"]
+__all__ = ["DriftInputError", "Period", "PeriodError", "parse_periods"]
 
 NS_PER_SECOND = 1_000_000_000
 HOUR_NS = 3600 * NS_PER_SECOND
 MIN_YEAR, MAX_YEAR = 1970, 2261
 """Nanoseconds since the epoch must fit a signed 64-bit integer, as the stored times do."""
 
-_DATE = r"\d{4}-\d{2}-\d{2}"
+# ASCII digits and plain spaces only, without case folding: the OpenAPI pattern
+# (an ECMA regular expression) must accept exactly the same strings.
+_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 _DAYS = re.compile(rf"({_DATE}):({_DATE})")
-_RELATIVE = re.compile(r"(last|previous)\s+(\d{1,6})\s*(m|min|h|d|w)", re.IGNORECASE)
+_RELATIVE = re.compile(r"(last|previous) +([0-9]{1,6}) *(m|min|h|d|w)")
 _UNITS = {"m": timedelta(minutes=1), "min": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1),
           "w": timedelta(weeks=1)}  # fmt: skip
 
 
-class PeriodError(ValueError):
-    """A period cannot be read; ``field`` names it (``reference_period`` or ``current_period``)."""
+PERIOD_PATTERN = rf"^(?:{_DATE}:{_DATE}|[^/]+/[^/]+|(?:last|previous) +[0-9]{{1,6}} *(?:m|min|h|d|w))$"
+"""Every period :func:`parse_periods` may accept matches this (the OpenAPI document's pattern)."""
+MAX_PERIOD_LENGTH = 200
+
+
+class DriftInputError(ValueError):
+    """An input of a drift report is invalid; ``field`` names it (the API answers 400 with it)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class PeriodError(DriftInputError):
+    """A period cannot be read; ``field`` is ``reference_period`` or ``current_period``."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,6 @@ def _nanos(moment: datetime) -> int:
 
 
 def _moment(text: str, *, end: bool) -> datetime:
-    text = text.strip()
     if re.fullmatch(_DATE, text):
         day = date.fromisoformat(text)
         moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -112,12 +122,12 @@ def _relative(field: str, text: str) -> tuple[str, timedelta] | None:
     match = _RELATIVE.fullmatch(text)
     if match is None:
         return None
-    length = int(match.group(2)) * _UNITS[match.group(3).lower()]
+    length = int(match.group(2)) * _UNITS[match.group(3)]
     if length <= timedelta(0):
         raise PeriodError(field, "a window must be longer than zero")
     if length > timedelta(days=366 * 50):
         raise PeriodError(field, "a window of at most 50 years")
-    return match.group(1).lower(), length
+    return match.group(1), length
 
 
 def parse_periods(reference: object, current: object, *, now_unix_nano: int) -> tuple[Period, Period]:
@@ -126,9 +136,9 @@ def parse_periods(reference: object, current: object, *, now_unix_nano: int) -> 
     absolute: dict[str, Period] = {}
     relative: dict[str, tuple[str, timedelta]] = {}
     for field, value in texts.items():
-        if not isinstance(value, str) or not value.strip() or len(value) > 200:
+        if not isinstance(value, str) or not value or len(value) > MAX_PERIOD_LENGTH:
             raise PeriodError(field, "expected a string such as 2024-01-01:2024-01-31, or 'last 24h'")
-        text = value.strip()
+        text = value
         found = _absolute(field, text)
         if found is not None:
             absolute[field] = found
@@ -141,14 +151,14 @@ def parse_periods(reference: object, current: object, *, now_unix_nano: int) -> 
         relative[field] = window
     for field, (word, length) in relative.items():
         if word == "last":
-            absolute[field] = Period(str(texts[field]).strip(), now_unix_nano - _ns(length), now_unix_nano)
+            absolute[field] = Period(str(texts[field]), now_unix_nano - _ns(length), now_unix_nano)
     for field, (word, length) in relative.items():
         if word == "previous":
             other = "current_period" if field == "reference_period" else "reference_period"
             if other not in absolute:
                 raise PeriodError(field, "'previous' is relative to the other period, which is 'previous' too")
             end = absolute[other].start_unix_nano
-            absolute[field] = Period(str(texts[field]).strip(), end - _ns(length), end)
+            absolute[field] = Period(str(texts[field]), end - _ns(length), end)
     for field, period in absolute.items():
         if period.start_unix_nano < 0:
             raise PeriodError(field, "starts before 1970")

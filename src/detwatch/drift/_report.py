@@ -143,6 +143,17 @@ class PeriodSample:
             total += histogram
         return total
 
+    def dispersion(self) -> float | None:
+        """Variance-to-mean ratio of detections per image (None when unknown or without detections)."""
+        squares = self.detections_sq
+        if squares <= 0.0 and self.image_detections.sum() > 0:
+            squares = float(np.sum(self.image_detections * np.arange(self.image_detections.size) ** 2))
+        if squares <= 0.0 or self.images < 2 or self.detections <= 0:
+            return None
+        mean = self.detections / self.images
+        variance = (squares - self.images * mean**2) / (self.images - 1)
+        return max(variance, 0.0) / mean
+
     def mean_cluster_size(self) -> float:
         """Detection-weighted mean number of detections per image, sum(m^2) / sum(m) (1 when unknown)."""
         if self.detections <= 0:
@@ -165,6 +176,7 @@ class DriftConfig:
     min_jensen_shannon: float = 0.1
     min_ks: float = 0.1
     min_cohen_h: float = 0.2
+    min_rate_ratio: float = 1.25
     intra_image_correlation: float = 0.1
 
     def __post_init__(self) -> None:
@@ -175,6 +187,7 @@ class DriftConfig:
             "min_jensen_shannon": 0.0 <= self.min_jensen_shannon <= 1.0,
             "min_ks": 0.0 <= self.min_ks <= 1.0,
             "min_cohen_h": 0.0 <= self.min_cohen_h <= math.pi,
+            "min_rate_ratio": 1.0 <= self.min_rate_ratio <= 1000.0,
             "intra_image_correlation": 0.0 <= self.intra_image_correlation <= 1.0,
         }
         for name, ok in checks.items():
@@ -202,7 +215,7 @@ class DriftConfig:
 class Finding:
     """One two-sample test of the report.
 
-    ``kind`` is what was compared (``class_mix``, ``class_share``, ``confidence``,
+    ``kind`` is what was compared (``class_mix``, ``class_share``, ``class_rate``, ``confidence``,
     ``detections_per_image``, ``box_area``, ``aspect_ratio``, ``empty_rate``),
     ``subject`` the class for per-class tests ("" otherwise). ``effect`` is the
     distance the floor applies to, named by ``effect_method``; ``distances`` holds
@@ -331,6 +344,19 @@ def _proportion(
     return Finding(kind, subject, "two_proportion", h, p, "cohen_h", abs(h), floor, int(n[0]), int(n[1]), distances)
 
 
+def _rate(
+    name: str, x: tuple[float, float], images: tuple[int, int], dispersion: float, config: DriftConfig
+) -> Finding:
+    z, p = st.rate_test(x[0], images[0], x[1], images[1], dispersion=dispersion)
+    # Half a detection added to each side keeps the ratio finite for new and vanished classes.
+    ratio = ((x[1] + 0.5) / images[1]) / ((x[0] + 0.5) / images[0])
+    distances = {"rate_ratio": ratio, "reference_per_image": x[0] / images[0], "current_per_image": x[1] / images[1]}
+    return Finding(
+        "class_rate", name, "quasi_poisson_z", z, p, "log_rate_ratio", abs(math.log(ratio)),
+        math.log(config.min_rate_ratio), images[0], images[1], distances,
+    )  # fmt: skip
+
+
 def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig | None = None) -> DriftReport:
     """Every test the two samples allow, Holm-corrected together, and the verdict."""
     config = config or DriftConfig()
@@ -364,8 +390,11 @@ def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig 
                 config.min_jensen_shannon, n_ref, n_cur, distances,
             )
         )  # fmt: skip
+        dispersions = [d for d in (reference.dispersion(), current.dispersion()) if d is not None]
+        dispersion = max(dispersions) if dispersions else 1.0
         for name, a, b in zip(names, ref_counts, cur_counts, strict=True):
             if a + b >= config.min_detections:
+                findings.append(_rate(name, (a, b), (reference.images, current.images), dispersion, config))
                 findings.append(
                     _proportion("class_share", name, (a, b), (n_ref, n_cur), deffs=deffs, floor=config.min_cohen_h)
                 )

@@ -28,6 +28,7 @@ __all__ = [
     "jensen_shannon_terms",
     "kolmogorov_smirnov",
     "population_stability_index",
+    "rate_test",
     "two_proportion_test",
     "wasserstein",
 ]
@@ -208,6 +209,23 @@ def two_proportion_test(x1: float, n1: float, x2: float, n2: float) -> float:
         return float(2.0 * stats.norm.sf(abs(z)))
     table = [[round(x1), round(n1 - x1)], [round(x2), round(n2 - x2)]]
     return float(stats.fisher_exact(table).pvalue)
+
+
+def rate_test(x1: float, n1: float, x2: float, n2: float, *, dispersion: float = 1.0) -> tuple[float, float]:
+    """Equal rates of events per image ``x1/n1`` and ``x2/n2``: ``(z, two-sided p)``.
+
+    Counts per image are Poisson-like but often overdispersed (crowded and empty
+    scenes in one stream): the variance of a total is ``dispersion`` times its mean
+    (the variance-to-mean ratio of detections per image, at least 1), the
+    quasi-Poisson model. The pooled rate estimates both under the null.
+    """
+    if n1 <= 0 or n2 <= 0:
+        raise ValueError("both samples need at least one image")
+    pooled = (x1 + x2) / (n1 + n2)
+    if pooled == 0:
+        return 0.0, 1.0
+    z = (x2 / n2 - x1 / n1) / math.sqrt(max(dispersion, 1.0) * pooled * (1 / n1 + 1 / n2))
+    return z, float(2.0 * stats.norm.sf(abs(z)))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -1,0 +1,69 @@
+"""A drift report as text for a terminal (``detwatch drift``), from the API's JSON answer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["format_report"]
+
+_VERDICT = {
+    "drift": "SIGNIFICANT DRIFT",
+    "no_drift": "no significant drift",
+    "insufficient_data": "insufficient data: no verdict",
+}
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _p(value: float) -> str:
+    return f"{value:.2e}" if value < 1e-3 else f"{value:.4f}"
+
+
+def _period(side: Mapping[str, Any]) -> str:
+    filters = [f"{k}={side[k]}" for k in ("model_version", "ab_variant") if side.get(k) is not None]
+    where = f" ({', '.join(filters)})" if filters else ""
+    return (
+        f"{side.get('period', '?')}{where}: {side.get('images', 0)} images, {side.get('detections', 0)} detections, "
+        f"{_number(side.get('detections_per_image'), 2)} per image, empty {_number(side.get('empty_rate'))}"
+    )
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """Verdict, the user guide's three numbers, classes, then every test with its distances."""
+    config = report.get("config", {})
+    lines = [
+        f"drift of {report.get('model_id', '?')}: {_VERDICT.get(report.get('status', ''), report.get('status'))}",
+        f"  reference {_period(report.get('reference', {}))}",
+        f"  current   {_period(report.get('current', {}))}",
+        f"  class drift (Jensen-Shannon, 0..1)        {_number(report.get('class_drift'))}",
+        f"  confidence drift (KS, 0..1)               {_number(report.get('confidence_drift'))}",
+        f"  detection count drift (KS per image, 0..1) {_number(report.get('count_drift'))}",
+    ]
+    if report.get("affected_classes"):
+        lines.append(f"  most affected classes: {', '.join(report['affected_classes'])}")
+    if report.get("new_classes"):
+        lines.append(f"  new classes: {', '.join(report['new_classes'])}")
+    if report.get("vanished_classes"):
+        lines.append(f"  vanished classes: {', '.join(report['vanished_classes'])}")
+    tests = report.get("tests", [])
+    if tests:
+        lines.append(
+            f"  tests (Holm-corrected, alpha {config.get('alpha', '?')}; * = significant and above the effect floor):"
+        )
+        lines.append(f"    {'':1} {'kind':<22} {'class':<16} {'effect':>20} {'p (Holm)':>10}  other distances")
+        for test in tests:
+            effect = f"{test['effect_method']} {test['effect']:.3f}"
+            others = ", ".join(
+                f"{k} {v:.3g}" for k, v in test.get("distances", {}).items() if k != test["effect_method"]
+            )
+            mark = "*" if test.get("significant") else " "
+            lines.append(
+                f"    {mark} {test['kind']:<22} {test['subject'][:16]:<16} {effect:>20} "
+                f"{_p(test['p_adjusted']):>10}  {others}"
+            )
+    for reason in report.get("insufficient", []):
+        lines.append(f"  not tested: {reason}")
+    return "\n".join(lines)
