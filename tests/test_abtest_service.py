@@ -17,10 +17,12 @@ import pytest
 from scipy import stats
 
 import detwatch
+from _components import free_port
 from _postgres import PostgresServer
 from _service import Companion
 from detwatch import bins
 from detwatch.exceptions import InvalidRequestError, NotFoundError
+from detwatch_instrumentation import ABRouter, CompanionSplit
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 HOURS = 30
@@ -254,3 +256,62 @@ def test_unknown_models_and_tests_are_named(client: detwatch.Client) -> None:
     assert info.value.field == "model_a_id"
     with pytest.raises(NotFoundError):
         client.get_ab_test_results("0" * 32)
+
+
+def test_a_router_takes_its_split_and_salt_from_the_companion(client: detwatch.Client, companion: Companion) -> None:
+    client.register_model(model_id="abroute", version="1")
+    test = client.create_ab_test(
+        name="routed", model_a_id="abroute", model_b_id="abroute", config={"traffic_split": 0.3, "metrics": ["latency"]}
+    )
+    split = CompanionSplit(companion.url, test.id, refresh_s=60)
+    assert split.refresh()
+    assert (split.split, split.salt) == (0.3, test.id)
+    router = ABRouter(lambda image: "A", lambda image: "B", traffic_split=split)
+    local = ABRouter(lambda image: "A", lambda image: "B", traffic_split=0.3, salt=test.id)
+    keys = [f"frame-{i}" for i in range(20_000)]
+    arms = [router.route(k) for k in keys]
+    assert arms == [local.route(k) for k in keys]  # any process with the test's salt agrees
+    share_b = arms.count("b")
+    low, high = stats.binom.ppf([0.0005, 0.9995], len(keys), 0.3)
+    assert low <= share_b <= high
+    assert router(None, key="frame-1") == ("B" if arms[1] == "b" else "A")
+
+    client.stop_ab_test(test.id)
+    assert split.refresh()
+    assert {router.route(k) for k in keys[:2000]} == {"a"}
+    split.close()
+
+
+def test_a_router_keeps_its_last_split_when_the_companion_is_unreachable(
+    client: detwatch.Client, companion: Companion
+) -> None:
+    client.register_model(model_id="abdown", version="1")
+    test = client.create_ab_test(
+        name="down", model_a_id="abdown", model_b_id="abdown", config={"traffic_split": 0.5, "metrics": ["latency"]}
+    )
+    # Never reached: everything goes to A, and route() does not wait for the network.
+    dead = CompanionSplit(f"http://127.0.0.1:{free_port()}", test.id, refresh_s=60, timeout_s=0.5)
+    router = ABRouter(lambda image: "A", lambda image: "B", traffic_split=dead)
+    assert {router.route(f"k{i}") for i in range(500)} == {"a"}
+    assert not dead.refresh()
+    assert dead.failures >= 1
+    dead.close()
+
+    # Reached once, then lost: the last split stays in force.
+    split = CompanionSplit(companion.url, test.id, refresh_s=60, timeout_s=0.5)
+    assert split.refresh()
+    split.url = f"http://127.0.0.1:{free_port()}/v1/ab-tests/{test.id}"
+    assert not split.refresh()
+    assert split.split == 0.5
+    routed = ABRouter(lambda image: "A", lambda image: "B", traffic_split=split)
+    assert {routed.route(f"k{i}") for i in range(500)} == {"a", "b"}
+    split.close()
+
+
+def test_a_router_split_source_refuses_bad_arguments_naming_them() -> None:
+    with pytest.raises(ValueError, match="base_url"):
+        CompanionSplit("detwatch:8000", "x")
+    with pytest.raises(ValueError, match="ab_test_id"):
+        CompanionSplit("http://detwatch:8000", "")
+    with pytest.raises(ValueError, match="refresh_s"):
+        CompanionSplit("http://detwatch:8000", "x", refresh_s=0)

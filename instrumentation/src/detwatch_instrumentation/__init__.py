@@ -42,6 +42,13 @@ A/B tests route by key, deterministically, and tag everything with the arm::
     router = ABRouter(predict_v1, predict_v2, traffic_split=0.1, salt="exp-42")
     router(frame, key="cam7/000123.jpg")
 
+or take the split from an A/B test created on the detwatch companion (polled in the
+background; everything goes to A until the first answer and the last split stays
+when the companion is down)::
+
+    split = CompanionSplit("http://detwatch:8000", ab_test.id)
+    router = ABRouter(predict_v1, predict_v2, traffic_split=split)
+
 Configuration
 -------------
 This package depends on ``opentelemetry-api`` only: the application configures the
@@ -61,12 +68,13 @@ Class labels beyond ``max_classes`` (or outside ``class_allowlist``) fold into
 API
 ---
 :func:`monitor_detections`, :func:`prediction_context`, :func:`stage`,
-:class:`ABRouter`, :func:`flush`, :class:`Detection`, :mod:`.semconv`;
+:class:`ABRouter`, :class:`CompanionSplit`, :func:`flush`, :class:`Detection`, :mod:`.semconv`;
 :class:`DataEngine` and :class:`FolderSink` (:mod:`.sinks`) keep the images the
 companion's data-engine policy (:mod:`.flagging`) selects, in the inference process.
 """
 
 from ._ab import ABRouter as ABRouter
+from ._ab import CompanionSplit as CompanionSplit
 from ._context import PredictionContext as PredictionContext
 from ._context import prediction_context as prediction_context
 from ._monitor import monitor_detections as monitor_detections
@@ -79,6 +87,7 @@ from .version import __version__ as __version__
 
 __all__ = [
     "ABRouter",
+    "CompanionSplit",
     "DataEngine",
     "Detection",
     "FolderSink",
