@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from scipy import stats
 
 import detwatch
@@ -21,6 +22,7 @@ from _components import free_port
 from _postgres import PostgresServer
 from _service import Companion
 from detwatch import bins
+from detwatch.cli import main as cli
 from detwatch.exceptions import InvalidRequestError, NotFoundError
 from detwatch_instrumentation import ABRouter, CompanionSplit
 
@@ -205,6 +207,13 @@ def test_a_clear_difference_gives_a_verdict_and_a_broken_split_is_flagged(client
     assert results["p_value"] < 0.05
     _low, high = results["comparisons"]["confidence"]["confidence_sequence"]
     assert high < 0  # B's confidence is lower, with any-time validity
+
+    printed = CliRunner().invoke(cli, ["ab", clear.id, "--url", client.base_url])
+    assert printed.exit_code == 0, printed.output
+    assert "Verdict: A IS BETTER" in printed.output
+    assert f"{results['model_a']['avg_confidence']:.3f}" in printed.output
+    listed = CliRunner().invoke(cli, ["ab", "--url", client.base_url])
+    assert clear.id in listed.output
 
     # The same traffic declared as a 10 % test: 600/600 is not a 90/10 split.
     broken = _create(client, "abclear", {"traffic_split": 0.1, "metrics": ["confidence"], "duration_days": 3})

@@ -191,6 +191,34 @@ def drift(  # noqa: PLR0917 - click passes every option as an argument
 
 
 @main.command()
+@click.argument("ab_test_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="print the API's JSON answer")
+@_url
+@_token
+def ab(ab_test_id: str | None, as_json: bool, url: str, token: str | None) -> None:
+    """Show an A/B test's results (verdict, per-arm metrics, p-values); without an id, list the tests."""
+    client = _client(url, token)
+    try:
+        if ab_test_id is None:
+            tests = client.list_ab_tests()
+            if as_json:
+                click.echo(json.dumps(tests, indent=2))
+                return
+            for t in tests:
+                click.echo(f"{t['id']}  {t['status']:<9} split {t['traffic_split']:<5g} {t['name']}")
+            return
+        results = client.get_ab_test_results(ab_test_id)
+    except DetwatchError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    from .abtest.text import format_results
+
+    click.echo(format_results(results))
+
+
+@main.command()
 @click.option("--limit", type=click.IntRange(1), default=None, help="only the first N images")
 def demo(limit: int | None) -> None:
     """Run the instrumentation demo (OpenCV face detector on bundled images)."""

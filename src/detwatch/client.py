@@ -309,6 +309,11 @@ class Client:
         """The test with its current ``traffic_split`` and ``salt`` (what a router polls)."""
         return _record(self._request("GET", f"/v1/ab-tests/{quote(ab_test_id, safe='')}", safe_to_repeat=True))
 
+    def list_ab_tests(self) -> list[Record]:
+        """Every A/B test, newest first."""
+        data = self._request("GET", "/v1/ab-tests", safe_to_repeat=True)
+        return [Record(t) for t in data.get("ab_tests", [])] if isinstance(data, dict) else []
+
     def stop_ab_test(self, ab_test_id: str) -> Record:
         """End the test now: its results stop at this moment and routers send everything to A."""
         return _record(self._request("POST", f"/v1/ab-tests/{quote(ab_test_id, safe='')}/stop", safe_to_repeat=True))
