@@ -17,6 +17,7 @@ from flask import Flask, Response, jsonify
 
 from . import api, errors
 from .config import Settings, load_settings
+from .drift import start_drift_schedule
 from .openapi import openapi_document
 from .version import __version__
 
@@ -55,6 +56,10 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     errors.init_app(app)
     api.init_app(app)
     _configure_own_telemetry()
+    # After the telemetry set-up, so that the scheduler's gauge reaches the Collector.
+    app.extensions["detwatch.drift_scheduler"] = start_drift_schedule(
+        resolved.extra.get("drift"), resolved.data_dir, resolved.effective_database_url
+    )
 
     @app.get("/openapi.json")
     def openapi() -> Response:

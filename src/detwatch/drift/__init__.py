@@ -8,7 +8,9 @@ Usage (the companion runs this behind ``POST /v1/models/{id}/drift``, the client
     report = drift_report(storage, "vehicles", "2024-01-01:2024-01-31", "2024-02-01:2024-02-28")
     report.significant_drift, report.class_drift, report.affected_classes
 
-or, on samples binned by hand (:class:`PeriodSample`), :func:`compare`.
+or, on samples binned by hand (:class:`PeriodSample`), :func:`compare`. The
+companion also runs reports on a schedule and exports ``objdet.drift.score``
+(:class:`DriftScheduler`, configured under ``drift:`` in ``detwatch.yaml``).
 
 What is compared
 ----------------
@@ -106,6 +108,11 @@ from ._report import DriftReport as DriftReport
 from ._report import Finding as Finding
 from ._report import PeriodSample as PeriodSample
 from ._report import compare as compare
+from ._schedule import DriftSchedule as DriftSchedule
+from ._schedule import DriftScheduler as DriftScheduler
+from ._schedule import ScheduledDrift as ScheduledDrift
+from ._schedule import drift_scores as drift_scores
+from ._schedule import start_drift_schedule as start_drift_schedule
 from ._text import format_report as format_report
 
 __all__ = [
@@ -119,13 +126,18 @@ __all__ = [
     "DriftConfig",
     "DriftInputError",
     "DriftReport",
+    "DriftSchedule",
+    "DriftScheduler",
     "Finding",
     "Period",
     "PeriodError",
     "PeriodSample",
+    "ScheduledDrift",
     "compare",
     "drift_report",
+    "drift_scores",
     "format_report",
     "parse_periods",
     "report_for_request",
+    "start_drift_schedule",
 ]
