@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from . import rules
+from . import collector_config, dashboards, grafana_provisioning, rules
 from .alerts import AlertDefinition, AlertDefinitionError, parse_alerts
 from .stack import StackSettings, StackSettingsError, parse_stack
 
@@ -64,7 +64,19 @@ def artifacts(config: GenerateConfig) -> dict[str, str]:
         f"rules/{rules.RULES_FILE}": rules.render_yaml(rules.rule_groups(alerts, stack)),
         f"rules/{rules.RULES_TEST_FILE}": rules.render_yaml(rules.rules_tests(alerts, stack)),
         "rules/alertmanager.yml": rules.render_yaml(rules.alertmanager_config(alerts, stack)),
+        "grafana/provisioning/alerting/detwatch.yaml": rules.render_yaml(
+            grafana_provisioning.alerting_file(alerts, stack)
+        ),
+        "grafana/provisioning/datasources/detwatch.yaml": rules.render_yaml(grafana_provisioning.datasources(stack)),
+        "grafana/provisioning/dashboards/detwatch.yaml": rules.render_yaml(
+            grafana_provisioning.dashboard_providers(stack)
+        ),
+        "collector/otelcol.yaml": rules.render_yaml(collector_config.collector_config(stack)),
+        "collector/compose.yaml": rules.render_yaml(collector_config.compose_file(stack)),
+        "collector/tempo.yaml": rules.render_yaml(collector_config.tempo_config()),
     }
+    for name, board in dashboards.dashboards(stack).items():
+        out[f"grafana/dashboards/{name}.json"] = dashboards.render_dashboard(board)
     return dict(sorted(out.items()))
 
 

@@ -18,7 +18,7 @@ aggregation is always explicit, because resource attributes such as
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from detwatch_instrumentation import semconv
@@ -55,6 +55,7 @@ __all__ = [
     "metric_expression",
     "no_detection_rate",
     "series",
+    "series_name",
     "throughput",
 ]
 
@@ -68,6 +69,7 @@ LABEL_FEEDBACK_TYPE: Final = semconv.prometheus_label(semconv.ATTR_FEEDBACK_TYPE
 LABEL_SAMPLING_STRATEGY: Final = semconv.prometheus_label(semconv.ATTR_SAMPLING_STRATEGY)
 LABEL_DRIFT_KIND: Final = semconv.prometheus_label(semconv.ATTR_DRIFT_KIND)
 LABEL_DRIFT_METHOD: Final = semconv.prometheus_label(semconv.ATTR_DRIFT_METHOD)
+LABEL_REASON: Final = semconv.prometheus_label(semconv.ATTR_REASON)
 
 _PER_LABELS: Final = {
     "model": (LABEL_MODEL_ID,),
@@ -95,18 +97,45 @@ class Scope:
 
     matchers: tuple[Matcher, ...] = ()
     by: tuple[str, ...] = (LABEL_MODEL_ID,)
+    offset: str | None = None
+    """Look this far back (``1w``): PromQL's ``offset`` applies to selectors, not expressions."""
 
     def select(self, spec: InstrumentSpec, part: PrometheusPart = "", *extra: Matcher) -> str:
-        """A series selector: the registry's name and this scope's matchers (plus ``extra``)."""
-        return series(spec, part, *self.matchers, *extra)
+        """An instant selector: the registry's name and this scope's matchers (plus ``extra``)."""
+        return series(spec, part, *self.matchers, *extra) + self._offset()
+
+    def range(self, spec: InstrumentSpec, part: PrometheusPart, window: str, *extra: Matcher) -> str:
+        """A range selector ``name{...}[window]`` (with the scope's offset)."""
+        return f"{series(spec, part, *self.matchers, *extra)}[{window}]{self._offset()}"
+
+    def _offset(self) -> str:
+        return f" offset {self.offset}" if self.offset else ""
+
+    def shifted(self, offset: str) -> Scope:
+        return replace(self, offset=offset)
 
     def by_clause(self, *extra: str) -> str:
         return f"by ({', '.join((*self.by, *extra))})"
 
 
-def series(spec: InstrumentSpec, part: PrometheusPart = "", *matchers: Matcher) -> str:
-    """``name{matchers}`` with the name from the registry."""
+def series_name(spec: InstrumentSpec, part: PrometheusPart = "") -> str:
+    """The store's series name: the registry's, with the translator's ``_ratio`` for unit-1 gauges.
+
+    OpenTelemetry's Prometheus naming adds ``_ratio`` to gauges whose unit is ``1``
+    (VictoriaMetrics names ``objdet.drift.score`` ``objdet_drift_score_ratio``;
+    ``tests/test_grafana_queries.py`` pins it), which
+    :func:`~detwatch_instrumentation.semconv.prometheus_series` does not do yet. Added
+    here only when missing, so a fixed registry needs no change.
+    """
     name = semconv.prometheus_series(spec, part)
+    if spec.kind == "gauge" and spec.unit == "1" and not name.endswith("_ratio"):
+        name += "_ratio"
+    return name
+
+
+def series(spec: InstrumentSpec, part: PrometheusPart = "", *matchers: Matcher) -> str:
+    """``name{matchers}`` with the name from the registry (see :func:`series_name`)."""
+    name = series_name(spec, part)
     if not matchers:
         return name
     return f"{name}{{{', '.join(m.render() for m in matchers)}}}"
@@ -127,7 +156,7 @@ def _ratio(numerator: str, denominator: str) -> str:
 
 
 def _sum_increase(scope: Scope, spec: InstrumentSpec, part: PrometheusPart, window: str, *extra: Matcher) -> str:
-    return f"sum {scope.by_clause()} (increase({scope.select(spec, part, *extra)}[{window}]))"
+    return f"sum {scope.by_clause()} (increase({scope.range(spec, part, window, *extra)}))"
 
 
 # The whole-call duration carries no stage; stage timings (objdet.stage) would count twice.
@@ -144,7 +173,7 @@ def latency_quantile_ms(scope: Scope, window: str, quantile: float) -> str:
     """A quantile of the whole-call duration, in milliseconds (bucket interpolation)."""
     inner = (
         f"sum {scope.by_clause('le')} "
-        f"(increase({scope.select(semconv.INFERENCE_DURATION, 'bucket', _WHOLE_CALL)}[{window}]))"
+        f"(increase({scope.range(semconv.INFERENCE_DURATION, 'bucket', window, _WHOLE_CALL)}))"
     )
     return f"histogram_quantile({quantile:g}, {inner}) * 1000"
 
@@ -204,8 +233,51 @@ def feedback_accuracy(scope: Scope, window: str) -> str:
 
 def drift_score(scope: Scope, window: str, kind: str) -> str:
     """The highest drift score of ``kind`` reported in the window (any method)."""
-    selector = scope.select(semconv.DRIFT_SCORE, "", Matcher(LABEL_DRIFT_KIND, "=", kind))
-    return f"max {scope.by_clause()} (max_over_time({selector}[{window}]))"
+    selector = scope.range(semconv.DRIFT_SCORE, "", window, Matcher(LABEL_DRIFT_KIND, "=", kind))
+    return f"max {scope.by_clause()} (max_over_time({selector}))"
+
+
+def image_rate(scope: Scope, window: str, *extra: Matcher) -> str:
+    """Images per second (``rate``: for panels, whose window Grafana sizes to the scrape interval)."""
+    return f"sum {scope.by_clause()} (rate({scope.range(semconv.IMAGES, '', window, *extra)}))"
+
+
+def detections_by_class(scope: Scope, window: str) -> str:
+    """Detections per class in the window: the class mix."""
+    return f"sum {scope.by_clause(LABEL_CLASS)} (increase({scope.range(semconv.DETECTIONS, '', window)}))"
+
+
+def invalid_outputs(scope: Scope, window: str) -> str:
+    """Unreadable outputs in the window, by reason."""
+    spec = semconv.INVALID_OUTPUTS
+    return f"sum {scope.by_clause(LABEL_REASON)} (increase({scope.range(spec, '', window)}))"
+
+
+def bucket_increase(scope: Scope, spec: InstrumentSpec, window: str) -> str:
+    """Per-bucket counts in the window (a heatmap's input; ``le`` kept)."""
+    return f"sum {scope.by_clause('le')} (increase({scope.range(spec, 'bucket', window)}))"
+
+
+def histogram_quantile(scope: Scope, spec: InstrumentSpec, window: str, quantile: float) -> str:
+    """A quantile of any detwatch histogram (no unit conversion)."""
+    return f"histogram_quantile({quantile:g}, {bucket_increase(scope, spec, window)})"
+
+
+def feedback_by_type(scope: Scope, window: str) -> str:
+    """Feedback posts in the window, by type."""
+    spec = semconv.FEEDBACK
+    return f"sum {scope.by_clause(LABEL_FEEDBACK_TYPE)} (increase({scope.range(spec, '', window)}))"
+
+
+def flagged_by_strategy(scope: Scope, window: str) -> str:
+    """Images the data engine flagged for review in the window, by sampling strategy."""
+    spec = semconv.REVIEW_FLAGGED
+    return f"sum {scope.by_clause(LABEL_SAMPLING_STRATEGY)} (increase({scope.range(spec, '', window)}))"
+
+
+def drift_scores(scope: Scope) -> str:
+    """The latest drift score per kind and method."""
+    return f"max {scope.by_clause(LABEL_DRIFT_KIND, LABEL_DRIFT_METHOD)} ({scope.select(semconv.DRIFT_SCORE)})"
 
 
 def _bound_label(value: float) -> str:
@@ -252,19 +324,23 @@ def alert_score(alert: AlertDefinition, value: str | None = None) -> str:
     saw at least ``min_images`` images in the window (``and`` binds loosest, so the
     comparison of :func:`alert_expression` applies to the guarded score).
     """
-    value = value or f"(\n{metric_expression(alert)}\n)"
+    if value is None:
+        current = f"(\n{metric_expression(alert)}\n)"
+        week_ago = f"(\n{metric_expression(alert, alert_scope(alert).shifted('1w'))}\n)"
+    else:
+        current, week_ago = value, f"{value} offset 1w"
     anomaly = alert.anomaly
     if anomaly is None:
-        score = value
+        score = current
     elif anomaly.method == "zscore":
-        history = f"{value}[{anomaly.baseline}:{_subquery_step(alert.window)}]"
-        score = f"(\n{value}\n- avg_over_time({history})\n)\n/ stddev_over_time({history})"
+        history = f"{current}[{anomaly.baseline}:{_subquery_step(alert.window)}]"
+        score = f"(\n{current}\n- avg_over_time({history})\n)\n/ stddev_over_time({history})"
     else:
-        score = f"{value}\n/ ({value} offset 1w)\n- 1"
+        score = f"{current}\n/ {week_ago}\n- 1"
     if alert.min_images > 0:
         scope = alert_scope(alert)
         guard = f"{images(scope, alert.window)} >= {alert.min_images}"
-        score = f"(\n{score}\n)\nand on ({', '.join(scope.by)})\n(\n{guard}\n)"
+        score = f"{score}\nand on ({', '.join(scope.by)})\n(\n{guard}\n)"
     return score
 
 
@@ -277,7 +353,10 @@ def alert_threshold(alert: AlertDefinition) -> float:
 
 def alert_expression(alert: AlertDefinition, value: str | None = None) -> str:
     """The alert condition as a filtering comparison: the series it returns are firing."""
-    return f"(\n{alert_score(alert, value)}\n)\n{_SYMBOL[alert.operator]} {alert_threshold(alert):g}"
+    score = alert_score(alert, value)
+    if alert.min_images > 0:  # `and` binds loosest: compare the guarded score as a whole
+        score = f"(\n{score}\n)"
+    return f"{score}\n{_SYMBOL[alert.operator]} {alert_threshold(alert):g}"
 
 
 def _subquery_step(window: str) -> str:

@@ -186,7 +186,7 @@ def _input_series(alert: AlertDefinition, model: str, value: float, steps: int) 
     def counter(
         spec: semconv.InstrumentSpec, part: semconv.PrometheusPart, per_step: float, **extra: str
     ) -> dict[str, str]:
-        name = semconv.prometheus_series(spec, part)
+        name = promql.series_name(spec, part)
         return {"series": name + _labels({**base, **extra}), "values": _values(per_step, steps)}
 
     series = [counter(semconv.IMAGES, "", n)]  # the low-traffic guard's measure
@@ -230,7 +230,7 @@ def _input_series(alert: AlertDefinition, model: str, value: float, steps: int) 
     elif metric == "drift_score":
         assert alert.argument is not None
         labels = {**base, promql.LABEL_DRIFT_KIND: alert.argument, promql.LABEL_DRIFT_METHOD: "jensen_shannon"}
-        name = semconv.prometheus_series(semconv.DRIFT_SCORE)
+        name = promql.series_name(semconv.DRIFT_SCORE)
         series.append({"series": name + _labels(labels), "values": f"{value:g}x{steps}"})
     return series
 
@@ -242,14 +242,14 @@ def _bound(value: float) -> str:
 def _latency_buckets(base: dict[str, str], seconds: float, n: float, steps: int) -> list[dict[str, str]]:
     """Every call in the bucket whose upper bound is ``seconds`` (the test picks bounds)."""
     bounds = semconv.INFERENCE_DURATION.bounds or ()
-    name = semconv.prometheus_series(semconv.INFERENCE_DURATION, "bucket")
+    name = promql.series_name(semconv.INFERENCE_DURATION, "bucket")
     out = []
     for bound in (*bounds, float("inf")):
         le = "+Inf" if bound == float("inf") else _bound(bound)
         per_step = n if bound >= seconds - 1e-12 else 0.0
         out.append({"series": name + _labels({**base, "le": le}), "values": _values(per_step, steps)})
     for part, per_step in (("count", n), ("sum", n * seconds)):
-        series_name = semconv.prometheus_series(semconv.INFERENCE_DURATION, part)  # type: ignore[arg-type]
+        series_name = promql.series_name(semconv.INFERENCE_DURATION, part)  # type: ignore[arg-type]
         out.append({"series": series_name + _labels(base), "values": _values(per_step, steps)})
     return out
 
