@@ -8,6 +8,8 @@
 - ``detwatch drift MODEL --reference ... --current ...``: a drift report, readable
   (``--json`` for the API's answer).
 - ``detwatch demo``: the instrumentation demo (a real detector on bundled images).
+- ``detwatch generate [--config detwatch.yaml] [--out .] [--check]``: write (or check) the
+  generated ``rules/``, ``grafana/`` and ``collector/`` files.
 
 Client commands read ``--url`` (``DETWATCH_URL``, default ``http://127.0.0.1:8000``)
 and ``--token`` (``DETWATCH_API_TOKEN``).
@@ -225,3 +227,33 @@ def demo(limit: int | None) -> None:
     from . import demo as demo_module
 
     demo_module.run(limit=limit)
+
+
+@main.command()
+@click.option(
+    "--config", "config_path", default="detwatch.yaml", show_default=True, type=click.Path(dir_okay=False),
+    help="the file with alerts: and stack:",
+)  # fmt: skip
+@click.option(
+    "--out", default=".", show_default=True, type=click.Path(file_okay=False),
+    help="where rules/, grafana/ and collector/ are written",
+)  # fmt: skip
+@click.option("--check", is_flag=True, help="write nothing; fail when a generated file is missing or differs")
+def generate(config_path: str, out: str, check: bool) -> None:
+    """Write the rules, Grafana provisioning and dashboards, and collector config from detwatch.yaml."""
+    from .generate import GenerateError, load_config, stale, write_artifacts
+
+    try:
+        config = load_config(config_path)
+    except GenerateError as exc:
+        raise click.BadParameter(str(exc), param_hint="--config") from None
+    if check:
+        outdated = stale(config, out)
+        for path in outdated:
+            click.echo(f"stale: {path}", err=True)
+        if outdated:
+            raise click.ClickException(f"{len(outdated)} generated file(s) differ: run `detwatch generate`")
+        click.echo("all generated files are current")
+        return
+    for path in write_artifacts(config, out):
+        click.echo(f"wrote {path}")
