@@ -255,5 +255,5 @@ def generate(config_path: str, out: str, check: bool) -> None:
             raise click.ClickException(f"{len(outdated)} generated file(s) differ: run `detwatch generate`")
         click.echo("all generated files are current")
         return
-    for path in write_artifacts(config, out):
-        click.echo(f"wrote {path}")
+    for written in write_artifacts(config, out):
+        click.echo(f"wrote {written}")
