@@ -15,9 +15,12 @@ Decisions the code cannot show:
   taken from the pool that turns out dead when its transaction begins (the server
   restarted while it was idle) is replaced once, transparently. After a ``fork``
   the child never touches its parent's connections.
-- **Idempotent ingest.** ``INSERT ... ON CONFLICT (prediction_id) DO NOTHING
-  RETURNING prediction_id`` says which events are new; only those update models and
-  aggregates, in the same transaction, so a re-sent batch changes nothing.
+- **Idempotent ingest.** One query for the batch's ids that are stored already;
+  only the others are inserted (plain INSERT, COPY on PostgreSQL) and update models
+  and aggregates, in the same transaction, so a re-sent batch changes nothing. On
+  SQLite the write lock, taken at BEGIN, makes check-then-insert safe; on PostgreSQL
+  two transactions inserting the same new id collide on the primary key, and the
+  later one redoes its insert with ``ON CONFLICT DO NOTHING`` inside a savepoint.
 - **Mergeable aggregates.** A batch is summed per cell in Python first, then one
   ``INSERT ... ON CONFLICT ... DO UPDATE SET count = aggregates.count +
   excluded.count`` per cell.
@@ -118,6 +121,11 @@ class Transaction:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self._cursor.executemany(self._convert(sql), [tuple(r) for r in rows])
+
+    @property
+    def cursor(self) -> Any:
+        """The driver's cursor, for a backend's own bulk paths (COPY)."""
+        return self._cursor
 
     def query_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         """Run a one-row statement with ``RETURNING`` once per parameter row; all rows returned."""
@@ -250,6 +258,14 @@ _FEEDBACK_COLUMNS: Final = (
     "time_unix_nano, model_id"
 )
 
+_INSERT_PREDICTION: Final = f"INSERT INTO predictions ({_PREDICTION_COLUMNS}) VALUES ({_marks(_PREDICTION_WIDTH)})"
+
+
+def _aggregate_rows(predictions: Sequence[Prediction]) -> list[tuple[Any, ...]]:
+    """The aggregate cells of ``predictions`` as upsert rows, in the global lock order (sorted)."""
+    return [(*key, *cell) for key, cell in sorted(aggregate_cells(predictions).items())]
+
+
 _UPSERT_AGGREGATE: Final = """
 INSERT INTO aggregates (model_id, model_version, ab_variant, hour_unix, kind, key, count, value, value_sq)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -326,6 +342,26 @@ class SQLStorage:
             cursor.execute(sql, row)
             out.extend(tuple(r) for r in cursor.fetchall())
         return out
+
+    def _existing_ids(self, tx: Transaction, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are stored (one indexed lookup per id, a query per chunk)."""
+        found: set[str] = set()
+        for chunk in _chunks(ids):
+            sql = f"SELECT prediction_id FROM predictions WHERE prediction_id IN ({_marks(len(chunk))})"
+            found.update(str(r[0]) for r in tx.query(sql, chunk))
+        return found
+
+    def _insert_predictions(self, tx: Transaction, rows: Sequence[tuple[Any, ...]]) -> set[str] | None:
+        """Insert prediction rows the caller found not stored; the ids inserted if not all were, else None.
+
+        Here the write lock, taken at BEGIN, keeps every other writer out: all are new.
+        """
+        tx.executemany(_INSERT_PREDICTION, rows)
+        return None
+
+    def _upsert_aggregates(self, tx: Transaction, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Merge cells ``(model_id, version, ab_variant, hour_unix, kind, key, count, value, value_sq)``."""
+        tx.executemany(_UPSERT_AGGREGATE, rows)
 
     def _lock(self, tx: Transaction, name: LockName, *, shared: bool = False) -> None:
         """Take a transaction-scoped lock (no-op where the write lock already serialises writers)."""
@@ -420,25 +456,30 @@ class SQLStorage:
         ordered = [unique[k] for k in sorted(unique)]
         received = time.time_ns()
         rows = [_prediction_row(p, received) for p in ordered]
+        # Summed before the transaction (it holds SQLite's write lock, and feedback waits on
+        # it): the common case is a batch of new events; one with duplicates is summed again.
+        all_cells = _aggregate_rows(ordered)
 
         def work(tx: Transaction) -> tuple[int, int]:
             self._lock(tx, "feedback_join", shared=True)
-            new_ids: set[str] = set()
-            new_ids.update(
-                str(r[0])
-                for r in tx.query_many(
-                    f"INSERT INTO predictions ({_PREDICTION_COLUMNS}) VALUES ({_marks(_PREDICTION_WIDTH)}) "
-                    "ON CONFLICT (prediction_id) DO NOTHING RETURNING prediction_id",
-                    rows,
-                )
-            )
-            new = [p for p in ordered if p.prediction_id in new_ids]
+            existing = self._existing_ids(tx, [p.prediction_id for p in ordered])
+            new, new_rows, cells = ordered, rows, all_cells
+            if existing:
+                new = [p for p in ordered if p.prediction_id not in existing]
+                new_rows = [r for r in rows if r[0] not in existing]
+                cells = _aggregate_rows(new)
             if not new:
                 return 0, 0
+            inserted = self._insert_predictions(tx, new_rows)
+            if inserted is not None and len(inserted) < len(new):  # a concurrent writer stored some first
+                new = [p for p in new if p.prediction_id in inserted]
+                cells = _aggregate_rows(new)
+                if not new:
+                    return 0, 0
             self._record_models(tx, new)
-            cells = aggregate_cells(new)
-            tx.executemany(_UPSERT_AGGREGATE, [(*key, *cell) for key, cell in sorted(cells.items())])
-            return len(new), self._join_feedback(tx, new)
+            self._upsert_aggregates(tx, cells)
+            joined = self._join_feedback(tx, new)
+            return len(new), joined
 
         inserted, joined = self._run(work, write=True)
         return IngestResult(inserted=inserted, duplicates=len(predictions) - inserted, feedback_joined=joined)
@@ -459,6 +500,11 @@ class SQLStorage:
 
     def _join_feedback(self, tx: Transaction, new: Sequence[Prediction]) -> int:
         """Attach feedback that arrived before these (new) predictions; returns how many rows."""
+        # Feedback waits unjoined only until its prediction arrives: usually none does, and
+        # one indexed probe saves the per-id lookups. (Feedback holds the exclusive side of
+        # the join lock, so none can appear while this transaction runs.)
+        if not tx.query("SELECT 1 FROM feedback WHERE model_id IS NULL LIMIT 1"):
+            return 0
         by_id = {p.prediction_id: p for p in new}
         updates: list[tuple[str, str, tuple[Any, ...]]] = []  # (feedback id, sql, params)
 
