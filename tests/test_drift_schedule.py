@@ -1,4 +1,7 @@
-"""Scheduled drift: the companion compares current and baseline windows per model and exports objdet.drift.score."""
+"""Scheduled drift: the companion compares current and baseline windows per model and exports objdet.drift.score.
+
+The export under gunicorn to a Collector is tested with the service (tests/test_drift_service.py).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
-import detwatch
 from _drift_samples import Box, Stream, simulate
-from _otlp_receiver import Receiver
-from _service import Companion
 from detwatch.config import ConfigError
 from detwatch.drift import DriftSchedule, DriftScheduler, drift_report, start_drift_schedule
 from detwatch.predictions import parse_prediction
@@ -104,34 +103,3 @@ def test_a_run_sets_one_score_per_headline_distance_and_the_verdict(tmp_path: Pa
 def test_a_bad_drift_setting_is_a_config_error_naming_it(tmp_path: Path, section: Any, setting: str) -> None:
     with pytest.raises(ConfigError, match=rf"^{setting.replace('.', '[.]')}:"):
         start_drift_schedule(section, tmp_path, f"sqlite:///{tmp_path / 'd.db'}")
-
-
-def test_under_gunicorn_the_scheduled_score_reaches_the_collector(tmp_path: Path) -> None:
-    config = tmp_path / "detwatch.yaml"
-    config.write_text(yaml.safe_dump({"drift": {"interval": "300ms", "models": {"vehicles": {}}}}))
-    with Receiver() as receiver:
-        env = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
-            "OTEL_METRIC_EXPORT_INTERVAL": "200",
-            "DETWATCH_CONFIG": str(config),
-        }
-        with Companion(tmp_path / "data", workers=2, env=env) as companion:
-            client = detwatch.Client(base_url=companion.url)
-            client.send_predictions(_week_and_today(time.time_ns()))
-            expected = client.check_drift("vehicles", "previous 7d", "last 24h")["class_drift"]
-            found: dict[str, float] = {}
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and "class" not in found:
-                time.sleep(0.2)
-                for request in receiver.metrics():
-                    for rm in request.resource_metrics:
-                        for sm in rm.scope_metrics:
-                            for metric in sm.metrics:
-                                if metric.name == semconv.DRIFT_SCORE.name:
-                                    for point in metric.gauge.data_points:
-                                        attributes = {kv.key: kv.value.string_value for kv in point.attributes}
-                                        found[attributes[semconv.ATTR_DRIFT_KIND]] = point.as_double
-            assert found.get("class") == pytest.approx(expected)
-            assert found.get("any") == 1.0
-            # One scheduler for the machine: the workers share the lock file.
-            assert (tmp_path / "data" / "drift-schedule.lock").exists()

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 from scipy.spatial.distance import jensenshannon
 
 import detwatch
 from _drift_samples import Box, Stream, as_stored, bin_images, simulate
+from _otlp_receiver import Receiver
 from _postgres import PostgresServer
 from _service import Companion
 from detwatch.cli import main as cli
 from detwatch.drift import compare
 from detwatch.storage import open_storage
+from detwatch_instrumentation import semconv
 
 SIDE = 500
 HOUR_NS = 3600 * 10**9
@@ -75,16 +79,39 @@ def data() -> dict[str, list[list[Box]]]:
     }
 
 
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """The Collector the companion exports its own metrics to."""
+    with Receiver() as collector:
+        yield collector
+
+
+REFERENCE, CURRENT = "2024-01-01:2024-01-31", "2024-02-01:2024-02-28"
+SCHEDULE = {"drift": {"interval": "300ms", "models": {"vehicles": {"reference": REFERENCE, "current": CURRENT}}}}
+"""Scheduled drift over the same periods as the user guide's call, so both must agree."""
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def companion(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, data: dict[str, list[list[Box]]]
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    data: dict[str, list[list[Box]]],
+    receiver: Receiver,
 ) -> Iterator[Companion]:
     database_url = None
     server: PostgresServer | None = None
     if request.param == "postgresql":
         server = request.getfixturevalue("postgres")
         database_url = server.create_database()
-    with Companion(tmp_path_factory.mktemp("drift"), database_url=database_url) as service:
+    directory = tmp_path_factory.mktemp("drift")
+    (directory / "detwatch.yaml").write_text(yaml.safe_dump(SCHEDULE))
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_METRIC_EXPORT_INTERVAL": "200",
+        "OTEL_SERVICE_NAME": f"drift-{request.param}",
+        "DETWATCH_CONFIG": str(directory / "detwatch.yaml"),
+    }
+    with Companion(directory / "data", database_url=database_url, env=env) as service:
         client = detwatch.Client(base_url=service.url)
         batch = [
             *_events(data["january"], "2024-01-10", "jan"),
@@ -186,3 +213,30 @@ def test_cli_prints_a_readable_report_and_the_json(companion: Companion) -> None
     result = runner.invoke(cli, bad)
     assert result.exit_code == 1
     assert "reference_period" in result.output
+
+
+def test_the_scheduled_drift_score_reaches_the_collector(companion: Companion, receiver: Receiver) -> None:
+    """The schedule's periods are the user guide's: its exported scores are the report's distances."""
+    report = detwatch.Client(base_url=companion.url).check_drift("vehicles", REFERENCE, CURRENT)
+    service = companion.env["OTEL_SERVICE_NAME"]
+    found: dict[tuple[str, str], float] = {}
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(found) < 4:
+        time.sleep(0.2)
+        for request in receiver.metrics():
+            for rm in request.resource_metrics:
+                if {kv.key: kv.value.string_value for kv in rm.resource.attributes}["service.name"] != service:
+                    continue
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        if metric.name == semconv.DRIFT_SCORE.name:
+                            assert metric.unit == "1"
+                            for point in metric.gauge.data_points:
+                                attributes = {kv.key: kv.value.string_value for kv in point.attributes}
+                                assert attributes[semconv.ATTR_MODEL_ID] == "vehicles"
+                                key = (attributes[semconv.ATTR_DRIFT_KIND], attributes[semconv.ATTR_DRIFT_METHOD])
+                                found[key] = point.as_double
+    assert found[("class", "jensen_shannon")] == pytest.approx(report["class_drift"])
+    assert found[("confidence", "ks")] == pytest.approx(report["confidence_drift"])
+    assert found[("count", "ks")] == pytest.approx(report["count_drift"])
+    assert found[("any", "holm")] == 1.0

@@ -390,14 +390,19 @@ def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig 
                 config.min_jensen_shannon, n_ref, n_cur, distances,
             )
         )  # fmt: skip
+        for name, a, b in zip(names, ref_counts, cur_counts, strict=True):
+            if a + b >= config.min_detections:
+                findings.append(
+                    _proportion("class_share", name, (a, b), (n_ref, n_cur), deffs=deffs, floor=config.min_cohen_h)
+                )
+    if images_ok:
+        # Detections of a class per image: the image is the unit, so a class that vanished
+        # (no detection left in the current period) is still tested.
         dispersions = [d for d in (reference.dispersion(), current.dispersion()) if d is not None]
         dispersion = max(dispersions) if dispersions else 1.0
         for name, a, b in zip(names, ref_counts, cur_counts, strict=True):
             if a + b >= config.min_detections:
                 findings.append(_rate(name, (a, b), (reference.images, current.images), dispersion, config))
-                findings.append(
-                    _proportion("class_share", name, (a, b), (n_ref, n_cur), deffs=deffs, floor=config.min_cohen_h)
-                )
 
     def distribution(
         kind: str, subject: str, pair: tuple[IntArray, IntArray], centres: tuple[float, ...], *, per_image: bool = False
