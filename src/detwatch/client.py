@@ -44,10 +44,18 @@ from .exceptions import (
     UnavailableError,
 )
 
-__all__ = ["Client", "Record"]
+__all__ = ["Client", "Page", "Record"]
 
 DEFAULT_TIMEOUT_S = 10.0
 MAX_RETRY_AFTER_S = 30.0
+
+
+class Page(list["Record"]):
+    """A list of records, with the cursor of the next page (``None`` at the end)."""
+
+    def __init__(self, items: Any = (), *, next_cursor: str | None = None) -> None:
+        super().__init__(items)
+        self.next_cursor = next_cursor
 
 
 class Record(dict[str, Any]):
@@ -256,16 +264,77 @@ class Client:
             self._request("POST", f"/v1/models/{model_id}/drift", json=body, call="check_drift", safe_to_repeat=True)
         )
 
-    def get_flagged_items(self, *, dataset_id: str, status: str = "needs_review", limit: int = 100) -> list[Record]:
+    def get_data_engine(self, model_id: str) -> Record:
+        """The model's data-engine policy (``config``) and the effective one with learned ranges (``policy``)."""
+        return _record(self._request("GET", f"/v1/models/{quote(model_id, safe='')}/data-engine", safe_to_repeat=True))
+
+    def get_flagged_items(
+        self, *, dataset_id: str, status: str = "needs_review", limit: int = 100, cursor: str | None = None
+    ) -> Page:
+        """One page of the review queue, oldest first; ``.next_cursor`` fetches the next (``None`` at the end)."""
+        params: dict[str, Any] = {"status": status, "limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
         data = self._request(
             "GET",
             f"/v1/datasets/{dataset_id}/items",
-            params={"status": status, "limit": limit},
+            params=params,
             call="get_flagged_items",
             safe_to_repeat=True,
         )
         items = data.get("items", []) if isinstance(data, dict) else data
-        return [Record(item) for item in items]
+        next_cursor = data.get("next_cursor") if isinstance(data, dict) else None
+        return Page((Record(item) for item in items), next_cursor=next_cursor)
+
+    def claim_items(self, *, dataset_id: str, reviewer: str, limit: int = 10, lease_s: float | None = None) -> Page:
+        """Take up to ``limit`` items to review (``in_review``, assigned to ``reviewer``); never given to another."""
+        body: dict[str, Any] = {"reviewer": reviewer, "limit": limit}
+        if lease_s is not None:
+            body["lease_s"] = lease_s
+        data = self._request("POST", f"/v1/datasets/{dataset_id}/items/claim", json=body)
+        return Page(Record(item) for item in data.get("items", []))
+
+    def label_item(
+        self,
+        *,
+        dataset_id: str,
+        item_id: str,
+        annotations: Sequence[Mapping[str, Any]],
+        reviewer: str | None = None,
+    ) -> Record:
+        """Label an item with its corrected boxes (``[{"class", "box"}]``, xyxy pixels)."""
+        body: dict[str, Any] = {"annotations": [dict(a) for a in annotations]}
+        if reviewer is not None:
+            body["reviewer"] = reviewer
+        return _record(self._request("POST", f"/v1/datasets/{dataset_id}/items/{item_id}/label", json=body))
+
+    def reject_item(self, *, dataset_id: str, item_id: str, reviewer: str | None = None) -> Record:
+        """Reject an item (it goes into no dataset version)."""
+        body = {"reviewer": reviewer} if reviewer is not None else {}
+        return _record(self._request("POST", f"/v1/datasets/{dataset_id}/items/{item_id}/reject", json=body))
+
+    def get_dataset_version(self, *, dataset_id: str, version_id: str) -> Record:
+        return _record(self._request("GET", f"/v1/datasets/{dataset_id}/versions/{version_id}", safe_to_repeat=True))
+
+    def export_dataset_version(self, *, dataset_id: str, version_id: str, format: str = "coco") -> Any:
+        """COCO: the JSON document (a dict); YOLO: the zip archive's bytes."""
+        url = f"{self.base_url}/v1/datasets/{dataset_id}/versions/{version_id}/export"
+        if format == "coco":
+            return self._request(
+                "GET", f"/v1/datasets/{dataset_id}/versions/{version_id}/export", params={"format": format},
+                safe_to_repeat=True,
+            )  # fmt: skip
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            response = self.session.get(url, params={"format": format}, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise TransportError(f"GET {url}: {exc}") from exc
+        if not response.ok:
+            self._answer(response, "")
+        return response.content
+
+    def get_training_job(self, job_id: str) -> Record:
+        return _record(self._request("GET", f"/v1/training-jobs/{job_id}", safe_to_repeat=True))
 
     def create_training_job(
         self, *, name: str, dataset_id: str, version_id: str, base_model_id: str | None = None, **options: Any

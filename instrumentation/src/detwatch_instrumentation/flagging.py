@@ -317,8 +317,6 @@ class FlaggingPolicy:
             min_samples=_integer(us, "min_samples", 200, wu, low=1, high=2**62),
             learned=learned,
         )
-        if size.min_area > size.max_area:
-            raise PolicyError(f"{wu}.min_area", "must not exceed max_area")
 
         w = f"{where}.random_sample"
         rs = _object(root.get("random_sample"), w)

@@ -1,0 +1,360 @@
+"""The data engine's ``/v1`` routes (a blueprint registered by :func:`detwatch.api.init_app`).
+
+- ``PUT/GET /v1/models/{id}/data-engine``: the flagging policy and its target dataset
+  (GET also returns the effective ``policy`` with learned size ranges: what the
+  decorator's ``DataEngine`` polls).
+- ``GET /v1/datasets/{id}/items?status=needs_review&limit=100&cursor=...``: the review
+  queue, oldest first, with ``next_cursor``; ``GET .../items/{item_id}``.
+- ``POST /v1/datasets/{id}/items/claim`` ``{"reviewer", "limit"}``: items for one
+  reviewer (``in_review``); ``POST .../items/{item_id}/label`` ``{"annotations":
+  [{"class", "box"}], "reviewer"}``; ``POST .../items/{item_id}/reject``.
+- ``GET /v1/datasets/{id}/versions/{vid}`` and ``.../export?format=coco|yolo``
+  (``POST /v1/datasets/{id}/versions`` is in :mod:`detwatch.api` and snapshots here).
+- ``POST /v1/training-jobs``, ``GET /v1/training-jobs/{id}``, ``POST
+  /v1/training-jobs/{id}/status`` (the trainer's callback: the API token or the job's
+  own callback token).
+
+Authentication is the companion's bearer token, as on every ``/v1`` route.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, Final, Literal, cast
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+
+from detwatch_instrumentation.flagging import FlaggingPolicy, PolicyError
+
+from ..api import _bearer_ok, _json_body, _string_field, get_storage, settings
+from ..errors import APIError
+from ..predictions import MAX_COORDINATE, MAX_DETECTIONS
+from ._store import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
+from .export import to_coco, to_yolo_zip
+from .training import Trainer, ensure_dispatcher, trainer_from
+
+__all__ = ["bp", "init_app", "store"]
+
+bp = Blueprint("data_engine", __name__, url_prefix="/v1")
+
+MAX_PAGE: Final = 1000
+MAX_CLAIM: Final = 100
+DEFAULT_LEASE_S: Final = 1800.0
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+def store() -> DataEngineStore:
+    """The process's data-engine store, on the companion's storage."""
+    storage = get_storage()
+    found = current_app.extensions.get("detwatch.data_engine")
+    if found is None or found.storage is not storage:
+        found = DataEngineStore(storage)
+        current_app.extensions["detwatch.data_engine"] = found
+    return cast(DataEngineStore, found)
+
+
+def _trainer() -> Trainer:
+    try:
+        return trainer_from(settings().extra, os.environ, settings().api_token)
+    except ValueError as exc:
+        raise APIError(503, "trainer_misconfigured", str(exc)) from None
+
+
+@bp.before_request
+def _authenticate() -> None:
+    if request.endpoint == "data_engine.post_job_status":
+        return  # the job's own callback token is accepted there (checked by the route)
+    if not _bearer_ok():
+        raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")
+    # Jobs left due by a process that stopped are picked up by the next one to serve.
+    if request.method == "POST" and request.endpoint == "data_engine.create_training_job":
+        return
+    if not current_app.extensions.get("detwatch.dispatch_checked"):
+        current_app.extensions["detwatch.dispatch_checked"] = True
+        ensure_dispatcher(store(), _trainer())
+
+
+def _object() -> Mapping[str, Any]:
+    data = _json_body()
+    if not isinstance(data, Mapping):
+        raise APIError(400, "invalid_json", "expected a JSON object", "body")
+    return data
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise APIError(400, "invalid_field", f"must be an integer from {low} to {high}", name) from None
+    if not low <= value <= high:
+        raise APIError(400, "invalid_field", f"must be an integer from {low} to {high}", name)
+    return value
+
+
+def _dataset_or_404(dataset_id: str) -> DataEngineStore:
+    engine = store()
+    if not engine.dataset_exists(dataset_id):
+        raise APIError(404, "dataset_not_found", f"no dataset {dataset_id!r}", "dataset_id")
+    return engine
+
+
+# ------------------------------------------------------------------ policy
+
+
+@bp.put("/models/<model_id>/data-engine")
+def configure_data_engine(model_id: str) -> Response:
+    data = _object()
+    dataset_id = _string_field(data, "target_dataset_id", required=True)
+    assert dataset_id is not None
+    if "config" not in data:
+        raise APIError(400, "invalid_field", "is required", "config")
+    try:
+        policy = FlaggingPolicy.from_config(data["config"], "config")
+    except PolicyError as exc:
+        raise APIError(400, "invalid_field", exc.message, exc.field) from None
+    try:
+        record = store().set_policy(model_id, policy, dataset_id)
+    except LookupError:
+        raise APIError(404, "dataset_not_found", f"no dataset {dataset_id!r}", "target_dataset_id") from None
+    return jsonify(
+        {
+            "id": model_id,
+            "model_id": model_id,
+            "config": record.config,
+            "target_dataset_id": record.target_dataset_id,
+            "updated_unix_nano": record.updated_unix_nano,
+        }
+    )
+
+
+@bp.get("/models/<model_id>/data-engine")
+def get_data_engine(model_id: str) -> Response:
+    found = store().get_policy(model_id)
+    if found is None:
+        raise APIError(404, "data_engine_not_found", f"no data engine configured for {model_id!r}", "model_id")
+    record, policy = found
+    return jsonify(
+        {
+            "id": model_id,
+            "model_id": model_id,
+            "config": record.config,
+            "policy": policy.to_config(),
+            "target_dataset_id": record.target_dataset_id,
+            "updated_unix_nano": record.updated_unix_nano,
+        }
+    )
+
+
+# ------------------------------------------------------------------ review queue
+
+
+@bp.get("/datasets/<dataset_id>/items")
+def list_items(dataset_id: str) -> Response:
+    status: str | None = request.args.get("status", "needs_review")
+    if status == "all":
+        status = None
+    elif status not in ITEM_STATUSES:
+        raise APIError(400, "invalid_field", f"must be one of: {', '.join(ITEM_STATUSES)}, all", "status")
+    limit = _int_arg("limit", 100, 1, MAX_PAGE)
+    cursor = None
+    if request.args.get("cursor"):
+        try:
+            cursor = decode_cursor(request.args["cursor"])
+        except ValueError as exc:
+            raise APIError(400, "invalid_field", str(exc), "cursor") from None
+    engine = _dataset_or_404(dataset_id)
+    items, next_cursor = engine.list_items(dataset_id, status=status, limit=limit, cursor=cursor)
+    return jsonify({"items": items, "next_cursor": next_cursor})
+
+
+@bp.get("/datasets/<dataset_id>/items/<item_id>")
+def get_item(dataset_id: str, item_id: str) -> Response:
+    item = store().get_item(dataset_id, item_id)
+    if item is None:
+        raise APIError(404, "item_not_found", f"no item {item_id!r} in dataset {dataset_id!r}", "item_id")
+    return jsonify(item)
+
+
+@bp.post("/datasets/<dataset_id>/items/claim")
+def claim_items(dataset_id: str) -> Response:
+    data = _object()
+    reviewer = _string_field(data, "reviewer", required=True)
+    assert reviewer is not None
+    limit = data.get("limit", 10)
+    if isinstance(limit, float) and limit.is_integer():  # JSON Schema's integer: 5.0 is one
+        limit = int(limit)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CLAIM:
+        raise APIError(400, "invalid_field", f"must be an integer from 1 to {MAX_CLAIM}", "limit")
+    lease = data.get("lease_s", DEFAULT_LEASE_S)
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 1 <= lease <= 7 * 86400:
+        raise APIError(400, "invalid_field", "must be a number of seconds from 1 to 604800", "lease_s")
+    engine = _dataset_or_404(dataset_id)
+    items = engine.claim_items(dataset_id, reviewer=reviewer, limit=limit, lease_s=float(lease))
+    return jsonify({"items": items})
+
+
+def _annotations(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or len(value) > MAX_DETECTIONS:
+        raise APIError(400, "invalid_field", f"must be a list of at most {MAX_DETECTIONS} boxes", "annotations")
+    out = []
+    for i, a in enumerate(value):
+        where = f"annotations[{i}]"
+        if not isinstance(a, Mapping):
+            raise APIError(400, "invalid_field", 'must be {"class": ..., "box": [x1, y1, x2, y2]}', where)
+        name = a.get("class", a.get("label"))
+        if not isinstance(name, str) or not name.strip() or len(name) > 256:
+            raise APIError(400, "invalid_field", "must be a non-empty string", f"{where}.class")
+        box = a.get("box", a.get("bbox"))
+        ok = isinstance(box, list) and len(box) == 4
+        ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+        ok = ok and all(abs(v) <= MAX_COORDINATE for v in box) and box[2] > box[0] and box[3] > box[1]
+        if not ok:
+            raise APIError(400, "invalid_field", "must be [x1, y1, x2, y2] in pixels, x2 > x1, y2 > y1", f"{where}.box")
+        out.append({"class": name, "box": [float(v) for v in box]})
+    return out
+
+
+def _review(dataset_id: str, item_id: str, outcome: Literal["labeled", "rejected"]) -> Response:
+    engine = store()
+    if engine.get_item(dataset_id, item_id) is None:  # the item first: what to fix comes after
+        raise APIError(404, "item_not_found", f"no item {item_id!r} in dataset {dataset_id!r}", "item_id")
+    data = _object()
+    reviewer = _string_field(data, "reviewer", required=False)
+    annotations = _annotations(data.get("annotations")) if outcome == "labeled" else None
+    try:
+        item = engine.review_item(dataset_id, item_id, outcome=outcome, annotations=annotations, reviewer=reviewer)
+    except ConflictError as exc:
+        raise APIError(409, "conflict", str(exc), exc.field) from None
+    if item is None:
+        raise APIError(404, "item_not_found", f"no item {item_id!r} in dataset {dataset_id!r}", "item_id")
+    return jsonify(item)
+
+
+@bp.post("/datasets/<dataset_id>/items/<item_id>/label")
+def label_item(dataset_id: str, item_id: str) -> Response:
+    return _review(dataset_id, item_id, "labeled")
+
+
+@bp.post("/datasets/<dataset_id>/items/<item_id>/reject")
+def reject_item(dataset_id: str, item_id: str) -> Response:
+    return _review(dataset_id, item_id, "rejected")
+
+
+# ------------------------------------------------------------------ dataset versions
+
+
+@bp.get("/datasets/<dataset_id>/versions/<version_id>")
+def get_version(dataset_id: str, version_id: str) -> Response:
+    version = store().get_version(dataset_id, version_id)
+    if version is None:
+        raise APIError(404, "version_not_found", f"no version {version_id!r} of dataset {dataset_id!r}", "version_id")
+    return jsonify(version)
+
+
+@bp.get("/datasets/<dataset_id>/versions/<version_id>/export")
+def export_version(dataset_id: str, version_id: str) -> Response:
+    form = request.args.get("format", "coco")
+    if form not in ("coco", "yolo"):
+        raise APIError(400, "invalid_field", "must be coco or yolo", "format")
+    engine = store()
+    version = engine.get_version(dataset_id, version_id)
+    if version is None:
+        raise APIError(404, "version_not_found", f"no version {version_id!r} of dataset {dataset_id!r}", "version_id")
+    items = engine.version_items(version_id)
+    if form == "coco":
+        document = to_coco(items, description=f"{version['name']} ({version['content_hash']})")
+        return jsonify(document)
+    response = Response(to_yolo_zip(items), mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{version_id}-yolo.zip"'
+    return response
+
+
+# ------------------------------------------------------------------ training jobs
+
+
+@bp.post("/training-jobs")
+def create_training_job() -> tuple[Response, int]:
+    data = _object()
+    name = _string_field(data, "name", required=True)
+    dataset_id = _string_field(data, "dataset_id", required=True)
+    version_id = _string_field(data, "version_id", required=True)
+    base_model_id = _string_field(data, "base_model_id", required=False)
+    assert name is not None and dataset_id is not None and version_id is not None
+    options = data.get("options") or {}
+    if not isinstance(options, Mapping):
+        raise APIError(400, "invalid_field", "must be an object", "options")
+    base = os.environ.get("DETWATCH_PUBLIC_URL") or request.host_url.rstrip("/")
+    engine = store()
+    try:
+        job = engine.create_job(
+            name=name,
+            dataset_id=dataset_id,
+            version_id=version_id,
+            base_model_id=base_model_id,
+            options=dict(options),
+            callback_base=base,
+        )
+    except LookupError as exc:
+        field = str(exc.args[0])
+        raise APIError(
+            404, f"{field.removesuffix('_id')}_not_found", f"no such {field.removesuffix('_id')}", field
+        ) from None
+    trainer = _trainer()
+    ensure_dispatcher(engine, trainer)
+    public = engine.get_job(job["id"]) or job
+    public["trainer"] = trainer.describe()
+    return jsonify(public), 201
+
+
+@bp.get("/training-jobs/<job_id>")
+def get_training_job(job_id: str) -> Response:
+    job = store().get_job(job_id)
+    if job is None:
+        raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
+    return jsonify(job)
+
+
+@bp.post("/training-jobs/<job_id>/status")
+def post_job_status(job_id: str) -> Response:
+    engine = store()
+    job = engine.get_job(job_id, secret=True)
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    token_ok = (
+        job is not None
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode(), str(job["callback_token"]).encode())
+    )
+    if not token_ok and not _bearer_ok():  # without an API token configured, the API is open (loopback)
+        raise APIError(401, "unauthorized", "send the job's callback token (or the API token)", "Authorization")
+    data = _object()
+    status = data.get("status")
+    if status not in JOB_STATUSES:
+        raise APIError(400, "invalid_field", f"must be one of: {', '.join(JOB_STATUSES)}", "status")
+    model_version = _string_field(data, "model_version", required=False)
+    message = data.get("message")
+    if message is not None and (not isinstance(message, str) or len(message) > 4096):
+        raise APIError(400, "invalid_field", "must be a string of at most 4096 characters", "message")
+    metrics = data.get("metrics") or {}
+    if not isinstance(metrics, Mapping):
+        raise APIError(400, "invalid_field", "must be an object", "metrics")
+    if job is None:
+        raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
+    try:
+        updated = engine.update_job_status(
+            job_id, status=str(status), model_version=model_version, message=message, metrics=metrics
+        )
+    except ConflictError as exc:
+        raise APIError(409, "conflict", str(exc), exc.field) from None
+    if updated is None:
+        raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
+    return jsonify(updated)
