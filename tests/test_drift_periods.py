@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from _drift_samples import Box, Stream, as_stored, bin_images, simulate
-from detwatch.drift import PeriodError, compare, drift_report, parse_periods
+from detwatch.app import create_app
+from detwatch.config import Settings
+from detwatch.drift import PERIOD_PATTERN, PeriodError, compare, drift_report, parse_periods
 from detwatch.predictions import Prediction, parse_prediction
 from detwatch.storage import Storage, open_storage
 
@@ -139,3 +146,58 @@ def test_a_report_from_storage_merges_the_hours_and_filters_version_and_arm(stor
     nothing = drift_report(storage, "vehicles", "2023-01-01:2023-01-31", "2024-02-01:2024-02-28")
     assert nothing.status == "insufficient_data"
     assert nothing.class_drift is None
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    text=st.one_of(
+        st.text(max_size=40),
+        st.from_regex(PERIOD_PATTERN, fullmatch=True),
+        st.builds(
+            lambda a, b, sep: f"{a.isoformat()}{sep}{b.isoformat()}",
+            st.dates(),
+            st.dates(),
+            st.sampled_from([":", "/", " / ", "::"]),
+        ),
+    )
+)
+def test_every_period_the_parser_accepts_matches_the_documented_pattern(text: str) -> None:
+    """The OpenAPI document's pattern must not forbid a period the service accepts (fuzzing relies on it)."""
+    try:
+        parse_periods(text, "last 24h", now_unix_nano=NOW)
+    except PeriodError:
+        return
+    assert re.fullmatch(PERIOD_PATTERN.removeprefix("^").removesuffix("$"), text)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(
+    body=st.dictionaries(
+        st.sampled_from(["reference_period", "current_period", "model_version", "ab_variant", "alpha", "min_ks", "x"]),
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30), st.lists(st.integers())),
+    )
+)
+def test_any_drift_body_gets_a_report_or_a_400_naming_a_field(body: dict[str, object]) -> None:
+    response = APP.test_client().post("/v1/models/vehicles/drift", json=body)
+    assert response.status_code in (200, 400), response.data
+    document = response.get_json()
+    if response.status_code == 400:
+        # "body": Flask's test client writes non-finite floats as NaN/Infinity, which is not JSON.
+        named = {*body, "reference_period", "current_period", "body"}
+        assert document["error"]["field"] in named, document
+    else:
+        assert document["status"] == "insufficient_data"
+
+
+_DATA_DIR = tempfile.TemporaryDirectory(prefix="detwatch-drift-")
+APP = create_app(Settings(data_dir=Path(_DATA_DIR.name)))
+APP.test_client().post("/v1/models", json={"model_id": "vehicles"})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_the_app_storage() -> Iterator[None]:
+    yield
+    storage = APP.extensions.get("detwatch.storage")
+    if storage is not None:
+        storage.close()
+    _DATA_DIR.cleanup()

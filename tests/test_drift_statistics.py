@@ -24,6 +24,7 @@ from detwatch.drift._statistics import (
     jensen_shannon_distance,
     kolmogorov_smirnov,
     population_stability_index,
+    rate_test,
     two_proportion_test,
     wasserstein,
 )
@@ -266,3 +267,20 @@ def test_effect_floor_silences_a_tiny_shift_that_a_huge_sample_makes_significant
     assert not strict.significant_drift
     floorless = compare(sample(a), sample(b), DriftConfig(min_ks=0.0))
     assert floorless.significant_drift
+
+
+def test_rate_test_is_scipy_poisson_means_test_statistic_and_overdispersion_scales_it() -> None:
+    expected = stats.poisson_means_test(300, 100, 360, 100)
+    z, p = rate_test(300, 100, 360, 100)
+    assert abs(z) == pytest.approx(abs(expected.statistic), rel=1e-9)
+    assert p == pytest.approx(expected.pvalue, rel=0.01)  # the E-test's p is exact, ours the normal one
+    unequal = stats.poisson_means_test(30, 40, 50, 35)
+    assert rate_test(30, 40, 50, 35)[1] == pytest.approx(unequal.pvalue, rel=0.2)
+    assert rate_test(300, 100, 360, 100, dispersion=4.0)[0] == pytest.approx(z / 2.0)
+
+
+def test_dispersion_is_the_variance_to_mean_ratio_of_the_raw_detections_per_image() -> None:
+    rng = np.random.default_rng(10)
+    images = simulate(Stream(extra_empty=0.3), 300, rng)
+    counts = np.array([len(image) for image in images], dtype=np.float64)
+    assert bin_images(images).dispersion() == pytest.approx(np.var(counts, ddof=1) / counts.mean(), rel=1e-9)
