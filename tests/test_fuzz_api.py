@@ -188,8 +188,17 @@ def dataset() -> dict[str, Any]:
     return dict(response.get_json())
 
 
+@pytest.fixture(scope="module")
+def ab_models() -> tuple[str, str]:
+    client = APP.test_client()
+    for model_id in ("fuzz-a", "fuzz-b"):
+        response = client.post("/v1/models", json={"model_id": model_id}, headers=AUTH)
+        assert response.status_code == 201, response.data
+    return "fuzz-a", "fuzz-b"
+
+
 @positive.parametrize()
-def test_requests_the_document_allows(case: Case[Any], dataset: dict[str, Any]) -> None:
+def test_requests_the_document_allows(case: Case[Any], dataset: dict[str, Any], ab_models: tuple[str, str]) -> None:
     excluded: list[CheckFunction] = []
     if case.path == "/v1/logs":
         # Any bytes and any object fit the document; only OTLP is accepted (see below).
@@ -199,6 +208,9 @@ def test_requests_the_document_allows(case: Case[Any], dataset: dict[str, Any]) 
         excluded.append(positive_data_acceptance)
     if case.path in BATCH_PATHS:
         case.body = _with_valid_boxes(case.body)
+    if case.path == "/v1/ab-tests" and case.method == "POST" and isinstance(case.body, dict):
+        # Models must be registered first: what the document cannot say.
+        case.body = {**case.body, "model_a_id": ab_models[0], "model_b_id": ab_models[1]}
     if case.path_parameters and len(case.path_parameters.get("dataset_id", "")) % 2:
         # Half of the cases name a dataset that exists (a random id never does), with
         # its one version as the parent: what the document cannot say.

@@ -56,6 +56,9 @@ HIGHER_IS_BETTER: Final[dict[str, bool | None]] = {
 }
 
 
+MAX_VERSION: Final = 256
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; ``field`` names it (``config.traffic_split``...)."""
 
@@ -115,8 +118,8 @@ def _version(config: Mapping[str, Any], key: str) -> str | None:
     value = config.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"config.{key}", "must be a non-empty string")
+    if not isinstance(value, str) or not value or len(value) > MAX_VERSION:
+        raise ConfigError(f"config.{key}", f"must be a non-empty string of at most {MAX_VERSION} characters")
     return value
 
 

@@ -42,14 +42,24 @@ def _start(body: Mapping[str, Any], now_ns: int) -> int:
     value = body.get("start")
     if value is None:
         return now_ns
-    if not isinstance(value, str):
-        raise ABTestInputError("start", "must be an RFC 3339 date-time, e.g. 2026-11-24T09:00:00Z")
+    message = "must be an RFC 3339 date-time from 1970 to 2199, e.g. 2026-11-24T09:00:00Z"
+    if not isinstance(value, str) or len(value) > 64:
+        raise ABTestInputError("start", message)
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    # RFC 3339 allows a lower-case separator and a leap second (read as the second before).
+    text = text[:10] + "T" + text[11:] if len(text) > 10 and text[10] in "tT " else text
+    text = text.replace(":60", ":59", 1) if len(text) > 19 and text[16:19] == ":60" else text
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise ABTestInputError("start", "must be an RFC 3339 date-time, e.g. 2026-11-24T09:00:00Z") from None
+        raise ABTestInputError("start", message) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
+    parsed = parsed.astimezone(dt.UTC)
+    if not 1970 <= parsed.year <= 2199:
+        raise ABTestInputError("start", message)
     return int(parsed.timestamp()) * 1_000_000_000 + parsed.microsecond * 1000
 
 
