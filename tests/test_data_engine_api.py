@@ -247,7 +247,7 @@ def test_paging_with_a_cursor_is_stable_while_items_are_claimed(client: FlaskCli
     send(client, [event(f"e{i:04d}", []) for i in range(250)])
     first = ok(client.get(f"/v1/datasets/{ds['id']}/items?status=needs_review&limit=100"))
     assert len(first["items"]) == 100 and first["next_cursor"]
-    claimed = ok(client.post(f"/v1/datasets/{ds['id']}/items/claim", json={"reviewer": "ann", "limit": 50}))
+    claimed = ok(client.post(f"/v1/datasets/{ds['id']}/claims", json={"reviewer": "ann", "limit": 50}))
     assert [i["id"] for i in claimed["items"]] == [i["id"] for i in first["items"][:50]]
     assert all(i["status"] == "in_review" and i["assignee"] == "ann" for i in claimed["items"])
     rest: list[Any] = []
@@ -404,13 +404,13 @@ def test_label_and_reject_validate_input_and_state(client: FlaskClient) -> None:
     ):
         response = client.post(f"{base}/{x['id']}/label", json=bad)
         assert response.status_code == 400 and error_of(response)["field"] == field
-    ok(client.post(f"{base}/claim", json={"reviewer": "ann", "limit": 1}))
+    ok(client.post(f"/v1/datasets/{ds['id']}/claims", json={"reviewer": "ann", "limit": 1}))
     response = client.post(f"{base}/{x['id']}/label", json={"annotations": [], "reviewer": "bob"})
     assert response.status_code == 409 and error_of(response)["field"] == "reviewer"
     ok(client.post(f"{base}/{y['id']}/reject", json={}))
     assert client.post(f"{base}/{y['id']}/label", json={"annotations": []}).status_code == 409
     assert client.post(f"{base}/nope/label", json={"annotations": []}).status_code == 404
-    response = client.post(f"{base}/claim", json={"limit": 1})
+    response = client.post(f"/v1/datasets/{ds['id']}/claims", json={"limit": 1})
     assert response.status_code == 400 and error_of(response)["field"] == "reviewer"
 
 

@@ -291,7 +291,7 @@ class Client:
         body: dict[str, Any] = {"reviewer": reviewer, "limit": limit}
         if lease_s is not None:
             body["lease_s"] = lease_s
-        data = self._request("POST", f"/v1/datasets/{dataset_id}/items/claim", json=body)
+        data = self._request("POST", f"/v1/datasets/{dataset_id}/claims", json=body)
         return Page(Record(item) for item in data.get("items", []))
 
     def label_item(

@@ -209,6 +209,8 @@ def _number(obj: Mapping[str, Any], key: str, default: float, where: str, *, low
 
 def _integer(obj: Mapping[str, Any], key: str, default: int, where: str, *, low: int, high: int) -> int:
     value = obj.get(key, default)
+    if isinstance(value, float) and value.is_integer():  # JSON has one number type: 32.0 is 32
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise PolicyError(f"{where}.{key}", f"must be an integer from {low} to {high}")
     return value

@@ -262,7 +262,7 @@ def paths(body_errors: dict[str, Any], read_errors: dict[str, Any]) -> dict[str,
                 "responses": {"200": _answer("the item", "FlaggedItem"), **not_found, **read_errors},
             }
         },
-        "/v1/datasets/{dataset_id}/items/claim": {
+        "/v1/datasets/{dataset_id}/claims": {
             "post": {
                 "summary": "Claim items for one reviewer (never given to another)",
                 "parameters": [dataset],

@@ -5,7 +5,7 @@
   decorator's ``DataEngine`` polls).
 - ``GET /v1/datasets/{id}/items?status=needs_review&limit=100&cursor=...``: the review
   queue, oldest first, with ``next_cursor``; ``GET .../items/{item_id}``.
-- ``POST /v1/datasets/{id}/items/claim`` ``{"reviewer", "limit"}``: items for one
+- ``POST /v1/datasets/{id}/claims`` ``{"reviewer", "limit"}``: items for one
   reviewer (``in_review``); ``POST .../items/{item_id}/label`` ``{"annotations":
   [{"class", "box"}], "reviewer"}``; ``POST .../items/{item_id}/reject``.
 - ``GET /v1/datasets/{id}/versions/{vid}`` and ``.../export?format=coco|yolo``
@@ -29,7 +29,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from detwatch_instrumentation.flagging import FlaggingPolicy, PolicyError
 
-from ..api import _bearer_ok, _json_body, _string_field, get_storage, settings
+from ..api import _bearer_ok, _json_body, get_storage, settings
 from ..errors import APIError
 from ..predictions import MAX_COORDINATE, MAX_DETECTIONS
 from ._store import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
@@ -80,6 +80,25 @@ def _authenticate() -> None:
         ensure_dispatcher(store(), _trainer())
 
 
+# JSON Schema's \s (ECMA-262): what the OpenAPI document's "not blank" pattern means. Python's
+# str.strip() also strips U+0085 and U+001C..U+001F, which the document allows in a name.
+_ECMA_SPACE: Final = frozenset("\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff") | frozenset(
+    chr(c) for c in range(0x2000, 0x200B)
+)
+
+
+def _text(data: Mapping[str, Any], key: str, *, required: bool, limit: int = 256) -> str | None:
+    """A string field that is not blank (as the document's pattern says), at most ``limit`` characters."""
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise APIError(400, "invalid_field", "is required", key)
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit or all(c in _ECMA_SPACE for c in value):
+        raise APIError(400, "invalid_field", f"must be a non-blank string of at most {limit} characters", key)
+    return value
+
+
 def _object() -> Mapping[str, Any]:
     data = _json_body()
     if not isinstance(data, Mapping):
@@ -113,7 +132,7 @@ def _dataset_or_404(dataset_id: str) -> DataEngineStore:
 @bp.put("/models/<model_id>/data-engine")
 def configure_data_engine(model_id: str) -> Response:
     data = _object()
-    dataset_id = _string_field(data, "target_dataset_id", required=True)
+    dataset_id = _text(data, "target_dataset_id", required=True)
     assert dataset_id is not None
     if "config" not in data:
         raise APIError(400, "invalid_field", "is required", "config")
@@ -184,10 +203,10 @@ def get_item(dataset_id: str, item_id: str) -> Response:
     return jsonify(item)
 
 
-@bp.post("/datasets/<dataset_id>/items/claim")
+@bp.post("/datasets/<dataset_id>/claims")
 def claim_items(dataset_id: str) -> Response:
     data = _object()
-    reviewer = _string_field(data, "reviewer", required=True)
+    reviewer = _text(data, "reviewer", required=True)
     assert reviewer is not None
     limit = data.get("limit", 10)
     if isinstance(limit, float) and limit.is_integer():  # JSON Schema's integer: 5.0 is one
@@ -211,7 +230,7 @@ def _annotations(value: Any) -> list[dict[str, Any]]:
         if not isinstance(a, Mapping):
             raise APIError(400, "invalid_field", 'must be {"class": ..., "box": [x1, y1, x2, y2]}', where)
         name = a.get("class", a.get("label"))
-        if not isinstance(name, str) or not name.strip() or len(name) > 256:
+        if not isinstance(name, str) or not name or len(name) > 256 or all(c in _ECMA_SPACE for c in name):
             raise APIError(400, "invalid_field", "must be a non-empty string", f"{where}.class")
         box = a.get("box", a.get("bbox"))
         ok = isinstance(box, list) and len(box) == 4
@@ -228,7 +247,7 @@ def _review(dataset_id: str, item_id: str, outcome: Literal["labeled", "rejected
     if engine.get_item(dataset_id, item_id) is None:  # the item first: what to fix comes after
         raise APIError(404, "item_not_found", f"no item {item_id!r} in dataset {dataset_id!r}", "item_id")
     data = _object()
-    reviewer = _string_field(data, "reviewer", required=False)
+    reviewer = _text(data, "reviewer", required=False)
     annotations = _annotations(data.get("annotations")) if outcome == "labeled" else None
     try:
         item = engine.review_item(dataset_id, item_id, outcome=outcome, annotations=annotations, reviewer=reviewer)
@@ -284,10 +303,10 @@ def export_version(dataset_id: str, version_id: str) -> Response:
 @bp.post("/training-jobs")
 def create_training_job() -> tuple[Response, int]:
     data = _object()
-    name = _string_field(data, "name", required=True)
-    dataset_id = _string_field(data, "dataset_id", required=True)
-    version_id = _string_field(data, "version_id", required=True)
-    base_model_id = _string_field(data, "base_model_id", required=False)
+    name = _text(data, "name", required=True)
+    dataset_id = _text(data, "dataset_id", required=True)
+    version_id = _text(data, "version_id", required=True)
+    base_model_id = _text(data, "base_model_id", required=False)
     assert name is not None and dataset_id is not None and version_id is not None
     options = data.get("options") or {}
     if not isinstance(options, Mapping):
@@ -340,7 +359,7 @@ def post_job_status(job_id: str) -> Response:
     status = data.get("status")
     if status not in JOB_STATUSES:
         raise APIError(400, "invalid_field", f"must be one of: {', '.join(JOB_STATUSES)}", "status")
-    model_version = _string_field(data, "model_version", required=False)
+    model_version = _text(data, "model_version", required=False)
     message = data.get("message")
     if message is not None and (not isinstance(message, str) or len(message) > 4096):
         raise APIError(400, "invalid_field", "must be a string of at most 4096 characters", "message")
