@@ -120,7 +120,10 @@ class PeriodSample:
                 if index is None:
                     continue
                 target = confidence if kind == "confidence" else area
-                target.setdefault(name, _zeros(size))[index] += count
+                histogram = target.get(name)
+                if histogram is None:
+                    histogram = target[name] = _zeros(size)
+                histogram[index] += count
             elif kind == "image_detections":
                 index = _bin_index(key, bins.DETECTIONS_OPEN_BIN + 1)
                 if index is not None:
