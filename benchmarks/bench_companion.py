@@ -112,7 +112,11 @@ DEFAULT_BATCHES = 40
 DEFAULT_BATCH_SIZE = 512
 DEFAULT_DETECTIONS = 10
 DEFAULT_CLIENTS = 2
-DEFAULT_WORKERS = 2
+DEFAULT_WORKERS = 3
+"""Two ingest slots (``DETWATCH_INGEST_CONCURRENCY`` = workers - 1, as ``serve`` sets) and a worker kept free."""
+DEFAULT_SATURATION_BATCHES = 80
+DEFAULT_SATURATION_SECONDS = 4.0
+DEFAULT_SATURATION_CLIENTS = 6
 DEFAULT_FEEDBACK_RATE = 200.0
 DEFAULT_FEEDBACK_SECONDS = 10.0
 DEFAULT_FEEDBACK_THREADS = 4
@@ -378,14 +382,22 @@ class Ingest:
     latencies: list[float]
     """Per request, seconds."""
     problems: list[str] = field(default_factory=list)
+    refused: int = 0
+    """Answers 429/503 (each retried after its Retry-After)."""
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds
 
 
-def post_batches(url: str, batches: Sequence[Batch], gzipped: bool, clients: int) -> Ingest:
-    """Post every batch once, from ``clients`` threads taking the next one in turn."""
+def post_batches(
+    url: str, batches: Sequence[Batch], gzipped: bool, clients: int, stop: threading.Event | None = None
+) -> Ingest:
+    """Post every batch, from ``clients`` threads taking the next one in turn, until ``stop`` is set.
+
+    A 429 or 503 answer is retried after its ``Retry-After`` (as an OTLP exporter does)
+    and counted in ``Ingest.refused``; only the accepted events count.
+    """
     headers = {"Content-Type": PROTOBUF}
     if gzipped:
         headers["Content-Encoding"] = "gzip"
@@ -395,6 +407,7 @@ def post_batches(url: str, batches: Sequence[Batch], gzipped: bool, clients: int
     latencies: list[float] = []
     problems: list[str] = []
     posted = [0]
+    refused = [0]
     deadline = time.perf_counter() + INGEST_DEADLINE_S
 
     def client() -> None:
@@ -409,14 +422,28 @@ def post_batches(url: str, batches: Sequence[Batch], gzipped: bool, clients: int
                 if sent > deadline:
                     problems.append(f"batches {i}.. not sent: the run passed its {INGEST_DEADLINE_S:g} s deadline")
                     return
-                with lock:
-                    posted[0] += len(batches[i].ids)
-                try:
-                    response = session.post(f"{url}/v1/logs", data=bodies[i], headers=headers, timeout=INGEST_TIMEOUT_S)
-                except requests.RequestException as exc:
-                    problems.append(f"batch {i}: {exc}")
+                response: requests.Response | None = None
+                while True:
+                    if stop is not None and stop.is_set():
+                        return
+                    try:
+                        response = session.post(
+                            f"{url}/v1/logs", data=bodies[i], headers=headers, timeout=INGEST_TIMEOUT_S
+                        )
+                    except requests.RequestException as exc:
+                        problems.append(f"batch {i}: {exc}")
+                        break
+                    if response.status_code not in (429, 503):
+                        break
+                    with lock:
+                        refused[0] += 1
+                    time.sleep(float(response.headers.get("Retry-After", "1")))
+                if response is None:
                     continue
                 latencies.append(time.perf_counter() - sent)
+                if response.status_code == 200:
+                    with lock:
+                        posted[0] += len(batches[i].ids)
                 if response.status_code != 200:
                     problems.append(f"batch {i}: HTTP {response.status_code} {response.text[:200]}")
                     continue
@@ -431,7 +458,7 @@ def post_batches(url: str, batches: Sequence[Batch], gzipped: bool, clients: int
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
-    return Ingest(posted[0], elapsed, latencies, problems)
+    return Ingest(posted[0], elapsed, latencies, problems, refused[0])
 
 
 @dataclass
@@ -564,6 +591,11 @@ def _warm_up(url: str, batches: Sequence[Batch], feedback: Sequence[tuple[str, b
     return problems + [p for p in done if p]
 
 
+def _slots(args: argparse.Namespace) -> int:
+    """The ingest concurrency the service runs with (``detwatch serve``'s default: workers - 1)."""
+    return int(args.ingest_concurrency) if args.ingest_concurrency is not None else max(1, args.workers - 1)
+
+
 @dataclass
 class ServiceRun:
     backend: str
@@ -571,7 +603,32 @@ class ServiceRun:
     ingest: Ingest
     feedback: Feedback | None = None
     capacity: Feedback | None = None
+    saturated_ingest: Ingest | None = None
+    saturated_feedback: Feedback | None = None
     problems: list[str] = field(default_factory=list)
+
+
+def feedback_under_saturation(
+    url: str, batches: Sequence[Batch], ids: Sequence[str], args: argparse.Namespace, seed: int
+) -> tuple[Ingest, Feedback, list[str]]:
+    """Feedback at the open-loop rate while more ingest clients than slots post flat out."""
+    stop = threading.Event()
+    result: list[Ingest] = []
+    ingest = threading.Thread(
+        target=lambda: result.append(post_batches(url, batches, False, args.saturation_clients, stop))
+    )
+    ingest.start()
+    time.sleep(0.5)  # every slot busy, the surplus clients refused and waiting
+    n = max(1, round(args.feedback_rate * args.saturation_seconds))
+    feedback = feedback_open_loop(
+        url, _feedback_requests(f"saturated-{seed}", ids, n, seed + 2), args.feedback_rate, args.feedback_threads
+    )
+    problems = []
+    if not ingest.is_alive():
+        problems.append("ingest ran out of batches before the feedback run ended: raise --saturation-batches")
+    stop.set()
+    ingest.join()
+    return result[0], feedback, problems
 
 
 def run_service(
@@ -585,10 +642,16 @@ def run_service(
     feedback: bool,
     args: argparse.Namespace,
     seed: int,
+    saturate: Sequence[Batch] = (),
 ) -> ServiceRun:
     encoding = "protobuf+gzip" if gzipped else "protobuf"
     print(f"  {backend}: service ingest, {encoding} ...", file=sys.stderr, flush=True)
-    companion = Companion(data_dir, workers=args.workers, database_url=database_url)
+    companion = Companion(
+        data_dir,
+        workers=args.workers,
+        database_url=database_url,
+        env={"DETWATCH_INGEST_CONCURRENCY": str(_slots(args))},
+    )
     # The companion's own telemetry export stays off: nothing but the benchmark's load.
     companion.env = {k: v for k, v in companion.env.items() if not k.startswith("OTEL_")}
     with companion:
@@ -620,10 +683,24 @@ def run_service(
                     args.feedback_threads,
                     args.capacity_seconds,
                 )
-            stored_feedback = _status_counts(companion.url)["feedback"] - after["feedback"]
-            expected = run.feedback.posts + (run.capacity.posts if run.capacity is not None else 0)
+            if saturate and args.saturation_seconds > 0:
+                print(f"  {backend}: feedback while ingest saturates ...", file=sys.stderr, flush=True)
+                sat_ingest, sat_feedback, sat_problems = feedback_under_saturation(
+                    companion.url, saturate, ids, args, seed
+                )
+                run.saturated_ingest, run.saturated_feedback = sat_ingest, sat_feedback
+                run.problems += sat_problems + [f"saturation: {p}" for p in sat_ingest.problems]
+            final = _status_counts(companion.url)
+            stored_feedback = final["feedback"] - after["feedback"]
+            expected = sum(fb.posts for fb in (run.feedback, run.capacity, run.saturated_feedback) if fb is not None)
             if stored_feedback != expected:
                 run.problems.append(f"{stored_feedback} feedback rows stored for {expected} posted")
+            accepted = run.saturated_ingest.events if run.saturated_ingest is not None else 0
+            if final["predictions"] - after["predictions"] != accepted:
+                run.problems.append(
+                    f"{final['predictions'] - after['predictions']} predictions stored for {accepted} accepted"
+                    " while saturated"
+                )
     return run
 
 
@@ -684,7 +761,8 @@ def report(
     print(
         f"Ingest: {args.batches} OTLP/HTTP logs requests x {args.batch_size} prediction events"
         f" ({args.detections} detections each) = {events} events per run, {args.clients} client threads,"
-        f" gunicorn with {args.workers} sync workers. Raw = the same rows, plain INSERT with the driver alone,"
+        f" gunicorn with {args.workers} sync workers (ingest concurrency {_slots(args)}),"
+        " Raw = the same rows, plain INSERT with the driver alone,"
         " one transaction per batch, fresh database with the same schema. Every configuration ran once in each of"
         f" {args.repeat} rounds (raw then service, interleaved); events/s is its best round, the range its worst..best."
     )
@@ -765,11 +843,51 @@ def report(
         for line in table(headers, lines):
             print(line)
 
+    sat_runs = [r for r in runs if r.saturated_feedback is not None and r.saturated_ingest is not None]
+    if sat_runs:
+        print()
+        print(
+            f"Feedback while ingest saturates: {args.saturation_clients} clients post OTLP batches flat out (each 429"
+            " retried after its Retry-After) to ingest slots that are all busy; meanwhile feedback open loop at"
+            f" {args.feedback_rate:g}/s for {args.saturation_seconds:g} s, latency from the scheduled send time."
+        )
+        lines = []
+        for run in sat_runs:
+            fb, ing = run.saturated_feedback, run.saturated_ingest
+            assert fb is not None and ing is not None
+            lat = [x * 1000 for x in fb.latencies]
+            p99 = _percentile(lat, 0.99)
+            enough = fb.achieved >= MIN_ACHIEVED_FRACTION * fb.offered and len(lat) == fb.posts
+            passed = p99 < TARGET_FEEDBACK_P99_MS and enough and not fb.problems and ing.refused > 0
+            ok = ok and passed
+            lines.append(
+                [
+                    run.backend,
+                    f"{ing.rate:,.0f}",
+                    f"{ing.refused}",
+                    f"{fb.achieved:.1f}/s",
+                    f"{len(lat)}/{fb.posts}",
+                    " / ".join(f"{x:.1f}" for x in (_percentile(lat, 0.5), _percentile(lat, 0.9), p99, max(lat))),
+                    verdict(passed),
+                ]
+            )
+        headers = [
+            "backend",
+            "ingest events/s",
+            "429 answers",
+            "feedback achieved",
+            "answered",
+            "p50 / p90 / p99 / max ms",
+            f"p99 < {TARGET_FEEDBACK_P99_MS:g} ms",
+        ]
+        for line in table(headers, lines):
+            print(line)
+
     print()
     every = list(problems)
     for run in runs:
         every += [f"{run.backend} {run.encoding}: {p}" for p in run.problems + run.ingest.problems]
-        for fb in (run.feedback, run.capacity):
+        for fb in (run.feedback, run.capacity, run.saturated_feedback):
             if fb is not None:
                 every += [f"{run.backend} feedback: {p}" for p in fb.problems]
     for p in every:
@@ -808,6 +926,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--detections", type=_positive, default=DEFAULT_DETECTIONS, help="detections per event")
     parser.add_argument("--clients", type=_positive, default=DEFAULT_CLIENTS, help="ingest client threads")
     parser.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS, help="gunicorn workers")
+    parser.add_argument(
+        "--ingest-concurrency", type=int, default=None, help="DETWATCH_INGEST_CONCURRENCY (default: workers - 1)"
+    )
+    parser.add_argument(
+        "--saturation-seconds",
+        type=_seconds,
+        default=DEFAULT_SATURATION_SECONDS,
+        help="feedback while saturated; 0: skip",
+    )
+    parser.add_argument("--saturation-batches", type=_positive, default=DEFAULT_SATURATION_BATCHES)
+    parser.add_argument("--saturation-clients", type=_positive, default=DEFAULT_SATURATION_CLIENTS)
     parser.add_argument("--feedback-rate", type=float, default=DEFAULT_FEEDBACK_RATE, help="offered posts/s")
     parser.add_argument("--feedback-seconds", type=_seconds, default=DEFAULT_FEEDBACK_SECONDS, help="0: skip")
     parser.add_argument("--feedback-threads", type=_positive, default=DEFAULT_FEEDBACK_THREADS, help="feedback senders")
@@ -836,6 +965,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(all_ids) != events + WARMUP_BATCHES * WARMUP_BATCH_SIZE:
         raise RuntimeError("generated prediction ids are not unique")
     rows = storage_rows(batches)
+    saturation_batches: list[Batch] = []
+    if args.saturation_seconds > 0 and args.feedback_seconds > 0:
+        print(f"  building {args.saturation_batches} x {args.batch_size} more events ...", file=sys.stderr, flush=True)
+        saturation_batches = build_batches(args.saturation_batches, args.batch_size, args.detections, seed=3)
     plain_mb = sum(len(b.plain) for b in batches) / len(batches) / 1e6
     gz_mb = sum(len(b.gzipped) for b in batches) / len(batches) / 1e6
 
@@ -898,6 +1031,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             feedback=round_ == 0 and not gzipped and args.feedback_seconds > 0,
                             args=args,
                             seed=seed,
+                            saturate=saturation_batches,
                         )
                         runs.append(run)
                     finally:

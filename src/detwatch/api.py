@@ -21,10 +21,11 @@ signature instead, when ``DETWATCH_WEBHOOK_SECRET`` is set.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import time
-from collections.abc import Mapping
-from typing import Any, cast
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from opentelemetry import metrics
@@ -32,6 +33,7 @@ from opentelemetry import metrics
 from detwatch_instrumentation import semconv
 
 from .abtest import service as abtest_service
+from .admission import IngestSlots
 from .config import Settings
 from .drift import DriftInputError, report_for_request
 from .errors import APIError
@@ -53,6 +55,7 @@ from .webhooks import WebhookVerificationError, idempotency_key, verify
 __all__ = ["bp", "get_storage", "init_app"]
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
+_R = TypeVar("_R")
 
 MAX_BATCH = 10_000
 
@@ -122,7 +125,26 @@ def _field_error(exc: PredictionError, prefix: str = "") -> APIError:
 # ------------------------------------------------------------------ ingest
 
 
+def _admitted(view: Callable[[], _R]) -> Callable[[], _R]:
+    """Run an ingest route holding one of the machine's ingest slots, else answer 429 (see detwatch.admission)."""
+
+    @functools.wraps(view)
+    def admitted_view() -> _R:
+        slots = current_app.extensions.get("detwatch.ingest_slots")
+        if slots is None:
+            slots = IngestSlots(settings().data_dir / "ingest-slots", settings().ingest_concurrency)
+            current_app.extensions["detwatch.ingest_slots"] = slots
+        with slots.acquire() as admitted:
+            if not admitted:
+                request.get_data()  # read the body: a sender still writing it would see a reset, not the 429
+                raise APIError(429, "overloaded", f"all {slots.slots} ingest slots are busy: retry later")
+            return view()
+
+    return admitted_view
+
+
 @bp.post("/logs")
+@_admitted
 def post_logs() -> Response:
     try:
         otlp = decode_request(request.get_data(), request.content_type, request.headers.get("Content-Encoding"))
@@ -137,6 +159,7 @@ def post_logs() -> Response:
 
 
 @bp.post("/predictions")
+@_admitted
 def post_predictions() -> tuple[Response, int]:
     data = _json_body()
     if not isinstance(data, Mapping) or not isinstance(data.get("predictions"), list):

@@ -65,6 +65,9 @@ def serve(host: str, port: int, workers: int, timeout: int) -> None:
             param_hint="--host",
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.ingest_concurrency and "DETWATCH_INGEST_CONCURRENCY" not in os.environ:
+        # Keep a worker free of ingest, for feedback and reads (detwatch.admission).
+        os.environ["DETWATCH_INGEST_CONCURRENCY"] = str(max(1, workers - 1))
     argv = [
         sys.executable, "-m", "gunicorn",
         "--bind", f"{host}:{port}",

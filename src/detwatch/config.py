@@ -8,6 +8,7 @@ variable                    meaning                                          def
 ``DETWATCH_API_TOKEN``      bearer token required on ``/v1``                 none (loopback only)
 ``DETWATCH_WEBHOOK_SECRET`` Standard Webhooks secret(s), comma-separated     none
 ``DETWATCH_RETENTION_DAYS`` days raw prediction events are kept             30
+``DETWATCH_INGEST_CONCURRENCY`` ingest requests at once on this machine      0 (no limit; ``serve``: workers - 1)
 ``DETWATCH_CONFIG``         path of the YAML file                            ``./detwatch.yaml``
 =========================== ================================================ =====================
 
@@ -45,6 +46,7 @@ class Settings:
     api_token: str | None = None
     webhook_secrets: tuple[str, ...] = ()
     retention_days: float = 30.0
+    ingest_concurrency: int = 0
     max_body_bytes: int = 32 * 1024 * 1024
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -70,6 +72,7 @@ _KEYS = {
     "api_token": "DETWATCH_API_TOKEN",
     "webhook_secrets": "DETWATCH_WEBHOOK_SECRET",
     "retention_days": "DETWATCH_RETENTION_DAYS",
+    "ingest_concurrency": "DETWATCH_INGEST_CONCURRENCY",
 }
 
 
@@ -105,6 +108,14 @@ def _coerce(name: str, value: Any) -> Any:
         if days <= 0:
             raise ConfigError("retention_days: must be positive")
         return days
+    if name == "ingest_concurrency":
+        try:
+            slots = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"ingest_concurrency: expected an integer, got {value!r}") from None
+        if slots < 0:
+            raise ConfigError("ingest_concurrency: must be 0 (no limit) or more")
+        return slots
     raise ConfigError(f"{name}: unknown setting")  # pragma: no cover - _KEYS is closed
 
 
