@@ -22,13 +22,13 @@ alarms in about a third of null runs at 1,000 rows).
 kind                  test (p-value)                 effect (floor)        other distances
 ===================== ============================== ===================== ==========================
 ``class_mix``         chi-square of homogeneity,     Jensen-Shannon        chi-square statistic
-                      2 x K table, rare classes       distance, base 2,
+                      2 x K table, rare classes      distance, base 2,
                       pooled (expected < 5)          0..1 (0.1)
 ``class_share``       two-proportion z (Fisher when  Cohen's h (0.2)       difference of shares
 (per class)           counts are small)
-``class_rate``        quasi-Poisson z of detections   ln rate ratio         detections per image of
-(per class)           per image (dispersion from the  (ln 1.25)             the class, both periods
-                      stored sum of squares)
+``class_rate``        quasi-Poisson z of detections  ln rate ratio         detections per image of
+(per class)           per image (dispersion from     (ln 1.25)             the class, both periods
+                      the stored sum of squares)
 ``confidence``        binned two-sample KS,          KS D, 0..1 (0.1)      Wasserstein (confidence
 (all, per class)      Smirnov's p at the binned D                          units), PSI
 ``detections_per_     binned KS (image is the unit)  KS D (0.1)            Wasserstein (detections),
@@ -45,8 +45,8 @@ The user guide's keys: ``class_drift`` is the class-mix Jensen-Shannon distance,
 detections per image (each 0 to 1). ``new_classes`` (present now, absent from the
 reference) and ``vanished_classes`` are named whatever their counts.
 ``affected_classes`` are the classes with a significant per-class finding (share, rate
-per image or confidence), ranked by their contribution: the class's part of the total variation
-distance between the two (class, confidence bin) distributions.
+per image or confidence), ranked by their contribution: the class's part of the total
+variation distance between the two (class, confidence bin) distributions.
 
 Why binned statistics are trustworthy
 -------------------------------------
@@ -71,7 +71,7 @@ dependence), and each class named as affected is then individually trustworthy.
 - Effect floors: statistical significance alone cries wolf on large samples (a
   million detections make a 0.005 shift "significant"). KS D 0.1 (a tenth of the
   detections cross some confidence threshold), Jensen-Shannon distance 0.1 (about a
-  twelve-point move of share between two classes) and Cohen's h 0.2 (Cohen's "small"
+  twelve-point move of share between two classes), Cohen's h 0.2 (Cohen's "small"
   effect, e.g. an empty-image rate going from 1 % to 4 %, or 40 % to 50 %) and a
   rate ratio of 1.25 (a class found a quarter more or a fifth less often per image)
   are changes worth someone's attention; set a floor to 0 (ratio 1) for significance
@@ -87,7 +87,11 @@ dependence), and each class named as affected is then individually trustworthy.
   number of detections per image (from the stored sum of squares). 0 treats
   detections as independent, 1 makes the image the unit; 0.1 is a moderate
   correlation that keeps the null calibration within ``alpha`` on the real detector's
-  streams (tests) while losing little power.
+  streams (tests) while losing little power. Streams whose detections move together
+  more strongly (video frames of one scene, crowds) need a higher value: with a true
+  correlation above the setting, detection-level p-values are too small.
+- ``alpha`` is per report: a schedule that runs every 15 minutes over overlapping
+  windows re-tests much the same data, so alert on a sustained score, not one run.
 """
 
 from ._from_storage import AB_VARIANTS as AB_VARIANTS
