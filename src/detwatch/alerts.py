@@ -111,8 +111,13 @@ _MAX_WINDOW_S: Final = 31 * 86400
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}$")
 # Names appear inside templates and quoted strings of generated files.
 _NAME_FORBIDDEN: Final = re.compile(r"[{}\"'\\\n\r\t]")
-_EMAIL_RE: Final = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
-_SLACK_RE: Final = re.compile(r"^#[a-z0-9_-][a-z0-9._-]{0,79}$")
+EMAIL_PATTERN: Final = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}"
+"""An email address as notify targets take it (ASCII: one reading in Python and in JSON Schema)."""
+WEBHOOK_PATTERN: Final = r"https?://[!#-&(-~]{1,2000}"
+"""An http(s) URL of printable ASCII without spaces or quotes."""
+SLACK_PATTERN: Final = r"#[a-z0-9_-][a-z0-9._-]{0,79}"
+_EMAIL_RE: Final = re.compile(EMAIL_PATTERN)
+_SLACK_RE: Final = re.compile(SLACK_PATTERN)
 _KNOWN_CONDITION_KEYS: Final = frozenset(
     {"metric", "operator", "threshold", "window", "for", "below", "min_images", "anomaly"}
 )
@@ -251,7 +256,7 @@ def slug(name: str) -> str:
 
 def duration_seconds(text: str) -> float:
     """Seconds in a Prometheus duration such as ``15m`` (a single unit)."""
-    match = _DURATION_RE.match(text)
+    match = _DURATION_RE.fullmatch(text)
     if match is None:
         raise ValueError(f"not a duration: {text!r}")
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
@@ -259,7 +264,7 @@ def duration_seconds(text: str) -> float:
 
 def _duration(field: str, value: Any, *, minimum: float, maximum: float = _MAX_WINDOW_S) -> str:
     valid = "a Prometheus duration: a whole number and one unit of s, m, h, d, w (e.g. 90s, 15m, 1h, 7d)"
-    if not isinstance(value, str) or _DURATION_RE.match(value) is None:
+    if not isinstance(value, str) or _DURATION_RE.fullmatch(value) is None:
         raise AlertDefinitionError(field, f"expected {valid}, got {value!r}")
     seconds = duration_seconds(value)
     if not minimum <= seconds <= maximum:
@@ -268,7 +273,7 @@ def _duration(field: str, value: Any, *, minimum: float, maximum: float = _MAX_W
 
 
 def _string(field: str, value: Any, *, pattern: re.Pattern[str] = _NAME_RE) -> str:
-    if not isinstance(value, str) or pattern.match(value) is None:
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
         raise AlertDefinitionError(
             field, f"expected 1-128 characters of letters, digits and _ . : / + -, got {value!r}"
         )
@@ -375,11 +380,11 @@ def _notify(value: Any) -> tuple[NotifyTarget, ...]:
                 field, f"expected email:<address>, slack:#<channel> or webhook:<URL>, got {item!r}"
             )
         kind, _, address = item.partition(":")
-        if kind == "email" and _EMAIL_RE.match(address):
+        if kind == "email" and _EMAIL_RE.fullmatch(address):
             targets.append(NotifyTarget("email", address))
-        elif kind == "slack" and _SLACK_RE.match(address):
+        elif kind == "slack" and _SLACK_RE.fullmatch(address):
             targets.append(NotifyTarget("slack", address))
-        elif kind == "webhook" and re.match(r"^https?://[^\s\"']+$", address):
+        elif kind == "webhook" and re.fullmatch(WEBHOOK_PATTERN, address):
             targets.append(NotifyTarget("webhook", address))
         else:
             raise AlertDefinitionError(
@@ -397,7 +402,8 @@ def parse_alert(data: Mapping[str, Any]) -> AlertDefinition:
         raise AlertDefinitionError("alert", f"expected an object with name, model_id and condition, got {data!r}")
     unknown = set(data) - _KNOWN_KEYS
     if unknown:
-        raise AlertDefinitionError(sorted(unknown)[0], f"unknown key; valid keys: {', '.join(sorted(_KNOWN_KEYS))}")
+        key = sorted(unknown)[0] or "alert"  # an empty key still gets a field name
+        raise AlertDefinitionError(key, f"unknown key; valid keys: {', '.join(sorted(_KNOWN_KEYS))}")
     name = data.get("name")
     if not isinstance(name, str) or len(name) > 100 or not slug(name) or _NAME_FORBIDDEN.search(name):
         raise AlertDefinitionError(
@@ -448,6 +454,8 @@ def parse_alert(data: Mapping[str, Any]) -> AlertDefinition:
         )
     default_min = DEFAULT_ANOMALY_MIN_IMAGES if anomaly is not None else 0
     min_images = condition.get("min_images", default_min)
+    if isinstance(min_images, float) and min_images.is_integer():  # JSON's 100.0 is the integer 100
+        min_images = int(min_images)
     if isinstance(min_images, bool) or not isinstance(min_images, int) or min_images < 0:
         raise AlertDefinitionError("condition.min_images", f"expected a whole number >= 0, got {min_images!r}")
     version = data.get("version")

@@ -82,6 +82,9 @@ def get_storage() -> Storage:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    from . import alerts_api  # imports this module: registered here, not at import
+
+    alerts_api.init_app(app)
 
     @app.teardown_appcontext
     def _nothing(_exc: BaseException | None) -> None:

@@ -9,6 +9,7 @@ compare them with the committed copies, and the companion can serve them after
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,15 @@ def artifacts(config: GenerateConfig) -> dict[str, str]:
         "grafana/provisioning/alerting/detwatch.yaml": rules.render_yaml(
             grafana_provisioning.alerting_file(alerts, stack)
         ),
+        **_stack_artifacts(stack),
+    }
+    return dict(sorted(out.items()))
+
+
+@functools.lru_cache(maxsize=8)
+def _stack_artifacts(stack: StackSettings) -> dict[str, str]:
+    """The files that depend on the stack only (cached: the companion regenerates often)."""
+    out = {
         "grafana/provisioning/datasources/detwatch.yaml": rules.render_yaml(grafana_provisioning.datasources(stack)),
         "grafana/provisioning/dashboards/detwatch.yaml": rules.render_yaml(
             grafana_provisioning.dashboard_providers(stack)
@@ -77,7 +87,7 @@ def artifacts(config: GenerateConfig) -> dict[str, str]:
     }
     for name, board in dashboards.dashboards(stack).items():
         out[f"grafana/dashboards/{name}.json"] = dashboards.render_dashboard(board)
-    return dict(sorted(out.items()))
+    return out
 
 
 def write_artifacts(config: GenerateConfig, root: str | Path) -> list[Path]:

@@ -14,6 +14,7 @@ import copy
 import math
 from typing import Any
 
+from .alerts_openapi import ALERT_PATHS
 from .api import MAX_BATCH
 from .drift import AB_VARIANTS, MAX_PERIOD_LENGTH, PERIOD_PATTERN
 from .feedback import MAX_TEXT
@@ -570,6 +571,7 @@ def openapi_document() -> dict[str, Any]:
                         },
                     }
                 },
+                **ALERT_PATHS,
                 "/v1/status": {
                     "get": {
                         "summary": "Counts and version",

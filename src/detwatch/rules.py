@@ -59,7 +59,12 @@ GENERATED_HEADER: Final = (
 )
 
 
-class _Dumper(yaml.SafeDumper):
+# libyaml's emitter when PyYAML has it: the pure-Python one takes a second for a
+# hundred alerts, and the companion regenerates on every create_alert.
+_BaseDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(_BaseDumper):  # type: ignore[valid-type,misc]
     """Multi-line strings (PromQL) as literal blocks, readable in a diff."""
 
 

@@ -1,0 +1,177 @@
+"""The companion's alert routes (a blueprint registered by :func:`detwatch.api.init_app`).
+
+- ``POST /v1/models/{model_id}/alerts``: the seed's ``create_alert`` body
+  (``name``, ``condition``, ``notify``; optionally ``per``, ``version``, ``arm``,
+  ``severity``). The definition is validated (400 naming the field, with what would be
+  valid), stored (an alert with the same name is replaced: names route
+  notifications), and every artifact is regenerated from ``detwatch.yaml``'s alerts
+  plus the stored ones into ``<data_dir>/generated/``. Answers 201 (200 when it
+  replaced one) with the alert, its Prometheus rules and its Grafana rule uid.
+- ``GET /v1/models/{model_id}/alerts``: the model's alerts.
+- ``GET /v1/alerts/artifacts``: every generated file (``rules/``, ``grafana/``,
+  ``collector/``) by relative path, as ``detwatch generate`` would write them.
+
+With ``DETWATCH_GRAFANA_URL`` (and ``DETWATCH_GRAFANA_TOKEN``) set, the Grafana
+alerting objects are also pushed to that Grafana (:mod:`detwatch.grafana_push`); the
+answer's ``grafana`` says whether that worked, the alert is stored either way.
+
+Alerts live as one JSON file each under ``<data_dir>/alerts/`` (written atomically),
+so every gunicorn worker sees the same set; replicas on several machines need the
+data dir on shared storage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from flask import Blueprint, Flask, Response, jsonify
+
+from . import grafana_provisioning, rules
+from .alerts import AlertDefinition, AlertDefinitionError, parse_alert, parse_alerts
+from .alerts_openapi import MODEL_ID_PATTERN
+from .api import _bearer_ok, _object_body, settings
+from .errors import APIError
+from .generate import GenerateConfig, GenerateError, artifacts, write_artifacts
+from .grafana_push import GrafanaPushError, push
+from .stack import StackSettingsError, parse_stack
+
+__all__ = ["bp", "init_app"]
+
+bp = Blueprint("alerts", __name__, url_prefix="/v1")
+_log = logging.getLogger(__name__)
+
+GRAFANA_URL_VARIABLE: Final = "DETWATCH_GRAFANA_URL"
+GRAFANA_TOKEN_VARIABLE: Final = "DETWATCH_GRAFANA_TOKEN"
+_BODY_KEYS: Final = frozenset({"name", "condition", "notify", "per", "version", "arm", "severity"})
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+@bp.before_request
+def _authenticate() -> None:
+    if not _bearer_ok():
+        raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")
+
+
+def _alerts_dir() -> Path:
+    return settings().data_dir / "alerts"
+
+
+def _stored() -> list[AlertDefinition]:
+    found: list[AlertDefinition] = []
+    directory = _alerts_dir()
+    if not directory.is_dir():
+        return found
+    for path in sorted(directory.glob("*.json")):
+        try:
+            found.append(parse_alert(json.loads(path.read_text())))
+        except (OSError, ValueError) as exc:  # a hand-edited or half-copied file must not stop the others
+            _log.warning("skipping alert file %s: %s", path, exc)
+    return found
+
+
+def _save(alert: AlertDefinition) -> bool:
+    """Write the alert's file atomically; True when it replaced one."""
+    directory = _alerts_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{alert.slug}.json"
+    existed = path.exists()
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(alert.to_json(), handle, indent=2)
+    os.replace(tmp, path)
+    return existed
+
+
+def _config() -> GenerateConfig:
+    """detwatch.yaml's alerts and stack, with the stored alerts (stored ones win by name)."""
+    extra = settings().extra
+    try:
+        configured = parse_alerts(extra.get("alerts"))
+        stack = parse_stack(extra.get("stack"))
+    except (AlertDefinitionError, StackSettingsError) as exc:
+        raise APIError(503, "configuration_invalid", f"detwatch.yaml: {exc}") from None
+    merged = {a.slug: a for a in configured}
+    merged.update({a.slug: a for a in _stored()})
+    return GenerateConfig(alerts=tuple(merged.values()), stack=stack)
+
+
+def _alert_json(alert: AlertDefinition) -> dict[str, Any]:
+    return {"id": alert.slug, **alert.to_json()}
+
+
+def _grafana(config: GenerateConfig) -> dict[str, Any] | None:
+    url = os.environ.get(GRAFANA_URL_VARIABLE) or str(settings().extra.get("grafana_url") or "")
+    if not url:
+        return None
+    try:
+        counts = push(
+            grafana_provisioning.api_payloads(config.alerts, config.stack),
+            url=url,
+            token=os.environ.get(GRAFANA_TOKEN_VARIABLE),
+            folder_uid=config.stack.grafana_folder,
+        )
+    except GrafanaPushError as exc:
+        _log.warning("Grafana push failed: %s", exc)
+        return {"url": url, "pushed": False, "error": str(exc)}
+    return {"url": url, "pushed": True, **counts}
+
+
+def _model_id(model_id: str) -> str:
+    if re.fullmatch(MODEL_ID_PATTERN, model_id) is None:
+        raise APIError(
+            400, "invalid_field", "expected 1-128 letters, digits or _ . : + - (not starting with a dot)", "model_id"
+        )
+    return model_id
+
+
+@bp.post("/models/<model_id>/alerts")
+def create_alert(model_id: str) -> tuple[Response, int]:
+    model_id = _model_id(model_id)
+    data = _object_body()
+    unknown = sorted(set(data) - _BODY_KEYS)
+    if unknown:
+        valid = ", ".join(sorted(_BODY_KEYS))
+        raise APIError(400, "invalid_field", f"unknown key; valid keys: {valid}", unknown[0] or "body")
+    try:
+        alert = parse_alert({**data, "model_id": model_id})
+    except AlertDefinitionError as exc:
+        raise APIError(400, "invalid_field", exc.message, exc.field) from None
+    replaced = _save(alert)
+    config = _config()
+    try:
+        write_artifacts(config, settings().data_dir / "generated")
+    except (GenerateError, OSError) as exc:
+        raise APIError(
+            503, "unavailable", f"the alert is stored but the artifacts could not be written: {exc}"
+        ) from None
+    body = _alert_json(alert)
+    body["prometheus_rules"] = {
+        "record": rules.recording_name(alert),
+        "alert": rules.alert_name(alert),
+        "file": f"rules/{rules.RULES_FILE}",
+    }
+    body["grafana_rule_uid"] = grafana_provisioning.rule_uid(alert)
+    body["grafana"] = _grafana(config)
+    return jsonify(body), 200 if replaced else 201
+
+
+@bp.get("/models/<model_id>/alerts")
+def list_alerts(model_id: str) -> Response:
+    model_id = _model_id(model_id)
+    return jsonify({"alerts": [_alert_json(a) for a in _config().alerts if a.model_id == model_id]})
+
+
+@bp.get("/alerts/artifacts")
+def get_artifacts() -> Response:
+    files: Mapping[str, str] = artifacts(_config())
+    return jsonify({"files": dict(files)})

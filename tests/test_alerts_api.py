@@ -1,0 +1,237 @@
+"""``create_alert`` on the companion: stored, artifacts regenerated and served, pushed to Grafana.
+
+The seed's calls run word for word through the real client against the real server
+(gunicorn); Grafana is a local fake that checks each provisioning call against the
+SDK's alerting models, the format Grafana's provisioning API takes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+import yaml
+from flask.testing import FlaskClient
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import alerting as alerting_model
+
+import detwatch
+from _components import binary
+from _service import Companion
+from detwatch.app import create_app
+from detwatch.config import Settings
+from detwatch.exceptions import InvalidRequestError
+
+SEED_CONDITION = {"metric": "avg_confidence", "operator": "lt", "threshold": 0.7, "window": "1h"}
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> FlaskClient:
+    return create_app(Settings(data_dir=tmp_path)).test_client()
+
+
+def seed_body() -> dict[str, Any]:
+    return {
+        "name": "Low Confidence Alert",
+        "condition": dict(SEED_CONDITION),
+        "notify": ["email:team@company.com", "slack:#ml-alerts"],
+    }
+
+
+def test_created_alert_is_listed_and_its_rules_are_served_and_valid(client: FlaskClient, tmp_path: Path) -> None:
+    response = client.post("/v1/models/vehicles/alerts", json=seed_body())
+    assert response.status_code == 201, response.get_json()
+    alert = response.get_json()
+    assert alert["id"] == "low-confidence-alert" and alert["model_id"] == "vehicles"
+    assert alert["condition"]["threshold"] == 0.7 and alert["notify"] == seed_body()["notify"]
+    assert alert["prometheus_rules"]["alert"] == "LowConfidenceAlert"
+    assert alert["grafana"] is None  # no Grafana configured
+
+    listed = client.get("/v1/models/vehicles/alerts").get_json()["alerts"]
+    assert [a["id"] for a in listed] == ["low-confidence-alert"]
+    assert client.get("/v1/models/trucks/alerts").get_json()["alerts"] == []
+
+    files = client.get("/v1/alerts/artifacts").get_json()["files"]
+    rules_text = files["rules/detwatch.rules.yml"]
+    assert "alert: LowConfidenceAlert" in rules_text
+    # The same files were written under the data dir, and promtool accepts them.
+    written = tmp_path / "generated" / "rules" / "detwatch.rules.yml"
+    assert written.read_text() == rules_text
+    for command in (["check", "rules", "detwatch.rules.yml"], ["test", "rules", "detwatch.rules.test.yml"]):
+        result = subprocess.run(
+            [str(binary("promtool")), *command],
+            cwd=written.parent,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    grafana = yaml.safe_load(files["grafana/provisioning/alerting/detwatch.yaml"])
+    assert [r["title"] for r in grafana["groups"][0]["rules"]] == ["Low Confidence Alert"]
+
+    # The same name again replaces the definition (names route notifications).
+    again = {**seed_body(), "condition": {**SEED_CONDITION, "threshold": 0.6}}
+    response = client.post("/v1/models/vehicles/alerts", json=again)
+    assert response.status_code == 200
+    listed = client.get("/v1/models/vehicles/alerts").get_json()["alerts"]
+    assert [a["condition"]["threshold"] for a in listed] == [0.6]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "hint"),
+    [
+        ({**seed_body(), "condition": {**SEED_CONDITION, "threshold": 0.72}}, "condition.threshold", "0.7, 0.75"),
+        ({**seed_body(), "condition": {**SEED_CONDITION, "metric": "mAP"}}, "condition.metric", "p99_latency_ms"),
+        ({**seed_body(), "condition": {**SEED_CONDITION, "window": "an hour"}}, "condition.window", "15m"),
+        ({**seed_body(), "notify": ["pager:42"]}, "notify[0]", "slack:#"),
+        ({**seed_body(), "model_id": "other"}, "model_id", "valid keys"),
+    ],
+)
+def test_invalid_definitions_are_refused_naming_the_field(
+    client: FlaskClient, body: dict[str, Any], field: str, hint: str
+) -> None:
+    response = client.post("/v1/models/vehicles/alerts", json=body)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["field"] == field and hint in error["message"]
+    assert client.get("/v1/models/vehicles/alerts").get_json()["alerts"] == []
+
+
+def test_alert_routes_require_the_token_when_configured(tmp_path: Path) -> None:
+    client = create_app(Settings(data_dir=tmp_path, api_token="s3cret")).test_client()
+    assert client.post("/v1/models/vehicles/alerts", json=seed_body()).status_code == 401
+    assert client.get("/v1/alerts/artifacts").status_code == 401
+    headers = {"Authorization": "Bearer s3cret"}
+    assert client.post("/v1/models/vehicles/alerts", json=seed_body(), headers=headers).status_code == 201
+
+
+class FakeGrafana:
+    """Grafana's provisioning API on loopback: keeps what it is sent, checks it against the SDK's models."""
+
+    MODELS: Final[Mapping[str, Any]] = {
+        "alert-rules": alerting_model.Rule,
+        "contact-points": alerting_model.ContactPoint,
+        "policies": alerting_model.NotificationPolicy,
+    }
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str, Any]] = []
+        self.stored: dict[str, dict[str, Any]] = {"alert-rules": {}, "contact-points": {}}
+        self.problems: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length)) if length else None
+                fake.calls.append((self.command, self.path, self.headers.get("Authorization", ""), body))
+                status = fake.answer(self.command, self.path, body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def do_POST(self) -> None:
+                self._serve()
+
+            def do_PUT(self) -> None:
+                self._serve()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def check(self, kind: str, body: Any) -> None:
+        decoded = json.loads(json.dumps(self.MODELS[kind].from_json(body), cls=JSONEncoder))
+        if decoded != body:
+            self.problems.append(f"{kind}: not Grafana's format: {body}")
+
+    def answer(self, method: str, path: str, body: Any) -> int:
+        if path == "/api/folders" and method == "POST":
+            return 200
+        prefix = "/api/v1/provisioning/"
+        if not path.startswith(prefix):
+            self.problems.append(f"unexpected {method} {path}")
+            return 404
+        kind, _, uid = path.removeprefix(prefix).partition("/")
+        self.check(kind, body)
+        if kind == "policies":
+            return 202 if method == "PUT" else 405
+        if method == "PUT":
+            if uid not in self.stored[kind]:
+                return 404
+            self.stored[kind][uid] = body
+            return 200
+        self.stored[kind][body["uid"]] = body
+        return 201
+
+    def __enter__(self) -> FakeGrafana:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def grafana() -> Iterator[FakeGrafana]:
+    with FakeGrafana() as fake:
+        yield fake
+
+
+def test_seed_create_alert_calls_through_the_real_client_push_to_grafana(tmp_path: Path, grafana: FakeGrafana) -> None:
+    env = {
+        "DETWATCH_GRAFANA_URL": grafana.url,
+        "DETWATCH_GRAFANA_TOKEN": "glsa_test",
+        # Not the repository's detwatch.yaml (the server's working directory): only these alerts.
+        "DETWATCH_CONFIG": str(tmp_path / "absent.yaml"),
+    }
+    with Companion(tmp_path / "companion", workers=1, env=env) as companion:
+        client = detwatch.Client(base_url=companion.url)
+        model = client.register_model(model_id="vehicles", version="v2")
+        # The seed's two calls, word for word.
+        alert = client.create_alert(
+            model_id=model.id,
+            name="Low Confidence Alert",
+            condition={"metric": "avg_confidence", "operator": "lt", "threshold": 0.7, "window": "1h"},
+            notify=["email:team@company.com", "slack:#ml-alerts"],
+        )
+        latency_alert = client.create_alert(
+            model_id=model.id,
+            name="High Latency Alert",
+            condition={"metric": "p99_latency_ms", "operator": "gt", "threshold": 500, "window": "15m"},
+        )
+        with pytest.raises(InvalidRequestError) as refused:
+            client.create_alert(model_id=model.id, name="Bad", condition={**SEED_CONDITION, "threshold": 0.72})
+    assert refused.value.field == "condition.threshold"
+    assert alert.id == "low-confidence-alert" and latency_alert.id == "high-latency-alert"
+    assert alert.grafana == {"url": grafana.url, "pushed": True, "alert_rules": 1, "contact_points": 2}
+    assert latency_alert.grafana["pushed"] is True
+    assert grafana.problems == []
+    assert {auth for _, _, auth, _ in grafana.calls} == {"Bearer glsa_test"}
+    assert set(grafana.stored["alert-rules"]) == {"detwatch-low-confidence-alert", "detwatch-high-latency-alert"}
+    rule = grafana.stored["alert-rules"]["detwatch-low-confidence-alert"]
+    assert rule["title"] == "Low Confidence Alert" and rule["orgID"] == 1 and rule["folderUID"] == "detwatch"
+    types = {cp["type"]: cp["settings"] for cp in grafana.stored["contact-points"].values()}
+    assert types == {
+        "email": {"addresses": "team@company.com", "singleEmail": True},
+        "slack": {"recipient": "#ml-alerts", "url": "${DETWATCH_SLACK_WEBHOOK_URL}"},
+    }
+    policies = [body for method, path, _, body in grafana.calls if path.endswith("/policies")]
+    routes = policies[-1]["routes"]
+    assert [r["object_matchers"] for r in routes] == [[["detwatch_alert", "=", "low-confidence-alert"]]]
+    # A second push updated the first alert in place (PUT by uid), never duplicated it.
+    puts = [p for m, p, _, _ in grafana.calls if m == "PUT" and "alert-rules/detwatch-low-confidence-alert" in p]
+    assert len(puts) == 2
