@@ -7,7 +7,9 @@ Two detector settings are compared through the A/B router. Everything runs local
 the OpenTelemetry SDK records into memory, and the demo prints the per-image
 results, the metrics of the telemetry contract, the Prometheus series a store would
 show, and one prediction event. With ``--otlp URL`` (or ``OTEL_EXPORTER_OTLP_ENDPOINT``)
-it also exports to a Collector.
+it also exports to a Collector. Then the improvement loop runs on an embedded
+companion (:mod:`detwatch.data_engine.loop_demo`): flagged items, feedback, a labelled
+dataset version, a training job for a local trainer, the new model version.
 
 Run it with ``./run demo`` (or ``python -m detwatch.demo``).
 """
@@ -190,8 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--otlp", default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"), help="also export to this Collector"
     )
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--no-loop", action="store_true", help="skip the improvement loop (data engine to retraining)")
     args = parser.parse_args(argv)
     run(otlp_endpoint=args.otlp, limit=args.limit)
+    if not args.no_loop:
+        from .data_engine.loop_demo import run_loop
+
+        run_loop()
     return 0
 
 
