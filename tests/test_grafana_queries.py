@@ -29,8 +29,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 import detwatch_instrumentation
 from _components import REPO_ROOT, VictoriaMetrics
 from _stream import cumulative_provider
-from detwatch import promql
-from detwatch.alerts import AlertDefinition, duration_seconds
+from detwatch import promql, rules
+from detwatch.alerts import AlertDefinition, duration_seconds, parse_alert
 from detwatch.generate import load_config
 from detwatch_instrumentation import ABRouter, monitor_detections, semconv
 
@@ -602,3 +602,40 @@ def test_every_series_the_artifacts_query_is_in_the_registry_and_in_the_store(fe
     assert queried and queried <= registry, queried - registry
     stored = {s["__name__"] for s in feed.store.series('{__name__=~"objdet_.*"}')}
     assert queried <= stored, queried - stored
+
+
+def test_dashboard_variables_list_the_models_versions_and_arms_that_were_recorded(feed: Feed) -> None:
+    """Grafana's label_values(series{match}, label) is the store's label-values API with that match."""
+    board = json.loads(DASHBOARDS[0].read_text())
+    expected = {"model": [MODEL], "version": sorted(VERSION.values()), "arm": sorted(VERSION)}
+    for variable in board["templating"]["list"]:
+        found = re.fullmatch(r"label_values\((.+), ([a-z_]+)\)", variable["query"])
+        assert found is not None, variable["query"]
+        match, label = found.groups()
+        values = feed.store.label_values(label, match.replace("$model", MODEL))
+        assert sorted(values) == expected[variable["name"]], variable["name"]
+
+
+def test_week_ago_rule_compares_with_the_same_window_one_week_earlier(feed: Feed) -> None:
+    alert = parse_alert(
+        {
+            "name": "Confidence Week Over Week",
+            "model_id": MODEL,
+            "condition": {"metric": "avg_confidence", "operator": "lt", "threshold": 0.2, "window": "1h",
+                          "anomaly": "week_ago", "min_images": 0},
+        }
+    )  # fmt: skip
+    rule = rules.alerting_rule(alert)
+    series = f'{rules.recording_name(alert)}{{detwatch_alert="{alert.slug}",objdet_model_id="{MODEL}"}}'
+    now = time.time()
+    week = 7 * 86400
+    feed.store.import_prometheus(
+        f"{series} 0.85 {int((now - week - 30) * 1000)}\n{series} 0.8 {int((now - 60) * 1000)}\n"
+    )
+    feed.store.flush()
+    assert answer(feed.store, rule["expr"], BY_MODEL) == {}, "-6% is within the 20% allowed"
+    feed.store.import_prometheus(f"{series} 0.6 {int((now - 5) * 1000)}\n")
+    feed.store.flush()
+    fired = answer(feed.store, rule["expr"], BY_MODEL)
+    assert fired.keys() == {(MODEL,)}
+    assert fired[(MODEL,)] == pytest.approx(0.6 / 0.85 - 1, rel=1e-9)
