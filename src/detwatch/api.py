@@ -40,6 +40,7 @@ from .errors import APIError
 from .feedback import parse_feedback
 from .otlp_logs import OTLPDecodeError, decode_request, encode_response, extract_predictions
 from .predictions import PredictionError, load_json, parse_prediction
+from .retention import RetentionScheduler
 from .storage import (
     ABTestRecord,
     DatasetRecord,
@@ -77,6 +78,14 @@ def get_storage() -> Storage:
         storage = open_storage(settings().effective_database_url)
         storage.migrate()
         app.extensions["detwatch.storage"] = storage
+        retention = RetentionScheduler(
+            storage,
+            days=settings().retention_days,
+            interval_s=settings().retention_interval_s,
+            lock_path=settings().data_dir / "retention.lock",
+        )
+        retention.start()  # one daemon thread per worker process, started after the fork
+        app.extensions["detwatch.retention"] = retention
     return cast(Storage, storage)
 
 

@@ -8,6 +8,7 @@ variable                    meaning                                          def
 ``DETWATCH_API_TOKEN``      bearer token required on ``/v1``                 none (loopback only)
 ``DETWATCH_WEBHOOK_SECRET`` Standard Webhooks secret(s), comma-separated     none
 ``DETWATCH_RETENTION_DAYS`` days raw prediction events are kept             30
+``DETWATCH_RETENTION_INTERVAL`` seconds between expiry runs (detwatch.retention) 3600
 ``DETWATCH_INGEST_CONCURRENCY`` ingest requests at once on this machine      0 (no limit; ``serve``: workers - 1)
 ``DETWATCH_CONFIG``         path of the YAML file                            ``./detwatch.yaml``
 =========================== ================================================ =====================
@@ -46,6 +47,7 @@ class Settings:
     api_token: str | None = None
     webhook_secrets: tuple[str, ...] = ()
     retention_days: float = 30.0
+    retention_interval_s: float = 3600.0
     ingest_concurrency: int = 0
     max_body_bytes: int = 32 * 1024 * 1024
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -72,6 +74,7 @@ _KEYS = {
     "api_token": "DETWATCH_API_TOKEN",
     "webhook_secrets": "DETWATCH_WEBHOOK_SECRET",
     "retention_days": "DETWATCH_RETENTION_DAYS",
+    "retention_interval_s": "DETWATCH_RETENTION_INTERVAL",
     "ingest_concurrency": "DETWATCH_INGEST_CONCURRENCY",
 }
 
@@ -100,14 +103,14 @@ def _coerce(name: str, value: Any) -> Any:
             except ValueError as exc:
                 raise ConfigError(f"webhook_secrets: {exc}") from None
         return secrets
-    if name == "retention_days":
+    if name in ("retention_days", "retention_interval_s"):
         try:
-            days = float(value)
+            number = float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"retention_days: expected a number, got {value!r}") from None
-        if days <= 0:
-            raise ConfigError("retention_days: must be positive")
-        return days
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+        if not 0 < number < float("inf"):  # NaN fails too
+            raise ConfigError(f"{name}: must be a positive number")
+        return number
     if name == "ingest_concurrency":
         try:
             slots = int(value)
