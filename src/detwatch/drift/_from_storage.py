@@ -48,6 +48,8 @@ def _sample(
     storage: AggregateReader, model_id: str, period: Period, model_version: str | None, ab_variant: str | None
 ) -> PeriodSample:
     rows = storage.aggregates(model_id, period.start_unix_nano, period.end_unix_nano, DRIFT_KINDS)
+    if model_version is None and ab_variant is None:
+        return PeriodSample.from_cells(rows)
     return PeriodSample.from_cells(
         row
         for row in rows

@@ -96,19 +96,25 @@ class PeriodSample:
         Cells of unknown kinds or with keys outside the fixed bins are ignored: a newer
         ingest may store more than this version reads.
         """
-        images = empty = detections = 0
-        detections_sq = 0.0
+        # A report over months merges hundreds of thousands of hourly cells but only a few
+        # hundred distinct (kind, key) pairs: sum per pair first, parse each key once.
+        totals: dict[tuple[str, str], int] = {}
+        images_value = images_sq = 0.0
+        for cell in cells:
+            pair = (cell.kind, cell.key)
+            totals[pair] = totals.get(pair, 0) + int(cell.count)
+            if pair[0] == "images":
+                images_value += cell.value
+                images_sq += float(getattr(cell, "value_sq", 0.0) or 0.0)
+        images = empty = 0
         classes: dict[str, int] = {}
         confidence: dict[str, IntArray] = {}
         area: dict[str, IntArray] = {}
         per_image = _zeros(bins.DETECTIONS_OPEN_BIN + 1)
         aspect = _zeros(bins.ASPECT_BINS)
-        for cell in cells:
-            kind, key, count = cell.kind, cell.key, int(cell.count)
+        for (kind, key), count in totals.items():
             if kind == "images":
                 images += count
-                detections += round(cell.value)
-                detections_sq += float(getattr(cell, "value_sq", 0.0) or 0.0)
             elif kind == "empty_images":
                 empty += count
             elif kind == "detections":
@@ -132,6 +138,7 @@ class PeriodSample:
                 index = _bin_index(key, bins.ASPECT_BINS)
                 if index is not None:
                     aspect[index] += count
+        detections, detections_sq = round(images_value), images_sq
         return cls(images, empty, detections, detections_sq, classes, confidence, per_image, area, aspect)
 
     def confidence_total(self) -> IntArray:
