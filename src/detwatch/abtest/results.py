@@ -50,10 +50,16 @@ from .statistics import (
     welch_test,
 )
 
-__all__ = ["KINDS", "SRM_ALPHA", "ArmData", "FeedbackCount", "compute_results"]
+__all__ = ["HOURLY_KINDS", "KEYED_KINDS", "KINDS", "SRM_ALPHA", "ArmData", "FeedbackCount", "compute_results"]
 
 KINDS: Final = ("images", "empty_images", "detections", "latency_ms", "latency_ms_sum")
 """The aggregate kinds the results read (a small share of all cells)."""
+
+HOURLY_KINDS: Final = ("images", "empty_images", "detections", "latency_ms_sum")
+"""Kinds read per hour (keys added up) for the sequential looks."""
+
+KEYED_KINDS: Final = ("detections", "latency_ms")
+"""Kinds read per key (hours added up): class mix and latency bins."""
 
 SRM_ALPHA: Final = 0.001
 """A sample-ratio mismatch is declared below this p-value: strict, because a false alarm
@@ -101,19 +107,31 @@ class ArmData:
         return h
 
     def add_cell(self, row: AggregateRow) -> None:
-        h = self.hour(row.hour_unix)
-        m = Moments(row.count, row.value, row.value_sq)
-        if row.kind == "images":
+        """Add one stored cell (both its hour's sums and its key's)."""
+        self.add_hour_sum(row.hour_unix, row.kind, row.count, row.value, row.value_sq)
+        self.add_key_sum(row.kind, row.key, row.count)
+
+    def add_hour_sum(self, hour_unix: int, kind: str, count: int, value: float, value_sq: float) -> None:
+        """Add the sums of one kind in one hour (keys added up): what the sequential looks need."""
+        h = self.hour(hour_unix) if kind in HOURLY_KINDS else None
+        if h is None:
+            return
+        m = Moments(count, value, value_sq)
+        if kind == "images":
             h.images = h.images + m
-        elif row.kind == "empty_images":
-            h.empty += row.count
-        elif row.kind == "detections":
+        elif kind == "empty_images":
+            h.empty += count
+        elif kind == "detections":
             h.confidence = h.confidence + m
-            self.classes[row.key] = self.classes.get(row.key, 0) + row.count
-        elif row.kind == "latency_ms_sum":
+        else:  # latency_ms_sum
             h.latency = h.latency + m
-        elif row.kind == "latency_ms":
-            self.latency_bins[int(row.key)] += row.count
+
+    def add_key_sum(self, kind: str, key: str, count: int) -> None:
+        """Add the count of one kind's key over the whole test (hours added up): the class mix and latency bins."""
+        if kind == "detections":
+            self.classes[key] = self.classes.get(key, 0) + count
+        elif kind == "latency_ms":
+            self.latency_bins[int(key)] += count
 
     def add_feedback(self, item: FeedbackCount) -> None:
         h = self.hour(item.hour_unix)
@@ -217,23 +235,18 @@ def compute_results(
     *,
     test: Mapping[str, Any],
     config: ABTestConfig,
-    rows_a: Iterable[AggregateRow],
-    rows_b: Iterable[AggregateRow],
+    arm_a: ArmData,
+    arm_b: ArmData,
     feedback: Iterable[FeedbackCount],
     now_unix_nano: int,
 ) -> dict[str, Any]:
     """The results document of ``GET /v1/ab-tests/{id}/results``.
 
-    ``rows_a``/``rows_b`` are the aggregate cells of each arm's model in the test's
+    ``arm_a``/``arm_b`` hold the aggregate cells of each arm's model in the test's
     window, already restricted to the arm's variant and version; ``test`` carries
     ``id``, ``name``, ``model_a_id``, ``model_b_id``, ``start_unix_nano`` and
     ``end_unix_nano``.
     """
-    arm_a, arm_b = ArmData(), ArmData()
-    for row in rows_a:
-        arm_a.add_cell(row)
-    for row in rows_b:
-        arm_b.add_cell(row)
     for item in feedback:
         (arm_a if item.arm == "a" else arm_b).add_feedback(item)
 

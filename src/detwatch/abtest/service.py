@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from ..storage import ABTestRecord, Storage
 from .config import ConfigError, parse_config
-from .results import KINDS, FeedbackCount, compute_results
+from .results import HOURLY_KINDS, KEYED_KINDS, ArmData, FeedbackCount, compute_results
 
 __all__ = ["ABTestInputError", "create_for_request", "results_for", "test_json"]
 
@@ -119,15 +119,30 @@ def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = Non
     hour_ns = 3600 * 1_000_000_000
     first_hour = start // hour_ns * hour_ns
 
-    def arm_rows(model_id: str, version: str | None, variant: str) -> list[Any]:
-        return [
-            r
-            for r in storage.aggregates(model_id, first_hour, end, KINDS)
-            if r.ab_variant == variant and (version is None or r.model_version == version)
-        ]
+    end_hour = -(-end // 1_000_000_000)
 
-    rows_a = arm_rows(record.model_a_id, config.model_a_version, "a")
-    rows_b = arm_rows(record.model_b_id, config.model_b_version, "b")
+    def arm_data(model_id: str, version: str | None, variant: str) -> ArmData:
+        data = ArmData()
+        start_hour = first_hour // 1_000_000_000
+        for by_hour in (True, False):
+            sums = storage.ab_arm_sums(
+                model_id=model_id,
+                version=version,
+                variant=variant,
+                start_hour=start_hour,
+                end_hour=end_hour,
+                kinds=HOURLY_KINDS if by_hour else KEYED_KINDS,
+                by_hour=by_hour,
+            )
+            for hour, kind, key, count, value, value_sq in sums:
+                if by_hour:
+                    data.add_hour_sum(hour, kind, count, value, value_sq)
+                else:
+                    data.add_key_sum(kind, key, count)
+        return data
+
+    arm_a = arm_data(record.model_a_id, config.model_a_version, "a")
+    arm_b = arm_data(record.model_b_id, config.model_b_version, "b")
     feedback: list[FeedbackCount] = []
     for arm, model_id, version in (
         ("a", record.model_a_id, config.model_a_version),
@@ -145,8 +160,8 @@ def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = Non
             "end_unix_nano": end,
         },
         config=config,
-        rows_a=rows_a,
-        rows_b=rows_b,
+        arm_a=arm_a,
+        arm_b=arm_b,
         feedback=feedback,
         now_unix_nano=now,
     )

@@ -302,6 +302,20 @@ class Storage(Protocol):
         """Set ``status`` (and move the end, e.g. when stopped early); False for an unknown test."""
         ...
 
+    def ab_arm_sums(
+        self,
+        *,
+        model_id: str,
+        version: str | None,
+        variant: str,
+        start_hour: int,
+        end_hour: int,
+        kinds: Sequence[str],
+        by_hour: bool,
+    ) -> list[tuple[int, str, str, int, float, float]]:
+        """One A/B arm's cells summed per hour (keys added up) or per key (hours added up); hours in seconds."""
+        ...
+
     def ab_feedback_counts(
         self, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
     ) -> list[tuple[int, str, int]]:

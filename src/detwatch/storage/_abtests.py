@@ -120,3 +120,36 @@ def feedback_counts(
         f"WHERE {where} GROUP BY hour, f.type ORDER BY hour, f.type"
     )
     return [(int(r[0]), str(r[1]), int(r[2])) for r in tx.query(sql, params)]
+
+
+def arm_sums(
+    tx: Transaction,
+    *,
+    model_id: str,
+    version: str | None,
+    variant: str,
+    start_hour: int,
+    end_hour: int,
+    kinds: Sequence[str],
+    by_hour: bool,
+) -> list[tuple[int, str, str, int, float, float]]:
+    """Sums of one arm's cells: ``(hour_unix, kind, key, count, value, value_sq)``.
+
+    ``by_hour`` keeps hours apart and adds up keys (key ""): the sequential looks need
+    the trend, not the bins. Otherwise hours are added up (hour 0) and keys kept: the
+    class mix and latency bins need the bins, not the trend. Summing in the database
+    returns a few hundred rows where the raw cells of a month are tens of thousands.
+    """
+    group = "hour_unix, kind" if by_hour else "kind, key"
+    select = "hour_unix, kind, ''" if by_hour else "0, kind, key"
+    marks = ", ".join("?" * len(kinds))
+    sql = (
+        f"SELECT {select}, SUM(count), SUM(value), SUM(value_sq) FROM aggregates "
+        f"WHERE model_id = ? AND ab_variant = ? AND hour_unix >= ? AND hour_unix < ? AND kind IN ({marks})"
+    )
+    params: list[Any] = [model_id, variant, start_hour, end_hour, *kinds]
+    if version is not None:
+        sql += " AND model_version = ?"
+        params.append(version)
+    sql += f" GROUP BY {group}"
+    return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4]), float(r[5])) for r in tx.query(sql, params)]

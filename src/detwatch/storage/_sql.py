@@ -53,6 +53,7 @@ import msgspec
 import orjson
 
 from ..bins import CONFIDENCE_BINS, confidence_bin
+from ..data_engine import _store as _data_engine
 from ..predictions import DetectionRecord, ImageRef, Prediction
 from . import (
     ABTestRecord,
@@ -479,6 +480,7 @@ class SQLStorage:
             self._record_models(tx, new)
             self._upsert_aggregates(tx, cells)
             joined = self._join_feedback(tx, new)
+            _data_engine.flag_ingested(tx, new, joined)  # after the join: feedback that came first flags too
             return len(new), joined
 
         inserted, joined = self._run(work, write=True)
@@ -622,6 +624,7 @@ class SQLStorage:
                     assert stored is not None
                     record = replace(stored, duplicate=True)
                 out.append(record)
+            _data_engine.flag_feedback(tx, out)  # feedback other than "correct" flags its prediction
             return out
 
         return self._run(work, write=True)
@@ -855,6 +858,31 @@ class SQLStorage:
 
     def set_ab_test_status(self, ab_test_id: str, status: str, end_unix_nano: int | None = None) -> bool:
         return self._run(lambda tx: _abtests.set_status(tx, ab_test_id, status, end_unix_nano), write=True)
+
+    def ab_arm_sums(
+        self,
+        *,
+        model_id: str,
+        version: str | None,
+        variant: str,
+        start_hour: int,
+        end_hour: int,
+        kinds: Sequence[str],
+        by_hour: bool,
+    ) -> list[tuple[int, str, str, int, float, float]]:
+        return self._run(
+            lambda tx: _abtests.arm_sums(
+                tx,
+                model_id=model_id,
+                version=version,
+                variant=variant,
+                start_hour=start_hour,
+                end_hour=end_hour,
+                kinds=kinds,
+                by_hour=by_hour,
+            ),
+            write=False,
+        )
 
     def ab_feedback_counts(
         self, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
