@@ -133,6 +133,12 @@ def test_two_proportion_test_is_the_2x2_chi_square_or_fisher_exact_for_small_cou
     expected = stats.chi2_contingency([[120, 880], [160, 840]], correction=False).pvalue
     assert two_proportion_test(120, 1000, 160, 1000) == pytest.approx(expected, rel=1e-9)
     assert two_proportion_test(1, 40, 7, 35) == pytest.approx(stats.fisher_exact([[1, 39], [7, 28]]).pvalue)
+    # Rare outcomes among many trials: the conditional binomial, Fisher's limit.
+    for rare in ([0, 3], [2, 9], [7, 1]):
+        fisher = stats.fisher_exact([[rare[0], 10**6 - rare[0]], [rare[1], 2 * 10**6 - rare[1]]]).pvalue
+        assert two_proportion_test(rare[0], 10**6, rare[1], 2 * 10**6) == pytest.approx(fisher, rel=0.02)
+        flipped = two_proportion_test(10**6 - rare[0], 10**6, 2 * 10**6 - rare[1], 2 * 10**6)
+        assert flipped == pytest.approx(fisher, rel=0.02)
 
 
 def test_holm_rejects_exactly_what_the_step_down_procedure_rejects() -> None:
