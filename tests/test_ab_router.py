@@ -15,7 +15,7 @@ from scipy import stats
 from conftest import Telemetry
 from detwatch_instrumentation import ABRouter, monitor_detections, semconv
 
-KEYS = [f"cam{i % 7}/{i:06d}.jpg" for i in range(20_000)]
+KEYS = [f"cam{i % 7}/{i:06d}.jpg" for i in range(100_000)]
 
 
 def reference_arm(key: str, salt: str, split: float) -> str:

@@ -60,7 +60,7 @@ class Traffic:
         rng = np.random.default_rng(seed)
         self.events: list[dict[str, Any]] = []
         self.raw: dict[str, dict[str, list[Any]]] = {
-            arm: {"confidence": [], "latency": [], "classes": [], "hour": [], "conf_hour": [], "ids": []}
+            arm: {"confidence": [], "latency": [], "classes": [], "hour": [], "conf_hour": [], "ids": [], "counts": []}
             for arm in "ab"
         }
         for arm, n, shift in (("a", n_a, 0.0), ("b", n_b, b_shift)):
@@ -80,6 +80,7 @@ class Traffic:
                 latency = float(rng.lognormal(math.log(40.0 if arm == "a" else 44.0), 0.3))
                 pid = f"{prefix}-{arm}-{i}"
                 self.raw[arm]["latency"].append(latency)
+                self.raw[arm]["counts"].append(k)
                 self.raw[arm]["hour"].append(hour)
                 self.raw[arm]["ids"].append(pid)
                 self.events.append(
@@ -169,6 +170,14 @@ def test_results_match_scipy_on_the_raw_values(client: detwatch.Client, companio
     table = [[ra["classes"].count(c) for c in CLASSES], [rb["classes"].count(c) for c in CLASSES]]
     _, p_mix, _, _ = stats.chi2_contingency(table, correction=False)
     assert results["comparisons"]["class_mix"]["p_value_fixed_horizon"] == pytest.approx(p_mix, rel=1e-6)
+
+    # Metrics outside the configured family are compared too, without a corrected p-value.
+    per_image = results["comparisons"]["detections_per_image"]
+    welch_counts = stats.ttest_ind(rb["counts"], ra["counts"], equal_var=False)
+    assert per_image["p_value_fixed_horizon"] == pytest.approx(welch_counts.pvalue, rel=1e-6)
+    assert per_image["in_family"] is False
+    assert per_image["p_value_corrected"] is None
+    assert results["model_b"]["detections_per_image"] == pytest.approx(np.mean(rb["counts"]))
 
     _, p_srm = stats.chisquare([1800, 200], f_exp=[1800, 200])
     assert results["sample_ratio"]["p_value"] == pytest.approx(p_srm)

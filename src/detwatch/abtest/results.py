@@ -7,7 +7,9 @@ version each. Everything is read from mergeable cells (counts, sums, sums of squ
 latency bins), so that results for ten million routed predictions cost what results
 for a thousand do: the work grows with hours times cells, not with predictions.
 
-Each hour boundary is one look of the sequential test (:func:`.statistics.msprt`):
+Every metric is compared (B - A, its interval and p-values); the configured
+``metrics`` are the family whose p-values are corrected together (Holm), and the
+first of them decides the verdict. Each hour boundary is one look of the sequential test (:func:`.statistics.msprt`):
 the always-valid p-value is the minimum over those looks, valid however often anyone
 reads the results. Feedback scores come from feedback joined to stored predictions,
 so feedback on predictions already expired by retention no longer counts.
@@ -35,7 +37,7 @@ import numpy as np
 
 from .. import bins
 from ..storage import AggregateRow
-from .config import HIGHER_IS_BETTER, ABTestConfig
+from .config import HIGHER_IS_BETTER, METRICS, ABTestConfig
 from .statistics import (
     Moments,
     TestResult,
@@ -258,25 +260,30 @@ def compute_results(
 
     # Sequential looks at every hour boundary, cumulative from the start.
     hours = sorted(set(arm_a.hours) | set(arm_b.hours))
-    looks: dict[str, list[tuple[float, float]]] = {m: [] for m in config.metrics}
+    # Every metric is compared; the configured ones form the family whose p-values are
+    # corrected together (and the first decides the verdict).
+    compared = [*config.metrics, *(m for m in METRICS if m not in config.metrics)]
+    looks: dict[str, list[tuple[float, float]]] = {m: [] for m in compared}
     ca, cb = _Hour(), _Hour()
     for hour in hours:
         ca = _merge(ca, arm_a.hours.get(hour, _Hour()))
         cb = _merge(cb, arm_b.hours.get(hour, _Hour()))
-        for metric in config.metrics:
+        for metric in compared:
             looks[metric].append(_look(metric, ca, cb))
 
     comparisons: dict[str, dict[str, Any]] = {}
     always_valid: list[float] = []
-    for metric in config.metrics:
+    for metric in compared:
         fixed = _fixed(metric, ta, tb, arm_a=arm_a, arm_b=arm_b, alpha=alpha)
         min_effect = config.min_effect[metric]
         seq_p, cs = math.nan, (math.nan, math.nan)
         if metric != "class_mix":
             seq = msprt(looks[metric], tau2=min_effect * min_effect, alpha=alpha)
             seq_p, cs = seq.p_value, (seq.ci_low, seq.ci_high)
-        always_valid.append(seq_p if metric != "class_mix" else fixed.p_value)
+        if metric in config.metrics:
+            always_valid.append(seq_p if metric != "class_mix" else fixed.p_value)
         comparisons[metric] = {
+            "in_family": metric in config.metrics,
             "difference": _finite(fixed.difference),
             "ci_low": _finite(fixed.ci_low),
             "ci_high": _finite(fixed.ci_high),
@@ -288,6 +295,8 @@ def compute_results(
             "higher_is_better": HIGHER_IS_BETTER[metric],
         }
     corrected = holm(always_valid)
+    for metric in compared:
+        comparisons[metric]["p_value_corrected"] = None
     for metric, p in zip(config.metrics, corrected, strict=True):
         comparisons[metric]["p_value_corrected"] = _finite(p)
 
