@@ -38,10 +38,13 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"drift of {report.get('model_id', '?')}: {_VERDICT.get(report.get('status', ''), report.get('status'))}",
         f"  reference {_period(report.get('reference', {}))}",
         f"  current   {_period(report.get('current', {}))}",
-        f"  class drift (Jensen-Shannon, 0..1)        {_number(report.get('class_drift'))}",
-        f"  confidence drift (KS, 0..1)               {_number(report.get('confidence_drift'))}",
-        f"  detection count drift (KS per image, 0..1) {_number(report.get('count_drift'))}",
     ]
+    for label, key in (
+        ("class drift (Jensen-Shannon, 0..1)", "class_drift"),
+        ("confidence drift (KS, 0..1)", "confidence_drift"),
+        ("detection count drift (KS per image, 0..1)", "count_drift"),
+    ):
+        lines.append(f"  {label:<43} {_number(report.get(key))}")
     if report.get("affected_classes"):
         lines.append(f"  most affected classes: {', '.join(report['affected_classes'])}")
     if report.get("new_classes"):
