@@ -9,6 +9,10 @@ million events through ingest would only measure ingest (bench_companion does). 
 timed call is the whole report, ``drift_report(storage, model, reference, current)``:
 one query per period, merging 720 hours each, every test and the correction.
 
+Measured besides: the same read with the hours merged in SQL (``GROUP BY``), and the
+report over a daily rollup of the same cells (24 times fewer rows; the report must be
+identical, and is asserted so): reading hourly rows, not the statistics, is the cost.
+
 Part 2: the same statistics against Evidently 0.7's ``DataDriftPreset`` on the same 1
 million detections per side (class, confidence, relative area, aspect ratio), once
 with no drift and once with a shift, in the same run. Evidently is installed only in
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -127,8 +132,6 @@ def build_database(path: Path, images_per_month: int, seed: int) -> tuple[int, i
     storage = open_storage(f"sqlite:///{path}")
     storage.migrate()
     storage.close()
-    import sqlite3
-
     rng = np.random.default_rng(seed)
     per_hour = images_per_month // (30 * 24)
     january = 1704067200  # 2024-01-01T00:00Z
@@ -153,6 +156,44 @@ GROUPED = (
     "WHERE model_id = ? AND hour_unix >= ? AND hour_unix < ? GROUP BY model_version, ab_variant, kind, key"
 )
 """What a storage read that merges the hours in SQL would cost (the storage returns hourly cells today)."""
+
+DAILY_ROLLUP = """
+CREATE TABLE aggregates_daily AS
+SELECT model_id, model_version, ab_variant, hour_unix / 86400 * 86400 AS day_unix, kind, key,
+       SUM(count) AS count, SUM(value) AS value, SUM(value_sq) AS value_sq
+FROM aggregates GROUP BY model_id, model_version, ab_variant, day_unix, kind, key
+"""
+"""What the report would read if ingest also kept daily cells (a storage change this benchmark argues for)."""
+
+
+@dataclass(frozen=True)
+class DailyCell:
+    model_version: str
+    ab_variant: str
+    kind: str
+    key: str
+    count: int
+    value: float
+    value_sq: float
+
+
+class DailyReader:
+    """An ``AggregateReader`` over the daily rollup: same cells, 24 times fewer rows."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def aggregates(
+        self, model_id: str, start_unix_nano: int, end_unix_nano: int, kinds: Sequence[str] | None = None
+    ) -> list[DailyCell]:
+        start, end = -(-start_unix_nano // 10**9), -(-end_unix_nano // 10**9)
+        rows = self.db.execute(
+            "SELECT model_version, ab_variant, kind, key, count, value, value_sq FROM aggregates_daily "
+            "WHERE model_id = ? AND day_unix >= ? AND day_unix < ?",
+            (model_id, start, end),
+        ).fetchall()
+        return [DailyCell(*row) for row in rows if kinds is None or row[2] in kinds]
+
 
 EVIDENTLY_SCRIPT = textwrap.dedent(
     """
@@ -240,15 +281,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         storage.close()
         assert report is not None
         seconds = statistics.median(timings)
-        grouped = []
-        import sqlite3
-
+        grouped, daily = [], []
         with sqlite3.connect(workdir / "d.db") as db:
             for _ in range(args.repeat):
                 t0 = time.perf_counter()
                 db.execute(GROUPED, ("bench", 1704067200, 1706659200)).fetchall()
                 db.execute(GROUPED, ("bench", 1706745600, 1709337600)).fetchall()
                 grouped.append(time.perf_counter() - t0)
+            db.execute(DAILY_ROLLUP)
+            reader = DailyReader(db)
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                daily_report = drift_report(reader, "bench", "2024-01-01:2024-01-30", "2024-02-01:2024-03-01")
+                daily.append(time.perf_counter() - t0)
+        assert daily_report.to_json()["tests"] == report.to_json()["tests"]  # same cells, fewer rows
+        daily_s = statistics.median(daily)
         print()
         for line in table(
             ["report over", "predictions", "detections", "hours", "median s", "target s", "verdict", "drift"],
@@ -257,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"< {TARGET_S:.0f}", verdict(seconds < TARGET_S), str(report.significant_drift),
             ], [
                 "(SQL GROUP BY read only)", "", "", "1,440", f"{statistics.median(grouped):.3f}", "", "", "",
+            ], [
+                "daily rollup cells", f"{predictions:,}", f"{detections:,}", "60 days", f"{daily_s:.3f}",
+                f"< {TARGET_S:.0f}", verdict(daily_s < TARGET_S), str(daily_report.significant_drift),
             ]],
         ):  # fmt: skip
             print(line)
@@ -281,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows,
         ):
             print(line)
+    # The hourly read misses the target (its cost is the storage's row count); the exit
+    # status says so, and the daily rollup row shows what the storage change would give.
     return 0 if seconds < TARGET_S else 1
 
 
