@@ -14,8 +14,11 @@ import copy
 import math
 from typing import Any
 
+from .abtest.config import HIGHER_IS_BETTER as AB_DIRECTED
+from .abtest.config import METRICS as AB_METRICS
 from .alerts_openapi import ALERT_PATHS
 from .api import MAX_BATCH
+from .data_engine import openapi as data_engine_openapi
 from .drift import AB_VARIANTS, MAX_PERIOD_LENGTH, PERIOD_PATTERN
 from .feedback import MAX_TEXT
 from .predictions import (
@@ -103,6 +106,9 @@ _REJECTED = {
 }
 
 _DRIFT_PERIOD = {"type": "string", "minLength": 1, "maxLength": MAX_PERIOD_LENGTH, "pattern": PERIOD_PATTERN}
+
+_AB_PRIMARY = [m for m in AB_METRICS if AB_DIRECTED[m] is not None]
+"""Metrics that may come first in an A/B test's ``metrics``: those with a better direction."""
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -298,6 +304,10 @@ _SCHEMAS: dict[str, Any] = {
             "name": {"type": "string"},
             "parent_version_id": {"type": ["string", "null"]},
             "created_unix_nano": {"type": "integer"},
+            "content_hash": {"type": "string", "description": "sha256 of the snapshot's canonical content"},
+            "item_count": {"type": "integer"},
+            "class_counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "diff": {"type": "object", "description": "added, removed, changed items and class count deltas"},
         },
     },
     "Dataset": {
@@ -375,6 +385,100 @@ _SCHEMAS: dict[str, Any] = {
             "config": {"type": "object"},
         },
     },
+    "ABTestCreate": {
+        "type": "object",
+        "description": "The user guide's create_ab_test arguments. config: traffic_split (share of keys to B, "
+        "0 < split < 1), metrics (the first, one of confidence, latency, feedback_score, decides the verdict), "
+        "duration_days, and optionally alpha, min_effect (per metric), min_samples, min_feedback, "
+        "model_a_version, model_b_version. start back-dates the test (RFC 3339).",
+        "required": ["name", "model_a_id", "model_b_id"],
+        "properties": {
+            "name": {**_NAME, "maxLength": 256},
+            "model_a_id": {**_NAME, "maxLength": 256},
+            "model_b_id": {**_NAME, "maxLength": 256},
+            "config": {
+                "type": ["object", "null"],
+                "description": "null or absent: every default",
+                "additionalProperties": False,
+                "properties": {
+                    "traffic_split": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                    "metrics": {
+                        "type": "array",
+                        "minItems": 1,
+                        "uniqueItems": True,
+                        "prefixItems": [{"type": "string", "enum": _AB_PRIMARY}],
+                        "items": {"type": "string", "enum": list(AB_METRICS)},
+                    },
+                    "duration_days": {"type": "number", "exclusiveMinimum": 0, "maximum": 366},
+                    "alpha": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
+                    "min_effect": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {m: {"type": "number", "exclusiveMinimum": 0} for m in AB_METRICS},
+                    },
+                    "min_samples": {"type": "integer", "minimum": 2},
+                    "min_feedback": {"type": "integer", "minimum": 2},
+                    "model_a_version": _nullable({**_ID, "maxLength": 256}),
+                    "model_b_version": _nullable({**_ID, "maxLength": 256}),
+                },
+            },
+            "start": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "pattern": r"^(19[7-9][0-9]|2[01][0-9][0-9])-",
+                "description": "RFC 3339, years 1970 to 2199",
+            },
+        },
+    },
+    "ABTest": {
+        "type": "object",
+        "description": "An A/B test; traffic_split (0 once stopped) and salt are what a router needs.",
+        "required": ["id", "name", "model_a_id", "model_b_id", "config", "status", "traffic_split", "salt"],
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "model_a_id": {"type": "string"},
+            "model_b_id": {"type": "string"},
+            "config": {"type": "object"},
+            "status": {"type": "string", "enum": ["running", "stopped"]},
+            "start_unix_nano": {"type": "integer"},
+            "end_unix_nano": {"type": "integer"},
+            "traffic_split": {"type": "number"},
+            "salt": {"type": "string"},
+        },
+    },
+    "ABTestList": {
+        "type": "object",
+        "required": ["ab_tests"],
+        "properties": {"ab_tests": {"type": "array", "items": {"$ref": "#/components/schemas/ABTest"}}},
+    },
+    "ABTestResults": {
+        "type": "object",
+        "description": "Per arm (model_a, model_b): images, avg_confidence, latency_ms p50/p95/p99, detections per "
+        "image, empty-image rate, feedback score and count, class mix. p_value: the primary metric's always-valid "
+        "(mSPRT) p-value; p_value_fixed_horizon is valid only when read once at the planned end. verdict: running, "
+        "b_better, a_better, no_difference or inconclusive.",
+        "required": ["id", "model_a", "model_b", "p_value", "verdict", "comparisons", "sample_ratio", "power"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"type": "string", "enum": ["running", "completed"]},
+            "model_a": {"type": "object"},
+            "model_b": {"type": "object"},
+            "primary_metric": {"type": "string"},
+            "p_value": {"type": ["number", "null"]},
+            "p_value_fixed_horizon": {"type": ["number", "null"]},
+            "p_values_corrected": {"type": "object"},
+            "comparisons": {"type": "object"},
+            "verdict": {
+                "type": "string",
+                "enum": ["running", "b_better", "a_better", "no_difference", "inconclusive"],
+            },
+            "verdict_reason": {"type": "string"},
+            "valid": {"type": "boolean"},
+            "sample_ratio": {"type": "object"},
+            "power": {"type": "object"},
+        },
+    },
     "Status": {
         "type": "object",
         "required": ["version", "database", "counts"],
@@ -436,7 +540,7 @@ def openapi_document() -> dict[str, Any]:
                 f"{MAX_JSON_DEPTH} deep. Every error is the JSON object Error.",
             },
             "components": {
-                "schemas": _SCHEMAS,
+                "schemas": {**_SCHEMAS, **data_engine_openapi.schemas()},
                 "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             },
             "security": [{"bearer": []}],
@@ -571,6 +675,39 @@ def openapi_document() -> dict[str, Any]:
                         },
                     }
                 },
+                "/v1/ab-tests": {
+                    "get": {
+                        "summary": "List A/B tests, newest first",
+                        "responses": {"200": _answer("the tests", "ABTestList"), **_READ_ERRORS},
+                    },
+                    "post": {
+                        "summary": "Create an A/B test between two registered models",
+                        "requestBody": _json_body("ABTestCreate"),
+                        "responses": {"201": _answer("the test", "ABTest"), **_BODY_ERRORS},
+                    },
+                },
+                "/v1/ab-tests/{ab_test_id}": {
+                    "get": {
+                        "summary": "One A/B test (what a router polls for its split)",
+                        "parameters": [{"name": "ab_test_id", **_PATH_ID}],
+                        "responses": {"200": _answer("the test", "ABTest"), **_NOT_FOUND, **_READ_ERRORS},
+                    }
+                },
+                "/v1/ab-tests/{ab_test_id}/stop": {
+                    "post": {
+                        "summary": "End the test now; routers then send everything to A",
+                        "parameters": [{"name": "ab_test_id", **_PATH_ID}],
+                        "responses": {"200": _answer("the test", "ABTest"), **_NOT_FOUND, **_READ_ERRORS},
+                    }
+                },
+                "/v1/ab-tests/{ab_test_id}/results": {
+                    "get": {
+                        "summary": "Per-arm results, comparisons and the peeking-safe verdict",
+                        "parameters": [{"name": "ab_test_id", **_PATH_ID}],
+                        "responses": {"200": _answer("the results", "ABTestResults"), **_NOT_FOUND, **_READ_ERRORS},
+                    }
+                },
+                **data_engine_openapi.paths(_BODY_ERRORS, _READ_ERRORS),
                 **ALERT_PATHS,
                 "/v1/status": {
                     "get": {
