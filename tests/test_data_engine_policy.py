@@ -228,3 +228,25 @@ def test_the_decorator_stores_exactly_the_images_the_policy_selects(telemetry: T
         width, height, _, raw = _read_png(path.read_bytes())
         assert (width, height) == (8, 8) and raw[1:25] == dark.tobytes()[:24]
     assert all("uri" not in b.get("image", {}) for b in bodies if b["detections"])
+
+
+def test_the_density_sweep_agrees_with_pairwise_iou_on_random_boxes() -> None:
+    rng = np.random.default_rng(3)
+    policy = only("high_density", high_density={"min_detections": 1000, "iou_threshold": 0.3, "min_overlapping": 3})
+    for _ in range(300):
+        n = int(rng.integers(3, 12))
+        xy = rng.uniform(0, 100, (n, 2))
+        wh = rng.uniform(5, 40, (n, 2))
+        dets = [Det("car", 0.9, (x, y, x + w, y + h)) for (x, y), (w, h) in zip(xy.tolist(), wh.tolist(), strict=True)]
+        # Reference: IoU of every pair from its definition.
+        overlapping = set()
+        for i in range(n):
+            for j in range(i + 1, n):
+                a, b = dets[i].box, dets[j].box
+                iw = min(a[2], b[2]) - max(a[0], b[0])
+                ih = min(a[3], b[3]) - max(a[1], b[1])
+                inter = max(iw, 0.0) * max(ih, 0.0)
+                union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+                if inter > 0 and inter / union >= 0.3:
+                    overlapping |= {i, j}
+        assert bool(policy.evaluate("k", dets, 640, 480)) == (len(overlapping) >= 3)

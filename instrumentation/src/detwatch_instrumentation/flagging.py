@@ -29,15 +29,18 @@ Strategies (each flagged prediction records *every* reason that selected it):
 ``high_density``
     At least ``min_detections`` detections (default 32, a bound of the
     ``objdet.image.detections`` histogram), or at least ``min_overlapping`` detections
-    (default 4) that each overlap another one with IoU >= ``iou_threshold`` (default
+    (default 4) that each intersect another one with IoU >= ``iou_threshold`` (default
     0.5): crowds, where non-maximum suppression and labels go wrong. The pairwise IoU
-    is computed only below ``min_detections``, so its cost is bounded.
+    is computed only below ``min_detections`` (and only for boxes whose x-ranges meet),
+    so its cost is bounded.
 ``unusual_size``
     A detection whose relative area (box area over image area) lies outside the range
     usual for its class. The range is learned from the model's own per-hour
     ``box_area`` aggregates (``unusual_size.learned``, filled in by the companion: per
     class, the bins holding the central ``1 - 2 * quantile`` of the areas, once
-    ``min_samples`` detections are known), and otherwise the absolute bounds
+    ``min_samples`` detections are known; ``quantile`` 0.001 by default, since an image
+    of n usual boxes is flagged with probability about ``1 - (1 - 2 * quantile) ** n``),
+    and otherwise the absolute bounds
     ``min_area`` (default 0.0001: the smallest bound of ``objdet.detection.box.area``,
     about 6 x 6 px on a 640 px image) and ``max_area`` (default 0.8). Needs the image
     size, or boxes that are relative already (all within ``[0, 1]``).
@@ -57,11 +60,12 @@ uniform).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
-from ._keyhash import unit_interval
+from ._keyhash import _person, unit_interval
 
 __all__ = [
     "EDGE_CONDITIONS",
@@ -87,6 +91,10 @@ FEEDBACK_REASON_PREFIX: Final = "feedback:"
 
 Box = tuple[float, float, float, float]
 
+_SCALE: Final = float(1 << 64)
+_PERSONS: Final = {name: _person("objdet.flag." + name) for name in (*STRATEGIES, "edge_cases")}
+"""The salts' BLAKE2b personalisations, computed once (sampling runs for every event)."""
+
 
 class DetectionLike(Protocol):
     """What the policy reads of a detection (the decorator's and the companion's both fit)."""
@@ -111,12 +119,20 @@ class PolicyError(ValueError):
 
 
 def sampled(key: str, strategy: str, rate: float) -> bool:
-    """Whether ``key`` falls in the ``rate`` share of keys sampled for ``strategy`` (deterministic)."""
+    """Whether ``key`` falls in the ``rate`` share of keys sampled for ``strategy`` (deterministic).
+
+    The hash is :func:`._keyhash.unit_interval` of the key with the salt
+    ``objdet.flag.<strategy>`` (BLAKE2b-64, personalised by the salt).
+    """
     if rate >= 1.0:
         return True
     if rate <= 0.0:
         return False
-    return unit_interval(key, "objdet.flag." + strategy) < rate
+    person = _PERSONS.get(strategy)
+    if person is None:
+        return unit_interval(key, "objdet.flag." + strategy) < rate
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8, person=person).digest()
+    return int.from_bytes(digest, "big") / _SCALE < rate
 
 
 def iou(a: Box, b: Box) -> float:
@@ -235,7 +251,7 @@ class UnusualSize:
     min_area: float = 0.0001
     max_area: float = 0.8
     learn: bool = True
-    quantile: float = 0.01
+    quantile: float = 0.001
     min_samples: int = 200
     learned: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     """Per-class ranges learned by the companion from the model's aggregates."""
@@ -315,7 +331,7 @@ class FlaggingPolicy:
             min_area=_number(us, "min_area", 0.0001, wu, low=0.0, high=1.0),
             max_area=_number(us, "max_area", 0.8, wu, low=0.0, high=float("inf")),
             learn=_bool(us, "learn", True, wu),
-            quantile=_number(us, "quantile", 0.01, wu, low=0.0, high=0.5),
+            quantile=_number(us, "quantile", 0.001, wu, low=0.0, high=0.5),
             min_samples=_integer(us, "min_samples", 200, wu, low=1, high=2**62),
             learned=learned,
         )
@@ -414,24 +430,45 @@ class FlaggingPolicy:
             return True
         if n < hd.min_overlapping:
             return False
-        boxes = [d.box for d in detections]
-        overlapping = [False] * n
+        # A sweep over boxes sorted by x1: a pair is only compared when the x-ranges
+        # overlap, and IoU >= t is tested as intersection >= t * union (no division).
+        boxes = sorted([d.box for d in detections])
         threshold = hd.iou_threshold
+        overlapping: set[int] = set()
         for i in range(n):
-            a = boxes[i]
+            ax1, ay1, ax2, ay2 = boxes[i]
+            area_a = (ax2 - ax1) * (ay2 - ay1)
             for j in range(i + 1, n):
-                if (not overlapping[i] or not overlapping[j]) and iou(a, boxes[j]) >= threshold:
-                    overlapping[i] = overlapping[j] = True
-        return sum(overlapping) >= hd.min_overlapping
+                bx1, by1, bx2, by2 = boxes[j]
+                if bx1 >= ax2:
+                    break  # sorted by x1: no later box reaches into a
+                iw = (ax2 if ax2 < bx2 else bx2) - bx1
+                ih = (ay2 if ay2 < by2 else by2) - (ay1 if ay1 > by1 else by1)
+                if iw <= 0.0 or ih <= 0.0:
+                    continue
+                inter = iw * ih
+                if inter >= threshold * (area_a + (bx2 - bx1) * (by2 - by1) - inter):
+                    overlapping.add(i)
+                    overlapping.add(j)
+            if len(overlapping) >= hd.min_overlapping:
+                return True
+        return False
 
     def _unusual(self, detections: Sequence[DetectionLike], width: float | None, height: float | None) -> bool:
-        areas = relative_areas(detections, width, height)
-        if areas is None:
+        # relative_areas() inlined: this runs for every event at ingest.
+        if width and height and width > 0 and height > 0:
+            image_area = float(width) * float(height)
+        elif all(min(d.box[0], d.box[1]) >= 0.0 and max(d.box[2], d.box[3]) <= 1.0 for d in detections):
+            image_area = 1.0
+        else:
             return False
         size = self.unusual_size
         learned = size.learned if size.learn else {}
-        for d, area in zip(detections, areas, strict=True):
-            low, high = learned.get(d.class_name, (size.min_area, size.max_area))
+        default = (size.min_area, size.max_area)
+        for d in detections:
+            x1, y1, x2, y2 = d.box
+            area = (x2 - x1) * (y2 - y1) / image_area
+            low, high = learned.get(d.class_name, default)
             if area < low or area > high:
                 return True
         return False

@@ -41,6 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
+import orjson
 from opentelemetry import metrics
 
 from detwatch_instrumentation import semconv
@@ -176,11 +177,19 @@ def _effective(tx: Transaction, model_id: str, config: str) -> FlaggingPolicy:
 
 
 def _detections_json(detections: Iterable[Any]) -> str:
-    return _dumps([{"class": d.class_name, "confidence": d.confidence, "box": list(d.box)} for d in detections])
+    # orjson, as the storage encodes the same detections: this runs for every flagged event.
+    return orjson.dumps(
+        [{"class": d.class_name, "confidence": d.confidence, "box": d.box} for d in detections]
+    ).decode()
 
 
-def flag_ingested(tx: Transaction, new: Sequence[Prediction]) -> int:
-    """Flag newly stored predictions per their model's policy (inside the ingest transaction)."""
+def flag_ingested(tx: Transaction, new: Sequence[Prediction], feedback_joined: int = 1) -> int:
+    """Flag newly stored predictions per their model's policy (inside the ingest transaction).
+
+    ``feedback_joined``: how many waiting feedback rows the ingest just joined to these
+    predictions; 0 spares the look-up of their feedback (none can exist otherwise: feedback
+    for a prediction not yet stored always waits to be joined).
+    """
     models = sorted({p.model_id for p in new})
     configs: dict[str, tuple[str, str]] = {}
     for start in range(0, len(models), CHUNK):
@@ -196,7 +205,7 @@ def flag_ingested(tx: Transaction, new: Sequence[Prediction]) -> int:
     candidates = [p for p in new if p.model_id in configs]
     # Feedback that arrived before its prediction: non-correct feedback flags it now.
     feedback: dict[str, set[str]] = {}
-    ids = [p.prediction_id for p in candidates]
+    ids = [p.prediction_id for p in candidates] if feedback_joined else []
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         for prediction_id, kind in tx.query(
@@ -249,7 +258,7 @@ def _item_row(dataset_id: str, p: Prediction, reasons: Sequence[str], now: int) 
         p.model_id,
         p.model_version,
         p.time_unix_nano,
-        _dumps(list(reasons)),
+        orjson.dumps(list(reasons)).decode(),
         _detections_json(p.detections),
         p.image.key,
         p.image.uri,
@@ -430,8 +439,9 @@ class DataEngineStore:
                 sql += " AND status = ?"
                 params.append(status)
             if cursor is not None:
-                sql += " AND (created_unix_nano > ? OR (created_unix_nano = ? AND id > ?))"
-                params += [cursor[0], cursor[0], cursor[1]]
+                # A row-value comparison: both databases read it as one range of the queue index.
+                sql += " AND (created_unix_nano, id) > (?, ?)"
+                params += [cursor[0], cursor[1]]
             sql += " ORDER BY created_unix_nano, id LIMIT ?"
             params.append(limit + 1)
             rows = tx.query(sql, params)
@@ -707,8 +717,12 @@ class DataEngineStore:
                 return
             status, history_text = rows[0]
             history = json.loads(history_text)
+            if status in ("succeeded", "failed"):  # the trainer reported before the hand-off returned
+                tx.execute("UPDATE training_jobs SET next_attempt_unix_nano = NULL WHERE id = ?", (job_id,))
+                return
             if error is None:
-                history.append({"status": status, "time_unix_nano": now, "message": "handed to the trainer"})
+                if status == "queued":  # not yet "running": say where the job is
+                    history.append({"status": status, "time_unix_nano": now, "message": "handed to the trainer"})
                 tx.execute(
                     "UPDATE training_jobs SET next_attempt_unix_nano = NULL, dispatched_unix_nano = ?, "
                     "last_error = NULL, history = ?, updated_unix_nano = ? WHERE id = ?",

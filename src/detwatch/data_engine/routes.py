@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import math
 import os
+import time
 from collections.abc import Mapping
 from typing import Any, Final, Literal, cast
 
@@ -43,6 +44,7 @@ bp = Blueprint("data_engine", __name__, url_prefix="/v1")
 MAX_PAGE: Final = 1000
 MAX_CLAIM: Final = 100
 DEFAULT_LEASE_S: Final = 1800.0
+DISPATCH_CHECK_S: Final = 5.0
 
 
 def init_app(app: Flask) -> None:
@@ -72,11 +74,11 @@ def _authenticate() -> None:
         return  # the job's own callback token is accepted there (checked by the route)
     if not _bearer_ok():
         raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")
-    # Jobs left due by a process that stopped are picked up by the next one to serve.
-    if request.method == "POST" and request.endpoint == "data_engine.create_training_job":
-        return
-    if not current_app.extensions.get("detwatch.dispatch_checked"):
-        current_app.extensions["detwatch.dispatch_checked"] = True
+    # Jobs left due by a process that stopped (or a dispatcher that stopped on a database
+    # error) are picked up again by the next data-engine request, at most every few seconds.
+    now = time.monotonic()
+    if now >= current_app.extensions.get("detwatch.dispatch_checked", 0.0):
+        current_app.extensions["detwatch.dispatch_checked"] = now + DISPATCH_CHECK_S
         ensure_dispatcher(store(), _trainer())
 
 

@@ -184,9 +184,13 @@ class _Dispatcher(threading.Thread):
                 if dispatch_once(self.store, self.trainer):
                     continue
                 wait = self.store.next_due_in()
-            except Exception:  # the database may be away: the jobs stay recorded, try again later
-                _logger.warning("training job dispatch failed; retrying", exc_info=True)
-                wait = self.trainer.backoff_s
+            except Exception:  # the database is away (or closed): the jobs stay recorded and due
+                _logger.warning(
+                    "training job dispatch stopped; the next data-engine request restarts it", exc_info=True
+                )
+                with _lock:
+                    _dispatchers.pop(id(self.store.storage), None)
+                return
             if wait is None:
                 with _lock:
                     # A job created meanwhile set wake: look again rather than end.
