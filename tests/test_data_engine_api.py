@@ -11,6 +11,7 @@ import functools
 import hashlib
 import io
 import json
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -572,3 +573,38 @@ def test_flags_are_counted_by_strategy_in_objdet_review_flagged(tmp_path: Path) 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[('feedback:wrong_label', 1), ('low_confidence', 2), ('no_detections', 3)]"
+
+
+def test_unusual_size_learns_the_usual_range_from_the_models_own_aggregates(client: FlaskClient) -> None:
+    ds = dataset(client)
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60))
+    # 300 cars of about 1 % of the image (bin [0.00562, 0.01) to [0.01, 0.0178)): what this model sees.
+    usual = []
+    for i in range(300):
+        side = 46.0 + (i % 10)  # 46..55 px squares: 0.0069 .. 0.0098 of 640x480
+        usual.append({**event(f"u{i}", [det("car", 0.9, [10.0, 10.0, 10.0 + side, 10.0 + side])]), "time": stamp})
+    send(client, usual)
+    configure(
+        client,
+        ds["id"],
+        {"edge_cases": {"enabled": True, "conditions": ["unusual_size"],
+                        "unusual_size": {"quantile": 0.001, "min_samples": 200}}},
+    )  # fmt: skip
+    served = ok(client.get("/v1/models/vehicles/data-engine"))["policy"]["edge_cases"]["unusual_size"]["learned"]
+    areas = [(46.0 + k) ** 2 / (W * H) for k in range(10)]
+    edges = area_edges_reference()
+    low = max(e for e in edges if e <= min(areas))
+    high = min(e for e in edges if e > max(areas))
+    assert served == {"car": [pytest.approx(low), pytest.approx(high)]}
+    # 30 x 30 px is 0.0029: inside the absolute bounds (0.0001 .. 0.8) but far below this model's cars.
+    small = [10.0, 10.0, 40.0, 40.0]
+    send(client, [{**event("small-car", [det("car", 0.9, small)]), "time": stamp},
+                  {**event("small-truck", [det("truck", 0.9, small)]), "time": stamp}])  # fmt: skip
+    items = {i["prediction_id"]: i["reasons"] for i in all_items(client, ds["id"])}
+    assert items == {"small-car": ["unusual_size"]}
+
+
+def area_edges_reference() -> list[float]:
+    """Quarter decades of relative area from 1e-5 to 1 (the aggregates' bins, from their definition)."""
+    return [10.0 ** (-5 + i / 4) for i in range(21)]

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -239,3 +240,55 @@ def test_concurrent_claims_never_give_an_item_to_two_reviewers(client: detwatch.
     owner = {i.id: i.assignee for i in in_review}
     for n, per in enumerate(claimed):
         assert all(owner[i] == f"r{n}" for i in per)
+
+
+def test_the_decorators_data_engine_polls_the_policy_and_keeps_the_last_copy(
+    client: detwatch.Client, companion: Companion
+) -> None:
+    from detwatch_instrumentation import DataEngine
+    from detwatch_instrumentation.flagging import FlaggingPolicy
+
+    name = f"poll-{companion.port}"
+    dataset = client.create_dataset(name=name)
+    engine = DataEngine(companion_url=companion.url, sink=lambda image, n, info: None, refresh_s=0.01)
+    assert engine.policy_for(name) is None  # nothing configured: keep nothing
+    client.configure_data_engine(model_id=name, config=SEED_CONFIG, target_dataset_id=dataset.id)
+    time.sleep(0.02)
+    served = client.get_data_engine(name)
+    assert engine.policy_for(name) == FlaggingPolicy.from_config(served.policy)
+    engine.companion_url = f"http://127.0.0.1:{free_port()}"  # the companion goes away
+    time.sleep(0.02)
+    assert engine.policy_for(name) == FlaggingPolicy.from_config(served.policy)  # the last copy keeps working
+
+
+def test_the_cli_lists_the_queue_exports_a_version_and_shows_a_job(
+    client: detwatch.Client, companion: Companion, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from detwatch.cli import main as cli
+
+    name = f"cli-{companion.port}"
+    dataset = client.create_dataset(name=name)
+    client.configure_data_engine(
+        model_id=name, config={"edge_cases": {"enabled": True, "conditions": ["no_detections"]}},
+        target_dataset_id=dataset.id,
+    )  # fmt: skip
+    client.send_predictions(events(name, 3, []))
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["items", dataset.id, "--url", companion.url, "--limit", "2"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert len(lines) == 3 and all("no_detections" in line for line in lines[:2]) and "--cursor" in lines[2]
+    for item in client.get_flagged_items(dataset_id=dataset.id):
+        client.label_item(dataset_id=dataset.id, item_id=item.id, annotations=[{"class": "car", "box": [1, 1, 9, 9]}])
+    version = client.create_dataset_version(dataset_id=dataset.id, name="v2")
+    out = tmp_path / "coco.json"
+    exported = runner.invoke(cli, ["export", dataset.id, version.id, "-o", str(out), "--url", companion.url])
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(out.read_text()) == client.export_dataset_version(dataset_id=dataset.id, version_id=version.id)
+    job = client.create_training_job(name=name, dataset_id=dataset.id, version_id=version.id)
+    shown = runner.invoke(cli, ["job", job.id, "--url", companion.url])
+    assert shown.exit_code == 0 and shown.output.startswith(f"{name}: ")
+    missing = runner.invoke(cli, ["items", "nope", "--url", companion.url])
+    assert missing.exit_code == 1 and "dataset_id" in missing.output

@@ -223,6 +223,16 @@ def ab(ab_test_id: str | None, as_json: bool, url: str, token: str | None) -> No
     click.echo(format_results(results))
 
 
+def _data_engine_commands() -> None:
+    from .data_engine import cli as data_engine_cli
+
+    for command in (data_engine_cli.items, data_engine_cli.export, data_engine_cli.job):
+        main.add_command(command)
+
+
+_data_engine_commands()
+
+
 @main.command()
 @click.option("--limit", type=click.IntRange(1), default=None, help="only the first N images")
 def demo(limit: int | None) -> None:
