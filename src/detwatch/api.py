@@ -94,6 +94,9 @@ def init_app(app: Flask) -> None:
     from . import alerts_api  # imports this module: registered here, not at import
 
     alerts_api.init_app(app)
+    from .data_engine import routes as data_engine_routes  # imports this module: registered here, not at import
+
+    data_engine_routes.init_app(app)
 
     @app.teardown_appcontext
     def _nothing(_exc: BaseException | None) -> None:
@@ -365,8 +368,10 @@ def create_dataset_version(dataset_id: str) -> tuple[Response, int]:
         raise APIError(404, "dataset_not_found", f"no dataset {dataset_id!r}", "dataset_id")
     if parent is not None and parent not in {v.id for v in dataset.versions}:
         raise APIError(400, "invalid_field", f"not a version of dataset {dataset_id!r}", "parent_version_id")
-    version = storage.create_dataset_version(dataset_id, name, parent)
-    return jsonify(_version_json(version)), 201
+    from .data_engine.routes import store as data_engine_store
+
+    # An immutable, content-addressed snapshot of the parent's items plus the labelled ones.
+    return jsonify(data_engine_store().create_version(dataset_id, name, parent)), 201
 
 
 # ------------------------------------------------------------------ drift
