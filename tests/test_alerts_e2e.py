@@ -145,6 +145,9 @@ def test_low_confidence_stream_reaches_slack_through_vmalert_and_alertmanager(
                 try:
                     candidate = slack.payloads.get(timeout=0.5)
                 except queue.Empty:
+                    # What vmalert writes back (the recording rule) reaches search only after
+                    # VictoriaMetrics' in-memory buffer is flushed (about ten seconds by itself).
+                    store.flush()
                     continue
                 if "FIRING" in candidate["attachments"][0]["title"]:
                     payload = candidate
@@ -153,7 +156,7 @@ def test_low_confidence_stream_reaches_slack_through_vmalert_and_alertmanager(
                 (a["name"], a["labels"].get("objdet_model_id")) for a in vmalert.alerts() if a["state"] == "firing"
             }
             # Alertmanager batches: wait one more group interval for anything else it sends.
-            time.sleep(2.0)
+            time.sleep(1.5)
             others = []
             while not slack.payloads.empty():
                 others.append(slack.payloads.get_nowait())
