@@ -112,11 +112,15 @@ DEFAULT_BATCHES = 40
 DEFAULT_BATCH_SIZE = 512
 DEFAULT_DETECTIONS = 10
 DEFAULT_CLIENTS = 2
-DEFAULT_WORKERS = 3
-"""Two ingest slots (``DETWATCH_INGEST_CONCURRENCY`` = workers - 1, as ``serve`` sets) and a worker kept free."""
+DEFAULT_WORKERS = 5
+DEFAULT_INGEST_SLOTS = 2
+"""Ingest requests at once (``DETWATCH_INGEST_CONCURRENCY``): one per core; three sync workers stay free."""
 DEFAULT_SATURATION_BATCHES = 80
 DEFAULT_SATURATION_SECONDS = 4.0
 DEFAULT_SATURATION_CLIENTS = 6
+SATURATION_FEEDBACK_THREADS = 16
+"""Senders of the saturated feedback run: enough that a post waiting on the database lock does not hold back the
+posts scheduled after it (the open loop must not be limited by its own sender threads)."""
 DEFAULT_FEEDBACK_RATE = 200.0
 DEFAULT_FEEDBACK_SECONDS = 10.0
 DEFAULT_FEEDBACK_THREADS = 4
@@ -592,8 +596,8 @@ def _warm_up(url: str, batches: Sequence[Batch], feedback: Sequence[tuple[str, b
 
 
 def _slots(args: argparse.Namespace) -> int:
-    """The ingest concurrency the service runs with (``detwatch serve``'s default: workers - 1)."""
-    return int(args.ingest_concurrency) if args.ingest_concurrency is not None else max(1, args.workers - 1)
+    """The ingest concurrency the service runs with."""
+    return int(args.ingest_concurrency) if args.ingest_concurrency is not None else DEFAULT_INGEST_SLOTS
 
 
 @dataclass
@@ -621,7 +625,7 @@ def feedback_under_saturation(
     time.sleep(0.5)  # every slot busy, the surplus clients refused and waiting
     n = max(1, round(args.feedback_rate * args.saturation_seconds))
     feedback = feedback_open_loop(
-        url, _feedback_requests(f"saturated-{seed}", ids, n, seed + 2), args.feedback_rate, args.feedback_threads
+        url, _feedback_requests(f"saturated-{seed}", ids, n, seed + 2), args.feedback_rate, SATURATION_FEEDBACK_THREADS
     )
     problems = []
     if not ingest.is_alive():
@@ -849,7 +853,8 @@ def report(
         print(
             f"Feedback while ingest saturates: {args.saturation_clients} clients post OTLP batches flat out (each 429"
             " retried after its Retry-After) to ingest slots that are all busy; meanwhile feedback open loop at"
-            f" {args.feedback_rate:g}/s for {args.saturation_seconds:g} s, latency from the scheduled send time."
+            f" {args.feedback_rate:g}/s for {args.saturation_seconds:g} s from {SATURATION_FEEDBACK_THREADS} threads,"
+            " latency from the scheduled send time."
         )
         lines = []
         for run in sat_runs:
@@ -927,7 +932,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=_positive, default=DEFAULT_CLIENTS, help="ingest client threads")
     parser.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS, help="gunicorn workers")
     parser.add_argument(
-        "--ingest-concurrency", type=int, default=None, help="DETWATCH_INGEST_CONCURRENCY (default: workers - 1)"
+        "--ingest-concurrency", type=int, default=None, help=f"ingest slots (default {DEFAULT_INGEST_SLOTS})"
     )
     parser.add_argument(
         "--saturation-seconds",

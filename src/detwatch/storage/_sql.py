@@ -31,8 +31,10 @@ Decisions the code cannot show:
 - **Late joins.** A feedback post and the ingest of its prediction may run at the
   same time; under PostgreSQL's READ COMMITTED neither would see the other's
   uncommitted row and the join would be lost. Ingest therefore holds a *shared*
-  lock and feedback an *exclusive* one (SQLite's write lock already serialises
-  them), so the later of the two always sees the other.
+  lock and feedback whose prediction is not stored yet an *exclusive* one (SQLite's
+  write lock already serialises them), so the later of the two always sees the
+  other. Feedback on a stored prediction (the usual case) cannot race and takes no
+  lock, so it never waits behind ingest batches.
 """
 
 from __future__ import annotations
@@ -326,8 +328,8 @@ class SQLStorage:
         """Whether ``conn`` can go back to the pool (no transaction left open, not broken)."""
         raise NotImplementedError
 
-    def _begin(self, conn: Any, *, write: bool) -> Any:
-        """Start a transaction; returns the cursor to run it on."""
+    def _begin(self, conn: Any, *, write: bool, bulk: bool = False) -> Any:
+        """Start a transaction; returns the cursor to run it on. ``bulk``: ingest, which may yield to others."""
         raise NotImplementedError
 
     def _rollback(self, conn: Any) -> None:
@@ -375,14 +377,14 @@ class SQLStorage:
 
     # ------------------------------------------------------------------ transactions
 
-    def _run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
+    def _run(self, work: Callable[[Transaction], T], *, write: bool, bulk: bool = False) -> T:
         """Run ``work`` in one transaction, retrying deadlocks; driver errors become StorageError."""
         attempt = 0
         while True:
             attempt += 1
             try:
                 with self._pool.connection() as (conn, reused):
-                    return self._transaction(conn, reused, work, write=write)
+                    return self._transaction(conn, reused, work, write=write, bulk=bulk)
             except _StaleConnection as stale:
                 self._pool.purge()
                 if attempt >= WRITE_ATTEMPTS:
@@ -393,9 +395,11 @@ class SQLStorage:
                     continue
                 raise self._translate(exc) from exc
 
-    def _transaction(self, conn: Any, reused: bool, work: Callable[[Transaction], T], *, write: bool) -> T:
+    def _transaction(
+        self, conn: Any, reused: bool, work: Callable[[Transaction], T], *, write: bool, bulk: bool = False
+    ) -> T:
         try:
-            cursor = self._begin(conn, write=write)
+            cursor = self._begin(conn, write=write, bulk=bulk)
         except self.errors as exc:
             if reused and not self._usable(conn):
                 raise _StaleConnection() from exc
@@ -483,7 +487,7 @@ class SQLStorage:
             _data_engine.flag_ingested(tx, new, joined)  # after the join: feedback that came first flags too
             return len(new), joined
 
-        inserted, joined = self._run(work, write=True)
+        inserted, joined = self._run(work, write=True, bulk=True)
         return IngestResult(inserted=inserted, duplicates=len(predictions) - inserted, feedback_joined=joined)
 
     def _record_models(self, tx: Transaction, new: Sequence[Prediction]) -> None:
@@ -604,7 +608,8 @@ class SQLStorage:
         received = time.time_ns()
 
         def work(tx: Transaction) -> list[FeedbackRecord]:
-            self._lock(tx, "feedback_join")
+            if any(self._may_join_late(tx, item) for item in items):
+                self._lock(tx, "feedback_join")
             out: list[FeedbackRecord] = []
             for item in items:
                 if item.idempotency_key is not None:
@@ -628,6 +633,18 @@ class SQLStorage:
             return out
 
         return self._run(work, write=True)
+
+    def _may_join_late(self, tx: Transaction, item: FeedbackInput) -> bool:
+        """Whether ``item``'s prediction may be arriving right now, so that the join lock is needed.
+
+        Feedback usually names a prediction stored long before: then nothing can race and
+        feedback never waits for ingest transactions (which hold the lock's shared side).
+        Feedback naming a span, or a prediction not stored yet, takes the exclusive side
+        before it writes anything (so no row lock is held while waiting for it).
+        """
+        if item.prediction_id is None:
+            return True
+        return not tx.query("SELECT 1 FROM predictions WHERE prediction_id = ?", (item.prediction_id,))
 
     def _feedback_by_key(self, tx: Transaction, key: str) -> FeedbackRecord | None:
         rows = tx.query(f"SELECT {_FEEDBACK_COLUMNS} FROM feedback WHERE idempotency_key = ?", (key,))

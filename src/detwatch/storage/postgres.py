@@ -95,7 +95,7 @@ class PostgresStorage(SQLStorage):
     def _usable(self, conn: Any) -> bool:
         return not conn.closed and not conn.broken and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
-    def _begin(self, conn: Any, *, write: bool) -> Any:
+    def _begin(self, conn: Any, *, write: bool, bulk: bool = False) -> Any:
         cursor = conn.cursor()
         cursor.execute("BEGIN" if write else "BEGIN READ ONLY")
         return cursor
