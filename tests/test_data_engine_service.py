@@ -292,3 +292,31 @@ def test_the_cli_lists_the_queue_exports_a_version_and_shows_a_job(
     assert shown.exit_code == 0 and shown.output.startswith(f"{name}: ")
     missing = runner.invoke(cli, ["items", "nope", "--url", companion.url])
     assert missing.exit_code == 1 and "dataset_id" in missing.output
+
+
+def test_concurrent_feedback_on_one_prediction_keeps_every_reason(
+    client: detwatch.Client, companion: Companion
+) -> None:
+    name = f"race-{companion.port}"
+    dataset = client.create_dataset(name=name)
+    client.configure_data_engine(
+        model_id=name, config={"random_sample": {"enabled": True, "rate": 0.0}}, target_dataset_id=dataset.id
+    )
+    box = [10.0, 10.0, 50.0, 50.0]
+    client.send_predictions(events(name, 20, [{"class": "car", "confidence": 0.9, "box": box}]))
+    kinds = [
+        {"type": "false_positive", "detection_index": 0},
+        {"type": "wrong_label", "detection_index": 0, "corrected_class": "bus"},
+        {"type": "wrong_box", "detection_index": 0, "corrected_box": [11, 11, 52, 52]},
+    ]
+
+    def post(args: tuple[int, dict[str, Any]]) -> None:
+        i, kind = args
+        detwatch.Client(base_url=companion.url).send_feedback(prediction_id=f"{name}-{i:04d}", **kind)
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(post, [(i, kind) for i in range(20) for kind in kinds]))
+    items = client.get_flagged_items(dataset_id=dataset.id, limit=100)
+    assert len(items) == 20
+    expected = {"feedback:" + k["type"] for k in kinds}
+    assert all(set(item.reasons) == expected and len(item.reasons) == 3 for item in items)

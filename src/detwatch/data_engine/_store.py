@@ -275,7 +275,13 @@ def _item_row(dataset_id: str, p: Prediction, reasons: Sequence[str], now: int) 
 
 
 def flag_feedback(tx: Transaction, records: Sequence[FeedbackRecord]) -> int:
-    """Flag the predictions that feedback other than ``correct`` names (inside the feedback transaction)."""
+    """Flag the predictions that feedback other than ``correct`` names (inside the feedback transaction).
+
+    Two feedback posts on one prediction may run at once (PostgreSQL, READ COMMITTED):
+    the insert that loses the race on ``(dataset_id, prediction_id)`` waits for the
+    winner, inserts nothing, and then merges its reason into the winner's row, which
+    it reads locked, so that no reason is lost.
+    """
     wanted = [r for r in records if r.type != "correct" and not r.duplicate and r.prediction_id and r.model_id]
     if not wanted:
         return 0
@@ -288,31 +294,49 @@ def flag_feedback(tx: Transaction, records: Sequence[FeedbackRecord]) -> int:
             continue
         dataset_id = config[0][0]
         reason = FEEDBACK_REASON_PREFIX + record.type
-        existing = tx.query(
-            "SELECT id, reasons FROM flagged_items WHERE dataset_id = ? AND prediction_id = ?",
-            (dataset_id, record.prediction_id),
-        )
-        if existing:
-            reasons = json.loads(existing[0][1])
-            if reason not in reasons:
-                tx.execute(
-                    "UPDATE flagged_items SET reasons = ?, updated_unix_nano = ? WHERE id = ?",
-                    (_dumps([*reasons, reason]), now, existing[0][0]),
-                )
-                counts[reason] = counts.get(reason, 0) + 1
-            continue
-        from ..storage._sql import _prediction_from_row  # the one row decoder of predictions
+        added = _merge_reason(tx, dataset_id, str(record.prediction_id), reason, now)
+        if added is None:
+            from ..storage._sql import _prediction_from_row  # the one row decoder of predictions
 
-        rows = tx.query(
-            f"SELECT {_PREDICTION_COLUMNS} FROM predictions WHERE prediction_id = ?", (record.prediction_id,)
-        )
-        if not rows:
-            continue  # expired: nothing to review any more
-        tx.execute(_INSERT_ITEM, _item_row(dataset_id, _prediction_from_row(rows[0]), [reason], now))
-        counts[reason] = counts.get(reason, 0) + 1
-        flagged += 1
+            rows = tx.query(
+                f"SELECT {_PREDICTION_COLUMNS} FROM predictions WHERE prediction_id = ?", (record.prediction_id,)
+            )
+            if not rows:
+                continue  # expired: nothing to review any more
+            item = _item_row(dataset_id, _prediction_from_row(rows[0]), [reason], now)
+            if tx.execute(_INSERT_ITEM, item):
+                flagged += 1
+                added = True
+            else:  # a concurrent post inserted it first
+                added = _merge_reason(tx, dataset_id, str(record.prediction_id), reason, now)
+        if added:
+            counts[reason] = counts.get(reason, 0) + 1
     _count(counts)
     return flagged
+
+
+def _merge_reason(tx: Transaction, dataset_id: str, prediction_id: str, reason: str, now: int) -> bool | None:
+    """Add ``reason`` to the item of ``prediction_id`` (read locked): ``None`` without one, else whether added."""
+    lock = " FOR UPDATE" if _dialect(tx) == "postgresql" else ""
+    existing = tx.query(
+        f"SELECT id, reasons FROM flagged_items WHERE dataset_id = ? AND prediction_id = ?{lock}",
+        (dataset_id, prediction_id),
+    )
+    if not existing:
+        return None
+    reasons = json.loads(existing[0][1])
+    if reason in reasons:
+        return False
+    tx.execute(
+        "UPDATE flagged_items SET reasons = ?, updated_unix_nano = ? WHERE id = ?",
+        (_dumps([*reasons, reason]), now, existing[0][0]),
+    )
+    return True
+
+
+def _dialect(tx: Transaction) -> str:
+    # psycopg placeholders are converted by the PostgreSQL backend; a sqlite3 cursor says what it is.
+    return "sqlite" if type(getattr(tx, "_cursor", None)).__module__.startswith("sqlite3") else "postgresql"
 
 
 _PREDICTION_COLUMNS: Final = (
