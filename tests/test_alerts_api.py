@@ -235,3 +235,28 @@ def test_seed_create_alert_calls_through_the_real_client_push_to_grafana(tmp_pat
     # A second push updated the first alert in place (PUT by uid), never duplicated it.
     puts = [p for m, p, _, _ in grafana.calls if m == "PUT" and "alert-rules/detwatch-low-confidence-alert" in p]
     assert len(puts) == 2
+
+
+def test_alerts_from_detwatch_yaml_are_served_and_a_created_one_of_the_same_name_wins(tmp_path: Path) -> None:
+    configured = {
+        "name": "Low Confidence Alert",
+        "model_id": "vehicles",
+        "condition": {**SEED_CONDITION, "threshold": 0.5},
+    }
+    other = {**configured, "name": "Empty Images", "condition": {**SEED_CONDITION, "metric": "no_detection_rate"}}
+    client = create_app(Settings(data_dir=tmp_path, extra={"alerts": [configured, other]})).test_client()
+    listed = client.get("/v1/models/vehicles/alerts").get_json()["alerts"]
+    assert {a["id"]: a["condition"]["threshold"] for a in listed} == {"low-confidence-alert": 0.5, "empty-images": 0.7}
+    assert client.post("/v1/models/vehicles/alerts", json=seed_body()).status_code == 201
+    listed = client.get("/v1/models/vehicles/alerts").get_json()["alerts"]
+    assert {a["id"]: a["condition"]["threshold"] for a in listed} == {"low-confidence-alert": 0.7, "empty-images": 0.7}
+    rules_text = client.get("/v1/alerts/artifacts").get_json()["files"]["rules/detwatch.rules.yml"]
+    assert rules_text.count("alert: LowConfidenceAlert") == 1 and "alert: EmptyImages" in rules_text
+
+
+def test_an_invalid_detwatch_yaml_is_reported_not_hidden(tmp_path: Path) -> None:
+    broken = {"alerts": [{"name": "x", "model_id": "m", "condition": {**SEED_CONDITION, "threshold": 0.72}}]}
+    client = create_app(Settings(data_dir=tmp_path, extra=broken)).test_client()
+    response = client.get("/v1/alerts/artifacts")
+    assert response.status_code == 503
+    assert "alerts[0].condition.threshold" in response.get_json()["error"]["message"]

@@ -65,7 +65,13 @@ from typing import Any, Final, Literal, get_args
 from detwatch_instrumentation import semconv
 
 __all__ = [
+    "DEFAULT_ANOMALY_MIN_IMAGES",
+    "DEFAULT_BELOW",
+    "DEFAULT_FOR",
+    "EMAIL_PATTERN",
     "METRICS",
+    "SLACK_PATTERN",
+    "WEBHOOK_PATTERN",
     "AlertDefinition",
     "AlertDefinitionError",
     "Anomaly",

@@ -42,7 +42,12 @@ from .generate import GenerateConfig, GenerateError, artifacts, write_artifacts
 from .grafana_push import GrafanaPushError, push
 from .stack import StackSettingsError, parse_stack
 
-__all__ = ["bp", "init_app"]
+__all__ = [
+    "GRAFANA_TOKEN_VARIABLE",
+    "GRAFANA_URL_VARIABLE",
+    "bp",
+    "init_app",
+]
 
 bp = Blueprint("alerts", __name__, url_prefix="/v1")
 _log = logging.getLogger(__name__)

@@ -25,7 +25,18 @@ from urllib.parse import urlsplit
 
 from .stack import StackSettings
 
-__all__ = ["COLLECTOR_IMAGE", "collector_config", "compose_file", "tempo_config"]
+__all__ = [
+    "ALERTMANAGER_IMAGE",
+    "COLLECTOR_IMAGE",
+    "COMPANION_IMAGE",
+    "GRAFANA_IMAGE",
+    "TEMPO_IMAGE",
+    "VICTORIAMETRICS_IMAGE",
+    "VMALERT_IMAGE",
+    "collector_config",
+    "compose_file",
+    "tempo_config",
+]
 
 COLLECTOR_IMAGE: Final = "otel/opentelemetry-collector-contrib:0.136.0"
 VICTORIAMETRICS_IMAGE: Final = "victoriametrics/victoria-metrics:v1.112.0"

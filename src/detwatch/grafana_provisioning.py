@@ -49,6 +49,7 @@ __all__ = [
     "datasources",
     "grafana_rules",
     "notification_policy",
+    "receiver_name",
     "rule_uid",
 ]
 

@@ -23,7 +23,11 @@ from urllib.parse import quote
 
 import requests
 
-__all__ = ["GrafanaPushError", "push"]
+__all__ = [
+    "TIMEOUT_S",
+    "GrafanaPushError",
+    "push",
+]
 
 TIMEOUT_S: Final = 10.0
 
