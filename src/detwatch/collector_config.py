@@ -10,7 +10,10 @@ with ``batch``; then
 - traces -> Tempo over OTLP/gRPC;
 - logs (the ``objdet.prediction`` events) -> the companion's ``/v1/logs`` over
   OTLP/HTTP with the bearer token, through a persistent queue (``file_storage``) so
-  that events survive a Collector restart or a companion outage.
+  that events survive a Collector restart or a companion outage. Other log records
+  reach the companion too, which skips everything but ``objdet.prediction``; no filter
+  here, because the OTTL path of a record's ``event_name`` differs between Collector
+  versions and a wrong one would drop every event.
 
 Every exporter retries with backoff and has a sending queue. Components are from the
 ``otelcol-contrib`` distribution. The compose file runs the Collector, VictoriaMetrics,
