@@ -144,3 +144,13 @@ def test_alertmanager_example_is_valid_and_routes_each_alert_to_its_targets() ->
     seed = receivers["detwatch-low-confidence-alert"]
     assert seed["email_configs"][0]["to"] == "team@company.com"
     assert seed["slack_configs"][0]["channel"] == "#ml-alerts"
+
+
+def test_vmalert_accepts_the_generated_rule_file(tmp_path: Path) -> None:
+    """vmalert parses with MetricsQL, not Prometheus' parser: both must accept the file."""
+    result = run("vmalert", "-dryRun", f"-rule={rules.RULES_FILE}", "-loggerLevel=ERROR")
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text("groups:\n- name: x\n  rules:\n  - alert: A\n    expr: sum(\n")
+    result = run("vmalert", "-dryRun", f"-rule={broken}", "-loggerLevel=ERROR")
+    assert result.returncode != 0 and "invalid expression" in result.stdout + result.stderr
