@@ -250,7 +250,10 @@ def post_feedback() -> tuple[Response, int]:
     records = get_storage().add_feedback(parsed) if parsed else []
     for record in records:
         if not record.duplicate:
-            _feedback_counter.add(1, {semconv.ATTR_FEEDBACK_TYPE: record.type})
+            attributes = {semconv.ATTR_FEEDBACK_TYPE: record.type}
+            if record.model_id is not None:  # known once the prediction was ingested: per-model accuracy
+                attributes[semconv.ATTR_MODEL_ID] = record.model_id
+            _feedback_counter.add(1, attributes)
     if not batch:
         return jsonify(_feedback_json(records[0])), 200 if records[0].duplicate else 201
     return jsonify({"accepted": [_feedback_json(r) for r in records], "rejected": rejected}), 200
