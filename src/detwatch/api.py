@@ -250,7 +250,7 @@ def post_feedback() -> tuple[Response, int]:
     records = get_storage().add_feedback(parsed) if parsed else []
     for record in records:
         if not record.duplicate:
-            attributes = {semconv.ATTR_FEEDBACK_TYPE: record.type}
+            attributes: dict[str, str] = {semconv.ATTR_FEEDBACK_TYPE: record.type}
             if record.model_id is not None:  # known once the prediction was ingested: per-model accuracy
                 attributes[semconv.ATTR_MODEL_ID] = record.model_id
             _feedback_counter.add(1, attributes)
