@@ -58,7 +58,7 @@ def test_instrument_names_are_unique() -> None:
         (semconv.DETECTION_CONFIDENCE, "sum", "objdet_detection_confidence_sum"),
         (semconv.DETECTIONS, "", "objdet_detections_total"),
         (semconv.FEEDBACK, "total", "objdet_feedback_total"),
-        (semconv.DRIFT_SCORE, "", "objdet_drift_score"),
+        (semconv.DRIFT_SCORE, "", "objdet_drift_score_ratio"),
         (semconv.IMAGE_DETECTIONS, "count", "objdet_image_detections_count"),
     ],
 )

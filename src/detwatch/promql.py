@@ -128,18 +128,12 @@ class Scope:
 
 
 def series_name(spec: InstrumentSpec, part: PrometheusPart = "") -> str:
-    """The store's series name: the registry's, with the translator's ``_ratio`` for unit-1 gauges.
+    """The store's series name, from the registry (:func:`~detwatch_instrumentation.semconv.prometheus_series`).
 
-    OpenTelemetry's Prometheus naming adds ``_ratio`` to gauges whose unit is ``1``
-    (VictoriaMetrics names ``objdet.drift.score`` ``objdet_drift_score_ratio``;
-    ``tests/test_grafana_queries.py`` pins it), which
-    :func:`~detwatch_instrumentation.semconv.prometheus_series` does not do yet. Added
-    here only when missing, so a fixed registry needs no change.
+    ``tests/test_grafana_queries.py`` pins the names against VictoriaMetrics, e.g. the
+    translator's ``_ratio`` on unit-1 gauges (``objdet_drift_score_ratio``).
     """
-    name = semconv.prometheus_series(spec, part)
-    if spec.kind == "gauge" and spec.unit == "1" and not name.endswith("_ratio"):
-        name += "_ratio"
-    return name
+    return semconv.prometheus_series(spec, part)
 
 
 def series(spec: InstrumentSpec, part: PrometheusPart = "", *matchers: Matcher) -> str:

@@ -329,6 +329,11 @@ def prometheus_series(spec: InstrumentSpec, part: PrometheusPart = "") -> str:
         return f"{base}_{part}"
     if part:
         raise ValueError(f"part: a gauge has a single series, not {part!r}")
+    # The OTLP-to-Prometheus translation names a dimensionless gauge a ratio
+    # (objdet.drift.score -> objdet_drift_score_ratio); counters and histograms of
+    # unit 1 get no suffix.
+    if spec.unit == "1" and not base.endswith("_ratio"):
+        return base + "_ratio"
     return base
 
 
