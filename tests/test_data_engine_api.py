@@ -608,3 +608,31 @@ def test_unusual_size_learns_the_usual_range_from_the_models_own_aggregates(clie
 def area_edges_reference() -> list[float]:
     """Quarter decades of relative area from 1e-5 to 1 (the aggregates' bins, from their definition)."""
     return [10.0 ** (-5 + i / 4) for i in range(21)]
+
+
+def test_reviewed_items_expire_once_their_review_lives_on_and_waiting_ones_never(
+    app: Flask, client: FlaskClient
+) -> None:
+    from detwatch.data_engine.routes import store
+
+    ds = dataset(client)
+    configure(client, ds["id"], {"edge_cases": {"enabled": True, "conditions": ["no_detections"]}})
+    send(client, [event(f"x{i}", []) for i in range(4)])
+    by_id = {i["prediction_id"]: i for i in all_items(client, ds["id"])}
+    x0, x1, x2 = by_id["x0"], by_id["x1"], by_id["x2"]
+    base = f"/v1/datasets/{ds['id']}/items"
+    boxes = [{"class": "car", "box": [5, 5, 9, 9]}, {"class": "bus", "box": [1, 1, 4, 4]}]  # not in sorted order
+    ok(client.post(f"{base}/{x0['id']}/label", json={"annotations": boxes}))
+    ok(client.post(f"{base}/{x1['id']}/reject", json={}))
+    version = ok(client.post(f"/v1/datasets/{ds['id']}/versions", json={"name": "v2"}), 201)
+    ok(client.post(f"{base}/{x2['id']}/label", json={"annotations": boxes}))  # labelled after the version
+    with app.app_context():
+        deleted = store().expire_reviewed(time.time_ns())
+    assert deleted == 2  # x0 (in the version with this label) and x1 (rejected)
+    left = {i["prediction_id"]: i["status"] for i in all_items(client, ds["id"], "all")}
+    assert left == {"x2": "labeled", "x3": "needs_review"}
+    # The version built on the expired item's snapshot still holds it.
+    child = ok(
+        client.post(f"/v1/datasets/{ds['id']}/versions", json={"name": "v3", "parent_version_id": version["id"]}), 201
+    )
+    assert child["item_count"] == 2 and child["class_counts"] == {"bus": 2, "car": 2}

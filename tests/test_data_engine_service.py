@@ -304,7 +304,7 @@ def test_concurrent_feedback_on_one_prediction_keeps_every_reason(
     )
     box = [10.0, 10.0, 50.0, 50.0]
     client.send_predictions(events(name, 20, [{"class": "car", "confidence": 0.9, "box": box}]))
-    kinds = [
+    kinds: list[dict[str, Any]] = [
         {"type": "false_positive", "detection_index": 0},
         {"type": "wrong_label", "detection_index": 0, "corrected_class": "bus"},
         {"type": "wrong_box", "detection_index": 0, "corrected_box": [11, 11, 52, 52]},

@@ -573,7 +573,12 @@ class DataEngineStore:
                 raise ConflictError(f"the item is {status} already", "status")
             if status == "in_review" and reviewer is not None and assignee not in (None, reviewer):
                 raise ConflictError(f"the item is in review by {assignee!r}", "reviewer")
-            label = _dumps([dict(a) for a in annotations]) if annotations is not None else None
+            # Canonical (sorted, as snapshots hold it): a version's copy compares equal as text.
+            label = (
+                _dumps(_entry(None, None, None, None, list(annotations))["annotations"])
+                if annotations is not None
+                else None
+            )
             tx.execute(
                 "UPDATE flagged_items SET status = ?, label = ?, reviewer = ?, updated_unix_nano = ? WHERE id = ?",
                 (outcome, label, reviewer or assignee, now, item_id),
@@ -582,6 +587,33 @@ class DataEngineStore:
             return self._items_with_feedback(tx, found)[0]
 
         return cast("dict[str, Any] | None", self._run(work, write=True))
+
+    def expire_reviewed(self, before_unix_nano: int, *, chunk: int = 5000) -> int:
+        """Delete reviewed items last changed before the cutoff whose review lives on elsewhere.
+
+        Rejected items go; labelled ones go once a dataset version holds them with the
+        same label (the snapshot keeps the content, so versions built on it lose
+        nothing). Items waiting for review are never expired: the queue holds them
+        until reviewed. Chunked, so that the write lock is never held long.
+        """
+        total = 0
+        while True:
+            deleted = int(
+                self._run(
+                    lambda tx: tx.execute(
+                        "DELETE FROM flagged_items WHERE id IN (SELECT f.id FROM flagged_items f "
+                        "WHERE f.updated_unix_nano < ? AND (f.status = 'rejected' OR (f.status = 'labeled' AND "
+                        "EXISTS (SELECT 1 FROM dataset_version_items i JOIN dataset_versions v ON v.id = i.version_id "
+                        "WHERE v.dataset_id = f.dataset_id AND i.item_id = f.prediction_id AND i.annotations = "
+                        "f.label))) LIMIT ?)",
+                        (before_unix_nano, chunk),
+                    ),
+                    write=True,
+                )
+            )
+            total += deleted
+            if deleted < chunk:
+                return total
 
     # ------------------------------------------------------------ dataset versions
 
