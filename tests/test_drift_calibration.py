@@ -42,8 +42,8 @@ OVERDISPERSED = replace(Stream(), extra_empty=0.3, mean_detections=6.0)
 
 @pytest.mark.parametrize(
     ("images", "seed", "stream"),
-    [(60, 10, Stream()), (1_000, 11, Stream()), (3_000, 12, Stream()), (300, 13, OVERDISPERSED)],
-    ids=["60-images", "1k-images", "3k-images", "300-overdispersed"],
+    [(60, 10, Stream()), (1_000, 11, Stream()), (300, 13, OVERDISPERSED)],
+    ids=["60-images", "1k-images", "300-overdispersed"],
 )
 def test_false_alarm_rate_under_no_drift_stays_within_alpha(images: int, seed: int, stream: Stream) -> None:
     rng = np.random.default_rng(seed)
@@ -58,6 +58,7 @@ def test_false_alarm_rate_under_no_drift_stays_within_alpha(images: int, seed: i
 
 
 def test_at_a_million_detections_the_floors_keep_a_null_quiet() -> None:
+    """Large samples: every tiny difference is significant, none is material."""
     rng = np.random.default_rng(13)
     alarms = 0
     for _ in range(3):
