@@ -751,3 +751,23 @@ def test_metadata_with_integers_beyond_64_bits_is_stored_exactly(storage: Storag
     model = storage.register_model("big", None, {"seed": 80842038071530274816, "nested": [{"n": -(2**70)}]})
     assert model.metadata == {"seed": 80842038071530274816, "nested": [{"n": -(2**70)}]}
     assert storage.get_model("big") == model
+
+
+@pytest.mark.parametrize("chunk", ["0", "7"])
+def test_a_batch_stored_in_chunks_or_whole_gives_the_same_rows_and_aggregates(tmp_path: Any, chunk: str) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}?ingest_chunk={chunk}")
+    try:
+        storage.migrate()
+        events = [make_event(i) for i in range(60)]
+        first = storage.ingest_predictions(events[:40])
+        second = storage.ingest_predictions(events[20:])  # half already stored, spread over the chunks
+        assert (first.inserted, second.inserted, second.duplicates) == (40, 20, 20)
+        assert storage.counts()["predictions"] == 60
+        assert_cells_equal(stored_cells(storage), expected_cells(events))
+    finally:
+        storage.close()
+
+
+def test_a_sqlite_url_with_a_bad_ingest_chunk_is_refused(tmp_path: Any) -> None:
+    with pytest.raises(ValueError, match="ingest_chunk"):
+        open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}?ingest_chunk=many")

@@ -230,7 +230,10 @@ class Storage(Protocol):
     def ingest_predictions(self, predictions: Sequence[Prediction]) -> IngestResult:
         """Insert new predictions (by ``prediction_id``), update models and aggregates, join waiting feedback.
 
-        All in one transaction: either the whole batch is stored or nothing is.
+        Each event is stored in one transaction together with its aggregates and joins:
+        a whole batch on PostgreSQL, chunks of a batch on SQLite (whose single write lock
+        feedback waits for). A batch that fails part-way may be partly stored; nothing
+        is acknowledged then, and the sender's retry stores the rest without duplicates.
         Raises :class:`StorageUnavailable` when the database cannot take writes.
         """
         ...

@@ -309,6 +309,8 @@ class SQLStorage:
     errors: ClassVar[tuple[type[Exception], ...]]
     """The driver's exception base classes, translated by :meth:`_translate`."""
     table_exists_sql: ClassVar[str]
+    ingest_chunk: int = 0
+    """Events per ingest transaction (0: a whole batch in one); a backend's default, set per instance."""
 
     url: str
 
@@ -461,6 +463,15 @@ class SQLStorage:
         ordered = [unique[k] for k in sorted(unique)]
         received = time.time_ns()
         rows = [_prediction_row(p, received) for p in ordered]
+        size = self.ingest_chunk or len(ordered)
+        inserted = joined = 0
+        for start in range(0, len(ordered), size):
+            done, found = self._ingest_chunk(ordered[start : start + size], rows[start : start + size])
+            inserted, joined = inserted + done, joined + found
+        return IngestResult(inserted=inserted, duplicates=len(predictions) - inserted, feedback_joined=joined)
+
+    def _ingest_chunk(self, ordered: list[Prediction], rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+        """One write transaction: the new events of ``ordered`` (sorted by id), their aggregates and joins."""
         # Summed before the transaction (it holds SQLite's write lock, and feedback waits on
         # it): the common case is a batch of new events; one with duplicates is summed again.
         all_cells = _aggregate_rows(ordered)
@@ -487,8 +498,7 @@ class SQLStorage:
             _data_engine.flag_ingested(tx, new, joined)  # after the join: feedback that came first flags too
             return len(new), joined
 
-        inserted, joined = self._run(work, write=True, bulk=True)
-        return IngestResult(inserted=inserted, duplicates=len(predictions) - inserted, feedback_joined=joined)
+        return self._run(work, write=True, bulk=True)
 
     def _record_models(self, tx: Transaction, new: Sequence[Prediction]) -> None:
         models: dict[str, tuple[int, int]] = {}

@@ -2,8 +2,9 @@
 
 URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``. Query
 parameters are handed to SQLite's URI parser (``?mode=ro`` opens the file
-read-only), except ``synchronous`` (``NORMAL`` or ``FULL``, see below), which this
-backend reads itself.
+read-only), except ``synchronous`` (``NORMAL`` or ``FULL``, see below) and
+``ingest_chunk`` (events per ingest transaction, 128 by default; 0 for a whole batch
+in one), which this backend reads itself.
 
 Settings and why:
 
@@ -64,6 +65,15 @@ class SQLiteStorage(SQLStorage):
     dialect = "sqlite"
     errors: ClassVar[tuple[type[Exception], ...]] = (sqlite3.Error,)
     table_exists_sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    # The one write lock is held while a transaction runs; feedback waits for it. A batch
+    # is stored in transactions of 128 events (a few ms each, not 20 or more) so that a
+    # feedback post waits less; ingest stays idempotent, so a batch that fails part-way is
+    # completed by the sender's retry without duplicates, and nothing is acknowledged
+    # before all of it is stored. Measured here (bench_companion, saturated phase, same
+    # loaded 2-core machine, two rounds): feedback p99 70 / 20 ms with chunks of 128
+    # against 296 / 68 ms with whole batches, for about 30 % less ingest throughput.
+    # ``?ingest_chunk=0`` in the URL chooses throughput.
+    ingest_chunk = 128
 
     def __init__(self, url: str, *, pool_size: int = 8, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         if not url.startswith("sqlite:///"):
@@ -75,7 +85,11 @@ class SQLiteStorage(SQLStorage):
         synchronous = "NORMAL"
         passed: list[tuple[str, str]] = []
         for key, value in params:
-            if key == "synchronous":
+            if key == "ingest_chunk":
+                if not value.isdigit():
+                    raise ValueError("sqlite url: ingest_chunk must be a whole number (0: a batch per transaction)")
+                self.ingest_chunk = int(value)
+            elif key == "synchronous":
                 synchronous = value.upper()
                 if synchronous not in ("NORMAL", "FULL", "EXTRA"):
                     raise ValueError("sqlite url: synchronous must be NORMAL, FULL or EXTRA")
