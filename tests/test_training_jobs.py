@@ -1,0 +1,46 @@
+"""Training-job hand-off to a local command trainer: failures recorded, retried with backoff, then failed."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from pathlib import Path
+
+from detwatch.data_engine._store import DataEngineStore
+from detwatch.data_engine.training import Trainer, dispatch_once
+from detwatch.storage import open_storage
+
+
+def test_a_failing_command_is_retried_with_backoff_and_the_job_is_failed_not_lost(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'd.db'}")
+    storage.migrate()
+    try:
+        store = DataEngineStore(storage)
+        dataset = storage.create_dataset("d", "")
+        job = store.create_job(
+            name="j", dataset_id=dataset.id, version_id=dataset.version.id, base_model_id=None, options={},
+            callback_base="http://127.0.0.1:9",
+        )  # fmt: skip
+        marker = tmp_path / "runs"
+        script = f"import sys; sys.stdin.read(); open({str(marker)!r}, 'a').write('x'); sys.exit(3)"
+        trainer = Trainer(command=(sys.executable, "-c", script), backoff_s=0.2, max_attempts=3)
+        attempts_at: list[float] = []
+        deadline = time.monotonic() + 20
+        while store.get_job(job["id"])["status"] != "failed":  # type: ignore[index]
+            assert time.monotonic() < deadline
+            if dispatch_once(store, trainer):
+                attempts_at.append(time.monotonic())
+            else:
+                time.sleep(0.02)
+        failed = store.get_job(job["id"])
+        assert failed is not None
+        assert failed["attempts"] == 3 == len(attempts_at) == len(marker.read_text())
+        assert "trainer command exited 3" in failed["last_error"]
+        assert [h["status"] for h in failed["history"]] == ["queued", "queued", "queued", "failed"]
+        # Exponential backoff: 0.2 s, then 0.4 s between attempts.
+        gaps = [b - a for a, b in itertools.pairwise(attempts_at)]
+        assert gaps[0] >= 0.2 and gaps[1] >= 0.4
+        assert not dispatch_once(store, trainer)  # nothing is due any more
+    finally:
+        storage.close()
