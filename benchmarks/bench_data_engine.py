@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_data_engine", description=(__doc__ or "").split("\n\n", 1)[0])
     parser.add_argument("--events", type=int, default=20_000, help="events (10 detections each) for decisions")
     parser.add_argument("--ingest-events", type=int, default=10_240, help="events per ingest round")
-    parser.add_argument("--repeat", type=int, default=3, help="ingest rounds per variant (best counts)")
+    parser.add_argument("--repeat", type=int, default=5, help="ingest rounds per variant (best counts)")
     parser.add_argument("--items", type=int, default=1_000_000, help="flagged items in the queue")
     parser.add_argument("--requests", type=int, default=200, help="calls per queue measurement")
     args = parser.parse_args(argv)
