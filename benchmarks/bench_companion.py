@@ -66,6 +66,7 @@ import functools
 import gzip
 import json
 import math
+import multiprocessing
 import os
 import platform
 import random
@@ -81,8 +82,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import psycopg
 import requests
@@ -394,9 +396,13 @@ class Ingest:
         return self.events / self.seconds
 
 
-def post_batches(
-    url: str, batches: Sequence[Batch], gzipped: bool, clients: int, stop: threading.Event | None = None
-) -> Ingest:
+class _Stop(Protocol):
+    """A threading or multiprocessing Event."""
+
+    def is_set(self) -> bool: ...
+
+
+def post_batches(url: str, batches: Sequence[Batch], gzipped: bool, clients: int, stop: _Stop | None = None) -> Ingest:
     """Post every batch, from ``clients`` threads taking the next one in turn, until ``stop`` is set.
 
     A 429 or 503 answer is retried after its ``Retry-After`` (as an OTLP exporter does)
@@ -612,27 +618,42 @@ class ServiceRun:
     problems: list[str] = field(default_factory=list)
 
 
+def _saturating_ingest(
+    url: str, batches: Sequence[Batch], clients: int, stop: _Stop, answer: Connection
+) -> None:  # pragma: no cover - runs in the forked child
+    ingest = post_batches(url, batches, False, clients, stop)
+    answer.send((ingest.events, ingest.seconds, ingest.latencies, ingest.problems[:5], ingest.refused))
+    answer.close()
+
+
 def feedback_under_saturation(
     url: str, batches: Sequence[Batch], ids: Sequence[str], args: argparse.Namespace, seed: int
 ) -> tuple[Ingest, Feedback, list[str]]:
-    """Feedback at the open-loop rate while more ingest clients than slots post flat out."""
-    stop = threading.Event()
-    result: list[Ingest] = []
-    ingest = threading.Thread(
-        target=lambda: result.append(post_batches(url, batches, False, args.saturation_clients, stop))
-    )
-    ingest.start()
+    """Feedback at the open-loop rate while more ingest clients than slots post flat out.
+
+    The ingest clients run in a child process (as senders on other machines would): in
+    this process their threads would hold the GIL while the feedback senders are due,
+    and the client's own delay would count as the service's latency.
+    """
+    context = multiprocessing.get_context("fork")  # the child inherits the batches, nothing to pickle
+    stop = context.Event()
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_saturating_ingest, args=(url, batches, args.saturation_clients, stop, send))
+    child.start()
+    send.close()
     time.sleep(0.5)  # every slot busy, the surplus clients refused and waiting
     n = max(1, round(args.feedback_rate * args.saturation_seconds))
     feedback = feedback_open_loop(
         url, _feedback_requests(f"saturated-{seed}", ids, n, seed + 2), args.feedback_rate, SATURATION_FEEDBACK_THREADS
     )
     problems = []
-    if not ingest.is_alive():
+    if not child.is_alive():
         problems.append("ingest ran out of batches before the feedback run ended: raise --saturation-batches")
     stop.set()
-    ingest.join()
-    return result[0], feedback, problems
+    events, seconds, latencies, ingest_problems, refused = receive.recv()
+    child.join(30)
+    receive.close()
+    return Ingest(events, seconds, latencies, ingest_problems, refused), feedback, problems
 
 
 def run_service(

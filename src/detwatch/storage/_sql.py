@@ -414,7 +414,12 @@ class SQLStorage:
             with contextlib.suppress(Exception):
                 self._rollback(conn)
             raise
+        if write:
+            self._after_commit(conn, bulk=bulk)
         return result
+
+    def _after_commit(self, conn: Any, *, bulk: bool) -> None:
+        """Housekeeping after a write committed, outside the transaction (the SQLite WAL checkpoint)."""
 
     def close(self) -> None:
         self._pool.close()
