@@ -636,3 +636,19 @@ def test_reviewed_items_expire_once_their_review_lives_on_and_waiting_ones_never
         client.post(f"/v1/datasets/{ds['id']}/versions", json={"name": "v3", "parent_version_id": version["id"]}), 201
     )
     assert child["item_count"] == 2 and child["class_counts"] == {"bus": 2, "car": 2}
+
+
+def test_the_retention_schedule_expires_reviewed_items_too(app: Flask, client: FlaskClient, tmp_path: Path) -> None:
+    from detwatch.api import get_storage
+    from detwatch.retention import RetentionScheduler
+
+    ds = dataset(client)
+    configure(client, ds["id"], {"edge_cases": {"enabled": True, "conditions": ["no_detections"]}})
+    send(client, [event(f"r{i}", []) for i in range(3)])
+    by_id = {i["prediction_id"]: i for i in all_items(client, ds["id"])}
+    ok(client.post(f"/v1/datasets/{ds['id']}/items/{by_id['r0']['id']}/reject", json={}))
+    with app.app_context():
+        scheduler = RetentionScheduler(get_storage(), days=0, interval_s=3600, lock_path=tmp_path / "lock")
+        scheduler.run_once()
+    left = {i["prediction_id"]: i["status"] for i in all_items(client, ds["id"], "all")}
+    assert left == {"r1": "needs_review", "r2": "needs_review"}

@@ -2,7 +2,9 @@
 
 Storage stays bounded (DESIGN.md): drift and A/B read the per-hour aggregates, which
 are kept forever; raw events (what feedback joins and reviews open) are kept for the
-retention window, counted by the events' *own* time, like every analysis. A
+retention window, counted by the events' *own* time, like every analysis (and
+reviewed data-engine items, by the time of their review, once a dataset version holds
+them or they were rejected). A
 back-filled event already older than the window therefore keeps only its
 aggregates: it is deleted at the next run.
 
@@ -30,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from .data_engine._store import DataEngineStore
 from .storage import Storage, StorageError
 
 __all__ = ["RetentionScheduler"]
@@ -91,12 +94,20 @@ class RetentionScheduler:
                     return None  # another worker of this machine is expiring
             try:
                 deleted = self.storage.expire_predictions(cutoff)
+                # Reviewed data-engine items whose review lives on in a dataset version (or
+                # that were rejected) go with the same window; waiting items never expire.
+                reviewed = DataEngineStore(self.storage).expire_reviewed(cutoff)
             except StorageError as exc:
                 _logger.warning("retention: expiry failed, retried at the next interval: %s", exc)
                 return None
             self.runs += 1
-            if deleted:
-                _logger.info("retention: deleted %d prediction events older than %g days", deleted, self.days)
+            if deleted or reviewed:
+                _logger.info(
+                    "retention: deleted %d prediction events and %d reviewed items older than %g days",
+                    deleted,
+                    reviewed,
+                    self.days,
+                )
             return deleted
         finally:
             if fd >= 0:
