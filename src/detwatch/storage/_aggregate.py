@@ -27,6 +27,7 @@ from ..predictions import Prediction
 
 __all__ = [
     "AggregateKey",
+    "BatchMeasures",
     "Cell",
     "aggregate_cells",
     "area_bins",
@@ -137,50 +138,53 @@ class _Cells:
 
 def aggregate_cells(predictions: Sequence[Prediction]) -> dict[AggregateKey, Cell]:
     """Sum a batch into aggregate cells keyed ``(model_id, version, ab_variant, hour_unix, kind, key)``."""
-    if not predictions:
-        return {}
-    group_index: dict[tuple[str, str, str, int], int] = {}
-    event_group = np.fromiter(
-        (
-            group_index.setdefault(
-                (p.model_id, p.model_version, p.ab_variant or "", p.time_unix_nano // NS_PER_HOUR * 3600),
-                len(group_index),
-            )
-            for p in predictions
-        ),
-        dtype=np.int64,
-        count=len(predictions),
-    )
-    n = np.fromiter((len(p.detections) for p in predictions), dtype=np.int64, count=len(predictions))
-    class_index: dict[str, int] = {}
-    detections = [d for p in predictions for d in p.detections]
-    cells = _Cells(list(group_index), [])
-    nf = n.astype(np.float64)
-    cells.add("images", event_group, nf)
-    cells.add("image_detections", event_group, nf, bin_=np.minimum(n, bins.DETECTIONS_OPEN_BIN))
-    empty = n == 0
-    cells.add("empty_images", event_group[empty], np.zeros(int(empty.sum())))
-    latency = np.fromiter(
-        (np.nan if p.latency_ms is None else p.latency_ms for p in predictions), dtype=np.float64, count=len(n)
-    )
-    has = ~np.isnan(latency)
-    cells.add("latency_ms_sum", event_group[has], latency[has])
-    cells.add("latency_ms", event_group[has], latency[has], bin_=latency_bins(latency[has]))
-    if detections:
-        cls = np.fromiter(
-            (class_index.setdefault(d.class_name, len(class_index)) for d in detections),
+    return BatchMeasures(predictions).cells(0, len(predictions))
+
+
+class BatchMeasures:
+    """What a batch contributes, per event and per detection, as arrays: summed by :meth:`cells` for any run of it.
+
+    Ingest on SQLite stores a batch in several transactions, each with the cells of its
+    own events; the per-detection work (reading the objects, the bins) is done once.
+    """
+
+    def __init__(self, predictions: Sequence[Prediction]) -> None:
+        count = len(predictions)
+        group_index: dict[tuple[str, str, str, int], int] = {}
+        self.event_group = np.fromiter(
+            (
+                group_index.setdefault(
+                    (p.model_id, p.model_version, p.ab_variant or "", p.time_unix_nano // NS_PER_HOUR * 3600),
+                    len(group_index),
+                )
+                for p in predictions
+            ),
             dtype=np.int64,
-            count=len(detections),
+            count=count,
         )
-        cells.classes = list(class_index)
-        confidence = np.fromiter((d.confidence for d in detections), dtype=np.float64, count=len(detections))
+        self.groups = list(group_index)
+        n = np.fromiter((len(p.detections) for p in predictions), dtype=np.int64, count=count)
+        self.n = n
+        self.offsets = np.concatenate(([0], np.cumsum(n)))  # detections of event i: offsets[i]:offsets[i + 1]
+        self.latency = np.fromiter(
+            (np.nan if p.latency_ms is None else p.latency_ms for p in predictions), dtype=np.float64, count=count
+        )
+        has = ~np.isnan(self.latency)
+        self.latency_bin = np.zeros(count, dtype=np.int64)
+        self.latency_bin[has] = latency_bins(self.latency[has])
+        detections = [d for p in predictions for d in p.detections]
+        total = len(detections)
+        class_index: dict[str, int] = {}
+        self.cls = np.fromiter(
+            (class_index.setdefault(d.class_name, len(class_index)) for d in detections), dtype=np.int64, count=total
+        )
+        self.classes = list(class_index)
+        self.confidence = np.fromiter((d.confidence for d in detections), dtype=np.float64, count=total)
+        self.confidence_bin = confidence_bins(self.confidence)
         box = np.fromiter(
-            itertools.chain.from_iterable(d.box for d in detections), dtype=np.float64, count=4 * len(detections)
+            itertools.chain.from_iterable(d.box for d in detections), dtype=np.float64, count=4 * total
         ).reshape(-1, 4)
-        event = np.repeat(np.arange(len(n)), n)  # the event of each detection
-        group = event_group[event]
-        cells.add("detections", group, confidence, cls=cls)
-        cells.add("confidence", group, confidence, bin_=confidence_bins(confidence), cls=cls)
+        event = np.repeat(np.arange(count), n)  # the event of each detection
         w, h = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
         image_area = np.fromiter(
             (
@@ -190,19 +194,57 @@ def aggregate_cells(predictions: Sequence[Prediction]) -> dict[AggregateKey, Cel
                 for p in predictions
             ),
             dtype=np.float64,
-            count=len(n),
+            count=count,
         )[event]
         # Relative boxes: an event without an image size whose boxes all lie within [0, 1].
         outside = (box[:, :2].min(axis=1) < 0.0) | (box[:, 2:].max(axis=1) > 1.0)
-        event_outside = np.bincount(event, weights=outside, minlength=len(n)) > 0
+        event_outside = np.bincount(event, weights=outside, minlength=count) > 0
         relative = (image_area == 0.0) & ~event_outside[event]
         sized = image_area > 0.0
-        area = np.where(relative, w * h, 0.0)
-        area[sized] = w[sized] * h[sized] / image_area[sized]
-        with_area = relative | sized
-        cells.add("box_area", group[with_area], area[with_area], bin_=area_bins(area[with_area]), cls=cls[with_area])
+        self.area = np.full(total, np.nan)  # nan: no area (size unknown, boxes in pixels)
+        self.area[relative] = w[relative] * h[relative]
+        self.area[sized] = w[sized] * h[sized] / image_area[sized]
+        self.area_bin = np.zeros(total, dtype=np.int64)
+        with_area = ~np.isnan(self.area)
+        self.area_bin[with_area] = area_bins(self.area[with_area])
+        self.ratio = np.full(total, np.nan)  # nan: relative boxes have no shape
         pixels = ~relative
         with np.errstate(over="ignore", under="ignore"):  # clamped just below
-            ratio = np.clip(w[pixels] / h[pixels], MIN_ASPECT, MAX_ASPECT)
-        cells.add("aspect_ratio", group[pixels], ratio, bin_=aspect_bins(ratio))
-    return cells.out
+            self.ratio[pixels] = np.clip(w[pixels] / h[pixels], MIN_ASPECT, MAX_ASPECT)
+        self.ratio_bin = np.zeros(total, dtype=np.int64)
+        self.ratio_bin[pixels] = aspect_bins(self.ratio[pixels])
+
+    def cells(self, start: int, stop: int) -> dict[AggregateKey, Cell]:
+        """The cells of events ``start`` to ``stop`` (excluded)."""
+        cells = _Cells(self.groups, self.classes)
+        group = self.event_group[start:stop]
+        n = self.n[start:stop]
+        nf = n.astype(np.float64)
+        cells.add("images", group, nf)
+        cells.add("image_detections", group, nf, bin_=np.minimum(n, bins.DETECTIONS_OPEN_BIN))
+        empty = n == 0
+        cells.add("empty_images", group[empty], np.zeros(int(empty.sum())))
+        latency = self.latency[start:stop]
+        has = ~np.isnan(latency)
+        cells.add("latency_ms_sum", group[has], latency[has])
+        cells.add("latency_ms", group[has], latency[has], bin_=self.latency_bin[start:stop][has])
+        first, last = int(self.offsets[start]), int(self.offsets[stop])
+        if last > first:
+            d_group = np.repeat(group, n)
+            cls = self.cls[first:last]
+            confidence = self.confidence[first:last]
+            cells.add("detections", d_group, confidence, cls=cls)
+            cells.add("confidence", d_group, confidence, bin_=self.confidence_bin[first:last], cls=cls)
+            area = self.area[first:last]
+            with_area = ~np.isnan(area)
+            cells.add(
+                "box_area",
+                d_group[with_area],
+                area[with_area],
+                bin_=self.area_bin[first:last][with_area],
+                cls=cls[with_area],
+            )
+            ratio = self.ratio[first:last]
+            pixels = ~np.isnan(ratio)
+            cells.add("aspect_ratio", d_group[pixels], ratio[pixels], bin_=self.ratio_bin[first:last][pixels])
+        return cells.out
