@@ -83,6 +83,7 @@ def get_storage() -> Storage:
             days=settings().retention_days,
             interval_s=settings().retention_interval_s,
             lock_path=settings().data_dir / "retention.lock",
+            hourly_days=settings().aggregate_hourly_days,
         )
         retention.start()  # one daemon thread per worker process, started after the fork
         app.extensions["detwatch.retention"] = retention

@@ -48,6 +48,7 @@ class Settings:
     webhook_secrets: tuple[str, ...] = ()
     retention_days: float = 30.0
     retention_interval_s: float = 3600.0
+    aggregate_hourly_days: float = 7.0
     ingest_concurrency: int = 0
     max_body_bytes: int = 32 * 1024 * 1024
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -75,6 +76,7 @@ _KEYS = {
     "webhook_secrets": "DETWATCH_WEBHOOK_SECRET",
     "retention_days": "DETWATCH_RETENTION_DAYS",
     "retention_interval_s": "DETWATCH_RETENTION_INTERVAL",
+    "aggregate_hourly_days": "DETWATCH_AGGREGATE_HOURLY_DAYS",
     "ingest_concurrency": "DETWATCH_INGEST_CONCURRENCY",
 }
 
@@ -103,7 +105,7 @@ def _coerce(name: str, value: Any) -> Any:
             except ValueError as exc:
                 raise ConfigError(f"webhook_secrets: {exc}") from None
         return secrets
-    if name in ("retention_days", "retention_interval_s"):
+    if name in ("retention_days", "retention_interval_s", "aggregate_hourly_days"):
         try:
             number = float(value)
         except (TypeError, ValueError):

@@ -4,7 +4,9 @@ Storage stays bounded (DESIGN.md): drift and A/B read the per-hour aggregates, w
 are kept forever; raw events (what feedback joins and reviews open) are kept for the
 retention window, counted by the events' *own* time, like every analysis (and
 reviewed data-engine items, by the time of their review, once a dataset version holds
-them or they were rejected). A
+them or they were rejected; and hourly aggregate cells older than
+``DETWATCH_AGGREGATE_HOURLY_DAYS``, 7 by default, are rolled up into daily cells, see
+:mod:`detwatch.storage._compaction`). A
 back-filled event already older than the window therefore keeps only its
 aggregates: it is deleted at the next run.
 
@@ -52,10 +54,12 @@ class RetentionScheduler:
         days: float,
         interval_s: float,
         lock_path: Path,
+        hourly_days: float = 7.0,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.storage = storage
         self.days = days
+        self.hourly_days = hourly_days
         self.interval_s = interval_s
         self.lock_path = lock_path
         self._clock = clock
@@ -97,6 +101,8 @@ class RetentionScheduler:
                 # Reviewed data-engine items whose review lives on in a dataset version (or
                 # that were rejected) go with the same window; waiting items never expire.
                 reviewed = DataEngineStore(self.storage).expire_reviewed(cutoff)
+                # Hourly aggregate cells older than hourly_days become daily cells (totals unchanged).
+                self.storage.compact_aggregates(self._clock() - int(self.hourly_days * NS_PER_DAY))
             except StorageError as exc:
                 _logger.warning("retention: expiry failed, retried at the next interval: %s", exc)
                 return None

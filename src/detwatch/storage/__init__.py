@@ -278,6 +278,10 @@ class Storage(Protocol):
         """Cells of ``model_id`` whose hour *starts* in ``[start, end)``, all kinds or those named."""
         ...
 
+    def compact_aggregates(self, before_unix_nano: int) -> int:
+        """Roll hourly cells of whole days before the cutoff into daily cells; the hourly rows removed."""
+        ...
+
     def expire_predictions(self, before_unix_nano: int) -> int:
         """Delete raw predictions older than the retention window; aggregates stay."""
         ...

@@ -140,16 +140,23 @@ def arm_sums(
     class mix and latency bins need the bins, not the trend. Summing in the database
     returns a few hundred rows where the raw cells of a month are tens of thousands.
     """
-    group = "hour_unix, kind" if by_hour else "kind, key"
-    select = "hour_unix, kind, ''" if by_hour else "0, kind, key"
+    time_expr = "{t}" if by_hour else "0"
+    key_expr = "''" if by_hour else "key"
     marks = ", ".join("?" * len(kinds))
-    sql = (
-        f"SELECT {select}, SUM(count), SUM(value), SUM(value_sq) FROM aggregates "
-        f"WHERE model_id = ? AND ab_variant = ? AND hour_unix >= ? AND hour_unix < ? AND kind IN ({marks})"
-    )
+    where = "model_id = ? AND ab_variant = ? AND {t} >= ? AND {t} < ?" + f" AND kind IN ({marks})"
     params: list[Any] = [model_id, variant, start_hour, end_hour, *kinds]
     if version is not None:
-        sql += " AND model_version = ?"
+        where += " AND model_version = ?"
         params.append(version)
-    sql += f" GROUP BY {group}"
-    return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4]), float(r[5])) for r in tx.query(sql, params)]
+    # Hourly cells and the daily roll-ups of compacted days (storage/_compaction.py) add up.
+    parts = [
+        f"SELECT {time_expr.format(t=column)} AS t, kind, {key_expr} AS k, count, value, value_sq "
+        f"FROM {table} WHERE {where.format(t=column)}"
+        for table, column in (("aggregates", "hour_unix"), ("aggregates_daily", "day_unix"))
+    ]
+    sql = (
+        f"SELECT t, kind, k, SUM(count), SUM(value), SUM(value_sq) FROM ({parts[0]} UNION ALL {parts[1]}) AS cells "
+        "GROUP BY t, kind, k"
+    )
+    rows = tx.query(sql, params + params)
+    return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4]), float(r[5])) for r in rows]

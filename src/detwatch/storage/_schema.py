@@ -254,7 +254,34 @@ _V4: Final[tuple[Statement, ...]] = (
     "CREATE INDEX training_jobs_due ON training_jobs (next_attempt_unix_nano)",
 )
 
-MIGRATIONS: Final[tuple[tuple[int, tuple[Statement, ...]], ...]] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4))
+_V5: Final[tuple[Statement, ...]] = (
+    # Daily roll-ups of hourly cells older than a horizon (storage/_compaction.py):
+    # readers add both tables, so a report over months reads days, not hours.
+    """
+    CREATE TABLE aggregates_daily (
+        model_id TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        ab_variant TEXT NOT NULL,
+        day_unix BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        value DOUBLE PRECISION NOT NULL,
+        value_sq DOUBLE PRECISION NOT NULL DEFAULT 0,
+        PRIMARY KEY (model_id, model_version, ab_variant, day_unix, kind, key)
+    )
+    """,
+    "CREATE INDEX aggregates_daily_model_day ON aggregates_daily (model_id, day_unix)",
+    "CREATE INDEX aggregates_daily_arm ON aggregates_daily (model_id, ab_variant, kind, day_unix)",
+)
+
+MIGRATIONS: Final[tuple[tuple[int, tuple[Statement, ...]], ...]] = (
+    (1, _V1),
+    (2, _V2),
+    (3, _V3),
+    (4, _V4),
+    (5, _V5),
+)
 """Every migration, in order; versions are consecutive from 1."""
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]
@@ -273,6 +300,7 @@ TABLES: Final = (
     "dataset_version_contents",
     "dataset_version_items",
     "training_jobs",
+    "aggregates_daily",
 )
 """The tables :meth:`Storage.counts` reports."""
 

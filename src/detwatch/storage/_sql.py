@@ -40,6 +40,7 @@ Decisions the code cannot show:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -70,6 +71,7 @@ from . import (
     StorageError,
     StorageUnavailable,
     _abtests,
+    _compaction,
 )
 from ._aggregate import BatchMeasures, aggregate_cells
 from ._schema import LATEST_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, TABLES, Dialect, statements_for
@@ -836,22 +838,43 @@ class SQLStorage:
     def aggregates(
         self, model_id: str, start_unix_nano: int, end_unix_nano: int, kinds: Sequence[str] | None = None
     ) -> list[AggregateRow]:
-        """Cells of ``model_id`` whose hour starts in ``[start, end)``."""
+        """Cells of ``model_id`` whose hour (or, once compacted, day) starts in ``[start, end)``.
+
+        Hourly and daily cells come together (see :mod:`._compaction`): a daily cell's
+        ``hour_unix`` is its day's start.
+        """
+        if kinds is not None and not kinds:
+            return []
+        window: list[Any] = [model_id, _ceil_seconds(start_unix_nano), _ceil_seconds(end_unix_nano)]
+        kind_filter = "" if kinds is None else f" AND kind IN ({_marks(len(kinds))})"
+        params = window + list(kinds or ()) + window + list(kinds or ())
+        columns = "model_id, model_version, ab_variant, {t}, kind, key, count, value, value_sq"
         sql = (
-            "SELECT model_id, model_version, ab_variant, hour_unix, kind, key, count, value, value_sq FROM aggregates "
-            "WHERE model_id = ? AND hour_unix >= ? AND hour_unix < ?"
+            f"SELECT {columns.format(t='hour_unix')} FROM aggregates "
+            f"WHERE model_id = ? AND hour_unix >= ? AND hour_unix < ?{kind_filter} UNION ALL "
+            f"SELECT {columns.format(t='day_unix')} FROM aggregates_daily "
+            f"WHERE model_id = ? AND day_unix >= ? AND day_unix < ?{kind_filter} "
+            "ORDER BY 4, 2, 3, 5, 6"
         )
-        params: list[Any] = [model_id, _ceil_seconds(start_unix_nano), _ceil_seconds(end_unix_nano)]
-        if kinds is not None:
-            if not kinds:
-                return []
-            sql += f" AND kind IN ({_marks(len(kinds))})"
-            params += list(kinds)
-        sql += " ORDER BY hour_unix, model_version, ab_variant, kind, key"
         rows = self._run(lambda tx: tx.query(sql, params), write=False)
         return [
             AggregateRow(r[0], r[1], r[2], int(r[3]), r[4], r[5], int(r[6]), float(r[7]), float(r[8])) for r in rows
         ]
+
+    def compact_aggregates(self, before_unix_nano: int) -> int:
+        """Roll hourly cells of whole days before ``before`` into daily cells, a day per transaction.
+
+        Returns the hourly rows removed. Totals over any period of whole days are unchanged
+        (:mod:`._compaction`).
+        """
+        before_day = before_unix_nano // NS_PER_SECOND
+        before_day -= before_day % _compaction.SECONDS_PER_DAY
+        removed = 0
+        while True:
+            day = self._run(lambda tx: _compaction.oldest_day_before(tx, before_day), write=False)
+            if day is None:
+                return removed
+            removed += self._run(functools.partial(_compaction.roll_up_day, dialect=self.dialect, day=day), write=True)
 
     def counts(self) -> dict[str, int]:
         def work(tx: Transaction) -> dict[str, int]:
