@@ -34,8 +34,11 @@ The acceptance point of the companion issue:
   the backend's connection settings (WAL, ``synchronous=NORMAL``, busy timeout,
   ``BEGIN IMMEDIATE``). PostgreSQL: psycopg ``executemany`` (pipelined) and ``COPY``.
   Each method runs with 1 and with 2 connections (threads); the limit is the fastest
-  of them. The rows are built before the clock starts: the limit has no parsing, no
-  HTTP and no aggregates, which the service does on top.
+  of them. The rows are built before the clock starts: the limit has no HTTP, no
+  protobuf or JSON decoding and validation, no aggregates (nine kinds of per-hour
+  cells, upserted), no idempotency (the service looks up the batch's ids first), no
+  model registry upserts and no feedback join probe, all of which the service does
+  on top, in the same transaction as the rows.
 - **Rounds.** A shared VM's speed drifts by tens of percent from second to second, and
   SQLite's checkpoints add disk flushes: every raw method and every service
   configuration runs once per round (``--repeat``, 2 by default), raw first, and
@@ -50,6 +53,16 @@ The acceptance point of the companion issue:
   ``false_positive``, ``wrong_box``. Every answer must be 201 with the model joined.
   Then a short closed-loop run (4 threads posting as fast as they can) shows the
   capacity.
+
+- **Service variants.** gunicorn runs 5 sync workers with ``DETWATCH_INGEST_CONCURRENCY``
+  2 (one ingest per core; three workers stay free). SQLite stores a batch in
+  transactions of 128 events by default (feedback waits less for the write lock); it
+  also runs with ``?ingest_chunk=0``, a whole batch per transaction like the raw limit.
+- **Feedback while ingest saturates.** After the open-loop feedback run: 6 ingest
+  clients in a child process post new batches flat out (more than the 2 slots, so
+  some are answered 429 and retried after ``Retry-After``), while feedback is posted
+  open loop at the same rate from 16 threads; its latency shows whether feedback waits
+  behind ingest.
 
 Everything runs for SQLite (a file in a temporary directory) and PostgreSQL (the
 tests' server: ``DETWATCH_TEST_DATABASE_URL``, else a private ``pgserver`` cluster
@@ -668,8 +681,9 @@ def run_service(
     args: argparse.Namespace,
     seed: int,
     saturate: Sequence[Batch] = (),
+    label: str | None = None,
 ) -> ServiceRun:
-    encoding = "protobuf+gzip" if gzipped else "protobuf"
+    encoding = label or ("protobuf+gzip" if gzipped else "protobuf")
     print(f"  {backend}: service ingest, {encoding} ...", file=sys.stderr, flush=True)
     companion = Companion(
         data_dir,
@@ -1039,13 +1053,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         for round_ in range(args.repeat):  # rounds interleave raw and service runs, so drift hits both
             measure_raw()
             for backend in backends:
-                for gzipped in (False, True) if not args.no_gzip else (False,):
+                # SQLite also runs with a whole batch per transaction (?ingest_chunk=0): the
+                # default chunks of 128 trade ingest rate for feedback latency; both are shown.
+                variants = [(False, False), (True, False)] if not args.no_gzip else [(False, False)]
+                if backend == "sqlite":
+                    variants.append((False, True))
+                for gzipped, whole in variants:
                     seed += 1
                     url = None
+                    data_dir = temp / f"{backend}-{seed}"
                     if backend == "postgresql":
                         assert server is not None
                         url = server.create_database()
-                    data_dir = temp / f"{backend}-{seed}"
+                    elif whole:
+                        url = f"sqlite:///{data_dir / 'detwatch.db'}?ingest_chunk=0"
                     try:
                         run = run_service(
                             backend,
@@ -1054,10 +1075,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                             batches=batches,
                             warm=warm,
                             gzipped=gzipped,
-                            feedback=round_ == 0 and not gzipped and args.feedback_seconds > 0,
+                            feedback=round_ == 0 and not gzipped and not whole and args.feedback_seconds > 0,
                             args=args,
                             seed=seed,
                             saturate=saturation_batches,
+                            label="protobuf, whole batch per transaction" if whole else None,
                         )
                         runs.append(run)
                     finally:
