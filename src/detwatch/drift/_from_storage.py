@@ -2,7 +2,9 @@
 
 Reads the cells of both periods (one query each, whatever the traffic: a period of
 a month is at most 744 hours of cells), keeps the model version and A/B arm asked
-for, merges the hours and compares.
+for, merges the hours and compares. Days older than the companion's hourly horizon
+are stored as daily cells (``detwatch.storage._compaction``): there a period counts a
+day's cells when the day starts in it, so periods over old data resolve to whole days.
 """
 
 from __future__ import annotations
