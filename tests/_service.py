@@ -15,10 +15,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
+
+import pytest
 
 from _components import free_port
 
@@ -141,3 +143,20 @@ class Companion:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def companion_on(backend: str, request: pytest.FixtureRequest, data_dir: Path, **options: Any) -> Iterator[Companion]:
+    """The companion on ``backend`` (``sqlite``, or ``postgresql``: a fresh database on the
+    session's server, dropped afterwards); ``options`` go to :class:`Companion`."""
+    database_url = None
+    server = None
+    if backend == "postgresql":
+        server = request.getfixturevalue("postgres")
+        database_url = server.create_database()
+    try:
+        with Companion(data_dir, database_url=database_url, **options) as service:
+            yield service
+    finally:
+        if server is not None and database_url is not None:
+            server.drop_database(database_url)

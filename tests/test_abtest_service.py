@@ -19,8 +19,7 @@ from scipy import stats
 
 import detwatch
 from _components import free_port
-from _postgres import PostgresServer
-from _service import Companion
+from _service import Companion, companion_on
 from detwatch import bins
 from detwatch.cli import main as cli
 from detwatch.exceptions import InvalidRequestError, NotFoundError
@@ -33,15 +32,8 @@ CLASSES = ("car", "person", "truck")
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def companion(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Companion]:
-    database_url = None
-    server: PostgresServer | None = None
-    if request.param == "postgresql":
-        server = request.getfixturevalue("postgres")
-        database_url = server.create_database()
-    with Companion(tmp_path_factory.mktemp("abtest"), database_url=database_url) as service:
+    with companion_on(request.param, request, tmp_path_factory.mktemp("abtest")) as service:
         yield service
-    if server is not None and database_url is not None:
-        server.drop_database(database_url)
 
 
 @pytest.fixture

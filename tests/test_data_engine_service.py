@@ -22,8 +22,7 @@ import standardwebhooks
 
 import detwatch
 from _components import free_port
-from _postgres import PostgresServer
-from _service import Companion
+from _service import Companion, companion_on
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SEED_CONFIG: dict[str, Any] = {
@@ -96,21 +95,14 @@ def trainer() -> Iterator[Trainer]:
 def companion(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, trainer: Trainer
 ) -> Iterator[Companion]:
-    database_url = None
-    server: PostgresServer | None = None
-    if request.param == "postgresql":
-        server = request.getfixturevalue("postgres")
-        database_url = server.create_database()
     env = {
         "DETWATCH_TRAINER_URL": trainer.url,
         "DETWATCH_TRAINER_SECRET": SECRET,
         "DETWATCH_TRAINER_BACKOFF_S": "0.05",
         "DETWATCH_TRAINER_MAX_ATTEMPTS": "4",
     }
-    with Companion(tmp_path_factory.mktemp("companion"), database_url=database_url, env=env) as service:
+    with companion_on(request.param, request, tmp_path_factory.mktemp("companion"), env=env) as service:
         yield service
-    if server is not None and database_url is not None:
-        server.drop_database(database_url)
 
 
 @pytest.fixture

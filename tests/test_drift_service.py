@@ -16,8 +16,7 @@ from scipy.spatial.distance import jensenshannon
 import detwatch
 from _drift_samples import Box, Stream, as_stored, bin_images, simulate
 from _otlp_receiver import Receiver
-from _postgres import PostgresServer
-from _service import Companion
+from _service import Companion, companion_on
 from detwatch.cli import main as cli
 from detwatch.drift import compare
 from detwatch.storage import open_storage
@@ -98,11 +97,6 @@ def companion(
     data: dict[str, list[list[Box]]],
     receiver: Receiver,
 ) -> Iterator[Companion]:
-    database_url = None
-    server: PostgresServer | None = None
-    if request.param == "postgresql":
-        server = request.getfixturevalue("postgres")
-        database_url = server.create_database()
     directory = tmp_path_factory.mktemp("drift")
     (directory / "detwatch.yaml").write_text(yaml.safe_dump(SCHEDULE))
     env = {
@@ -111,7 +105,7 @@ def companion(
         "OTEL_SERVICE_NAME": f"drift-{request.param}",
         "DETWATCH_CONFIG": str(directory / "detwatch.yaml"),
     }
-    with Companion(directory / "data", database_url=database_url, env=env) as service:
+    with companion_on(request.param, request, directory / "data", env=env) as service:
         client = detwatch.Client(base_url=service.url)
         batch = [
             *_events(data["january"], "2024-01-10", "jan"),
@@ -120,8 +114,6 @@ def companion(
         ]
         assert client.send_predictions(batch)["accepted"] == len(batch)
         yield service
-    if server is not None and database_url is not None:
-        server.drop_database(database_url)
 
 
 def test_check_drift_as_the_user_guide_calls_it(companion: Companion, data: dict[str, list[list[Box]]]) -> None:

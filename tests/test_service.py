@@ -20,8 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 import detwatch
 import detwatch_instrumentation
 from _components import free_port
-from _postgres import PostgresServer
-from _service import Companion
+from _service import Companion, companion_on
 from detwatch.cli import main as cli
 from detwatch_instrumentation import monitor_detections
 
@@ -29,15 +28,8 @@ from detwatch_instrumentation import monitor_detections
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def companion(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Companion]:
     """The service under gunicorn, on each backend in turn."""
-    database_url = None
-    server: PostgresServer | None = None
-    if request.param == "postgresql":
-        server = request.getfixturevalue("postgres")
-        database_url = server.create_database()
-    with Companion(tmp_path_factory.mktemp("companion"), database_url=database_url) as service:
+    with companion_on(request.param, request, tmp_path_factory.mktemp("companion")) as service:
         yield service
-    if server is not None and database_url is not None:
-        server.drop_database(database_url)
 
 
 @pytest.fixture

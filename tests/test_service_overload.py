@@ -28,8 +28,7 @@ from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
 
-from _postgres import PostgresServer
-from _service import Companion
+from _service import Companion, companion_on
 
 PROTOBUF = "application/x-protobuf"
 
@@ -37,16 +36,9 @@ PROTOBUF = "application/x-protobuf"
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def companion(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Companion]:
     """Three workers, one ingest slot: two workers stay free for everything but ingest."""
-    database_url = None
-    server: PostgresServer | None = None
-    if request.param == "postgresql":
-        server = request.getfixturevalue("postgres")
-        database_url = server.create_database()
     env = {"DETWATCH_INGEST_CONCURRENCY": "1"}
-    with Companion(tmp_path_factory.mktemp("overload"), workers=3, database_url=database_url, env=env) as service:
+    with companion_on(request.param, request, tmp_path_factory.mktemp("overload"), workers=3, env=env) as service:
         yield service
-    if server is not None and database_url is not None:
-        server.drop_database(database_url)
 
 
 def _slot(companion: Companion) -> Path:
