@@ -118,3 +118,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
     database = server.create_database()
     yield database
     server.drop_database(database)
+
+
+@pytest.fixture
+def app(tmp_path: Any, database_url: str) -> Iterator[Any]:
+    """The companion's Flask app on a fresh database of each backend (as Flask's own tutorial tests it)."""
+    from detwatch.app import create_app
+    from detwatch.config import Settings
+
+    application = create_app(Settings(data_dir=tmp_path, database_url=database_url))
+    yield application
+    storage = application.extensions.get("detwatch.storage")
+    if storage is not None:
+        storage.close()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    """Flask's test client of :func:`app` (modules that talk to gunicorn define their own ``client``)."""
+    return app.test_client()

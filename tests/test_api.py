@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +27,6 @@ EVENT: dict[str, Any] = {
     "span_id": "b7ad6b7169203331",
     "detections": [{"class": "car", "confidence": 0.91, "box": [12.0, 40.5, 220.0, 180.0]}],
 }
-
-
-@pytest.fixture
-def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
-    """The app on a fresh database of each backend (SQLite and PostgreSQL)."""
-    application = create_app(Settings(data_dir=tmp_path, database_url=database_url))
-    yield application
-    storage = application.extensions.get("detwatch.storage")
-    if storage is not None:
-        storage.close()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def error_of(response: Any) -> dict[str, Any]:

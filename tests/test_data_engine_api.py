@@ -13,7 +13,6 @@ import io
 import json
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,26 +24,10 @@ from scipy import stats
 
 from conftest import Telemetry
 from detwatch import sample_detector as sd
-from detwatch.app import create_app
-from detwatch.config import Settings
 from detwatch_instrumentation import monitor_detections
 
 TIME = "2024-02-01T12:00:00Z"
 W, H = 640, 480
-
-
-@pytest.fixture
-def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
-    application = create_app(Settings(data_dir=tmp_path, database_url=database_url))
-    yield application
-    storage = application.extensions.get("detwatch.storage")
-    if storage is not None:
-        storage.close()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def ok(response: Any, status: int = 200) -> Any:
