@@ -1,10 +1,11 @@
-"""Printing benchmark results: aligned plain-text tables and PASS/FAIL verdicts."""
+"""What every benchmark shares: aligned plain-text tables, PASS/FAIL verdicts, argument types."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator, Sequence
 
-__all__ = ["table", "verdict"]
+__all__ = ["positive_int", "table", "verdict"]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Iterator[str]:
@@ -25,3 +26,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Iterator[str
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value

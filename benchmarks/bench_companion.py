@@ -104,7 +104,7 @@ import requests
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
-from _report import table, verdict
+from _report import positive_int, table, verdict
 from detwatch.otlp_logs import decode_request, extract_predictions
 from detwatch.storage._schema import MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, statements_for
 from detwatch.storage._sql import _PREDICTION_COLUMNS, _PREDICTION_WIDTH, _prediction_row
@@ -945,13 +945,6 @@ def report(
 # ---------------------------------------------------------------- main
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be a positive integer")
-    return value
-
-
 def _seconds(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 120:
@@ -961,11 +954,11 @@ def _seconds(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_companion", description=(__doc__ or "").split("\n\n", 1)[0])
-    parser.add_argument("--batches", type=_positive, default=DEFAULT_BATCHES, help="OTLP requests per ingest run")
-    parser.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, help="events per request")
-    parser.add_argument("--detections", type=_positive, default=DEFAULT_DETECTIONS, help="detections per event")
-    parser.add_argument("--clients", type=_positive, default=DEFAULT_CLIENTS, help="ingest client threads")
-    parser.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS, help="gunicorn workers")
+    parser.add_argument("--batches", type=positive_int, default=DEFAULT_BATCHES, help="OTLP requests per ingest run")
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="events per request")
+    parser.add_argument("--detections", type=positive_int, default=DEFAULT_DETECTIONS, help="detections per event")
+    parser.add_argument("--clients", type=positive_int, default=DEFAULT_CLIENTS, help="ingest client threads")
+    parser.add_argument("--workers", type=positive_int, default=DEFAULT_WORKERS, help="gunicorn workers")
     parser.add_argument(
         "--ingest-concurrency", type=int, default=None, help=f"ingest slots (default {DEFAULT_INGEST_SLOTS})"
     )
@@ -975,18 +968,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_SATURATION_SECONDS,
         help="feedback while saturated; 0: skip",
     )
-    parser.add_argument("--saturation-batches", type=_positive, default=DEFAULT_SATURATION_BATCHES)
-    parser.add_argument("--saturation-clients", type=_positive, default=DEFAULT_SATURATION_CLIENTS)
+    parser.add_argument("--saturation-batches", type=positive_int, default=DEFAULT_SATURATION_BATCHES)
+    parser.add_argument("--saturation-clients", type=positive_int, default=DEFAULT_SATURATION_CLIENTS)
     parser.add_argument("--feedback-rate", type=float, default=DEFAULT_FEEDBACK_RATE, help="offered posts/s")
     parser.add_argument("--feedback-seconds", type=_seconds, default=DEFAULT_FEEDBACK_SECONDS, help="0: skip")
-    parser.add_argument("--feedback-threads", type=_positive, default=DEFAULT_FEEDBACK_THREADS, help="feedback senders")
+    parser.add_argument(
+        "--feedback-threads", type=positive_int, default=DEFAULT_FEEDBACK_THREADS, help="feedback senders"
+    )
     parser.add_argument(
         "--capacity-seconds", type=_seconds, default=DEFAULT_CAPACITY_SECONDS, help="closed-loop feedback run; 0: skip"
     )
     parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
     parser.add_argument("--no-gzip", action="store_true", help="skip the gzip-compressed ingest runs")
     parser.add_argument(
-        "--repeat", type=_positive, default=DEFAULT_REPEAT, help="rounds of raw and service ingest (best counts)"
+        "--repeat", type=positive_int, default=DEFAULT_REPEAT, help="rounds of raw and service ingest (best counts)"
     )
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]

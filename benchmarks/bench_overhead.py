@@ -126,7 +126,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import detwatch_instrumentation
-from _report import table, verdict
+from _report import positive_int, table, verdict
 from detwatch_instrumentation import monitor_detections, semconv
 
 Detections = list[dict[str, Any]]
@@ -898,19 +898,14 @@ def report(results: Results, args: argparse.Namespace) -> bool:
     return ok
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be a positive integer")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_overhead", description=(__doc__ or "").split("\n\n", 1)[0])
-    parser.add_argument("--calls", type=_positive, default=DEFAULT_CALLS, help="measured calls per variant and process")
-    parser.add_argument("--detections", type=_positive, default=DEFAULT_DETECTIONS, help="detections per image")
-    parser.add_argument("--block", type=_positive, default=DEFAULT_BLOCK, help="calls per interleaved block")
-    parser.add_argument("--repeat", type=_positive, default=DEFAULT_REPEAT, help="processes per exemplar filter")
+    parser.add_argument(
+        "--calls", type=positive_int, default=DEFAULT_CALLS, help="measured calls per variant and process"
+    )
+    parser.add_argument("--detections", type=positive_int, default=DEFAULT_DETECTIONS, help="detections per image")
+    parser.add_argument("--block", type=positive_int, default=DEFAULT_BLOCK, help="calls per interleaved block")
+    parser.add_argument("--repeat", type=positive_int, default=DEFAULT_REPEAT, help="processes per exemplar filter")
     parser.add_argument("--worker", choices=["compare", *UNREACHABLE], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker == "compare":
