@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import gzip
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from _loopback import LoopbackServer
 
-class Receiver:
+
+class Receiver(LoopbackServer):
     """Collects OTLP/HTTP protobuf posts by path."""
 
     def __init__(self) -> None:
@@ -36,9 +37,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def metrics(self) -> list[ExportMetricsServiceRequest]:
         return [ExportMetricsServiceRequest.FromString(b) for b in self.posts.get("/v1/metrics", [])]
@@ -48,13 +47,3 @@ class Receiver:
 
     def logs(self) -> list[ExportLogsServiceRequest]:
         return [ExportLogsServiceRequest.FromString(b) for b in self.posts.get("/v1/logs", [])]
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.server.shutdown()
-        self.server.server_close()

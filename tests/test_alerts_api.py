@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,6 +22,7 @@ from grafana_foundation_sdk.models import alerting as alerting_model
 
 import detwatch
 from _components import binary
+from _loopback import LoopbackServer
 from _service import Companion
 from detwatch.app import create_app
 from detwatch.config import Settings
@@ -112,7 +112,7 @@ def test_alert_routes_require_the_token_when_configured(tmp_path: Path) -> None:
     assert client.post("/v1/models/vehicles/alerts", json=seed_body(), headers=headers).status_code == 201
 
 
-class FakeGrafana:
+class FakeGrafana(LoopbackServer):
     """Grafana's provisioning API on loopback: keeps what it is sent, checks it against the SDK's models."""
 
     MODELS: Final[Mapping[str, Any]] = {
@@ -147,9 +147,7 @@ class FakeGrafana:
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet."""
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def check(self, kind: str, body: Any) -> None:
         decoded = json.loads(json.dumps(self.MODELS[kind].from_json(body), cls=JSONEncoder))
@@ -174,15 +172,6 @@ class FakeGrafana:
             return 200
         self.stored[kind][body["uid"]] = body
         return 201
-
-    def __enter__(self) -> FakeGrafana:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import queue
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 import pytest
 
 from _components import Alertmanager, VictoriaMetrics, VMAlert, free_port
+from _loopback import LoopbackServer
 from _stream import cumulative_provider, run_calls
 from detwatch import rules
 from detwatch.alerts import parse_alerts
@@ -57,7 +57,7 @@ DEFINITIONS: list[dict[str, Any]] = [
 DEADLINE_S = 45.0
 
 
-class SlackReceiver:
+class SlackReceiver(LoopbackServer):
     """A Slack-compatible incoming webhook on loopback: records each JSON payload."""
 
     def __init__(self) -> None:
@@ -76,18 +76,8 @@ class SlackReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: the test reports what matters."""
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/XXXX"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> SlackReceiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        super().__init__(Handler)
+        self.url += "/services/T000/B000/XXXX"
 
 
 @pytest.fixture
