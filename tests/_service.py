@@ -61,6 +61,7 @@ class Companion:
             "--workers", str(self.workers),
             "--timeout", "30",
             "--graceful-timeout", "5",
+            "--config", "python:detwatch.gunicorn_config",
             "detwatch.app:create_app()",
         ]  # fmt: skip
         self.process = subprocess.Popen(

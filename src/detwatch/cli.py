@@ -75,6 +75,7 @@ def serve(host: str, port: int, workers: int, timeout: int) -> None:
         "--timeout", str(timeout),
         "--graceful-timeout", "10",
         "--access-logfile", "-",
+        "--config", "python:detwatch.gunicorn_config",
         "detwatch.app:create_app()",
     ]  # fmt: skip
     click.echo(f"detwatch companion on http://{host}:{port} ({workers} workers, {settings.effective_database_url})")
