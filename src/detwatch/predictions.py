@@ -31,7 +31,7 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -76,21 +76,28 @@ class PredictionError(ValueError):
         self.message = message
 
 
-class DetectionRecord(msgspec.Struct, frozen=True, array_like=False):
+_MAX = MAX_COORDINATE
+_Coordinate = Annotated[float, msgspec.Meta(ge=-_MAX, le=_MAX)]
+
+
+class DetectionRecord(msgspec.Struct, frozen=True, array_like=False, gc=False):
     """One detection of a stored prediction.
 
     A ``msgspec.Struct`` (not a dataclass) so that a prediction body decodes straight
     into these objects and they encode straight back to the stored JSON
     (``{"class", "confidence", "box"}``): ingest creates ten per event, and each
-    intermediate dict or list was measurable.
+    intermediate dict or list was measurable. The field constraints are checked in C
+    while decoding (the fast path below); ``gc=False`` because a detection holds no
+    containers that could form a cycle, and ten tracked objects per event made the
+    garbage collector run more often.
     """
 
-    class_name: str = msgspec.field(name="class")
-    confidence: float
-    box: tuple[float, float, float, float]
+    class_name: Annotated[str, msgspec.Meta(min_length=1)] = msgspec.field(name="class")
+    confidence: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    box: tuple[_Coordinate, _Coordinate, _Coordinate, _Coordinate]
 
 
-class ImageRef(msgspec.Struct, frozen=True):
+class ImageRef(msgspec.Struct, frozen=True, gc=False):
     """What is known of the image a prediction was made on."""
 
     key: str | None = None
@@ -256,9 +263,6 @@ def _number(value: Any, name: str) -> float:
     if not math.isfinite(number):
         raise PredictionError(name, "must be finite")
     return number
-
-
-_MAX = MAX_COORDINATE
 
 
 def _detection(obj: Any, index: int) -> DetectionRecord:
@@ -455,81 +459,68 @@ def _assemble(  # noqa: PLR0917 - one positional call per path, in field order
 # place. tests/test_predictions.py checks that both paths agree.
 
 
-class _Image(msgspec.Struct):
-    key: str | None = None
-    uri: str | None = None
-    width: int | None = None
-    height: int | None = None
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+# \A and \Z: "$" would also match before a trailing newline (msgspec searches with re).
+_TraceId = Annotated[str, msgspec.Meta(pattern=r"\A[0-9a-f]{32}\Z")]
+_SpanId = Annotated[str, msgspec.Meta(pattern=r"\A[0-9a-f]{16}\Z")]
+_Dimension = Annotated[int, msgspec.Meta(gt=0, le=MAX_INT32)]
+_Nanos = Annotated[int, msgspec.Meta(gt=0, le=MAX_INT64)]
+
+
+class _Image(msgspec.Struct, gc=False):
+    key: _NonEmpty | None = None
+    uri: _NonEmpty | None = None
+    width: _Dimension | None = None
+    height: _Dimension | None = None
 
 
 _UNSET: Any = msgspec.UNSET
 
 
 class _Body(msgspec.Struct):
-    model_id: str
-    detections: list[DetectionRecord]
-    prediction_id: str | None = None
+    """The prediction object with every rule that a type can state (checked while decoding)."""
+
+    model_id: _Id
+    detections: Annotated[tuple[DetectionRecord, ...], msgspec.Meta(max_length=MAX_DETECTIONS)]
+    prediction_id: _Id | None = None
     # UNSET (absent) differs from null for the fields that a log record may fill.
     time: str | msgspec.UnsetType | None = _UNSET
-    time_unix_nano: int | msgspec.UnsetType | None = _UNSET
-    model_version: str | None = None
-    ab_variant: str | None = None
-    latency_ms: float | None = None
+    time_unix_nano: _Nanos | msgspec.UnsetType | None = _UNSET
+    model_version: _Id | None = None
+    ab_variant: Literal["a", "b"] | None = None
+    latency_ms: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_LATENCY_MS)] | None = None
     image: _Image | None = None
-    trace_id: str | msgspec.UnsetType | None = _UNSET
-    span_id: str | msgspec.UnsetType | None = _UNSET
+    trace_id: _TraceId | msgspec.UnsetType | None = _UNSET
+    span_id: _SpanId | msgspec.UnsetType | None = _UNSET
     attributes: dict[str, Any] | None = None
 
 
 _decode_body = msgspec.json.Decoder(_Body).decode
 
 
-def _short(value: str | None) -> bool:
-    """A valid optional id-like string: absent, or non-empty and at most MAX_ID_LENGTH."""
-    return value is None or 0 < len(value) <= MAX_ID_LENGTH
-
-
 def _fast(text: str | bytes, index: int, trace_id: str | None, span_id: str | None, stamp: int) -> Prediction | None:
     try:
         body = _decode_body(text)
-    except (msgspec.DecodeError, UnicodeError):
+    except (msgspec.DecodeError, UnicodeError):  # ValidationError included: the checked path names the field
         return None
-    if body.trace_id is _UNSET:
-        body.trace_id, body.span_id = (trace_id, span_id) if trace_id and span_id else (None, body.span_id)
-    if body.span_id is _UNSET:
-        body.span_id = None
-    tid, sid = body.trace_id, body.span_id
-    assert not isinstance(tid, msgspec.UnsetType) and not isinstance(sid, msgspec.UnsetType)
-    if not (
-        _short(body.model_id)
-        and body.model_id
-        and _short(body.model_version)
-        and _short(body.prediction_id)
-        and body.ab_variant in (None, "a", "b")
-        and (tid is None or _HEX32.fullmatch(tid))
-        and (sid is None or _HEX16.fullmatch(sid))
-        and (body.latency_ms is None or 0.0 <= body.latency_ms <= MAX_LATENCY_MS)
-        and (not isinstance(body.time_unix_nano, int) or 0 < body.time_unix_nano <= MAX_INT64)
-        and len(body.detections) <= MAX_DETECTIONS
-    ):
-        return None
-    image = body.image
-    if image is not None and not (
-        (image.key is None or image.key)
-        and (image.uri is None or image.uri)
-        and (image.width is None or 0 < image.width <= MAX_INT32)
-        and (image.height is None or 0 < image.height <= MAX_INT32)
-    ):
-        return None
+    # What types cannot say: box corners in order, strings free of lone surrogates.
     for d in body.detections:
         x1, y1, x2, y2 = d.box
-        if not (d.class_name and 0.0 <= d.confidence <= 1.0 and -_MAX <= x1 < x2 <= _MAX and -_MAX <= y1 < y2 <= _MAX):
+        if not (x1 < x2 and y1 < y2):
             return None
     if body.attributes:
         try:
             _check_tree(body.attributes, 2)
         except ValueError:
             return None
+    tid, sid = body.trace_id, body.span_id
+    if tid is _UNSET:
+        # A record's ids (already checked hex) fill the body's only as a pair.
+        tid, sid = (trace_id, span_id) if trace_id and span_id else (None, sid)
+    if sid is _UNSET:
+        sid = None
+    assert not isinstance(tid, msgspec.UnsetType) and not isinstance(sid, msgspec.UnsetType)
     given_time, given_nano = body.time, body.time_unix_nano
     if given_time is _UNSET and given_nano is _UNSET and stamp:
         given_nano = stamp
@@ -542,14 +533,13 @@ def _fast(text: str | bytes, index: int, trace_id: str | None, span_id: str | No
         time_unix_nano = given_nano
     else:
         return None
-    if not all(_short(s) for s in (tid, sid)):
-        return None
+    image = body.image
     return _assemble(
         body.prediction_id,
         time_unix_nano,
         body.model_id,
         body.model_version or "",
-        tuple(body.detections),
+        body.detections,
         body.ab_variant,
         body.latency_ms,
         ImageRef(image.key, image.uri, image.width, image.height) if image is not None else _NO_IMAGE,
