@@ -753,9 +753,30 @@ def test_metadata_with_integers_beyond_64_bits_is_stored_exactly(storage: Storag
     assert storage.get_model("big") == model
 
 
-@pytest.mark.parametrize("chunk", ["0", "7"])
-def test_a_batch_stored_in_chunks_or_whole_gives_the_same_rows_and_aggregates(tmp_path: Any, chunk: str) -> None:
+def _count_transactions(storage: SQLiteStorage, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Patch ``storage`` to record, per ingest transaction, the index it started from."""
+    starts: list[int] = []
+    run = storage._ingest_run
+
+    def counted(*args: Any) -> tuple[int, int, int]:
+        starts.append(args[-1])
+        return run(*args)
+
+    monkeypatch.setattr(storage, "_ingest_run", counted)
+    return starts
+
+
+@pytest.mark.parametrize(("chunk", "waiting"), [("0", True), ("7", False), ("7", True)])
+def test_a_batch_stored_in_chunks_or_whole_gives_the_same_rows_and_aggregates(
+    tmp_path: Any, chunk: str, waiting: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}?ingest_chunk={chunk}")
+    assert isinstance(storage, SQLiteStorage)
+    if waiting:  # a writer seems to wait throughout: every look after 7 events yields (none with chunk 0)
+        storage._waiting_marker.touch()
+        future = time.time_ns() + 3600 * 10**9
+        os.utime(storage._waiting_marker, ns=(future, future))
+    starts = _count_transactions(storage, monkeypatch)
     try:
         storage.migrate()
         events = [make_event(i) for i in range(60)]
@@ -764,8 +785,35 @@ def test_a_batch_stored_in_chunks_or_whole_gives_the_same_rows_and_aggregates(tm
         assert (first.inserted, second.inserted, second.duplicates) == (40, 20, 20)
         assert storage.counts()["predictions"] == 60
         assert_cells_equal(stored_cells(storage), expected_cells(events))
+        # One transaction per batch unless a writer waits; then one per run of 7 events.
+        assert starts == ([*range(0, 40, 7), *range(0, 40, 7)] if waiting and chunk == "7" else [0, 0])
     finally:
         storage.close()
+
+
+def test_a_writer_that_waits_for_the_lock_makes_ingest_yield_it(tmp_path: Any) -> None:
+    """A registry write blocked by a held lock stamps the marker; ingest then sees a waiter."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    assert isinstance(storage, SQLiteStorage)
+    storage.migrate()
+    began = time.time_ns()
+    assert not storage._writer_waiting(began)
+    holder = sqlite3.connect(storage.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            write = pool.submit(storage.register_model, "m", None, {})
+            deadline = time.monotonic() + 10
+            while not storage._writer_waiting(began) and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert storage._writer_waiting(began)  # seen while the writer still waits
+            assert not write.done()
+            holder.execute("COMMIT")
+            assert write.result(timeout=10).id == "m"
+    finally:
+        holder.close()
+        storage.close()
+    assert not storage._writer_waiting(time.time_ns())  # the stamp says since when, not forever
 
 
 def test_a_sqlite_url_with_a_bad_ingest_chunk_is_refused(tmp_path: Any) -> None:

@@ -266,11 +266,6 @@ _FEEDBACK_COLUMNS: Final = (
 _INSERT_PREDICTION: Final = f"INSERT INTO predictions ({_PREDICTION_COLUMNS}) VALUES ({_marks(_PREDICTION_WIDTH)})"
 
 
-def _aggregate_rows(predictions: Sequence[Prediction]) -> list[tuple[Any, ...]]:
-    """The aggregate cells of ``predictions`` as upsert rows, in the global lock order (sorted)."""
-    return [(*key, *cell) for key, cell in sorted(aggregate_cells(predictions).items())]
-
-
 _UPSERT_AGGREGATE: Final = """
 INSERT INTO aggregates (model_id, model_version, ab_variant, hour_unix, kind, key, count, value, value_sq)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -312,7 +307,10 @@ class SQLStorage:
     """The driver's exception base classes, translated by :meth:`_translate`."""
     table_exists_sql: ClassVar[str]
     ingest_chunk: int = 0
-    """Events per ingest transaction (0: a whole batch in one); a backend's default, set per instance."""
+    """Events between ingest's looks for a waiting writer (0: never look, a whole batch per transaction).
+
+    A backend's default, set per instance; see :meth:`_writer_waiting`.
+    """
 
     url: str
 
@@ -470,47 +468,73 @@ class SQLStorage:
         ordered = [unique[k] for k in sorted(unique)]
         received = time.time_ns()
         rows = [_prediction_row(p, received) for p in ordered]
-        # Measured (bins and all) once for the batch and summed per chunk before its
-        # transaction (it holds SQLite's write lock, and feedback waits on it): the common
-        # case is a run of new events; one with duplicates is summed again.
+        # Measured (bins and all) once for the batch, before any transaction; each
+        # transaction sums the cells of its own run of events.
         measures = BatchMeasures(ordered)
-        size = self.ingest_chunk or len(ordered)
-        inserted = joined = 0
-        for start in range(0, len(ordered), size):
-            stop = min(start + size, len(ordered))
-            cells = [(*key, *cell) for key, cell in sorted(measures.cells(start, stop).items())]
-            done, found = self._ingest_chunk(ordered[start:stop], rows[start:stop], cells)
+        inserted = joined = start = 0
+        while start < len(ordered):
+            start, done, found = self._ingest_run(ordered, rows, measures, start)
             inserted, joined = inserted + done, joined + found
         return IngestResult(inserted=inserted, duplicates=len(predictions) - inserted, feedback_joined=joined)
 
-    def _ingest_chunk(
-        self, ordered: list[Prediction], rows: list[tuple[Any, ...]], all_cells: list[tuple[Any, ...]]
-    ) -> tuple[int, int]:
-        """One write transaction: the new events of ``ordered`` (sorted by id), their aggregates and joins."""
+    def _ingest_run(
+        self, ordered: list[Prediction], rows: list[tuple[Any, ...]], measures: BatchMeasures, start: int
+    ) -> tuple[int, int, int]:
+        """One write transaction: the new events of ``ordered`` (sorted by id) from ``start`` on.
 
-        def work(tx: Transaction) -> tuple[int, int]:
+        Events go in runs of :attr:`ingest_chunk`; after each run, when another writer is
+        waiting (:meth:`_writer_waiting`), the transaction ends there with the aggregates
+        and joins of what it stored, and the caller goes on from the returned index. So a
+        batch is one transaction while nobody waits (the fewest upserts of aggregate cells,
+        which are per batch, not per event), and a feedback post waits for one run at most.
+        Returns (index reached, events inserted, feedback rows joined).
+        """
+        step = self.ingest_chunk or len(ordered)
+
+        def work(tx: Transaction) -> tuple[int, int, int]:
             self._lock(tx, "feedback_join", shared=True)
-            existing = self._existing_ids(tx, [p.prediction_id for p in ordered])
-            new, new_rows, cells = ordered, rows, all_cells
-            if existing:
-                new = [p for p in ordered if p.prediction_id not in existing]
-                new_rows = [r for r in rows if r[0] not in existing]
-                cells = _aggregate_rows(new)
+            began = time.time_ns()
+            new: list[Prediction] = []
+            every_one_new = True
+            stop = start
+            while stop < len(ordered):
+                end = min(stop + step, len(ordered))
+                run, run_rows = ordered[stop:end], rows[stop:end]
+                existing = self._existing_ids(tx, [p.prediction_id for p in run])
+                if existing:
+                    run = [p for p in run if p.prediction_id not in existing]
+                    run_rows = [r for r in run_rows if r[0] not in existing]
+                if run:
+                    inserted = self._insert_predictions(tx, run_rows)
+                    if inserted is not None and len(inserted) < len(run):  # a concurrent writer stored some first
+                        run = [p for p in run if p.prediction_id in inserted]
+                    new += run
+                every_one_new = every_one_new and len(run) == end - stop
+                stop = end
+                if stop < len(ordered) and self._writer_waiting(began):
+                    break
             if not new:
-                return 0, 0
-            inserted = self._insert_predictions(tx, new_rows)
-            if inserted is not None and len(inserted) < len(new):  # a concurrent writer stored some first
-                new = [p for p in new if p.prediction_id in inserted]
-                cells = _aggregate_rows(new)
-                if not new:
-                    return 0, 0
+                return stop, 0, 0
+            cells = measures.cells(start, stop) if every_one_new else aggregate_cells(new)
             self._record_models(tx, new)
-            self._upsert_aggregates(tx, cells)
+            self._upsert_aggregates(tx, [(*key, *cell) for key, cell in sorted(cells.items())])
             joined = self._join_feedback(tx, new)
             _data_engine.flag_ingested(tx, new, joined)  # after the join: feedback that came first flags too
-            return len(new), joined
+            self._ingested(len(new))
+            return stop, len(new), joined
 
         return self._run(work, write=True, bulk=True)
+
+    def _writer_waiting(self, since_unix_nano: int) -> bool:
+        """Whether another writer has been waiting for the write lock since ``since_unix_nano``.
+
+        Only where one writer at a time holds the whole database (SQLite); elsewhere ingest
+        and feedback lock different rows and nobody waits for a whole batch.
+        """
+        return False
+
+    def _ingested(self, events: int) -> None:
+        """Count events stored by this process (SQLite schedules its checkpoints by it)."""
 
     def _record_models(self, tx: Transaction, new: Sequence[Prediction]) -> None:
         models: dict[str, tuple[int, int]] = {}

@@ -67,7 +67,10 @@ ON CONFLICT (model_id, model_version, ab_variant, hour_unix, kind, key) DO UPDAT
     value = aggregates.value + excluded.value,
     value_sq = aggregates.value_sq + excluded.value_sq
 """
-_CELL_FIELDS: Final = ("model_id", "model_version", "ab_variant", "hour_unix", "kind", "key", "count", "value", "value_sq")
+_CELL_FIELDS: Final = (
+    *("model_id", "model_version", "ab_variant", "hour_unix", "kind", "key"),
+    *("count", "value", "value_sq"),
+)
 
 
 @functools.lru_cache(maxsize=512)
@@ -125,10 +128,6 @@ class PostgresStorage(SQLStorage):
                 return out
 
     # Bulk paths: a batch of 512 events is three statements, not 512 + hundreds of round trips.
-
-    def _existing_ids(self, tx: Transaction, ids: Sequence[str]) -> set[str]:
-        tx.cursor.execute("SELECT prediction_id FROM predictions WHERE prediction_id = ANY(%s)", (list(ids),))
-        return {str(r[0]) for r in tx.cursor.fetchall()}
 
     def _existing_ids(self, tx: Transaction, ids: Sequence[str]) -> set[str]:
         """None looked up: COPY finds a stored id itself (see :meth:`_insert_predictions`).

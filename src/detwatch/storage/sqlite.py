@@ -3,8 +3,9 @@
 URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``. Query
 parameters are handed to SQLite's URI parser (``?mode=ro`` opens the file
 read-only), except ``synchronous`` (``NORMAL`` or ``FULL``, see below) and
-``ingest_chunk`` (events per ingest transaction, 128 by default; 0 for a whole batch
-in one), which this backend reads itself.
+``ingest_chunk`` (after how many events an ingest transaction looks for a waiting
+writer, 128 by default; 0 for a whole batch in one whatever waits), which this
+backend reads itself.
 
 Settings and why:
 
@@ -16,6 +17,11 @@ Settings and why:
   again every 0.2 ms (ingest every 2 ms, so that feedback goes first) for up to
   ``busy_timeout`` (10 s) before the request fails with :class:`StorageUnavailable`
   (a 503 the sender retries).
+- An ingest transaction stores a whole batch unless another writer waits: a writer
+  that finds the lock taken stamps a marker file (``<database>-waiting``) with the
+  time, again at every try, and ingest looks at it after every ``ingest_chunk``
+  events; when it was stamped since the transaction began, ingest commits what it
+  has and begins again after the waiting writer (see ``SQLStorage._ingest_run``).
 - ``synchronous=NORMAL``: in WAL mode a commit is written to the WAL file before it
   returns but fsynced only at checkpoints. A worker killed at any point (SIGKILL,
   OOM killer) loses nothing it acknowledged, because the data is already in the
@@ -31,6 +37,7 @@ Settings and why:
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
 import urllib.parse
@@ -45,8 +52,6 @@ __all__ = ["SQLiteStorage"]
 BUSY_TIMEOUT_S: Final = 10.0
 CHECKPOINT_EVENTS: Final = 2048
 """Events ingested by a process between its WAL checkpoints (about 4 MB of WAL, SQLite's own default).
-
-Counted in ingest transactions of ``ingest_chunk`` events, a whole batch as 512.
 
 A checkpoint copies every page changed since the last one into the database file;
 pages that ingest changes again and again (the aggregate cells, the id index's inner
@@ -79,14 +84,13 @@ class SQLiteStorage(SQLStorage):
     dialect = "sqlite"
     errors: ClassVar[tuple[type[Exception], ...]] = (sqlite3.Error,)
     table_exists_sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-    # The one write lock is held while a transaction runs; feedback waits for it. A batch
-    # is stored in transactions of 128 events (a few ms each, not 20 or more) so that a
-    # feedback post waits less; ingest stays idempotent, so a batch that fails part-way is
-    # completed by the sender's retry without duplicates, and nothing is acknowledged
-    # before all of it is stored. Measured here (bench_companion, saturated phase, same
-    # loaded 2-core machine, two rounds): feedback p99 70 / 20 ms with chunks of 128
-    # against 296 / 68 ms with whole batches, for about 30 % less ingest throughput.
-    # ``?ingest_chunk=0`` in the URL chooses throughput.
+    # The one write lock is held while a transaction runs; feedback waits for it. Ingest
+    # yields it after at most 128 events to a writer that waits (a few ms, not the 20 or
+    # more of a batch), and keeps it for the whole batch otherwise: the aggregate cells,
+    # about as many per batch of 512 as per 128 events, are upserted once. Ingest stays
+    # idempotent, so a batch that fails part-way is completed by the sender's retry
+    # without duplicates, and nothing is acknowledged before all of it is stored.
+    # ``?ingest_chunk=0`` in the URL never yields.
     ingest_chunk = 128
 
     def __init__(self, url: str, *, pool_size: int = 8, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
@@ -114,7 +118,8 @@ class SQLiteStorage(SQLStorage):
         self._read_only = ("mode", "ro") in passed
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
-        self._bulk_commits = 0
+        self._uncheckpointed = 0
+        self._waiting_marker = Path(f"{self.path}-waiting")
         self._uri = f"file:{urllib.parse.quote(str(self.path))}"
         if passed:
             self._uri += "?" + urllib.parse.urlencode(passed)
@@ -163,11 +168,31 @@ class SQLiteStorage(SQLStorage):
         # crosses the threshold pays for it, often a feedback post that then waited tens of
         # ms. PASSIVE never waits for readers or writers; the automatic checkpoint stays as
         # a backstop at a larger size for a database that only takes feedback.
-        if bulk and not self._read_only:
-            self._bulk_commits += 1
-            if self._bulk_commits % max(1, CHECKPOINT_EVENTS // (self.ingest_chunk or 512)) == 0:
-                with contextlib.suppress(sqlite3.Error):  # best effort: the next one catches up
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        if bulk and not self._read_only and self._uncheckpointed >= CHECKPOINT_EVENTS:
+            self._uncheckpointed = 0
+            with contextlib.suppress(sqlite3.Error):  # best effort: the next one catches up
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _ingested(self, events: int) -> None:
+        self._uncheckpointed += events  # per process; a race between threads only moves a checkpoint
+
+    def _writer_waiting(self, since_unix_nano: int) -> bool:
+        try:
+            return os.stat(self._waiting_marker).st_mtime_ns > since_unix_nano
+        except OSError:
+            return False
+
+    def _signal_waiting(self) -> None:
+        """Stamp the marker with the time: a writer waits (best effort; ingest then yields sooner)."""
+        now = time.time_ns()
+        try:
+            os.utime(self._waiting_marker, ns=(now, now))
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                self._waiting_marker.touch()
+                os.utime(self._waiting_marker, ns=(now, now))
+        except OSError:
+            pass
 
     def _usable(self, conn: Any) -> bool:
         return not bool(conn.in_transaction)
@@ -194,6 +219,8 @@ class SQLiteStorage(SQLStorage):
                 except sqlite3.OperationalError as exc:
                     if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                         raise
+                if not bulk:
+                    self._signal_waiting()  # at every try: an ingest that began after the last one sees it too
                 time.sleep(poll)
         finally:
             cursor.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
