@@ -773,9 +773,7 @@ def test_a_batch_stored_in_chunks_or_whole_gives_the_same_rows_and_aggregates(
     storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}?ingest_chunk={chunk}")
     assert isinstance(storage, SQLiteStorage)
     if waiting:  # a writer seems to wait throughout: every look after 7 events yields (none with chunk 0)
-        storage._waiting_marker.touch()
-        future = time.time_ns() + 3600 * 10**9
-        os.utime(storage._waiting_marker, ns=(future, future))
+        monkeypatch.setattr(storage, "_writer_waiting", lambda since: True)
     starts = _count_transactions(storage, monkeypatch)
     try:
         storage.migrate()
@@ -814,6 +812,36 @@ def test_a_writer_that_waits_for_the_lock_makes_ingest_yield_it(tmp_path: Any) -
         holder.close()
         storage.close()
     assert not storage._writer_waiting(time.time_ns())  # the stamp says since when, not forever
+
+
+def test_ingest_does_not_take_the_lock_while_a_writer_is_waiting(tmp_path: Any) -> None:
+    """While the marker is being stamped (a writer polls for the lock), ingest defers to it."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    assert isinstance(storage, SQLiteStorage)
+    storage.migrate()
+    stop = threading.Event()
+    stopped_at: list[float] = []
+
+    def waiting_writer() -> None:  # stamps as _begin does, every 0.2 ms, for 0.3 s
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            storage._signal_waiting()
+            time.sleep(0.0002)
+        stopped_at.append(time.monotonic())
+        stop.set()
+
+    try:
+        thread = threading.Thread(target=waiting_writer)
+        thread.start()
+        time.sleep(0.01)
+        assert not stop.is_set()
+        storage.ingest_predictions([make_event(i) for i in range(20)])
+        done = time.monotonic()
+        thread.join()
+        assert done >= stopped_at[0]  # not before the last stamp
+        assert storage.counts()["predictions"] == 20
+    finally:
+        storage.close()
 
 
 def test_a_sqlite_url_with_a_bad_ingest_chunk_is_refused(tmp_path: Any) -> None:

@@ -64,6 +64,8 @@ AUTOCHECKPOINT_PAGES: Final = 10_000
 POLL_S: Final = 0.0002
 BULK_POLL_S: Final = 0.002
 """How often a writer waiting for the write lock tries again (see ``_begin``)."""
+WAITER_FRESH_NS: Final = 1_000_000
+"""A marker stamped this recently means a writer is waiting now (it stamps every ``POLL_S``)."""
 
 # Primary result codes (the low byte of the extended code) that mean "not now".
 _UNAVAILABLE: Final = {
@@ -177,8 +179,11 @@ class SQLiteStorage(SQLStorage):
         self._uncheckpointed += events  # per process; a race between threads only moves a checkpoint
 
     def _writer_waiting(self, since_unix_nano: int) -> bool:
+        return self._stamped_after(since_unix_nano)
+
+    def _stamped_after(self, unix_nano: int) -> bool:
         try:
-            return os.stat(self._waiting_marker).st_mtime_ns > since_unix_nano
+            return os.stat(self._waiting_marker).st_mtime_ns > unix_nano
         except OSError:
             return False
 
@@ -206,21 +211,25 @@ class SQLiteStorage(SQLStorage):
         # SQLite's own busy handler sleeps ever longer between tries (up to 100 ms), so a
         # short feedback write could wait through several ingest transactions that kept
         # taking the write lock first. The lock is polled here instead: every 0.2 ms for
-        # ordinary writes, every 2 ms for bulk ingest, so that when an ingest commits, a
-        # waiting feedback post goes next. The busy timeout still bounds the wait.
+        # ordinary writes, which stamp the marker at every try; bulk ingest polls every
+        # 2 ms and does not even try while the marker is fresh, so that when an ingest
+        # commits (or yields), a waiting feedback post goes next rather than racing the
+        # ingest's next transaction. The busy timeout still bounds the wait.
         poll = BULK_POLL_S if bulk else POLL_S
         deadline = time.monotonic() + self._busy_timeout
         cursor.execute("PRAGMA busy_timeout = 0")
         try:
             while True:
-                try:
-                    cursor.execute("BEGIN IMMEDIATE")
-                    return cursor
-                except sqlite3.OperationalError as exc:
-                    if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                        raise
-                if not bulk:
-                    self._signal_waiting()  # at every try: an ingest that began after the last one sees it too
+                late = time.monotonic() > deadline
+                if late or not (bulk and self._stamped_after(time.time_ns() - WAITER_FRESH_NS)):
+                    try:
+                        cursor.execute("BEGIN IMMEDIATE")
+                        return cursor
+                    except sqlite3.OperationalError as exc:
+                        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or late:
+                            raise
+                    if not bulk:
+                        self._signal_waiting()  # at every try: an ingest that began after the last one sees it
                 time.sleep(poll)
         finally:
             cursor.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
