@@ -55,9 +55,10 @@ The acceptance point of the companion issue:
   capacity.
 
 - **Service variants.** gunicorn runs 5 sync workers with ``DETWATCH_INGEST_CONCURRENCY``
-  2 (one ingest per core; three workers stay free). SQLite stores a batch in
-  transactions of 128 events by default (feedback waits less for the write lock); it
-  also runs with ``?ingest_chunk=0``, a whole batch per transaction like the raw limit.
+  2 (one ingest per core; three workers stay free). SQLite stores a batch in one
+  transaction unless another writer waits for the lock (then it yields after at most
+  128 events); during the ingest runs nobody else writes, so a batch is one
+  transaction, as in the raw limit.
 - **Feedback while ingest saturates.** After the open-loop feedback run: 6 ingest
   clients in a child process post new batches flat out (more than the 2 slots, so
   some are answered 429 and retried after ``Retry-After``), while feedback is posted
@@ -681,9 +682,8 @@ def run_service(
     args: argparse.Namespace,
     seed: int,
     saturate: Sequence[Batch] = (),
-    label: str | None = None,
 ) -> ServiceRun:
-    encoding = label or ("protobuf+gzip" if gzipped else "protobuf")
+    encoding = "protobuf+gzip" if gzipped else "protobuf"
     print(f"  {backend}: service ingest, {encoding} ...", file=sys.stderr, flush=True)
     companion = Companion(
         data_dir,
@@ -1048,20 +1048,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for round_ in range(args.repeat):  # rounds interleave raw and service runs, so drift hits both
             measure_raw()
             for backend in backends:
-                # SQLite also runs with a whole batch per transaction (?ingest_chunk=0): the
-                # default chunks of 128 trade ingest rate for feedback latency; both are shown.
-                variants = [(False, False), (True, False)] if not args.no_gzip else [(False, False)]
-                if backend == "sqlite":
-                    variants.append((False, True))
-                for gzipped, whole in variants:
+                for gzipped in (False,) if args.no_gzip else (False, True):
                     seed += 1
                     url = None
                     data_dir = temp / f"{backend}-{seed}"
                     if backend == "postgresql":
                         assert server is not None
                         url = server.create_database()
-                    elif whole:
-                        url = f"sqlite:///{data_dir / 'detwatch.db'}?ingest_chunk=0"
                     try:
                         run = run_service(
                             backend,
@@ -1070,11 +1063,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                             batches=batches,
                             warm=warm,
                             gzipped=gzipped,
-                            feedback=round_ == 0 and not gzipped and not whole and args.feedback_seconds > 0,
+                            feedback=round_ == 0 and not gzipped and args.feedback_seconds > 0,
                             args=args,
                             seed=seed,
                             saturate=saturation_batches,
-                            label="protobuf, whole batch per transaction" if whole else None,
                         )
                         runs.append(run)
                     finally:
