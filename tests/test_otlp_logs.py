@@ -12,6 +12,7 @@ from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from conftest import Telemetry
+from detwatch import otlp_logs
 from detwatch.otlp_logs import OTLPDecodeError, decode_request, encode_response, extract_predictions
 from detwatch_instrumentation import monitor_detections, prediction_context
 
@@ -139,6 +140,8 @@ def test_full_success_answers_an_empty_response_in_the_request_encoding() -> Non
         (b"{}", "text/plain", None, "Content-Type"),
         (b"{}", "application/json", "br", "Content-Encoding"),
         (b"not gzip", "application/json", "gzip", "Content-Encoding"),
+        (b"no", "application/json", "gzip", "Content-Encoding"),  # shorter than a gzip header
+        (gzip.compress(b'{"resourceLogs": []}')[:-12], "application/json", "gzip", "Content-Encoding"),  # cut short
         (
             b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"traceId": "xyz"}]}]}]}',
             "application/json",
@@ -153,6 +156,16 @@ def test_unreadable_requests_raise_naming_the_field(
     with pytest.raises(OTLPDecodeError) as caught:
         decode_request(body, content_type, encoding)
     assert caught.value.field == field
+
+
+def test_gzip_is_inflated_by_isal_where_it_is_installed() -> None:
+    """The fast inflate is the one in use (a dependency), and agrees with the standard library."""
+    from isal import isal_zlib
+
+    assert vars(otlp_logs)["_zlib"] is isal_zlib
+    payload = json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": "x" * 5000}}]}]}]})
+    request = decode_request(gzip.compress(payload.encode(), compresslevel=9), "application/json", "gzip")
+    assert request.resource_logs[0].scope_logs[0].log_records[0].body.string_value == "x" * 5000
 
 
 def test_gzip_bombs_are_refused() -> None:
