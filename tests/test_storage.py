@@ -47,7 +47,7 @@ from detwatch.storage import (
 )
 from detwatch.storage._aggregate import area_bins, aspect_bins, confidence_bins, latency_bins
 from detwatch.storage._schema import LATEST_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, statements_for
-from detwatch.storage.sqlite import SQLiteStorage
+from detwatch.storage.sqlite import CHECKPOINT_EVENTS, SQLiteStorage
 
 NS: Final = 1_000_000_000
 HOUR_NS: Final = 3600 * NS
@@ -787,6 +787,29 @@ def test_a_batch_stored_in_chunks_or_whole_gives_the_same_rows_and_aggregates(
         assert starts == ([*range(0, 40, 7), *range(0, 40, 7)] if waiting and chunk == "7" else [0, 0])
     finally:
         storage.close()
+
+
+def test_the_wal_is_checkpointed_in_the_background_after_enough_ingest(tmp_path: Any) -> None:
+    """Past CHECKPOINT_EVENTS, a thread copies the WAL into the database file (SQLite's own threshold is far off)."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    assert isinstance(storage, SQLiteStorage)
+    storage.migrate()
+    empty = storage.path.stat().st_size
+    try:
+        events = [make_event(i) for i in range(CHECKPOINT_EVENTS + 10)]
+        for start in range(0, len(events), 500):
+            storage.ingest_predictions(events[start : start + 500])
+        deadline = time.monotonic() + 10
+        while storage.path.stat().st_size <= empty and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert storage.path.stat().st_size > empty  # pages copied out of the WAL
+        thread = storage._checkpointer._thread
+        assert thread is not None and thread.is_alive() and thread is not threading.current_thread()
+    finally:
+        storage.close()
+    assert not thread.is_alive()  # close() ends it
+    with sqlite3.connect(storage.path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == CHECKPOINT_EVENTS + 10
 
 
 def test_a_writer_that_waits_for_the_lock_makes_ingest_yield_it(tmp_path: Any) -> None:

@@ -39,8 +39,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -78,6 +80,62 @@ _UNAVAILABLE: Final = {
     14: "cannot open the database file",  # SQLITE_CANTOPEN
     15: "locking protocol error",  # SQLITE_PROTOCOL
 }
+
+
+class _Checkpointer:
+    """A thread of this process that runs PASSIVE WAL checkpoints when asked.
+
+    A checkpoint copies the WAL's pages into the database file and fsyncs it: about
+    18 ms for 2048 events here, 7 of them CPU and the rest waiting for the disk. Run
+    after the ingest's commit but before its answer, it delayed the sender's next
+    batch; on its own thread and connection (SQLite releases the GIL) it overlaps the
+    next request. Measured in process (decode, extract and store 40 batches of 512,
+    three interleaved pairs): 59.5 / 59.9 / 56.6 us per event inline, 51.6 / 49.3 /
+    49.3 here. Started lazily, in the process that asks (a forked worker gets its own).
+    """
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._wanted = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def request(self) -> None:
+        if self._closed:
+            return
+        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name="detwatch-wal-checkpoint", daemon=True)
+            self._thread.start()
+        self._wanted.set()
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._wanted.wait()
+                self._wanted.clear()
+                if self._closed:
+                    return
+                try:
+                    if conn is None:
+                        conn = self._connect()
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:  # best effort: the next request, or SQLite's own, catches up
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wanted.set()
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid() and thread.is_alive():
+            thread.join(timeout=10)
 
 
 class SQLiteStorage(SQLStorage):
@@ -121,6 +179,7 @@ class SQLiteStorage(SQLStorage):
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._uncheckpointed = 0
+        self._checkpointer = _Checkpointer(self._connect)
         self._waiting_marker = Path(f"{self.path}-waiting")
         self._uri = f"file:{urllib.parse.quote(str(self.path))}"
         if passed:
@@ -165,15 +224,19 @@ class SQLiteStorage(SQLStorage):
                 time.sleep(0.01)
 
     def _after_commit(self, conn: Any, *, bulk: bool) -> None:
-        # Checkpoints (copying the WAL into the database file, with an fsync) are done by
-        # ingest, after its commit: left to SQLite's automatic checkpoint, whichever commit
-        # crosses the threshold pays for it, often a feedback post that then waited tens of
-        # ms. PASSIVE never waits for readers or writers; the automatic checkpoint stays as
-        # a backstop at a larger size for a database that only takes feedback.
+        # Checkpoints (copying the WAL into the database file, with an fsync) are asked for by
+        # ingest after its commit and run by _Checkpointer. Left to SQLite's automatic
+        # checkpoint, whichever commit crosses the threshold pays for it, often a feedback
+        # post that then waited tens of ms. PASSIVE never waits for readers or writers; the
+        # automatic checkpoint stays as a backstop at a larger size for a database that only
+        # takes feedback.
         if bulk and not self._read_only and self._uncheckpointed >= CHECKPOINT_EVENTS:
             self._uncheckpointed = 0
-            with contextlib.suppress(sqlite3.Error):  # best effort: the next one catches up
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._checkpointer.request()
+
+    def close(self) -> None:
+        self._checkpointer.close()
+        super().close()
 
     def _ingested(self, events: int) -> None:
         self._uncheckpointed += events  # per process; a race between threads only moves a checkpoint
