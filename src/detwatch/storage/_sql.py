@@ -73,7 +73,7 @@ from . import (
     _abtests,
     _compaction,
 )
-from ._aggregate import BatchMeasures, aggregate_cells
+from ._aggregate import AggregateKey, BatchMeasures, Cell, aggregate_cells
 from ._schema import LATEST_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, TABLES, Dialect, statements_for
 
 __all__ = ["CONFIDENCE_BINS", "LockName", "SQLStorage", "Transaction", "aggregate_cells", "confidence_bin"]
@@ -264,6 +264,11 @@ _FEEDBACK_COLUMNS: Final = (
 )
 
 _INSERT_PREDICTION: Final = f"INSERT INTO predictions ({_PREDICTION_COLUMNS}) VALUES ({_marks(_PREDICTION_WIDTH)})"
+
+
+def _cell_rows(cells: dict[AggregateKey, Cell]) -> list[tuple[Any, ...]]:
+    """Cells as upsert rows, in the global lock order (sorted)."""
+    return [(*key, *cell) for key, cell in sorted(cells.items())]
 
 
 _UPSERT_AGGREGATE: Final = """
@@ -468,17 +473,24 @@ class SQLStorage:
         ordered = [unique[k] for k in sorted(unique)]
         received = time.time_ns()
         rows = [_prediction_row(p, received) for p in ordered]
-        # Measured (bins and all) once for the batch, before any transaction; each
-        # transaction sums the cells of its own run of events.
+        # Measured (bins and all) once for the batch, and summed before any transaction
+        # (which holds SQLite's write lock): the common case is a batch of new events in
+        # one transaction. A transaction that stores less sums its own cells.
         measures = BatchMeasures(ordered)
+        whole = _cell_rows(measures.cells(0, len(ordered)))
         inserted = joined = start = 0
         while start < len(ordered):
-            start, done, found = self._ingest_run(ordered, rows, measures, start)
+            start, done, found = self._ingest_run(ordered, rows, measures, whole, start)
             inserted, joined = inserted + done, joined + found
         return IngestResult(inserted=inserted, duplicates=len(predictions) - inserted, feedback_joined=joined)
 
     def _ingest_run(
-        self, ordered: list[Prediction], rows: list[tuple[Any, ...]], measures: BatchMeasures, start: int
+        self,
+        ordered: list[Prediction],
+        rows: list[tuple[Any, ...]],
+        measures: BatchMeasures,
+        whole: list[tuple[Any, ...]],
+        start: int,
     ) -> tuple[int, int, int]:
         """One write transaction: the new events of ``ordered`` (sorted by id) from ``start`` on.
 
@@ -515,9 +527,12 @@ class SQLStorage:
                     break
             if not new:
                 return stop, 0, 0
-            cells = measures.cells(start, stop) if every_one_new else aggregate_cells(new)
+            if every_one_new and start == 0 and stop == len(ordered):
+                cells = whole
+            else:
+                cells = _cell_rows(measures.cells(start, stop) if every_one_new else aggregate_cells(new))
             self._record_models(tx, new)
-            self._upsert_aggregates(tx, [(*key, *cell) for key, cell in sorted(cells.items())])
+            self._upsert_aggregates(tx, cells)
             joined = self._join_feedback(tx, new)
             _data_engine.flag_ingested(tx, new, joined)  # after the join: feedback that came first flags too
             self._ingested(len(new))
