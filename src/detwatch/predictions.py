@@ -450,9 +450,10 @@ def _assemble(  # noqa: PLR0917 - one positional call per path, in field order
 # The decorator's event is one JSON string per record; ingest parses hundreds per
 # request. The checked path above (``json.loads``, a walk over the tree, a check per
 # field) cost about 100 µs per event of 10 detections, more than inserting it. The
-# fast path decodes the string with msgspec straight into typed objects (types are
-# checked in C while parsing, detections become DetectionRecord at once), then checks
-# what types cannot say (ranges, ids, box order) in a few lines. Anything it does not
+# fast path decodes the string with msgspec straight into typed objects (types and
+# their constraints, ranges, lengths and id patterns, are checked in C while parsing;
+# detections become DetectionRecord at once), then checks what types cannot say (box
+# order, surrogates in attributes, the time) in a few lines. Anything it does not
 # accept as is (a wrong type, an alias such as ``label``, a string time_unix_nano,
 # a value out of range) goes to the checked path, which either accepts it the same
 # way or names the offending field: one set of rules, and the error messages of one
