@@ -65,6 +65,14 @@ The acceptance point of the companion issue:
   open loop at the same rate from 16 threads; its latency shows whether feedback waits
   behind ingest.
 
+- **CPU per event.** For every raw method and service run (its best round): the CPU
+  time of the client (this process), the gunicorn workers and the local PostgreSQL
+  processes, per event, and how many of the machine's CPUs were busy
+  (``benchmarks/_cpu.py``, from ``/proc``). With the cores shared, the target rate
+  (half the limit) allows ``cores / rate`` of CPU per event for all parts together;
+  the report prints that budget next to what the service runs used, which says
+  whether a miss is a matter of scheduling (idle CPUs) or of the work itself.
+
 Everything runs for SQLite (a file in a temporary directory) and PostgreSQL (the
 tests' server: ``DETWATCH_TEST_DATABASE_URL``, else a private ``pgserver`` cluster
 with ``fsync=off``; see ``tests/_postgres.py``). The client, the server and the
@@ -76,6 +84,7 @@ The exit status is 1 if a target is missed or a check fails.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import gzip
 import json
@@ -105,6 +114,7 @@ import requests
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
+from _cpu import CpuUse, measure, processes_named, usable_cores
 from _report import positive_int, table, verdict
 from detwatch.otlp_logs import decode_request, extract_predictions
 from detwatch.storage._schema import MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, statements_for
@@ -311,7 +321,7 @@ def _sqlite_connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def raw_sqlite(directory: Path, batches: Sequence[list[Row]], connections: int) -> float:
+def raw_sqlite(directory: Path, batches: Sequence[list[Row]], connections: int) -> CpuUse:
     path = directory / f"raw-{uuid.uuid4().hex[:8]}.db"
     conns = [_sqlite_connect(path) for _ in range(connections)]
     try:
@@ -326,7 +336,7 @@ def raw_sqlite(directory: Path, batches: Sequence[list[Row]], connections: int) 
             cursor.executemany(_INSERT, rows)
             cursor.execute("COMMIT")
 
-        elapsed = _parallel(connections, batches, insert)
+        use = measure(lambda: _parallel(connections, batches, insert))
         stored = conns[0].execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
     finally:
         for conn in conns:
@@ -335,10 +345,10 @@ def raw_sqlite(directory: Path, batches: Sequence[list[Row]], connections: int) 
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     if stored != sum(len(b) for b in batches):
         raise RuntimeError(f"raw SQLite insert stored {stored} rows")
-    return elapsed
+    return use
 
 
-def raw_postgres(server: PostgresServer, batches: Sequence[list[Row]], connections: int, method: str) -> float:
+def raw_postgres(server: PostgresServer, batches: Sequence[list[Row]], connections: int, method: str) -> CpuUse:
     url = server.create_database()
     try:
         with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
@@ -359,7 +369,7 @@ def raw_postgres(server: PostgresServer, batches: Sequence[list[Row]], connectio
                     else:
                         cursor.executemany(insert_sql, rows)
 
-            elapsed = _parallel(connections, batches, insert)
+            use = _measure_postgres(lambda: _parallel(connections, batches, insert))
         finally:
             for conn in conns:
                 conn.close()
@@ -368,7 +378,17 @@ def raw_postgres(server: PostgresServer, batches: Sequence[list[Row]], connectio
         server.drop_database(url)
     if stored != sum(len(b) for b in batches):
         raise RuntimeError(f"raw PostgreSQL {method} stored {stored} rows")
-    return elapsed
+    return use
+
+
+def _postgres_pids() -> list[int]:
+    return processes_named("postgres")
+
+
+def _measure_postgres(run: Callable[[], object], service_pids: Callable[[], Sequence[int]] = list) -> CpuUse:
+    """:func:`measure` with the local PostgreSQL processes as the database (unknown for a server elsewhere)."""
+    use = measure(run, service_pids, _postgres_pids)
+    return use if _postgres_pids() else dataclasses.replace(use, database=None)
 
 
 # ---------------------------------------------------------------- the service
@@ -630,6 +650,8 @@ class ServiceRun:
     saturated_ingest: Ingest | None = None
     saturated_feedback: Feedback | None = None
     problems: list[str] = field(default_factory=list)
+    cpu: CpuUse | None = None
+    """What the timed ingest cost, by part."""
 
 
 def _saturating_ingest(
@@ -698,8 +720,17 @@ def run_service(
         warm_feedback = _feedback_requests(f"warm-{seed}", warm_ids, WARMUP_FEEDBACK, seed)
         problems = [f"warm-up: {p}" for p in _warm_up(companion.url, warm, warm_feedback, args.clients)]
         before = _status_counts(companion.url)
-        ingest = post_batches(companion.url, batches, gzipped, args.clients)
-        run = ServiceRun(backend, encoding, ingest, problems=problems)
+        posted: list[Ingest] = []
+
+        def post() -> None:
+            posted.append(post_batches(companion.url, batches, gzipped, args.clients))
+
+        if backend == "postgresql":
+            cpu = _measure_postgres(post, companion.worker_pids)
+        else:
+            cpu = measure(post, companion.worker_pids)
+        ingest = posted[0]
+        run = ServiceRun(backend, encoding, ingest, problems=problems, cpu=cpu)
         after = _status_counts(companion.url)
         stored = after["predictions"] - before["predictions"]
         if stored != ingest.events:
@@ -786,10 +817,17 @@ class Raw:
     backend: str
     method: str
     connections: int
-    seconds: list[float] = field(default_factory=list)
+    rounds: list[CpuUse] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> list[float]:
+        return [r.seconds for r in self.rounds]
 
     def rate(self, events: int) -> float:
         return events / min(self.seconds)
+
+    def best(self) -> CpuUse:
+        return min(self.rounds, key=lambda r: r.seconds)
 
 
 def report(
@@ -846,6 +884,7 @@ def report(
     ]
     for line in table(headers, lines):
         print(line)
+    cpu_report(raws, runs, limits, events)
 
     fb_runs = [r for r in runs if r.feedback is not None]
     if fb_runs:
@@ -955,6 +994,61 @@ def report(
 # ---------------------------------------------------------------- main
 
 
+def _micros(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def cpu_report(raws: Sequence[Raw], runs: Sequence[ServiceRun], limits: dict[str, float], events: int) -> None:
+    """CPU per event by part, for each configuration's best round, and the budget the target leaves.
+
+    At the target rate (half the limit) the shared cores allow ``cores / rate`` of CPU
+    per event for client, service and database together: a service whose parts need
+    more cannot reach the target on this machine however its work is scheduled.
+    """
+    cores = usable_cores()
+    print()
+    print(
+        "CPU per event (µs, best round of each; client = this process: the load generator or the raw inserts;"
+        " service = the gunicorn workers; database = the local PostgreSQL processes, 0 for SQLite, which runs inside"
+        " its callers; busy = the machine's CPUs in use on average, anything included)."
+    )
+    lines = []
+    for backend in limits:
+        for r in (r for r in raws if r.backend == backend):
+            use = r.best()
+            lines.append([backend, f"raw {r.method}, {r.connections} conn", *_cpu_cells(use, events)])
+        for encoding in dict.fromkeys(r.encoding for r in runs if r.backend == backend):
+            group = [r for r in runs if r.backend == backend and r.encoding == encoding and r.cpu is not None]
+            if group:
+                best = max(group, key=lambda r: r.ingest.rate)
+                assert best.cpu is not None
+                lines.append([backend, f"service, {encoding}", *_cpu_cells(best.cpu, best.ingest.events)])
+    headers = ["backend", "ingest", "client", "service", "database", "all", f"busy of {cores}"]
+    for line in table(headers, lines):
+        print(line)
+    for backend, limit in limits.items():
+        target = TARGET_RATIO * limit
+        budget = cores / target * 1e6
+        used = [
+            total
+            for r in runs
+            if r.backend == backend and r.cpu is not None
+            for total in [r.cpu.per_event(r.ingest.events)[3]]
+            if total is not None
+        ]
+        spent = f"the service runs used {min(used):.0f}..{max(used):.0f}" if used else "the service runs: n/a"
+        print(
+            f"{backend}: at the target, {target:,.0f} events/s, {cores} cores allow {budget:.0f} µs of CPU per event"
+            f" for all parts together; {spent}."
+        )
+
+
+def _cpu_cells(use: CpuUse, events: int) -> list[str]:
+    client, service, database, total = use.per_event(events)
+    busy = "n/a" if use.busy_cores is None else f"{use.busy_cores:.2f}"
+    return [_micros(client), _micros(service), _micros(database), _micros(total), busy]
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 120:
@@ -1030,7 +1124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except Exception as exc:  # noqa: BLE001 - pgserver fails in many ways; reported, and the run fails
                 problems.append(f"PostgreSQL unavailable: {type(exc).__name__}: {exc}")
                 backends.remove("postgresql")
-        raw_plan: list[tuple[Raw, Callable[[], float]]] = []
+        raw_plan: list[tuple[Raw, Callable[[], CpuUse]]] = []
         for backend in backends:
             for connections in (1, 2):
                 if backend == "sqlite":
@@ -1046,7 +1140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         def measure_raw() -> None:
             print("  raw driver inserts ...", file=sys.stderr, flush=True)
             for r, fn in raw_plan:
-                r.seconds.append(fn())
+                r.rounds.append(fn())
 
         print(machine(temp, None if server is None else _pg_version(server)), flush=True)
         print(
