@@ -63,7 +63,8 @@ The acceptance point of the companion issue:
   clients in a child process post new batches flat out (more than the 2 slots, so
   some are answered 429 and retried after ``Retry-After``), while feedback is posted
   open loop at the same rate from 16 threads; its latency shows whether feedback waits
-  behind ingest.
+  behind ingest. The issue sets no latency target for this case: it is shown, and
+  checked only for the rate achieved, every post answered and 429s seen.
 
 - **CPU per event.** For every raw method and service run (its best round): the CPU
   time of the client (this process), the gunicorn workers and the local PostgreSQL
@@ -938,7 +939,10 @@ def report(
             f"Feedback while ingest saturates: {args.saturation_clients} clients post OTLP batches flat out (each 429"
             " retried after its Retry-After) to ingest slots that are all busy; meanwhile feedback open loop at"
             f" {args.feedback_rate:g}/s for {args.saturation_seconds:g} s from {SATURATION_FEEDBACK_THREADS} threads,"
-            " latency from the scheduled send time."
+            " latency from the scheduled send time. The issue sets no latency target for this case (its"
+            f" {TARGET_FEEDBACK_P99_MS:g} ms is at {args.feedback_rate:g}/s, above): the table shows how long feedback"
+            " waits behind saturated ingest; its verdict is the checks (the rate achieved, every post answered, the"
+            " surplus ingest refused with 429)."
         )
         lines = []
         for run in sat_runs:
@@ -947,7 +951,7 @@ def report(
             lat = [x * 1000 for x in fb.latencies]
             p99 = _percentile(lat, 0.99)
             enough = fb.achieved >= MIN_ACHIEVED_FRACTION * fb.offered and len(lat) == fb.posts
-            passed = p99 < TARGET_FEEDBACK_P99_MS and enough and not fb.problems and ing.refused > 0
+            passed = enough and not fb.problems and ing.refused > 0
             ok = ok and passed
             lines.append(
                 [
@@ -967,7 +971,7 @@ def report(
             "feedback achieved",
             "answered",
             "p50 / p90 / p99 / max ms",
-            f"p99 < {TARGET_FEEDBACK_P99_MS:g} ms",
+            "checks",
         ]
         for line in table(headers, lines):
             print(line)
