@@ -766,9 +766,13 @@ class DataEngineStore:
     def record_dispatch(self, job_id: str, *, error: str | None, retry_in_s: float | None) -> None:
         """After a hand-off attempt: done (``error`` None), retry later, or give up (``retry_in_s`` None)."""
         now = time.time_ns()
+        # Locked, as the status callback locks it: the trainer may report "running" while
+        # this runs, and a history read before that commit and written back after it
+        # would drop the trainer's entry (READ COMMITTED; SQLite serialises writers anyway).
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
 
         def work(tx: Transaction) -> None:
-            rows = tx.query("SELECT status, history FROM training_jobs WHERE id = ?", (job_id,))
+            rows = tx.query(f"SELECT status, history FROM training_jobs WHERE id = ?{lock}", (job_id,))
             if not rows:
                 return
             status, history_text = rows[0]
