@@ -596,18 +596,19 @@ class DataEngineStore:
         nothing). Items waiting for review are never expired: the queue holds them
         until reviewed. Chunked, so that the write lock is never held long.
         """
+        # The outer DELETE repeats the condition: on PostgreSQL a row that a review or a feedback
+        # post changes while the DELETE waits for it is re-checked against the outer WHERE only
+        # (not the sub-select that chose it), and a changed row is newer than the cutoff.
+        condition = _expirable("f")
+        delete = (
+            f"DELETE FROM flagged_items WHERE id IN (SELECT f.id FROM flagged_items f WHERE {condition} LIMIT ?) "
+            f"AND {_expirable('flagged_items')}"
+        )
         total = 0
         while True:
             deleted = int(
                 self._run(
-                    lambda tx: tx.execute(
-                        "DELETE FROM flagged_items WHERE id IN (SELECT f.id FROM flagged_items f "
-                        "WHERE f.updated_unix_nano < ? AND (f.status = 'rejected' OR (f.status = 'labeled' AND "
-                        "EXISTS (SELECT 1 FROM dataset_version_items i JOIN dataset_versions v ON v.id = i.version_id "
-                        "WHERE v.dataset_id = f.dataset_id AND i.item_id = f.prediction_id AND i.annotations = "
-                        "f.label))) LIMIT ?)",
-                        (before_unix_nano, chunk),
-                    ),
+                    lambda tx: tx.execute(delete, (before_unix_nano, chunk, before_unix_nano)),
                     write=True,
                 )
             )
@@ -839,6 +840,16 @@ class DataEngineStore:
             return self._job(tx, job_id)
 
         return cast("dict[str, Any] | None", self._run(work, write=True))
+
+
+def _expirable(item: str) -> str:
+    """SQL: flagged item ``item`` (a table or alias) was last changed before ``?`` and its review lives on elsewhere."""
+    return (
+        f"{item}.updated_unix_nano < ? AND ({item}.status = 'rejected' OR ({item}.status = 'labeled' AND "
+        "EXISTS (SELECT 1 FROM dataset_version_items i JOIN dataset_versions v ON v.id = i.version_id "
+        f"WHERE v.dataset_id = {item}.dataset_id AND i.item_id = {item}.prediction_id AND i.annotations = "
+        f"{item}.label)))"
+    )
 
 
 def _register_version(tx: Transaction, model_id: str, version: str, now: int) -> None:

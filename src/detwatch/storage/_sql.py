@@ -589,7 +589,7 @@ class SQLStorage:
                 (
                     feedback_id,
                     "UPDATE feedback SET model_id = ?, trace_id = COALESCE(trace_id, ?), "
-                    "span_id = COALESCE(span_id, ?) WHERE id = ?",
+                    "span_id = COALESCE(span_id, ?) WHERE id = ? AND model_id IS NULL",
                     (p.model_id, p.trace_id, p.span_id, feedback_id),
                 )
             )
@@ -614,13 +614,16 @@ class SQLStorage:
             models = {row[1] for row in found}
             for feedback_id in feedback_ids:
                 if len(found) == 1:
-                    sql = "UPDATE feedback SET prediction_id = ?, model_id = ? WHERE id = ?"
+                    sql = "UPDATE feedback SET prediction_id = ?, model_id = ? WHERE id = ? AND model_id IS NULL"
                     updates.append((feedback_id, sql, (found[0][0], found[0][1], feedback_id)))
                 elif len(models) == 1:
                     # A batch span: which image is meant stays unknown; the model is not.
-                    sql = "UPDATE feedback SET model_id = ? WHERE id = ?"
+                    sql = "UPDATE feedback SET model_id = ? WHERE id = ? AND model_id IS NULL"
                     updates.append((feedback_id, sql, (found[0][1], feedback_id)))
 
+        # "AND model_id IS NULL" on every join: two ingests of one span by different models hold
+        # only the shared join lock, and on PostgreSQL the second would otherwise overwrite the
+        # first's committed join once it got the row (it re-checks the WHERE, not its own read).
         joined = 0
         for _, sql, params in sorted(updates, key=lambda u: u[0]):
             joined += tx.execute(sql, params)
