@@ -179,3 +179,29 @@ def test_feedback_joined_by_one_ingest_is_not_rejoined_by_another(
     assert result.inserted == 1 and result.feedback_joined == 0
     (joined,) = storage.list_feedback()
     assert (joined.prediction_id, joined.model_id) == ("p1", "m1")
+
+
+def test_of_two_stops_of_an_ab_test_at_once_the_first_end_stands(
+    postgres: PostgresServer, url: str, storage: Storage
+) -> None:
+    """Both stop requests read the test as running; the second moved the end the first had answered with.
+
+    Fixed by setting a status only on a test not already in it.
+    """
+    storage.register_model("m", "1", {})
+    start = time.time_ns()
+    test = storage.create_ab_test(
+        name="t", model_a_id="m", model_b_id="m", config={"traffic_split": 0.5},
+        start_unix_nano=start, end_unix_nano=start + 7 * 86_400 * 10**9,
+    )  # fmt: skip
+    first_end = start + 1_000
+
+    def first_stop(conn: psycopg.Connection[Any]) -> None:
+        conn.execute("UPDATE ab_tests SET status = 'stopped', end_unix_nano = %s WHERE id = %s", (first_end, test.id))
+
+    changed = run_while_row_is_held(
+        postgres, url, first_stop, lambda: storage.set_ab_test_status(test.id, "stopped", first_end + 1_000_000)
+    )
+    assert changed is False
+    stopped = storage.get_ab_test(test.id)
+    assert stopped is not None and stopped.status == "stopped" and stopped.end_unix_nano == first_end

@@ -306,7 +306,10 @@ class Storage(Protocol):
     def list_ab_tests(self, limit: int = 100) -> list[ABTestRecord]: ...
 
     def set_ab_test_status(self, ab_test_id: str, status: str, end_unix_nano: int | None = None) -> bool:
-        """Set ``status`` (and move the end, e.g. when stopped early); False for an unknown test."""
+        """Set ``status`` (and move the end, e.g. when stopped early); False for an unknown test or one already in it.
+
+        A test already in ``status`` keeps its end: of two stops at once, the first one's stands.
+        """
         ...
 
     def ab_arm_sums(

@@ -89,11 +89,16 @@ def list_all(tx: Transaction, limit: int) -> list[ABTestRecord]:
 
 
 def set_status(tx: Transaction, ab_test_id: str, status: str, end_unix_nano: int | None) -> bool:
+    # "status <> ?": of two stops at once, the first one's end stands (on PostgreSQL the second
+    # waits for the row and re-checks this against the first's commit).
     if end_unix_nano is None:
-        return tx.execute("UPDATE ab_tests SET status = ? WHERE id = ?", (status, ab_test_id)) > 0
+        return (
+            tx.execute("UPDATE ab_tests SET status = ? WHERE id = ? AND status <> ?", (status, ab_test_id, status)) > 0
+        )
     return (
         tx.execute(
-            "UPDATE ab_tests SET status = ?, end_unix_nano = ? WHERE id = ?", (status, end_unix_nano, ab_test_id)
+            "UPDATE ab_tests SET status = ?, end_unix_nano = ? WHERE id = ? AND status <> ?",
+            (status, end_unix_nano, ab_test_id, status),
         )
         > 0
     )
