@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -249,3 +250,63 @@ def test_an_invalid_detwatch_yaml_is_reported_not_hidden(tmp_path: Path) -> None
     response = client.get("/v1/alerts/artifacts")
     assert response.status_code == 503
     assert "alerts[0].condition.threshold" in response.get_json()["error"]["message"]
+
+
+def test_two_alerts_created_at_once_both_end_up_in_the_artifacts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request stops right after reading the set of alerts; the second is created meanwhile.
+
+    Without the alerts' lock the second wrote artifacts with both, then the first, going
+    on, wrote them from its older read: the files lacked the second alert. With it, the
+    second waits for the first to finish and writes last.
+    """
+    from detwatch import alerts_api
+
+    app = create_app(Settings(data_dir=tmp_path))
+    read_config = alerts_api._config
+    first_has_read, go_on = threading.Event(), threading.Event()
+
+    def config_then_pause() -> Any:
+        config = read_config()
+        if threading.current_thread().name == "first":
+            first_has_read.set()
+            go_on.wait(30)
+        return config
+
+    monkeypatch.setattr(alerts_api, "_config", config_then_pause)
+    answers: dict[str, int] = {}
+
+    def create(name: str) -> None:
+        answers[name] = (
+            app.test_client().post("/v1/models/vehicles/alerts", json={**seed_body(), "name": name}).status_code
+        )
+
+    first = threading.Thread(target=create, args=("First Alert",), name="first")
+    second = threading.Thread(target=create, args=("Second Alert",), name="second")
+    first.start()
+    assert first_has_read.wait(30)
+    second.start()
+    second.join(3.0)  # time enough to finish, had it not waited for the first
+    go_on.set()
+    first.join(30)
+    second.join(30)
+    assert answers == {"First Alert": 201, "Second Alert": 201}
+    rules_text = (tmp_path / "generated" / "rules" / "detwatch.rules.yml").read_text()
+    assert "alert: FirstAlert" in rules_text and "alert: SecondAlert" in rules_text
+
+
+def test_artifacts_are_replaced_whole_and_keep_their_mode(tmp_path: Path) -> None:
+    """Rules are read by other services on their own schedule: each file is swapped in by a rename."""
+    client = create_app(Settings(data_dir=tmp_path)).test_client()
+    assert client.post("/v1/models/vehicles/alerts", json=seed_body()).status_code == 201
+    written = tmp_path / "generated" / "rules" / "detwatch.rules.yml"
+    assert written.stat().st_mode & 0o777 == 0o644
+    written.chmod(0o640)
+    before = written.stat().st_ino
+    again = {**seed_body(), "condition": {**SEED_CONDITION, "threshold": 0.6}}
+    assert client.post("/v1/models/vehicles/alerts", json=again).status_code == 200
+    assert written.stat().st_ino != before  # a new file renamed over the old one, not rewritten in place
+    assert written.stat().st_mode & 0o777 == 0o640
+    assert "0.6" in written.read_text()
+    assert not [p.name for p in written.parent.iterdir() if p.name.endswith(".tmp")]

@@ -17,17 +17,23 @@ answer's ``grafana`` says whether that worked, the alert is stored either way.
 
 Alerts live as one JSON file each under ``<data_dir>/alerts/`` (written atomically),
 so every gunicorn worker sees the same set; replicas on several machines need the
-data dir on shared storage.
+data dir on shared storage. Storing an alert, regenerating the artifacts and pushing
+to Grafana happen under one lock (``<data_dir>/alerts/.lock``, ``flock``): two
+alerts created at once by two workers would otherwise each write artifacts from a set
+read before the other was stored, and the last writer's files (and Grafana push)
+would lack the other alert.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -82,6 +88,16 @@ def _stored() -> list[AlertDefinition]:
         except (OSError, ValueError) as exc:  # a hand-edited or half-copied file must not stop the others
             _log.warning("skipping alert file %s: %s", path, exc)
     return found
+
+
+@contextlib.contextmanager
+def _alerts_locked() -> Iterator[None]:
+    """Hold the alerts' lock (every process of this data dir): one change of the set and its artifacts at a time."""
+    directory = _alerts_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 def _save(alert: AlertDefinition) -> bool:
@@ -151,14 +167,16 @@ def create_alert(model_id: str) -> tuple[Response, int]:
         alert = parse_alert({**data, "model_id": model_id})
     except AlertDefinitionError as exc:
         raise APIError(400, "invalid_field", exc.message, exc.field) from None
-    replaced = _save(alert)
-    config = _config()
-    try:
-        write_artifacts(config, settings().data_dir / "generated")
-    except (GenerateError, OSError) as exc:
-        raise APIError(
-            503, "unavailable", f"the alert is stored but the artifacts could not be written: {exc}"
-        ) from None
+    with _alerts_locked():
+        replaced = _save(alert)
+        config = _config()
+        try:
+            write_artifacts(config, settings().data_dir / "generated")
+        except (GenerateError, OSError) as exc:
+            raise APIError(
+                503, "unavailable", f"the alert is stored but the artifacts could not be written: {exc}"
+            ) from None
+        pushed = _grafana(config)
     body = _alert_json(alert)
     body["prometheus_rules"] = {
         "record": rules.recording_name(alert),
@@ -166,7 +184,7 @@ def create_alert(model_id: str) -> tuple[Response, int]:
         "file": f"rules/{rules.RULES_FILE}",
     }
     body["grafana_rule_uid"] = grafana_provisioning.rule_uid(alert)
-    body["grafana"] = _grafana(config)
+    body["grafana"] = pushed
     return jsonify(body), 200 if replaced else 201
 
 

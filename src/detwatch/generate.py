@@ -9,7 +9,10 @@ compare them with the committed copies, and the companion can serve them after
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +94,12 @@ def _stack_artifacts(stack: StackSettings) -> dict[str, str]:
 
 
 def write_artifacts(config: GenerateConfig, root: str | Path) -> list[Path]:
-    """Write every artifact under ``root``; returns the paths whose content changed."""
+    """Write every artifact under ``root``; returns the paths whose content changed.
+
+    Each file is replaced atomically (written beside it, then renamed): Prometheus,
+    vmalert and Grafana reload these files on their own schedule and must never read
+    half of one.
+    """
     root = Path(root)
     changed = []
     for relative, text in artifacts(config).items():
@@ -99,7 +107,18 @@ def write_artifacts(config: GenerateConfig, root: str | Path) -> list[Path]:
         if path.is_file() and path.read_text() == text:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        # mkstemp makes the file 0600; other services read these: keep a file's mode, else rw-r--r--.
+        mode = path.stat().st_mode & 0o777 if path.is_file() else 0o644
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         changed.append(path)
     return changed
 
