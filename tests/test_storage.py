@@ -862,3 +862,27 @@ def test_ingest_does_not_take_the_lock_while_a_writer_is_waiting(tmp_path: Any) 
 def test_a_sqlite_url_with_a_bad_ingest_chunk_is_refused(tmp_path: Any) -> None:
     with pytest.raises(ValueError, match="ingest_chunk"):
         open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}?ingest_chunk=many")
+
+
+def test_a_marker_stamped_ahead_of_the_clock_does_not_hold_ingest_back(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stamp an hour ahead was made before the clock stepped back (NTP): nobody is waiting.
+
+    Read as a waiter, it kept bulk ingest from beginning for its whole busy timeout, and
+    then split the batch into 128-event transactions that each waited again.
+    """
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    assert isinstance(storage, SQLiteStorage)
+    storage.migrate()
+    try:
+        ahead = time.time_ns() + 3600 * 10**9
+        storage._waiting_marker.touch()
+        os.utime(storage._waiting_marker, ns=(ahead, ahead))
+        assert not storage._writer_waiting(time.time_ns())
+        sleeps: list[float] = []
+        monkeypatch.setattr(time, "sleep", sleeps.append)  # _begin polls the lock with time.sleep
+        assert storage.ingest_predictions([make_event(i) for i in range(300)]).inserted == 300
+        assert sleeps == []  # began at once: the lock was free and the stale stamp ignored
+    finally:
+        storage.close()

@@ -68,6 +68,10 @@ BULK_POLL_S: Final = 0.002
 """How often a writer waiting for the write lock tries again (see ``_begin``)."""
 WAITER_FRESH_NS: Final = 1_000_000
 """A marker stamped this recently means a writer is waiting now (it stamps every ``POLL_S``)."""
+MARKER_AHEAD_NS: Final = 1_000_000_000
+"""A stamp further ahead of the clock than this is ignored: it was made before the clock stepped back
+(NTP), and would otherwise keep bulk ingest deferring, a busy timeout per transaction, until the clock
+caught up."""
 
 # Primary result codes (the low byte of the extended code) that mean "not now".
 _UNAVAILABLE: Final = {
@@ -248,9 +252,10 @@ class SQLiteStorage(SQLStorage):
 
     def _stamped_after(self, unix_nano: int) -> bool:
         try:
-            return os.stat(self._waiting_marker).st_mtime_ns > unix_nano
+            stamp = os.stat(self._waiting_marker).st_mtime_ns
         except OSError:
             return False
+        return unix_nano < stamp <= time.time_ns() + MARKER_AHEAD_NS
 
     def _signal_waiting(self) -> None:
         """Stamp the marker with the time: a writer waits (best effort; ingest then yields sooner)."""
