@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import pytest
 import requests
@@ -16,6 +16,7 @@ import requests
 from _aggregates import assert_cells_equal, expected_cells, stored_cells
 from _postgres import PostgresServer
 from _service import Companion
+from detwatch.config import ConfigError, load_settings
 from detwatch.predictions import Prediction, format_time, parse_prediction
 from detwatch.retention import RetentionScheduler
 from detwatch.storage import Storage, open_storage
@@ -109,3 +110,45 @@ def test_one_process_per_machine_expires_at_a_time(storage: Storage, tmp_path: P
         os.close(fd)
     assert scheduler.run_once() == 2
     assert storage.counts()["predictions"] == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "setting"),
+    [
+        ("DETWATCH_RETENTION_DAYS", "1e6", "retention_days"),
+        ("DETWATCH_AGGREGATE_HOURLY_DAYS", "40000", "aggregate_hourly_days"),
+        ("DETWATCH_RETENTION_INTERVAL", "1e12", "retention_interval_s"),
+    ],
+)
+def test_windows_beyond_any_event_time_are_refused_naming_the_setting(
+    tmp_path: Path, variable: str, value: str, setting: str
+) -> None:
+    """A million days of retention made the cutoff overflow 64 bits, and the expiry thread died of it."""
+    with pytest.raises(ConfigError, match=rf"^{setting}: at most"):
+        load_settings({variable: value, "DETWATCH_CONFIG": str(tmp_path / "absent.yaml")})
+
+
+def test_a_failing_run_does_not_end_the_expiry_thread(storage: Storage, tmp_path: Path) -> None:
+    """Only StorageError was caught: anything else ended expiry and compaction for the life of the worker."""
+    failures = [OverflowError("a cutoff out of range")]
+
+    class FailsOnce:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(storage, name)
+
+        def expire_predictions(self, before_unix_nano: int) -> int:
+            if failures:
+                raise failures.pop()
+            return storage.expire_predictions(before_unix_nano)
+
+    scheduler = RetentionScheduler(
+        cast(Storage, FailsOnce()), days=1, interval_s=0.01, lock_path=tmp_path / "retention.lock"
+    )
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 20
+        while scheduler.runs == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        scheduler.stop()
+    assert not failures and scheduler.runs >= 1

@@ -81,6 +81,15 @@ _KEYS = {
 }
 
 
+_MAXIMA: dict[str, tuple[float, str]] = {
+    # A cutoff this far back is before any event time (1970); beyond it the nanosecond
+    # cutoff no longer fits the databases' 64-bit integers.
+    "retention_days": (36_525, "100 years"),
+    "aggregate_hourly_days": (36_525, "100 years"),
+    "retention_interval_s": (366 * 86_400, "a year"),
+}
+
+
 def _coerce(name: str, value: Any) -> Any:
     if name == "data_dir":
         if not isinstance(value, (str, os.PathLike)) or not str(value):
@@ -105,13 +114,16 @@ def _coerce(name: str, value: Any) -> Any:
             except ValueError as exc:
                 raise ConfigError(f"webhook_secrets: {exc}") from None
         return secrets
-    if name in ("retention_days", "retention_interval_s", "aggregate_hourly_days"):
+    if name in _MAXIMA:
         try:
             number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name}: expected a number, got {value!r}") from None
         if not 0 < number < float("inf"):  # NaN fails too
             raise ConfigError(f"{name}: must be a positive number")
+        most, unit = _MAXIMA[name]
+        if number > most:
+            raise ConfigError(f"{name}: at most {most:g} ({unit}), got {number:g}")
         return number
     if name == "ingest_concurrency":
         try:

@@ -80,7 +80,10 @@ class RetentionScheduler:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s * random.uniform(0.9, 1.1)):
-            self.run_once()
+            try:
+                self.run_once()
+            except Exception:  # a bug must not end expiry (and compaction) for the life of the worker
+                _logger.exception("retention: run failed; retried at the next interval")
 
     def run_once(self) -> int | None:
         """Expire once if no other process on this machine is; the number deleted, or None when skipped."""
