@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 import time
 from pathlib import Path
@@ -42,5 +43,34 @@ def test_a_failing_command_is_retried_with_backoff_and_the_job_is_failed_not_los
         gaps = [b - a for a, b in itertools.pairwise(attempts_at)]
         assert gaps[0] >= 0.2 and gaps[1] >= 0.4
         assert not dispatch_once(store, trainer)  # nothing is due any more
+    finally:
+        storage.close()
+
+
+def test_a_trainer_that_takes_the_job_file_for_itself_has_the_job(tmp_path: Path) -> None:
+    """Moving DETWATCH_JOB_FILE away and exiting 0 is a hand-off.
+
+    The dispatcher's own clean-up failed on the missing file, so the hand-off went
+    unrecorded and the job was handed off again when its lease ended.
+    """
+    storage = open_storage(f"sqlite:///{tmp_path / 'd.db'}")
+    storage.migrate()
+    try:
+        store = DataEngineStore(storage)
+        dataset = storage.create_dataset("d", "")
+        job = store.create_job(
+            name="j", dataset_id=dataset.id, version_id=dataset.version.id, base_model_id=None, options={},
+            callback_base="http://127.0.0.1:9",
+        )  # fmt: skip
+        taken = tmp_path / "taken.json"
+        script = (
+            f"import os, shutil, sys; sys.stdin.read(); shutil.move(os.environ['DETWATCH_JOB_FILE'], {str(taken)!r})"
+        )
+        assert dispatch_once(store, Trainer(command=(sys.executable, "-c", script)))
+        assert json.loads(taken.read_text())["job"]["id"] == job["id"]
+        handed = store.get_job(job["id"])
+        assert handed is not None and handed["status"] == "queued" and handed["attempts"] == 1
+        assert handed["history"][-1]["message"] == "handed to the trainer"
+        assert not dispatch_once(store, Trainer(command=(sys.executable, "-c", script)))  # nothing due: not again
     finally:
         storage.close()

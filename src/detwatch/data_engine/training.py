@@ -40,6 +40,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from ..webhooks import signed_headers
@@ -141,7 +142,8 @@ def hand_off(trainer: Trainer, job: Mapping[str, Any]) -> str | None:
     except (OSError, subprocess.SubprocessError) as exc:
         return f"trainer command failed to run: {exc}"
     finally:
-        os.unlink(handle.name)
+        # missing_ok: a trainer may take the file for itself (move or delete it); that is a hand-off too.
+        Path(handle.name).unlink(missing_ok=True)
     if done.returncode != 0:
         tail = done.stderr.decode("utf-8", "replace").strip()[-500:]
         return f"trainer command exited {done.returncode}: {tail}"
