@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from conftest import Telemetry
 from detwatch.app import create_app
 from detwatch.config import Settings
+from detwatch.storage import open_storage
 from detwatch_instrumentation import monitor_detections
 
 EVENT: dict[str, Any] = {
@@ -222,3 +225,38 @@ def test_method_not_allowed_names_the_allowed_methods(client: FlaskClient) -> No
     response = client.put("/v1/predictions", json={})
     assert response.status_code == 405
     assert set(response.headers["Allow"].split(", ")) >= {"POST"}
+
+
+def test_two_first_requests_at_once_share_one_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With threaded workers two first requests each opened a storage and started a retention thread."""
+    from detwatch import api
+
+    app = create_app(Settings(data_dir=tmp_path))
+    opened: list[Any] = []
+    both_asked = threading.Barrier(2)
+
+    def slow_open(url: str) -> Any:
+        storage = open_storage(url)
+        opened.append(storage)
+        time.sleep(0.3)  # the other request's get_storage runs meanwhile
+        return storage
+
+    monkeypatch.setattr(api, "open_storage", slow_open)
+    got: list[Any] = []
+
+    def first_request() -> None:
+        with app.app_context():
+            both_asked.wait(10)
+            got.append(api.get_storage())
+
+    threads = [threading.Thread(target=first_request) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        assert len(opened) == 1 and got == [opened[0], opened[0]]
+    finally:
+        app.extensions["detwatch.retention"].stop()
+        for storage in opened:
+            storage.close()

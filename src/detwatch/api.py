@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
@@ -70,9 +71,24 @@ def settings() -> Settings:
     return cast(Settings, current_app.config["DETWATCH_SETTINGS"])
 
 
+_storage_lock = threading.Lock()
+
+
 def get_storage() -> Storage:
-    """The process's storage, opened on first use (after a gunicorn fork, never before)."""
+    """The process's storage, opened on first use (after a gunicorn fork, never before).
+
+    Opened under a lock: with threaded workers (gunicorn's gthread, Flask's dev server) two
+    first requests at once would each open one and start a second retention thread.
+    """
     app = current_app
+    storage = app.extensions.get("detwatch.storage")
+    if storage is not None:
+        return cast(Storage, storage)
+    with _storage_lock:
+        return _open_storage(app)
+
+
+def _open_storage(app: Flask) -> Storage:
     storage = app.extensions.get("detwatch.storage")
     if storage is None:
         storage = open_storage(settings().effective_database_url)
