@@ -260,3 +260,50 @@ def test_two_first_requests_at_once_share_one_storage(tmp_path: Path, monkeypatc
         app.extensions["detwatch.retention"].stop()
         for storage in opened:
             storage.close()
+
+
+def test_a_signed_post_counts_once_whatever_idempotency_key_a_replay_adds(tmp_path: Path) -> None:
+    """Idempotency-Key is outside the signature: a captured post re-sent with a fresh one counted again."""
+    from detwatch.webhooks import signed_headers
+
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    client = create_app(Settings(data_dir=tmp_path, api_token="s3cret", webhook_secrets=(secret,))).test_client()
+    body = json.dumps({"type": "correct", "prediction_id": "p-1"}).encode()
+    signed = {"Content-Type": "application/json", **signed_headers(secret, body, webhook_id="msg_1")}
+    assert client.post("/v1/feedback", data=body, headers=signed).status_code == 201
+    for replay in ("r0", "r1"):
+        again = client.post("/v1/feedback", data=body, headers={**signed, "Idempotency-Key": replay})
+        assert again.status_code == 200 and again.get_json()["duplicate"] is True
+    # A token client's key is another namespace: it cannot pre-empt a signed message's id.
+    token = {"Authorization": "Bearer s3cret", "Idempotency-Key": "msg_2"}
+    assert (
+        client.post("/v1/feedback", json={"type": "correct", "prediction_id": "p-2"}, headers=token).status_code == 201
+    )
+    body2 = json.dumps({"type": "wrong_label", "prediction_id": "p-3", "corrected_class": "bus"}).encode()
+    signed2 = {"Content-Type": "application/json", **signed_headers(secret, body2, webhook_id="msg_2")}
+    second = client.post("/v1/feedback", data=body2, headers=signed2)
+    assert second.status_code == 201 and second.get_json()["prediction_id"] == "p-3"
+    assert client.get("/v1/status", headers={"Authorization": "Bearer s3cret"}).get_json()["counts"]["feedback"] == 3
+
+
+def test_a_batch_items_keys_cannot_match_a_single_posts(client: FlaskClient) -> None:
+    """Item i of a batch posted with key K was stored as "K#i": a single post with key "K#0" got item 0 back."""
+    batch = {"feedback": [{"type": "correct", "prediction_id": f"p-{i}"} for i in range(2)]}
+    assert client.post("/v1/feedback", json=batch, headers={"Idempotency-Key": "K"}).status_code == 200
+    for key in ("K#0", "[0]:K", "K"):
+        single = client.post(
+            "/v1/feedback", json={"type": "correct", "prediction_id": "p-9"}, headers={"Idempotency-Key": key}
+        )
+        assert single.status_code == 201, key
+    retried = client.post("/v1/feedback", json=batch, headers={"Idempotency-Key": "K"}).get_json()
+    assert [item["duplicate"] for item in retried["accepted"]] == [True, True]
+
+
+@pytest.mark.parametrize("header", ["Idempotency-Key", "webhook-id"])
+def test_an_overlong_idempotency_key_is_a_400_naming_the_header(client: FlaskClient, header: str) -> None:
+    """On PostgreSQL an 8,000-character key overflowed the index entry: a 500 the sender retried forever."""
+    body = {"type": "correct", "prediction_id": "p-1"}
+    response = client.post("/v1/feedback", json=body, headers={header: "k" * 257})
+    assert response.status_code == 400
+    assert error_of(response)["field"] == header
+    assert client.post("/v1/feedback", json=body, headers={header: "k" * 256}).status_code == 201

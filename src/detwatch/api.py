@@ -52,7 +52,7 @@ from .storage import (
     open_storage,
 )
 from .version import __version__
-from .webhooks import WebhookVerificationError, idempotency_key, verify
+from .webhooks import ID_HEADER, IDEMPOTENCY_KEY_HEADER, WebhookVerificationError, idempotency_key, verify
 
 __all__ = ["bp", "get_storage", "init_app"]
 
@@ -235,20 +235,49 @@ def _feedback_json(record: FeedbackRecord) -> dict[str, Any]:
     }
 
 
-def _verify_signature() -> str | None:
+MAX_IDEMPOTENCY_KEY_LENGTH = 256
+"""Longest ``Idempotency-Key`` or ``webhook-id`` (a PostgreSQL index entry holds about 2.7 kB)."""
+
+
+def _dedupe_key() -> str | None:
+    """Verify a signed post; the key that makes its retries count once, or ``None``.
+
+    A signed post is known by its signed ``webhook-id`` alone: ``Idempotency-Key`` is not
+    covered by the signature, and a captured post re-sent with a fresh one would count
+    again. Keys live in namespaces (``webhook:`` for signed ids, ``key:`` for a token
+    client's), so that a token client cannot pre-empt a signed message's id; a batch
+    item's key (:func:`_item_key`) cannot equal a single post's.
+    """
     secrets = settings().webhook_secrets
     headers = {k.lower(): v for k, v in request.headers.items()}
     if secrets and "webhook-signature" in headers:
         try:
-            verify(headers, request.get_data(), secrets)
+            webhook_id = verify(headers, request.get_data(), secrets)
         except WebhookVerificationError as exc:
             raise APIError(exc.http_status, exc.reason, str(exc), exc.header) from None
-    return idempotency_key(headers)
+        return f"webhook:{_bounded(webhook_id, ID_HEADER)}"
+    key = idempotency_key(headers)
+    if key is None:
+        return None
+    header = IDEMPOTENCY_KEY_HEADER if headers.get(IDEMPOTENCY_KEY_HEADER.lower(), "").strip() else ID_HEADER
+    return f"key:{_bounded(key, header)}"
+
+
+def _bounded(key: str, header: str) -> str:
+    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise APIError(400, "invalid_header", f"at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters", header)
+    return key
+
+
+def _item_key(key: str, index: int) -> str:
+    """The key of item ``index`` of a batch posted with ``key`` (``key:K`` gives ``key[0]:K``, never ``key:K#0``)."""
+    kind, _, value = key.partition(":")
+    return f"{kind}[{index}]:{value}"
 
 
 @bp.post("/feedback")
 def post_feedback() -> tuple[Response, int]:
-    key = _verify_signature()
+    key = _dedupe_key()
     data = _json_body()
     batch = isinstance(data, Mapping) and isinstance(data.get("feedback"), list)
     items = data["feedback"] if batch else [data]
@@ -257,7 +286,7 @@ def post_feedback() -> tuple[Response, int]:
     parsed = []
     rejected = []
     for index, item in enumerate(items):
-        item_key = f"{key}#{index}" if key and batch else key
+        item_key = _item_key(key, index) if key and batch else key
         try:
             parsed.append(parse_feedback(item, idempotency_key=item_key))
         except PredictionError as exc:

@@ -590,7 +590,11 @@ def openapi_document() -> dict[str, Any]:
                 "/v1/feedback": {
                     "post": {
                         "summary": "Feedback webhook (bearer token or Standard Webhooks signature)",
-                        "description": "One feedback object, or a batch: an object whose feedback is a list.",
+                        "description": (
+                            "One feedback object, or a batch: an object whose feedback is a list. A retried post"
+                            " counts once: a signed post by its webhook-id, any other by its Idempotency-Key (else"
+                            " webhook-id), at most 256 characters."
+                        ),
                         "requestBody": {
                             "required": True,
                             "content": {
