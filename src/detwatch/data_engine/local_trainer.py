@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import urllib.request
@@ -24,6 +25,15 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["main", "train"]
+
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,127}")
+"""What a model id or version must be to name the artifact's directory or file: one path component."""
+
+
+def _file_name(value: str, field: str) -> str:
+    if _FILE_NAME.fullmatch(value) is None:
+        raise ValueError(f"{field}: {value!r} cannot name a file (1-128 of A-Z a-z 0-9 _ . : + -, no leading dot)")
+    return value
 
 
 def _call(url: str, *, token: str | None, body: dict[str, Any] | None = None) -> Any:
@@ -70,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         coco = _call(document["dataset"]["coco_url"], token=api_token)
         model = train(coco)
-        version = str(job["options"].get("model_version") or f"ft-{job['version_id'][:8]}")
-        out = Path(args.output) / (job["base_model_id"] or "model")
+        # Both come from the job's creator: checked, or "../.." would write outside --output.
+        version = _file_name(str(job["options"].get("model_version") or f"ft-{job['version_id'][:8]}"), "model_version")
+        out = Path(args.output) / _file_name(job["base_model_id"] or "model", "base_model_id")
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{version}.json").write_text(json.dumps({"job": job, "model": model}, indent=2))
     except (OSError, ValueError, KeyError, TypeError, ArithmeticError) as exc:  # the job must hear of it
