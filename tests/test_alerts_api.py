@@ -310,3 +310,16 @@ def test_artifacts_are_replaced_whole_and_keep_their_mode(tmp_path: Path) -> Non
     assert written.stat().st_mode & 0o777 == 0o640
     assert "0.6" in written.read_text()
     assert not [p.name for p in written.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_name_taken_by_another_models_alert_is_a_409_not_a_silent_replacement(client: FlaskClient) -> None:
+    """Names are global (they name rules and route notifications): model b's "Low Confidence!" replaced model a's."""
+    assert client.post("/v1/models/model-a/alerts", json=seed_body()).status_code == 201
+    clash = client.post("/v1/models/model-b/alerts", json={**seed_body(), "name": "low confidence alert!"})
+    assert clash.status_code == 409
+    assert clash.get_json()["error"]["field"] == "name" and "model-a" in clash.get_json()["error"]["message"]
+    assert [a["id"] for a in client.get("/v1/models/model-a/alerts").get_json()["alerts"]] == ["low-confidence-alert"]
+    assert client.get("/v1/models/model-b/alerts").get_json()["alerts"] == []
+    renamed = client.post("/v1/models/model-b/alerts", json={**seed_body(), "name": "Model B Low Confidence"})
+    assert renamed.status_code == 201
+    assert client.post("/v1/models/model-a/alerts", json=seed_body()).status_code == 200  # its own: replaced

@@ -155,6 +155,23 @@ def _model_id(model_id: str) -> str:
     return model_id
 
 
+def _refuse_another_models(alert: AlertDefinition) -> None:
+    """409 when the name is taken by another model's alert: replacing it would silently drop that one.
+
+    Names are global, as in ``detwatch.yaml`` (where a repeated name is refused too): they
+    name the Prometheus rules and Grafana uids and route notifications.
+    """
+    taken = next((a for a in _config().alerts if a.slug == alert.slug), None)
+    if taken is not None and taken.model_id != alert.model_id:
+        raise APIError(
+            409,
+            "conflict",
+            f"an alert named {taken.name!r} exists for model {taken.model_id!r}; alert names are global"
+            " (they name the rules and route notifications): choose another name",
+            "name",
+        )
+
+
 @bp.post("/models/<model_id>/alerts")
 def create_alert(model_id: str) -> tuple[Response, int]:
     model_id = _model_id(model_id)
@@ -168,6 +185,7 @@ def create_alert(model_id: str) -> tuple[Response, int]:
     except AlertDefinitionError as exc:
         raise APIError(400, "invalid_field", exc.message, exc.field) from None
     with _alerts_locked():
+        _refuse_another_models(alert)
         replaced = _save(alert)
         config = _config()
         try:

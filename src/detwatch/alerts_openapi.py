@@ -185,6 +185,7 @@ ALERT_PATHS: Final[dict[str, Any]] = {
                 "201": _answer("the alert, its Prometheus rule names and Grafana rule uid", _CREATED),
                 "200": _answer("an alert of that name was replaced", _CREATED),
                 "400": _answer("invalid definition; the error names the field and what is valid", _ERROR),
+                "409": _answer("the name is taken by another model's alert (names are global)", _ERROR),
                 "413": _answer("body too large", _ERROR),
                 "415": _answer("not application/json", _ERROR),
                 **_ERRORS,
