@@ -307,3 +307,16 @@ def test_an_overlong_idempotency_key_is_a_400_naming_the_header(client: FlaskCli
     assert response.status_code == 400
     assert error_of(response)["field"] == header
     assert client.post("/v1/feedback", json=body, headers={header: "k" * 256}).status_code == 201
+
+
+def test_a_configured_token_read_with_its_newline_still_matches(tmp_path: Path) -> None:
+    """DETWATCH_API_TOKEN="$(cat token)"-style values kept a newline, and no request could ever match."""
+    from detwatch.config import load_settings
+
+    settings = load_settings({"DETWATCH_API_TOKEN": "s3cret\n", "DETWATCH_CONFIG": str(tmp_path / "absent.yaml")})
+    assert settings.api_token == "s3cret"
+    client = create_app(Settings(data_dir=tmp_path, api_token=settings.api_token)).test_client()
+    assert client.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/v1/models").status_code == 401
+    blank = load_settings({"DETWATCH_API_TOKEN": "  ", "DETWATCH_CONFIG": str(tmp_path / "absent.yaml")})
+    assert blank.api_token is None  # as an empty value: no token

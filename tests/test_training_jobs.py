@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from detwatch.data_engine._store import DataEngineStore
 from detwatch.data_engine.training import Trainer, dispatch_once
 from detwatch.storage import open_storage
@@ -74,3 +76,19 @@ def test_a_trainer_that_takes_the_job_file_for_itself_has_the_job(tmp_path: Path
         assert not dispatch_once(store, Trainer(command=(sys.executable, "-c", script)))  # nothing due: not again
     finally:
         storage.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "described"),
+    [
+        (
+            "https://user:TRAINERPW@trainer.example:8443/hook?api_key=K123#x",
+            "webhook https://trainer.example:8443/hook",
+        ),
+        ("http://[::1]:9000/jobs", "webhook http://[::1]:9000/jobs"),
+        ("http://127.0.0.1/jobs", "webhook http://127.0.0.1/jobs"),
+    ],
+)
+def test_the_trainer_is_described_without_its_credentials(url: str, described: str) -> None:
+    """The create-job answer said which trainer took the job, with its URL's password and api_key."""
+    assert Trainer(url=url).describe() == described

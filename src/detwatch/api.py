@@ -126,7 +126,7 @@ def init_app(app: Flask) -> None:
 
 def _bearer_ok() -> bool:
     token = settings().api_token
-    if token is None:
+    if not token:  # None or "" (as the environment's empty value): no token required
         return True
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")

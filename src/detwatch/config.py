@@ -96,6 +96,8 @@ def _coerce(name: str, value: Any) -> Any:
             raise ConfigError(f"data_dir: expected a path, got {value!r}")
         return Path(value)
     if name in ("database_url", "api_token"):
+        if isinstance(value, str):
+            value = value.strip()  # a token read from a file ends in a newline; it would never match
         if value is None or value == "":
             return "" if name == "database_url" else None
         if not isinstance(value, str):

@@ -37,6 +37,7 @@ import subprocess
 import tempfile
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,7 +78,16 @@ class Trainer:
         return COMMAND_TIMEOUT_S + 60 if self.command else WEBHOOK_TIMEOUT_S + 60
 
     def describe(self) -> str:
-        return f"webhook {self.url}" if self.url else f"command {shlex.join(self.command)}" if self.command else "none"
+        """What the API says the trainer is: never its credentials (user:password@, the query string)."""
+        if self.url:
+            parts = urllib.parse.urlsplit(self.url)
+            host = parts.hostname or ""
+            if ":" in host:  # IPv6: bracketed again
+                host = f"[{host}]"
+            if parts.port is not None:
+                host = f"{host}:{parts.port}"
+            return f"webhook {urllib.parse.urlunsplit((parts.scheme, host, parts.path, '', ''))}"
+        return f"command {shlex.join(self.command)}" if self.command else "none"
 
 
 def trainer_from(extra: Mapping[str, Any], environ: Mapping[str, str], api_token: str | None) -> Trainer:
