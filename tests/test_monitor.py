@@ -529,3 +529,18 @@ def test_counters_reach_the_sdk_shortly_without_a_flush(telemetry: Telemetry) ->
             found = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
     assert semconv.DETECTIONS.name in found  # summed increments are added within COUNTER_FLUSH_S
     assert semconv.IMAGES.name in found
+
+
+def test_a_batch_returned_as_a_generator_is_left_to_the_caller(telemetry: Telemetry) -> None:
+    """The recording thread ran list() on the caller's generator: the caller got nothing (or a ValueError)."""
+
+    @monitor_detections(model_id="m", **telemetry.providers)
+    def predict(images: list[Any]) -> Any:
+        return (DETECTIONS for _ in images)
+
+    outputs = predict([IMAGE, IMAGE, IMAGE])
+    assert RECORDER.flush()  # the recording thread has seen the call
+    assert list(outputs) == [DETECTIONS] * 3
+    invalid = only(telemetry.points(semconv.INVALID_OUTPUTS.name))
+    assert invalid.attributes[semconv.ATTR_REASON] == "unrecognized_format" and invalid.value == 3
+    assert telemetry.points(semconv.DETECTIONS.name) == []

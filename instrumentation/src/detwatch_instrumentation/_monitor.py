@@ -344,6 +344,8 @@ class _Monitor:
             images = [call.image]
         elif isinstance(call.image, list):
             images = call.image
+        elif isinstance(call.image, Iterator):  # one-shot: iterating it here would take it from the caller
+            images = [call.image]
         else:
             # batch=True with an array-like batch (e.g. a [B, H, W, C] array): one
             # entry per leading index. Done here, off the caller's thread.
@@ -366,6 +368,13 @@ class _Monitor:
                 ins.batch_size.record(n, base)
         outputs: list[Any]
         if call.batch:
+            if isinstance(call.output, Iterator):
+                # A generator or map returned to the caller: reading it here would consume
+                # (or race) the caller's own iteration. Not readable: counted, left alone.
+                if call.metrics_on:
+                    reason = self._attrs(variant, extra, semconv.ATTR_REASON, "unrecognized_format")
+                    ins.invalid_outputs.add(n, reason)
+                return self if call.metrics_on else None
             try:
                 outputs = list(call.output)
             except TypeError:
