@@ -324,6 +324,10 @@ class _Monitor:
         for key, n in detections.items():
             self.instruments.detections.add(n, cache[key])
 
+    def discard_pending(self) -> None:
+        """Forget the summed increments (a forked child's copy of the parent's)."""
+        self._pending_images, self._pending_detections = {}, {}
+
     def _extra(self, pctx: PredictionContext | None) -> tuple[tuple[str, AttributeValue], ...]:
         if pctx is None or not pctx.attributes or not self.allowlist:
             return ()

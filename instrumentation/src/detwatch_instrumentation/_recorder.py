@@ -28,6 +28,9 @@ from ._guard import log_failure
 DEFAULT_MAX_PENDING = 10_000
 """Calls that may wait for recording before new ones are dropped (per process)."""
 
+FORK_WAIT_S = 1.0
+"""Longest time a fork waits for the recording thread to finish the item it is recording."""
+
 COUNTER_FLUSH_S = 0.1
 """Longest time summed counter increments wait before they reach the SDK.
 
@@ -40,6 +43,10 @@ class Accumulator(Protocol):
     """Holds counter increments summed over several calls until :meth:`add_pending`."""
 
     def add_pending(self) -> None: ...
+
+    def discard_pending(self) -> None:
+        """Forget the sums (in a forked child: they are the parent's, which adds them itself)."""
+        ...
 
 
 class Recordable(Protocol):
@@ -73,6 +80,12 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._atexit_registered = False
+        # Held while an item is recorded (and sums are added): a fork waits for it, so that
+        # the child never inherits an SDK lock that the recording thread held mid-record
+        # (the child's recording thread would wait for it forever).
+        self._busy = threading.Lock()
+        self._fork_holds_busy = False
+        self._dirty: set[Accumulator] = set()
 
     def submit(self, item: Recordable) -> bool:
         """Queue ``item``; ``False`` (and nothing queued) when the queue is full."""
@@ -108,16 +121,18 @@ class Recorder:
 
     def _run(self) -> None:
         get = self._queue.get
-        dirty: set[Accumulator] = set()
+        dirty = self._dirty
+        busy = self._busy
         next_add = 0.0
 
         def add_pending() -> None:
-            for accumulator in dirty:
-                try:
-                    accumulator.add_pending()
-                except Exception:  # noqa: BLE001 - telemetry failures stay here
-                    log_failure("recorder.add_pending")
-            dirty.clear()
+            with busy:
+                for accumulator in dirty:
+                    try:
+                        accumulator.add_pending()
+                    except Exception:  # noqa: BLE001 - telemetry failures stay here
+                        log_failure("recorder.add_pending")
+                dirty.clear()
 
         while True:
             if dirty:
@@ -135,33 +150,56 @@ class Recorder:
             if isinstance(item, _Stop):
                 add_pending()
                 return
-            try:
-                accumulator = item.record()
-            except Exception:  # noqa: BLE001 - one bad record must not stop the thread
-                log_failure("recorder")
-                continue
-            if accumulator is not None:
-                if not dirty:
-                    next_add = time.monotonic() + COUNTER_FLUSH_S
-                dirty.add(accumulator)
+            with busy:
+                try:
+                    accumulator = item.record()
+                except Exception:  # noqa: BLE001 - one bad record must not stop the thread
+                    log_failure("recorder")
+                    continue
+                if accumulator is not None:
+                    if not dirty:
+                        next_add = time.monotonic() + COUNTER_FLUSH_S
+                    dirty.add(accumulator)
             if dirty and time.monotonic() >= next_add:
                 add_pending()
 
     def _drain_at_exit(self) -> None:
         self.flush(timeout=5.0)
 
+    def _before_fork(self) -> None:
+        # Bounded: a recording stuck in a synchronous exporter must not hang the fork.
+        self._fork_holds_busy = self._busy.acquire(timeout=FORK_WAIT_S)
+
+    def _after_fork_in_parent(self) -> None:
+        if self._fork_holds_busy:
+            self._fork_holds_busy = False
+            self._busy.release()
+
     def _after_fork_in_child(self) -> None:
-        # The thread does not survive fork; queued items belong to the parent.
+        # The thread does not survive fork; queued items, and the counter sums not yet
+        # added, belong to the parent (which records and adds them itself).
+        for accumulator in self._dirty:
+            try:
+                accumulator.discard_pending()
+            except Exception:  # noqa: BLE001 - telemetry failures stay here
+                log_failure("recorder.after_fork")
+        self._dirty = set()
         self._queue = queue.SimpleQueue()
         self._thread = None
         self._lock = threading.Lock()
+        self._busy = threading.Lock()
+        self._fork_holds_busy = False
 
 
 RECORDER = Recorder()
 """The process-wide recorder shared by every decorated function."""
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=RECORDER._after_fork_in_child)
+    os.register_at_fork(
+        before=RECORDER._before_fork,
+        after_in_parent=RECORDER._after_fork_in_parent,
+        after_in_child=RECORDER._after_fork_in_child,
+    )
 
 
 def flush(timeout: float | None = 10.0) -> bool:
