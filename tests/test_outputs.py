@@ -1023,3 +1023,45 @@ def test_label_names_mapping_type_is_accepted() -> None:
     result = read([{"label": 2, "score": 0.5, "box": [10, 20, 110, 220]}], label_names=Names())
 
     assert triples(result) == [("car", 0.5, VALID_BOX)]
+
+
+def test_what_the_companion_would_refuse_is_left_out_and_counted() -> None:
+    """An empty class and a coordinate beyond 1e7 px made the companion reject the image's whole event."""
+    from detwatch.predictions import MAX_COORDINATE, PredictionError, parse_prediction
+
+    good = {"class": "car", "confidence": 0.9, "box": [1.0, 2.0, 30.0, 40.0]}
+    result = read([good, {**good, "class": ""}, {**good, "box": [1.0, 2.0, 2 * MAX_COORDINATE, 40.0]}])
+    assert triples(result) == [("car", 0.9, (1.0, 2.0, 30.0, 40.0))]
+    assert result.invalid == {"class_missing", "box_out_of_range"}
+    # The companion's own parser takes what is left.
+    body = {"model_id": "m", "time": "2024-02-01T12:00:00Z",
+            "detections": [{"class": d.class_name, "confidence": d.confidence, "box": list(d.box)}
+                           for d in result.detections]}  # fmt: skip
+    assert len(parse_prediction(body).detections) == 1
+    with pytest.raises(PredictionError):
+        parse_prediction({**body, "detections": [{**good, "class": ""}]})
+
+
+def test_more_detections_than_the_companion_takes_are_cut_and_counted() -> None:
+    """100k rows held the GIL ~50 ms in tolist() and made a 13 MB event the companion refused."""
+    from detwatch.predictions import MAX_DETECTIONS
+
+    rows = np.tile(np.array([[1.0, 2.0, 30.0, 40.0, 0.9, 0.0]], dtype=np.float32), (100_000, 1))
+    result = read(rows, label_names=["car"])
+    assert len(result.detections) == MAX_DETECTIONS
+    assert result.invalid == {"too_many_detections"}
+
+
+def test_a_label_or_score_that_raises_is_counted_and_the_rest_kept() -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    class Unconvertible:
+        def __float__(self) -> float:
+            raise RuntimeError("no")
+
+    good = {"class": "car", "confidence": 0.9, "box": [1.0, 2.0, 30.0, 40.0]}
+    result = read([{**good, "class": Unprintable()}, {**good, "confidence": Unconvertible()}, good])
+    assert triples(result) == [("car", 0.9, (1.0, 2.0, 30.0, 40.0))]
+    assert result.invalid == {"unrecognized_format"}

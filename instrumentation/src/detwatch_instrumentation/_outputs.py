@@ -15,6 +15,7 @@ still recorded.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,9 +70,20 @@ class ImageDetections:
     """Boxes are in normalised ``[0, 1]`` units (normalised input, image size unknown)."""
 
 
+MAX_DETECTIONS = 10_000
+"""Detections read per image (the companion's limit per event): more are left out and counted."""
+MAX_COORDINATE = 1e7
+"""Largest box coordinate magnitude in pixels, as the companion accepts (beyond any image)."""
+
+
 def _tolist(value: Any) -> list[Any]:
     # numpy arrays and torch tensors both offer tolist(); it is the one cheap,
-    # framework-neutral way to get plain floats (and it copies off a GPU).
+    # framework-neutral way to get plain floats (and it copies off a GPU). Only one row
+    # past MAX_DETECTIONS is converted: 100k rows held the GIL for ~50 ms.
+    shape = getattr(value, "shape", None)
+    if shape is not None and len(shape) >= 1 and shape[0] > MAX_DETECTIONS + 1:
+        with contextlib.suppress(Exception):
+            value = value[: MAX_DETECTIONS + 1]
     tolist = getattr(value, "tolist", None)
     if tolist is not None:
         result = tolist()
@@ -285,45 +297,72 @@ def read_image_output(output: Any, options: OutputOptions, size: tuple[float, fl
         return result
     out = result.detections
     invalid = result.invalid
+    if len(labels) > MAX_DETECTIONS:
+        invalid.add("too_many_detections")
+        labels, scores, boxes = labels[:MAX_DETECTIONS], scores[:MAX_DETECTIONS], boxes[:MAX_DETECTIONS]
     for label, score, raw_box in zip(labels, scores, boxes, strict=False):
-        name = _class_name(label, read.names)
-        if name is None:
-            invalid.add("class_missing")
-            continue
-        if score is None:
-            invalid.add("confidence_missing")
-            continue
         try:
-            confidence = float(score)
-        except OverflowError:
-            invalid.add("confidence_out_of_range")
+            detection = _detection(
+                label, score, raw_box, names=read.names, fmt=fmt, scale_to=size if scale else None, invalid=invalid
+            )
+        except Exception:  # noqa: BLE001 - a label's __str__ or a score's __float__ may raise anything
+            invalid.add("unrecognized_format")
             continue
-        except (TypeError, ValueError):
-            invalid.add("confidence_not_finite")
-            continue
-        if not math.isfinite(confidence):
-            invalid.add("confidence_not_finite")
-            continue
-        if confidence < 0.0 or confidence > 1.0:
-            invalid.add("confidence_out_of_range")
-            continue
-        box = _to_xyxy(raw_box, fmt)
-        if box is None:
-            invalid.add("box_malformed")
-            continue
-        x1, y1, x2, y2 = box
-        if not (math.isfinite(x1) and math.isfinite(y1) and math.isfinite(x2) and math.isfinite(y2)):
-            invalid.add("box_not_finite")
-            continue
-        if x2 <= x1 or y2 <= y1:
-            invalid.add("box_degenerate")
-            continue
-        if scale:
-            assert size is not None
-            w, h = size
-            box = (x1 * w, y1 * h, x2 * w, y2 * h)
-        out.append(Detection(name, confidence, box))
+        if detection is not None:
+            out.append(detection)
     return result
+
+
+def _detection(
+    label: Any,
+    score: Any,
+    raw_box: Any,
+    *,
+    names: LabelNames | None,
+    fmt: BoxFormat,
+    scale_to: tuple[float, float] | None,
+    invalid: set[InvalidReason],
+) -> Detection | None:
+    """One row as a detection, or ``None`` with the reason added to ``invalid``."""
+    name = _class_name(label, names)
+    if not name:  # None, or "" (the companion refuses an empty class)
+        invalid.add("class_missing")
+        return None
+    if score is None:
+        invalid.add("confidence_missing")
+        return None
+    try:
+        confidence = float(score)
+    except OverflowError:
+        invalid.add("confidence_out_of_range")
+        return None
+    except (TypeError, ValueError):
+        invalid.add("confidence_not_finite")
+        return None
+    if not math.isfinite(confidence):
+        invalid.add("confidence_not_finite")
+        return None
+    if confidence < 0.0 or confidence > 1.0:
+        invalid.add("confidence_out_of_range")
+        return None
+    box = _to_xyxy(raw_box, fmt)
+    if box is None:
+        invalid.add("box_malformed")
+        return None
+    x1, y1, x2, y2 = box
+    if not (math.isfinite(x1) and math.isfinite(y1) and math.isfinite(x2) and math.isfinite(y2)):
+        invalid.add("box_not_finite")
+        return None
+    if x2 <= x1 or y2 <= y1:
+        invalid.add("box_degenerate")
+        return None
+    if scale_to is not None:
+        w, h = scale_to
+        box = (x1 * w, y1 * h, x2 * w, y2 * h)
+    if max(abs(v) for v in box) > MAX_COORDINATE:
+        invalid.add("box_out_of_range")
+        return None
+    return Detection(name, confidence, box)
 
 
 def image_size_of(image: Any) -> tuple[float, float] | None:

@@ -112,9 +112,11 @@ InvalidReason = Literal[
     "confidence_not_finite",
     "confidence_out_of_range",
     "box_not_finite",
+    "box_out_of_range",
     "box_degenerate",
     "box_malformed",
     "class_missing",
+    "too_many_detections",
 ]
 """Values of :data:`ATTR_REASON` on ``objdet.invalid_outputs``."""
 
