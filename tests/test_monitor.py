@@ -544,3 +544,28 @@ def test_a_batch_returned_as_a_generator_is_left_to_the_caller(telemetry: Teleme
     invalid = only(telemetry.points(semconv.INVALID_OUTPUTS.name))
     assert invalid.attributes[semconv.ATTR_REASON] == "unrecognized_format" and invalid.value == 3
     assert telemetry.points(semconv.DETECTIONS.name) == []
+
+
+def test_a_context_attribute_json_cannot_hold_is_written_as_text(telemetry: Telemetry) -> None:
+    """An object in prediction_context's attributes made the encoder fail and the whole event was lost."""
+
+    class Camera:
+        def __str__(self) -> str:
+            return "camera 7"
+
+    @monitor_detections(model_id="m", **telemetry.providers)
+    def predict(image: Any) -> list[dict[str, Any]]:
+        return DETECTIONS
+
+    attributes: Any = {"camera": Camera(), "site": "north", "gains": [1, float("inf")], "n": 3}
+    with prediction_context(attributes=attributes):
+        predict(IMAGE)
+    (body,) = telemetry.bodies()
+    assert body["attributes"] == {"camera": "camera 7", "site": "north", "gains": [1, "inf"], "n": 3}
+
+
+@pytest.mark.parametrize("size", [(math.inf, 480), (640, math.nan), (2.0**40, 480)])
+def test_an_image_size_that_is_not_finite_is_refused_when_decorating(size: tuple[float, float]) -> None:
+    """(inf, 480) was accepted, then int(inf) failed in every call's event."""
+    with pytest.raises(ValueError, match=r"^image_size:"):
+        monitor_detections(model_id="m", image_size=size)

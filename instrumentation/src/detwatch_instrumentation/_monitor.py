@@ -504,9 +504,7 @@ class _Monitor:
             body["trace_id"] = trace_id
             body["span_id"] = span_id
         if pctx is not None and pctx.attributes:
-            body["attributes"] = {
-                k: v if not isinstance(v, float) or math.isfinite(v) else str(v) for k, v in pctx.attributes.items()
-            }
+            body["attributes"] = {k: _json_attribute(v) for k, v in pctx.attributes.items()}
         body["detections"] = [
             {"class": d.class_name, "confidence": d.confidence, "box": d.box} for d in parsed.detections
         ]
@@ -558,6 +556,26 @@ def _image_parameter(func: Callable[..., Any], image_arg: str | None) -> tuple[i
     return None, None
 
 
+def _json_attribute(value: Any) -> Any:
+    """A context attribute as the event's JSON can hold it: other values (and non-finite floats) as text.
+
+    Attributes are typed for OpenTelemetry, but Python does not enforce it; an object the
+    encoder refuses lost the whole event before.
+    """
+    if isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_attribute(v) for v in value]
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a value whose __str__ raises is still named
+        return f"<{type(value).__qualname__}>"
+
+
+MAX_IMAGE_SIDE = 2**31 - 1
+"""Largest image width or height (the companion stores them as 32-bit integers)."""
+
+
 def _check_size(image_size: tuple[float, float] | None) -> tuple[float, float] | None:
     if image_size is None:
         return None
@@ -565,8 +583,8 @@ def _check_size(image_size: tuple[float, float] | None) -> tuple[float, float] |
         width, height = (float(v) for v in image_size)
     except (TypeError, ValueError):
         raise ValueError(f"image_size: expected (width, height), got {image_size!r}") from None
-    if not (width > 0 and height > 0):
-        raise ValueError(f"image_size: width and height must be positive, got {image_size!r}")
+    if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):  # NaN and inf fail too
+        raise ValueError(f"image_size: width and height must be positive and finite, got {image_size!r}")
     return width, height
 
 
