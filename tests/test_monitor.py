@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -569,3 +570,35 @@ def test_an_image_size_that_is_not_finite_is_refused_when_decorating(size: tuple
     """(inf, 480) was accepted, then int(inf) failed in every call's event."""
     with pytest.raises(ValueError, match=r"^image_size:"):
         monitor_detections(model_id="m", image_size=size)
+
+
+def test_waiting_calls_keep_at_most_the_byte_budget_of_inputs_alive(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With recording stalled, 10,000 queued 640x480 frames held 9 GB: now the inputs' bytes are bounded too."""
+    frame = np.zeros((480, 640, 3), dtype=np.uint8)  # 921,600 bytes
+    monkeypatch.setattr(RECORDER, "max_pending_bytes", 2 * frame.nbytes)
+    stalled, inside = threading.Event(), threading.Event()
+
+    class Stall:
+        def record(self) -> None:
+            inside.set()
+            stalled.wait(30)
+
+    @monitor_detections(model_id="m", **telemetry.providers)
+    def predict(image: Any) -> list[dict[str, Any]]:
+        return DETECTIONS
+
+    assert RECORDER.submit(Stall())
+    assert inside.wait(10)
+    try:
+        for _ in range(5):
+            predict(frame)  # the first two fit the budget; the other three are dropped and counted
+    finally:
+        stalled.set()
+    dropped = only(telemetry.points(semconv.TELEMETRY_DROPPED.name))
+    assert dropped.value == 3
+    assert sum(p.value for p in telemetry.points(semconv.IMAGES.name)) == 2
+    assert RECORDER._held_bytes == 0  # every recorded call released its input
+    assert RECORDER.submit(Stall(), nbytes=10 * frame.nbytes)  # alone, any size is taken
+    stalled.set()

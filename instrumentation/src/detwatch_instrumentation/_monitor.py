@@ -267,7 +267,7 @@ class _Monitor:
     def _submit(self, call: _Call) -> None:
         if not (call.metrics_on or call.logs_on):
             return
-        if not RECORDER.submit(call):
+        if not RECORDER.submit(call, _held_bytes(call.image)):
             n = len(call.image) if call.batch and isinstance(call.image, list) else 1
             self.instruments.dropped.add(n, self.span_attributes(call.variant))
 
@@ -554,6 +554,30 @@ def _image_parameter(func: Callable[..., Any], image_arg: str | None) -> tuple[i
             return None, p.name
         break
     return None, None
+
+
+def _held_bytes(image: Any) -> int:
+    """Bytes an input keeps alive while its call waits to be recorded (arrays, tensors, PIL images; else 0).
+
+    On the caller's thread, so a few attribute look-ups only; a batch list counts its
+    first 256 entries (beyond that, as many again of the last one's size).
+    """
+    if isinstance(image, list):
+        sizes = [_held_bytes(i) for i in image[:256]]
+        return sum(sizes) + (len(image) - len(sizes)) * (sizes[-1] if sizes else 0)
+    try:
+        nbytes = getattr(image, "nbytes", None)  # numpy
+        if isinstance(nbytes, int):
+            return nbytes
+        element_size, nelement = getattr(image, "element_size", None), getattr(image, "nelement", None)
+        if callable(element_size) and callable(nelement):  # torch
+            return int(element_size()) * int(nelement())
+        size, getbands = getattr(image, "size", None), getattr(image, "getbands", None)
+        if isinstance(size, tuple) and len(size) == 2 and callable(getbands):  # PIL
+            return int(size[0]) * int(size[1]) * len(getbands())
+    except Exception:  # noqa: BLE001 - an odd input is counted as small, never an error
+        return 0
+    return 0
 
 
 def _json_attribute(value: Any) -> Any:

@@ -28,6 +28,13 @@ from ._guard import log_failure
 DEFAULT_MAX_PENDING = 10_000
 """Calls that may wait for recording before new ones are dropped (per process)."""
 
+DEFAULT_MAX_PENDING_BYTES = 512 * 1024 * 1024
+"""Input bytes (images, arrays) that waiting calls may keep alive before new ones are dropped.
+
+A waiting call holds its input until it is recorded: with a stalled exporter, 10,000
+queued 640x480 frames held 9 GB. A call is always taken when nothing waits, however
+large its input."""
+
 FORK_WAIT_S = 1.0
 """Longest time a fork waits for the recording thread to finish the item it is recording."""
 
@@ -74,9 +81,14 @@ class _Stop:
 class Recorder:
     """A bounded queue and the one thread that drains it."""
 
-    def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    def __init__(
+        self, max_pending: int = DEFAULT_MAX_PENDING, max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+    ) -> None:
         self.max_pending = max_pending
-        self._queue: queue.SimpleQueue[Recordable | _Flush | _Stop] = queue.SimpleQueue()
+        self.max_pending_bytes = max_pending_bytes
+        self._queue: queue.SimpleQueue[tuple[Recordable, int] | _Flush | _Stop] = queue.SimpleQueue()
+        self._held_bytes = 0
+        self._held_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._atexit_registered = False
@@ -87,14 +99,23 @@ class Recorder:
         self._fork_holds_busy = False
         self._dirty: set[Accumulator] = set()
 
-    def submit(self, item: Recordable) -> bool:
-        """Queue ``item``; ``False`` (and nothing queued) when the queue is full."""
+    def submit(self, item: Recordable, nbytes: int = 0) -> bool:
+        """Queue ``item`` (keeping ``nbytes`` of input alive); ``False`` (nothing queued) when full."""
         if self._thread is None:
             self._start()
         if self._queue.qsize() >= self.max_pending:
             return False
-        self._queue.put(item)
+        with self._held_lock:
+            if self._held_bytes and self._held_bytes + nbytes > self.max_pending_bytes:
+                return False
+            self._held_bytes += nbytes
+        self._queue.put((item, nbytes))
         return True
+
+    def _release(self, nbytes: int) -> None:
+        if nbytes:
+            with self._held_lock:
+                self._held_bytes -= nbytes
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Wait until everything queued before this call is recorded."""
@@ -150,12 +171,16 @@ class Recorder:
             if isinstance(item, _Stop):
                 add_pending()
                 return
+            recordable, nbytes = item
             with busy:
                 try:
-                    accumulator = item.record()
+                    accumulator = recordable.record()
                 except Exception:  # noqa: BLE001 - one bad record must not stop the thread
                     log_failure("recorder")
                     continue
+                finally:
+                    self._release(nbytes)
+                    del item, recordable  # the input may be large: not kept until the next item
                 if accumulator is not None:
                     if not dirty:
                         next_add = time.monotonic() + COUNTER_FLUSH_S
@@ -185,6 +210,8 @@ class Recorder:
                 log_failure("recorder.after_fork")
         self._dirty = set()
         self._queue = queue.SimpleQueue()
+        self._held_bytes = 0
+        self._held_lock = threading.Lock()
         self._thread = None
         self._lock = threading.Lock()
         self._busy = threading.Lock()
