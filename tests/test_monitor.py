@@ -602,3 +602,33 @@ def test_waiting_calls_keep_at_most_the_byte_budget_of_inputs_alive(
     assert RECORDER._held_bytes == 0  # every recorded call released its input
     assert RECORDER.submit(Stall(), nbytes=10 * frame.nbytes)  # alone, any size is taken
     stalled.set()
+
+
+def test_a_model_object_with_an_async_call_is_timed_over_its_await(telemetry: Telemetry) -> None:
+    """An object with ``async def __call__`` got the sync wrapper: ~6 µs durations, failures never recorded."""
+
+    class Model:
+        async def __call__(self, image: Any, fail: bool = False) -> list[dict[str, Any]]:
+            await asyncio.sleep(0.02)
+            if fail:
+                raise RuntimeError("model failed")
+            return DETECTIONS
+
+    predict = monitor_detections(model_id="m", **telemetry.providers)(Model())
+    assert inspect.iscoroutinefunction(predict)
+    assert asyncio.run(predict(IMAGE)) == DETECTIONS
+    with pytest.raises(RuntimeError, match="model failed"):
+        asyncio.run(predict(IMAGE, fail=True))
+    points = telemetry.points(semconv.INFERENCE_DURATION.name)
+    (ok,) = [p for p in points if semconv.ATTR_ERROR_TYPE not in p.attributes]
+    assert ok.count == 1 and ok.sum >= 0.02
+    failed = [p for p in points if p.attributes.get(semconv.ATTR_ERROR_TYPE) == "RuntimeError"]
+    assert len(failed) == 1 and failed[0].count == 1
+
+
+def test_a_generator_function_is_refused_when_decorating() -> None:
+    def stream(images: Any) -> Any:
+        yield from images
+
+    with pytest.raises(TypeError, match="generator function"):
+        monitor_detections(model_id="m")(stream)

@@ -694,6 +694,12 @@ def monitor_detections(
     folder = ClassFolder(max_classes, class_allowlist)
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"monitor_detections cannot decorate the generator function {getattr(func, '__qualname__', func)!r}:"
+                " its detections would be produced after the call the decorator times; decorate the function"
+                " that returns one result per call"
+            )
         if not callable(func):
             raise TypeError("monitor_detections must decorate a callable")
         position, name = _image_parameter(func, image_arg)
@@ -714,7 +720,9 @@ def monitor_detections(
             logger_provider=logger_provider,
             data_engine=data_engine,
         )
-        if inspect.iscoroutinefunction(func):
+        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__):
+            # A coroutine function, or an object whose __call__ is one (a model class with
+            # ``async def __call__``): timed over the await, not over creating the coroutine.
             async_func = cast(Callable[P, Awaitable[Any]], func)
 
             @functools.wraps(func)
