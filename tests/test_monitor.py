@@ -632,3 +632,9 @@ def test_a_generator_function_is_refused_when_decorating() -> None:
 
     with pytest.raises(TypeError, match="generator function"):
         monitor_detections(model_id="m")(stream)
+
+
+def test_a_string_class_allowlist_is_refused_naming_the_argument() -> None:
+    """class_allowlist="car" became the set {"c", "a", "r"}: every class folded into "other"."""
+    with pytest.raises(TypeError, match=r"^class_allowlist:"):
+        monitor_detections(model_id="m", class_allowlist="car")

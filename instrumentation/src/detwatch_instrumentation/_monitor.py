@@ -691,6 +691,8 @@ def monitor_detections(
     options = OutputOptions(
         box_format=box_format, normalized_boxes=normalized_boxes, label_names=label_names, adapter=adapter
     )
+    if isinstance(class_allowlist, (str, bytes)):  # "car" would allow the classes "c", "a" and "r"
+        raise TypeError(f"class_allowlist: expected a collection of class names, not the string {class_allowlist!r}")
     folder = ClassFolder(max_classes, class_allowlist)
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:

@@ -240,10 +240,12 @@ TELEMETRY_DROPPED: Final = InstrumentSpec(
     unit="{image}",
     description="Images whose telemetry was dropped because the recording queue was full.",
 )
-"""Counter, ``{image}``: telemetry shed to keep inference unblocked (queue full).
+"""Counter, ``{image}``: telemetry shed to keep inference unblocked (queue full: too many
+waiting calls, or their inputs past the byte budget).
 
 Not in the original contract table: added so that shedding load is visible rather
-than silent. It is recorded from the recording thread itself."""
+than silent. It is recorded on the caller's thread, at the moment a call is shed (one
+SDK measurement, only then)."""
 
 FEEDBACK: Final = InstrumentSpec(
     name="objdet.feedback",
