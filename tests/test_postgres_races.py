@@ -22,10 +22,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from _jobs import queued_job
 from _postgres import PostgresServer
 from detwatch.app import create_app
 from detwatch.config import Settings
-from detwatch.data_engine._store import DataEngineStore
 from detwatch.predictions import parse_prediction
 from detwatch.storage import FeedbackInput, Storage, open_storage
 
@@ -84,12 +84,7 @@ def test_a_hand_off_recorded_while_the_trainer_reports_running_loses_neither(
     "running" committed, and the dispatcher wrote back the history it had read,
     dropping "running". Fixed by reading the job ``FOR UPDATE``.
     """
-    store = DataEngineStore(storage)
-    dataset = storage.create_dataset("d", "")
-    job = store.create_job(
-        name="j", dataset_id=dataset.id, version_id=dataset.version.id, base_model_id=None, options={},
-        callback_base="http://127.0.0.1:9",
-    )  # fmt: skip
+    store, job = queued_job(storage)
 
     def trainer_reports_running(conn: psycopg.Connection[Any]) -> None:
         row = conn.execute("SELECT history FROM training_jobs WHERE id = %s FOR UPDATE", (job["id"],)).fetchone()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from detwatch.data_engine._store import DataEngineStore
+from _jobs import queued_job
 from detwatch.data_engine.training import Trainer, dispatch_once
 from detwatch.storage import open_storage
 
@@ -19,12 +19,7 @@ def test_a_failing_command_is_retried_with_backoff_and_the_job_is_failed_not_los
     storage = open_storage(f"sqlite:///{tmp_path / 'd.db'}")
     storage.migrate()
     try:
-        store = DataEngineStore(storage)
-        dataset = storage.create_dataset("d", "")
-        job = store.create_job(
-            name="j", dataset_id=dataset.id, version_id=dataset.version.id, base_model_id=None, options={},
-            callback_base="http://127.0.0.1:9",
-        )  # fmt: skip
+        store, job = queued_job(storage)
         marker = tmp_path / "runs"
         script = f"import sys; sys.stdin.read(); open({str(marker)!r}, 'a').write('x'); sys.exit(3)"
         trainer = Trainer(command=(sys.executable, "-c", script), backoff_s=0.2, max_attempts=3)
@@ -58,12 +53,7 @@ def test_a_trainer_that_takes_the_job_file_for_itself_has_the_job(tmp_path: Path
     storage = open_storage(f"sqlite:///{tmp_path / 'd.db'}")
     storage.migrate()
     try:
-        store = DataEngineStore(storage)
-        dataset = storage.create_dataset("d", "")
-        job = store.create_job(
-            name="j", dataset_id=dataset.id, version_id=dataset.version.id, base_model_id=None, options={},
-            callback_base="http://127.0.0.1:9",
-        )  # fmt: skip
+        store, job = queued_job(storage)
         taken = tmp_path / "taken.json"
         script = (
             f"import os, shutil, sys; sys.stdin.read(); shutil.move(os.environ['DETWATCH_JOB_FILE'], {str(taken)!r})"

@@ -559,12 +559,11 @@ def _image_parameter(func: Callable[..., Any], image_arg: str | None) -> tuple[i
 def _held_bytes(image: Any) -> int:
     """Bytes an input keeps alive while its call waits to be recorded (arrays, tensors, PIL images; else 0).
 
-    On the caller's thread, so a few attribute look-ups only; a batch list counts its
-    first 256 entries (beyond that, as many again of the last one's size).
+    On the caller's thread, so a few attribute look-ups only: a batch list counts as
+    its length times its first image (a batch's images share a size).
     """
     if isinstance(image, list):
-        sizes = [_held_bytes(i) for i in image[:256]]
-        return sum(sizes) + (len(image) - len(sizes)) * (sizes[-1] if sizes else 0)
+        return len(image) * _held_bytes(image[0]) if image else 0
     try:
         nbytes = getattr(image, "nbytes", None)  # numpy
         if isinstance(nbytes, int):
