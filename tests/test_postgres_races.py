@@ -1,13 +1,13 @@
-"""Read-then-write races that only PostgreSQL allows, each pinned to the interleaving that broke.
+"""Concurrency hazards that only PostgreSQL allows, each pinned to the interleaving that broke.
 
-SQLite runs one writer at a time, so these cannot happen there. PostgreSQL runs the
-companion's transactions at READ COMMITTED: a statement that waits for a row another
-transaction is changing goes on, once that one commits, with the new row version,
-re-checking only its own WHERE clause. Each test here holds the other writer's
-transaction open (plain SQL on a second connection, doing what the concurrent request
-does) until the companion's statement is seen waiting for the row in
+SQLite runs one writer at a time, so the read-then-write races here cannot happen
+there. PostgreSQL runs the companion's transactions at READ COMMITTED: a statement that
+waits for a row another transaction is changing goes on, once that one commits, with
+the new row version, re-checking only its own WHERE clause. Each race test holds the
+other writer's transaction open (plain SQL on a second connection, doing what the
+concurrent request does) until the companion's statement is seen waiting for the row in
 ``pg_stat_activity``, then commits: the interleaving is the same on every run, and each
-test fails without its fix.
+test fails without its fix. The last test is about sessions a fork shares.
 """
 
 from __future__ import annotations
@@ -200,3 +200,27 @@ def test_of_two_stops_of_an_ab_test_at_once_the_first_end_stands(
     assert changed is False
     stopped = storage.get_ab_test(test.id)
     assert stopped is not None and stopped.status == "stopped" and stopped.end_unix_nano == first_end
+
+
+def test_a_forked_child_closing_its_storage_leaves_the_parents_sessions(
+    postgres: PostgresServer, url: str, storage: Storage
+) -> None:
+    """close() in a child that had not used the pool yet closed the parent's pooled sessions (shared sockets)."""
+    import os
+    import warnings
+
+    def backend_pid() -> int:
+        (row,) = storage._run(lambda tx: tx.query("SELECT pg_backend_pid()"), write=False)  # type: ignore[attr-defined]
+        return int(row[0])
+
+    before = backend_pid()  # one idle pooled connection now
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        try:
+            storage.close()
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    assert backend_pid() == before  # the same session: not ended by the child, not reconnected

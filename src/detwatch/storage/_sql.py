@@ -212,7 +212,13 @@ class _Pool(Generic[C]):
             self._discard(conn)
 
     def purge(self) -> None:
-        """Close the idle connections (one was found dead: the others likely are too)."""
+        """Close the idle connections (one was found dead: the others likely are too).
+
+        In a forked child that has not used the pool yet, the idle connections are the
+        parent's: they are forgotten (:meth:`_after_fork`), never closed from here.
+        """
+        if self._pid != os.getpid():
+            self._after_fork()
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
