@@ -635,3 +635,20 @@ def test_the_retention_schedule_expires_reviewed_items_too(app: Flask, client: F
         scheduler.run_once()
     left = {i["prediction_id"]: i["status"] for i in all_items(client, ds["id"], "all")}
     assert left == {"r1": "needs_review", "r2": "needs_review"}
+
+
+def test_a_callback_before_authentication_gets_no_database_details(tmp_path: Path) -> None:
+    """With the database down, an unauthenticated status callback got a 503 naming the database's host and port."""
+    from detwatch.app import create_app
+    from detwatch.config import Settings
+
+    down = "postgresql://detwatch@127.0.0.1:9/detwatch?connect_timeout=1"  # nothing listens on port 9
+    app = create_app(Settings(data_dir=tmp_path, database_url=down, api_token="s3cret"))
+    client = app.test_client()
+    anonymous = client.post("/v1/training-jobs/j-1/status", json={"status": "running"})
+    assert anonymous.status_code == 503 and anonymous.headers["Retry-After"]
+    assert "127.0.0.1" not in anonymous.get_data(as_text=True) and ":9" not in anonymous.get_data(as_text=True)
+    operator = client.post(
+        "/v1/training-jobs/j-1/status", json={"status": "running"}, headers={"Authorization": "Bearer s3cret"}
+    )
+    assert operator.status_code == 503 and "127.0.0.1" in operator.get_data(as_text=True)  # the operator is told

@@ -20,6 +20,7 @@ Authentication is the companion's bearer token, as on every ``/v1`` route.
 from __future__ import annotations
 
 import hmac
+import logging
 import math
 import os
 import time
@@ -33,12 +34,14 @@ from detwatch_instrumentation.flagging import FlaggingPolicy, PolicyError
 from ..api import _bearer_ok, _json_body, get_storage, settings
 from ..errors import APIError
 from ..predictions import MAX_COORDINATE, MAX_DETECTIONS
+from ..storage import StorageUnavailable
 from ._store import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
 from .export import to_coco, to_yolo_zip
 from .training import Trainer, ensure_dispatcher, trainer_from
 
 __all__ = ["bp", "init_app", "store"]
 
+_logger = logging.getLogger(__name__)
 bp = Blueprint("data_engine", __name__, url_prefix="/v1")
 
 MAX_PAGE: Final = 1000
@@ -346,8 +349,16 @@ def get_training_job(job_id: str) -> Response:
 
 @bp.post("/training-jobs/<job_id>/status")
 def post_job_status(job_id: str) -> Response:
-    engine = store()
-    job = engine.get_job(job_id, secret=True)
+    try:
+        engine = store()
+        job = engine.get_job(job_id, secret=True)
+    except StorageUnavailable as exc:
+        if _bearer_ok():
+            raise
+        # The caller is not authenticated yet (the job's token is in the database): a 503
+        # it can retry, without the details of the database (host, port) in it.
+        _logger.warning("storage unavailable for a training-job callback: %s", exc)
+        raise APIError(503, "storage_unavailable", "the database cannot take writes now; retry later") from None
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     token_ok = (
