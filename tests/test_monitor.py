@@ -638,3 +638,35 @@ def test_a_string_class_allowlist_is_refused_naming_the_argument() -> None:
     """class_allowlist="car" became the set {"c", "a", "r"}: every class folded into "other"."""
     with pytest.raises(TypeError, match=r"^class_allowlist:"):
         monitor_detections(model_id="m", class_allowlist="car")
+
+
+def test_allow_listed_attribute_values_past_the_limit_fold_into_other(telemetry: Telemetry) -> None:
+    """Only classes were capped: 2,000 camera ids in an allow-listed attribute made 2,000 series per instrument."""
+    from detwatch_instrumentation._monitor import MAX_ATTRIBUTE_VALUES
+
+    @monitor_detections(model_id="m", metric_attribute_allowlist=["camera"], **telemetry.providers)
+    def predict(image: Any) -> list[dict[str, Any]]:
+        return DETECTIONS
+
+    for i in range(MAX_ATTRIBUTE_VALUES + 50):
+        attributes: Any = {"camera": f"cam-{i}", "zones": [1, 2]}  # a list: typed out, but Python lets it in
+        with prediction_context(attributes=attributes):
+            predict(IMAGE)
+    cameras = {p.attributes["camera"] for p in telemetry.points(semconv.IMAGES.name)}
+    assert len(cameras) == MAX_ATTRIBUTE_VALUES + 1 and semconv.OTHER_CLASS in cameras
+    assert "cam-0" in cameras and f"cam-{MAX_ATTRIBUTE_VALUES}" not in cameras  # first seen keep their value
+    assert sum(p.value for p in telemetry.points(semconv.IMAGES.name)) == MAX_ATTRIBUTE_VALUES + 50
+
+
+def test_a_list_valued_allow_listed_attribute_is_recorded(telemetry: Telemetry) -> None:
+    """A list value made the attribute set unhashable: the call's telemetry was lost."""
+
+    @monitor_detections(model_id="m", metric_attribute_allowlist=["zones"], **telemetry.providers)
+    def predict(image: Any) -> list[dict[str, Any]]:
+        return DETECTIONS
+
+    zones: Any = {"zones": [1, 2]}  # typed out of AttributeValue, but Python lets it in
+    with prediction_context(attributes=zones):
+        predict(IMAGE)
+    (point,) = telemetry.points(semconv.IMAGES.name)
+    assert tuple(point.attributes["zones"]) == (1, 2) and point.value == 1

@@ -170,6 +170,10 @@ class _Monitor:
         self.image_size = image_size
         self.folder = folder
         self.allowlist = metric_attribute_allowlist
+        # The cardinality guard of allow-listed attributes, as for classes: first seen keep
+        # their value, later ones fold into "other" (each value is a series per instrument).
+        self._values_seen: dict[str, set[Any]] = {}
+        self._extras_seen: set[tuple[tuple[str, AttributeValue], ...]] = set()
         self.emit_events = emit_events
         self.span_name = f"detect {model_id}"
         self._tracer_provider = tracer_provider
@@ -331,7 +335,25 @@ class _Monitor:
     def _extra(self, pctx: PredictionContext | None) -> tuple[tuple[str, AttributeValue], ...]:
         if pctx is None or not pctx.attributes or not self.allowlist:
             return ()
-        return tuple(sorted((k, v) for k, v in pctx.attributes.items() if k in self.allowlist))
+        extra = tuple(sorted((k, self._fold_value(k, v)) for k, v in pctx.attributes.items() if k in self.allowlist))
+        if extra in self._extras_seen:
+            return extra
+        if len(self._extras_seen) >= MAX_ATTRIBUTE_COMBINATIONS:
+            return tuple((k, semconv.OTHER_CLASS) for k, _ in extra)
+        self._extras_seen.add(extra)
+        return extra
+
+    def _fold_value(self, name: str, value: AttributeValue) -> AttributeValue:
+        """An allow-listed attribute's value, or ``other`` past its first MAX_ATTRIBUTE_VALUES (recording thread)."""
+        seen = self._values_seen.setdefault(name, set())
+        if isinstance(value, list):  # hashable, as attribute sets are cache keys (OpenTelemetry takes any sequence)
+            value = tuple(value)
+        if value in seen:
+            return value
+        if len(seen) < MAX_ATTRIBUTE_VALUES:
+            seen.add(value)
+            return value
+        return semconv.OTHER_CLASS
 
     def record(self, call: _Call) -> _Monitor | None:
         """Record one call's metrics and prediction events (recording thread).
@@ -554,6 +576,12 @@ def _image_parameter(func: Callable[..., Any], image_arg: str | None) -> tuple[i
             return None, p.name
         break
     return None, None
+
+
+MAX_ATTRIBUTE_VALUES = 100
+"""Distinct values per allow-listed metric attribute before later ones fold into ``other``."""
+MAX_ATTRIBUTE_COMBINATIONS = 1000
+"""Distinct combinations of allow-listed attribute values before all of them fold into ``other``."""
 
 
 def _held_bytes(image: Any) -> int:
