@@ -1,10 +1,12 @@
-"""The bundled local trainer, run by a real companion: it writes its artifact under --output and nowhere else."""
+"""Training jobs and the client through a real embedded companion with the bundled local trainer."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 from typing import Any
+
+import requests
 
 import detwatch
 from detwatch.data_engine.loop_demo import embedded_companion
@@ -43,3 +45,36 @@ def test_a_model_version_that_is_not_a_file_name_fails_the_job_and_writes_nothin
         assert good.status == "succeeded" and good.model_version == "ft-1"
     assert (companion / "models" / "faces" / "ft-1.json").is_file()
     assert [p.name for p in tmp_path.rglob("escaped*")] == []
+
+
+def test_the_trainers_own_settings_reach_the_job_and_misplaced_keys_are_named(tmp_path: Path) -> None:
+    """create_training_job(epochs=50) put epochs beside the options, where the server dropped it silently."""
+    with embedded_companion(tmp_path / "companion") as url:
+        client = detwatch.Client(base_url=url)
+        dataset = client.create_dataset(name="d")
+        job = client.create_training_job(
+            name="j", dataset_id=dataset.id, version_id=dataset.version.id, epochs=50, model_version="ft-50"
+        )
+        assert job["options"] == {"epochs": 50, "model_version": "ft-50"}
+        assert _finished(client, job.id).model_version == "ft-50"
+        misplaced = requests.post(
+            f"{url}/v1/training-jobs",
+            json={"name": "j", "dataset_id": dataset.id, "version_id": dataset.version.id, "epochs": 50},
+            timeout=10,
+        )
+        assert misplaced.status_code == 400 and misplaced.json()["error"]["field"] == "epochs"
+
+
+def test_ids_with_url_characters_reach_their_routes(tmp_path: Path) -> None:
+    """model_id went into the URL unescaped: "cam 7?b" ended at "cam 7" and the call said "not available"."""
+    with embedded_companion(tmp_path / "companion") as url:
+        client = detwatch.Client(base_url=url)
+        model = client.register_model(model_id="cam 7?b#c", version="v1")
+        dataset = client.create_dataset(name="d")
+        config = {"low_confidence": {"enabled": True, "threshold": 0.5, "sample_rate": 1.0}}
+        engine = client.configure_data_engine(model_id=model.id, config=config, target_dataset_id=dataset.id)
+        assert engine["model_id"] == "cam 7?b#c"
+        report = client.check_drift(
+            model_id=model.id, reference_period="2024-01-01:2024-01-31", current_period="2024-02-01:2024-02-29"
+        )
+        assert report["model_id"] == "cam 7?b#c"

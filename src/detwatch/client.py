@@ -69,6 +69,11 @@ class Record(dict[str, Any]):
         return Record(value) if isinstance(value, dict) and not isinstance(value, Record) else value
 
 
+def _segment(identifier: str) -> str:
+    """An id as one URL path segment: ``/``, ``?``, ``#`` and spaces escaped, so an odd id reaches its route."""
+    return quote(str(identifier), safe="")
+
+
 def _record(data: Any) -> Record:
     if not isinstance(data, dict):
         raise ResponseError(200, "unexpected_response", f"expected a JSON object, got {type(data).__name__}")
@@ -186,14 +191,14 @@ class Client:
 
     def get_model(self, model_id: str) -> Record:
         """A model registered or seen in telemetry; :class:`NotFoundError` if unknown."""
-        return _record(self._request("GET", f"/v1/models/{quote(model_id, safe='')}", safe_to_repeat=True))
+        return _record(self._request("GET", f"/v1/models/{_segment(model_id)}", safe_to_repeat=True))
 
     def create_dataset(self, *, name: str, description: str = "") -> Record:
         """A new dataset with its first, empty version (``dataset.version.id``)."""
         return _record(self._request("POST", "/v1/datasets", json={"name": name, "description": description}))
 
     def get_dataset(self, dataset_id: str) -> Record:
-        return _record(self._request("GET", f"/v1/datasets/{dataset_id}", safe_to_repeat=True))
+        return _record(self._request("GET", f"/v1/datasets/{_segment(dataset_id)}", safe_to_repeat=True))
 
     def create_dataset_version(self, *, dataset_id: str, parent_version_id: str | None = None, name: str) -> Record:
         """A new version of ``dataset_id``, derived from ``parent_version_id``."""
@@ -201,7 +206,9 @@ class Client:
         if parent_version_id is not None:
             body["parent_version_id"] = parent_version_id
         return _record(
-            self._request("POST", f"/v1/datasets/{dataset_id}/versions", json=body, call="create_dataset_version")
+            self._request(
+                "POST", f"/v1/datasets/{_segment(dataset_id)}/versions", json=body, call="create_dataset_version"
+            )
         )
 
     # ------------------------------------------------------------ ingest and feedback
@@ -234,7 +241,7 @@ class Client:
     ) -> Record:
         """An alert on a model metric (``avg_confidence``, ``p99_latency_ms``, ...)."""
         body = {"name": name, "condition": dict(condition), "notify": list(notify)}
-        return _record(self._request("POST", f"/v1/models/{model_id}/alerts", json=body, call="create_alert"))
+        return _record(self._request("POST", f"/v1/models/{_segment(model_id)}/alerts", json=body, call="create_alert"))
 
     def configure_data_engine(
         self, *, model_id: str, config: Mapping[str, Any], target_dataset_id: str | None = None
@@ -243,7 +250,7 @@ class Client:
         return _record(
             self._request(
                 "PUT",
-                f"/v1/models/{model_id}/data-engine",
+                f"/v1/models/{_segment(model_id)}/data-engine",
                 json=body,
                 call="configure_data_engine",
                 safe_to_repeat=True,
@@ -261,12 +268,14 @@ class Client:
         """
         body = {"reference_period": reference_period, "current_period": current_period, **options}
         return _record(
-            self._request("POST", f"/v1/models/{model_id}/drift", json=body, call="check_drift", safe_to_repeat=True)
+            self._request(
+                "POST", f"/v1/models/{_segment(model_id)}/drift", json=body, call="check_drift", safe_to_repeat=True
+            )
         )
 
     def get_data_engine(self, model_id: str) -> Record:
         """The model's data-engine policy (``config``) and the effective one with learned ranges (``policy``)."""
-        return _record(self._request("GET", f"/v1/models/{quote(model_id, safe='')}/data-engine", safe_to_repeat=True))
+        return _record(self._request("GET", f"/v1/models/{_segment(model_id)}/data-engine", safe_to_repeat=True))
 
     def get_flagged_items(
         self, *, dataset_id: str, status: str = "needs_review", limit: int = 100, cursor: str | None = None
@@ -277,7 +286,7 @@ class Client:
             params["cursor"] = cursor
         data = self._request(
             "GET",
-            f"/v1/datasets/{dataset_id}/items",
+            f"/v1/datasets/{_segment(dataset_id)}/items",
             params=params,
             call="get_flagged_items",
             safe_to_repeat=True,
@@ -291,7 +300,7 @@ class Client:
         body: dict[str, Any] = {"reviewer": reviewer, "limit": limit}
         if lease_s is not None:
             body["lease_s"] = lease_s
-        data = self._request("POST", f"/v1/datasets/{dataset_id}/claims", json=body)
+        data = self._request("POST", f"/v1/datasets/{_segment(dataset_id)}/claims", json=body)
         return Page(Record(item) for item in data.get("items", []))
 
     def label_item(
@@ -306,24 +315,30 @@ class Client:
         body: dict[str, Any] = {"annotations": [dict(a) for a in annotations]}
         if reviewer is not None:
             body["reviewer"] = reviewer
-        return _record(self._request("POST", f"/v1/datasets/{dataset_id}/items/{item_id}/label", json=body))
+        return _record(
+            self._request("POST", f"/v1/datasets/{_segment(dataset_id)}/items/{_segment(item_id)}/label", json=body)
+        )
 
     def reject_item(self, *, dataset_id: str, item_id: str, reviewer: str | None = None) -> Record:
         """Reject an item (it goes into no dataset version)."""
         body = {"reviewer": reviewer} if reviewer is not None else {}
-        return _record(self._request("POST", f"/v1/datasets/{dataset_id}/items/{item_id}/reject", json=body))
+        return _record(
+            self._request("POST", f"/v1/datasets/{_segment(dataset_id)}/items/{_segment(item_id)}/reject", json=body)
+        )
 
     def get_dataset_version(self, *, dataset_id: str, version_id: str) -> Record:
-        return _record(self._request("GET", f"/v1/datasets/{dataset_id}/versions/{version_id}", safe_to_repeat=True))
+        return _record(
+            self._request(
+                "GET", f"/v1/datasets/{_segment(dataset_id)}/versions/{_segment(version_id)}", safe_to_repeat=True
+            )
+        )
 
     def export_dataset_version(self, *, dataset_id: str, version_id: str, format: str = "coco") -> Any:
         """COCO: the JSON document (a dict); YOLO: the zip archive's bytes."""
-        url = f"{self.base_url}/v1/datasets/{dataset_id}/versions/{version_id}/export"
+        path = f"/v1/datasets/{_segment(dataset_id)}/versions/{_segment(version_id)}/export"
+        url = f"{self.base_url}{path}"
         if format == "coco":
-            return self._request(
-                "GET", f"/v1/datasets/{dataset_id}/versions/{version_id}/export", params={"format": format},
-                safe_to_repeat=True,
-            )  # fmt: skip
+            return self._request("GET", path, params={"format": format}, safe_to_repeat=True)
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             response = self.session.get(url, params={"format": format}, headers=headers, timeout=self.timeout)
@@ -334,18 +349,29 @@ class Client:
         return response.content
 
     def get_training_job(self, job_id: str) -> Record:
-        return _record(self._request("GET", f"/v1/training-jobs/{job_id}", safe_to_repeat=True))
+        return _record(self._request("GET", f"/v1/training-jobs/{_segment(job_id)}", safe_to_repeat=True))
 
     def create_training_job(
-        self, *, name: str, dataset_id: str, version_id: str, base_model_id: str | None = None, **options: Any
+        self,
+        *,
+        name: str,
+        dataset_id: str,
+        version_id: str,
+        base_model_id: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        **settings: Any,
     ) -> Record:
-        body = {
+        """Queue a training job; the trainer's own settings (``epochs=50``, ``model_version=...``, or an
+        ``options`` mapping) reach it as the job document's ``options``."""
+        body: dict[str, Any] = {
             "name": name,
             "dataset_id": dataset_id,
             "version_id": version_id,
             "base_model_id": base_model_id,
-            **options,
         }
+        merged = {**(options or {}), **settings}
+        if merged:
+            body["options"] = merged
         return _record(self._request("POST", "/v1/training-jobs", json=body, call="create_training_job"))
 
     def create_ab_test(
@@ -376,7 +402,7 @@ class Client:
 
     def get_ab_test(self, ab_test_id: str) -> Record:
         """The test with its current ``traffic_split`` and ``salt`` (what a router polls)."""
-        return _record(self._request("GET", f"/v1/ab-tests/{quote(ab_test_id, safe='')}", safe_to_repeat=True))
+        return _record(self._request("GET", f"/v1/ab-tests/{_segment(ab_test_id)}", safe_to_repeat=True))
 
     def list_ab_tests(self) -> list[Record]:
         """Every A/B test, newest first."""
@@ -385,14 +411,14 @@ class Client:
 
     def stop_ab_test(self, ab_test_id: str) -> Record:
         """End the test now: its results stop at this moment and routers send everything to A."""
-        return _record(self._request("POST", f"/v1/ab-tests/{quote(ab_test_id, safe='')}/stop", safe_to_repeat=True))
+        return _record(self._request("POST", f"/v1/ab-tests/{_segment(ab_test_id)}/stop", safe_to_repeat=True))
 
     def get_ab_test_results(self, ab_test_id: str) -> Record:
         """Per-arm results, comparisons, ``p_value`` (always-valid, primary metric) and ``verdict``."""
         return _record(
             self._request(
                 "GET",
-                f"/v1/ab-tests/{quote(ab_test_id, safe='')}/results",
+                f"/v1/ab-tests/{_segment(ab_test_id)}/results",
                 call="get_ab_test_results",
                 safe_to_repeat=True,
             )

@@ -305,9 +305,20 @@ def export_version(dataset_id: str, version_id: str) -> Response:
 # ------------------------------------------------------------------ training jobs
 
 
+_JOB_KEYS: Final = frozenset({"name", "dataset_id", "version_id", "base_model_id", "options"})
+
+
 @bp.post("/training-jobs")
 def create_training_job() -> tuple[Response, int]:
     data = _object()
+    unknown = sorted(set(data) - _JOB_KEYS)
+    if unknown:  # e.g. epochs sent beside the options: it would reach no trainer
+        raise APIError(
+            400,
+            "invalid_field",
+            f"unknown key; the trainer's own settings go in options ({', '.join(unknown)})",
+            unknown[0],
+        )
     name = _text(data, "name", required=True)
     dataset_id = _text(data, "dataset_id", required=True)
     version_id = _text(data, "version_id", required=True)
