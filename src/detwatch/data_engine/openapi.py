@@ -149,6 +149,7 @@ def schemas() -> dict[str, Any]:
         "Reject": {"type": "object", "properties": {"reviewer": _NAME}},
         "TrainingJobCreate": {
             "type": "object",
+            "additionalProperties": False,  # the trainer's own settings go in options
             "required": ["name", "dataset_id", "version_id"],
             "properties": {
                 "name": _NAME,

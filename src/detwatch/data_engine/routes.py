@@ -317,7 +317,7 @@ def create_training_job() -> tuple[Response, int]:
             400,
             "invalid_field",
             f"unknown key; the trainer's own settings go in options ({', '.join(unknown)})",
-            unknown[0],
+            unknown[0] or "body",
         )
     name = _text(data, "name", required=True)
     dataset_id = _text(data, "dataset_id", required=True)
