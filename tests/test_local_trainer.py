@@ -78,3 +78,33 @@ def test_ids_with_url_characters_reach_their_routes(tmp_path: Path) -> None:
             model_id=model.id, reference_period="2024-01-01:2024-01-31", current_period="2024-02-01:2024-02-29"
         )
         assert report["model_id"] == "cam 7?b#c"
+
+
+def test_the_guides_prints_run_before_there_is_data_to_compare(tmp_path: Path) -> None:
+    """The guide formats drift and A/B numbers with :.3f; with no data yet they were None and raised TypeError."""
+    with embedded_companion(tmp_path / "companion") as url:
+        client = detwatch.Client(base_url=url)
+        model = client.register_model(model_id="vehicles", version="v1")
+        model_v1, model_v2 = model, client.register_model(model_id="vehicles-v2", version="v2")
+        drift_report = client.check_drift(
+            model_id=model.id, reference_period="2024-01-01:2024-01-31", current_period="2024-02-01:2024-02-28"
+        )
+        printed = [
+            f"Class distribution drift: {drift_report['class_drift']:.3f}",
+            f"Confidence drift: {drift_report['confidence_drift']:.3f}",
+            f"Detection count drift: {drift_report['count_drift']:.3f}",
+        ]
+        assert printed[0] == "Class distribution drift: nan" and drift_report["status"] == "insufficient_data"
+        assert drift_report["significant_drift"] is False
+        ab_test = client.create_ab_test(
+            name="Detection Model Comparison", model_a_id=model_v1.id, model_b_id=model_v2.id,
+            config={"traffic_split": 0.1, "metrics": ["confidence", "latency", "feedback_score"], "duration_days": 7},
+        )  # fmt: skip
+        results = client.get_ab_test_results(ab_test.id)
+        printed += [
+            f"Model A: {results['model_a']['avg_confidence']:.3f} confidence",
+            f"Model B: {results['model_b']['avg_confidence']:.3f} confidence",
+            f"Statistical significance: {results['p_value']:.4f}",
+        ]
+        assert printed[-1] == "Statistical significance: nan"
+        assert results.model_a.avg_confidence != results.model_a.avg_confidence  # NaN, also by attribute

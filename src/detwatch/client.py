@@ -74,6 +74,19 @@ def _segment(identifier: str) -> str:
     return quote(str(identifier), safe="")
 
 
+_NAN = float("nan")
+
+
+def _numbers(record: Record, keys: Sequence[str]) -> Record:
+    """The user guide formats these values as numbers (``f"{report['class_drift']:.3f}"``): one the
+    data cannot give (the server's ``null``, with a ``status`` or ``verdict`` that says why) is
+    NaN here, the numeric "not available", rather than None, which no format accepts."""
+    for key in keys:
+        if key in record and record[key] is None:
+            record[key] = _NAN
+    return record
+
+
 def _record(data: Any) -> Record:
     if not isinstance(data, dict):
         raise ResponseError(200, "unexpected_response", f"expected a JSON object, got {type(data).__name__}")
@@ -264,14 +277,17 @@ class Client:
         or ``"previous 7d"``. ``options``: ``model_version``, ``ab_variant`` and the
         verdict's settings (``alpha``, ``min_ks``, ...). The report has the user guide's
         ``class_drift``, ``confidence_drift``, ``count_drift``, ``significant_drift`` and
-        ``affected_classes``, and every test behind them under ``tests``.
+        ``affected_classes``, and every test behind them under ``tests``. A drift the data
+        cannot measure (too few detections in a period: see ``status``) is NaN, not None, so
+        that the guide's ``f"{report['class_drift']:.3f}"`` prints ``nan``.
         """
         body = {"reference_period": reference_period, "current_period": current_period, **options}
-        return _record(
+        report = _record(
             self._request(
                 "POST", f"/v1/models/{_segment(model_id)}/drift", json=body, call="check_drift", safe_to_repeat=True
             )
         )
+        return _numbers(report, ("class_drift", "confidence_drift", "count_drift"))
 
     def get_data_engine(self, model_id: str) -> Record:
         """The model's data-engine policy (``config``) and the effective one with learned ranges (``policy``)."""
@@ -414,8 +430,12 @@ class Client:
         return _record(self._request("POST", f"/v1/ab-tests/{_segment(ab_test_id)}/stop", safe_to_repeat=True))
 
     def get_ab_test_results(self, ab_test_id: str) -> Record:
-        """Per-arm results, comparisons, ``p_value`` (always-valid, primary metric) and ``verdict``."""
-        return _record(
+        """Per-arm results, comparisons, ``p_value`` (always-valid, primary metric) and ``verdict``.
+
+        ``p_value`` and each arm's ``avg_confidence`` are NaN while the data cannot give them
+        (no traffic yet: see ``verdict``), so that the guide's formatting prints ``nan``.
+        """
+        results = _record(
             self._request(
                 "GET",
                 f"/v1/ab-tests/{_segment(ab_test_id)}/results",
@@ -423,3 +443,7 @@ class Client:
                 safe_to_repeat=True,
             )
         )
+        for arm in ("model_a", "model_b"):
+            if isinstance(results.get(arm), dict):
+                results[arm] = _numbers(Record(results[arm]), ("avg_confidence",))
+        return _numbers(results, ("p_value",))
