@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 import detwatch
@@ -108,3 +109,10 @@ def test_the_guides_prints_run_before_there_is_data_to_compare(tmp_path: Path) -
         ]
         assert printed[-1] == "Statistical significance: nan"
         assert results.model_a.avg_confidence != results.model_a.avg_confidence  # NaN, also by attribute
+
+
+def test_configure_data_engine_names_a_missing_target_dataset_before_asking_the_server() -> None:
+    """The client made target_dataset_id optional; the server requires it and answered 400."""
+    client = detwatch.Client(base_url="http://127.0.0.1:9")  # never reached
+    with pytest.raises(TypeError, match="target_dataset_id"):
+        client.configure_data_engine(model_id="m", config={})  # type: ignore[call-arg]

@@ -256,9 +256,9 @@ class Client:
         body = {"name": name, "condition": dict(condition), "notify": list(notify)}
         return _record(self._request("POST", f"/v1/models/{_segment(model_id)}/alerts", json=body, call="create_alert"))
 
-    def configure_data_engine(
-        self, *, model_id: str, config: Mapping[str, Any], target_dataset_id: str | None = None
-    ) -> Record:
+    def configure_data_engine(self, *, model_id: str, config: Mapping[str, Any], target_dataset_id: str) -> Record:
+        """Set the model's flagging policy; flagged predictions go to ``target_dataset_id`` (required, as the server
+        requires it: leaving it out is a TypeError naming it here, not a 400 from the server)."""
         body = {"config": dict(config), "target_dataset_id": target_dataset_id}
         return _record(
             self._request(
