@@ -121,6 +121,25 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
 
 
 @pytest.fixture
+def pg_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh PostgreSQL database, for tests of what only PostgreSQL does."""
+    database = postgres.create_database()
+    yield database
+    postgres.drop_database(database)
+
+
+@pytest.fixture
+def storage(database_url: str) -> Iterator[Any]:
+    """Storage on a fresh, migrated database of each backend (a module may pick the URL by overriding)."""
+    from detwatch.storage import open_storage
+
+    opened = open_storage(database_url)
+    opened.migrate()
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
 def app(tmp_path: Any, database_url: str) -> Iterator[Any]:
     """The companion's Flask app on a fresh database of each backend (as Flask's own tutorial tests it)."""
     from detwatch.app import create_app

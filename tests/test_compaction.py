@@ -10,7 +10,7 @@ import datetime as dt
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from _aggregates import expected_cells
 from detwatch.abtest.service import results_for
 from detwatch.drift import drift_report
 from detwatch.predictions import Prediction, parse_prediction
-from detwatch.storage import Storage, open_storage
+from detwatch.storage import Storage
 
 DAY_S = 86_400
 BASE_DAY = int(dt.datetime(2026, 3, 1, tzinfo=dt.UTC).timestamp())
@@ -28,14 +28,6 @@ CLASSES = ("car", "person", "truck")
 
 DayCell = tuple[str, str, int, str, str]
 """(model_version, ab_variant, day_unix, kind, key)."""
-
-
-@pytest.fixture
-def storage(database_url: str) -> Iterator[Storage]:
-    opened = open_storage(database_url)
-    opened.migrate()
-    yield opened
-    opened.close()
 
 
 def make_events(seed: int, n: int, *, days: Iterable[int] = range(DAYS), prefix: str = "e") -> list[Prediction]:

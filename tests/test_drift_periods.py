@@ -18,7 +18,7 @@ from detwatch.app import create_app
 from detwatch.config import Settings
 from detwatch.drift import PERIOD_PATTERN, PeriodError, compare, drift_report, parse_periods
 from detwatch.predictions import Prediction, parse_prediction
-from detwatch.storage import Storage, open_storage
+from detwatch.storage import Storage
 
 NOW = int(datetime(2024, 3, 10, 14, 37, tzinfo=UTC).timestamp()) * 10**9
 HOUR = 3600 * 10**9
@@ -73,14 +73,6 @@ def test_a_period_that_cannot_be_read_is_an_error_naming_it(reference: object, c
 
 
 # ------------------------------------------------------------------ from storage
-
-
-@pytest.fixture
-def storage(database_url: str) -> Iterator[Storage]:
-    store = open_storage(database_url)
-    store.migrate()
-    yield store
-    store.close()
 
 
 SIDE = 500

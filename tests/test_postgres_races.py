@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +27,21 @@ from _postgres import PostgresServer
 from detwatch.app import create_app
 from detwatch.config import Settings
 from detwatch.predictions import parse_prediction
-from detwatch.storage import FeedbackInput, Storage, open_storage
+from detwatch.storage import FeedbackInput, Storage
 
 WAIT_S = 20.0
 _WAITING = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'detwatch' AND wait_event_type = 'Lock'"
 
 
 @pytest.fixture
-def url(postgres: PostgresServer) -> Iterator[str]:
-    database = postgres.create_database()
-    yield database
-    postgres.drop_database(database)
+def url(pg_url: str) -> str:
+    return pg_url
 
 
 @pytest.fixture
-def storage(url: str) -> Iterator[Storage]:
-    opened = open_storage(url)
-    opened.migrate()
-    yield opened
-    opened.close()
+def database_url(pg_url: str) -> str:
+    """Only PostgreSQL here: conftest's ``storage`` opens this one."""
+    return pg_url
 
 
 def run_while_row_is_held(postgres: PostgresServer, url: str, hold: Callable[[psycopg.Connection[Any]], None],

@@ -87,14 +87,6 @@ def test_the_service_expires_raw_events_by_event_time_and_keeps_their_aggregates
         storage.close()
 
 
-@pytest.fixture
-def storage(database_url: str) -> Iterator[Storage]:
-    opened = open_storage(database_url)
-    opened.migrate()
-    yield opened
-    opened.close()
-
-
 def test_one_process_per_machine_expires_at_a_time(storage: Storage, tmp_path: Path) -> None:
     now = time.time_ns()
     old: list[Prediction] = [parse_prediction(e) for e in _events(now) if e["prediction_id"] in ("r-0", "r-1")]

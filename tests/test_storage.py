@@ -23,7 +23,6 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any, Final
@@ -34,7 +33,6 @@ import pytest
 
 from _aggregates import Cell, assert_cells_equal, expected_cells
 from _aggregates import stored_cells as _stored_cells
-from _postgres import PostgresServer
 from detwatch import bins
 from detwatch.predictions import Prediction, parse_prediction
 from detwatch.storage import (
@@ -66,22 +64,6 @@ _spawn = multiprocessing.get_context("spawn")
 def url(database_url: str) -> str:
     """A fresh, empty (unmigrated) database of each backend (conftest's ``database_url``)."""
     return database_url
-
-
-@pytest.fixture
-def pg_url(postgres: PostgresServer) -> Iterator[str]:
-    """A fresh PostgreSQL database, for the tests of PostgreSQL's own failure modes."""
-    database = postgres.create_database()
-    yield database
-    postgres.drop_database(database)
-
-
-@pytest.fixture
-def storage(url: str) -> Iterator[Storage]:
-    opened = open_storage(url)
-    opened.migrate()
-    yield opened
-    opened.close()
 
 
 def is_sqlite(url: str) -> bool:
