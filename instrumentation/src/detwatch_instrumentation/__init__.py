@@ -81,6 +81,7 @@ from ._monitor import monitor_detections as monitor_detections
 from ._monitor import stage as stage
 from ._outputs import Detection as Detection
 from ._recorder import flush as flush
+from ._recorder_process import use_recorder_process as use_recorder_process
 from .sinks import DataEngine as DataEngine
 from .sinks import FolderSink as FolderSink
 from .version import __version__ as __version__
@@ -97,6 +98,7 @@ __all__ = [
     "monitor_detections",
     "prediction_context",
     "stage",
+    "use_recorder_process",
 ]
 
 # Public objects report the public path (as opentelemetry-api does), not _modules.

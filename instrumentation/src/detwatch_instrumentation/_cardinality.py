@@ -28,6 +28,14 @@ class ClassFolder:
         self._allowlist = frozenset(allowlist) if allowlist is not None else None
         self._seen: set[str] = set()
 
+    @property
+    def max_classes(self) -> int:
+        return self._max
+
+    @property
+    def allowlist(self) -> frozenset[str] | None:
+        return self._allowlist
+
     def fold(self, class_name: str) -> str:
         """The label to put on metrics for ``class_name``."""
         if self._allowlist is not None:

@@ -17,18 +17,28 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import itertools
 import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry._logs import LoggerProvider, SeverityNumber, get_logger, get_logger_provider
 from opentelemetry.metrics import MeterProvider, get_meter, get_meter_provider
-from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TracerProvider,
+)
 
 from . import semconv
 from ._cardinality import ClassFolder
@@ -38,6 +48,8 @@ from ._instruments import create_instruments
 from ._json import dumps
 from ._outputs import BoxFormat, ImageDetections, LabelNames, OutputOptions, image_size_of, read_image_output
 from ._recorder import RECORDER
+from ._recorder_process import PROCESS, MonitorSpec
+from ._snapshot import replay_adapter, snapshot
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -80,6 +92,48 @@ def _pick(value: Any, index: int) -> str | None:
     except (IndexError, TypeError, KeyError):
         return None
     return None if item is None else str(item)
+
+
+class ImageInfo(NamedTuple):
+    """What the recorder process knows of an input image: its size and, for a path, its key and URI."""
+
+    size: tuple[float, float] | None
+    key: str | None
+    uri: str | None
+
+
+def _path_ref(image: Any) -> tuple[str | None, str | None]:
+    """The image key and ``file://`` URI an input path gives (``None``s for other inputs)."""
+    if isinstance(image, ImageInfo):
+        return image.key, image.uri
+    if isinstance(image, (str, os.PathLike)):
+        path = os.fspath(image)
+        if isinstance(path, str):
+            return path, "file://" + os.path.abspath(path)
+    return None, None
+
+
+def _image_info(image: Any, size: tuple[float, float] | None) -> ImageInfo:
+    key, uri = _path_ref(image)
+    return ImageInfo(size or image_size_of(image), key, uri)
+
+
+def _images_of(call: _Call) -> list[Any]:
+    """The call's input images, one per output (off the caller's thread for in-process recording)."""
+    if not call.batch:
+        return [call.image]
+    if isinstance(call.image, list):
+        return call.image
+    if isinstance(call.image, Iterator):  # one-shot: iterating it here would take it from the caller
+        return [call.image]
+    # batch=True with an array-like batch (e.g. a [B, H, W, C] array): one entry per leading index.
+    try:
+        return list(call.image)
+    except TypeError:
+        return [call.image]
+
+
+_MONITOR_KEYS = itertools.count(1)
 
 
 class _Call:
@@ -195,6 +249,56 @@ class _Monitor:
         # keys of _attr_cache -> count (see _recorder.COUNTER_FLUSH_S).
         self._pending_images: dict[tuple[Any, ...], int] = {}
         self._pending_detections: dict[tuple[Any, ...], int] = {}
+        self.key = next(_MONITOR_KEYS)
+        """Names this monitor in the frames sent to the recorder process."""
+        self._to_recorder_process = False
+        self._spec: MonitorSpec | None = None
+
+    def spec(self) -> MonitorSpec:
+        """What the recorder process needs to record this monitor's calls as this process would."""
+        if self._spec is None:
+            options = self.options
+            self._spec = MonitorSpec(
+                model_id=self.model_id,
+                model_version=self.model_version,
+                box_format=options.box_format,
+                normalized_boxes=options.normalized_boxes,
+                label_names=options.label_names,
+                has_adapter=options.adapter is not None,
+                image_size=self.image_size,
+                max_classes=self.folder.max_classes,
+                class_allowlist=self.folder.allowlist,
+                metric_attributes={k: v for k, v in self.static.items() if not k.startswith("objdet.")},
+                metric_attribute_allowlist=self.allowlist,
+                emit_events=self.emit_events,
+            )
+        return self._spec
+
+    @classmethod
+    def from_spec(cls, spec: MonitorSpec, meter_provider: MeterProvider, logger_provider: LoggerProvider) -> _Monitor:
+        """The recorder process's twin of a monitor of the inference process."""
+        options = OutputOptions(
+            box_format=cast(BoxFormat, spec.box_format),
+            normalized_boxes=spec.normalized_boxes,
+            label_names=spec.label_names,
+            adapter=replay_adapter if spec.has_adapter else None,
+        )
+        return cls(
+            model_id=spec.model_id,
+            model_version=spec.model_version,
+            options=options,
+            batch=False,
+            image_position=None,
+            image_name=None,
+            image_size=spec.image_size,
+            folder=ClassFolder(spec.max_classes, spec.class_allowlist),
+            metric_attributes=spec.metric_attributes,
+            metric_attribute_allowlist=spec.metric_attribute_allowlist,
+            emit_events=spec.emit_events,
+            tracer_provider=None,
+            meter_provider=meter_provider,
+            logger_provider=logger_provider,
+        )
 
     # ------------------------------------------------------------ caller's thread
 
@@ -214,6 +318,8 @@ class _Monitor:
         tp = self._tracer_provider or trace.get_tracer_provider()
         mp = self._meter_provider or get_meter_provider()
         lp = self._logger_provider or get_logger_provider()
+        # The image a data engine keeps lives in this process: such monitors record here.
+        self._to_recorder_process = self.data_engine is None and PROCESS.serves(mp, lp)
         return (
             not _api_default(tp, "opentelemetry.trace"),
             not _api_default(mp, "opentelemetry.metrics"),
@@ -271,9 +377,10 @@ class _Monitor:
     def _submit(self, call: _Call) -> None:
         if not (call.metrics_on or call.logs_on):
             return
+        if self._to_recorder_process and PROCESS.send_call(self, call):
+            return
         if not RECORDER.submit(call, _held_bytes(call.image)):
-            n = len(call.image) if call.batch and isinstance(call.image, list) else 1
-            self.instruments.dropped.add(n, self.span_attributes(call.variant))
+            self.record_dropped(call.variant, len(call.image) if call.batch and isinstance(call.image, list) else 1)
 
     @guarded(None)
     def finish(self, call: _Call, result: Any) -> None:
@@ -299,6 +406,67 @@ class _Monitor:
             span.end()
             call.span = None
         self._submit(call)
+
+    def process_frame(self, call: _Call) -> tuple[Any, ...]:
+        """The call as the recorder process reads it (caller's thread): image sizes and host copies of outputs."""
+        infos = [_image_info(image, self.image_size) for image in _images_of(call)]
+        output: Any = None
+        if call.error_type is None:
+            adapter = self.options.adapter
+            if not call.batch:
+                output = snapshot(call.output, adapter)
+            elif isinstance(call.output, Iterator):
+                output = iter(())  # left to the caller; recorded as unreadable, as in-process
+            else:
+                try:
+                    outputs = list(call.output)
+                except TypeError:
+                    outputs = []
+                output = [snapshot(item, adapter) for item in outputs]
+        sc = call.span_context
+        span = (sc.trace_id, sc.span_id, int(sc.trace_flags)) if sc is not None and sc.is_valid else None
+        return (
+            "call",
+            self.key,
+            call.variant,
+            _plain_context(call.pctx),
+            call.duration_ns,
+            call.end_unix_ns,
+            call.error_type,
+            call.batch,
+            infos if call.batch else infos[0],
+            span,
+            output,
+            call.metrics_on,
+            call.logs_on,
+        )
+
+    def record_frame(self, frame: tuple[Any, ...]) -> _Monitor | None:
+        """Record a call sent by :meth:`process_frame` (recorder process)."""
+        (_, _, variant, pctx, duration_ns, end_unix_ns, error_type, batch, image, span, output, metrics_on, logs_on) = (
+            frame
+        )
+        call = _Call(self, image=image, batch=batch, pctx=pctx, metrics_on=metrics_on, logs_on=logs_on)
+        call.variant = variant
+        call.duration_ns = duration_ns
+        call.end_unix_ns = end_unix_ns
+        call.error_type = error_type
+        call.output = output
+        if span is not None:
+            call.span_context = SpanContext(span[0], span[1], is_remote=False, trace_flags=TraceFlags(span[2]))
+        return self.record(call)
+
+    def record_stage(self, variant: str | None, name: str, duration_ns: int, error: str | None) -> None:
+        """Record one :func:`stage` duration."""
+        attrs = dict(self.span_attributes(variant))
+        attrs[semconv.ATTR_STAGE] = name
+        if error is not None:
+            attrs[semconv.ATTR_ERROR_TYPE] = error
+        self.instruments.duration.record(duration_ns / 1e9, attrs)
+
+    def record_dropped(self, variant: str | None, n: int) -> None:
+        """Count ``n`` images whose telemetry was dropped."""
+        self.instruments.dropped.add(n, self.span_attributes(variant))
 
     # ------------------------------------------------------------ recording thread
 
@@ -365,20 +533,7 @@ class _Monitor:
         extra = self._extra(call.pctx)
         base = self._attrs(variant, extra, "", "")
         duration_s = call.duration_ns / 1e9
-        images: list[Any]
-        if not call.batch:
-            images = [call.image]
-        elif isinstance(call.image, list):
-            images = call.image
-        elif isinstance(call.image, Iterator):  # one-shot: iterating it here would take it from the caller
-            images = [call.image]
-        else:
-            # batch=True with an array-like batch (e.g. a [B, H, W, C] array): one
-            # entry per leading index. Done here, off the caller's thread.
-            try:
-                images = list(call.image)
-            except TypeError:
-                images = [call.image]
+        images = _images_of(call)
         n = len(images)
         if call.error_type is not None:
             if not call.metrics_on:
@@ -413,7 +568,7 @@ class _Monitor:
         else:
             outputs = [call.output]
         for index, (image, output) in enumerate(zip(images, outputs, strict=False)):
-            size = self.image_size or image_size_of(image)
+            size = self.image_size or (image.size if isinstance(image, ImageInfo) else image_size_of(image))
             parsed = read_image_output(output, self.options, size)
             if call.metrics_on:
                 self._record_image(parsed, variant, extra, base)
@@ -493,11 +648,9 @@ class _Monitor:
         pctx = call.pctx
         key = _pick(pctx.image_key, index) if pctx is not None else None
         uri = _pick(pctx.image_uri, index) if pctx is not None else None
-        if isinstance(image, (str, os.PathLike)):
-            path = os.fspath(image)
-            if isinstance(path, str):
-                key = key or path
-                uri = uri or "file://" + os.path.abspath(path)
+        path_key, path_uri = _path_ref(image)
+        key = key or path_key
+        uri = uri or path_uri
         if key is not None:
             image_info["key"] = key
         engine = self.data_engine
@@ -605,6 +758,26 @@ def _held_bytes(image: Any) -> int:
     except Exception:  # noqa: BLE001 - an odd input is counted as small, never an error
         return 0
     return 0
+
+
+_PLAIN = (str, bool, int, float)
+
+
+def _plain_context(pctx: PredictionContext | None) -> PredictionContext | None:
+    """``pctx`` as the recorder process can receive it: attribute values of other types as text.
+
+    Attributes are typed for OpenTelemetry, but Python does not enforce it; such a value
+    reaches events as text in-process too (:func:`_json_attribute`).
+    """
+    if pctx is None or all(type(v) in _PLAIN for v in pctx.attributes.values()):
+        return pctx
+    attributes = {
+        k: v
+        if isinstance(v, _PLAIN) or (isinstance(v, (list, tuple)) and all(isinstance(x, _PLAIN) for x in v))
+        else _json_attribute(v)
+        for k, v in pctx.attributes.items()
+    }
+    return PredictionContext(pctx.image_key, pctx.image_uri, pctx.ab_variant, attributes)
 
 
 def _json_attribute(value: Any) -> Any:
@@ -816,8 +989,8 @@ def _stage(name: str) -> Iterator[None]:
 @guarded(None)
 def _record_stage(call: _Call, name: str, duration_ns: int, error: str | None) -> None:
     monitor = call.monitor
-    attrs = dict(monitor.span_attributes(call.variant))
-    attrs[semconv.ATTR_STAGE] = name
-    if error is not None:
-        attrs[semconv.ATTR_ERROR_TYPE] = error
-    monitor.instruments.duration.record(duration_ns / 1e9, attrs)
+    if monitor._to_recorder_process and PROCESS.send(
+        ("stage", monitor.key, call.variant, name, duration_ns, error), monitor
+    ):
+        return
+    monitor.record_stage(call.variant, name, duration_ns, error)

@@ -234,5 +234,12 @@ def flush(timeout: float | None = 10.0) -> bool:
 
     Call it before forcing the SDK to export (``provider.force_flush()``), e.g. at the
     end of a batch job or in tests. It also runs automatically at interpreter exit.
+    Calls recorded in the recorder process (:func:`use_recorder_process`) are also
+    exported by the time it returns.
     """
-    return RECORDER.flush(timeout)
+    from ._recorder_process import PROCESS
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    recorded = RECORDER.flush(timeout)
+    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+    return PROCESS.flush(left) and recorded

@@ -1,0 +1,134 @@
+"""The recorder process's main loop (see :mod:`._recorder_process`).
+
+It reads its start-up settings from standard input, builds the application's meter
+and logger providers with the registered factory, and then records the frames the
+inference process writes into the ring, with the same :class:`._monitor._Monitor`
+code as the in-process recording thread. Counter increments are summed for
+:data:`._recorder.COUNTER_FLUSH_S` as there.
+
+It stops on a ``stop`` frame, or when its standard input closes (the inference process
+exited or was killed): either way it records what is left in the ring, then shuts the
+providers down, which exports everything. It ignores SIGINT: a Ctrl-C in a terminal
+reaches the whole process group, and the inference process decides when it ends.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import select
+import signal
+import struct
+import sys
+import time
+from typing import Any
+
+
+def _read_startup() -> Any:
+    stdin = sys.stdin.buffer
+    (length,) = struct.unpack("<I", stdin.read(4))
+    return pickle.loads(stdin.read(length))
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    startup = _read_startup()
+    for path in reversed(startup.sys_path):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    # Imported after sys.path is the parent's, so that the same package is used.
+    from . import _recorder
+    from ._guard import log_failure
+    from ._monitor import _Monitor
+    from ._ring import Ring
+
+    module_name, _, function_name = startup.factory.partition(":")
+    factory = getattr(importlib.import_module(module_name), function_name)
+    meter_provider, logger_provider = factory(**startup.config)
+    ring = Ring(startup.ring_fd, startup.capacity)
+    monitors: dict[int, _Monitor] = {}
+    for key, spec in startup.monitors.items():
+        monitors[key] = _Monitor.from_spec(spec, meter_provider, logger_provider)
+    dirty: set[_Monitor] = set()
+    next_add = 0.0
+
+    def add_pending() -> None:
+        for monitor in dirty:
+            try:
+                monitor.add_pending()
+            except Exception:  # noqa: BLE001 - telemetry failures stay here
+                log_failure("recorder_child.add_pending")
+        dirty.clear()
+
+    def handle(frame: tuple[Any, ...]) -> bool:
+        """Record one frame; ``False`` on ``stop``."""
+        kind = frame[0]
+        if kind == "call":
+            monitor = monitors.get(frame[1])
+            if monitor is not None and monitor.record_frame(frame) is not None:
+                dirty.add(monitor)
+        elif kind == "stage":
+            monitor = monitors.get(frame[1])
+            if monitor is not None:
+                monitor.record_stage(frame[2], frame[3], frame[4], frame[5])
+        elif kind == "dropped":
+            monitor = monitors.get(frame[1])
+            if monitor is not None:
+                monitor.record_dropped(frame[2], frame[3])
+        elif kind == "monitor":
+            if frame[1] not in monitors:
+                monitors[frame[1]] = _Monitor.from_spec(frame[2], meter_provider, logger_provider)
+        elif kind == "flush":
+            add_pending()
+            meter_provider.force_flush()
+            logger_provider.force_flush()
+            ring.set_ack(frame[1])
+        elif kind == "stop":
+            return False
+        return True
+
+    delay = 0.0005
+    running = True
+    stdin_fd = sys.stdin.fileno()
+    while running:
+        frames = ring.read()
+        for payload in frames:
+            try:
+                frame = pickle.loads(payload)
+                if not handle(frame):
+                    running = False
+                    break
+            except Exception:  # noqa: BLE001 - one bad frame must not stop the recorder
+                log_failure("recorder_child")
+        if dirty and time.monotonic() >= next_add:
+            add_pending()
+            next_add = time.monotonic() + _recorder.COUNTER_FLUSH_S
+        if not running:
+            break
+        if frames:
+            delay = 0.0005
+            continue
+        if dirty:
+            add_pending()
+        # Idle: wait, waking at once if the inference process goes away (its end of stdin closes).
+        readable, _, _ = select.select([stdin_fd], [], [], delay)
+        delay = min(delay * 2, 0.02)
+        if readable and not os.read(stdin_fd, 4096):
+            for payload in ring.read(limit=1 << 30):
+                try:
+                    if not handle(pickle.loads(payload)):
+                        break
+                except Exception:  # noqa: BLE001
+                    log_failure("recorder_child")
+            running = False
+    add_pending()
+    for shutdown in (meter_provider.shutdown, logger_provider.shutdown):
+        try:
+            shutdown()
+        except Exception:  # noqa: BLE001
+            log_failure("recorder_child.shutdown")
+
+
+if __name__ == "__main__":
+    main()
