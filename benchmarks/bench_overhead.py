@@ -109,7 +109,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 from opentelemetry.sdk._logs import LoggerProvider
@@ -508,7 +508,7 @@ class _Run:
                 self.errors += 1
                 continue
             walls.append(perf() - t0)
-            if len(out) != detections:
+            if len(out["boxes"] if isinstance(out, dict) else out) != detections:
                 self.wrong += 1
         end = time.perf_counter()
         finish()
@@ -610,6 +610,303 @@ def unreachable_worker(variant: str, calls: int, detections: int) -> dict[str, A
         "variants": {variant: run.as_json(subject, WARMUP + calls)},
         "telemetry_failures": failures.count,
         "close_s": time.perf_counter() - close_start,
+    }
+
+
+# ---------------------------------------------------------------- the hot path: GIL-holding inference
+
+GIL_INFERENCE_S = 0.015
+HOT_MODELS = ("sleep", "gil")
+HOT_SETUPS = ("memory", "otlp")
+HOT_VARIANTS = ("a", "b", "c", "p")
+HOT_LABELS = {
+    "a": "undecorated",
+    "b": "naive SDK code",
+    "c": "decorator, recording thread",
+    "p": "decorator, recorder process",
+}
+TARGET_HOT_CPU = 1.25
+LABEL_NAMES = dict(enumerate(CLASSES))
+
+
+def make_gil_model(detections: int, seed: int = 7) -> Callable[[Any], dict[str, Any]]:
+    """An eager forward pass: ~15 ms of small NumPy operations that hold the GIL, returning arrays.
+
+    Why this is realistic: torchvision's, Ultralytics' and MMDetection's eager forward
+    passes are Python code that runs layer after layer, each a few microseconds of
+    interpreter work holding the GIL to launch a kernel; the GPU works asynchronously,
+    so the CPU thread is busy (with the GIL held) for most of the call. Thousands of
+    small NumPy operations on 32x32 arrays are the same shape of work on a CPU: short
+    native calls between Python bytecodes, never releasing the GIL for long. The output
+    is torchvision's layout, ``{"boxes": [N, 4], "scores": [N], "labels": [N]}``, fresh
+    arrays on every call as a model allocates them.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((32, 32)).astype(np.float32)
+    w = rng.standard_normal((32, 32)).astype(np.float32) * 0.1
+    wh = rng.uniform(16.0, 200.0, size=(detections, 2))
+    xy = rng.uniform(0.0, 1.0, size=(detections, 2)) * (np.array([WIDTH, HEIGHT]) - wh)
+    boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+    scores = rng.uniform(0.25, 0.99, size=detections).astype(np.float32)
+    labels = rng.integers(0, len(CLASSES), size=detections).astype(np.int64)
+
+    def layers(n: int) -> None:
+        h = x
+        for _ in range(n):
+            h = np.tanh(h @ w + 0.01)
+
+    # Calibrated here: as many layers as take GIL_INFERENCE_S on this machine.
+    n = 100
+    while True:
+        t0 = time.perf_counter()
+        layers(n)
+        took = time.perf_counter() - t0
+        if took > 0.005:
+            break
+        n *= 2
+    n_layers = max(1, round(n * GIL_INFERENCE_S / took))
+
+    def model(image: Any) -> dict[str, Any]:
+        layers(n_layers)
+        return {"boxes": boxes.copy(), "scores": scores.copy(), "labels": labels.copy()}
+
+    return model
+
+
+def naive_arrays(
+    model: Callable[[Any], dict[str, Any]], tracer_provider: TracerProvider, meter_provider: MeterProvider
+) -> Callable[[Any], dict[str, Any]]:
+    """(b) for torchvision's layout: what a user writes by hand, every detection through the SDK."""
+    tracer = tracer_provider.get_tracer("naive")
+    meter = meter_provider.get_meter("naive")
+
+    def histogram(spec: semconv.InstrumentSpec) -> Any:
+        bounds = list(spec.bounds) if spec.bounds is not None else None
+        return meter.create_histogram(spec.name, unit=spec.unit, explicit_bucket_boundaries_advisory=bounds)
+
+    duration = histogram(semconv.INFERENCE_DURATION)
+    confidence = histogram(semconv.DETECTION_CONFIDENCE)
+    box_area = histogram(semconv.DETECTION_BOX_AREA)
+    detections = meter.create_counter(semconv.DETECTIONS.name, unit=semconv.DETECTIONS.unit)
+    model_attrs = {semconv.ATTR_MODEL_ID: MODEL_ID, semconv.ATTR_MODEL_VERSION: MODEL_VERSION}
+
+    def predict(image: Any) -> dict[str, Any]:
+        with tracer.start_as_current_span(f"detect {MODEL_ID}", attributes=model_attrs):
+            start = time.perf_counter()
+            output = model(image)
+            duration.record(time.perf_counter() - start, model_attrs)
+            height, width = image.shape[:2]
+            image_area = float(width * height)
+            rows = zip(output["boxes"].tolist(), output["scores"].tolist(), output["labels"].tolist(), strict=True)
+            for (x1, y1, x2, y2), score, label in rows:
+                attrs = {**model_attrs, semconv.ATTR_DETECTION_CLASS: LABEL_NAMES[label]}
+                confidence.record(score, attrs)
+                box_area.record((x2 - x1) * (y2 - y1) / image_area, attrs)
+                detections.add(1, attrs)
+        return output
+
+    return predict
+
+
+def _child_cpu_ns(pid: int | None) -> int:
+    """CPU time of another process (all its threads), in ns; 0 when there is none."""
+    if pid is None:
+        return 0
+    try:
+        return time.clock_gettime_ns(((~pid) << 3) | 2)  # Linux: clock_getcpuclockid(pid)
+    except OSError:
+        return 0
+
+
+class _Receiver:
+    """A loopback OTLP/HTTP receiver in its own process, answering 200 to everything (a Collector stand-in)."""
+
+    CODE = (
+        "import sys\n"
+        "from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer\n"
+        "class H(BaseHTTPRequestHandler):\n"
+        "    protocol_version = 'HTTP/1.1'\n"
+        "    def do_POST(self):\n"
+        "        self.rfile.read(int(self.headers.get('Content-Length', 0)))\n"
+        "        self.send_response(200); self.send_header('Content-Length', '0'); self.end_headers()\n"
+        "    def log_message(self, *a): pass\n"
+        "s = ThreadingHTTPServer(('127.0.0.1', 0), H)\n"
+        "print(s.server_port, flush=True)\n"
+        "s.serve_forever()\n"
+    )
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def _hot_subjects(
+    model_kind: str, setup: str, detections: int, tmp: str
+) -> tuple[dict[str, _Subject], Callable[[], None]]:
+    import _discard
+    from detwatch_instrumentation import _recorder_process
+
+    model: Any = make_model(detections) if model_kind == "sleep" else make_gil_model(detections)
+    naive_of: Callable[[Any, TracerProvider, MeterProvider], Any] = naive if model_kind == "sleep" else naive_arrays
+    names = None if model_kind == "sleep" else LABEL_NAMES
+    closers: list[Callable[[], None]] = []
+
+    def decorate(tp: Any, mp: Any, lp: Any) -> Model:
+        return cast(
+            Model,
+            monitor_detections(
+                model_id=MODEL_ID,
+                model_version=MODEL_VERSION,
+                label_names=names,
+                tracer_provider=tp,
+                meter_provider=mp,
+                logger_provider=lp,
+            )(model),
+        )
+
+    def drain_process() -> None:
+        _recorder_process.PROCESS.flush(export=False)
+
+    subjects: dict[str, _Subject] = {"a": _Subject(model)}
+    if setup == "memory":
+        b_sdk, c_sdk = _discard.discarding_sdk(), _discard.discarding_sdk()
+        counts = os.path.join(tmp, "recorder-counts.json")
+        p_sdk = _discard.discarding_sdk()
+        _recorder_process.use_recorder_process(
+            "_discard:recorder_providers",
+            config={"counts_path": counts},
+            meter_provider=p_sdk.meter_provider,
+            logger_provider=p_sdk.logger_provider,
+        )
+
+        def tallies(sdk: _discard.Sdk, images: int, events: bool, recorder: bool) -> dict[str, list[int]]:
+            got = (
+                _discard.read_counts(counts)
+                if recorder
+                else {"logs": sdk.tally.logs, "detections": sdk.tally.detections}
+            )
+            out = {
+                "spans": [sdk.tally.spans, images],
+                "detections counted": [round(got["detections"]), images * detections],
+            }
+            if events:
+                out["prediction events"] = [round(got["logs"]), images]
+            return out
+
+        def settle_with(sdk: _discard.Sdk) -> Callable[[], None]:
+            def settle() -> None:
+                detwatch_instrumentation.flush()
+                sdk.force_flush()
+
+            return settle
+
+        subjects["b"] = _Subject(
+            naive_of(model, b_sdk.tracer_provider, b_sdk.meter_provider),
+            settle=b_sdk.force_flush,
+            close=b_sdk.shutdown,
+            counts=lambda images: tallies(b_sdk, images, False, False),
+        )
+        subjects["c"] = _Subject(
+            decorate(c_sdk.tracer_provider, c_sdk.meter_provider, c_sdk.logger_provider),
+            drain=_drain_recorder,
+            settle=settle_with(c_sdk),
+            close=c_sdk.shutdown,
+            counts=lambda images: tallies(c_sdk, images, True, False),
+        )
+
+        def close_p() -> None:
+            _recorder_process.PROCESS.release(p_sdk.meter_provider, p_sdk.logger_provider)
+            p_sdk.shutdown()
+
+        subjects["p"] = _Subject(
+            decorate(p_sdk.tracer_provider, p_sdk.meter_provider, p_sdk.logger_provider),
+            drain=drain_process,
+            settle=settle_with(p_sdk),
+            close=close_p,
+            counts=lambda images: tallies(p_sdk, images, True, True),
+        )
+    else:
+        from detwatch import configure_opentelemetry
+
+        receiver = _Receiver()
+        closers.append(receiver.close)
+        endpoint = f"http://127.0.0.1:{receiver.port}"
+        b_tel = configure_opentelemetry(endpoint=endpoint, set_global=False, recorder="thread")
+        c_tel = configure_opentelemetry(endpoint=endpoint, set_global=False, recorder="thread")
+        p_tel = configure_opentelemetry(endpoint=endpoint, set_global=False)
+
+        def flush_all(tel: Any) -> Callable[[], None]:
+            def settle() -> None:
+                tel.force_flush()
+
+            return settle
+
+        subjects["b"] = _Subject(
+            naive_of(model, b_tel.tracer_provider, b_tel.meter_provider),
+            settle=flush_all(b_tel),
+            close=b_tel.shutdown,
+        )
+        for key, tel in (("c", c_tel), ("p", p_tel)):
+            subjects[key] = _Subject(
+                decorate(tel.tracer_provider, tel.meter_provider, tel.logger_provider),
+                drain=_drain_recorder if key == "c" else drain_process,
+                settle=flush_all(tel),
+                close=tel.shutdown,
+            )
+
+    def close_all() -> None:
+        for closer in closers:
+            closer()
+
+    return subjects, close_all
+
+
+def hot_worker(model_kind: str, setup: str, calls: int, detections: int, block: int) -> dict[str, Any]:
+    """The hot-path comparison: (a), (b), thread and process decorators, interleaved in blocks."""
+    import tempfile
+
+    from detwatch_instrumentation import _recorder_process
+
+    failures = _count_guard_failures()
+    image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        subjects, close_all = _hot_subjects(model_kind, setup, detections, tmp)
+        for subject in subjects.values():
+            for _ in range(WARMUP):
+                subject.predict(image)
+            subject.settle()
+        pid = _recorder_process.recorder_pid()
+        runs = {v: _Run() for v in HOT_VARIANTS}
+        child_cpu = dict.fromkeys(HOT_VARIANTS, 0)
+        for r in range(math.ceil(calls / block)):
+            n = min(block, calls - r * block)
+            k = r % len(HOT_VARIANTS)
+            for v in HOT_VARIANTS[k:] + HOT_VARIANTS[:k]:
+                c0 = _child_cpu_ns(pid)
+                runs[v].measure(subjects[v].predict, image, n, detections, subjects[v].drain)
+                child_cpu[v] += _child_cpu_ns(pid) - c0
+        for subject in subjects.values():
+            subject.settle()
+        results = {}
+        for v in HOT_VARIANTS:
+            run = runs[v].as_json(subjects[v], WARMUP + calls)
+            run["child_cpu_ns"] = child_cpu[v]
+            results[v] = run
+        stats = _recorder_process.PROCESS.stats
+        for subject in subjects.values():
+            subject.close()
+        close_all()
+    return {
+        "model": model_kind,
+        "setup": setup,
+        "variants": results,
+        "telemetry_failures": failures.count,
+        "recorder": {"pid": pid, "frames": stats.frames, "dropped": stats.dropped, "restarts": stats.restarts},
     }
 
 
@@ -898,6 +1195,135 @@ def report(results: Results, args: argparse.Namespace) -> bool:
     return ok
 
 
+def spawn_hot(model_kind: str, setup: str, args: argparse.Namespace) -> dict[str, Any]:
+    print(f"  running the hot path: {model_kind} model, {setup} set-up ...", file=sys.stderr, flush=True)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "hot", "--model", model_kind, "--setup", setup]
+    cmd += ["--calls", str(args.hot_calls), "--detections", str(args.detections), "--block", str(args.block)]
+    env = _clean_env("always_off", unreachable=False)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=4 * WORKER_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"hot worker failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+@dataclass
+class HotRow:
+    """One (model, set-up) over its runs: per variant, pooled walls and CPU, in µs."""
+
+    walls: dict[str, list[float]] = field(default_factory=dict)
+    added: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+    child_cpu: dict[str, float] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    recorder: dict[str, int] = field(default_factory=dict)
+
+    def add(self, result: dict[str, Any]) -> None:
+        variants = result["variants"]
+        base = _mean([w / 1000 for w in variants["a"]["walls_ns"]])
+        for v, run in variants.items():
+            walls = [w / 1000 for w in run["walls_ns"]]
+            self.walls.setdefault(v, []).extend(walls)
+            self.added.setdefault(v, []).extend(w - base for w in walls)
+            self.cpu[v] = self.cpu.get(v, 0.0) + run["cpu_ns"] / 1000
+            self.child_cpu[v] = self.child_cpu.get(v, 0.0) + run["child_cpu_ns"] / 1000
+            self.calls[v] = self.calls.get(v, 0) + len(walls)
+            if run["errors"] or run["wrong"]:
+                self.problems.append(f"{HOT_LABELS[v]}: {run['errors']} raised, {run['wrong']} wrong results")
+            for what, (got, expected) in run["counts"].items():
+                if got != expected:
+                    self.problems.append(f"{HOT_LABELS[v]}: {what} {got}, expected {expected}")
+        if result["telemetry_failures"]:
+            self.problems.append(f"{result['telemetry_failures']} telemetry failures swallowed by the guard")
+        for k, n in result["recorder"].items():
+            if k != "pid":
+                self.recorder[k] = self.recorder.get(k, 0) + int(n or 0)
+        if result["recorder"]["dropped"]:
+            self.problems.append(f"the recorder process dropped {result['recorder']['dropped']} calls")
+
+    def cpu_per_image(self, v: str) -> tuple[float, float]:
+        """(this process, recorder process) CPU per image, in µs."""
+        return self.cpu[v] / self.calls[v], self.child_cpu[v] / self.calls[v]
+
+
+def report_hot(rows: dict[tuple[str, str], HotRow], args: argparse.Namespace) -> bool:
+    ok = True
+    print()
+    print(
+        f"The hot path: per image with {args.detections} detections, {args.hot_calls} calls per variant and process"
+        f" in interleaved blocks of {args.block}, {args.repeat} process(es) per row; exemplars always_off (naive code"
+        " at its cheapest). Models: 'sleep' releases the GIL for"
+        f" {INFERENCE_S * 1000:.0f} ms; 'gil' is an eager forward pass of {GIL_INFERENCE_S * 1000:.0f} ms of small"
+        " NumPy operations holding the GIL, returning torchvision's dict of arrays. Set-ups: 'memory' = SDK"
+        " providers with discarding exporters; 'otlp' = the README's configure_opentelemetry(endpoint=...) to a"
+        " loopback receiver in another process."
+    )
+    print(
+        "'added' = a call's wall time minus the mean undecorated call of the same process; CPU = added CPU per"
+        " image over the undecorated call, this process (all threads) plus the recorder process."
+    )
+    lines = []
+    for (model_kind, setup), row in rows.items():
+        a_cpu = row.cpu_per_image("a")[0]
+        b_add = _mean(row.added["b"])
+        b_cpu = row.cpu_per_image("b")[0] - a_cpu
+        for v in ("b", "c", "p"):
+            mean = _mean(row.added[v])
+            p99 = _percentile(row.added[v], 0.99)
+            own, child = row.cpu_per_image(v)
+            cpu = own - a_cpu + child
+            wall_ratio = _ratio(mean, b_add)
+            cpu_ratio = _ratio(cpu, b_cpu)
+            verdicts = ""
+            if v == "p":
+                wall_ok = wall_ratio <= TARGET_WALL
+                cpu_ok = model_kind != "gil" or cpu_ratio <= TARGET_HOT_CPU
+                ok = ok and wall_ok and cpu_ok
+                verdicts = f"wall {verdict(wall_ok)}" + (f", CPU {verdict(cpu_ok)}" if model_kind == "gil" else "")
+            lines.append(
+                [
+                    model_kind,
+                    setup,
+                    HOT_LABELS[v],
+                    f"{mean:.1f}",
+                    f"{p99:.1f}",
+                    "" if v == "b" else f"{wall_ratio:.3f}",
+                    f"{own - a_cpu:.1f}",
+                    f"{child:.1f}" if v == "p" else "",
+                    f"{cpu:.1f}",
+                    "" if v == "b" else f"{cpu_ratio:.3f}",
+                    verdicts,
+                ]
+            )
+    headers = [
+        "model",
+        "set-up",
+        "variant",
+        "added µs mean",
+        "added p99",
+        "/ naive",
+        "CPU here µs",
+        "CPU recorder µs",
+        "CPU total µs",
+        "/ naive",
+        "targets",
+    ]
+    for line in table(headers, lines):
+        print(line)
+    print(
+        f"Targets (recorder process): added wall <= {TARGET_WALL} x naive's (aim {AIM_WALL}) on both models;"
+        f" total added CPU <= {TARGET_HOT_CPU} x naive's on the GIL-holding model."
+    )
+    for (model_kind, setup), row in rows.items():
+        stats = ", ".join(f"{k} {n}" for k, n in row.recorder.items())
+        print(f"recorder process ({model_kind}, {setup}): {stats}")
+        for problem in row.problems:
+            print(f"CHECK FAILED ({model_kind}, {setup}): {problem}")
+            ok = False
+    return ok
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_overhead", description=(__doc__ or "").split("\n\n", 1)[0])
     parser.add_argument(
@@ -906,8 +1332,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--detections", type=positive_int, default=DEFAULT_DETECTIONS, help="detections per image")
     parser.add_argument("--block", type=positive_int, default=DEFAULT_BLOCK, help="calls per interleaved block")
     parser.add_argument("--repeat", type=positive_int, default=DEFAULT_REPEAT, help="processes per exemplar filter")
-    parser.add_argument("--worker", choices=["compare", *UNREACHABLE], help=argparse.SUPPRESS)
+    parser.add_argument("--hot-calls", type=positive_int, default=DEFAULT_CALLS, help="calls per hot-path variant")
+    parser.add_argument("--hot-only", action="store_true", help="run only the hot-path comparison")
+    parser.add_argument("--worker", choices=["compare", "hot", *UNREACHABLE], help=argparse.SUPPRESS)
+    parser.add_argument("--model", choices=HOT_MODELS, default="gil", help=argparse.SUPPRESS)
+    parser.add_argument("--setup", choices=HOT_SETUPS, default="memory", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker == "hot":
+        print(json.dumps(hot_worker(args.model, args.setup, args.calls, args.detections, args.block)))
+        return 0
     if args.worker == "compare":
         print(json.dumps(compare_worker(args.calls, args.detections, args.block)))
         return 0
@@ -918,13 +1351,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     print("bench_overhead: what @monitor_detections adds to a detector's call, against naive SDK instrumentation")
     print(machine())
+    hot_rows: dict[tuple[str, str], HotRow] = {}
     results = Results()
     for _ in range(args.repeat):  # round robin, as the blocks within a process
+        for model_kind in HOT_MODELS:
+            for setup in HOT_SETUPS:
+                hot_rows.setdefault((model_kind, setup), HotRow()).add(spawn_hot(model_kind, setup, args))
+        if args.hot_only:
+            continue
         for exemplar_filter in FILTERS:
             results.add(spawn("compare", exemplar_filter, args), exemplar_filter)
         for variant in UNREACHABLE:
             results.add(spawn(variant, "always_off", args), "always_off")
-    ok = report(results, args)
+    ok = report_hot(hot_rows, args)
+    if not args.hot_only:
+        ok = report(results, args) and ok
     print(f"({time.perf_counter() - started:.0f} s)")
     return 0 if ok else 1
 

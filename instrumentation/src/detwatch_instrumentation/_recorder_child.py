@@ -24,6 +24,11 @@ import sys
 import time
 from typing import Any
 
+READ_LIMIT = 256
+ACTIVE_POLL_S = 0.002
+"""Pause between reads while frames arrive: frames are read in batches, not one wake-up each."""
+IDLE_POLL_S = 0.02
+
 
 def _read_startup() -> Any:
     stdin = sys.stdin.buffer
@@ -81,18 +86,19 @@ def main() -> None:
                 monitors[frame[1]] = _Monitor.from_spec(frame[2], meter_provider, logger_provider)
         elif kind == "flush":
             add_pending()
-            meter_provider.force_flush()
-            logger_provider.force_flush()
+            if frame[2]:
+                meter_provider.force_flush()
+                logger_provider.force_flush()
             ring.set_ack(frame[1])
         elif kind == "stop":
             return False
         return True
 
-    delay = 0.0005
+    delay = ACTIVE_POLL_S
     running = True
     stdin_fd = sys.stdin.fileno()
     while running:
-        frames = ring.read()
+        frames = ring.read(READ_LIMIT)
         for payload in frames:
             try:
                 frame = pickle.loads(payload)
@@ -106,14 +112,17 @@ def main() -> None:
             next_add = time.monotonic() + _recorder.COUNTER_FLUSH_S
         if not running:
             break
+        if len(frames) >= READ_LIMIT:
+            continue  # behind: no pause
         if frames:
-            delay = 0.0005
-            continue
-        if dirty:
-            add_pending()
-        # Idle: wait, waking at once if the inference process goes away (its end of stdin closes).
+            delay = ACTIVE_POLL_S
+        else:
+            if dirty:
+                add_pending()
+            delay = min(delay * 2, IDLE_POLL_S)
+        # Wait (frames accumulate meanwhile, read in one go), waking at once if the
+        # inference process goes away (its end of our standard input closes).
         readable, _, _ = select.select([stdin_fd], [], [], delay)
-        delay = min(delay * 2, 0.02)
         if readable and not os.read(stdin_fd, 4096):
             for payload in ring.read(limit=1 << 30):
                 try:

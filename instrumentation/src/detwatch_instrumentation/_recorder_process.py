@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._guard import log_failure
 from ._ring import DEFAULT_CAPACITY, Ring, create_ring_fd
+from ._snapshot import pickle_frame
 
 if TYPE_CHECKING:
     from ._monitor import _Call, _Monitor
@@ -130,6 +131,8 @@ class RecorderProcess:
         self._restarts: collections.deque[float] = collections.deque()
         self._atexit_registered = False
         self.stats = Stats()
+        self._finishing: list[subprocess.Popen[bytes]] = []
+        """Recorder processes left to finish exporting; kept (and reaped when done) so none is a zombie."""
 
     # ------------------------------------------------------------ configuration
 
@@ -207,7 +210,7 @@ class RecorderProcess:
             if self._dropped:
                 self._send_dropped_locked(ring)
             try:
-                payload = pickle.dumps(frame, 5) if frame is not None else None
+                payload = pickle_frame(frame) if frame is not None else None
             except Exception:  # noqa: BLE001 - e.g. an attribute value that cannot be pickled
                 log_failure("recorder_process.pickle")
                 payload = None
@@ -231,8 +234,8 @@ class RecorderProcess:
 
     # ------------------------------------------------------------ flush and exit
 
-    def flush(self, timeout: float | None = 10.0) -> bool:
-        """Wait until the recorder process has recorded and exported everything written so far."""
+    def flush(self, timeout: float | None = 10.0, *, export: bool = True) -> bool:
+        """Wait until the recorder process has recorded (and, with ``export``, exported) everything written so far."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             ring, proc = self._ring, self._proc
@@ -242,7 +245,7 @@ class RecorderProcess:
                 self._send_dropped_locked(ring)
             self._flush_seq += 1
             seq = self._flush_seq
-            while not ring.write(pickle.dumps(("flush", seq), 5)):
+            while not ring.write(pickle.dumps(("flush", seq, export), 5)):
                 if (deadline is not None and time.monotonic() > deadline) or proc.poll() is not None:
                     return False
                 time.sleep(0.001)
@@ -273,7 +276,8 @@ class RecorderProcess:
             proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             # Still exporting (a slow Collector): it finishes on its own, its input closed.
-            _logger.warning("detwatch: the recorder process is still exporting at exit; leaving it to finish")
+            _logger.warning("detwatch: the recorder process is still exporting; leaving it to finish")
+            self._finishing.append(proc)
         self._close_locked()
 
     def _close_locked(self) -> None:
@@ -291,6 +295,7 @@ class RecorderProcess:
     # ------------------------------------------------------------ the child's lifecycle
 
     def _start_locked(self) -> bool:
+        self._finishing = [proc for proc in self._finishing if proc.poll() is None]
         capacity = int(os.environ.get(RING_BYTES_ENV, DEFAULT_CAPACITY))
         try:
             fd = create_ring_fd(capacity)
