@@ -49,7 +49,7 @@ from ._json import dumps
 from ._outputs import BoxFormat, ImageDetections, LabelNames, OutputOptions, image_size_of, read_image_output
 from ._recorder import RECORDER
 from ._recorder_process import PROCESS, MonitorSpec
-from ._snapshot import replay_adapter, snapshot
+from ._snapshot import device_snapshot, on_device, replay_adapter, snapshot
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -389,6 +389,12 @@ class _Monitor:
         if span is not None:
             span.end()
             call.span = None
+        if not self._to_recorder_process and self.options.adapter is None:
+            # Copied off the GPU now, behind this call's kernels only (see _snapshot).
+            if call.batch and isinstance(result, list):
+                result = [device_snapshot(item) for item in result] if result and on_device(result[0]) else result
+            else:
+                result = device_snapshot(result)
         call.output = result
         self._submit(call)
 

@@ -217,6 +217,29 @@ def pickle_frame(frame: Any) -> bytes:
     return buffer.getvalue()
 
 
+def on_device(output: Any) -> bool:
+    """Whether ``output`` is a recognised layout whose arrays are on a GPU (a few attribute reads)."""
+    if isinstance(output, Mapping):
+        return bool(getattr(output.get("boxes"), "is_cuda", False))
+    if isinstance(output, (list, tuple)) and len(output) == 1:
+        output = output[0]
+    boxes = getattr(output, "boxes", None)
+    if boxes is not None:
+        return bool(getattr(getattr(boxes, "data", None), "is_cuda", False))
+    return bool(getattr(output, "is_cuda", False))
+
+
+def device_snapshot(output: Any) -> Any:
+    """A host snapshot of an output held on a GPU, or ``output`` itself when it is not.
+
+    For in-process recording: the recording thread would copy each field later, while
+    the next inference's kernels are queued ahead of the copy on the same stream.
+    """
+    if not on_device(output):
+        return output
+    return snapshot(output, None)
+
+
 def snapshot(output: Any, adapter: Callable[[Any], Any] | None) -> Any:
     """What the recorder process reads instead of ``output`` (after ``adapter``, applied here)."""
     if adapter is not None:
