@@ -134,9 +134,9 @@ def main() -> None:
                     log_failure("recorder_child")
             running = False
     add_pending()
-    for shutdown in (meter_provider.shutdown, logger_provider.shutdown):
+    for provider in (meter_provider, logger_provider):
         try:
-            shutdown()
+            provider.shutdown()
         except Exception:  # noqa: BLE001
             log_failure("recorder_child.shutdown")
 
