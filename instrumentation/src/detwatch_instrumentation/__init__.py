@@ -58,9 +58,15 @@ can be passed per decorator (``tracer_provider=``, ``meter_provider=``,
 ``logger_provider=``); export cumulative metric temporality to Prometheus-style
 stores.
 
-Per-detection work runs on one background thread so that inference is not slowed;
-call :func:`flush` before forcing an export (it also runs at exit). The model output
-is read after the call returns, so do not modify it in place afterwards.
+Per-detection work (metrics and prediction events) runs off the caller's path. When
+the SDK was set up by a function another process can run again (as
+``detwatch.configure_opentelemetry`` does, through :func:`use_recorder_process`), it
+runs in a recorder process: an eager forward pass holds the GIL, and a thread of the
+same process would take turns with it. Otherwise it runs on one background thread.
+On the caller's thread a call costs its span and a hand-off: outputs on a GPU are
+copied to the host right after the call, one copy per output. Call :func:`flush`
+before forcing an export (it also runs at exit). With the thread, host outputs are
+read after the call returns, so do not modify them in place afterwards.
 
 Class labels beyond ``max_classes`` (or outside ``class_allowlist``) fold into
 ``other`` on metrics; image keys and free text never become metric attributes.
@@ -68,7 +74,8 @@ Class labels beyond ``max_classes`` (or outside ``class_allowlist``) fold into
 API
 ---
 :func:`monitor_detections`, :func:`prediction_context`, :func:`stage`,
-:class:`ABRouter`, :class:`CompanionSplit`, :func:`flush`, :class:`Detection`, :mod:`.semconv`;
+:class:`ABRouter`, :class:`CompanionSplit`, :func:`flush`, :func:`use_recorder_process`, :class:`Detection`,
+:mod:`.semconv`;
 :class:`DataEngine` and :class:`FolderSink` (:mod:`.sinks`) keep the images the
 companion's data-engine policy (:mod:`.flagging`) selects, in the inference process.
 """
