@@ -18,6 +18,7 @@ import contextlib
 import functools
 import inspect
 import itertools
+import logging
 import math
 import os
 import time
@@ -49,7 +50,7 @@ from ._json import dumps
 from ._outputs import BoxFormat, ImageDetections, LabelNames, OutputOptions, image_size_of, read_image_output
 from ._recorder import RECORDER
 from ._recorder_process import PROCESS, MonitorSpec
-from ._snapshot import device_snapshot, on_device, replay_adapter, snapshot
+from ._snapshot import device_snapshot, on_device, replay_adapter, snapshot, type_name
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_logger = logging.getLogger("detwatch_instrumentation")
 
 _SCOPE = "detwatch_instrumentation"
 _BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
@@ -151,6 +153,7 @@ class _Call:
         "monitor",
         "output",
         "pctx",
+        "prediction_ids",
         "span",
         "span_context",
         "start_ns",
@@ -184,6 +187,7 @@ class _Call:
         self.duration_ns = 0
         self.end_unix_ns = 0
         self.start_ns = 0
+        self.prediction_ids: list[str] | None = None
 
     def record(self) -> _Monitor | None:
         return self.monitor.record(self)
@@ -249,6 +253,8 @@ class _Monitor:
         # keys of _attr_cache -> count (see _recorder.COUNTER_FLUSH_S).
         self._pending_images: dict[tuple[Any, ...], int] = {}
         self._pending_detections: dict[tuple[Any, ...], int] = {}
+        self._warned: dict[str, tuple[float, int]] = {}
+        """Invalid-output reason -> (when it was last logged, occurrences since)."""
         self.key = next(_MONITOR_KEYS)
         """Names this monitor in the frames sent to the recorder process."""
         self._to_recorder_process = False
@@ -396,6 +402,9 @@ class _Monitor:
             else:
                 result = device_snapshot(result)
         call.output = result
+        if call.logs_on and call.pctx is not None:
+            # Made here, on the caller's thread, so that the context can show them when the call returns.
+            call.prediction_ids = _prediction_ids(call)
         self._submit(call)
 
     @guarded(None)
@@ -445,19 +454,34 @@ class _Monitor:
             output,
             call.metrics_on,
             call.logs_on,
+            call.prediction_ids,
         )
 
     def record_frame(self, frame: tuple[Any, ...]) -> _Monitor | None:
         """Record a call sent by :meth:`process_frame` (recorder process)."""
-        (_, _, variant, pctx, duration_ns, end_unix_ns, error_type, batch, image, span, output, metrics_on, logs_on) = (
-            frame
-        )
+        (
+            _,
+            _,
+            variant,
+            pctx,
+            duration_ns,
+            end_unix_ns,
+            error_type,
+            batch,
+            image,
+            span,
+            output,
+            metrics_on,
+            logs_on,
+            ids,
+        ) = frame
         call = _Call(self, image=image, batch=batch, pctx=pctx, metrics_on=metrics_on, logs_on=logs_on)
         call.variant = variant
         call.duration_ns = duration_ns
         call.end_unix_ns = end_unix_ns
         call.error_type = error_type
         call.output = output
+        call.prediction_ids = ids
         if span is not None:
             call.span_context = SpanContext(span[0], span[1], is_remote=False, trace_flags=TraceFlags(span[2]))
         return self.record(call)
@@ -576,11 +600,37 @@ class _Monitor:
         for index, (image, output) in enumerate(zip(images, outputs, strict=False)):
             size = self.image_size or (image.size if isinstance(image, ImageInfo) else image_size_of(image))
             parsed = read_image_output(output, self.options, size)
+            if parsed.invalid:
+                self._warn_invalid(parsed.invalid, output)
             if call.metrics_on:
                 self._record_image(parsed, variant, extra, base)
             if call.logs_on and parsed.readable:
                 self._emit_event(call, index, image, parsed, duration_s)
         return self if call.metrics_on else None
+
+    def _warn_invalid(self, reasons: Iterable[str], output: Any) -> None:
+        """Log each reason once, then at most every :data:`WARN_INTERVAL_S` with the count since (recording side).
+
+        ``objdet.invalid_outputs`` counts them, but nobody sees a counter before a
+        Collector and a dashboard are set up: an adapter that is needed should be
+        obvious on the first day.
+        """
+        now = time.monotonic()
+        for reason in reasons:
+            seen = self._warned.get(reason)
+            if seen is not None and now - seen[0] < WARN_INTERVAL_S:
+                self._warned[reason] = (seen[0], seen[1] + 1)
+                continue
+            since = f" ({seen[1]} more since the last warning)" if seen is not None and seen[1] else ""
+            _logger.warning(
+                "detwatch: model %r: output of type %s: %s%s; counted in objdet.invalid_outputs%s",
+                self.model_id,
+                type_name(output),
+                reason.replace("_", " "),
+                since,
+                _INVALID_HINTS.get(reason, ""),
+            )
+            self._warned[reason] = (now, 0)
 
     def _record_image(
         self,
@@ -639,7 +689,11 @@ class _Monitor:
         else:
             trace_id = span_id = ""
             ctx = None
-        pid = f"{trace_id or os.urandom(16).hex()}-{span_id or os.urandom(8).hex()}-{index}"
+        ids = call.prediction_ids
+        if ids is not None and index < len(ids):
+            pid = ids[index]
+        else:
+            pid = f"{trace_id or os.urandom(16).hex()}-{span_id or os.urandom(8).hex()}-{index}"
         body: dict[str, Any] = {
             "prediction_id": pid,
             "time": _rfc3339(call.end_unix_ns),
@@ -737,10 +791,39 @@ def _image_parameter(func: Callable[..., Any], image_arg: str | None) -> tuple[i
     return None, None
 
 
+WARN_INTERVAL_S = 600.0
+"""Least time between two warnings of one decorated function about one invalid-output reason."""
+_INVALID_HINTS = {
+    "unrecognized_format": "; pass adapter= to turn it into a supported format (see the package documentation)",
+    "adapter_error": "; the adapter raised (enable debug logging of detwatch_instrumentation for the traceback)",
+    "confidence_missing": "; the output has no confidences: pass adapter= to supply them",
+}
+
 MAX_ATTRIBUTE_VALUES = 100
 """Distinct values per allow-listed metric attribute before later ones fold into ``other``."""
 MAX_ATTRIBUTE_COMBINATIONS = 1000
 """Distinct combinations of allow-listed attribute values before all of them fold into ``other``."""
+
+
+def _prediction_ids(call: _Call) -> list[str]:
+    """The prediction ids of the call's images (caller's thread), appended to its context's list.
+
+    The context's own ``prediction_id`` names the first call made inside it; any other
+    call gets ids derived from its span (``{trace_id}-{span_id}-{index}``), or random
+    ones without a span, exactly as the recorder would derive them.
+    """
+    pctx = call.pctx
+    assert pctx is not None
+    n = len(_images_of(call))
+    given = pctx.prediction_id if not pctx.prediction_ids else None
+    sc = call.span_context
+    if sc is not None and sc.is_valid:
+        prefix = f"{sc.trace_id:032x}-{sc.span_id:016x}-"
+    else:
+        prefix = f"{os.urandom(16).hex()}-{os.urandom(8).hex()}-"
+    ids = [_pick(given, index) or f"{prefix}{index}" for index in range(n)]
+    pctx.prediction_ids.extend(ids)
+    return ids
 
 
 def _held_bytes(image: Any) -> int:

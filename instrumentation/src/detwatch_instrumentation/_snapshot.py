@@ -26,15 +26,19 @@ from ._outputs import MAX_DETECTIONS, Detection
 
 
 class Unreadable:
-    """Stands for an output that no reader recognises (or that could not be copied)."""
+    """Stands for an output that no reader recognises (or that could not be copied); names its type."""
 
-    __slots__ = ()
+    __slots__ = ("type_name",)
 
-    def __reduce__(self) -> str:
-        return "UNREADABLE"
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+    def __reduce__(self) -> tuple[type[Unreadable], tuple[str]]:
+        return (Unreadable, (self.type_name,))
 
 
-UNREADABLE = Unreadable()
+def _unreadable(output: Any) -> Unreadable:
+    return Unreadable(type(output).__qualname__)
 
 
 class AdapterFailed:
@@ -47,6 +51,11 @@ class AdapterFailed:
 
 
 ADAPTER_FAILED = AdapterFailed()
+
+
+def type_name(output: Any) -> str:
+    """The type an output had in the inference process (for warnings)."""
+    return output.type_name if isinstance(output, Unreadable) else type(output).__qualname__
 
 
 def replay_adapter(output: Any) -> Any:
@@ -136,7 +145,7 @@ def _snap(output: Any) -> Any:
     # The branches, in order, of _outputs._read.
     if isinstance(output, Mapping):
         if "boxes" not in output:
-            return UNREADABLE
+            return _unreadable(output)
         block = _torchvision_block(output)
         if block is not None:
             return {"boxes": block[:, :4], "scores": block[:, 4], "labels": block[:, 5].astype("int64")}
@@ -148,7 +157,7 @@ def _snap(output: Any) -> Any:
     if hasattr(output, "boxes") and hasattr(output, "names"):
         boxes = output.boxes
         if boxes is None:
-            return UNREADABLE
+            return _unreadable(output)
         return UltralyticsResults(_ultralytics(boxes), output.names, getattr(output, "orig_shape", None))
     if hasattr(output, "xyxy") and hasattr(output, "class_id") and hasattr(output, "confidence"):
         data = getattr(output, "data", None)
@@ -164,7 +173,7 @@ def _snap(output: Any) -> Any:
     if shape is not None and hasattr(output, "tolist"):
         if (len(shape) == 2 and shape[1] == 6) or (len(shape) >= 1 and shape[0] == 0):
             return host(output)  # pickled as a list of rows, which the reader reads as it reads the array
-        return UNREADABLE
+        return _unreadable(output)
     if isinstance(output, (list, tuple)):
         if not output:
             return []
@@ -173,7 +182,7 @@ def _snap(output: Any) -> Any:
             return output  # plain values; arrays and tensors inside become lists when pickled (pickle_frame)
         if len(output) == 1:
             return [_snap(first)]
-    return UNREADABLE
+    return _unreadable(output)
 
 
 class _FramePickler(pickle.Pickler):
@@ -250,4 +259,4 @@ def snapshot(output: Any, adapter: Callable[[Any], Any] | None) -> Any:
     try:
         return _snap(output)
     except Exception:  # noqa: BLE001 - a look-alike of a known format is unreadable, not fatal
-        return UNREADABLE
+        return _unreadable(output)
