@@ -134,7 +134,7 @@ def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = Non
                 kinds=HOURLY_KINDS if by_hour else KEYED_KINDS,
                 by_hour=by_hour,
             )
-            for hour, kind, key, count, value, value_sq in sums:
+            for hour, kind, key, count, value, value_sq, *_ in sums:
                 if by_hour:
                     data.add_hour_sum(hour, kind, count, value, value_sq)
                 else:

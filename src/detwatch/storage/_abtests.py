@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from . import ABTestRecord
+from ._schema import CELL_SUMS
 
 if TYPE_CHECKING:
     from ._sql import Transaction
@@ -137,8 +138,9 @@ def arm_sums(
     end_hour: int,
     kinds: Sequence[str],
     by_hour: bool,
-) -> list[tuple[int, str, str, int, float, float]]:
-    """Sums of one arm's cells: ``(hour_unix, kind, key, count, value, value_sq)``.
+) -> list[tuple[int, str, str, int, float, float, int, float, float, float, float]]:
+    """Sums of one arm's cells: ``(hour_unix, kind, key, count, value, value_sq, images, count_sq, image_value_sq,
+    count_value, count_total)``.
 
     ``by_hour`` keeps hours apart and adds up keys (key ""): the sequential looks need
     the trend, not the bins. Otherwise hours are added up (hour 0) and keys kept: the
@@ -154,14 +156,18 @@ def arm_sums(
         where += " AND model_version = ?"
         params.append(version)
     # Hourly cells and the daily roll-ups of compacted days (storage/_compaction.py) add up.
+    # The per-image sums add up over hours and, by_hour, over keys too; only kinds of
+    # one key ("") are read per hour where they matter (confidence_all).
     parts = [
-        f"SELECT {time_expr.format(t=column)} AS t, kind, {key_expr} AS k, count, value, value_sq "
+        f"SELECT {time_expr.format(t=column)} AS t, kind, {key_expr} AS k, {', '.join(CELL_SUMS)} "
         f"FROM {table} WHERE {where.format(t=column)}"
         for table, column in (("aggregates", "hour_unix"), ("aggregates_daily", "day_unix"))
     ]
-    sql = (
-        f"SELECT t, kind, k, SUM(count), SUM(value), SUM(value_sq) FROM ({parts[0]} UNION ALL {parts[1]}) AS cells "
-        "GROUP BY t, kind, k"
-    )
+    sums = ", ".join(f"SUM({c})" for c in CELL_SUMS)
+    sql = f"SELECT t, kind, k, {sums} FROM ({parts[0]} UNION ALL {parts[1]}) AS cells GROUP BY t, kind, k"
     rows = tx.query(sql, params + params)
-    return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4]), float(r[5])) for r in rows]
+    return [
+        (int(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4]), float(r[5]),
+         int(r[6]), float(r[7]), float(r[8]), float(r[9]), float(r[10]))
+        for r in rows
+    ]  # fmt: skip
