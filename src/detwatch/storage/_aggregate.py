@@ -123,6 +123,7 @@ class _Cells:
         values: Floats,
         bin_: Ints | None = None,
         cls: Ints | None = None,
+        *,
         image: Ints | None = None,
     ) -> None:
         """Count ``values`` per (group, class, bin); a missing ``bin_``/``cls`` means the key has none.

@@ -904,22 +904,7 @@ class SQLStorage:
         )
         rows = self._run(lambda tx: tx.query(sql, params), write=False)
         return [
-            AggregateRow(
-                r[0],
-                r[1],
-                r[2],
-                int(r[3]),
-                r[4],
-                r[5],
-                int(r[6]),
-                float(r[7]),
-                float(r[8]),
-                int(r[9]),
-                float(r[10]),
-                float(r[11]),
-                float(r[12]),
-                float(r[13]),
-            )  # fmt: skip
+            AggregateRow(*r[:3], int(r[3]), *r[4:6], int(r[6]), *map(float, r[7:9]), int(r[9]), *map(float, r[10:]))
             for r in rows
         ]
 
