@@ -148,7 +148,7 @@ def stored_cells(storage: Storage, model_id: str) -> dict[Cell, Sums]:
             r.image_value_sq,
             r.count_value,
             r.count_total,
-        )  # fmt: skip
+        )
         for r in rows
     }
 

@@ -102,12 +102,18 @@ class ImageSums:
     @classmethod
     def of(cls, cell: CellSums) -> ImageSums:
         """One stored cell's sums; a cell without per-image sums as independent items."""
-        if cell.images == 0 and cell.count > 0:
-            return cls.independent_items(cell.count, cell.value, cell.value_sq)
-        return cls(
+        return cls.from_columns(
             cell.count, cell.value, cell.value_sq, cell.images, cell.count_sq,
             cell.image_value_sq, cell.count_value, cell.count_total,
         )  # fmt: skip
+
+    @classmethod
+    def from_columns(cls, *columns: float) -> ImageSums:
+        """From a cell's summed columns in the storage's order (``count`` ... ``count_total``)."""
+        count, value, value_sq, images, count_sq, image_value_sq, count_value, count_total = columns
+        if images == 0 and count > 0:
+            return cls.independent_items(count, value, value_sq)
+        return cls(count, value, value_sq, round(images), count_sq, image_value_sq, count_value, count_total)
 
     @classmethod
     def independent_items(cls, count: float, value: float, value_sq: float) -> ImageSums:
@@ -149,11 +155,14 @@ class ImageSums:
 
     @property
     def variance(self) -> float:
-        """The variance the tests use: the cluster-robust one, never below the independent one."""
+        """The variance the tests use: the cluster-robust one, never below the independent one.
+
+        NaN below two images: the detections of one image say nothing about how images vary.
+        """
         robust, independent = self.variance_robust, self.variance_independent
-        if math.isnan(robust):
-            return independent
-        return robust if math.isnan(independent) else max(robust, independent)
+        if math.isnan(robust) or math.isnan(independent):
+            return robust
+        return max(robust, independent)
 
     @property
     def design_effect(self) -> float:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ..clustered import ImageSums
 from ..storage import ABTestRecord, Storage
 from .config import ConfigError, parse_config
 from .results import HOURLY_KINDS, KEYED_KINDS, ArmData, FeedbackCount, compute_results
@@ -134,11 +135,12 @@ def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = Non
                 kinds=HOURLY_KINDS if by_hour else KEYED_KINDS,
                 by_hour=by_hour,
             )
-            for hour, kind, key, count, value, value_sq, *_ in sums:
+            for hour, kind, key, *columns in sums:
+                cell = ImageSums.from_columns(*columns)
                 if by_hour:
-                    data.add_hour_sum(hour, kind, count, value, value_sq)
+                    data.add_hour_sum(hour, kind, cell)
                 else:
-                    data.add_key_sum(kind, key, count)
+                    data.add_key_sum(kind, key, cell)
         return data
 
     arm_a = arm_data(record.model_a_id, config.model_a_version, "a")
