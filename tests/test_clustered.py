@@ -18,9 +18,12 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
+from detwatch.abtest.service import results_for
 from detwatch.clustered import ImageSums, rao_scott_deff
+from detwatch.drift import drift_report
 from detwatch.predictions import Prediction, parse_prediction
 from detwatch.storage import Storage
+from detwatch.storage._sql import SQLStorage
 
 NS: Final = 1_000_000_000
 DAY_S: Final = 86_400
@@ -28,7 +31,9 @@ BASE_DAY: Final = 1_706_745_600  # 2024-02-01T00:00:00Z
 CLASSES: Final = ("car", "person", "truck")
 
 
-def make_images(seed: int, count: int) -> tuple[list[Prediction], list[dict[str, Any]]]:
+def make_images(
+    seed: int, count: int, *, day: int = BASE_DAY, variant: str | None = None
+) -> tuple[list[Prediction], list[dict[str, Any]]]:
     """Events over three days (so that compaction merges some), and their raw detections per image."""
     rng = np.random.default_rng(seed)
     events: list[Prediction] = []
@@ -47,8 +52,8 @@ def make_images(seed: int, count: int) -> tuple[list[Prediction], list[dict[str,
             {"class": CLASSES[k], "confidence": float(c), "box": [0.0, 0.0, float(a), float(b)]}
             for k, c, a, b in zip(names, conf, w, h, strict=True)
         ]
-        t = (BASE_DAY + int(rng.integers(3 * DAY_S))) * NS
-        event = {
+        t = (day + int(rng.integers(3 * DAY_S))) * NS
+        event: dict[str, Any] = {
             "prediction_id": f"p{seed}-{i:05d}",
             "model_id": "m",
             "model_version": "v1",
@@ -56,6 +61,8 @@ def make_images(seed: int, count: int) -> tuple[list[Prediction], list[dict[str,
             "detections": detections,
             "image": {"width": 640, "height": 480},
         }
+        if variant is not None:
+            event["ab_variant"] = variant
         events.append(parse_prediction(event))
         area = w * h / (640 * 480)
         raw.append({"names": [CLASSES[k] for k in names], "conf": conf, "log_area": np.log10(area)})
@@ -158,3 +165,60 @@ def test_rao_scott_deff_is_one_for_independent_detections_and_the_design_effect_
     expected = 1.0 + 0.5 * (8 - 1)
     assert rao_scott_deff(sample(0.5), sample(0.5)) == pytest.approx(expected, rel=0.15)
     assert math.isfinite(rao_scott_deff(sample(0.9), sample(0.9)))
+
+
+def forget_per_image_sums(storage: SQLStorage, before_hour: int) -> None:
+    """Make the cells before ``before_hour`` look as cells stored before schema version 6 do."""
+
+    def work(tx: Any) -> None:
+        for table, column in (("aggregates", "hour_unix"), ("aggregates_daily", "day_unix")):
+            tx.execute(
+                f"DELETE FROM {table} WHERE {column} < ? AND kind IN ('confidence_all', 'box_log10_area', "
+                "'box_log2_aspect')",
+                (before_hour,),
+            )
+            tx.execute(
+                f"UPDATE {table} SET images = 0, count_sq = 0, image_value_sq = 0, count_value = 0, count_total = 0 "
+                f"WHERE {column} < ?",
+                (before_hour,),
+            )
+
+    storage._run(work, write=True)
+
+
+def test_reports_over_periods_stored_before_the_per_image_sums_say_they_assume_independence(
+    storage: SQLStorage,
+) -> None:
+    january = BASE_DAY - 31 * DAY_S
+    old, _ = make_images(4, 200, day=january)
+    new, _ = make_images(5, 200)
+    storage.ingest_predictions(old + new)
+    forget_per_image_sums(storage, BASE_DAY)
+    report = drift_report(storage, "m", "2024-01-01:2024-01-31", "2024-02-01:2024-02-28").to_json()
+    detections = report["reference"]["detections"]
+    assert report["reference"]["detections_assumed_independent"] == detections > 0
+    assert report["current"]["detections_assumed_independent"] == 0
+    assert report["current"]["intra_image_correlation"] > 0.3  # measured on the new period's images
+    for test in report["tests"]:
+        per_detection = test["kind"] in ("class_mix", "class_share", "confidence", "box_area", "aspect_ratio")
+        assert test["variance_assumes_independence"] is per_detection, test
+        if per_detection and test["kind"] != "class_mix":  # Rao and Scott's correction is one for both
+            assert test["reference_effective_n"] == pytest.approx(test["reference_n"]), test  # independent: n
+            assert test["current_effective_n"] < test["current_n"]
+
+    # An A/B test over the old period: its per-detection comparisons say the same.
+    arm_a, _ = make_images(6, 150, day=january, variant="a")
+    arm_b, _ = make_images(7, 150, day=january, variant="b")
+    storage.ingest_predictions(arm_a + arm_b)
+    forget_per_image_sums(storage, BASE_DAY)
+    record = storage.create_ab_test(
+        name="old", model_a_id="m", model_b_id="m",
+        config={"traffic_split": 0.5, "metrics": ["confidence", "class_mix"], "duration_days": 7},
+        start_unix_nano=january * NS, end_unix_nano=(january + 7 * DAY_S) * NS,
+    )  # fmt: skip
+    results = results_for(storage, record, now_ns=(january + 8 * DAY_S) * NS)
+    comparisons = results["comparisons"]
+    assert comparisons["confidence"]["variance_assumes_independence"] is True
+    assert comparisons["class_mix"]["variance_assumes_independence"] is True
+    assert comparisons["confidence"]["design_effect"]["a"] == pytest.approx(1.0)
+    assert comparisons["detections_per_image"]["variance_assumes_independence"] is False
