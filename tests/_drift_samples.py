@@ -44,8 +44,11 @@ def _sums(per_image: list[tuple[float, float, float, float]]) -> ImageSums:
     return out
 
 
-def image_sums(images: Iterable[Sequence[Box]]) -> dict[str, ImageSums | dict[str, ImageSums]]:
-    """The per-image sums of the stored kinds (``AggregateRow``), computed image by image in plain Python."""
+def image_sums(images: Iterable[Sequence[Box]]) -> tuple[ImageSums, dict[str, ImageSums], ImageSums, ImageSums]:
+    """The per-image sums of the stored kinds (``AggregateRow``), computed image by image in plain Python.
+
+    Returns those of all confidences, of each class, of log10 areas and of log2 aspect ratios.
+    """
     every: list[tuple[float, float, float, float]] = []
     area: list[tuple[float, float, float, float]] = []
     aspect: list[tuple[float, float, float, float]] = []
@@ -61,12 +64,8 @@ def image_sums(images: Iterable[Sequence[Box]]) -> dict[str, ImageSums | dict[st
         for name in {b.name for b in image}:
             own = [b.confidence for b in image if b.name == name]
             classes.setdefault(name, []).append((len(own), sum(own), sum(c * c for c in own), m))
-    return {
-        "confidence_sums": _sums(every),
-        "area_sums": _sums(area),
-        "aspect_sums": _sums(aspect),
-        "class_sums": {name: _sums(rows) for name, rows in classes.items()},
-    }
+    class_sums = {name: _sums(rows) for name, rows in classes.items()}
+    return _sums(every), class_sums, _sums(area), _sums(aspect)
 
 
 def bin_images(images: Iterable[Sequence[Box]]) -> PeriodSample:
@@ -95,12 +94,11 @@ def bin_images(images: Iterable[Sequence[Box]]) -> PeriodSample:
                 bins.area_bin(box.width * box.height)
             ] += 1
             aspect[bins.aspect_bin(box.width, box.height)] += 1
-    sums = image_sums(images)
+    every, class_sums, area_sums, aspect_sums = image_sums(images)
     return PeriodSample(
         n_images, empty, detections, squares, classes, confidence, per_image, area, aspect,
-        confidence_sums=sums["confidence_sums"], class_sums=sums["class_sums"],
-        area_sums=sums["area_sums"], aspect_sums=sums["aspect_sums"],
-    )  # type: ignore[arg-type]  # fmt: skip
+        confidence_sums=every, class_sums=class_sums, area_sums=area_sums, aspect_sums=aspect_sums,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

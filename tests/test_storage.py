@@ -44,7 +44,7 @@ from detwatch.storage import (
     open_storage,
 )
 from detwatch.storage._aggregate import area_bins, aspect_bins, confidence_bins, latency_bins
-from detwatch.storage._schema import LATEST_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, statements_for
+from detwatch.storage._schema import LATEST_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, Dialect, statements_for
 from detwatch.storage.sqlite import CHECKPOINT_EVENTS, SQLiteStorage
 
 NS: Final = 1_000_000_000
@@ -222,7 +222,7 @@ def test_migration_2_adds_sums_of_squares_and_keeps_existing_cells(url: str) -> 
 
 def test_migration_6_adds_per_image_sums_without_rewriting_existing_cells(url: str) -> None:
     # A database left at version 5 by an earlier detwatch, with cells of one hour in it.
-    dialect = "sqlite" if is_sqlite(url) else "postgresql"
+    dialect: Dialect = "sqlite" if is_sqlite(url) else "postgresql"
     raw_execute(url, SCHEMA_MIGRATIONS_TABLE)
     for version, statements in MIGRATIONS[:5]:
         for statement in statements_for(statements, dialect):

@@ -7,6 +7,7 @@ together (Holm) and returns a :class:`DriftReport`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -464,6 +465,15 @@ def _rate(
     )  # fmt: skip
 
 
+def _of_share(sample: PeriodSample, name: str) -> tuple[ImageSums, float]:
+    share = sample.class_share(name)
+    return share, share.count
+
+
+def _of_class_confidence(sample: PeriodSample, name: str) -> tuple[ImageSums, float]:
+    return sample.class_sums.get(name, _NONE), float(sample.confidence.get(name, _zeros(1)).sum())
+
+
 def _class_dispersion(sample: PeriodSample, name: str) -> float | None:
     """Variance-to-mean ratio of the class's detections per image, from its per-image sums (None if unknown)."""
     sums = sample.class_sums.get(name)
@@ -517,7 +527,7 @@ def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig 
         findings.append(_evidence(mix, mix_deffs))
         for name, a, b in zip(names, ref_counts, cur_counts, strict=True):
             if a + b >= config.min_detections:
-                share_deffs = deffs(lambda s, c=name: (s.class_share(c), s.class_share(c).count))
+                share_deffs = deffs(functools.partial(_of_share, name=name))
                 findings.append(
                     _proportion(
                         "class_share", name, (a, b), (n_ref, n_cur), deffs=share_deffs, floor=config.min_cohen_h
@@ -559,7 +569,7 @@ def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig 
                 current.confidence.get(name, _zeros(bins.CONFIDENCE_BINS)),
             )
             if min(sizes(pair)) >= config.min_detections:
-                unit = deffs(lambda s, c=name: (s.class_sums.get(c, _NONE), int(s.confidence.get(c, _zeros(1)).sum())))
+                unit = deffs(functools.partial(_of_class_confidence, name=name))
                 findings.append(distribution("confidence", name, pair, CONFIDENCE_CENTRES, unit=unit))
     per_image = (reference.image_detections, current.image_detections)
     if images_ok and enough("detections_per_image", "images", sizes(per_image), config.min_images):

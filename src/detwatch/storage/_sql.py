@@ -904,7 +904,22 @@ class SQLStorage:
         )
         rows = self._run(lambda tx: tx.query(sql, params), write=False)
         return [
-            AggregateRow(*r[:3], int(r[3]), *r[4:6], int(r[6]), *map(float, r[7:9]), int(r[9]), *map(float, r[10:]))
+            AggregateRow(
+                r[0],
+                r[1],
+                r[2],
+                int(r[3]),
+                r[4],
+                r[5],
+                int(r[6]),
+                float(r[7]),
+                float(r[8]),
+                images=int(r[9]),
+                count_sq=float(r[10]),
+                image_value_sq=float(r[11]),
+                count_value=float(r[12]),
+                count_total=float(r[13]),
+            )
             for r in rows
         ]
 
