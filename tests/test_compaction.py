@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from _aggregates import expected_cells
+from _drift_samples import rounded
 from detwatch.abtest.service import results_for
 from detwatch.drift import drift_report
 from detwatch.predictions import Prediction, parse_prediction
@@ -137,7 +138,7 @@ def test_reports_over_whole_days_are_the_same_before_and_after_compaction(storag
     storage.compact_aggregates((BASE_DAY + DAYS * DAY_S) * 1_000_000_000)
     after = drift_report(storage, "m", reference, current).to_json()
     ab_after = results_for(storage, test)
-    assert after["tests"] == before["tests"]
+    assert rounded(after["tests"]) == rounded(before["tests"])  # per-image sums added in another order
     assert after["significant_drift"] == before["significant_drift"]
     for arm in ("model_a", "model_b"):
         for key in ("images", "detections", "avg_confidence", "detections_per_image", "empty_image_rate"):

@@ -140,11 +140,11 @@ class _Cells:
         code = code * nbins
         if bin_ is not None:
             code = code + bin_
-        uniq, inverse = np.unique(code, return_inverse=True)
+        uniq, inverse = _distinct(code)
         counts = np.bincount(inverse)
         sums = np.bincount(inverse, weights=values)
         squares = np.bincount(inverse, weights=values * values)
-        per_image = _per_image_sums(inverse.reshape(-1), len(uniq), values, image)
+        per_image = _per_image_sums(inverse, len(uniq), values, image)
         for u, n, v, q, extra in zip(
             uniq.tolist(), counts.tolist(), sums.tolist(), squares.tolist(), per_image, strict=True
         ):
@@ -160,6 +160,18 @@ class _Cells:
             self.out[(*self.groups[g], kind, key)] = (int(n), float(v), float(q), *extra)
 
 
+def _distinct(code: Ints) -> tuple[Ints, Ints]:
+    """``np.unique(code, return_inverse=True)``; without sorting when the codes span a small range (the usual case)."""
+    top = int(code.max()) + 1
+    if top > 4 * code.size + 4096:
+        uniq, inverse = np.unique(code, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    uniq = np.flatnonzero(np.bincount(code, minlength=top))
+    index = np.zeros(top, dtype=np.int64)
+    index[uniq] = np.arange(uniq.size)
+    return uniq, index[code]
+
+
 def _per_image_sums(
     cell: Ints, cells: int, values: Floats, image: Ints | None
 ) -> list[tuple[int, float, float, float, float]]:
@@ -171,9 +183,17 @@ def _per_image_sums(
     if image is None:
         return [(0, 0.0, 0.0, 0.0, 0.0)] * cells
     width = int(image.max()) + 1
-    pair, inverse = np.unique(cell * width + image, return_inverse=True)
-    n_i = np.bincount(inverse).astype(np.float64)
-    s_i = np.bincount(inverse, weights=values)
+    code = cell * width + image  # one code per (cell, image)
+    if cells * width <= 4 * code.size + 4096:
+        # Few cells (the usual batch): count over every (cell, image) pair, no sort.
+        full = np.bincount(code, minlength=cells * width)
+        pair = np.flatnonzero(full)
+        n_i = full[pair].astype(np.float64)
+        s_i = np.bincount(code, weights=values, minlength=cells * width)[pair]
+    else:
+        pair, inverse = np.unique(code, return_inverse=True)
+        n_i = np.bincount(inverse).astype(np.float64)
+        s_i = np.bincount(inverse, weights=values)
     cell_of, image_of = pair // width, pair % width
     total_i = np.bincount(image, minlength=width).astype(np.float64)[image_of]
     images = np.bincount(cell_of, minlength=cells)
