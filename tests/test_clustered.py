@@ -23,6 +23,7 @@ from detwatch.clustered import ImageSums, rao_scott_deff
 from detwatch.drift import drift_report
 from detwatch.predictions import Prediction, parse_prediction
 from detwatch.storage import Storage
+from detwatch.storage._aggregate import _distinct
 from detwatch.storage._sql import SQLStorage
 
 NS: Final = 1_000_000_000
@@ -222,3 +223,12 @@ def test_reports_over_periods_stored_before_the_per_image_sums_say_they_assume_i
     assert comparisons["class_mix"]["variance_assumes_independence"] is True
     assert comparisons["confidence"]["design_effect"]["a"] == pytest.approx(1.0)
     assert comparisons["detections_per_image"]["variance_assumes_independence"] is False
+
+
+@pytest.mark.parametrize("span", [50, 10**9], ids=["counted", "sorted"])
+def test_grouping_of_cell_codes_is_numpys_unique_on_both_paths(span: int) -> None:
+    codes = np.random.default_rng(8).integers(0, span, 500)
+    uniq, inverse = _distinct(codes)
+    expected_uniq, expected_inverse = np.unique(codes, return_inverse=True)
+    assert uniq.tolist() == expected_uniq.tolist()
+    assert inverse.tolist() == expected_inverse.reshape(-1).tolist()
