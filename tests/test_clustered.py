@@ -17,12 +17,13 @@ from typing import Any, Final
 import numpy as np
 import pytest
 import statsmodels.api as sm
+from scipy import stats
 
 from detwatch.abtest.service import results_for
 from detwatch.clustered import ImageSums, rao_scott_deff
 from detwatch.drift import drift_report
 from detwatch.predictions import Prediction, parse_prediction
-from detwatch.storage import Storage
+from detwatch.storage import FeedbackInput, Storage
 from detwatch.storage._aggregate import _distinct
 from detwatch.storage._sql import SQLStorage
 
@@ -232,3 +233,49 @@ def test_grouping_of_cell_codes_is_numpys_unique_on_both_paths(span: int) -> Non
     expected_uniq, expected_inverse = np.unique(codes, return_inverse=True)
     assert uniq.tolist() == expected_uniq.tolist()
     assert inverse.tolist() == expected_inverse.reshape(-1).tolist()
+
+
+def test_feedback_score_takes_the_image_as_unit_when_images_get_several_posts(storage: Storage) -> None:
+    rng = np.random.default_rng(9)
+    day = BASE_DAY + 40 * DAY_S
+    items: list[FeedbackInput] = []
+    raw: dict[str, list[tuple[int, int]]] = {"a": [], "b": []}  # (posts, correct) per image
+    for arm in "ab":
+        events, _ = make_images(10 if arm == "a" else 11, 200, day=day, variant=arm)
+        storage.ingest_predictions(events)
+        for event in events[:120]:
+            # A good or a bad image: every detection on it is judged alike, mostly.
+            good = rng.random() < (0.7 if arm == "a" else 0.6)
+            posts = max(1, len(event.detections))
+            verdicts = [(good if rng.random() < 0.9 else not good) for _ in range(posts)]
+            raw[arm].append((posts, sum(verdicts)))
+            items += [
+                FeedbackInput(type="correct" if ok else "false_positive", prediction_id=event.prediction_id,
+                              detection_index=k)
+                for k, ok in enumerate(verdicts)
+            ]  # fmt: skip
+    storage.add_feedback(items)
+    record = storage.create_ab_test(
+        name="feedback", model_a_id="m", model_b_id="m",
+        config={"traffic_split": 0.5, "metrics": ["feedback_score"], "duration_days": 7},
+        start_unix_nano=day * NS, end_unix_nano=(day + 7 * DAY_S) * NS,
+    )  # fmt: skip
+    fb = results_for(storage, record, now_ns=(day + 8 * DAY_S) * NS)["comparisons"]["feedback_score"]
+    deffs: dict[str, float] = {}
+    table: list[list[float]] = []
+    for arm in "ab":
+        judged = np.array(raw[arm], dtype=float)
+        per_posts, per_correct = judged[:, 0], judged[:, 1]
+        ratio = per_correct.sum() / per_posts.sum()
+        robust = robust_variance(per_posts, per_correct)
+        values = [np.r_[np.ones(int(c)), np.zeros(int(n - c))] for n, c in zip(per_posts, per_correct, strict=True)]
+        assert robust == pytest.approx(statsmodels_variance(values), rel=1e-9)
+        independent = ratio * (1 - ratio) * per_posts.sum() / (per_posts.sum() - 1) / per_posts.sum()
+        deffs[arm] = max(robust, independent) / independent
+        table.append([per_correct.sum() / deffs[arm], (per_posts.sum() - per_correct.sum()) / deffs[arm]])
+    assert fb["design_effect"]["a"] == pytest.approx(deffs["a"], rel=1e-9)
+    assert fb["design_effect"]["b"] == pytest.approx(deffs["b"], rel=1e-9)
+    assert deffs["a"] > 2.0  # posts on one image agree: far fewer independent judgements than posts
+    _, p, _, _ = stats.chi2_contingency(table, correction=False)
+    assert fb["p_value_fixed_horizon"] == pytest.approx(p, rel=1e-6)
+    assert fb["unit"] == "feedback post, clustered by image"

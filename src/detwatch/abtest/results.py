@@ -15,7 +15,9 @@ quarter of runs); each comparison reports its ``effective_sample_size`` per arm 
 independent detections or images the evidence is worth), its ``design_effect`` and
 ``variance_assumes_independence``, true when some of its detections come from cells
 stored before the per-image sums existed (those count as independent). The feedback
-score counts posts as independent: several posts on one image are rare.
+score takes the image too as its unit: several posts on one image (one per detection)
+are one judgement of the model on one input, summed per image from the feedback rows.
+The empty-image rate, detections per image and latency are per image already.
 
 Every metric is compared (B - A, its interval and p-values); the configured
 ``metrics`` are the family whose p-values are corrected together (Holm), and the
@@ -105,6 +107,16 @@ class _Hour:
     latency: Moments = _ZERO
     feedback_correct: int = 0
     feedback_total: int = 0
+    feedback_images: ImageSums = _NONE
+
+    def clustered_feedback(self) -> ImageSums:
+        """Feedback posts (value: the correct ones) with their per-image sums; posts without them as independent."""
+        sums = self.feedback_images
+        missing = self.feedback_total - round(sums.count)
+        if missing <= 0:
+            return sums
+        correct = max(0.0, self.feedback_correct - sums.value)
+        return sums + ImageSums.independent_items(missing, correct, correct)
 
     def clustered_confidence(self) -> ImageSums:
         """All confidences with their per-image sums; detections stored without them count as independent."""
@@ -176,6 +188,11 @@ class ArmData:
             h.feedback_correct += item.count
         self.feedback[item.type] = self.feedback.get(item.type, 0) + item.count
 
+    def add_feedback_images(self, hour_unix: int, sums: ImageSums) -> None:
+        """Add one hour's feedback summed per image (posts, correct ones: :meth:`_Hour.clustered_feedback`)."""
+        h = self.hour(hour_unix)
+        h.feedback_images = h.feedback_images + sums
+
     def total(self) -> _Hour:
         t = _Hour()
         for h in self.hours.values():
@@ -192,6 +209,7 @@ def _merge(a: _Hour, b: _Hour) -> _Hour:
         latency=a.latency + b.latency,
         feedback_correct=a.feedback_correct + b.feedback_correct,
         feedback_total=a.feedback_total + b.feedback_total,
+        feedback_images=a.feedback_images + b.feedback_images,
     )
 
 
@@ -217,7 +235,8 @@ def _look(metric: str, a: _Hour, b: _Hour) -> tuple[float, float]:
     if metric == "empty_image_rate":
         xa, na, xb, nb = a.empty, a.images.n, b.empty, b.images.n
     elif metric == "feedback_score":
-        xa, na, xb, nb = a.feedback_correct, a.feedback_total, b.feedback_correct, b.feedback_total
+        fa, fb = a.clustered_feedback(), b.clustered_feedback()
+        return fb.mean - fa.mean, fa.variance + fb.variance
     else:
         return math.nan, math.nan
     if na == 0 or nb == 0:
@@ -242,7 +261,11 @@ def _fixed(metric: str, a: _Hour, b: _Hour, *, arm_a: ArmData, arm_b: ArmData, a
     if metric == "empty_image_rate":
         return rate_test(a.empty, a.images.n, b.empty, b.images.n, alpha)
     if metric == "feedback_score":
-        return rate_test(a.feedback_correct, a.feedback_total, b.feedback_correct, b.feedback_total, alpha)
+        fa, fb = a.clustered_feedback(), b.clustered_feedback()
+        return rate_test(
+            a.feedback_correct, a.feedback_total, b.feedback_correct, b.feedback_total, alpha,
+            deff_a=fa.design_effect, deff_b=fb.design_effect,
+        )  # fmt: skip
     return class_mix_test(arm_a.classes, arm_b.classes, _class_mix_deff(arm_a, arm_b))
 
 
@@ -267,18 +290,16 @@ def _evidence(metric: str, a: _Hour, b: _Hour, *, arm_a: ArmData, arm_b: ArmData
         ca, cb = a.clustered_confidence(), b.clustered_confidence()
         sizes, deffs = (ca.count / deff, cb.count / deff), (deff, deff)
         independent = ca.independent + cb.independent > 0
+    elif metric == "feedback_score":
+        fa, fb = a.clustered_feedback(), b.clustered_feedback()
+        sizes, deffs = (fa.effective_size, fb.effective_size), (fa.design_effect, fb.design_effect)
+        independent = fa.independent + fb.independent > 0
     else:
-        counts = {
-            "latency": (a.latency.n, b.latency.n),
-            "feedback_score": (a.feedback_total, b.feedback_total),
-        }.get(metric, (a.images.n, b.images.n))
+        counts = (a.latency.n, b.latency.n) if metric == "latency" else (a.images.n, b.images.n)
         sizes, deffs, independent = (float(counts[0]), float(counts[1])), (1.0, 1.0), False
+    units = {"feedback_score": "feedback post, clustered by image", "confidence": "detection, clustered by image"}
     return {
-        "unit": "detection, clustered by image"
-        if metric in ("confidence", "class_mix")
-        else "image"
-        if metric != "feedback_score"
-        else "feedback post",
+        "unit": units.get(metric, "detection, clustered by image" if metric == "class_mix" else "image"),
         "effective_sample_size": {"a": _finite(sizes[0]), "b": _finite(sizes[1])},
         "design_effect": {"a": _finite(deffs[0]), "b": _finite(deffs[1])},
         "variance_assumes_independence": independent,
@@ -321,6 +342,7 @@ def compute_results(
     arm_b: ArmData,
     feedback: Iterable[FeedbackCount],
     now_unix_nano: int,
+    feedback_images: Iterable[tuple[str, int, ImageSums]] = (),
 ) -> dict[str, Any]:
     """The results document of ``GET /v1/ab-tests/{id}/results``.
 
@@ -331,6 +353,8 @@ def compute_results(
     """
     for item in feedback:
         (arm_a if item.arm == "a" else arm_b).add_feedback(item)
+    for arm, hour_unix, sums in feedback_images:
+        (arm_a if arm == "a" else arm_b).add_feedback_images(hour_unix, sums)
 
     start, end = int(test["start_unix_nano"]), int(test["end_unix_nano"])
     ended = now_unix_nano >= end

@@ -146,12 +146,19 @@ def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = Non
     arm_a = arm_data(record.model_a_id, config.model_a_version, "a")
     arm_b = arm_data(record.model_b_id, config.model_b_version, "b")
     feedback: list[FeedbackCount] = []
+    feedback_images: list[tuple[str, int, ImageSums]] = []
     for arm, model_id, version in (
         ("a", record.model_a_id, config.model_a_version),
         ("b", record.model_b_id, config.model_b_version),
     ):
         for hour, ftype, count in storage.ab_feedback_counts(model_id, version, arm, first_hour, end):
             feedback.append(FeedbackCount(arm, hour, ftype, count))
+        for hour, images, posts, correct, posts_sq, correct_sq, both in storage.ab_feedback_image_sums(
+            model_id, version, arm, first_hour, end
+        ):
+            # A post's value is 1 when it says "correct": the ratio estimator of the score.
+            sums = ImageSums(posts, correct, correct, images, posts_sq, correct_sq, both, posts_sq)
+            feedback_images.append((arm, hour, sums))
     return compute_results(
         test={
             "id": record.id,
@@ -166,4 +173,5 @@ def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = Non
         arm_b=arm_b,
         feedback=feedback,
         now_unix_nano=now,
+        feedback_images=feedback_images,
     )

@@ -183,14 +183,21 @@ def mann_whitney_binned(counts_a: Sequence[int], counts_b: Sequence[int]) -> Tes
     return TestResult("mann_whitney_u", u_a, p, effect, math.nan, math.nan)
 
 
-def rate_test(x_a: int, n_a: int, x_b: int, n_b: int, alpha: float = 0.05) -> TestResult:
+def rate_test(
+    x_a: float, n_a: float, x_b: float, n_b: float, alpha: float = 0.05, *, deff_a: float = 1.0, deff_b: float = 1.0
+) -> TestResult:
     """Rate B - rate A: two-proportion z-test, or Fisher's exact test for small expected counts.
 
     The interval is Wald's (Newcombe's would be tighter near 0 and 1; the sequential
-    interval beside it is the one to act on).
+    interval beside it is the one to act on). ``deff_a``/``deff_b`` are design effects
+    (:mod:`detwatch.clustered`): each arm's counts are divided by its own, so the test
+    sees its effective sample (counts rounded for Fisher's test).
     """
     if n_a <= 0 or n_b <= 0:
         return TestResult("two_proportion_z", math.nan, math.nan, math.nan, math.nan, math.nan)
+    if deff_a > 1.0 or deff_b > 1.0:
+        deff_a, deff_b = max(deff_a, 1.0), max(deff_b, 1.0)
+        x_a, n_a, x_b, n_b = x_a / deff_a, n_a / deff_a, x_b / deff_b, n_b / deff_b
     pa, pb = x_a / n_a, x_b / n_b
     diff = pb - pa
     se_unpooled = math.sqrt(pa * (1 - pa) / n_a + pb * (1 - pb) / n_b)
@@ -199,7 +206,7 @@ def rate_test(x_a: int, n_a: int, x_b: int, n_b: int, alpha: float = 0.05) -> Te
     n = n_a + n_b
     expected_min = min(n_a, n_b) * min(pooled, 1.0 - pooled)
     if expected_min < 5.0 or n <= 0:
-        table = [[x_a, n_a - x_a], [x_b, n_b - x_b]]
+        table = [[round(x_a), round(n_a - x_a)], [round(x_b), round(n_b - x_b)]]
         odds, p = stats.fisher_exact(table)
         return TestResult("fisher_exact", float(odds), float(p), diff, diff - half, diff + half)
     se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))

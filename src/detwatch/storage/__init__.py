@@ -362,6 +362,12 @@ class Storage(Protocol):
         """``(hour_unix, type, count)`` of feedback on one arm's predictions in ``[start, end)``."""
         ...
 
+    def ab_feedback_image_sums(
+        self, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+    ) -> list[tuple[int, int, int, int, int, int, int]]:
+        """Feedback on one arm's predictions summed per image, then per hour (``_abtests.feedback_image_sums``)."""
+        ...
+
 
 def open_storage(url: str) -> Storage:
     """Open (without migrating) the backend for ``url``."""

@@ -128,6 +128,35 @@ def feedback_counts(
     return [(int(r[0]), str(r[1]), int(r[2])) for r in tx.query(sql, params)]
 
 
+def feedback_image_sums(
+    tx: Transaction, *, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+) -> list[tuple[int, int, int, int, int, int, int]]:
+    """Feedback per image, summed per hour: ``(hour_unix, images, posts, correct, sum posts^2, sum correct^2,
+    sum posts * correct)`` over the images (predictions) of ``variant`` that received feedback.
+
+    Several posts on one image (one per detection) are not independent judgements of the
+    model: these sums give the feedback score's variance with the image as the unit
+    (:mod:`detwatch.clustered`). Feedback naming a batch span is left out, as in
+    :func:`feedback_counts`.
+    """
+    where = "p.model_id = ? AND p.ab_variant = ? AND p.time_unix_nano >= ? AND p.time_unix_nano < ?"
+    params: list[Any] = [model_id, variant, start_unix_nano, end_unix_nano]
+    if version is not None:
+        where += " AND p.model_version = ?"
+        params.append(version)
+    per_image = (
+        f"SELECT p.time_unix_nano / {NS_PER_SECOND * SECONDS_PER_HOUR} * {SECONDS_PER_HOUR} AS hour, "
+        "COUNT(*) AS n, SUM(CASE WHEN f.type = 'correct' THEN 1 ELSE 0 END) AS c "
+        "FROM feedback f JOIN predictions p ON p.prediction_id = f.prediction_id "
+        f"WHERE {where} GROUP BY hour, p.prediction_id"
+    )
+    sql = (
+        "SELECT hour, COUNT(*), SUM(n), SUM(c), SUM(n * n), SUM(c * c), SUM(n * c) "
+        f"FROM ({per_image}) AS per_image GROUP BY hour ORDER BY hour"
+    )
+    return [tuple(int(x) for x in r) for r in tx.query(sql, params)]  # type: ignore[misc]
+
+
 def arm_sums(
     tx: Transaction,
     *,

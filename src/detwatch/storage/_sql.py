@@ -1006,6 +1006,21 @@ class SQLStorage:
             write=False,
         )
 
+    def ab_feedback_image_sums(
+        self, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+    ) -> list[tuple[int, int, int, int, int, int, int]]:
+        return self._run(
+            lambda tx: _abtests.feedback_image_sums(
+                tx,
+                model_id=model_id,
+                version=version,
+                variant=variant,
+                start_unix_nano=start_unix_nano,
+                end_unix_nano=end_unix_nano,
+            ),
+            write=False,
+        )
+
     def ab_feedback_counts(
         self, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
     ) -> list[tuple[int, str, int]]:
