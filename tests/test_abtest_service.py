@@ -263,6 +263,8 @@ def test_a_clear_difference_gives_a_verdict_and_a_broken_split_is_flagged(client
     assert printed.exit_code == 0, printed.output
     assert "Verdict: A IS BETTER" in printed.output
     assert f"{results['model_a']['avg_confidence']:.3f}" in printed.output
+    sizes = results["comparisons"]["confidence"]["effective_sample_size"]
+    assert f"{sizes['a']:.0f} / {sizes['b']:.0f}" in printed.output  # the evidence in independent units
     listed = CliRunner().invoke(cli, ["ab", "--url", client.base_url])
     assert clear.id in listed.output
 
