@@ -274,6 +274,14 @@ def _class_mix_deff(arm_a: ArmData, arm_b: ArmData) -> float:
     return rao_scott_deff(arm_a.class_mix_shares(classes), arm_b.class_mix_shares(classes))
 
 
+_UNITS: Final = {
+    "confidence": "detection, clustered by image",
+    "class_mix": "detection, clustered by image",
+    "feedback_score": "feedback post, clustered by image",
+}
+"""The unit each comparison counts (the rest count images)."""
+
+
 def _evidence(metric: str, a: _Hour, b: _Hour, *, arm_a: ArmData, arm_b: ArmData) -> dict[str, Any]:
     """What a comparison's evidence is worth: effective sample size and design effect per arm.
 
@@ -297,9 +305,8 @@ def _evidence(metric: str, a: _Hour, b: _Hour, *, arm_a: ArmData, arm_b: ArmData
     else:
         counts = (a.latency.n, b.latency.n) if metric == "latency" else (a.images.n, b.images.n)
         sizes, deffs, independent = (float(counts[0]), float(counts[1])), (1.0, 1.0), False
-    units = {"feedback_score": "feedback post, clustered by image", "confidence": "detection, clustered by image"}
     return {
-        "unit": units.get(metric, "detection, clustered by image" if metric == "class_mix" else "image"),
+        "unit": _UNITS.get(metric, "image"),
         "effective_sample_size": {"a": _finite(sizes[0]), "b": _finite(sizes[1])},
         "design_effect": {"a": _finite(deffs[0]), "b": _finite(deffs[1])},
         "variance_assumes_independence": independent,
