@@ -199,6 +199,7 @@ def test_cli_prints_a_readable_report_and_the_json(companion: Companion) -> None
     assert "most affected classes: " in result.output and "scooter" in result.output
     assert "new classes: scooter" in result.output
     assert "class_mix" in result.output
+    assert "effective n" in result.output  # each test's evidence in independent units
     result = runner.invoke(cli, [*args, "--json", "--url", companion.url])
     assert result.exit_code == 0, result.output
     assert '"significant_drift": true' in result.output
