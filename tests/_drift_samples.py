@@ -8,6 +8,7 @@ null comparison, a changed one for a shift.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -15,9 +16,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detwatch import bins
+from detwatch.clustered import ImageSums
 from detwatch.drift import PeriodSample
 
-__all__ = ["Box", "Stream", "as_stored", "bin_images", "simulate", "simulate_binned", "vector_bins"]
+__all__ = [
+    "Box", "Stream", "as_stored", "bin_images", "image_sums", "rounded", "simulate", "simulate_binned", "vector_bins",
+    "vector_sums",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -30,8 +35,42 @@ class Box:
     height: float
 
 
+def _sums(per_image: list[tuple[float, float, float, float]]) -> ImageSums:
+    """Ratio sums from each image's (n_i, s_i, sum of squared values, N_i), added up image by image."""
+    out = ImageSums()
+    for n, s, squares, total in per_image:
+        if n > 0:
+            out = out + ImageSums(n, s, squares, 1, n * n, s * s, n * s, n * total)
+    return out
+
+
+def image_sums(images: Iterable[Sequence[Box]]) -> tuple[ImageSums, dict[str, ImageSums], ImageSums, ImageSums]:
+    """The per-image sums of the stored kinds (``AggregateRow``), computed image by image in plain Python.
+
+    Returns those of all confidences, of each class, of log10 areas and of log2 aspect ratios.
+    """
+    every: list[tuple[float, float, float, float]] = []
+    area: list[tuple[float, float, float, float]] = []
+    aspect: list[tuple[float, float, float, float]] = []
+    classes: dict[str, list[tuple[float, float, float, float]]] = {}
+    for image in images:
+        m = len(image)
+        confidences = [b.confidence for b in image]
+        every.append((m, sum(confidences), sum(c * c for c in confidences), m))
+        logs = [math.log10(b.width * b.height) for b in image if b.width * b.height > 0]
+        area.append((len(logs), sum(logs), sum(x * x for x in logs), len(logs)))
+        ratios = [math.log2(b.width / b.height) for b in image]
+        aspect.append((len(ratios), sum(ratios), sum(x * x for x in ratios), len(ratios)))
+        for name in {b.name for b in image}:
+            own = [b.confidence for b in image if b.name == name]
+            classes.setdefault(name, []).append((len(own), sum(own), sum(c * c for c in own), m))
+    class_sums = {name: _sums(rows) for name, rows in classes.items()}
+    return _sums(every), class_sums, _sums(area), _sums(aspect)
+
+
 def bin_images(images: Iterable[Sequence[Box]]) -> PeriodSample:
     """The sample that per-hour cells of these images would add up to (cells per the aggregates spec)."""
+    images = list(images)
     n_images = empty = detections = 0
     squares = 0.0
     classes: dict[str, int] = {}
@@ -55,7 +94,11 @@ def bin_images(images: Iterable[Sequence[Box]]) -> PeriodSample:
                 bins.area_bin(box.width * box.height)
             ] += 1
             aspect[bins.aspect_bin(box.width, box.height)] += 1
-    return PeriodSample(n_images, empty, detections, squares, classes, confidence, per_image, area, aspect)
+    every, class_sums, area_sums, aspect_sums = image_sums(images)
+    return PeriodSample(
+        n_images, empty, detections, squares, classes, confidence, per_image, area, aspect,
+        confidence_sums=every, class_sums=class_sums, area_sums=area_sums, aspect_sums=aspect_sums,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -123,15 +166,18 @@ def simulate_binned(stream: Stream, n_images: int, rng: np.random.Generator) -> 
     area = 10.0 ** rng.normal(stream.log10_area, stream.log10_area_sd, total)
     ratio = 2.0 ** rng.normal(0.0, 0.7, total)
     conf_bin, area_bin, aspect_bin = vector_bins(confidence, area, ratio)
+    image = np.repeat(np.arange(n_images), counts)
     classes: dict[str, int] = {}
     conf_tables: dict[str, NDArray[np.int64]] = {}
     area_tables: dict[str, NDArray[np.int64]] = {}
+    class_sums: dict[str, ImageSums] = {}
     for k, name in enumerate(stream.classes):
         mask = names == k
         if mask.any():
             classes[name] = int(mask.sum())
             conf_tables[name] = np.bincount(conf_bin[mask], minlength=bins.CONFIDENCE_BINS).astype(np.int64)
             area_tables[name] = np.bincount(area_bin[mask], minlength=bins.AREA_BINS).astype(np.int64)
+            class_sums[name] = vector_sums(image[mask], confidence[mask], n_images, counts)
     per_image = np.bincount(np.minimum(counts, bins.DETECTIONS_OPEN_BIN), minlength=bins.DETECTIONS_OPEN_BIN + 1)
     return PeriodSample(
         n_images,
@@ -143,7 +189,38 @@ def simulate_binned(stream: Stream, n_images: int, rng: np.random.Generator) -> 
         per_image.astype(np.int64),
         area_tables,
         np.bincount(aspect_bin, minlength=bins.ASPECT_BINS).astype(np.int64),
+        confidence_sums=vector_sums(image, confidence, n_images, counts),
+        class_sums=class_sums,
+        area_sums=vector_sums(image, np.log10(area), n_images, counts),
+        aspect_sums=vector_sums(image, np.log2(ratio), n_images, counts),
     )
+
+
+def vector_sums(
+    image: NDArray[np.int64], values: NDArray[np.float64], images: int, total: NDArray[np.int64]
+) -> ImageSums:
+    """The ratio sums of ``values`` on their ``image``s; ``total`` is each image's detections (for shares)."""
+    n = np.bincount(image, minlength=images).astype(np.float64)
+    s = np.bincount(image, weights=values, minlength=images)
+    return ImageSums(
+        float(n.sum()), float(s.sum()), float((values**2).sum()), int((n > 0).sum()), float((n * n).sum()),
+        float((s * s).sum()), float((n * s).sum()), float((n * total).sum()),
+    )  # fmt: skip
+
+
+def rounded(value: object) -> object:
+    """``value`` with every float rounded to 9 significant digits (in nested lists and dicts too).
+
+    Reports built from stored cells and from raw images agree up to round-off once
+    per-image sums (added in another order) enter the design effects.
+    """
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
+    return value
 
 
 def as_stored(sample: PeriodSample, kinds: Iterable[str], *, value_sq: bool) -> PeriodSample:
@@ -154,6 +231,7 @@ def as_stored(sample: PeriodSample, kinds: Iterable[str], *, value_sq: bool) -> 
     storage with one built from raw images compare like with like.
     """
     present = set(kinds)
+    per_image = "confidence_all" in present
     return PeriodSample(
         sample.images,
         sample.empty_images,
@@ -164,4 +242,8 @@ def as_stored(sample: PeriodSample, kinds: Iterable[str], *, value_sq: bool) -> 
         sample.image_detections if "image_detections" in present else np.zeros_like(sample.image_detections),
         sample.box_area if "box_area" in present else {},
         sample.aspect_ratio if "aspect_ratio" in present else np.zeros_like(sample.aspect_ratio),
+        confidence_sums=sample.confidence_sums if per_image else ImageSums(),
+        class_sums=sample.class_sums if per_image else {},
+        area_sums=sample.area_sums if per_image else ImageSums(),
+        aspect_sums=sample.aspect_sums if per_image else ImageSums(),
     )

@@ -93,6 +93,42 @@ class Traffic:
             client.send_predictions(self.events[start : start + 500])
 
 
+def _ratio_variance(n: np.ndarray, s: np.ndarray, values: np.ndarray) -> tuple[float, int]:
+    """A per-detection mean's variance with the image as the unit (>= the independent one), and the images.
+
+    Computed directly from the raw images: ``G / (G - 1) sum (s_i - r n_i)^2 / N^2``.
+    """
+    n, s = n[n > 0], s[n > 0]
+    g, total = n.size, n.sum()
+    r = s.sum() / total
+    robust = g / (g - 1) * np.sum((s - r * n) ** 2) / total**2
+    return max(float(robust), float(np.var(values, ddof=1) / values.size)), g
+
+
+def _clustered_variance(raw: dict[str, list[Any]]) -> tuple[float, int]:
+    counts = np.array(raw["counts"])
+    conf = np.array(raw["confidence"])
+    image = np.repeat(np.arange(counts.size), counts)
+    return _ratio_variance(counts.astype(float), np.bincount(image, weights=conf, minlength=counts.size), conf)
+
+
+def _rao_scott(ra: dict[str, list[Any]], rb: dict[str, list[Any]]) -> float:
+    """Rao and Scott's first-order design effect of the 2 x K class table, from the raw images."""
+    n_a, n_b = len(ra["classes"]), len(rb["classes"])
+    total = 0.0
+    for c in CLASSES:
+        pooled = (ra["classes"].count(c) + rb["classes"].count(c)) / (n_a + n_b)
+        for raw in (ra, rb):
+            counts = np.array(raw["counts"])
+            image = np.repeat(np.arange(counts.size), counts)
+            hits = (np.array(raw["classes"]) == c).astype(float)
+            variance, _ = _ratio_variance(
+                counts.astype(float), np.bincount(image, weights=hits, minlength=counts.size), hits
+            )
+            total += variance / pooled
+    return max(1.0, n_a * n_b / (n_a + n_b) * total / (len(CLASSES) - 1))
+
+
 def _create(client: detwatch.Client, prefix: str, config: dict[str, Any]) -> Any:
     model_v1 = client.register_model(model_id=f"{prefix}-v1", version="1")
     model_v2 = client.register_model(model_id=f"{prefix}-v2", version="1")
@@ -136,13 +172,23 @@ def test_results_match_scipy_on_the_raw_values(client: detwatch.Client, companio
     assert results["model_a"]["images"] == 1800
     assert results["model_b"]["images"] == 200
 
+    # Confidence: Welch's test with each arm's variance taken with the image as the unit
+    # (cluster-robust, never below the independent one) and degrees of freedom from images.
     conf = results["comparisons"]["confidence"]
-    welch = stats.ttest_ind(conf_b, conf_a, equal_var=False)
-    assert conf["p_value_fixed_horizon"] == pytest.approx(welch.pvalue, rel=1e-6)
+    (va, ga), (vb, gb) = (_clustered_variance(ra), _clustered_variance(rb))
+    diff = conf_b.mean() - conf_a.mean()
+    df = (va + vb) ** 2 / (va**2 / (ga - 1) + vb**2 / (gb - 1))
+    p_welch = 2 * stats.t.sf(abs(diff) / math.sqrt(va + vb), df)
+    assert conf["p_value_fixed_horizon"] == pytest.approx(p_welch, rel=1e-6)
     assert conf["fixed_horizon_method"] == "welch_t"
-    ci = welch.confidence_interval(0.95)
-    assert conf["ci_low"] == pytest.approx(ci.low, rel=1e-6)
-    assert conf["ci_high"] == pytest.approx(ci.high, rel=1e-6)
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    assert conf["ci_low"] == pytest.approx(diff - half, rel=1e-6)
+    assert conf["ci_high"] == pytest.approx(diff + half, rel=1e-6)
+    assert conf["unit"] == "detection, clustered by image"
+    assert conf["effective_sample_size"]["a"] == pytest.approx(
+        conf_a.size * np.var(conf_a, ddof=1) / conf_a.size / va, rel=1e-6
+    )
+    assert conf["variance_assumes_independence"] is False
 
     latency = results["comparisons"]["latency"]
     ia = [bins.latency_bin(v) for v in ra["latency"]]
@@ -159,8 +205,12 @@ def test_results_match_scipy_on_the_raw_values(client: detwatch.Client, companio
     _, p_fb, _, _ = stats.chi2_contingency([[42, 18], [20, 20]], correction=False)
     assert fb["p_value_fixed_horizon"] == pytest.approx(p_fb, rel=1e-6)
 
+    # Class mix: Pearson's chi-square divided by Rao and Scott's mean design effect,
+    # from each class share's image-clustered variance.
     table = [[ra["classes"].count(c) for c in CLASSES], [rb["classes"].count(c) for c in CLASSES]]
-    _, p_mix, _, _ = stats.chi2_contingency(table, correction=False)
+    chi2, _, dof, _ = stats.chi2_contingency(table, correction=False)
+    deff = _rao_scott(ra, rb)
+    p_mix = stats.chi2.sf(chi2 / deff, dof)
     assert results["comparisons"]["class_mix"]["p_value_fixed_horizon"] == pytest.approx(p_mix, rel=1e-6)
 
     # Metrics outside the configured family are compared too, without a corrected p-value.
@@ -213,6 +263,8 @@ def test_a_clear_difference_gives_a_verdict_and_a_broken_split_is_flagged(client
     assert printed.exit_code == 0, printed.output
     assert "Verdict: A IS BETTER" in printed.output
     assert f"{results['model_a']['avg_confidence']:.3f}" in printed.output
+    sizes = results["comparisons"]["confidence"]["effective_sample_size"]
+    assert f"{sizes['a']:.0f} / {sizes['b']:.0f}" in printed.output  # the evidence in independent units
     listed = CliRunner().invoke(cli, ["ab", "--url", client.base_url])
     assert clear.id in listed.output
 

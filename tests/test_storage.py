@@ -31,7 +31,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from _aggregates import Cell, assert_cells_equal, expected_cells
+from _aggregates import Cell, Sums, assert_cells_equal, expected_cells
 from _aggregates import stored_cells as _stored_cells
 from detwatch import bins
 from detwatch.predictions import Prediction, parse_prediction
@@ -44,7 +44,7 @@ from detwatch.storage import (
     open_storage,
 )
 from detwatch.storage._aggregate import area_bins, aspect_bins, confidence_bins, latency_bins
-from detwatch.storage._schema import LATEST_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, statements_for
+from detwatch.storage._schema import LATEST_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, Dialect, statements_for
 from detwatch.storage.sqlite import CHECKPOINT_EVENTS, SQLiteStorage
 
 NS: Final = 1_000_000_000
@@ -135,7 +135,7 @@ def span_of(i: int) -> str:
     return f"{i:016x}"
 
 
-def stored_cells(storage: Storage, model_id: str = "vehicles") -> dict[Cell, tuple[int, float, float]]:
+def stored_cells(storage: Storage, model_id: str = "vehicles") -> dict[Cell, Sums]:
     return _stored_cells(storage, model_id)
 
 
@@ -216,6 +216,51 @@ def test_migration_2_adds_sums_of_squares_and_keeps_existing_cells(url: str) -> 
         storage.ingest_predictions([event])
         (merged,) = storage.aggregates("vehicles", 0, 2**62, kinds=["images"])
         assert (merged.count, merged.value, merged.value_sq) == (4, 7.0, 0.0)
+    finally:
+        storage.close()
+
+
+def test_migration_6_adds_per_image_sums_without_rewriting_existing_cells(url: str) -> None:
+    # A database left at version 5 by an earlier detwatch, with cells of one hour in it.
+    dialect: Dialect = "sqlite" if is_sqlite(url) else "postgresql"
+    raw_execute(url, SCHEMA_MIGRATIONS_TABLE)
+    for version, statements in MIGRATIONS[:5]:
+        for statement in statements_for(statements, dialect):
+            raw_execute(url, statement)
+        raw_execute(url, f"INSERT INTO schema_migrations (version, applied_unix_nano) VALUES ({version}, 0)")
+    raw_execute(
+        url,
+        "INSERT INTO aggregates (model_id, model_version, ab_variant, hour_unix, kind, key, count, value, value_sq) "
+        "VALUES ('vehicles', 'v1', '', 3600, 'detections', 'car', 4, 3.0, 2.5)",
+    )
+    raw_execute(
+        url,
+        "INSERT INTO aggregates_daily (model_id, model_version, ab_variant, day_unix, kind, key, count, value, "
+        "value_sq) VALUES ('vehicles', 'v1', '', 0, 'detections', 'car', 2, 1.0, 0.5)",
+    )
+    storage = open_storage(url)
+    try:
+        assert storage.migrate() == LATEST_VERSION
+        old = storage.aggregates("vehicles", 0, 2**62)
+        sums = [(r.hour_unix, r.count, r.value, r.value_sq, r.images, r.count_sq, r.count_total) for r in old]
+        assert sorted(sums) == [(0, 2, 1.0, 0.5, 0, 0.0, 0.0), (3600, 4, 3.0, 2.5, 0, 0.0, 0.0)]
+        event = parse_prediction(
+            {
+                "model_id": "vehicles", "model_version": "v1", "time_unix_nano": 3600 * NS,
+                "detections": [
+                    {"class": "car", "confidence": 0.5, "box": [0, 0, 10, 10]},
+                    {"class": "car", "confidence": 0.25, "box": [0, 0, 10, 20]},
+                    {"class": "bus", "confidence": 0.75, "box": [0, 0, 20, 10]},
+                ],
+            }
+        )  # fmt: skip
+        storage.ingest_predictions([event])
+        (car,) = [r for r in storage.aggregates("vehicles", 3600 * NS, 7200 * NS, ["detections"]) if r.key == "car"]
+        # The old sums are kept; the new image adds n = 2, s = 0.75 (N = 3 detections on it).
+        assert (car.count, car.value, car.value_sq) == (6, 3.75, 2.5 + 0.3125)
+        assert (car.images, car.count_sq, car.image_value_sq, car.count_value, car.count_total) == (
+            1, 4.0, 0.5625, 1.5, 6.0,
+        )  # fmt: skip
     finally:
         storage.close()
 

@@ -343,7 +343,13 @@ _SCHEMAS: dict[str, Any] = {
             "min_ks": {"type": "number", "minimum": 0, "maximum": 1},
             "min_cohen_h": {"type": "number", "minimum": 0, "maximum": math.pi},
             "min_rate_ratio": {"type": "number", "minimum": 1, "maximum": 1000},
-            "intra_image_correlation": {"type": "number", "minimum": 0, "maximum": 1},
+            "intra_image_correlation": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "description": "a floor under the intra-image correlation measured from the stored per-image sums "
+                "(default 0: the measured one alone)",
+            },
         },
     },
     "DriftReport": {

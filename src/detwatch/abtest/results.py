@@ -4,8 +4,20 @@ Arm A is the traffic of ``model_a_id`` tagged ``objdet.ab.variant = a`` (what
 :class:`detwatch_instrumentation.ABRouter` tags), arm B that of ``model_b_id`` tagged
 ``b``, both between the test's start and end (events' own time), and optionally one
 version each. Everything is read from mergeable cells (counts, sums, sums of squares,
-latency bins), so that results for ten million routed predictions cost what results
-for a thousand do: the work grows with hours times cells, not with predictions.
+per-image sums, latency bins), so that results for ten million routed predictions
+cost what results for a thousand do: the work grows with hours times cells, not with
+predictions.
+
+The unit of evidence is the image. Per-detection metrics (confidence, class mix) use
+the cluster-robust variances of :mod:`detwatch.clustered` (detections of one image
+move together, and treating them as independent made A/A tests declare winners in a
+quarter of runs); each comparison reports its ``effective_sample_size`` per arm (the
+independent detections or images the evidence is worth), its ``design_effect`` and
+``variance_assumes_independence``, true when some of its detections come from cells
+stored before the per-image sums existed (those count as independent). The feedback
+score takes the image too as its unit: several posts on one image (one per detection)
+are one judgement of the model on one input, summed per image from the feedback rows.
+The empty-image rate, detections per image and latency are per image already.
 
 Every metric is compared (B - A, its interval and p-values); the configured
 ``metrics`` are the family whose p-values are corrected together (Holm), and the
@@ -36,6 +48,7 @@ from typing import Any, Final
 import numpy as np
 
 from .. import bins
+from ..clustered import ImageSums, rao_scott_deff
 from ..storage import AggregateRow
 from .config import HIGHER_IS_BETTER, METRICS, ABTestConfig
 from .statistics import (
@@ -49,15 +62,16 @@ from .statistics import (
     quantile_from_bins,
     rate_test,
     sample_ratio_mismatch,
+    welch_from_variances,
     welch_test,
 )
 
 __all__ = ["HOURLY_KINDS", "KEYED_KINDS", "KINDS", "SRM_ALPHA", "ArmData", "FeedbackCount", "compute_results"]
 
-KINDS: Final = ("images", "empty_images", "detections", "latency_ms", "latency_ms_sum")
+KINDS: Final = ("images", "empty_images", "detections", "confidence_all", "latency_ms", "latency_ms_sum")
 """The aggregate kinds the results read (a small share of all cells)."""
 
-HOURLY_KINDS: Final = ("images", "empty_images", "detections", "latency_ms_sum")
+HOURLY_KINDS: Final = ("images", "empty_images", "detections", "confidence_all", "latency_ms_sum")
 """Kinds read per hour (keys added up) for the sequential looks."""
 
 KEYED_KINDS: Final = ("detections", "latency_ms")
@@ -71,6 +85,7 @@ NS_PER_SECOND: Final = 1_000_000_000
 SECONDS_PER_DAY: Final = 86_400
 
 _ZERO = Moments(0, 0.0, 0.0)
+_NONE = ImageSums()
 
 
 @dataclass(frozen=True)
@@ -88,9 +103,28 @@ class _Hour:
     images: Moments = _ZERO
     empty: int = 0
     confidence: Moments = _ZERO
+    confidence_all: ImageSums = _NONE
     latency: Moments = _ZERO
     feedback_correct: int = 0
     feedback_total: int = 0
+    feedback_images: ImageSums = _NONE
+
+    def clustered_feedback(self) -> ImageSums:
+        """Feedback posts (value: the correct ones) with their per-image sums; posts without them as independent."""
+        sums = self.feedback_images
+        missing = self.feedback_total - round(sums.count)
+        if missing <= 0:
+            return sums
+        correct = max(0.0, self.feedback_correct - sums.value)
+        return sums + ImageSums.independent_items(missing, correct, correct)
+
+    def clustered_confidence(self) -> ImageSums:
+        """All confidences with their per-image sums; detections stored without them count as independent."""
+        c, every = self.confidence, self.confidence_all
+        missing = c.n - round(every.count)
+        if missing <= 0:
+            return every
+        return every + ImageSums.independent_items(missing, c.total - every.value, c.total_sq - every.value_sq)
 
 
 @dataclass
@@ -100,6 +134,7 @@ class ArmData:
     hours: dict[int, _Hour] = field(default_factory=dict)
     latency_bins: np.ndarray = field(default_factory=lambda: np.zeros(bins.LATENCY_BINS, dtype=np.int64))
     classes: dict[str, int] = field(default_factory=dict)
+    class_sums: dict[str, ImageSums] = field(default_factory=dict)
     feedback: dict[str, int] = field(default_factory=dict)
 
     def hour(self, hour_unix: int) -> _Hour:
@@ -110,16 +145,20 @@ class ArmData:
 
     def add_cell(self, row: AggregateRow) -> None:
         """Add one stored cell (both its hour's sums and its key's)."""
-        self.add_hour_sum(row.hour_unix, row.kind, row.count, row.value, row.value_sq)
-        self.add_key_sum(row.kind, row.key, row.count)
+        sums = ImageSums.of(row)
+        self.add_hour_sum(row.hour_unix, row.kind, sums)
+        self.add_key_sum(row.kind, row.key, sums)
 
-    def add_hour_sum(self, hour_unix: int, kind: str, count: int, value: float, value_sq: float) -> None:
+    def add_hour_sum(self, hour_unix: int, kind: str, sums: ImageSums) -> None:
         """Add the sums of one kind in one hour (keys added up): what the sequential looks need."""
         h = self.hour(hour_unix) if kind in HOURLY_KINDS else None
         if h is None:
             return
-        m = Moments(count, value, value_sq)
-        if kind == "images":
+        count = round(sums.count)
+        m = Moments(count, sums.value, sums.value_sq)
+        if kind == "confidence_all":
+            h.confidence_all = h.confidence_all + sums
+        elif kind == "images":
             h.images = h.images + m
         elif kind == "empty_images":
             h.empty += count
@@ -128,12 +167,19 @@ class ArmData:
         else:  # latency_ms_sum
             h.latency = h.latency + m
 
-    def add_key_sum(self, kind: str, key: str, count: int) -> None:
-        """Add the count of one kind's key over the whole test (hours added up): the class mix and latency bins."""
+    def add_key_sum(self, kind: str, key: str, sums: ImageSums) -> None:
+        """Add one kind's key over the whole test (hours added up): the class mix and latency bins."""
+        count = round(sums.count)
         if kind == "detections":
             self.classes[key] = self.classes.get(key, 0) + count
+            self.class_sums[key] = self.class_sums.get(key, _NONE) + sums
         elif kind == "latency_ms":
             self.latency_bins[int(key)] += count
+
+    def class_mix_shares(self, classes: list[str]) -> list[ImageSums]:
+        """Each class's share of the arm's detections, as ratio sums (:meth:`ImageSums.share_of`)."""
+        whole = self.total().clustered_confidence()
+        return [self.class_sums.get(c, _NONE).share_of(whole) for c in classes]
 
     def add_feedback(self, item: FeedbackCount) -> None:
         h = self.hour(item.hour_unix)
@@ -141,6 +187,11 @@ class ArmData:
         if item.type == "correct":
             h.feedback_correct += item.count
         self.feedback[item.type] = self.feedback.get(item.type, 0) + item.count
+
+    def add_feedback_images(self, hour_unix: int, sums: ImageSums) -> None:
+        """Add one hour's feedback summed per image (posts, correct ones: :meth:`_Hour.clustered_feedback`)."""
+        h = self.hour(hour_unix)
+        h.feedback_images = h.feedback_images + sums
 
     def total(self) -> _Hour:
         t = _Hour()
@@ -154,9 +205,11 @@ def _merge(a: _Hour, b: _Hour) -> _Hour:
         images=a.images + b.images,
         empty=a.empty + b.empty,
         confidence=a.confidence + b.confidence,
+        confidence_all=a.confidence_all + b.confidence_all,
         latency=a.latency + b.latency,
         feedback_correct=a.feedback_correct + b.feedback_correct,
         feedback_total=a.feedback_total + b.feedback_total,
+        feedback_images=a.feedback_images + b.feedback_images,
     )
 
 
@@ -170,8 +223,11 @@ def _rate(x: int, n: int) -> float:
 
 def _look(metric: str, a: _Hour, b: _Hour) -> tuple[float, float]:
     """(B - A, its variance) of ``metric`` on cumulative data; NaN while undefined."""
-    if metric in ("confidence", "latency", "detections_per_image"):
-        attr = {"confidence": "confidence", "latency": "latency", "detections_per_image": "images"}[metric]
+    if metric == "confidence":
+        ca, cb = a.clustered_confidence(), b.clustered_confidence()
+        return cb.mean - ca.mean, ca.variance + cb.variance
+    if metric in ("latency", "detections_per_image"):
+        attr = {"latency": "latency", "detections_per_image": "images"}[metric]
         ma, mb = getattr(a, attr), getattr(b, attr)
         if ma.n < 2 or mb.n < 2:
             return math.nan, math.nan
@@ -179,7 +235,8 @@ def _look(metric: str, a: _Hour, b: _Hour) -> tuple[float, float]:
     if metric == "empty_image_rate":
         xa, na, xb, nb = a.empty, a.images.n, b.empty, b.images.n
     elif metric == "feedback_score":
-        xa, na, xb, nb = a.feedback_correct, a.feedback_total, b.feedback_correct, b.feedback_total
+        fa, fb = a.clustered_feedback(), b.clustered_feedback()
+        return fb.mean - fa.mean, fa.variance + fb.variance
     else:
         return math.nan, math.nan
     if na == 0 or nb == 0:
@@ -190,7 +247,10 @@ def _look(metric: str, a: _Hour, b: _Hour) -> tuple[float, float]:
 
 def _fixed(metric: str, a: _Hour, b: _Hour, *, arm_a: ArmData, arm_b: ArmData, alpha: float) -> TestResult:
     if metric == "confidence":
-        return welch_test(a.confidence, b.confidence, alpha)
+        ca, cb = a.clustered_confidence(), b.clustered_confidence()
+        return welch_from_variances(
+            cb.mean - ca.mean, ca.variance, cb.variance, df_a=ca.images - 1, df_b=cb.images - 1, alpha=alpha
+        )
     if metric == "detections_per_image":
         return welch_test(a.images, b.images, alpha)
     if metric == "latency":
@@ -201,8 +261,56 @@ def _fixed(metric: str, a: _Hour, b: _Hour, *, arm_a: ArmData, arm_b: ArmData, a
     if metric == "empty_image_rate":
         return rate_test(a.empty, a.images.n, b.empty, b.images.n, alpha)
     if metric == "feedback_score":
-        return rate_test(a.feedback_correct, a.feedback_total, b.feedback_correct, b.feedback_total, alpha)
-    return class_mix_test(arm_a.classes, arm_b.classes)
+        fa, fb = a.clustered_feedback(), b.clustered_feedback()
+        return rate_test(
+            a.feedback_correct, a.feedback_total, b.feedback_correct, b.feedback_total, alpha,
+            deff_a=fa.design_effect, deff_b=fb.design_effect,
+        )  # fmt: skip
+    return class_mix_test(arm_a.classes, arm_b.classes, _class_mix_deff(arm_a, arm_b))
+
+
+def _class_mix_deff(arm_a: ArmData, arm_b: ArmData) -> float:
+    classes = sorted(set(arm_a.classes) | set(arm_b.classes))
+    return rao_scott_deff(arm_a.class_mix_shares(classes), arm_b.class_mix_shares(classes))
+
+
+_UNITS: Final = {
+    "confidence": "detection, clustered by image",
+    "class_mix": "detection, clustered by image",
+    "feedback_score": "feedback post, clustered by image",
+}
+"""The unit each comparison counts (the rest count images)."""
+
+
+def _evidence(metric: str, a: _Hour, b: _Hour, *, arm_a: ArmData, arm_b: ArmData) -> dict[str, Any]:
+    """What a comparison's evidence is worth: effective sample size and design effect per arm.
+
+    Per-detection metrics count detections divided by their design effect (the image is
+    the unit); image-level metrics count images (posts for the feedback score), design
+    effect 1.
+    """
+    if metric == "confidence":
+        ca, cb = a.clustered_confidence(), b.clustered_confidence()
+        sizes, deffs = (ca.effective_size, cb.effective_size), (ca.design_effect, cb.design_effect)
+        independent = ca.independent + cb.independent > 0
+    elif metric == "class_mix":
+        deff = _class_mix_deff(arm_a, arm_b)
+        ca, cb = a.clustered_confidence(), b.clustered_confidence()
+        sizes, deffs = (ca.count / deff, cb.count / deff), (deff, deff)
+        independent = ca.independent + cb.independent > 0
+    elif metric == "feedback_score":
+        fa, fb = a.clustered_feedback(), b.clustered_feedback()
+        sizes, deffs = (fa.effective_size, fb.effective_size), (fa.design_effect, fb.design_effect)
+        independent = fa.independent + fb.independent > 0
+    else:
+        counts = (a.latency.n, b.latency.n) if metric == "latency" else (a.images.n, b.images.n)
+        sizes, deffs, independent = (float(counts[0]), float(counts[1])), (1.0, 1.0), False
+    return {
+        "unit": _UNITS.get(metric, "image"),
+        "effective_sample_size": {"a": _finite(sizes[0]), "b": _finite(sizes[1])},
+        "design_effect": {"a": _finite(deffs[0]), "b": _finite(deffs[1])},
+        "variance_assumes_independence": independent,
+    }
 
 
 def _arm_summary(model_id: str, version: str | None, arm: ArmData) -> dict[str, Any]:
@@ -241,6 +349,7 @@ def compute_results(
     arm_b: ArmData,
     feedback: Iterable[FeedbackCount],
     now_unix_nano: int,
+    feedback_images: Iterable[tuple[str, int, ImageSums]] = (),
 ) -> dict[str, Any]:
     """The results document of ``GET /v1/ab-tests/{id}/results``.
 
@@ -251,6 +360,8 @@ def compute_results(
     """
     for item in feedback:
         (arm_a if item.arm == "a" else arm_b).add_feedback(item)
+    for arm, hour_unix, sums in feedback_images:
+        (arm_a if arm == "a" else arm_b).add_feedback_images(hour_unix, sums)
 
     start, end = int(test["start_unix_nano"]), int(test["end_unix_nano"])
     ended = now_unix_nano >= end
@@ -293,6 +404,7 @@ def compute_results(
             "fixed_horizon_method": fixed.method,
             "min_effect": min_effect,
             "higher_is_better": HIGHER_IS_BETTER[metric],
+            **_evidence(metric, ta, tb, arm_a=arm_a, arm_b=arm_b),
         }
     corrected = holm(always_valid)
     for metric in compared:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ..clustered import ImageSums
 from ..storage import ABTestRecord, Storage
 from .config import ConfigError, parse_config
 from .results import HOURLY_KINDS, KEYED_KINDS, ArmData, FeedbackCount, compute_results
@@ -134,22 +135,30 @@ def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = Non
                 kinds=HOURLY_KINDS if by_hour else KEYED_KINDS,
                 by_hour=by_hour,
             )
-            for hour, kind, key, count, value, value_sq in sums:
+            for hour, kind, key, *columns in sums:
+                cell = ImageSums.from_columns(*columns)
                 if by_hour:
-                    data.add_hour_sum(hour, kind, count, value, value_sq)
+                    data.add_hour_sum(hour, kind, cell)
                 else:
-                    data.add_key_sum(kind, key, count)
+                    data.add_key_sum(kind, key, cell)
         return data
 
     arm_a = arm_data(record.model_a_id, config.model_a_version, "a")
     arm_b = arm_data(record.model_b_id, config.model_b_version, "b")
     feedback: list[FeedbackCount] = []
+    feedback_images: list[tuple[str, int, ImageSums]] = []
     for arm, model_id, version in (
         ("a", record.model_a_id, config.model_a_version),
         ("b", record.model_b_id, config.model_b_version),
     ):
         for hour, ftype, count in storage.ab_feedback_counts(model_id, version, arm, first_hour, end):
             feedback.append(FeedbackCount(arm, hour, ftype, count))
+        for hour, images, posts, correct, posts_sq, correct_sq, both in storage.ab_feedback_image_sums(
+            model_id, version, arm, first_hour, end
+        ):
+            # A post's value is 1 when it says "correct": the ratio estimator of the score.
+            sums = ImageSums(posts, correct, correct, images, posts_sq, correct_sq, both, posts_sq)
+            feedback_images.append((arm, hour, sums))
     return compute_results(
         test={
             "id": record.id,
@@ -164,4 +173,5 @@ def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = Non
         arm_b=arm_b,
         feedback=feedback,
         now_unix_nano=now,
+        feedback_images=feedback_images,
     )

@@ -5,6 +5,16 @@ fixed-bin histograms), never from raw events, so that a test's results cost the 
 after a day or a month. Each function here takes such summaries; the tests check
 every one against SciPy run on the raw data the summaries were made from.
 
+Detections of one image are not independent (a dark frame lowers all its
+confidences): the per-detection metrics (mean confidence, class mix) take the image
+as the unit of evidence. Their variances are the cluster-robust ones of
+:mod:`detwatch.clustered`, computed from per-image sums stored in the cells, in
+Welch's test (degrees of freedom from the images), in the mSPRT's variance and its
+confidence sequence; the class mix's chi-square is divided by Rao and Scott's design
+effect. Image-level metrics (detections per image, empty-image rate, latency) have
+the image as their unit already. Results report each comparison's effective sample
+size (``N / design effect``).
+
 Fixed-horizon tests (valid when read once, at the planned end):
 
 - means (confidence, latency, detections per image): Welch's t-test from
@@ -58,6 +68,7 @@ __all__ = [
     "quantile_from_bins",
     "rate_test",
     "sample_ratio_mismatch",
+    "welch_from_variances",
     "welch_test",
 ]
 
@@ -115,13 +126,26 @@ def welch_test(a: Moments, b: Moments, alpha: float = 0.05) -> TestResult:
     diff = b.mean - a.mean
     if a.n < 2 or b.n < 2:
         return TestResult("welch_t", math.nan, math.nan, diff, math.nan, math.nan)
-    va, vb = a.variance / a.n, b.variance / b.n
+    return welch_from_variances(diff, a.variance / a.n, b.variance / b.n, df_a=a.n - 1, df_b=b.n - 1, alpha=alpha)
+
+
+def welch_from_variances(
+    diff: float, va: float, vb: float, *, df_a: float, df_b: float, alpha: float = 0.05
+) -> TestResult:
+    """Welch's t-test of ``diff`` given each arm's variance of its mean and their degrees of freedom.
+
+    With independent observations these are ``s^2 / n`` and ``n - 1``; with detections
+    clustered in images, the cluster-robust variance (:mod:`detwatch.clustered`) and
+    ``images - 1``: the Welch-Satterthwaite degrees of freedom then count images.
+    """
+    if not (math.isfinite(va) and math.isfinite(vb)) or df_a < 1 or df_b < 1:
+        return TestResult("welch_t", math.nan, math.nan, diff, math.nan, math.nan)
     se2 = va + vb
     if se2 <= 0.0:
         p = 1.0 if diff == 0.0 else 0.0
         return TestResult("welch_t", math.copysign(math.inf, diff) if diff else 0.0, p, diff, diff, diff)
     se = math.sqrt(se2)
-    df = se2 * se2 / (va * va / (a.n - 1) + vb * vb / (b.n - 1))
+    df = se2 * se2 / (va * va / df_a + vb * vb / df_b)
     t = diff / se
     p = float(2.0 * stats.t.sf(abs(t), df))
     half = float(stats.t.ppf(1.0 - alpha / 2.0, df)) * se
@@ -159,14 +183,21 @@ def mann_whitney_binned(counts_a: Sequence[int], counts_b: Sequence[int]) -> Tes
     return TestResult("mann_whitney_u", u_a, p, effect, math.nan, math.nan)
 
 
-def rate_test(x_a: int, n_a: int, x_b: int, n_b: int, alpha: float = 0.05) -> TestResult:
+def rate_test(
+    x_a: float, n_a: float, x_b: float, n_b: float, alpha: float = 0.05, *, deff_a: float = 1.0, deff_b: float = 1.0
+) -> TestResult:
     """Rate B - rate A: two-proportion z-test, or Fisher's exact test for small expected counts.
 
     The interval is Wald's (Newcombe's would be tighter near 0 and 1; the sequential
-    interval beside it is the one to act on).
+    interval beside it is the one to act on). ``deff_a``/``deff_b`` are design effects
+    (:mod:`detwatch.clustered`): each arm's counts are divided by its own, so the test
+    sees its effective sample (counts rounded for Fisher's test).
     """
     if n_a <= 0 or n_b <= 0:
         return TestResult("two_proportion_z", math.nan, math.nan, math.nan, math.nan, math.nan)
+    if deff_a > 1.0 or deff_b > 1.0:
+        deff_a, deff_b = max(deff_a, 1.0), max(deff_b, 1.0)
+        x_a, n_a, x_b, n_b = x_a / deff_a, n_a / deff_a, x_b / deff_b, n_b / deff_b
     pa, pb = x_a / n_a, x_b / n_b
     diff = pb - pa
     se_unpooled = math.sqrt(pa * (1 - pa) / n_a + pb * (1 - pb) / n_b)
@@ -175,7 +206,7 @@ def rate_test(x_a: int, n_a: int, x_b: int, n_b: int, alpha: float = 0.05) -> Te
     n = n_a + n_b
     expected_min = min(n_a, n_b) * min(pooled, 1.0 - pooled)
     if expected_min < 5.0 or n <= 0:
-        table = [[x_a, n_a - x_a], [x_b, n_b - x_b]]
+        table = [[round(x_a), round(n_a - x_a)], [round(x_b), round(n_b - x_b)]]
         odds, p = stats.fisher_exact(table)
         return TestResult("fisher_exact", float(odds), float(p), diff, diff - half, diff + half)
     se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
@@ -184,10 +215,13 @@ def rate_test(x_a: int, n_a: int, x_b: int, n_b: int, alpha: float = 0.05) -> Te
     return TestResult("two_proportion_z", z, p, diff, diff - half, diff + half)
 
 
-def class_mix_test(counts_a: dict[str, int], counts_b: dict[str, int]) -> TestResult:
+def class_mix_test(counts_a: dict[str, int], counts_b: dict[str, int], deff: float = 1.0) -> TestResult:
     """Chi-square test of homogeneity of the class mix (2xK, classes seen in either arm).
 
     ``difference`` is the total variation distance between the two class shares.
+    ``deff`` is Rao and Scott's mean design effect (:func:`detwatch.clustered.rao_scott_deff`):
+    the statistic is divided by it, for detections clustered in images; 1 is
+    ``scipy.stats.chi2_contingency(..., correction=False)``.
     """
     classes = sorted(set(counts_a) | set(counts_b))
     table = np.array([[counts_a.get(c, 0) for c in classes], [counts_b.get(c, 0) for c in classes]], dtype=float)
@@ -195,7 +229,10 @@ def class_mix_test(counts_a: dict[str, int], counts_b: dict[str, int]) -> TestRe
     rows = table.sum(axis=1)
     if table.shape[1] < 2 or (rows == 0).any():
         return TestResult("chi_square", math.nan, math.nan, math.nan, math.nan, math.nan)
-    chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
+    chi2, p, dof, _ = stats.chi2_contingency(table, correction=False)
+    if deff > 1.0:
+        chi2 = float(chi2) / deff
+        p = float(stats.chi2.sf(chi2, dof))
     tvd = 0.5 * float(np.abs(table[0] / rows[0] - table[1] / rows[1]).sum())
     return TestResult("chi_square", float(chi2), float(p), tvd, math.nan, math.nan)
 

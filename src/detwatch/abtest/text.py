@@ -26,6 +26,16 @@ def _p(value: Any) -> str:
     return "<0.0001" if value < 1e-4 else f"{value:.4f}"
 
 
+def _effective(comparison: Mapping[str, Any]) -> str:
+    """The evidence in independent units (images, or detections over their design effect)."""
+    sizes = comparison.get("effective_sample_size") or {}
+    a, b = sizes.get("a"), sizes.get("b")
+    if a is None or b is None:
+        return "-"
+    mark = " (independence assumed)" if comparison.get("variance_assumes_independence") else ""
+    return f"{a:.0f} / {b:.0f}{mark}"
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
@@ -79,9 +89,13 @@ def format_results(results: Mapping[str, Any]) -> str:
                 _p(c["p_value_always_valid"]),
                 _p(c["p_value_corrected"]),
                 f"{_p(c['p_value_fixed_horizon'])} {c['fixed_horizon_method']}",
+                _effective(c),
             ]
         )
-    headers = ["B - A", "difference", "confidence sequence", "p (always valid)", "p (Holm)", "p (fixed horizon)"]
+    headers = [
+        "B - A", "difference", "confidence sequence", "p (always valid)", "p (Holm)", "p (fixed horizon)",
+        "effective n (A / B)",
+    ]  # fmt: skip
     lines += _table(headers, rows)
     srm = results["sample_ratio"]
     lines.append("")

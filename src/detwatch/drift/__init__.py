@@ -27,8 +27,9 @@ kind                  test (p-value)                 effect (floor)        other
 ``class_share``       two-proportion z (Fisher when  Cohen's h (0.2)       difference of shares
 (per class)           counts are small)
 ``class_rate``        quasi-Poisson z of detections  ln rate ratio         detections per image of
-(per class)           per image (dispersion from     (ln 1.25)             the class, both periods
-                      the stored sum of squares)
+(per class)           per image (the class's own     (ln 1.25)             the class, both periods
+                      dispersion, from its per-image
+                      sums)
 ``confidence``        binned two-sample KS,          KS D, 0..1 (0.1)      Wasserstein (confidence
 (all, per class)      Smirnov's p at the binned D                          units), PSI
 ``detections_per_     binned KS (image is the unit)  KS D (0.1)            Wasserstein (detections),
@@ -81,15 +82,44 @@ dependence), and each class named as affected is then individually trustworthy.
   shift on a handful of images is still noise. Below ``min_images`` the report's
   status is ``insufficient_data`` (no verdict, ``significant_drift`` false); thinner
   features are listed in ``insufficient`` and left out of the tests.
-- ``intra_image_correlation = 0.1``: detections on one image are not independent (a
-  dark frame lowers all its confidences), so detection-level tests use Kish's
-  effective sample size ``n / (1 + rho (m - 1))``, ``m`` the detection-weighted mean
-  number of detections per image (from the stored sum of squares). 0 treats
-  detections as independent, 1 makes the image the unit; 0.1 is a moderate
-  correlation that keeps the null calibration within ``alpha`` on the real detector's
-  streams (tests) while losing little power. Streams whose detections move together
-  more strongly (video frames of one scene, crowds) need a higher value: with a true
-  correlation above the setting, detection-level p-values are too small.
+- ``intra_image_correlation = 0``: a floor under the *measured* correlation (below).
+  0 uses the measured design effects alone; a higher value never lets a test count
+  more than ``n / (1 + rho (m - 1))`` effective detections.
+
+Detections of one image move together
+-------------------------------------
+A dark frame lowers every confidence on it, a crowded scene brings many boxes of one
+class, a camera sizes all its boxes alike: the image, not the detection, is the unit
+of independent evidence. A fixed assumed correlation (0.1, before) let null splits
+of streams whose detections move together more strongly flag drift in a fifth to a
+half of runs (tests/test_drift_clustered_calibration.py). So every detection-level
+test now uses the design effect *measured* on the period's own images, from per-image
+sums stored in the aggregate cells (:mod:`detwatch.clustered`): the ratio of the
+cluster-robust (ratio-estimator) variance of the statistic's mean to the variance it
+would have if the detections were independent. A test then counts ``n / deff``
+effective detections (Kish).
+
+- ``class_mix``: Pearson's chi-square divided by Rao and Scott's first-order design
+  effect, from each class share's cluster-robust variance (exact when classes share
+  one design effect, close otherwise);
+- ``class_share``: the two-proportion test on each side's effective counts (``n /
+  deff`` of that class's share);
+- ``class_rate``: already per image; the quasi-Poisson dispersion is the class's own
+  variance-to-mean ratio of detections per image;
+- binned KS (confidence, per class too; box area; aspect ratio): sample sizes
+  divided by the design effect of the mean (confidence, log10 area, log2 aspect). The
+  KS statistic is a maximum over CDF points, each an average of indicators; for
+  image effects that shift an image's values (the common case) an indicator's
+  intra-image correlation is at most that of the values, so the mean's design effect
+  is the conservative choice of one factor (a per-point one would need per-bin sums);
+- ``detections_per_image`` and ``empty_rate``: the image is the unit already.
+
+Each test reports ``reference_effective_n`` and ``current_effective_n`` beside the
+raw counts, and each period its measured ``intra_image_correlation`` and
+``effective_detections``. Detections stored before the per-image sums existed (schema
+version 6) are taken as independent, and the report says so:
+``variance_assumes_independence`` on the tests that used them and
+``detections_assumed_independent`` on the period.
 - ``alpha`` is per report: a schedule that runs every 15 minutes over overlapping
   windows re-tests much the same data, so alert on a sustained score, not one run.
 """

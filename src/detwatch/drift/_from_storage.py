@@ -27,8 +27,11 @@ DRIFT_KINDS: tuple[str, ...] = (
     "image_detections",
     "box_area",
     "aspect_ratio",
+    "confidence_all",
+    "box_log10_area",
+    "box_log2_aspect",
 )
-"""The aggregate kinds a report reads (latency is not an input distribution)."""
+"""The aggregate kinds a report reads (latency is not an input distribution; the last three carry per-image sums)."""
 
 
 class StoredCell(AggregateCell, Protocol):

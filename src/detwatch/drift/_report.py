@@ -7,8 +7,9 @@ together (Holm) and returns a :class:`DriftReport`.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, Protocol
 
@@ -16,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import bins
+from ..clustered import ImageSums, rao_scott_deff
 from . import _statistics as st
 
 __all__ = [
@@ -70,13 +72,20 @@ def _bin_index(text: str, size: int) -> int | None:
     return index if 0 <= index < size else None
 
 
+_NONE = ImageSums()
+
+
 @dataclass(frozen=True, eq=False)
 class PeriodSample:
     """The binned data of one period (one side of a comparison), merged over its hours.
 
-    ``detections_sq`` is the sum over images of (detections on the image)^2, which
-    measures how clustered detections are (see :attr:`DriftConfig.intra_image_correlation`);
-    0 means unknown, and it is then estimated from ``image_detections``.
+    ``detections_sq`` is the sum over images of (detections on the image)^2; 0 means
+    unknown, and it is then estimated from ``image_detections``. The per-image sums
+    (:mod:`detwatch.clustered`) measure how detections of one image move together:
+    ``confidence_sums`` of all confidences, ``class_sums`` of each class's detections,
+    ``area_sums`` of log10 box areas, ``aspect_sums`` of log2 aspect ratios. Detections
+    without them (cells stored before they existed, samples built by hand) count as
+    independent, and the report says so.
     """
 
     images: int = 0
@@ -88,6 +97,10 @@ class PeriodSample:
     image_detections: IntArray = field(default_factory=lambda: _zeros(bins.DETECTIONS_OPEN_BIN + 1))
     box_area: Mapping[str, IntArray] = field(default_factory=dict)
     aspect_ratio: IntArray = field(default_factory=lambda: _zeros(bins.ASPECT_BINS))
+    confidence_sums: ImageSums = _NONE
+    class_sums: Mapping[str, ImageSums] = field(default_factory=dict)
+    area_sums: ImageSums = _NONE
+    aspect_sums: ImageSums = _NONE
 
     @classmethod
     def from_cells(cls, cells: Iterable[AggregateCell]) -> PeriodSample:
@@ -99,6 +112,7 @@ class PeriodSample:
         # A report over months merges hundreds of thousands of hourly cells but only a few
         # hundred distinct (kind, key) pairs: sum per pair first, parse each key once.
         totals: dict[tuple[str, str], int] = {}
+        per_image: dict[tuple[str, str], ImageSums] = {}
         images_value = images_sq = 0.0
         for cell in cells:
             pair = (cell.kind, cell.key)
@@ -106,11 +120,13 @@ class PeriodSample:
             if pair[0] == "images":
                 images_value += cell.value
                 images_sq += float(getattr(cell, "value_sq", 0.0) or 0.0)
+            elif pair[0] in _PER_IMAGE_KINDS:
+                per_image[pair] = per_image.get(pair, _NONE) + _image_sums(cell)
         images = empty = 0
         classes: dict[str, int] = {}
         confidence: dict[str, IntArray] = {}
         area: dict[str, IntArray] = {}
-        per_image = _zeros(bins.DETECTIONS_OPEN_BIN + 1)
+        image_detections = _zeros(bins.DETECTIONS_OPEN_BIN + 1)
         aspect = _zeros(bins.ASPECT_BINS)
         for (kind, key), count in totals.items():
             if kind == "images":
@@ -133,13 +149,46 @@ class PeriodSample:
             elif kind == "image_detections":
                 index = _bin_index(key, bins.DETECTIONS_OPEN_BIN + 1)
                 if index is not None:
-                    per_image[index] += count
+                    image_detections[index] += count
             elif kind == "aspect_ratio":
                 index = _bin_index(key, bins.ASPECT_BINS)
                 if index is not None:
                     aspect[index] += count
         detections, detections_sq = round(images_value), images_sq
-        return cls(images, empty, detections, detections_sq, classes, confidence, per_image, area, aspect)
+        return cls(
+            images, empty, detections, detections_sq, classes, confidence, image_detections, area, aspect,
+            confidence_sums=per_image.get(("confidence_all", ""), _NONE),
+            class_sums={key: sums for (kind, key), sums in per_image.items() if kind == "detections"},
+            area_sums=per_image.get(("box_log10_area", ""), _NONE),
+            aspect_sums=per_image.get(("box_log2_aspect", ""), _NONE),
+        )  # fmt: skip
+
+    def clustered_confidence(self) -> ImageSums:
+        """All confidences with their per-image sums; detections without them as independent ones.
+
+        Where no cell of a class kept per-image sums, the class's detections are the
+        missing ones (their values from the class cells' sums).
+        """
+        every = self.confidence_sums
+        missing = sum(self.classes.values()) - round(every.count)
+        if missing <= 0:
+            return every
+        legacy = ImageSums.total(s for s in self.class_sums.values() if s.independent > 0)
+        value = legacy.value if round(legacy.count) == missing else 0.0
+        squares = legacy.value_sq if round(legacy.count) == missing else 0.0
+        return every + ImageSums.independent_items(missing, value, squares)
+
+    def class_share(self, name: str) -> ImageSums:
+        """The ratio sums of ``name``'s share of all detections (independent where not measured)."""
+        sums = self.class_sums.get(name)
+        if sums is None:
+            count = self.classes.get(name, 0)
+            sums = ImageSums.independent_items(count, 0.0, 0.0) if count else _NONE
+        return sums.share_of(self.clustered_confidence())
+
+    def unmeasured(self) -> int:
+        """Detections counted without per-image sums: their variances assume independence."""
+        return max(0, sum(self.classes.values()) - round(self.confidence_sums.count))
 
     def confidence_total(self) -> IntArray:
         total = _zeros(bins.CONFIDENCE_BINS)
@@ -187,7 +236,8 @@ class DriftConfig:
     min_ks: float = 0.1
     min_cohen_h: float = 0.2
     min_rate_ratio: float = 1.25
-    intra_image_correlation: float = 0.1
+    intra_image_correlation: float = 0.0
+    """A floor under the *measured* intra-image correlation (0: the measured one alone)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -232,6 +282,10 @@ class Finding:
     every distance computed (names and scales in :mod:`detwatch.drift`).
     ``p_adjusted`` is Holm's adjusted p-value across the whole report.
     ``significant`` means ``p_adjusted <= alpha`` *and* ``effect >= effect_floor``.
+    ``reference_effective_n`` and ``current_effective_n`` are what the test's evidence is
+    worth in independent units (``n`` over the measured design effect for detection-level
+    tests, images for image-level ones); ``variance_assumes_independence`` is true
+    when some of its detections had no per-image sums (stored before they existed).
     """
 
     kind: str
@@ -247,6 +301,9 @@ class Finding:
     distances: Mapping[str, float]
     p_adjusted: float = 1.0
     significant: bool = False
+    reference_effective_n: float | None = None
+    current_effective_n: float | None = None
+    variance_assumes_independence: bool = False
 
 
 @dataclass(frozen=True)
@@ -313,7 +370,11 @@ class DriftReport:
 def _summary(sample: PeriodSample) -> dict[str, Any]:
     confidence = sample.confidence_total()
     n_conf = int(confidence.sum())
+    clustered = sample.clustered_confidence()
     return {
+        "intra_image_correlation": clustered.correlation if clustered.count else None,
+        "effective_detections": clustered.effective_size if clustered.count else None,
+        "detections_assumed_independent": sample.unmeasured(),
         "images": sample.images,
         "detections": sample.detections,
         "empty_images": sample.empty_images,
@@ -323,8 +384,38 @@ def _summary(sample: PeriodSample) -> dict[str, Any]:
     }
 
 
-def _deff(sample: PeriodSample, rho: float) -> float:
+def _floor(sample: PeriodSample, rho: float) -> float:
+    """The design effect of the configured floor correlation (1 at the default 0)."""
     return 1.0 + rho * (sample.mean_cluster_size() - 1.0)
+
+
+def _measured(sums: ImageSums, count: float) -> tuple[float, bool]:
+    """The design effect of ``count`` items described in part by ``sums``, and whether some are taken as independent.
+
+    Items beyond those ``sums`` counts (stored without per-image sums) are independent:
+    effective sizes add, so the design effect is ``count / (n_sums / deff + n_rest)``.
+    """
+    if count <= 0:
+        return 1.0, False
+    covered = min(float(count), sums.count)
+    rest = count - covered
+    effective = (covered / sums.design_effect if covered > 0 else 0.0) + rest
+    deff = max(1.0, count / effective) if effective > 0 else 1.0
+    return deff, rest >= 0.5 or sums.independent > 0
+
+
+Deffs = tuple[tuple[float, bool], tuple[float, bool]]
+"""Each side's design effect, and whether some of its detections are taken as independent."""
+_UNIT: Deffs = ((1.0, False), (1.0, False))
+
+
+def _evidence(finding: Finding, deffs: Deffs) -> Finding:
+    return replace(
+        finding,
+        reference_effective_n=finding.reference_n / deffs[0][0],
+        current_effective_n=finding.current_n / deffs[1][0],
+        variance_assumes_independence=deffs[0][1] or deffs[1][1],
+    )
 
 
 def _distribution(
@@ -334,24 +425,27 @@ def _distribution(
     *,
     centres: tuple[float, ...],
     config: DriftConfig,
-    deffs: tuple[float, float],
+    deffs: Deffs,
     psi: bool,
 ) -> Finding:
     a, b = pair
-    d, p = st.kolmogorov_smirnov(a, b, deff_a=deffs[0], deff_b=deffs[1])
+    d, p = st.kolmogorov_smirnov(a, b, deff_a=deffs[0][0], deff_b=deffs[1][0])
     distances = {"ks": d, "wasserstein": st.wasserstein(a, b, centres)}
     if psi:
         distances["psi"] = st.population_stability_index(a, b)
-    return Finding(kind, subject, "ks_binned", d, p, "ks", d, config.min_ks, int(a.sum()), int(b.sum()), distances)
+    finding = Finding(kind, subject, "ks_binned", d, p, "ks", d, config.min_ks, int(a.sum()), int(b.sum()), distances)
+    return _evidence(finding, deffs)
 
 
 def _proportion(
-    kind: str, subject: str, x: tuple[float, float], n: tuple[float, float], *, deffs: tuple[float, float], floor: float
+    kind: str, subject: str, x: tuple[float, float], n: tuple[float, float], *, deffs: Deffs, floor: float
 ) -> Finding:
     h = st.cohen_h(x[0] / n[0], x[1] / n[1])
-    p = st.two_proportion_test(x[0] / deffs[0], n[0] / deffs[0], x[1] / deffs[1], n[1] / deffs[1])
+    (da, _), (db, _) = deffs
+    p = st.two_proportion_test(x[0] / da, n[0] / da, x[1] / db, n[1] / db)
     distances = {"cohen_h": abs(h), "difference": x[1] / n[1] - x[0] / n[0]}
-    return Finding(kind, subject, "two_proportion", h, p, "cohen_h", abs(h), floor, int(n[0]), int(n[1]), distances)
+    finding = Finding(kind, subject, "two_proportion", h, p, "cohen_h", abs(h), floor, int(n[0]), int(n[1]), distances)
+    return _evidence(finding, deffs)
 
 
 def _rate(
@@ -360,19 +454,47 @@ def _rate(
     z, p = st.rate_test(x[0], images[0], x[1], images[1], dispersion=dispersion)
     # Half a detection added to each side keeps the ratio finite for new and vanished classes.
     ratio = ((x[1] + 0.5) / images[1]) / ((x[0] + 0.5) / images[0])
-    distances = {"rate_ratio": ratio, "reference_per_image": x[0] / images[0], "current_per_image": x[1] / images[1]}
+    distances = {
+        "rate_ratio": ratio, "reference_per_image": x[0] / images[0], "current_per_image": x[1] / images[1],
+        "dispersion": dispersion,
+    }  # fmt: skip
     return Finding(
         "class_rate", name, "quasi_poisson_z", z, p, "log_rate_ratio", abs(math.log(ratio)),
         math.log(config.min_rate_ratio), images[0], images[1], distances,
+        reference_effective_n=float(images[0]), current_effective_n=float(images[1]),
     )  # fmt: skip
+
+
+def _of_share(sample: PeriodSample, name: str) -> tuple[ImageSums, float]:
+    share = sample.class_share(name)
+    return share, share.count
+
+
+def _of_class_confidence(sample: PeriodSample, name: str) -> tuple[ImageSums, float]:
+    return sample.class_sums.get(name, _NONE), float(sample.confidence.get(name, _zeros(1)).sum())
+
+
+def _class_dispersion(sample: PeriodSample, name: str) -> float | None:
+    """Variance-to-mean ratio of the class's detections per image, from its per-image sums (None if unknown)."""
+    sums = sample.class_sums.get(name)
+    if sums is None or sums.independent > 0 or sample.images < 2 or sums.count <= 0:
+        return None
+    per_image = sums.per_image(sample.images)
+    return per_image.variance_robust * sample.images**2 / sums.count
 
 
 def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig | None = None) -> DriftReport:
     """Every test the two samples allow, Holm-corrected together, and the verdict."""
     config = config or DriftConfig()
     rho = config.intra_image_correlation
-    deffs = (_deff(reference, rho), _deff(current, rho))
+    floors = (_floor(reference, rho), _floor(current, rho))
     names = sorted(set(reference.classes) | set(current.classes))
+
+    def deffs(of: Callable[[PeriodSample], tuple[ImageSums, float]]) -> Deffs:
+        """Each side's measured design effect of what ``of`` picks (sums, count), never below the floor."""
+        (d_ref, i_ref), (d_cur, i_cur) = _measured(*of(reference)), _measured(*of(current))
+        return (max(d_ref, floors[0]), i_ref), (max(d_cur, floors[1]), i_cur)
+
     ref_counts = np.array([reference.classes.get(c, 0) for c in names], dtype=np.int64)
     cur_counts = np.array([current.classes.get(c, 0) for c in names], dtype=np.int64)
     n_ref, n_cur = int(ref_counts.sum()), int(cur_counts.sum())
@@ -391,35 +513,46 @@ def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig 
     detections_ok = images_ok and enough("detection tests", "detections", (n_ref, n_cur), config.min_detections)
 
     if detections_ok:
-        chi = st.chi_square_homogeneity(ref_counts, cur_counts, deff=max(deffs))
+        shares = ([reference.class_share(c) for c in names], [current.class_share(c) for c in names])
+        mix_deff = max(rao_scott_deff(*shares), *floors)
+        independent = reference.unmeasured() + current.unmeasured() > 0
+        mix_deffs: Deffs = ((mix_deff, independent), (mix_deff, independent))
+        chi = st.chi_square_homogeneity(ref_counts, cur_counts, deff=mix_deff)
         assert class_drift is not None
         distances = {"jensen_shannon": class_drift, "chi_square": chi.statistic, "pooled_classes": float(chi.pooled)}
-        findings.append(
-            Finding(
-                "class_mix", "", "chi_square", chi.statistic, chi.p_value, "jensen_shannon", class_drift,
-                config.min_jensen_shannon, n_ref, n_cur, distances,
-            )
+        mix = Finding(
+            "class_mix", "", "chi_square", chi.statistic, chi.p_value, "jensen_shannon", class_drift,
+            config.min_jensen_shannon, n_ref, n_cur, distances,
         )  # fmt: skip
+        findings.append(_evidence(mix, mix_deffs))
         for name, a, b in zip(names, ref_counts, cur_counts, strict=True):
             if a + b >= config.min_detections:
+                share_deffs = deffs(functools.partial(_of_share, name=name))
                 findings.append(
-                    _proportion("class_share", name, (a, b), (n_ref, n_cur), deffs=deffs, floor=config.min_cohen_h)
+                    _proportion(
+                        "class_share", name, (a, b), (n_ref, n_cur), deffs=share_deffs, floor=config.min_cohen_h
+                    )
                 )
     if images_ok:
         # Detections of a class per image: the image is the unit, so a class that vanished
-        # (no detection left in the current period) is still tested.
+        # (no detection left in the current period) is still tested. The dispersion is the
+        # class's own, measured from its per-image sums; where they are missing, that of
+        # all detections per image.
         dispersions = [d for d in (reference.dispersion(), current.dispersion()) if d is not None]
-        dispersion = max(dispersions) if dispersions else 1.0
+        overall = max(dispersions) if dispersions else 1.0
         for name, a, b in zip(names, ref_counts, cur_counts, strict=True):
             if a + b >= config.min_detections:
+                own = [_class_dispersion(sample, name) for sample in (reference, current)]
+                dispersion = overall if None in own else max(d for d in own if d is not None)
                 findings.append(_rate(name, (a, b), (reference.images, current.images), dispersion, config))
 
     def distribution(
-        kind: str, subject: str, pair: tuple[IntArray, IntArray], centres: tuple[float, ...], *, per_image: bool = False
+        kind: str, subject: str, pair: tuple[IntArray, IntArray], centres: tuple[float, ...], *, unit: Deffs
     ) -> Finding:
-        # Per-image counts have the image as their unit: no design effect there.
+        # Per-image counts have the image as their unit: no design effect there. Binned
+        # distributions of detections take the design effect of their mean (see the package).
         return _distribution(
-            kind, subject, pair, centres=centres, config=config, deffs=(1.0, 1.0) if per_image else deffs,
+            kind, subject, pair, centres=centres, config=config, deffs=unit,
             psi=kind in ("confidence", "detections_per_image"),
         )  # fmt: skip
 
@@ -428,27 +561,31 @@ def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig 
 
     confidence = (reference.confidence_total(), current.confidence_total())
     if detections_ok and enough("confidence", "detections", sizes(confidence), config.min_detections):
-        findings.append(distribution("confidence", "", confidence, CONFIDENCE_CENTRES))
+        unit = deffs(lambda s: (s.clustered_confidence(), int(s.confidence_total().sum())))
+        findings.append(distribution("confidence", "", confidence, CONFIDENCE_CENTRES, unit=unit))
         for name in names:
             pair = (
                 reference.confidence.get(name, _zeros(bins.CONFIDENCE_BINS)),
                 current.confidence.get(name, _zeros(bins.CONFIDENCE_BINS)),
             )
             if min(sizes(pair)) >= config.min_detections:
-                findings.append(distribution("confidence", name, pair, CONFIDENCE_CENTRES))
+                unit = deffs(functools.partial(_of_class_confidence, name=name))
+                findings.append(distribution("confidence", name, pair, CONFIDENCE_CENTRES, unit=unit))
     per_image = (reference.image_detections, current.image_detections)
     if images_ok and enough("detections_per_image", "images", sizes(per_image), config.min_images):
-        findings.append(distribution("detections_per_image", "", per_image, DETECTION_CENTRES, per_image=True))
+        findings.append(distribution("detections_per_image", "", per_image, DETECTION_CENTRES, unit=_UNIT))
     area = (reference.area_total(), current.area_total())
     if images_ok and enough("box_area", "boxes with an image size", sizes(area), config.min_detections):
-        findings.append(distribution("box_area", "", area, AREA_CENTRES))
+        unit = deffs(lambda s: (s.area_sums, int(s.area_total().sum())))
+        findings.append(distribution("box_area", "", area, AREA_CENTRES, unit=unit))
     aspect = (reference.aspect_ratio, current.aspect_ratio)
     if images_ok and enough("aspect_ratio", "boxes", sizes(aspect), config.min_detections):
-        findings.append(distribution("aspect_ratio", "", aspect, ASPECT_CENTRES))
+        unit = deffs(lambda s: (s.aspect_sums, int(s.aspect_ratio.sum())))
+        findings.append(distribution("aspect_ratio", "", aspect, ASPECT_CENTRES, unit=unit))
     if images_ok:
         empties = (float(reference.empty_images), float(current.empty_images))
         images = (float(reference.images), float(current.images))
-        findings.append(_proportion("empty_rate", "", empties, images, deffs=(1.0, 1.0), floor=config.min_cohen_h))
+        findings.append(_proportion("empty_rate", "", empties, images, deffs=_UNIT, floor=config.min_cohen_h))
 
     adjusted = st.holm([f.p_value for f in findings])
     findings = [
@@ -490,6 +627,15 @@ def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig 
         current=_summary(current),
         config=config,
     )
+
+
+_PER_IMAGE_KINDS = ("detections", "confidence_all", "box_log10_area", "box_log2_aspect")
+
+
+def _image_sums(cell: AggregateCell) -> ImageSums:
+    """A cell's per-image sums (a cell without them, or an object without the columns, as independent items)."""
+    columns = ("value_sq", "images", "count_sq", "image_value_sq", "count_value", "count_total")
+    return ImageSums.from_columns(cell.count, cell.value, *(float(getattr(cell, c, 0.0) or 0.0) for c in columns))
 
 
 def _with_verdict(finding: Finding, p_adjusted: float, significant: bool) -> Finding:

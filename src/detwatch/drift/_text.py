@@ -31,6 +31,15 @@ def _period(side: Mapping[str, Any]) -> str:
     )
 
 
+def _effective(test: Mapping[str, Any]) -> str:
+    """Reference / current evidence in independent units (detections over their design effect, or images)."""
+    ref, cur = test.get("reference_effective_n"), test.get("current_effective_n")
+    if ref is None or cur is None:
+        return "-"
+    mark = " (i)" if test.get("variance_assumes_independence") else ""
+    return f"{ref:.0f}/{cur:.0f}{mark}"
+
+
 def format_report(report: Mapping[str, Any]) -> str:
     """Verdict, the user guide's three numbers, classes, then every test with its distances."""
     config = report.get("config", {})
@@ -56,7 +65,8 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines.append(
             f"  tests (Holm-corrected, alpha {config.get('alpha', '?')}; * = significant and above the effect floor):"
         )
-        lines.append(f"    {'':1} {'kind':<22} {'class':<16} {'effect':>20} {'p (Holm)':>10}  other distances")
+        header = f"{'':1} {'kind':<22} {'class':<16} {'effect':>20} {'p (Holm)':>10} {'effective n':>13}"
+        lines.append(f"    {header}  other distances")
         for test in tests:
             effect = f"{test['effect_method']} {test['effect']:.3f}"
             others = ", ".join(
@@ -65,7 +75,11 @@ def format_report(report: Mapping[str, Any]) -> str:
             mark = "*" if test.get("significant") else " "
             lines.append(
                 f"    {mark} {test['kind']:<22} {test['subject'][:16]:<16} {effect:>20} "
-                f"{_p(test['p_adjusted']):>10}  {others}"
+                f"{_p(test['p_adjusted']):>10} {_effective(test):>13}  {others}"
+            )
+        if any(test.get("variance_assumes_independence") for test in tests):
+            lines.append(
+                "  (i) some detections were stored without per-image sums: their variances assume independence"
             )
     for reason in report.get("insufficient", []):
         lines.append(f"  not tested: {reason}")

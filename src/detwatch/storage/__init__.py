@@ -62,6 +62,9 @@ AGGREGATE_KINDS: tuple[str, ...] = (
     "aspect_ratio",
     "latency_ms_sum",
     "latency_ms",
+    "confidence_all",
+    "box_log10_area",
+    "box_log2_aspect",
 )
 """Every ``kind`` of :class:`AggregateRow` (see its docstring)."""
 
@@ -185,9 +188,27 @@ class AggregateRow:
     coordinates is not the box's shape. Both follow the ``objdet.detection.box.*``
     histograms.
 
+    - ``confidence_all`` (""): count detections of every class, value confidences;
+    - ``box_log10_area`` (""): count boxes with a (non-zero) relative area, value its
+      log10;
+    - ``box_log2_aspect`` (""): count boxes in pixels, value log2(w / h).
+
     ``ab_variant`` is "" outside an A/B test; ``hour_unix`` is the start of the hour
     (UTC seconds) of the events' own time. Cells written before schema version 2 have
     ``value_sq`` 0 and none of the kinds it added.
+
+    **Per-image sums.** Detections of one image move together (a dark frame lowers all
+    its confidences), so the image, not the detection, is the unit of independent
+    evidence. The kinds that count detections for a statistic (``detections``,
+    ``confidence_all``, ``box_log10_area``, ``box_log2_aspect``) also keep, with
+    ``n_i`` and ``s_i`` the count and value sum of image ``i`` in the cell and ``N_i``
+    its count in the whole kind (its detections, for ``detections``): ``images`` (the
+    images with ``n_i > 0``), ``count_sq`` (sum of ``n_i**2``), ``image_value_sq``
+    (``s_i**2``), ``count_value`` (``n_i * s_i``) and ``count_total`` (``n_i *
+    N_i``). They are sums over images, so they add up like the rest (an image lies in
+    one hour); :mod:`detwatch.clustered` turns them into cluster-robust variances.
+    Other kinds leave them 0, and so do cells written before schema version 6 (``images
+    == 0`` with ``count > 0``): readers take those detections as independent.
     """
 
     model_id: str
@@ -199,6 +220,11 @@ class AggregateRow:
     count: int
     value: float
     value_sq: float = 0.0
+    images: int = 0
+    count_sq: float = 0.0
+    image_value_sq: float = 0.0
+    count_value: float = 0.0
+    count_total: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -322,14 +348,24 @@ class Storage(Protocol):
         end_hour: int,
         kinds: Sequence[str],
         by_hour: bool,
-    ) -> list[tuple[int, str, str, int, float, float]]:
-        """One A/B arm's cells summed per hour (keys added up) or per key (hours added up); hours in seconds."""
+    ) -> list[tuple[int, str, str, int, float, float, int, float, float, float, float]]:
+        """One A/B arm's cells summed per hour (keys added up) or per key (hours added up); hours in seconds.
+
+        Each row is ``(hour_unix, kind, key, count, value, value_sq, images, count_sq,
+        image_value_sq, count_value, count_total)``.
+        """
         ...
 
     def ab_feedback_counts(
         self, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
     ) -> list[tuple[int, str, int]]:
         """``(hour_unix, type, count)`` of feedback on one arm's predictions in ``[start, end)``."""
+        ...
+
+    def ab_feedback_image_sums(
+        self, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+    ) -> list[tuple[int, int, int, int, int, int, int]]:
+        """Feedback on one arm's predictions summed per image, then per hour (``_abtests.feedback_image_sums``)."""
         ...
 
 

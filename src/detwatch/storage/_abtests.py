@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from . import ABTestRecord
+from ._schema import CELL_SUMS
 
 if TYPE_CHECKING:
     from ._sql import Transaction
@@ -127,6 +128,35 @@ def feedback_counts(
     return [(int(r[0]), str(r[1]), int(r[2])) for r in tx.query(sql, params)]
 
 
+def feedback_image_sums(
+    tx: Transaction, *, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+) -> list[tuple[int, int, int, int, int, int, int]]:
+    """Feedback per image, summed per hour: ``(hour_unix, images, posts, correct, sum posts^2, sum correct^2,
+    sum posts * correct)`` over the images (predictions) of ``variant`` that received feedback.
+
+    Several posts on one image (one per detection) are not independent judgements of the
+    model: these sums give the feedback score's variance with the image as the unit
+    (:mod:`detwatch.clustered`). Feedback naming a batch span is left out, as in
+    :func:`feedback_counts`.
+    """
+    where = "p.model_id = ? AND p.ab_variant = ? AND p.time_unix_nano >= ? AND p.time_unix_nano < ?"
+    params: list[Any] = [model_id, variant, start_unix_nano, end_unix_nano]
+    if version is not None:
+        where += " AND p.model_version = ?"
+        params.append(version)
+    per_image = (
+        f"SELECT p.time_unix_nano / {NS_PER_SECOND * SECONDS_PER_HOUR} * {SECONDS_PER_HOUR} AS hour, "
+        "COUNT(*) AS n, SUM(CASE WHEN f.type = 'correct' THEN 1 ELSE 0 END) AS c "
+        "FROM feedback f JOIN predictions p ON p.prediction_id = f.prediction_id "
+        f"WHERE {where} GROUP BY hour, p.prediction_id"
+    )
+    sql = (
+        "SELECT hour, COUNT(*), SUM(n), SUM(c), SUM(n * n), SUM(c * c), SUM(n * c) "
+        f"FROM ({per_image}) AS per_image GROUP BY hour ORDER BY hour"
+    )
+    return [tuple(int(x) for x in r) for r in tx.query(sql, params)]  # type: ignore[misc]
+
+
 def arm_sums(
     tx: Transaction,
     *,
@@ -137,8 +167,9 @@ def arm_sums(
     end_hour: int,
     kinds: Sequence[str],
     by_hour: bool,
-) -> list[tuple[int, str, str, int, float, float]]:
-    """Sums of one arm's cells: ``(hour_unix, kind, key, count, value, value_sq)``.
+) -> list[tuple[int, str, str, int, float, float, int, float, float, float, float]]:
+    """Sums of one arm's cells: ``(hour_unix, kind, key, count, value, value_sq, images, count_sq, image_value_sq,
+    count_value, count_total)``.
 
     ``by_hour`` keeps hours apart and adds up keys (key ""): the sequential looks need
     the trend, not the bins. Otherwise hours are added up (hour 0) and keys kept: the
@@ -154,14 +185,18 @@ def arm_sums(
         where += " AND model_version = ?"
         params.append(version)
     # Hourly cells and the daily roll-ups of compacted days (storage/_compaction.py) add up.
+    # The per-image sums add up over hours and, by_hour, over keys too; only kinds of
+    # one key ("") are read per hour where they matter (confidence_all).
     parts = [
-        f"SELECT {time_expr.format(t=column)} AS t, kind, {key_expr} AS k, count, value, value_sq "
+        f"SELECT {time_expr.format(t=column)} AS t, kind, {key_expr} AS k, {', '.join(CELL_SUMS)} "
         f"FROM {table} WHERE {where.format(t=column)}"
         for table, column in (("aggregates", "hour_unix"), ("aggregates_daily", "day_unix"))
     ]
-    sql = (
-        f"SELECT t, kind, k, SUM(count), SUM(value), SUM(value_sq) FROM ({parts[0]} UNION ALL {parts[1]}) AS cells "
-        "GROUP BY t, kind, k"
-    )
+    sums = ", ".join(f"SUM({c})" for c in CELL_SUMS)
+    sql = f"SELECT t, kind, k, {sums} FROM ({parts[0]} UNION ALL {parts[1]}) AS cells GROUP BY t, kind, k"
     rows = tx.query(sql, params + params)
-    return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4]), float(r[5])) for r in rows]
+    return [
+        (int(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4]), float(r[5]),
+         int(r[6]), float(r[7]), float(r[8]), float(r[9]), float(r[10]))
+        for r in rows
+    ]  # fmt: skip

@@ -6,6 +6,12 @@ detections in Python (about 45 cell updates and three logarithms per event of 10
 detections) cost more than inserting the events; numpy does the same per batch in
 a few array operations.
 
+Cells of the kinds that keep per-image sums (``detections``, ``confidence_all``,
+``box_log10_area``, ``box_log2_aspect``) also add, over the images of the batch, each
+image's count in the cell and its value sum, squared and crossed: one more grouping
+by (cell, image), so the cluster-robust variances of :mod:`detwatch.clustered` merge
+like the sums do.
+
 The bin *definitions* stay in :mod:`detwatch.bins`: the array versions here use its
 constants, and a value whose scaled position lies within ``_EDGE`` of a bin edge
 (where numpy's and the C library's logarithms may differ in the last bit) is
@@ -38,8 +44,11 @@ __all__ = [
 
 AggregateKey = tuple[str, str, str, int, str, str]
 """(model_id, model_version, ab_variant, hour_unix, kind, key)."""
-Cell = tuple[int, float, float]
-"""(count, value, value_sq) of one aggregate cell."""
+Cell = tuple[int, float, float, int, float, float, float, float]
+"""(count, value, value_sq, images, count_sq, image_value_sq, count_value, count_total) of one aggregate cell.
+
+The last five are the per-image sums of :class:`~detwatch.storage.AggregateRow`; 0 in
+kinds that do not keep them."""
 
 NS_PER_HOUR: Final = 3600 * 1_000_000_000
 MIN_ASPECT: Final = 1e-12
@@ -107,8 +116,20 @@ class _Cells:
         self.classes = classes
         self.out: dict[AggregateKey, Cell] = {}
 
-    def add(self, kind: str, group: Ints, values: Floats, bin_: Ints | None = None, cls: Ints | None = None) -> None:
-        """Count ``values`` per (group, class, bin); a missing ``bin_``/``cls`` means the key has none."""
+    def add(
+        self,
+        kind: str,
+        group: Ints,
+        values: Floats,
+        bin_: Ints | None = None,
+        cls: Ints | None = None,
+        *,
+        image: Ints | None = None,
+    ) -> None:
+        """Count ``values`` per (group, class, bin); a missing ``bin_``/``cls`` means the key has none.
+
+        ``image`` (the batch's index of each value's image) asks for the per-image sums.
+        """
         if not values.size:
             return
         nbins = int(bin_.max()) + 1 if bin_ is not None else 1
@@ -119,11 +140,14 @@ class _Cells:
         code = code * nbins
         if bin_ is not None:
             code = code + bin_
-        uniq, inverse = np.unique(code, return_inverse=True)
+        uniq, inverse = _distinct(code)
         counts = np.bincount(inverse)
         sums = np.bincount(inverse, weights=values)
         squares = np.bincount(inverse, weights=values * values)
-        for u, n, v, q in zip(uniq.tolist(), counts.tolist(), sums.tolist(), squares.tolist(), strict=True):
+        per_image = _per_image_sums(inverse, len(uniq), values, image)
+        for u, n, v, q, extra in zip(
+            uniq.tolist(), counts.tolist(), sums.tolist(), squares.tolist(), per_image, strict=True
+        ):
             rest, b = divmod(u, nbins)
             g, c = divmod(rest, nclasses)
             name = self.classes[c] if cls is not None else ""
@@ -133,7 +157,51 @@ class _Cells:
                 key = f"{name}|{b}"
             else:
                 key = str(b)
-            self.out[(*self.groups[g], kind, key)] = (int(n), float(v), float(q))
+            self.out[(*self.groups[g], kind, key)] = (int(n), float(v), float(q), *extra)
+
+
+def _distinct(code: Ints) -> tuple[Ints, Ints]:
+    """``np.unique(code, return_inverse=True)``; without sorting when the codes span a small range (the usual case)."""
+    top = int(code.max()) + 1
+    if top > 4 * code.size + 4096:
+        uniq, inverse = np.unique(code, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    uniq = np.flatnonzero(np.bincount(code, minlength=top))
+    index = np.zeros(top, dtype=np.int64)
+    index[uniq] = np.arange(uniq.size)
+    return uniq, index[code]
+
+
+def _per_image_sums(
+    cell: Ints, cells: int, values: Floats, image: Ints | None
+) -> list[tuple[int, float, float, float, float]]:
+    """Per cell: (images, sum n_i^2, sum s_i^2, sum n_i s_i, sum n_i N_i) over the images in it.
+
+    ``n_i`` and ``s_i`` are image i's count and value sum in the cell, ``N_i`` its count
+    in every cell of this kind (its detections, for the class shares).
+    """
+    if image is None:
+        return [(0, 0.0, 0.0, 0.0, 0.0)] * cells
+    width = int(image.max()) + 1
+    code = cell * width + image  # one code per (cell, image)
+    if cells * width <= 4 * code.size + 4096:
+        # Few cells (the usual batch): count over every (cell, image) pair, no sort.
+        full = np.bincount(code, minlength=cells * width)
+        pair = np.flatnonzero(full)
+        n_i = full[pair].astype(np.float64)
+        s_i = np.bincount(code, weights=values, minlength=cells * width)[pair]
+    else:
+        pair, inverse = np.unique(code, return_inverse=True)
+        n_i = np.bincount(inverse).astype(np.float64)
+        s_i = np.bincount(inverse, weights=values)
+    cell_of, image_of = pair // width, pair % width
+    total_i = np.bincount(image, minlength=width).astype(np.float64)[image_of]
+    images = np.bincount(cell_of, minlength=cells)
+    sums = [np.bincount(cell_of, weights=w, minlength=cells) for w in (n_i * n_i, s_i * s_i, n_i * s_i, n_i * total_i)]
+    return [
+        (int(k), float(a), float(b), float(c), float(d))
+        for k, a, b, c, d in zip(images.tolist(), *(x.tolist() for x in sums), strict=True)
+    ]
 
 
 def aggregate_cells(predictions: Sequence[Prediction]) -> dict[AggregateKey, Cell]:
@@ -231,9 +299,11 @@ class BatchMeasures:
         first, last = int(self.offsets[start]), int(self.offsets[stop])
         if last > first:
             d_group = np.repeat(group, n)
+            image = np.repeat(np.arange(stop - start), n)  # the image of each detection
             cls = self.cls[first:last]
             confidence = self.confidence[first:last]
-            cells.add("detections", d_group, confidence, cls=cls)
+            cells.add("detections", d_group, confidence, cls=cls, image=image)
+            cells.add("confidence_all", d_group, confidence, image=image)
             cells.add("confidence", d_group, confidence, bin_=self.confidence_bin[first:last], cls=cls)
             area = self.area[first:last]
             with_area = ~np.isnan(area)
@@ -244,7 +314,10 @@ class BatchMeasures:
                 bin_=self.area_bin[first:last][with_area],
                 cls=cls[with_area],
             )
+            positive = with_area & (area > 0.0)  # a zero-area box has no logarithm: left out
+            cells.add("box_log10_area", d_group[positive], np.log10(area[positive]), image=image[positive])
             ratio = self.ratio[first:last]
             pixels = ~np.isnan(ratio)
             cells.add("aspect_ratio", d_group[pixels], ratio[pixels], bin_=self.ratio_bin[first:last][pixels])
+            cells.add("box_log2_aspect", d_group[pixels], np.log2(ratio[pixels]), image=image[pixels])
         return cells.out

@@ -21,24 +21,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from ._schema import CELL_SUMS
+
 if TYPE_CHECKING:
     from ._schema import Dialect
     from ._sql import Transaction
 
 SECONDS_PER_DAY: Final = 86_400
 
-_ROLL_UP: Final = """
-INSERT INTO aggregates_daily (model_id, model_version, ab_variant, day_unix, kind, key, count, value, value_sq)
-SELECT model_id, model_version, ab_variant, ?, kind, key, total_count, total_value, total_value_sq FROM (
-    SELECT model_id, model_version, ab_variant, kind, key,
-           SUM(count) AS total_count, SUM(value) AS total_value, SUM(value_sq) AS total_value_sq
+_ROLL_UP: Final = f"""
+INSERT INTO aggregates_daily (model_id, model_version, ab_variant, day_unix, kind, key, {", ".join(CELL_SUMS)})
+SELECT model_id, model_version, ab_variant, ?, kind, key, {", ".join(f"total_{c}" for c in CELL_SUMS)} FROM (
+    SELECT model_id, model_version, ab_variant, kind, key, {", ".join(f"SUM({c}) AS total_{c}" for c in CELL_SUMS)}
     FROM aggregates WHERE hour_unix >= ? AND hour_unix < ?
     GROUP BY model_id, model_version, ab_variant, kind, key
 ) AS day_cells WHERE true
 ON CONFLICT (model_id, model_version, ab_variant, day_unix, kind, key) DO UPDATE SET
-    count = aggregates_daily.count + excluded.count,
-    value = aggregates_daily.value + excluded.value,
-    value_sq = aggregates_daily.value_sq + excluded.value_sq
+    {", ".join(f"{c} = aggregates_daily.{c} + excluded.{c}" for c in CELL_SUMS)}
 """
 
 

@@ -17,7 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-__all__ = ["LATEST_VERSION", "MIGRATIONS", "SCHEMA_MIGRATIONS_TABLE", "TABLES", "Dialect", "Variant", "statements_for"]
+__all__ = [
+    "CELL_SUMS",
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "SCHEMA_MIGRATIONS_TABLE",
+    "TABLES",
+    "Dialect",
+    "Variant",
+    "statements_for",
+]
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -275,12 +284,35 @@ _V5: Final[tuple[Statement, ...]] = (
     "CREATE INDEX aggregates_daily_arm ON aggregates_daily (model_id, ab_variant, kind, day_unix)",
 )
 
+_PER_IMAGE_COLUMNS: Final = (
+    ("images", "BIGINT"),
+    ("count_sq", "DOUBLE PRECISION"),
+    ("image_value_sq", "DOUBLE PRECISION"),
+    ("count_value", "DOUBLE PRECISION"),
+    ("count_total", "DOUBLE PRECISION"),
+)
+
+CELL_SUMS: Final = ("count", "value", "value_sq", *(column for column, _ in _PER_IMAGE_COLUMNS))
+"""The columns of an aggregate cell that add up, in ``storage._aggregate.Cell``'s order."""
+
+_V6: Final[tuple[Statement, ...]] = tuple(
+    # Per-image sums beside the per-item sums (storage.AggregateRow), so that variances
+    # that treat the image as the unit of evidence merge across cells (detwatch.clustered).
+    # ADD COLUMN with a constant default rewrites no row on either database: cells
+    # written before have 0 (images = 0 with count > 0), and readers take their
+    # detections as independent, which the reports say.
+    f"ALTER TABLE {table} ADD COLUMN {column} {sql_type} NOT NULL DEFAULT 0"
+    for table in ("aggregates", "aggregates_daily")
+    for column, sql_type in _PER_IMAGE_COLUMNS
+)
+
 MIGRATIONS: Final[tuple[tuple[int, tuple[Statement, ...]], ...]] = (
     (1, _V1),
     (2, _V2),
     (3, _V3),
     (4, _V4),
     (5, _V5),
+    (6, _V6),
 )
 """Every migration, in order; versions are consecutive from 1."""
 

@@ -74,7 +74,7 @@ from . import (
     _compaction,
 )
 from ._aggregate import AggregateKey, BatchMeasures, Cell, aggregate_cells
-from ._schema import LATEST_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, TABLES, Dialect, statements_for
+from ._schema import CELL_SUMS, LATEST_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, TABLES, Dialect, statements_for
 
 __all__ = ["CONFIDENCE_BINS", "LockName", "SQLStorage", "Transaction", "aggregate_cells", "confidence_bin"]
 
@@ -277,13 +277,11 @@ def _cell_rows(cells: dict[AggregateKey, Cell]) -> list[tuple[Any, ...]]:
     return [(*key, *cell) for key, cell in sorted(cells.items())]
 
 
-_UPSERT_AGGREGATE: Final = """
-INSERT INTO aggregates (model_id, model_version, ab_variant, hour_unix, kind, key, count, value, value_sq)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+_UPSERT_AGGREGATE: Final = f"""
+INSERT INTO aggregates (model_id, model_version, ab_variant, hour_unix, kind, key, {", ".join(CELL_SUMS)})
+VALUES ({_marks(6 + len(CELL_SUMS))})
 ON CONFLICT (model_id, model_version, ab_variant, hour_unix, kind, key) DO UPDATE SET
-    count = aggregates.count + excluded.count,
-    value = aggregates.value + excluded.value,
-    value_sq = aggregates.value_sq + excluded.value_sq
+    {", ".join(f"{c} = aggregates.{c} + excluded.{c}" for c in CELL_SUMS)}
 """
 
 # Portable LEAST/GREATEST: SQLite spells them min()/max(), PostgreSQL does not.
@@ -896,7 +894,7 @@ class SQLStorage:
         window: list[Any] = [model_id, _ceil_seconds(start_unix_nano), _ceil_seconds(end_unix_nano)]
         kind_filter = "" if kinds is None else f" AND kind IN ({_marks(len(kinds))})"
         params = window + list(kinds or ()) + window + list(kinds or ())
-        columns = "model_id, model_version, ab_variant, {t}, kind, key, count, value, value_sq"
+        columns = "model_id, model_version, ab_variant, {t}, kind, key, " + ", ".join(CELL_SUMS)
         sql = (
             f"SELECT {columns.format(t='hour_unix')} FROM aggregates "
             f"WHERE model_id = ? AND hour_unix >= ? AND hour_unix < ?{kind_filter} UNION ALL "
@@ -906,7 +904,23 @@ class SQLStorage:
         )
         rows = self._run(lambda tx: tx.query(sql, params), write=False)
         return [
-            AggregateRow(r[0], r[1], r[2], int(r[3]), r[4], r[5], int(r[6]), float(r[7]), float(r[8])) for r in rows
+            AggregateRow(
+                r[0],
+                r[1],
+                r[2],
+                int(r[3]),
+                r[4],
+                r[5],
+                int(r[6]),
+                float(r[7]),
+                float(r[8]),
+                images=int(r[9]),
+                count_sq=float(r[10]),
+                image_value_sq=float(r[11]),
+                count_value=float(r[12]),
+                count_total=float(r[13]),
+            )
+            for r in rows
         ]
 
     def compact_aggregates(self, before_unix_nano: int) -> int:
@@ -977,7 +991,7 @@ class SQLStorage:
         end_hour: int,
         kinds: Sequence[str],
         by_hour: bool,
-    ) -> list[tuple[int, str, str, int, float, float]]:
+    ) -> list[tuple[int, str, str, int, float, float, int, float, float, float, float]]:
         return self._run(
             lambda tx: _abtests.arm_sums(
                 tx,
@@ -988,6 +1002,21 @@ class SQLStorage:
                 end_hour=end_hour,
                 kinds=kinds,
                 by_hour=by_hour,
+            ),
+            write=False,
+        )
+
+    def ab_feedback_image_sums(
+        self, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+    ) -> list[tuple[int, int, int, int, int, int, int]]:
+        return self._run(
+            lambda tx: _abtests.feedback_image_sums(
+                tx,
+                model_id=model_id,
+                version=version,
+                variant=variant,
+                start_unix_nano=start_unix_nano,
+                end_unix_nano=end_unix_nano,
             ),
             write=False,
         )

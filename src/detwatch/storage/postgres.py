@@ -32,6 +32,7 @@ import psycopg
 from psycopg import conninfo as _conninfo
 
 from . import StorageError, StorageUnavailable
+from ._schema import CELL_SUMS
 from ._sql import _INSERT_PREDICTION, _PREDICTION_COLUMNS, LockName, SQLStorage, Transaction
 
 __all__ = ["PostgresStorage"]
@@ -56,21 +57,17 @@ _INSERT_IF_NEW: Final = f"{_INSERT_PREDICTION} ON CONFLICT (prediction_id) DO NO
 # and orjson writes the same values in microseconds. Floats round-trip exactly (shortest
 # representation, read back with strtod). json_to_recordset keeps the array's order: the
 # cells stay in the lock order they were sorted in.
-_UPSERT_AGGREGATES: Final = """
-INSERT INTO aggregates (model_id, model_version, ab_variant, hour_unix, kind, key, count, value, value_sq)
+_UPSERT_AGGREGATES: Final = f"""
+INSERT INTO aggregates (model_id, model_version, ab_variant, hour_unix, kind, key, {", ".join(CELL_SUMS)})
 SELECT * FROM json_to_recordset(%s::json) AS cell(
     model_id text, model_version text, ab_variant text, hour_unix bigint, kind text, key text, count bigint,
-    value double precision, value_sq double precision
+    value double precision, value_sq double precision, images bigint, count_sq double precision,
+    image_value_sq double precision, count_value double precision, count_total double precision
 )
 ON CONFLICT (model_id, model_version, ab_variant, hour_unix, kind, key) DO UPDATE SET
-    count = aggregates.count + excluded.count,
-    value = aggregates.value + excluded.value,
-    value_sq = aggregates.value_sq + excluded.value_sq
+    {", ".join(f"{c} = aggregates.{c} + excluded.{c}" for c in CELL_SUMS)}
 """
-_CELL_FIELDS: Final = (
-    *("model_id", "model_version", "ab_variant", "hour_unix", "kind", "key"),
-    *("count", "value", "value_sq"),
-)
+_CELL_FIELDS: Final = ("model_id", "model_version", "ab_variant", "hour_unix", "kind", "key", *CELL_SUMS)
 
 
 @functools.lru_cache(maxsize=512)
