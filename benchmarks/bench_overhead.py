@@ -112,6 +112,9 @@ from importlib import metadata
 from typing import Any, Protocol, cast
 
 import numpy as np
+from opentelemetry import _logs as otel_logs
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace as otel_trace
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics import MeterProvider
@@ -253,11 +256,11 @@ class _Logs(LogRecordExporter):
 
 class _Providers(Protocol):
     @property
-    def tracer_provider(self) -> TracerProvider: ...
+    def tracer_provider(self) -> otel_trace.TracerProvider: ...
     @property
-    def meter_provider(self) -> MeterProvider: ...
+    def meter_provider(self) -> otel_metrics.MeterProvider: ...
     @property
-    def logger_provider(self) -> LoggerProvider: ...
+    def logger_provider(self) -> otel_logs.LoggerProvider: ...
 
 
 @dataclass
@@ -315,7 +318,9 @@ class _Subject:
     """After closing: ``{signal: [tried, failed]}`` for exports under way during the calls."""
 
 
-def naive(model: Model, tracer_provider: TracerProvider, meter_provider: MeterProvider) -> Model:
+def naive(
+    model: Model, tracer_provider: otel_trace.TracerProvider, meter_provider: otel_metrics.MeterProvider
+) -> Model:
     """(b): what a user writes by hand, recording every detection through the SDK."""
     tracer = tracer_provider.get_tracer("naive")
     meter = meter_provider.get_meter("naive")
@@ -674,7 +679,9 @@ def make_gil_model(detections: int, seed: int = 7) -> Callable[[Any], dict[str, 
 
 
 def naive_arrays(
-    model: Callable[[Any], dict[str, Any]], tracer_provider: TracerProvider, meter_provider: MeterProvider
+    model: Callable[[Any], dict[str, Any]],
+    tracer_provider: otel_trace.TracerProvider,
+    meter_provider: otel_metrics.MeterProvider,
 ) -> Callable[[Any], dict[str, Any]]:
     """(b) for torchvision's layout: what a user writes by hand, every detection through the SDK."""
     tracer = tracer_provider.get_tracer("naive")
@@ -752,7 +759,9 @@ def _hot_subjects(
     from detwatch_instrumentation import _recorder_process
 
     model: Any = make_model(detections) if model_kind == "sleep" else make_gil_model(detections)
-    naive_of: Callable[[Any, TracerProvider, MeterProvider], Any] = naive if model_kind == "sleep" else naive_arrays
+    naive_of: Callable[[Any, otel_trace.TracerProvider, otel_metrics.MeterProvider], Any] = (
+        naive if model_kind == "sleep" else naive_arrays
+    )
     names = None if model_kind == "sleep" else LABEL_NAMES
     closers: list[Callable[[], None]] = []
 

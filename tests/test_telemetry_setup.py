@@ -7,6 +7,10 @@ the OTLP protobuf definitions, as a Collector's ``otlphttp`` receiver would.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -141,3 +145,114 @@ def test_unreachable_collector_never_blocks_or_breaks_inference(monkeypatch: pyt
     started = time.monotonic()
     telemetry.shutdown()
     assert time.monotonic() - started < 30
+
+
+def _count(requests: list[Any]) -> int:
+    return len(requests)
+
+
+def test_exporter_variables_turn_signals_off_and_send_one_elsewhere(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The user guide's set-up with no Collector: prediction events straight to the
+    # companion's /v1/logs, traces and metrics off (the companion answers 404 to them).
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", f"{receiver.url}/v1/logs")
+    closed = f"http://127.0.0.1:{free_port()}"
+    telemetry = detwatch.configure_opentelemetry(service_name="no-collector", endpoint=closed, set_global=False)
+
+    @monitor_detections(
+        model_id="m",
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        logger_provider=telemetry.logger_provider,
+    )
+    def predict(image: Any) -> list[dict[str, Any]]:
+        return DETECTIONS
+
+    for _ in range(5):
+        predict(np.zeros((48, 64, 3), dtype=np.uint8))
+    started = time.monotonic()
+    assert telemetry.force_flush()
+    assert time.monotonic() - started < 5
+    telemetry.shutdown()
+    events = sum(len(sl.log_records) for r in receiver.logs() for rl in r.resource_logs for sl in rl.scope_logs)
+    assert events == 5
+    assert not receiver.posts.get("/v1/traces") and not receiver.posts.get("/v1/metrics")
+    # Off means off: the API's no-op providers, so the decorator does no work for them.
+    assert type(telemetry.tracer_provider).__module__.startswith("opentelemetry.trace")
+    assert type(telemetry.meter_provider).__module__.startswith("opentelemetry.metrics")
+
+
+def test_console_exporters_print_what_they_export() -> None:
+    code = (
+        "import numpy as np, detwatch\n"
+        "from detwatch_instrumentation import monitor_detections\n"
+        "telemetry = detwatch.configure_opentelemetry(service_name='console')\n"
+        "predict = monitor_detections(model_id='printed')(lambda image: [])\n"
+        "predict(np.zeros((4, 4, 3), np.uint8))\n"
+        "assert telemetry.force_flush()\n"
+    )
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert '"name": "detect printed"' in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("OTEL_METRICS_EXPORTER", "prometheus", "OTEL_METRICS_EXPORTER"),
+        ("OTEL_TRACES_EXPORTER", "otlp,console", "OTEL_TRACES_EXPORTER"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc", "opentelemetry-exporter-otlp-proto-grpc"),
+    ],
+)
+def test_a_variable_detwatch_cannot_honour_is_named_in_the_error(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=named):
+        detwatch.configure_opentelemetry(service_name="bad", set_global=False)
+
+
+def test_an_unreachable_collector_costs_a_bounded_flush_and_one_warning_per_signal(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "3")
+    monkeypatch.setattr(detwatch.telemetry._EXPORT_FILTER, "_last", {})  # forget earlier tests' failures
+    closed = f"http://127.0.0.1:{free_port()}"
+    telemetry = detwatch.configure_opentelemetry(
+        service_name="offline", endpoint=closed, set_global=False, recorder="thread"
+    )
+
+    @monitor_detections(
+        model_id="m",
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        logger_provider=telemetry.logger_provider,
+    )
+    def predict(image: Any) -> list[dict[str, Any]]:
+        return DETECTIONS
+
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            predict(np.zeros((48, 64, 3), dtype=np.uint8))
+        started = time.monotonic()
+        assert not telemetry.force_flush(timeout_millis=1000)  # nothing could be sent
+        assert time.monotonic() - started < 1.5
+        assert not telemetry.force_flush(timeout_millis=1000)
+        time.sleep(3.5)  # the exporters' retries run out meanwhile
+    failures = [r for r in caplog.records if r.name.startswith("opentelemetry.exporter")]
+    per_signal: dict[str, int] = {}
+    for record in failures:
+        per_signal[record.name] = per_signal.get(record.name, 0) + 1
+    assert failures and all(n == 1 for n in per_signal.values()), per_signal
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "0.2")
+    telemetry.shutdown()
