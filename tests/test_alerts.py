@@ -80,21 +80,28 @@ def test_unknown_metric_is_refused_with_the_list_of_valid_ones() -> None:
         assert metric in error.message
 
 
-def test_confidence_threshold_off_the_bucket_bounds_is_refused_listing_the_bounds() -> None:
-    error = refusal(with_condition(threshold=0.72))
-    assert error.field == "condition.threshold"
-    assert "0.7" in error.message and "0.75" in error.message
-    bounds = semconv.DETECTION_CONFIDENCE.bounds
-    assert bounds is not None
-    for bound in bounds:
-        assert parse_alert(with_condition(threshold=bound)).threshold == bound
+def test_a_mean_confidence_threshold_between_bucket_bounds_is_accepted() -> None:
+    # A mean is a sum over a count: exact for any threshold.
+    alert = parse_alert(with_condition(threshold=0.72))
+    assert alert.threshold == 0.72 and alert.resolution is None
+    error = refusal(with_condition(threshold=1.5))
+    assert error.field == "condition.threshold" and "[0, 1]" in error.message
 
 
-def test_latency_threshold_off_the_bucket_bounds_is_refused_in_milliseconds() -> None:
+def test_a_latency_quantile_between_bucket_bounds_states_its_resolution() -> None:
     data = {**SEED_HIGH_LATENCY, "condition": {**SEED_HIGH_LATENCY["condition"], "threshold": 400}}
-    error = refusal(data)
-    assert error.field == "condition.threshold"
-    assert "250, 500, 1000" in error.message
+    alert = parse_alert(data)
+    assert alert.resolution == "interpolated between the 250 and 500 ms bucket bounds"
+    assert "(interpolated between the 250 and 500 ms bucket bounds)" in alert.describe()
+    assert parse_alert(SEED_HIGH_LATENCY).resolution is None  # 500 ms is a bound: read exactly there
+    error = refusal({**data, "condition": {**data["condition"], "threshold": 10_000}})
+    assert error.field == "condition.threshold" and "2500" in error.message
+
+
+def test_a_low_confidence_cut_off_between_bounds_is_refused_naming_the_nearest() -> None:
+    error = refusal(with_condition(metric="low_confidence_rate", threshold=0.2, below=0.72))
+    assert error.field == "condition.below"
+    assert "0.7 or 0.75" in error.message
 
 
 @pytest.mark.parametrize("window", ["1 h", "1hour", "", 60, "30s", "40d", "1h30m"])

@@ -88,7 +88,7 @@ def test_created_alert_is_listed_and_its_rules_are_served_and_valid(client: Flas
 @pytest.mark.parametrize(
     ("body", "field", "hint"),
     [
-        ({**seed_body(), "condition": {**SEED_CONDITION, "threshold": 0.72}}, "condition.threshold", "0.7, 0.75"),
+        ({**seed_body(), "condition": {**SEED_CONDITION, "threshold": 1.5}}, "condition.threshold", "[0, 1]"),
         ({**seed_body(), "condition": {**SEED_CONDITION, "metric": "mAP"}}, "condition.metric", "p99_latency_ms"),
         ({**seed_body(), "condition": {**SEED_CONDITION, "window": "an hour"}}, "condition.window", "15m"),
         ({**seed_body(), "notify": ["pager:42"]}, "notify[0]", "slack:#"),
@@ -204,7 +204,7 @@ def test_seed_create_alert_calls_through_the_real_client_push_to_grafana(tmp_pat
             condition={"metric": "p99_latency_ms", "operator": "gt", "threshold": 500, "window": "15m"},
         )
         with pytest.raises(InvalidRequestError) as refused:
-            client.create_alert(model_id=model.id, name="Bad", condition={**SEED_CONDITION, "threshold": 0.72})
+            client.create_alert(model_id=model.id, name="Bad", condition={**SEED_CONDITION, "threshold": 1.5})
     assert refused.value.field == "condition.threshold"
     assert alert.id == "low-confidence-alert" and latency_alert.id == "high-latency-alert"
     assert alert.grafana == {"url": grafana.url, "pushed": True, "alert_rules": 1, "contact_points": 2}
@@ -245,7 +245,7 @@ def test_alerts_from_detwatch_yaml_are_served_and_a_created_one_of_the_same_name
 
 
 def test_an_invalid_detwatch_yaml_is_reported_not_hidden(tmp_path: Path) -> None:
-    broken = {"alerts": [{"name": "x", "model_id": "m", "condition": {**SEED_CONDITION, "threshold": 0.72}}]}
+    broken = {"alerts": [{"name": "x", "model_id": "m", "condition": {**SEED_CONDITION, "threshold": 1.5}}]}
     client = create_app(Settings(data_dir=tmp_path, extra=broken)).test_client()
     response = client.get("/v1/alerts/artifacts")
     assert response.status_code == 503

@@ -73,7 +73,7 @@ def test_cli_refuses_an_invalid_definition_naming_the_field(tmp_path: Path) -> N
                     {
                         "name": "Low Confidence Alert",
                         "model_id": "vehicles",
-                        "condition": {"metric": "avg_confidence", "operator": "lt", "threshold": 0.72, "window": "1h"},
+                        "condition": {"metric": "avg_confidence", "operator": "lt", "threshold": 1.5, "window": "1h"},
                     }
                 ]
             }
@@ -82,7 +82,7 @@ def test_cli_refuses_an_invalid_definition_naming_the_field(tmp_path: Path) -> N
     result = CliRunner().invoke(main, ["generate", "--config", str(config), "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "alerts[0].condition.threshold" in result.output
-    assert "0.7, 0.75" in result.output
+    assert "[0, 1]" in result.output
     assert not (tmp_path / "rules").exists()
     config.write_text(yaml.safe_dump({"stack": {"store_ulr": "http://x:1"}}))
     result = CliRunner().invoke(main, ["generate", "--config", str(config), "--out", str(tmp_path)])

@@ -93,6 +93,9 @@ def test_every_metric_kind_gets_passing_promtool_tests(tmp_path: Path) -> None:
         ("feedback_accuracy", "lte", 0.9),
         ("drift_score:confidence", "gt", 0.2),
         ("avg_confidence", "gte", 0.95),
+        ("avg_confidence", "lt", 0.72),  # between confidence bounds: a mean is exact anywhere
+        ("p99_latency_ms", "gt", 400),  # between latency bounds: read inside the 250-500 ms bucket
+        ("p99_latency_ms", "lt", 3),  # between the first bounds
     ]
     definitions = []
     for index, (metric, operator, threshold) in enumerate(conditions):

@@ -23,10 +23,13 @@ Condition keys
 ``operator``
     ``lt``, ``gt``, ``lte``, ``gte``.
 ``threshold``
-    Where a histogram is involved the threshold must be one of its bucket bounds
-    (confidence every 0.05; latency 1, 2.5, 5, 10, ... 500, 1000, 2500 ms): a quantile
-    between bounds is an interpolation, and an alert on it fires on an artefact of the
-    bucket layout. Shares and rates lie in [0, 1].
+    Any value the metric can take: ``avg_confidence`` is a sum over a count, exact for
+    any threshold in [0, 1]; a latency quantile is interpolated by
+    ``histogram_quantile`` inside the bucket that holds it (latency bounds 1, 2.5, 5,
+    10, ... 500, 1000, 2500 ms), so its resolution is that bucket, which the alert's
+    description states (``p99_latency_ms > 400`` is read between 250 and 500 ms); a
+    threshold above the last finite bound is refused (the quantile never exceeds it).
+    Shares and rates lie in [0, 1].
 ``window``
     A Prometheus duration (``90s``, ``15m``, ``1h``, ``7d``) from 1m to 31d.
 ``for``
@@ -34,7 +37,8 @@ Condition keys
     fires at the first evaluation).
 ``below``
     ``low_confidence_rate`` only: the confidence under which a detection counts as
-    low (a confidence bucket bound, default 0.5).
+    low (a confidence bucket bound, default 0.5: the share under a value between two
+    bounds cannot be computed from the histogram, and the error names the nearest).
 ``min_images``
     Low-traffic guard: evaluate only when at least this many images were seen in the
     window (default 0, or 100 for anomaly conditions: a z-score over a handful of
@@ -201,11 +205,24 @@ class AlertDefinition:
         """The latency quantile of a ``pNN_latency_ms`` metric."""
         return _LATENCY_QUANTILES.get(self.metric)
 
+    @property
+    def resolution(self) -> str | None:
+        """For a latency quantile whose threshold lies between bucket bounds: the bucket it is read in."""
+        if self.quantile is None or self.anomaly is not None:
+            return None
+        bounds = [b * 1000 for b in semconv.INFERENCE_DURATION.bounds or ()]
+        if any(math.isclose(self.threshold, b, rel_tol=1e-9) for b in bounds):
+            return None
+        under, over = _nearest_bounds(self.threshold, bounds)
+        return f"interpolated between the {_number(under or 0)} and {_number(over or 0)} ms bucket bounds"
+
     def describe(self) -> str:
         """One line a person reads in a notification: metric, operator, threshold, window."""
         symbol = {"lt": "<", "gt": ">", "lte": "<=", "gte": ">="}[self.operator]
         if self.anomaly is None:
-            return f"{self.metric_ref} {symbol} {_number(self.threshold)} over {self.window}"
+            text = f"{self.metric_ref} {symbol} {_number(self.threshold)} over {self.window}"
+            resolution = self.resolution
+            return f"{text} ({resolution})" if resolution is not None else text
         if self.anomaly.method == "zscore":
             sign = "-" if self.operator in ("lt", "lte") else ""
             return (
@@ -292,6 +309,24 @@ def _choice(field: str, value: Any, choices: Sequence[str]) -> Any:
     return value
 
 
+def _nearest_bounds(value: float, bounds: Sequence[float]) -> tuple[float | None, float | None]:
+    """The bucket bounds just under and just over ``value``."""
+    under = max((b for b in bounds if b < value), default=None)
+    over = min((b for b in bounds if b > value), default=None)
+    return under, over
+
+
+def _below_refusal(below: Any) -> str:
+    if isinstance(below, (int, float)) and not isinstance(below, bool) and math.isfinite(below):
+        under, over = _nearest_bounds(float(below), _CONFIDENCE_BOUNDS)
+        near = " or ".join(_number(b) for b in (under, over) if b is not None)
+        return (
+            f"the share of detections under {below!r} cannot be computed from the confidence histogram,"
+            f" whose bounds nearest to it are {near}; use one of them"
+        )
+    return f"expected a confidence bucket bound ({_bounds_text(_CONFIDENCE_BOUNDS)}), got {below!r}"
+
+
 def _bounds_text(bounds: Sequence[float], scale: float = 1.0) -> str:
     return ", ".join(_number(round(b * scale, 6)) for b in bounds)
 
@@ -310,17 +345,16 @@ def _threshold(metric: str, anomaly: Anomaly | None, value: Any) -> float:
             raise AlertDefinitionError(field, f"a relative change in (0, 10] (0.2 = 20%), got {value!r}")
         return threshold
     if metric == "avg_confidence":
-        bounds = semconv.DETECTION_CONFIDENCE.bounds or ()
-        if not semconv.is_bucket_bound(semconv.DETECTION_CONFIDENCE, threshold):
-            raise AlertDefinitionError(
-                field, f"{value!r} is not a confidence bucket bound; valid thresholds: {_bounds_text(bounds)}"
-            )
+        if not 0 <= threshold <= 1:
+            raise AlertDefinitionError(field, f"a mean confidence lies in [0, 1], got {value!r}")
     elif metric in _LATENCY_QUANTILES:
         bounds = semconv.INFERENCE_DURATION.bounds or ()
-        if not semconv.is_bucket_bound(semconv.INFERENCE_DURATION, threshold / 1000):
+        top = max(bounds) * 1000
+        if not 0 < threshold <= top:
             raise AlertDefinitionError(
                 field,
-                f"{value!r} ms is not a latency bucket bound; valid thresholds (ms): {_bounds_text(bounds, 1000)}",
+                f"a latency quantile is read from buckets up to {_number(top)} ms and is never above it:"
+                f" use a threshold in (0, {_number(top)}] ms, got {value!r}",
             )
     elif metric in _RATIOS:
         if not 0 <= threshold <= 1:
@@ -454,10 +488,7 @@ def parse_alert(data: Mapping[str, Any]) -> AlertDefinition:
         or not isinstance(below, (int, float))
         or not semconv.is_bucket_bound(semconv.DETECTION_CONFIDENCE, float(below))
     ):
-        raise AlertDefinitionError(
-            "condition.below",
-            f"expected a confidence bucket bound ({_bounds_text(_CONFIDENCE_BOUNDS)}), got {below!r}",
-        )
+        raise AlertDefinitionError("condition.below", _below_refusal(below))
     default_min = DEFAULT_ANOMALY_MIN_IMAGES if anomaly is not None else 0
     min_images = condition.get("min_images", default_min)
     if isinstance(min_images, float) and min_images.is_integer():  # JSON's 100.0 is the integer 100

@@ -127,7 +127,10 @@ def _config() -> GenerateConfig:
 
 
 def _alert_json(alert: AlertDefinition) -> dict[str, Any]:
-    return {"id": alert.slug, **alert.to_json()}
+    out = {"id": alert.slug, **alert.to_json()}
+    if alert.resolution is not None:  # a latency quantile read between bucket bounds
+        out["resolution"] = alert.resolution
+    return out
 
 
 def _grafana(config: GenerateConfig) -> dict[str, Any] | None:

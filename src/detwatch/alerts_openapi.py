@@ -2,7 +2,8 @@
 
 The request schema is the validator's rules written out per metric family, so that
 what the document allows is accepted (the fuzz tests send exactly that): thresholds
-on histogram metrics are the bucket bounds, shares lie in [0, 1], durations use the
+on a mean confidence and shares lie in [0, 1], latency quantiles in (0, the last finite
+latency bound], a low-confidence cut-off is a confidence bucket bound, durations use the
 forms :func:`detwatch.alerts.parse_alert` accepts within its ranges. The validator
 accepts a little more (e.g. ``1w`` windows); the document describes a safe subset.
 """
@@ -55,8 +56,11 @@ def _condition(
 _CONDITION: Final[dict[str, Any]] = {
     "description": "The seed's condition, e.g. {metric: avg_confidence, operator: lt, threshold: 0.7, window: 1h}",
     "oneOf": [
-        _condition({"const": "avg_confidence"}, {"enum": _CONFIDENCE_BOUNDS}),
-        _condition({"enum": ["p50_latency_ms", "p95_latency_ms", "p99_latency_ms"]}, {"enum": _LATENCY_BOUNDS_MS}),
+        _condition({"const": "avg_confidence"}, {"type": "number", "minimum": 0, "maximum": 1}),
+        _condition(
+            {"enum": ["p50_latency_ms", "p95_latency_ms", "p99_latency_ms"]},
+            {"type": "number", "exclusiveMinimum": 0, "maximum": max(_LATENCY_BOUNDS_MS)},
+        ),
         _condition(
             {"const": "low_confidence_rate"},
             {"type": "number", "minimum": 0, "maximum": 1},

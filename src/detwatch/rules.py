@@ -271,10 +271,12 @@ def _firing_and_quiet(alert: AlertDefinition) -> tuple[float | None, float | Non
     if alert.quantile is not None:
         # All calls in one bucket: the quantile interpolates inside it, strictly below
         # its upper bound. Above the threshold: the bucket above it; below: its own.
+        # The threshold may lie between bounds: above it, a bucket that starts at or over
+        # it; below it, a bucket that ends at or under it.
         bounds = [b * 1000 for b in semconv.INFERENCE_DURATION.bounds or ()]
-        index = min(range(len(bounds)), key=lambda i: abs(bounds[i] - t))
-        above = bounds[index + 1] if index + 1 < len(bounds) else None
-        below = bounds[index]
+        eps = 1e-9 * max(1.0, t)
+        below = max((b for b in bounds if b <= t + eps), default=None)
+        above = next((bounds[j] for j in range(1, len(bounds)) if bounds[j - 1] >= t - eps), None)
         return (above, below) if alert.operator in ("gt", "gte") else (below, above)
     high: float | None
     low: float | None
