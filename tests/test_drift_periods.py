@@ -193,3 +193,36 @@ def _close_the_app_storage() -> Iterator[None]:
     if storage is not None:
         storage.close()
     _DATA_DIR.cleanup()
+
+
+def test_a_window_of_minutes_is_refused_naming_the_field_and_the_whole_hours_it_would_read() -> None:
+    with pytest.raises(PeriodError) as error:
+        parse_periods("2024-03-01:2024-03-07", "2024-03-10T16:00:00Z/2024-03-10T16:01:00Z", now_unix_nano=NOW)
+    assert error.value.field == "current_period"
+    assert "whole hours" in error.value.message
+    assert "2024-03-10T16:00:00Z/2024-03-10T17:00:00Z" in error.value.message
+
+
+def test_a_relative_window_reports_the_window_it_read(storage: Storage) -> None:
+    """32 images in the last 10 minutes: 20 before the current hour began, 12 after.
+
+    The hourly cells can only give the 12 of the current hour; the report says that its
+    window starts at the hour, and what was asked, instead of echoing the request.
+    """
+    now = ns("2024-03-10T16:05:00")
+    rng = np.random.default_rng(4)
+    images = clipped(simulate(Stream(), 32, rng))
+    batch = []
+    for i, image in enumerate(images):
+        at = "2024-03-10T15:56:00" if i < 20 else "2024-03-10T16:01:00"
+        batch += events([image], at, version="v2", variant="b", tag=f"img{i}")
+    storage.ingest_predictions(batch)
+    report = drift_report(storage, "vehicles", "previous 1h", "last 10m", now_unix_nano=now)
+    current = report.current
+    assert current["images"] == 12
+    assert (current["start"], current["end"]) == ("2024-03-10T16:00:00Z", "2024-03-10T16:05:00Z")
+    assert (current["requested_start"], current["requested_end"]) == ("2024-03-10T15:55:00Z", "2024-03-10T16:05:00Z")
+    # The previous hour ends where the current window was asked to start; it reads whole hours.
+    reference = report.reference
+    assert reference["images"] == 20
+    assert (reference["start"], reference["end"]) == ("2024-03-10T15:00:00Z", "2024-03-10T16:00:00Z")

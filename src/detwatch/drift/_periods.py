@@ -9,8 +9,12 @@ Accepted forms (UTC unless a date-time carries its own offset):
 - ``previous 7d``: the window just before the *other* period (so ``last 24h``
   against ``previous 7d`` compares today with the week before it).
 
-The aggregates are per hour, so a period covers the hours that *start* inside it;
-the report states the hours it used.
+The aggregates are per hour, so a period covers the hours that *start* inside it.
+An absolute window must therefore start and end on whole hours (a window of minutes
+would be answered with its whole hour, data outside it included: it is refused, naming
+the field). A relative window is answered with the hours that start inside it, the
+current one up to now; the report's ``start`` and ``end`` are the window actually
+read, and ``requested_start``/``requested_end`` what was asked when they differ.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ class Period:
     text: str
     start_unix_nano: int
     end_unix_nano: int
+    now_unix_nano: int | None = None
+    """When the report was made: the current hour's cell holds data up to then only."""
 
     @property
     def first_hour_unix(self) -> int:
@@ -72,13 +78,27 @@ class Period:
         last = -(-self.end_unix_nano // HOUR_NS)
         return max(0, last - self.first_hour_unix // 3600)
 
+    @property
+    def used_window(self) -> tuple[int, int]:
+        """``[start, end)`` of the data the period's cells hold (whole hours; the current one up to now)."""
+        start = self.first_hour_unix * NS_PER_SECOND
+        end = -(-self.end_unix_nano // HOUR_NS) * HOUR_NS
+        if self.now_unix_nano is not None:
+            end = min(end, max(self.now_unix_nano, start))
+        return start, max(start, end)
+
     def to_json(self) -> dict[str, object]:
-        return {
+        start, end = self.used_window
+        out: dict[str, object] = {
             "period": self.text,
-            "start": _rfc3339(self.start_unix_nano),
-            "end": _rfc3339(self.end_unix_nano),
+            "start": _rfc3339(start),
+            "end": _rfc3339(end),
             "hours": self.hours,
         }
+        if (start, end) != (self.start_unix_nano, self.end_unix_nano):
+            out["requested_start"] = _rfc3339(self.start_unix_nano)
+            out["requested_end"] = _rfc3339(self.end_unix_nano)
+        return out
 
 
 def _rfc3339(unix_nano: int) -> str:
@@ -115,6 +135,16 @@ def _absolute(field: str, text: str) -> Period | None:
         raise PeriodError(field, f"not a date or ISO date-time ({exc})") from None
     if end <= start:
         raise PeriodError(field, "ends before it starts")
+    if start % HOUR_NS or end % HOUR_NS:
+        whole = Period(text, start, end)
+        first = whole.first_hour_unix * NS_PER_SECOND
+        floor_start = start // HOUR_NS * HOUR_NS
+        raise PeriodError(
+            field,
+            "the aggregates are per hour: start and end on whole hours (UTC), e.g."
+            f" {_rfc3339(floor_start)}/{_rfc3339(-(-end // HOUR_NS) * HOUR_NS)};"
+            f" as given it would be read from {_rfc3339(first)} in whole hours, data outside it included",
+        )
     return Period(text, start, end)
 
 
@@ -151,14 +181,14 @@ def parse_periods(reference: object, current: object, *, now_unix_nano: int) -> 
         relative[field] = window
     for field, (word, length) in relative.items():
         if word == "last":
-            absolute[field] = Period(str(texts[field]), now_unix_nano - _ns(length), now_unix_nano)
+            absolute[field] = Period(str(texts[field]), now_unix_nano - _ns(length), now_unix_nano, now_unix_nano)
     for field, (word, length) in relative.items():
         if word == "previous":
             other = "current_period" if field == "reference_period" else "reference_period"
             if other not in absolute:
                 raise PeriodError(field, "'previous' is relative to the other period, which is 'previous' too")
             end = absolute[other].start_unix_nano
-            absolute[field] = Period(str(texts[field]), end - _ns(length), end)
+            absolute[field] = Period(str(texts[field]), end - _ns(length), end, now_unix_nano)
     for field, period in absolute.items():
         if period.start_unix_nano < 0:
             raise PeriodError(field, "starts before 1970")
