@@ -377,3 +377,52 @@ def test_a_router_split_source_refuses_bad_arguments_naming_them() -> None:
         CompanionSplit("http://detwatch:8000", "")
     with pytest.raises(ValueError, match="refresh_s"):
         CompanionSplit("http://detwatch:8000", "x", refresh_s=0)
+
+
+def test_arms_split_outside_detwatch_are_told_apart_by_model_and_version(
+    client: detwatch.Client, companion: Companion
+) -> None:
+    """Two deployments (or a canary at the load balancer): no ab_variant tag on any event."""
+    prefix = f"abext-{companion.url.rsplit(':', 1)[1]}"
+    traffic = Traffic(prefix, seed=5, b_shift=0.0, n_a=300, n_b=100)
+    for event in traffic.events:
+        del event["ab_variant"]
+    traffic.send(client)
+    config = {"traffic_split": 0.25, "metrics": ["confidence", "latency"], "duration_days": 7}
+    by_model = client.get_ab_test_results(_create(client, prefix, config).id)
+    assert by_model["arms_by"] == "model"
+    assert (by_model["model_a"]["images"], by_model["model_b"]["images"]) == (300, 100)
+    assert by_model["model_a"]["detections"] == len(traffic.raw["a"]["confidence"])
+    assert "outside detwatch" in by_model["sample_ratio"]["expected_from"]
+    assert not by_model["sample_ratio"]["mismatch"]  # 100 of 400 is the configured 0.25
+
+    # One model id, two versions: the versions name the arms.
+    one = f"{prefix}-one"
+    client.register_model(model_id=one, version="1")
+    events = []
+    for i, version in enumerate(["1"] * 150 + ["2"] * 50):
+        events.append(
+            {
+                "prediction_id": f"{one}-{i}",
+                "time": _rfc3339(START + dt.timedelta(minutes=i)),
+                "model_id": one,
+                "model_version": version,
+                "detections": [{"class": "car", "confidence": 0.8, "box": [0.0, 0.0, 10.0, 10.0]}],
+            }
+        )
+    client.send_predictions(events)
+    versions = client.create_ab_test(
+        name="versions",
+        model_a_id=one,
+        model_b_id=one,
+        config={**config, "model_a_version": "1", "model_b_version": "2"},
+        start=_rfc3339(START),
+    )
+    by_version = client.get_ab_test_results(versions.id)
+    assert by_version["arms_by"] == "model"
+    assert (by_version["model_a"]["images"], by_version["model_b"]["images"]) == (150, 50)
+    # Without versions, one model id leaves the router's tag as the only mark: none here.
+    tagless = client.create_ab_test(name="tags", model_a_id=one, model_b_id=one, config=config, start=_rfc3339(START))
+    by_tag = client.get_ab_test_results(tagless.id)
+    assert by_tag["arms_by"] == "ab_variant"
+    assert (by_tag["model_a"]["images"], by_tag["model_b"]["images"]) == (0, 0)

@@ -350,13 +350,15 @@ def compute_results(
     feedback: Iterable[FeedbackCount],
     now_unix_nano: int,
     feedback_images: Iterable[tuple[str, int, ImageSums]] = (),
+    arms_by: str = "ab_variant",
 ) -> dict[str, Any]:
     """The results document of ``GET /v1/ab-tests/{id}/results``.
 
     ``arm_a``/``arm_b`` hold the aggregate cells of each arm's model in the test's
     window, already restricted to the arm's variant and version; ``test`` carries
     ``id``, ``name``, ``model_a_id``, ``model_b_id``, ``start_unix_nano`` and
-    ``end_unix_nano``.
+    ``end_unix_nano``. ``arms_by`` says how the arms' traffic was told apart
+    (``ab_variant``: the router's tag; ``model``: the arms' model ids and versions).
     """
     for item in feedback:
         (arm_a if item.arm == "a" else arm_b).add_feedback(item)
@@ -447,7 +449,14 @@ def compute_results(
         "verdict": verdict,
         "verdict_reason": reason,
         "valid": not mismatch,
+        "arms_by": arms_by,
         "sample_ratio": {
+            "expected_from": (
+                "the traffic_split the router applied"
+                if arms_by == "ab_variant"
+                else "the configured traffic_split: the split was made outside detwatch, so a mismatch may"
+                " mean the deployment's weights differ from it"
+            ),
             "configured": config.traffic_split,
             "observed": _finite(tb.images.n / n_total) if n_total else None,
             "chi2": _finite(srm_chi2),

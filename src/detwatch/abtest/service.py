@@ -64,6 +64,22 @@ def _start(body: Mapping[str, Any], now_ns: int) -> int:
     return int(parsed.timestamp()) * 1_000_000_000 + parsed.microsecond * 1000
 
 
+ARMS_BY_TAG = "ab_variant"
+ARMS_BY_MODEL = "model"
+
+
+def arms_by_of(model_a: str, model_b: str, version_a: str | None, version_b: str | None) -> str:
+    """How the arms' traffic is told apart: by model id (and version) when they differ, else by the router's tag.
+
+    Two model ids, or one id with two versions, name their traffic without any tag, so
+    a split made outside detwatch counts; one model id with no versions leaves the
+    ``ab_variant`` tag of :class:`~detwatch_instrumentation.ABRouter` as the only mark.
+    """
+    if model_a != model_b or (version_a is not None and version_b is not None and version_a != version_b):
+        return ARMS_BY_MODEL
+    return ARMS_BY_TAG
+
+
 def test_json(record: ABTestRecord) -> dict[str, Any]:
     """The test as the API returns it; ``traffic_split`` and ``salt`` are what a router needs."""
     running = record.status == "running"
@@ -122,6 +138,11 @@ def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = Non
 
     end_hour = -(-end // 1_000_000_000)
 
+    arms_by = arms_by_of(record.model_a_id, record.model_b_id, config.model_a_version, config.model_b_version)
+    # Arms told apart by model (and version) take that traffic whatever its tag: the split
+    # may have been made outside detwatch (two deployments, a canary at the load balancer).
+    tagged = arms_by == ARMS_BY_TAG
+
     def arm_data(model_id: str, version: str | None, variant: str) -> ArmData:
         data = ArmData()
         start_hour = first_hour // 1_000_000_000
@@ -129,7 +150,7 @@ def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = Non
             sums = storage.ab_arm_sums(
                 model_id=model_id,
                 version=version,
-                variant=variant,
+                variant=variant if tagged else None,
                 start_hour=start_hour,
                 end_hour=end_hour,
                 kinds=HOURLY_KINDS if by_hour else KEYED_KINDS,
@@ -151,10 +172,11 @@ def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = Non
         ("a", record.model_a_id, config.model_a_version),
         ("b", record.model_b_id, config.model_b_version),
     ):
-        for hour, ftype, count in storage.ab_feedback_counts(model_id, version, arm, first_hour, end):
+        variant = arm if tagged else None
+        for hour, ftype, count in storage.ab_feedback_counts(model_id, version, variant, first_hour, end):
             feedback.append(FeedbackCount(arm, hour, ftype, count))
         for hour, images, posts, correct, posts_sq, correct_sq, both in storage.ab_feedback_image_sums(
-            model_id, version, arm, first_hour, end
+            model_id, version, variant, first_hour, end
         ):
             # A post's value is 1 when it says "correct": the ratio estimator of the score.
             sums = ImageSums(posts, correct, correct, images, posts_sq, correct_sq, both, posts_sq)
@@ -174,4 +196,5 @@ def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = Non
         feedback=feedback,
         now_unix_nano=now,
         feedback_images=feedback_images,
+        arms_by=arms_by,
     )

@@ -343,7 +343,7 @@ class Storage(Protocol):
         *,
         model_id: str,
         version: str | None,
-        variant: str,
+        variant: str | None,
         start_hour: int,
         end_hour: int,
         kinds: Sequence[str],
@@ -351,19 +351,21 @@ class Storage(Protocol):
     ) -> list[tuple[int, str, str, int, float, float, int, float, float, float, float]]:
         """One A/B arm's cells summed per hour (keys added up) or per key (hours added up); hours in seconds.
 
+        ``variant`` ``None`` takes the model's (and version's) traffic whatever its A/B tag.
+
         Each row is ``(hour_unix, kind, key, count, value, value_sq, images, count_sq,
         image_value_sq, count_value, count_total)``.
         """
         ...
 
     def ab_feedback_counts(
-        self, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+        self, model_id: str, version: str | None, variant: str | None, start_unix_nano: int, end_unix_nano: int
     ) -> list[tuple[int, str, int]]:
         """``(hour_unix, type, count)`` of feedback on one arm's predictions in ``[start, end)``."""
         ...
 
     def ab_feedback_image_sums(
-        self, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+        self, model_id: str, version: str | None, variant: str | None, start_unix_nano: int, end_unix_nano: int
     ) -> list[tuple[int, int, int, int, int, int, int]]:
         """Feedback on one arm's predictions summed per image, then per hour (``_abtests.feedback_image_sums``)."""
         ...

@@ -106,7 +106,13 @@ def set_status(tx: Transaction, ab_test_id: str, status: str, end_unix_nano: int
 
 
 def feedback_counts(
-    tx: Transaction, *, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+    tx: Transaction,
+    *,
+    model_id: str,
+    version: str | None,
+    variant: str | None,
+    start_unix_nano: int,
+    end_unix_nano: int,
 ) -> list[tuple[int, str, int]]:
     """``(hour_unix, type, count)`` of feedback on ``model_id``'s predictions tagged ``variant``.
 
@@ -115,8 +121,11 @@ def feedback_counts(
     naming a batch span (no single prediction) is left out: its arm is the span's, but
     its image is unknown, and the feedback score counts images.
     """
-    where = "p.model_id = ? AND p.ab_variant = ? AND p.time_unix_nano >= ? AND p.time_unix_nano < ?"
-    params: list[Any] = [model_id, variant, start_unix_nano, end_unix_nano]
+    where = "p.model_id = ? AND p.time_unix_nano >= ? AND p.time_unix_nano < ?"
+    params: list[Any] = [model_id, start_unix_nano, end_unix_nano]
+    if variant is not None:
+        where += " AND p.ab_variant = ?"
+        params.append(variant)
     if version is not None:
         where += " AND p.model_version = ?"
         params.append(version)
@@ -129,7 +138,13 @@ def feedback_counts(
 
 
 def feedback_image_sums(
-    tx: Transaction, *, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+    tx: Transaction,
+    *,
+    model_id: str,
+    version: str | None,
+    variant: str | None,
+    start_unix_nano: int,
+    end_unix_nano: int,
 ) -> list[tuple[int, int, int, int, int, int, int]]:
     """Feedback per image, summed per hour: ``(hour_unix, images, posts, correct, sum posts^2, sum correct^2,
     sum posts * correct)`` over the images (predictions) of ``variant`` that received feedback.
@@ -139,8 +154,11 @@ def feedback_image_sums(
     (:mod:`detwatch.clustered`). Feedback naming a batch span is left out, as in
     :func:`feedback_counts`.
     """
-    where = "p.model_id = ? AND p.ab_variant = ? AND p.time_unix_nano >= ? AND p.time_unix_nano < ?"
-    params: list[Any] = [model_id, variant, start_unix_nano, end_unix_nano]
+    where = "p.model_id = ? AND p.time_unix_nano >= ? AND p.time_unix_nano < ?"
+    params: list[Any] = [model_id, start_unix_nano, end_unix_nano]
+    if variant is not None:
+        where += " AND p.ab_variant = ?"
+        params.append(variant)
     if version is not None:
         where += " AND p.model_version = ?"
         params.append(version)
@@ -162,7 +180,7 @@ def arm_sums(
     *,
     model_id: str,
     version: str | None,
-    variant: str,
+    variant: str | None,
     start_hour: int,
     end_hour: int,
     kinds: Sequence[str],
@@ -179,8 +197,11 @@ def arm_sums(
     time_expr = "{t}" if by_hour else "0"
     key_expr = "''" if by_hour else "key"
     marks = ", ".join("?" * len(kinds))
-    where = "model_id = ? AND ab_variant = ? AND {t} >= ? AND {t} < ?" + f" AND kind IN ({marks})"
-    params: list[Any] = [model_id, variant, start_hour, end_hour, *kinds]
+    where = "model_id = ? AND {t} >= ? AND {t} < ?" + f" AND kind IN ({marks})"
+    params: list[Any] = [model_id, start_hour, end_hour, *kinds]
+    if variant is not None:
+        where += " AND ab_variant = ?"
+        params.append(variant)
     if version is not None:
         where += " AND model_version = ?"
         params.append(version)

@@ -986,7 +986,7 @@ class SQLStorage:
         *,
         model_id: str,
         version: str | None,
-        variant: str,
+        variant: str | None,
         start_hour: int,
         end_hour: int,
         kinds: Sequence[str],
@@ -1007,7 +1007,7 @@ class SQLStorage:
         )
 
     def ab_feedback_image_sums(
-        self, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+        self, model_id: str, version: str | None, variant: str | None, start_unix_nano: int, end_unix_nano: int
     ) -> list[tuple[int, int, int, int, int, int, int]]:
         return self._run(
             lambda tx: _abtests.feedback_image_sums(
@@ -1022,7 +1022,7 @@ class SQLStorage:
         )
 
     def ab_feedback_counts(
-        self, model_id: str, version: str | None, variant: str, start_unix_nano: int, end_unix_nano: int
+        self, model_id: str, version: str | None, variant: str | None, start_unix_nano: int, end_unix_nano: int
     ) -> list[tuple[int, str, int]]:
         return self._run(
             lambda tx: _abtests.feedback_counts(
