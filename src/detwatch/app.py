@@ -39,7 +39,8 @@ def _configure_own_telemetry() -> None:
         return
     from .telemetry import configure_opentelemetry
 
-    configure_opentelemetry(service_name="detwatch-companion", service_version=__version__)
+    # The companion decorates no inference: nothing for a recorder process to do.
+    configure_opentelemetry(service_name="detwatch-companion", service_version=__version__, recorder="thread")
     _telemetry_configured = True
 
 
