@@ -115,20 +115,9 @@ import numpy as np
 from opentelemetry import _logs as otel_logs
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
-    MetricExportResult,
-    MetricsData,
-    PeriodicExportingMetricReader,
-)
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import detwatch_instrumentation
+from _discard import Sdk, discarding_sdk
 from _report import positive_int, table, verdict
 from detwatch_instrumentation import monitor_detections, semconv
 
@@ -206,54 +195,6 @@ def _returns_at_once(image: Any) -> Detections:
 # ---------------------------------------------------------------- discarding exporters
 
 
-class _Spans(SpanExporter):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.count += len(spans)
-        return SpanExportResult.SUCCESS
-
-
-class _Metrics(MetricExporter):
-    """Discards metrics; remembers the cumulative sum of ``objdet.detections``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.detections = 0.0
-
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        total = 0.0
-        for rm in metrics_data.resource_metrics:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name == semconv.DETECTIONS.name:
-                        total += sum(float(getattr(p, "value", 0.0)) for p in metric.data.data_points)
-        self.detections = total
-        return MetricExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        return None
-
-
-class _Logs(LogRecordExporter):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
-        self.count += len(batch)
-        return LogRecordExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        return None
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
 class _Providers(Protocol):
     @property
     def tracer_provider(self) -> otel_trace.TracerProvider: ...
@@ -261,39 +202,6 @@ class _Providers(Protocol):
     def meter_provider(self) -> otel_metrics.MeterProvider: ...
     @property
     def logger_provider(self) -> otel_logs.LoggerProvider: ...
-
-
-@dataclass
-class _Sdk:
-    tracer_provider: TracerProvider
-    meter_provider: MeterProvider
-    logger_provider: LoggerProvider
-    spans: _Spans
-    metrics: _Metrics
-    logs: _Logs
-
-    def force_flush(self) -> None:
-        self.tracer_provider.force_flush()
-        self.meter_provider.force_flush()
-        self.logger_provider.force_flush()
-
-    def shutdown(self) -> None:
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
-        self.logger_provider.shutdown()
-
-
-def discarding_sdk() -> _Sdk:
-    """The realistic set-up of (b) and (c): batch processors and a periodic reader."""
-    resource = Resource.create({"service.name": "detwatch-bench"})
-    spans, metrics, logs = _Spans(), _Metrics(), _Logs()
-    tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(BatchSpanProcessor(spans))
-    reader = PeriodicExportingMetricReader(metrics, export_interval_millis=60_000)
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
-    logger_provider = LoggerProvider(resource=resource)
-    logger_provider.add_log_record_processor(BatchLogRecordProcessor(logs))
-    return _Sdk(tracer_provider, meter_provider, logger_provider, spans, metrics, logs)
 
 
 # ---------------------------------------------------------------- the variants
@@ -353,13 +261,13 @@ def naive(
     return predict
 
 
-def _sdk_counts(sdk: _Sdk, images: int, detections: int, events: bool) -> dict[str, list[int]]:
+def _sdk_counts(sdk: Sdk, images: int, detections: int, events: bool) -> dict[str, list[int]]:
     counts = {
-        "spans": [sdk.spans.count, images],
-        "detections counted": [round(sdk.metrics.detections), images * detections],
+        "spans": [sdk.tally.spans, images],
+        "detections counted": [round(sdk.tally.detections), images * detections],
     }
     if events:
-        counts["prediction events"] = [sdk.logs.count, images]
+        counts["prediction events"] = [sdk.tally.logs, images]
     return counts
 
 
@@ -459,7 +367,9 @@ def _unreachable(variant: str, model: Model) -> _Subject:
         port = listener.getsockname()[1]
     else:
         port = _closed_port()
-    telemetry = configure_opentelemetry(endpoint=f"http://127.0.0.1:{port}", set_global=False)
+    # The recording thread: its export attempts happen in this process, where they are
+    # counted (the recorder process's are checked by tests/test_recorder_process.py).
+    telemetry = configure_opentelemetry(endpoint=f"http://127.0.0.1:{port}", set_global=False, recorder="thread")
     if variant == "e-naive":
         predict = naive(model, telemetry.tracer_provider, telemetry.meter_provider)
     else:

@@ -105,6 +105,24 @@ def set_status(tx: Transaction, ab_test_id: str, status: str, end_unix_nano: int
     )
 
 
+def _arm_predictions(
+    model_id: str, version: str | None, variant: str | None, start_unix_nano: int, end_unix_nano: int
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (on ``predictions p``) and parameters of one arm's predictions in ``[start, end)``.
+
+    ``variant`` ``None`` takes the model's (and version's) predictions whatever their tag.
+    """
+    where = "p.model_id = ? AND p.time_unix_nano >= ? AND p.time_unix_nano < ?"
+    params: list[Any] = [model_id, start_unix_nano, end_unix_nano]
+    if variant is not None:
+        where += " AND p.ab_variant = ?"
+        params.append(variant)
+    if version is not None:
+        where += " AND p.model_version = ?"
+        params.append(version)
+    return where, params
+
+
 def feedback_counts(
     tx: Transaction,
     *,
@@ -121,14 +139,7 @@ def feedback_counts(
     naming a batch span (no single prediction) is left out: its arm is the span's, but
     its image is unknown, and the feedback score counts images.
     """
-    where = "p.model_id = ? AND p.time_unix_nano >= ? AND p.time_unix_nano < ?"
-    params: list[Any] = [model_id, start_unix_nano, end_unix_nano]
-    if variant is not None:
-        where += " AND p.ab_variant = ?"
-        params.append(variant)
-    if version is not None:
-        where += " AND p.model_version = ?"
-        params.append(version)
+    where, params = _arm_predictions(model_id, version, variant, start_unix_nano, end_unix_nano)
     sql = (
         f"SELECT p.time_unix_nano / {NS_PER_SECOND * SECONDS_PER_HOUR} * {SECONDS_PER_HOUR} AS hour, f.type, COUNT(*) "
         "FROM feedback f JOIN predictions p ON p.prediction_id = f.prediction_id "
@@ -154,14 +165,7 @@ def feedback_image_sums(
     (:mod:`detwatch.clustered`). Feedback naming a batch span is left out, as in
     :func:`feedback_counts`.
     """
-    where = "p.model_id = ? AND p.time_unix_nano >= ? AND p.time_unix_nano < ?"
-    params: list[Any] = [model_id, start_unix_nano, end_unix_nano]
-    if variant is not None:
-        where += " AND p.ab_variant = ?"
-        params.append(variant)
-    if version is not None:
-        where += " AND p.model_version = ?"
-        params.append(version)
+    where, params = _arm_predictions(model_id, version, variant, start_unix_nano, end_unix_nano)
     per_image = (
         f"SELECT p.time_unix_nano / {NS_PER_SECOND * SECONDS_PER_HOUR} * {SECONDS_PER_HOUR} AS hour, "
         "COUNT(*) AS n, SUM(CASE WHEN f.type = 'correct' THEN 1 ELSE 0 END) AS c "
