@@ -7,7 +7,10 @@ Every error the service answers, whatever raised it, is::
 
 ``field`` names what to fix when there is one. Bad input is a 4xx, never a 500 and
 never an HTML page; a database that cannot take writes is a 503 with
-``Retry-After``, so senders retry instead of dropping data.
+``Retry-After``, so senders retry instead of dropping data. A 503 says why in a
+word (``disk full``, ``read-only``, ...) and nothing more: callers of the webhook
+routes are authenticated by a signature only, and the database's own message (file
+paths, the server's socket, the statement) belongs in the log.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from .storage import StorageUnavailable
 
-__all__ = ["APIError", "error_response", "init_app"]
+__all__ = ["APIError", "error_response", "init_app", "unavailable_message"]
 
 _logger = logging.getLogger("detwatch.api")
 
@@ -48,6 +51,11 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return response
 
 
+def unavailable_message(exc: StorageUnavailable) -> str:
+    """What a caller is told when the database cannot take writes (no detail of the database)."""
+    return f"the database cannot take writes now ({exc.reason}); retry later"
+
+
 def init_app(app: Flask) -> None:
     """Register the handlers that turn every failure into the JSON shape."""
 
@@ -58,7 +66,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(StorageUnavailable)
     def _unavailable(exc: StorageUnavailable) -> Response:
         _logger.warning("storage unavailable: %s", exc)
-        return error_response(503, "storage_unavailable", f"the database cannot take writes now: {exc}")
+        return error_response(503, "storage_unavailable", unavailable_message(exc))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
