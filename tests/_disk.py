@@ -8,6 +8,7 @@ it is refused the test is skipped and says why.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,11 +33,15 @@ class Disk:
         self._remount("rw")
 
     def fill(self) -> None:
-        """Write one file until the disk is full."""
-        with contextlib.suppress(OSError), open(self.path / "filler", "wb") as handle:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
+        """Write one file until the disk is full, to the last byte (no small file fits afterwards)."""
+        fd = os.open(self.path / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            for chunk in (1 << 16, 1 << 12, 1):
+                with contextlib.suppress(OSError):
+                    while True:
+                        os.write(fd, b"\0" * chunk)
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager

@@ -43,8 +43,8 @@ from . import grafana_provisioning, rules
 from .alerts import AlertDefinition, AlertDefinitionError, parse_alert, parse_alerts
 from .alerts_openapi import MODEL_ID_PATTERN
 from .api import _bearer_ok, _object_body, settings
-from .errors import APIError
-from .generate import GenerateConfig, GenerateError, artifacts, write_artifacts
+from .errors import APIError, data_dir_unavailable
+from .generate import GenerateConfig, artifacts, write_artifacts
 from .grafana_push import GrafanaPushError, push
 from .stack import StackSettingsError, parse_stack
 
@@ -101,15 +101,20 @@ def _alerts_locked() -> Iterator[None]:
 
 
 def _save(alert: AlertDefinition) -> bool:
-    """Write the alert's file atomically; True when it replaced one."""
+    """Write the alert's file atomically; True when it replaced one. A failed write leaves no file behind."""
     directory = _alerts_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{alert.slug}.json"
     existed = path.exists()
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(alert.to_json(), handle, indent=2)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(alert.to_json(), handle, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return existed
 
 
@@ -187,17 +192,18 @@ def create_alert(model_id: str) -> tuple[Response, int]:
         alert = parse_alert({**data, "model_id": model_id})
     except AlertDefinitionError as exc:
         raise APIError(400, "invalid_field", exc.message, exc.field) from None
-    with _alerts_locked():
-        _refuse_another_models(alert)
-        replaced = _save(alert)
-        config = _config()
-        try:
-            write_artifacts(config, settings().data_dir / "generated")
-        except (GenerateError, OSError) as exc:
-            raise APIError(
-                503, "unavailable", f"the alert is stored but the artifacts could not be written: {exc}"
-            ) from None
-        pushed = _grafana(config)
+    try:
+        with _alerts_locked():
+            _refuse_another_models(alert)
+            replaced = _save(alert)
+            config = _config()
+            try:
+                write_artifacts(config, settings().data_dir / "generated")
+            except OSError as exc:
+                raise data_dir_unavailable(exc, "the alert is stored, its rules are not; retry") from None
+            pushed = _grafana(config)
+    except OSError as exc:  # the lock or the alert's file
+        raise data_dir_unavailable(exc, "the alert is not stored; retry") from None
     body = _alert_json(alert)
     body["prometheus_rules"] = {
         "record": rules.recording_name(alert),

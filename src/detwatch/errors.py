@@ -15,6 +15,7 @@ paths, the server's socket, the statement) belongs in the log.
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from flask import Flask, Response, jsonify
@@ -22,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 
 from .storage import StorageUnavailable
 
-__all__ = ["APIError", "error_response", "init_app", "unavailable_message"]
+__all__ = ["APIError", "data_dir_unavailable", "error_response", "init_app", "os_error_reason", "unavailable_message"]
 
 _logger = logging.getLogger("detwatch.api")
 
@@ -54,6 +55,21 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 def unavailable_message(exc: StorageUnavailable) -> str:
     """What a caller is told when the database cannot take writes (no detail of the database)."""
     return f"the database cannot take writes now ({exc.reason}); retry later"
+
+
+def os_error_reason(exc: OSError) -> str:
+    """The one word a caller is told for a failed write to a file (``disk full``, ``read-only``, ...)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    if exc.errno == errno.EROFS or isinstance(exc, PermissionError):
+        return "read-only"
+    return "unavailable"
+
+
+def data_dir_unavailable(exc: OSError, what: str) -> APIError:
+    """A 503 for a write to the data dir that failed; the path and the error go to the log only."""
+    _logger.warning("data dir unavailable (%s): %s", what, exc)
+    return APIError(503, "storage_unavailable", f"the data dir cannot take writes now ({os_error_reason(exc)}): {what}")
 
 
 def init_app(app: Flask) -> None:

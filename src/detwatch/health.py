@@ -19,7 +19,6 @@ writes, which senders retry.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 from flask import Flask, Response, jsonify
 
 from .api import get_storage, settings
-from .errors import error_response, unavailable_message
+from .errors import error_response, os_error_reason, unavailable_message
 from .storage import StorageError, StorageUnavailable
 from .storage.sqlite import MIN_FREE_BYTES
 
@@ -54,9 +53,7 @@ def check_data_dir(directory: Path) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(name)
     except OSError as exc:
-        reasons = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk full", errno.EROFS: "read-only"}
-        reason = reasons.get(exc.errno or 0, "read-only" if isinstance(exc, PermissionError) else "unavailable")
-        raise StorageUnavailable(f"data dir {directory}: {exc}", reason=reason) from exc
+        raise StorageUnavailable(f"data dir {directory}: {exc}", reason=os_error_reason(exc)) from exc
 
 
 def init_app(app: Flask) -> None:
