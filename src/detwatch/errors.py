@@ -23,7 +23,15 @@ from werkzeug.exceptions import HTTPException
 
 from .storage import StorageUnavailable
 
-__all__ = ["APIError", "data_dir_unavailable", "error_response", "init_app", "os_error_reason", "unavailable_message"]
+__all__ = [
+    "APIError",
+    "data_dir_unavailable",
+    "error_body",
+    "error_response",
+    "init_app",
+    "os_error_reason",
+    "unavailable_message",
+]
 
 _logger = logging.getLogger("detwatch.api")
 
@@ -41,11 +49,16 @@ class APIError(Exception):
         self.field = field
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, dict[str, str]]:
+    """The one error shape, as data (also written by the gunicorn worker for what it answers itself)."""
     body: dict[str, str] = {"code": code, "message": message}
     if field is not None:
         body["field"] = field
-    response = jsonify({"error": body})
+    return {"error": body}
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+    response = jsonify(error_body(code, message, field))
     response.status_code = status
     if status in (429, 503):
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
