@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -77,16 +78,40 @@ def _alerts_dir() -> Path:
     return settings().data_dir / "alerts"
 
 
+# path -> (its stat signature, the definition read from it): a file is read and validated again
+# only when it changed, so that listing the alerts costs a stat per file, not a parse.
+_parsed: dict[str, tuple[tuple[int, int, int], AlertDefinition | None]] = {}
+_parsed_lock = threading.Lock()
+
+
 def _stored() -> list[AlertDefinition]:
     found: list[AlertDefinition] = []
     directory = _alerts_dir()
-    if not directory.is_dir():
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except FileNotFoundError:
         return found
-    for path in sorted(directory.glob("*.json")):
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.name.endswith(".json"):
+            continue  # the lock, temporary files
         try:
-            found.append(parse_alert(json.loads(path.read_text())))
-        except (OSError, ValueError) as exc:  # a hand-edited or half-copied file must not stop the others
-            _log.warning("skipping alert file %s: %s", path, exc)
+            stat = entry.stat()
+        except OSError:
+            continue  # replaced or removed meanwhile
+        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        with _parsed_lock:
+            cached = _parsed.get(entry.path)
+        if cached is None or cached[0] != signature:
+            alert: AlertDefinition | None = None
+            try:
+                alert = parse_alert(json.loads(Path(entry.path).read_text()))
+            except (OSError, ValueError) as exc:  # a hand-edited or half-copied file must not stop the others
+                _log.warning("skipping alert file %s: %s", entry.path, exc)
+            cached = (signature, alert)
+            with _parsed_lock:
+                _parsed[entry.path] = cached
+        if cached[1] is not None:
+            found.append(cached[1])
     return found
 
 
