@@ -674,9 +674,11 @@ def saturation_batch_count(rate: float, args: argparse.Namespace) -> int:
     The phase lasts the lead, the feedback run and its tail; a count fixed in advance ran
     out on a machine faster than the one it was chosen on, and the phase failed.
     """
-    seconds = SATURATION_LEAD_S + args.saturation_seconds + 1.0
+    seconds = SATURATION_LEAD_S + float(args.saturation_seconds) + 1.0
     events = SATURATION_MARGIN * max(rate, 1.0) * seconds
-    return math.ceil(events / args.batch_size) + 2 * args.saturation_clients
+    batch_size: int = args.batch_size
+    clients: int = args.saturation_clients
+    return math.ceil(events / batch_size) + 2 * clients
 
 
 def feedback_under_saturation(

@@ -45,9 +45,9 @@ import time
 from functools import partial
 from typing import Any, Final
 
-from gunicorn import util
-from gunicorn.http2 import negotiation
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn import util  # type: ignore[import-untyped]
+from gunicorn.http2 import negotiation  # type: ignore[import-untyped]
+from gunicorn.workers.gthread import TConn, ThreadWorker  # type: ignore[import-untyped]
 
 from .errors import error_body
 
