@@ -28,11 +28,12 @@ from typing import Any
 import pytest
 
 from _components import free_port
+from detwatch import gunicorn_config
 from detwatch.gunicorn_worker import HEAD_TIMEOUT_S
 
 TOKEN = "s3cret-token"
 WORKERS = 2
-THREADS = 8  # gunicorn_config.threads
+THREADS = gunicorn_config.threads
 TRICKLERS = 3 * WORKERS * THREADS
 READ_BOUND_S = 2.0
 """An authenticated read answers within this while the tricklers hold their connections (a sync worker: 30 s)."""

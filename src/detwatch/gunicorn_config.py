@@ -33,7 +33,6 @@ from detwatch.gunicorn_worker import install_json_errors
 
 worker_class = "detwatch.gunicorn_worker.HeadBufferingWorker"
 threads = 8
-keepalive = 5
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
