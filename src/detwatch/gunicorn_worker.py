@@ -180,7 +180,12 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is un
         return super().handle(conn)
 
     def handle_request(self, req: Any, conn: Any) -> Any:
-        """In a thread, the head parsed: a body that stops coming for ``timeout`` seconds ends the request."""
+        """In a thread, the head parsed: a body that stops coming for ``timeout`` seconds ends the request.
+
+        gthread kills no request that runs long, so without this a sender that stopped
+        halfway through its body would hold a thread for good. The same timeout bounds
+        each write of the answer, as a sync worker's timeout bounded the whole request.
+        """
         conn.sock.settimeout(self.cfg.timeout)
         return super().handle_request(req, conn)
 
