@@ -20,7 +20,7 @@ The acceptance point of the companion issue:
   plain and gzip-compressed (a Collector's ``otlphttp`` exporter compresses with gzip
   by default, the Python SDK's exporter does not).
 - **Service ingest.** ``gunicorn 'detwatch.app:create_app()'`` (``tests/_service.py``:
-  2 sync workers, loopback) on a fresh database; after a small warm-up (every worker
+  2 workers of 8 threads, loopback) on a fresh database; after a small warm-up (every worker
   opens its storage), the client posts the batches to ``POST /v1/logs`` from 2
   threads, each with its own ``requests`` session, a batch after the other.
   events/s = events posted / wall time from the first send to the last answer. Every
@@ -54,7 +54,7 @@ The acceptance point of the companion issue:
   Then a short closed-loop run (4 threads posting as fast as they can) shows the
   capacity.
 
-- **Service variants.** gunicorn runs 5 sync workers with ``DETWATCH_INGEST_CONCURRENCY``
+- **Service variants.** gunicorn runs 5 workers (8 threads each) with ``DETWATCH_INGEST_CONCURRENCY``
   2 (one ingest per core; three workers stay free). SQLite stores a batch in one
   transaction unless another writer waits for the lock (then it yields after at most
   128 events); during the ingest runs nobody else writes, so a batch is one
@@ -141,9 +141,14 @@ DEFAULT_DETECTIONS = 10
 DEFAULT_CLIENTS = 2
 DEFAULT_WORKERS = 5
 DEFAULT_INGEST_SLOTS = 2
-"""Ingest requests at once (``DETWATCH_INGEST_CONCURRENCY``): one per core; three sync workers stay free."""
-DEFAULT_SATURATION_BATCHES = 80
+"""Ingest requests at once (``DETWATCH_INGEST_CONCURRENCY``): one per core; three workers stay free of ingest."""
 DEFAULT_SATURATION_SECONDS = 4.0
+SATURATION_LEAD_S = 0.5
+"""How long the saturating clients post before the feedback run starts (every slot busy by then)."""
+SATURATION_MARGIN = 4.0
+"""Saturating events built per event the timed ingest run stored in the same time: the load is sized by time,
+from the rate this machine just showed, with room for a faster phase (six clients keep both slots full where
+the timed run's two leave gaps) and for the feedback run's tail."""
 DEFAULT_SATURATION_CLIENTS = 6
 SATURATION_FEEDBACK_THREADS = 16
 """Senders of the saturated feedback run: enough that a post waiting on the database lock does not hold back the
@@ -663,6 +668,19 @@ def _saturating_ingest(
     answer.close()
 
 
+def saturation_batch_count(rate: float, args: argparse.Namespace) -> int:
+    """Batches enough to keep ingest saturated for the whole phase at ``rate`` events/s (sized by time, not a count).
+
+    The phase lasts the lead, the feedback run and its tail; a count fixed in advance ran
+    out on a machine faster than the one it was chosen on, and the phase failed.
+    """
+    seconds = SATURATION_LEAD_S + float(args.saturation_seconds) + 1.0
+    events = SATURATION_MARGIN * max(rate, 1.0) * seconds
+    batch_size: int = args.batch_size
+    clients: int = args.saturation_clients
+    return math.ceil(events / batch_size) + 2 * clients
+
+
 def feedback_under_saturation(
     url: str, batches: Sequence[Batch], ids: Sequence[str], args: argparse.Namespace, seed: int
 ) -> tuple[Ingest, Feedback, list[str]]:
@@ -678,14 +696,17 @@ def feedback_under_saturation(
     child = context.Process(target=_saturating_ingest, args=(url, batches, args.saturation_clients, stop, send))
     child.start()
     send.close()
-    time.sleep(0.5)  # every slot busy, the surplus clients refused and waiting
+    time.sleep(SATURATION_LEAD_S)  # every slot busy, the surplus clients refused and waiting
     n = max(1, round(args.feedback_rate * args.saturation_seconds))
     feedback = feedback_open_loop(
         url, _feedback_requests(f"saturated-{seed}", ids, n, seed + 2), args.feedback_rate, SATURATION_FEEDBACK_THREADS
     )
     problems = []
     if not child.is_alive():
-        problems.append("ingest ran out of batches before the feedback run ended: raise --saturation-batches")
+        problems.append(
+            f"ingest ran out of batches before the feedback run ended although they were sized for"
+            f" {SATURATION_MARGIN:g}x the measured rate: raise SATURATION_MARGIN"
+        )
     stop.set()
     events, seconds, latencies, ingest_problems, refused = receive.recv()
     child.join(30)
@@ -704,7 +725,7 @@ def run_service(
     feedback: bool,
     args: argparse.Namespace,
     seed: int,
-    saturate: Sequence[Batch] = (),
+    saturate: bool = False,
 ) -> ServiceRun:
     encoding = "protobuf+gzip" if gzipped else "protobuf"
     print(f"  {backend}: service ingest, {encoding} ...", file=sys.stderr, flush=True)
@@ -755,9 +776,15 @@ def run_service(
                     args.capacity_seconds,
                 )
             if saturate and args.saturation_seconds > 0:
-                print(f"  {backend}: feedback while ingest saturates ...", file=sys.stderr, flush=True)
+                count = saturation_batch_count(ingest.rate, args)
+                print(
+                    f"  {backend}: feedback while ingest saturates ({count} x {args.batch_size} events) ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                saturating = build_batches(count, args.batch_size, args.detections, seed=1000 + seed)
                 sat_ingest, sat_feedback, sat_problems = feedback_under_saturation(
-                    companion.url, saturate, ids, args, seed
+                    companion.url, saturating, ids, args, seed
                 )
                 run.saturated_ingest, run.saturated_feedback = sat_ingest, sat_feedback
                 run.problems += sat_problems + [f"saturation: {p}" for p in sat_ingest.problems]
@@ -839,7 +866,7 @@ def report(
     print(
         f"Ingest: {args.batches} OTLP/HTTP logs requests x {args.batch_size} prediction events"
         f" ({args.detections} detections each) = {events} events per run, {args.clients} client threads,"
-        f" gunicorn with {args.workers} sync workers (ingest concurrency {_slots(args)}),"
+        f" gunicorn with {args.workers} workers (ingest concurrency {_slots(args)}),"
         " Raw = the same rows, plain INSERT with the driver alone,"
         " one transaction per batch, fresh database with the same schema. Every configuration ran once in each of"
         f" {args.repeat} rounds (raw then service, interleaved); events/s is its best round, the range its worst..best;"
@@ -1076,7 +1103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_SATURATION_SECONDS,
         help="feedback while saturated; 0: skip",
     )
-    parser.add_argument("--saturation-batches", type=positive_int, default=DEFAULT_SATURATION_BATCHES)
     parser.add_argument("--saturation-clients", type=positive_int, default=DEFAULT_SATURATION_CLIENTS)
     parser.add_argument("--feedback-rate", type=float, default=DEFAULT_FEEDBACK_RATE, help="offered posts/s")
     parser.add_argument("--feedback-seconds", type=_seconds, default=DEFAULT_FEEDBACK_SECONDS, help="0: skip")
@@ -1108,10 +1134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(all_ids) != events + WARMUP_BATCHES * WARMUP_BATCH_SIZE:
         raise RuntimeError("generated prediction ids are not unique")
     rows = storage_rows(batches)
-    saturation_batches: list[Batch] = []
-    if args.saturation_seconds > 0 and args.feedback_seconds > 0:
-        print(f"  building {args.saturation_batches} x {args.batch_size} more events ...", file=sys.stderr, flush=True)
-        saturation_batches = build_batches(args.saturation_batches, args.batch_size, args.detections, seed=3)
     plain_mb = sum(len(b.plain) for b in batches) / len(batches) / 1e6
     gz_mb = sum(len(b.gzipped) for b in batches) / len(batches) / 1e6
 
@@ -1174,7 +1196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             feedback=round_ == 0 and not gzipped and args.feedback_seconds > 0,
                             args=args,
                             seed=seed,
-                            saturate=saturation_batches,
+                            saturate=args.saturation_seconds > 0,
                         )
                         runs.append(run)
                     finally:

@@ -1,14 +1,15 @@
 """Admission control for ingest: a bounded number of ingest requests at once per machine.
 
-Why: gunicorn's sync workers take one request each. An OTLP sender (a Collector) that
-pushes prediction batches faster than the database takes them would otherwise occupy
-every worker, and a feedback webhook, a dashboard read or a health check would queue
-behind 100 ms batches. With ``DETWATCH_INGEST_CONCURRENCY`` = N, at most N ingest
-requests (``POST /v1/logs``, ``POST /v1/predictions``) run at once on this machine;
-one more is answered at once with 429 and ``Retry-After`` (OTLP/HTTP's "retry later",
-which Collectors and SDK exporters honour), and the other workers stay free for
-everything else. ``detwatch serve --workers W`` sets N = W - 1 unless the variable
-says otherwise; 0 means no limit.
+Why: ingest is CPU-bound, and a worker's threads share one interpreter lock. An OTLP
+sender (a Collector) that pushes prediction batches faster than the database takes
+them would otherwise keep every worker process busy decoding, and a feedback webhook,
+a dashboard read or a health check would wait behind 100 ms batches. With
+``DETWATCH_INGEST_CONCURRENCY`` = N, at most N ingest requests (``POST /v1/logs``,
+``POST /v1/predictions``) run at once on this machine; one more is answered at once
+with 429 and ``Retry-After`` (OTLP/HTTP's "retry later", which Collectors and SDK
+exporters honour), and the other workers stay free for everything else. ``detwatch
+serve --workers W`` sets N = W - 1 unless the variable says otherwise; 0 means no
+limit.
 
 How: N lock files in ``<data dir>/ingest-slots/``, taken with ``flock(LOCK_EX |
 LOCK_NB)`` on a fresh open file (so threads of one process exclude each other too).

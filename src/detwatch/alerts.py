@@ -63,7 +63,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Final, Literal, get_args
 
 from detwatch_instrumentation import semconv
@@ -189,6 +189,15 @@ class AlertDefinition:
     min_images: int = 0
     anomaly: Anomaly | None = None
     notify: tuple[NotifyTarget, ...] = ()
+
+    def __hash__(self) -> int:
+        # Kept after the first call: definitions key the generators' per-alert caches, which
+        # hash every alert of the set each time the artifacts are regenerated.
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(getattr(self, f.name) for f in fields(self)))
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
     @property
     def slug(self) -> str:

@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -43,8 +44,8 @@ from . import grafana_provisioning, rules
 from .alerts import AlertDefinition, AlertDefinitionError, parse_alert, parse_alerts
 from .alerts_openapi import MODEL_ID_PATTERN
 from .api import _bearer_ok, _object_body, settings
-from .errors import APIError
-from .generate import GenerateConfig, GenerateError, artifacts, write_artifacts
+from .errors import APIError, data_dir_unavailable
+from .generate import GenerateConfig, artifacts, write_artifacts
 from .grafana_push import GrafanaPushError, push
 from .stack import StackSettingsError, parse_stack
 
@@ -77,16 +78,40 @@ def _alerts_dir() -> Path:
     return settings().data_dir / "alerts"
 
 
+# path -> (its stat signature, the definition read from it): a file is read and validated again
+# only when it changed, so that listing the alerts costs a stat per file, not a parse.
+_parsed: dict[str, tuple[tuple[int, int, int], AlertDefinition | None]] = {}
+_parsed_lock = threading.Lock()
+
+
 def _stored() -> list[AlertDefinition]:
     found: list[AlertDefinition] = []
     directory = _alerts_dir()
-    if not directory.is_dir():
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except FileNotFoundError:
         return found
-    for path in sorted(directory.glob("*.json")):
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.name.endswith(".json"):
+            continue  # the lock, temporary files
         try:
-            found.append(parse_alert(json.loads(path.read_text())))
-        except (OSError, ValueError) as exc:  # a hand-edited or half-copied file must not stop the others
-            _log.warning("skipping alert file %s: %s", path, exc)
+            stat = entry.stat()
+        except OSError:
+            continue  # replaced or removed meanwhile
+        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        with _parsed_lock:
+            cached = _parsed.get(entry.path)
+        if cached is None or cached[0] != signature:
+            alert: AlertDefinition | None = None
+            try:
+                alert = parse_alert(json.loads(Path(entry.path).read_text()))
+            except (OSError, ValueError) as exc:  # a hand-edited or half-copied file must not stop the others
+                _log.warning("skipping alert file %s: %s", entry.path, exc)
+            cached = (signature, alert)
+            with _parsed_lock:
+                _parsed[entry.path] = cached
+        if cached[1] is not None:
+            found.append(cached[1])
     return found
 
 
@@ -101,15 +126,20 @@ def _alerts_locked() -> Iterator[None]:
 
 
 def _save(alert: AlertDefinition) -> bool:
-    """Write the alert's file atomically; True when it replaced one."""
+    """Write the alert's file atomically; True when it replaced one. A failed write leaves no file behind."""
     directory = _alerts_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{alert.slug}.json"
     existed = path.exists()
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(alert.to_json(), handle, indent=2)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(alert.to_json(), handle, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return existed
 
 
@@ -187,17 +217,18 @@ def create_alert(model_id: str) -> tuple[Response, int]:
         alert = parse_alert({**data, "model_id": model_id})
     except AlertDefinitionError as exc:
         raise APIError(400, "invalid_field", exc.message, exc.field) from None
-    with _alerts_locked():
-        _refuse_another_models(alert)
-        replaced = _save(alert)
-        config = _config()
-        try:
-            write_artifacts(config, settings().data_dir / "generated")
-        except (GenerateError, OSError) as exc:
-            raise APIError(
-                503, "unavailable", f"the alert is stored but the artifacts could not be written: {exc}"
-            ) from None
-        pushed = _grafana(config)
+    try:
+        with _alerts_locked():
+            _refuse_another_models(alert)
+            replaced = _save(alert)
+            config = _config()
+            try:
+                write_artifacts(config, settings().data_dir / "generated")
+            except OSError as exc:
+                raise data_dir_unavailable(exc, "the alert is stored, its rules are not; retry") from None
+            pushed = _grafana(config)
+    except OSError as exc:  # the lock or the alert's file
+        raise data_dir_unavailable(exc, "the alert is not stored; retry") from None
     body = _alert_json(alert)
     body["prometheus_rules"] = {
         "record": rules.recording_name(alert),

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 
-from . import api, errors
+from . import api, errors, health
 from .config import Settings, load_settings
 from .drift import start_drift_schedule
 from .openapi import openapi_document
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     resolved.data_dir.mkdir(parents=True, exist_ok=True)
     errors.init_app(app)
     api.init_app(app)
+    health.init_app(app)
     _configure_own_telemetry()
     # After the telemetry set-up, so that the scheduler's gauge reaches the Collector.
     app.extensions["detwatch.drift_scheduler"] = start_drift_schedule(
@@ -65,9 +66,5 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     @app.get("/openapi.json")
     def openapi() -> Response:
         return jsonify(openapi_document())
-
-    @app.get("/healthz")
-    def healthz() -> Response:
-        return jsonify({"status": "ok"})
 
     return app

@@ -7,11 +7,15 @@ Every error the service answers, whatever raised it, is::
 
 ``field`` names what to fix when there is one. Bad input is a 4xx, never a 500 and
 never an HTML page; a database that cannot take writes is a 503 with
-``Retry-After``, so senders retry instead of dropping data.
+``Retry-After``, so senders retry instead of dropping data. A 503 says why in a
+word (``disk full``, ``read-only``, ...) and nothing more: callers of the webhook
+routes are authenticated by a signature only, and the database's own message (file
+paths, the server's socket, the statement) belongs in the log.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from flask import Flask, Response, jsonify
@@ -19,7 +23,15 @@ from werkzeug.exceptions import HTTPException
 
 from .storage import StorageUnavailable
 
-__all__ = ["APIError", "error_response", "init_app"]
+__all__ = [
+    "APIError",
+    "data_dir_unavailable",
+    "error_body",
+    "error_response",
+    "init_app",
+    "os_error_reason",
+    "unavailable_message",
+]
 
 _logger = logging.getLogger("detwatch.api")
 
@@ -37,15 +49,40 @@ class APIError(Exception):
         self.field = field
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, dict[str, str]]:
+    """The one error shape, as data (also written by the gunicorn worker for what it answers itself)."""
     body: dict[str, str] = {"code": code, "message": message}
     if field is not None:
         body["field"] = field
-    response = jsonify({"error": body})
+    return {"error": body}
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+    response = jsonify(error_body(code, message, field))
     response.status_code = status
     if status in (429, 503):
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response
+
+
+def unavailable_message(exc: StorageUnavailable) -> str:
+    """What a caller is told when the database cannot take writes (no detail of the database)."""
+    return f"the database cannot take writes now ({exc.reason}); retry later"
+
+
+def os_error_reason(exc: OSError) -> str:
+    """The one word a caller is told for a failed write to a file (``disk full``, ``read-only``, ...)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    if exc.errno == errno.EROFS or isinstance(exc, PermissionError):
+        return "read-only"
+    return "unavailable"
+
+
+def data_dir_unavailable(exc: OSError, what: str) -> APIError:
+    """A 503 for a write to the data dir that failed; the path and the error go to the log only."""
+    _logger.warning("data dir unavailable (%s): %s", what, exc)
+    return APIError(503, "storage_unavailable", f"the data dir cannot take writes now ({os_error_reason(exc)}): {what}")
 
 
 def init_app(app: Flask) -> None:
@@ -58,7 +95,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(StorageUnavailable)
     def _unavailable(exc: StorageUnavailable) -> Response:
         _logger.warning("storage unavailable: %s", exc)
-        return error_response(503, "storage_unavailable", f"the database cannot take writes now: {exc}")
+        return error_response(503, "storage_unavailable", unavailable_message(exc))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

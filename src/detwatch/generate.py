@@ -62,7 +62,17 @@ def load_config(path: str | Path) -> GenerateConfig:
 
 
 def artifacts(config: GenerateConfig) -> dict[str, str]:
-    """Every generated file: relative path -> text."""
+    """Every generated file: relative path -> text.
+
+    The companion asks again after every change and for every ``GET /v1/alerts/artifacts``:
+    the last few answers are kept by configuration (alerts and stack are frozen values),
+    and each alert's part of a file is built once (:class:`detwatch.rules.CachedItem`).
+    """
+    return dict(_artifacts(config))
+
+
+@functools.lru_cache(maxsize=4)
+def _artifacts(config: GenerateConfig) -> dict[str, str]:
     alerts, stack = config.alerts, config.stack
     out = {
         f"rules/{rules.RULES_FILE}": rules.render_yaml(rules.rule_groups(alerts, stack)),

@@ -22,6 +22,7 @@ secret is committed. The notification policy tree replaces the organisation's tr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ from grafana_foundation_sdk.models import dashboard as dashboard_model
 
 from . import promql
 from .alerts import AlertDefinition, duration_seconds
-from .rules import ALERT_LABEL, alert_annotations, alert_labels, alert_name
+from .rules import ALERT_LABEL, CachedItem, alert_annotations, alert_labels, alert_name
 from .stack import StackSettings
 
 __all__ = [
@@ -55,6 +56,8 @@ __all__ = [
 
 RULE_GROUP: Final = "detwatch"
 DEFAULT_RECEIVER: Final = "grafana-default-email"
+_PER_ALERT_CACHE: Final = 4096
+"""Alerts whose built entries are kept (per builder): far more than a deployment defines."""
 SLACK_URL_VARIABLE: Final = "DETWATCH_SLACK_WEBHOOK_URL"
 _EXPR_DATASOURCE: Final = "__expr__"
 _SYMBOL: Final = {"lt": "<", "gt": ">", "lte": "<=", "gte": ">="}
@@ -176,18 +179,43 @@ def api_payloads(alerts: Sequence[AlertDefinition], stack: StackSettings) -> dic
     }
 
 
-def alerting_file(alerts: Sequence[AlertDefinition], stack: StackSettings) -> dict[str, Any]:
-    """Grafana's alerting provisioning file: the API objects grouped as the file format wants."""
-    rules = []
-    for rule in grafana_rules(alerts, stack):
-        data = _to_json(rule)
-        for key in ("folderUID", "orgID", "ruleGroup"):  # given once, on the group
-            data.pop(key)
-        rules.append(data)
-    receivers: dict[str, list[dict[str, Any]]] = {}
-    for point in contact_points(alerts):
+@functools.lru_cache(maxsize=_PER_ALERT_CACHE)
+def _file_rule(alert: AlertDefinition, stack: StackSettings) -> CachedItem:
+    (rule,) = grafana_rules([alert], stack)
+    data = _to_json(rule)
+    for key in ("folderUID", "orgID", "ruleGroup"):  # given once, on the group
+        data.pop(key)
+    return CachedItem(data)
+
+
+@functools.lru_cache(maxsize=_PER_ALERT_CACHE)
+def _file_contact_point(alert: AlertDefinition) -> CachedItem:
+    """The alert's contact point (an alert with ``notify`` targets): one receiver per target."""
+    receivers = []
+    for point in contact_points([alert]):
         data = _to_json(point)
-        receivers.setdefault(data.pop("name"), []).append(data)
+        data.pop("name")
+        receivers.append(data)
+    return CachedItem({"orgId": 1, "name": receiver_name(alert), "receivers": receivers})
+
+
+@functools.lru_cache(maxsize=_PER_ALERT_CACHE)
+def _policy_route(alert: AlertDefinition) -> CachedItem:
+    (route,) = _to_json(notification_policy([alert]))["routes"]
+    return CachedItem(route)
+
+
+def alerting_file(alerts: Sequence[AlertDefinition], stack: StackSettings) -> dict[str, Any]:
+    """Grafana's alerting provisioning file: the API objects grouped as the file format wants.
+
+    Each alert's rule, contact point and route is built once (:class:`detwatch.rules.CachedItem`):
+    the companion rewrites this file after every ``create_alert``.
+    """
+    rules = [_file_rule(alert, stack) for alert in alerts]
+    # One contact point per alert: its name is the alert's, and alert names are unique.
+    receivers = [_file_contact_point(alert) for alert in alerts if alert.notify]
+    policy = _to_json(notification_policy([]))
+    policy["routes"] = [_policy_route(alert) for alert in alerts if alert.notify]
     out: dict[str, Any] = {
         "apiVersion": 1,
         "groups": [
@@ -201,8 +229,8 @@ def alerting_file(alerts: Sequence[AlertDefinition], stack: StackSettings) -> di
         ],
     }
     if receivers:
-        out["contactPoints"] = [{"orgId": 1, "name": name, "receivers": items} for name, items in receivers.items()]
-    out["policies"] = [{"orgId": 1, **_to_json(notification_policy(alerts))}]
+        out["contactPoints"] = receivers
+    out["policies"] = [{"orgId": 1, **policy}]
     return out
 
 

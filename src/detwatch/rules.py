@@ -21,6 +21,7 @@ Every file starts with a "DO NOT EDIT" header naming the command that regenerate
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ __all__ = [
     "SLACK_TEXT",
     "SLACK_TITLE",
     "AlertmanagerOptions",
+    "CachedItem",
     "alert_annotations",
     "alert_labels",
     "alert_name",
@@ -82,9 +84,96 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
+class CachedItem(dict[str, Any]):
+    """One alert's entry in a list of a generated file, built once per alert and rendered once.
+
+    Why: the companion regenerates every file after each ``create_alert``, and rendering
+    YAML is most of the work (PyYAML walks every node): done for every alert each time,
+    the 400th alert took 30 times as long to create as the first. The per-alert
+    builders below are memoized on the (frozen, hashable) definition and return these;
+    :func:`render_yaml` renders each one once and splices its text into the file, so
+    that one more alert costs one alert's building and rendering, whatever the count.
+    The text is the same as rendering the whole document at once. Shared between
+    calls: never mutate one.
+    """
+
+
+_Dumper.add_representer(CachedItem, _Dumper.represent_dict)
+
+_PER_ALERT_CACHE: Final = 4096
+"""Alerts whose built entries are kept (per builder): far more than a deployment defines."""
+_MARK: Final = "\0detwatch:item:"
+"""Stands for a :class:`CachedItem` in the document PyYAML renders (quoted: ``- "\\0detwatch:item:3"``)."""
+_MARK_LINE: Final = '- "' + _MARK.replace("\0", "\\0")
+"""How PyYAML writes a marked list element (a NUL is escaped, so no other text can look like it)."""
+_rendered: dict[tuple[int, str], tuple[CachedItem, str]] = {}
+"""(id, indent) -> (the item, kept alive so that its id is not reused; its text as a list element there)."""
+
+
+def _dump(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
+
+
+def _item_text(item: CachedItem, indent: str) -> str:
+    found = _rendered.get((id(item), indent))
+    if found is not None and found[0] is item:
+        return found[1]
+    if len(_rendered) > 8 * _PER_ALERT_CACHE:
+        _rendered.clear()  # items of definitions that no longer exist; the live ones render again once
+    lines = _dump([item]).splitlines(keepends=True)
+    text = "".join(indent + line if line.strip() else line for line in lines)
+    _rendered[(id(item), indent)] = (item, text)
+    return text
+
+
 def render_yaml(data: Any, header: str = GENERATED_HEADER) -> str:
-    """YAML with the generated header, keys in the order given (diff-stable)."""
-    return header + yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
+    """YAML with the generated header, keys in the order given (diff-stable).
+
+    :class:`CachedItem` elements of lists are rendered once (see there) and spliced in
+    at their place, indented as PyYAML indents a list at that depth; the rest of the
+    document, with one mark for each run of such items, is rendered as usual.
+    """
+    runs: list[list[CachedItem]] = []  # consecutive items of one list stand behind one mark
+    copies: dict[int, Any] = {}  # an object shared in ``data`` stays one (PyYAML writes it once, as an anchor)
+
+    def marked(node: Any) -> Any:
+        if not isinstance(node, (list, dict)):
+            return node
+        if id(node) in copies:
+            return copies[id(node)]
+        out: Any
+        if isinstance(node, list):
+            out = copies[id(node)] = []
+            run: list[CachedItem] | None = None
+            for element in node:
+                if isinstance(element, CachedItem):
+                    if run is None:
+                        run = []
+                        out.append(f"{_MARK}{len(runs)}")
+                        runs.append(run)
+                    run.append(element)
+                else:
+                    run = None
+                    out.append(marked(element))
+        else:
+            out = copies[id(node)] = {}
+            for key, value in node.items():
+                out[key] = marked(value)
+        return out
+
+    text = _dump(marked(data))
+    if not runs:
+        return header + text
+    out = [header]
+    for line in text.splitlines(keepends=True):
+        stripped = line.lstrip(" ")
+        if stripped.startswith(_MARK_LINE):
+            indent = line[: len(line) - len(stripped)]
+            index = int(stripped[len(_MARK_LINE) :].rstrip().rstrip('"'))
+            out.extend(_item_text(item, indent) for item in runs[index])
+        else:
+            out.append(line)
+    return "".join(out)
 
 
 def alert_name(alert: AlertDefinition) -> str:
@@ -143,6 +232,16 @@ def alerting_rule(alert: AlertDefinition) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=_PER_ALERT_CACHE)
+def _recording_item(alert: AlertDefinition) -> CachedItem:
+    return CachedItem(recording_rule(alert))
+
+
+@functools.lru_cache(maxsize=_PER_ALERT_CACHE)
+def _alerting_item(alert: AlertDefinition) -> CachedItem:
+    return CachedItem(alerting_rule(alert))
+
+
 def rule_groups(alerts: Sequence[AlertDefinition], stack: StackSettings) -> dict[str, Any]:
     """The rule file: recording rules in one group, alerting rules in the next.
 
@@ -155,12 +254,12 @@ def rule_groups(alerts: Sequence[AlertDefinition], stack: StackSettings) -> dict
             {
                 "name": "detwatch-recording",
                 "interval": stack.evaluation_interval,
-                "rules": [recording_rule(a) for a in alerts],
+                "rules": [_recording_item(a) for a in alerts],
             },
             {
                 "name": "detwatch-alerts",
                 "interval": stack.evaluation_interval,
-                "rules": [alerting_rule(a) for a in alerts],
+                "rules": [_alerting_item(a) for a in alerts],
             },
         ]
     }
@@ -294,26 +393,33 @@ def rules_tests(alerts: Sequence[AlertDefinition], stack: StackSettings) -> dict
     Anomaly conditions are left out: their baselines need days of synthetic history,
     which would make the file large; they are exercised against a real store instead.
     """
-    tests: list[dict[str, Any]] = []
     interval = duration_seconds(stack.evaluation_interval)
-    for alert in alerts:
-        if alert.anomaly is not None:
-            continue
-        firing, quiet = _firing_and_quiet(alert)
-        # The condition holds from the second sample on (increase needs two); the alert
-        # fires once it has held for `for`; a few evaluation intervals of slack.
-        # Series span the whole window, so increase() needs no extrapolation at its start.
-        eval_s = int(duration_seconds(alert.window) + duration_seconds(alert.for_) + 3 * max(60, interval))
-        eval_time = f"{eval_s // 60}m"
-        steps = eval_s // 60 + 2
-        other = f"{alert.model_id}-other" if len(alert.model_id) < 120 else "other-model"
-        if firing is not None:
-            labels = {**alert_labels(alert), promql.LABEL_MODEL_ID: alert.model_id}
-            if alert.per == "version":
-                labels[promql.LABEL_MODEL_VERSION] = alert.version or "v1"
-            elif alert.per == "arm":
-                labels[promql.LABEL_AB_VARIANT] = alert.arm or "a"
-            tests.append(
+    tests = [test for alert in alerts for test in _alert_tests(alert, interval)]
+    return {"rule_files": [RULES_FILE], "evaluation_interval": stack.evaluation_interval, "tests": tests}
+
+
+@functools.lru_cache(maxsize=_PER_ALERT_CACHE)
+def _alert_tests(alert: AlertDefinition, interval: float) -> tuple[CachedItem, ...]:
+    """The promtool tests of one alert (``interval``: the evaluation interval, seconds)."""
+    if alert.anomaly is not None:
+        return ()
+    tests: list[CachedItem] = []
+    firing, quiet = _firing_and_quiet(alert)
+    # The condition holds from the second sample on (increase needs two); the alert
+    # fires once it has held for `for`; a few evaluation intervals of slack.
+    # Series span the whole window, so increase() needs no extrapolation at its start.
+    eval_s = int(duration_seconds(alert.window) + duration_seconds(alert.for_) + 3 * max(60, interval))
+    eval_time = f"{eval_s // 60}m"
+    steps = eval_s // 60 + 2
+    other = f"{alert.model_id}-other" if len(alert.model_id) < 120 else "other-model"
+    if firing is not None:
+        labels = {**alert_labels(alert), promql.LABEL_MODEL_ID: alert.model_id}
+        if alert.per == "version":
+            labels[promql.LABEL_MODEL_VERSION] = alert.version or "v1"
+        elif alert.per == "arm":
+            labels[promql.LABEL_AB_VARIANT] = alert.arm or "a"
+        tests.append(
+            CachedItem(
                 {
                     "name": f"{alert.name} fires for {alert.model_id} at {firing:g}, not for another model",
                     "interval": _STEP,
@@ -328,8 +434,10 @@ def rules_tests(alerts: Sequence[AlertDefinition], stack: StackSettings) -> dict
                     ],
                 }
             )
-        if quiet is not None:
-            tests.append(
+        )
+    if quiet is not None:
+        tests.append(
+            CachedItem(
                 {
                     "name": f"{alert.name} stays quiet at {quiet:g}",
                     "interval": _STEP,
@@ -337,7 +445,8 @@ def rules_tests(alerts: Sequence[AlertDefinition], stack: StackSettings) -> dict
                     "alert_rule_test": [{"eval_time": eval_time, "alertname": alert_name(alert), "exp_alerts": []}],
                 }
             )
-    return {"rule_files": [RULES_FILE], "evaluation_interval": stack.evaluation_interval, "tests": tests}
+        )
+    return tuple(tests)
 
 
 def _expanded(alert: AlertDefinition, labels: dict[str, str]) -> dict[str, str]:
@@ -371,6 +480,27 @@ SLACK_TITLE: Final = "[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }} ({
 SLACK_TEXT: Final = "{{ range .Alerts }}{{ .Annotations.summary }}\n{{ end }}"
 
 
+@functools.lru_cache(maxsize=_PER_ALERT_CACHE)
+def _alertmanager_items(alert: AlertDefinition) -> tuple[CachedItem, CachedItem]:
+    """One alert's receiver and route (an alert with ``notify`` targets)."""
+    receiver = CachedItem({"name": receiver_name(alert)})
+    emails = [{"to": t.address, "send_resolved": True} for t in alert.notify if t.kind == "email"]
+    slacks = [
+        {"channel": t.address, "send_resolved": True, "title": SLACK_TITLE, "text": SLACK_TEXT}
+        for t in alert.notify
+        if t.kind == "slack"
+    ]
+    hooks = [{"url": t.address, "send_resolved": True} for t in alert.notify if t.kind == "webhook"]
+    if emails:
+        receiver["email_configs"] = emails
+    if slacks:
+        receiver["slack_configs"] = slacks
+    if hooks:
+        receiver["webhook_configs"] = hooks
+    route = CachedItem({"receiver": receiver_name(alert), "matchers": [f'{ALERT_LABEL}="{alert.slug}"']})
+    return receiver, route
+
+
 def alertmanager_config(
     alerts: Sequence[AlertDefinition], stack: StackSettings, options: AlertmanagerOptions | None = None
 ) -> dict[str, Any]:
@@ -388,27 +518,13 @@ def alertmanager_config(
         global_["slack_api_url"] = options.slack_api_url
     else:
         global_["slack_api_url_file"] = stack.slack_api_url_file
-    routes = []
+    routes: list[dict[str, Any]] = []
     receivers: list[dict[str, Any]] = [{"name": "detwatch-default"}]
     for alert in alerts:
-        if not alert.notify:
-            continue
-        receiver: dict[str, Any] = {"name": receiver_name(alert)}
-        emails = [{"to": t.address, "send_resolved": True} for t in alert.notify if t.kind == "email"]
-        slacks = [
-            {"channel": t.address, "send_resolved": True, "title": SLACK_TITLE, "text": SLACK_TEXT}
-            for t in alert.notify
-            if t.kind == "slack"
-        ]
-        hooks = [{"url": t.address, "send_resolved": True} for t in alert.notify if t.kind == "webhook"]
-        if emails:
-            receiver["email_configs"] = emails
-        if slacks:
-            receiver["slack_configs"] = slacks
-        if hooks:
-            receiver["webhook_configs"] = hooks
-        receivers.append(receiver)
-        routes.append({"receiver": receiver_name(alert), "matchers": [f'{ALERT_LABEL}="{alert.slug}"']})
+        if alert.notify:
+            receiver, route = _alertmanager_items(alert)
+            receivers.append(receiver)
+            routes.append(route)
     return {
         "global": global_,
         "route": {

@@ -74,7 +74,18 @@ class StorageError(Exception):
 
 
 class StorageUnavailable(StorageError):
-    """The database cannot take writes now (disk full, read-only, locked, down): retry later (503)."""
+    """The database cannot take writes now (disk full, read-only, locked, down): retry later (503).
+
+    The message is for the log: it may name the database file, the server's socket or
+    the statement that failed. ``reason`` is what a caller may be told: one of a few
+    fixed words (``disk full``, ``read-only``, ``busy``, ``unreachable``,
+    ``unavailable``), so that an answer to a webhook sender never carries paths or
+    connection details.
+    """
+
+    def __init__(self, message: str, *, reason: str = "unavailable") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -252,6 +263,14 @@ class Storage(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def check_writable(self) -> None:
+        """Start a write and roll it back; raises :class:`StorageUnavailable` if it cannot be made now.
+
+        The readiness probe (``/readyz``): it finds a server that is down, a read-only
+        database (a standby, a read-only file) and a lock held too long, and commits nothing.
+        """
+        ...
 
     def ingest_predictions(self, predictions: Sequence[Prediction]) -> IngestResult:
         """Insert new predictions (by ``prediction_id``), update models and aggregates, join waiting feedback.

@@ -184,7 +184,9 @@ class _Pool(Generic[C]):
             raise StorageError("storage is closed")
         slots = self._slots
         if not slots.acquire(timeout=self._timeout):
-            raise StorageUnavailable(f"all {self._size} database connections stayed busy for {self._timeout:g} s")
+            raise StorageUnavailable(
+                f"all {self._size} database connections stayed busy for {self._timeout:g} s", reason="busy"
+            )
         try:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
@@ -228,6 +230,13 @@ class _Pool(Generic[C]):
         with self._lock:
             self._closed = True
         self.purge()
+
+
+class _RolledBack(Exception):
+    """Raised inside a transaction only to roll it back (:meth:`SQLStorage.check_writable`)."""
+
+
+_MIGRATIONS_TABLE_NAME: Final = "schema_migrations"
 
 
 class _StaleConnection(Exception):
@@ -937,6 +946,15 @@ class SQLStorage:
             if day is None:
                 return removed
             removed += self._run(functools.partial(_compaction.roll_up_day, dialect=self.dialect, day=day), write=True)
+
+    def check_writable(self) -> None:
+        def work(tx: Transaction) -> None:
+            # A row no migration ever writes (versions start at 1), inserted only to be rolled back.
+            tx.execute(f"INSERT INTO {_MIGRATIONS_TABLE_NAME} (version, applied_unix_nano) VALUES (?, ?)", (-1, 0))
+            raise _RolledBack
+
+        with contextlib.suppress(_RolledBack):
+            self._run(work, write=True)
 
     def counts(self) -> dict[str, int]:
         def work(tx: Transaction) -> dict[str, int]:

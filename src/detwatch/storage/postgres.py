@@ -49,6 +49,24 @@ _LOCK_KEYS: Final[dict[LockName, int]] = {
 _UNAVAILABLE_CLASSES: Final = ("08", "53", "57", "58")
 _UNAVAILABLE_STATES: Final = ("25006", "55P03", "40001", "40P01")
 _RETRY_STATES: Final = ("40001", "40P01")
+# What a caller is told (StorageUnavailable.reason): the error text names the socket,
+# the host or the COPY line, so it goes to the log only.
+_REASONS: Final = {
+    "25006": "read-only",
+    "53100": "disk full",
+    "53300": "busy",
+    "55P03": "busy",
+    "40001": "busy",
+    "40P01": "busy",
+}
+_CLASS_REASONS: Final = {"08": "unreachable", "53": "busy", "57": "unreachable"}
+
+
+def _reason(state: str) -> str:
+    if not state:
+        return "unreachable"  # a connection failure carries no SQLSTATE
+    return _REASONS.get(state) or _CLASS_REASONS.get(state[:2], "unavailable")
+
 
 _INSERT_IF_NEW: Final = f"{_INSERT_PREDICTION} ON CONFLICT (prediction_id) DO NOTHING RETURNING prediction_id"
 
@@ -172,5 +190,5 @@ class PostgresStorage(SQLStorage):
             or state[:2] in _UNAVAILABLE_CLASSES
             or state in _UNAVAILABLE_STATES
         ):
-            return StorageUnavailable(f"PostgreSQL: {exc}".strip())
+            return StorageUnavailable(f"PostgreSQL: {exc}".strip(), reason=_reason(state))
         return StorageError(f"PostgreSQL ({state or type(exc).__name__}): {exc}")

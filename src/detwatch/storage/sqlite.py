@@ -84,6 +84,11 @@ _UNAVAILABLE: Final = {
     14: "cannot open the database file",  # SQLITE_CANTOPEN
     15: "locking protocol error",  # SQLITE_PROTOCOL
 }
+MIN_FREE_BYTES: Final = 1 << 20
+"""Below this much free space where the file lives, :meth:`SQLiteStorage.check_writable` says "disk full"."""
+
+# What a caller is told (StorageUnavailable.reason); the rest goes to the log only.
+_REASONS: Final = {5: "busy", 6: "busy", 8: "read-only", 13: "disk full"}
 
 
 class _Checkpointer:
@@ -196,7 +201,7 @@ class SQLiteStorage(SQLStorage):
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StorageUnavailable(f"cannot create {self.path.parent}: {exc}") from exc
+                raise StorageUnavailable(f"cannot create {self.path.parent}: {exc}", reason="read-only") from exc
         # isolation_level=None: no implicit transactions, this module says BEGIN itself.
         # check_same_thread=False: the pool lends a connection to one thread at a time.
         conn = sqlite3.connect(
@@ -304,6 +309,18 @@ class SQLiteStorage(SQLStorage):
         finally:
             cursor.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
 
+    def check_writable(self) -> None:
+        # A rolled-back write touches no disk: the free space is looked at too, where the file lives.
+        super().check_writable()
+        try:
+            found = os.statvfs(self.path.parent)
+        except OSError as exc:
+            raise StorageUnavailable(f"SQLite {self.path}: {exc}") from exc
+        if found.f_bavail * found.f_frsize < MIN_FREE_BYTES:
+            raise StorageUnavailable(
+                f"SQLite {self.path}: {found.f_bavail * found.f_frsize} bytes free", reason="disk full"
+            )
+
     def _rollback(self, conn: Any) -> None:
         # Some errors (SQLITE_FULL, SQLITE_IOERR) already rolled the transaction back.
         if conn.in_transaction:
@@ -312,5 +329,6 @@ class SQLiteStorage(SQLStorage):
     def _translate(self, exc: Exception) -> StorageError:
         code = getattr(exc, "sqlite_errorcode", None)
         if isinstance(code, int) and code & 0xFF in _UNAVAILABLE:
-            return StorageUnavailable(f"SQLite {self.path}: {_UNAVAILABLE[code & 0xFF]} ({exc})")
+            reason = _REASONS.get(code & 0xFF, "unavailable")
+            return StorageUnavailable(f"SQLite {self.path}: {_UNAVAILABLE[code & 0xFF]} ({exc})", reason=reason)
         return StorageError(f"SQLite {self.path}: {exc}")
