@@ -66,6 +66,26 @@ _BODY_KEYS: Final = frozenset({"name", "condition", "notify", "per", "version", 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    with app.app_context():
+        _write_missing_artifacts()
+
+
+def _write_missing_artifacts() -> None:
+    """Write the artifacts when the data dir has none yet (best effort).
+
+    A vmalert that reads ``<data_dir>/generated/rules`` (the compose stack's does, and
+    re-reads it when it changes) then starts with detwatch.yaml's alerts, before any
+    alert is created through the API.
+    """
+    target = settings().data_dir / "generated"
+    if (target / "rules" / rules.RULES_FILE).exists():
+        return
+    try:
+        with _alerts_locked():
+            if not (target / "rules" / rules.RULES_FILE).exists():
+                write_artifacts(_config(), target)
+    except (OSError, APIError) as exc:  # a read-only data dir, an invalid detwatch.yaml: reported where used
+        _log.warning("the generated alert rules could not be written at start: %s", exc)
 
 
 @bp.before_request
