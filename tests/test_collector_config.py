@@ -127,9 +127,13 @@ def test_endpoints_match_the_compose_services() -> None:
     collector = services["otel-collector"]
     assert "./otelcol.yaml:/etc/otelcol/config.yaml:ro" in collector["volumes"]
     assert {"4317:4317", "4318:4318"} <= set(collector["ports"])
-    # vmalert loads the generated rules and notifies the Alertmanager that loads the generated config.
-    assert "-rule=/etc/detwatch/rules/detwatch.rules.yml" in services["vmalert"]["command"]
-    assert "../rules:/etc/detwatch/rules:ro" in services["vmalert"]["volumes"]
+    # vmalert loads the rules the companion generates in its data dir (detwatch.yaml's alerts and
+    # those created through the API) and notifies the Alertmanager that loads the generated config.
+    data_volume = next(v for v in services["detwatch"]["volumes"] if v.startswith("detwatch-data:"))
+    data_dir = data_volume.split(":")[1]
+    assert services["detwatch"]["environment"]["DETWATCH_DATA_DIR"] == data_dir
+    assert f"detwatch-data:{data_dir}:ro" in services["vmalert"]["volumes"]
+    assert f"-rule={data_dir}/generated/rules/detwatch.rules.yml" in services["vmalert"]["command"]
     assert any(v.startswith("../rules/alertmanager.yml:") for v in services["alertmanager"]["volumes"])
     for relative in ("../rules/detwatch.rules.yml", "../rules/alertmanager.yml", "./tempo.yaml", "./otelcol.yaml"):
         assert (REPO_ROOT / "collector" / relative).resolve().is_file(), relative

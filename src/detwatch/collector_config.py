@@ -26,12 +26,15 @@ from __future__ import annotations
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from .rules import RULES_FILE
 from .stack import StackSettings
 
 __all__ = [
     "ALERTMANAGER_IMAGE",
     "COLLECTOR_IMAGE",
     "COMPANION_IMAGE",
+    "DATA_DIR",
+    "INIT_IMAGE",
     "GRAFANA_IMAGE",
     "TEMPO_IMAGE",
     "VICTORIAMETRICS_IMAGE",
@@ -47,7 +50,13 @@ VMALERT_IMAGE: Final = "victoriametrics/vmalert:v1.112.0"
 ALERTMANAGER_IMAGE: Final = "prom/alertmanager:v0.28.1"
 TEMPO_IMAGE: Final = "grafana/tempo:2.7.2"
 GRAFANA_IMAGE: Final = "grafana/grafana:11.6.0"
-COMPANION_IMAGE: Final = "python:3.11-slim"
+COMPANION_IMAGE: Final = "detwatch-companion:local"
+"""The image compose builds from ``companion.Dockerfile`` (pinned dependencies, built once)."""
+INIT_IMAGE: Final = "busybox:1.37"
+COLLECTOR_UID: Final = "10001:10001"
+"""The user the Collector image runs as: its queue volume must be writable by it."""
+DATA_DIR: Final = "/var/lib/detwatch"
+"""The companion's data dir in its container; vmalert reads the alert rules generated there."""
 
 _RETRY: Final = {"enabled": True, "initial_interval": "5s", "max_interval": "30s", "max_elapsed_time": "300s"}
 
@@ -149,13 +158,25 @@ def compose_file(stack: StackSettings) -> dict[str, Any]:
     return {
         "name": "detwatch",
         "services": {
+            # A new named volume belongs to root; the Collector runs as 10001 and its
+            # persistent queue (file_storage) would fail with "permission denied".
+            "otelcol-queue-owner": {
+                "image": INIT_IMAGE,
+                "command": ["chown", "-R", COLLECTOR_UID, "/var/lib/otelcol/queue"],
+                "volumes": ["otelcol-queue:/var/lib/otelcol/queue"],
+            },
             "otel-collector": {
                 "image": COLLECTOR_IMAGE,
                 "command": ["--config=/etc/otelcol/config.yaml"],
                 "volumes": ["./otelcol.yaml:/etc/otelcol/config.yaml:ro", "otelcol-queue:/var/lib/otelcol/queue"],
                 "environment": {"DETWATCH_API_TOKEN": "${DETWATCH_API_TOKEN:?set DETWATCH_API_TOKEN}"},
                 "ports": ["4317:4317", "4318:4318"],
-                "depends_on": ["victoriametrics", "tempo", "detwatch"],
+                "depends_on": {
+                    "otelcol-queue-owner": {"condition": "service_completed_successfully"},
+                    "victoriametrics": {"condition": "service_started"},
+                    "tempo": {"condition": "service_started"},
+                    "detwatch": {"condition": "service_started"},
+                },
             },
             "victoriametrics": {
                 "image": VICTORIAMETRICS_IMAGE,
@@ -168,18 +189,25 @@ def compose_file(stack: StackSettings) -> dict[str, Any]:
                 "volumes": ["vm-data:/storage"],
                 "ports": [f"{store_port}:{store_port}"],
             },
+            # The rules the companion generates (detwatch.yaml's alerts and those created through
+            # the API), re-read when they change.
             "vmalert": {
                 "image": VMALERT_IMAGE,
                 "command": [
-                    "-rule=/etc/detwatch/rules/detwatch.rules.yml",
+                    f"-rule={DATA_DIR}/generated/rules/{RULES_FILE}",
+                    "-configCheckInterval=30s",
                     f"-datasource.url={stack.store_url}",
                     f"-remoteWrite.url={stack.store_url}",
                     f"-remoteRead.url={stack.store_url}",
                     f"-notifier.url={stack.alertmanager_url}",
                     f"-evaluationInterval={stack.evaluation_interval}",
                 ],
-                "volumes": ["../rules:/etc/detwatch/rules:ro"],
-                "depends_on": ["victoriametrics", "alertmanager"],
+                "volumes": [f"detwatch-data:{DATA_DIR}:ro"],
+                "depends_on": {
+                    "victoriametrics": {"condition": "service_started"},
+                    "alertmanager": {"condition": "service_started"},
+                    "detwatch": {"condition": "service_healthy"},
+                },
             },
             "alertmanager": {
                 "image": ALERTMANAGER_IMAGE,
@@ -209,20 +237,36 @@ def compose_file(stack: StackSettings) -> dict[str, Any]:
                 "depends_on": ["victoriametrics", "tempo"],
             },
             "detwatch": {
+                "build": {"context": "..", "dockerfile": "collector/companion.Dockerfile"},
                 "image": COMPANION_IMAGE,
-                "working_dir": "/srv/detwatch",
-                "command": [
-                    "sh",
-                    "-c",
-                    "pip install --quiet ./instrumentation . && exec detwatch serve --host 0.0.0.0"
-                    f" --port {_port(stack.companion_url)}",
-                ],
+                "command": ["detwatch", "serve", "--host", "0.0.0.0", "--port", str(_port(stack.companion_url))],
                 "environment": {
                     "DETWATCH_API_TOKEN": "${DETWATCH_API_TOKEN:?set DETWATCH_API_TOKEN}",
-                    "DETWATCH_DATA_DIR": "/var/lib/detwatch",
+                    "DETWATCH_DATA_DIR": DATA_DIR,
+                    # create_alert pushes the Grafana alerting objects with a service-account token.
+                    "DETWATCH_GRAFANA_URL": stack.grafana_url,
+                    "DETWATCH_GRAFANA_TOKEN": "${DETWATCH_GRAFANA_TOKEN:-}",
+                    # The companion's own metrics (feedback, review, drift scores) through the
+                    # Collector to the store; its log records are not prediction events.
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318",
+                    "OTEL_LOGS_EXPORTER": "none",
+                    "OTEL_SERVICE_NAME": "detwatch-companion",
                 },
-                "volumes": ["..:/srv/detwatch:ro", "detwatch-data:/var/lib/detwatch"],
+                "volumes": ["../detwatch.yaml:/srv/detwatch/detwatch.yaml:ro", f"detwatch-data:{DATA_DIR}"],
+                "working_dir": "/srv/detwatch",
                 "ports": [f"{_port(stack.companion_url)}:{_port(stack.companion_url)}"],
+                "healthcheck": {
+                    "test": [
+                        "CMD",
+                        "python",
+                        "-c",
+                        "import urllib.request; urllib.request.urlopen("
+                        f"'http://127.0.0.1:{_port(stack.companion_url)}/readyz', timeout=2)",
+                    ],
+                    "interval": "10s",
+                    "timeout": "3s",
+                    "retries": 12,
+                },
             },
         },
         "volumes": {"otelcol-queue": {}, "vm-data": {}, "tempo-data": {}, "detwatch-data": {}},
