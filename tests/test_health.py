@@ -120,3 +120,19 @@ def test_a_full_sqlite_disk_is_not_ready(tmp_path: Path) -> None:
         assert client.get("/readyz").status_code == 200
         disk.fill()
         assert_unavailable(client.get("/readyz"), "disk full")
+
+
+def test_a_signed_webhook_gets_no_database_details_and_the_operator_does(tmp_path: Path, pg_read_only: str) -> None:
+    from detwatch.webhooks import signed_headers
+
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    settings = Settings(data_dir=tmp_path, database_url=pg_read_only, api_token="s3cret", webhook_secrets=(secret,))
+    client = create_app(settings).test_client()
+    body = json.dumps({"type": "correct", "prediction_id": "p-1"}).encode()
+    headers = {"Content-Type": "application/json", **signed_headers(secret, body, webhook_id="msg_1")}
+    text = json.dumps(assert_unavailable(client.post("/v1/feedback", data=body, headers=headers), "read-only"))
+    assert "PostgreSQL" not in text and "/tmp" not in text and "COPY" not in text, text
+    operator = client.post(
+        "/v1/feedback", data=body, headers={"Content-Type": "application/json", "Authorization": "Bearer s3cret"}
+    )
+    assert "PostgreSQL" in assert_unavailable(operator, "read-only")["message"]

@@ -10,7 +10,8 @@ never an HTML page; a database that cannot take writes is a 503 with
 ``Retry-After``, so senders retry instead of dropping data. A 503 says why in a
 word (``disk full``, ``read-only``, ...) and nothing more: callers of the webhook
 routes are authenticated by a signature only, and the database's own message (file
-paths, the server's socket, the statement) belongs in the log.
+paths, the server's socket, the statement) belongs in the log. Only a caller holding
+the API token (where one is configured) gets that message too.
 """
 
 from __future__ import annotations
@@ -85,6 +86,13 @@ def data_dir_unavailable(exc: OSError, what: str) -> APIError:
     return APIError(503, "storage_unavailable", f"the data dir cannot take writes now ({os_error_reason(exc)}): {what}")
 
 
+def _holds_the_token() -> bool:
+    """Whether the request carries the API token (one is configured): not a webhook sender, not anonymous."""
+    from .api import _bearer_ok, settings  # api registers these handlers' routes: imported when answering
+
+    return bool(settings().api_token) and _bearer_ok()
+
+
 def init_app(app: Flask) -> None:
     """Register the handlers that turn every failure into the JSON shape."""
 
@@ -95,7 +103,10 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(StorageUnavailable)
     def _unavailable(exc: StorageUnavailable) -> Response:
         _logger.warning("storage unavailable: %s", exc)
-        return error_response(503, "storage_unavailable", unavailable_message(exc))
+        message = unavailable_message(exc)
+        if _holds_the_token():  # the operator, who may read the service's log anyway, is told more
+            message = f"{message}: {exc}"
+        return error_response(503, "storage_unavailable", message)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
