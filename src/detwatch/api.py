@@ -51,6 +51,7 @@ from .storage import (
     Storage,
     open_storage,
 )
+from .textfields import NUL_MESSAGE, holds_nul, line_problem, name_problem
 from .version import __version__
 from .webhooks import ID_HEADER, IDEMPOTENCY_KEY_HEADER, WebhookVerificationError, idempotency_key, verify
 
@@ -115,6 +116,8 @@ def init_app(app: Flask) -> None:
 
     data_engine_routes.init_app(app)
 
+    app.before_request(_no_nul_in_url)
+
     @app.teardown_appcontext
     def _nothing(_exc: BaseException | None) -> None:
         # Connections are per thread inside the backend and live with the process.
@@ -122,6 +125,20 @@ def init_app(app: Flask) -> None:
 
 
 # ------------------------------------------------------------------ auth
+
+
+def _no_nul_in_url() -> None:
+    """Refuse a NUL in a path segment or the query string, on every route (see :mod:`detwatch.textfields`).
+
+    Ids from the URL reach the database as query parameters, which PostgreSQL refuses
+    to hold a NUL: ``GET /v1/models/a%00b`` was a 500 there and a 404 on SQLite.
+    """
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str) and holds_nul(value):
+            raise APIError(400, "invalid_field", NUL_MESSAGE, name)
+    for name, value in request.args.items(multi=True):
+        if holds_nul(name) or holds_nul(value):
+            raise APIError(400, "invalid_field", NUL_MESSAGE, name if not holds_nul(name) else "query")
 
 
 def _bearer_ok() -> bool:
@@ -266,6 +283,9 @@ def _dedupe_key() -> str | None:
 def _bounded(key: str, header: str) -> str:
     if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         raise APIError(400, "invalid_header", f"at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters", header)
+    problem = line_problem(key)  # it is stored as text: no NUL, and no control character in a header
+    if problem is not None:
+        raise APIError(400, "invalid_header", problem, header)
     return key
 
 
@@ -346,8 +366,11 @@ def _string_field(data: Mapping[str, Any], key: str, *, required: bool, limit: i
         if required:
             raise APIError(400, "invalid_field", "is required", key)
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+    if not isinstance(value, str) or len(value) > limit:
         raise APIError(400, "invalid_field", f"must be a non-empty string of at most {limit} characters", key)
+    problem = name_problem(value)
+    if problem is not None:
+        raise APIError(400, "invalid_field", problem, key)
     return value
 
 
@@ -355,6 +378,25 @@ def _object_body() -> Mapping[str, Any]:
     data = _json_body()
     if not isinstance(data, Mapping):
         raise APIError(400, "invalid_json", "expected a JSON object", "body")
+    return data
+
+
+def _nul_free_body() -> Mapping[str, Any]:
+    """The JSON object of a body without a free-form part, refused (naming the field) if any string holds a NUL."""
+    data = _object_body()
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, str):
+            if holds_nul(node):
+                raise APIError(400, "invalid_field", NUL_MESSAGE, where or "body")
+        elif isinstance(node, Mapping):
+            for key, child in node.items():
+                if holds_nul(key):
+                    raise APIError(400, "invalid_field", f"a key {NUL_MESSAGE}", where or "body")
+                stack.append((f"{where}.{key}" if where else key, child))
+        elif isinstance(node, list):
+            stack.extend((f"{where}[{i}]", child) for i, child in enumerate(node))
     return data
 
 
@@ -394,6 +436,8 @@ def create_dataset() -> tuple[Response, int]:
     description = data.get("description", "")
     if not isinstance(description, str) or len(description) > 4096:
         raise APIError(400, "invalid_field", "must be a string of at most 4096 characters", "description")
+    if holds_nul(description):
+        raise APIError(400, "invalid_field", NUL_MESSAGE, "description")
     return jsonify(_dataset_json(get_storage().create_dataset(name, description))), 201
 
 
@@ -433,7 +477,7 @@ def check_drift(model_id: str) -> Response:
     if storage.get_model(model_id) is None:
         raise APIError(404, "model_not_found", f"no model {model_id!r} (register it or send its telemetry)", "model_id")
     try:
-        return jsonify(report_for_request(storage, model_id, _object_body()))
+        return jsonify(report_for_request(storage, model_id, _nul_free_body()))
     except DriftInputError as exc:
         raise APIError(400, "invalid_field", exc.message, exc.field) from None
 
@@ -451,7 +495,7 @@ def _ab_test_or_404(storage: Storage, ab_test_id: str) -> ABTestRecord:
 @bp.post("/ab-tests")
 def create_ab_test() -> tuple[Response, int]:
     try:
-        record = abtest_service.create_for_request(get_storage(), _object_body())
+        record = abtest_service.create_for_request(get_storage(), _nul_free_body())
     except abtest_service.ABTestInputError as exc:
         raise APIError(exc.status, "invalid_field", exc.message, exc.field) from None
     return jsonify(abtest_service.test_json(record)), 201

@@ -11,12 +11,13 @@ from typing import Any
 from detwatch_instrumentation.flagging import EDGE_CONDITIONS
 
 from ..predictions import MAX_COORDINATE, MAX_DETECTIONS, MAX_ID_LENGTH
+from ..textfields import NAME_PATTERN
 from ._store import CURSOR_PATTERN, ITEM_STATUSES, JOB_STATUSES
 
 __all__ = ["paths", "schemas"]
 
 JSON = "application/json"
-_NAME = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"\S", "description": "not blank"}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NAME_PATTERN, "description": "not blank"}
 _RATE = {"type": "number", "minimum": 0, "maximum": 1}
 _PATH_ID = {"in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}}
 
@@ -155,7 +156,12 @@ def schemas() -> dict[str, Any]:
                 "name": _NAME,
                 "dataset_id": _NAME,
                 "version_id": _NAME,
-                "base_model_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": r"\S"},
+                "base_model_id": {
+                    "type": ["string", "null"],
+                    "minLength": 1,
+                    "maxLength": 256,
+                    "pattern": NAME_PATTERN,
+                },
                 "options": {"type": ["object", "null"]},
             },
         },
@@ -179,7 +185,12 @@ def schemas() -> dict[str, Any]:
             "required": ["status"],
             "properties": {
                 "status": {"type": "string", "enum": list(JOB_STATUSES)},
-                "model_version": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": r"\S"},
+                "model_version": {
+                    "type": ["string", "null"],
+                    "minLength": 1,
+                    "maxLength": 256,
+                    "pattern": NAME_PATTERN,
+                },
                 "message": {"type": ["string", "null"], "maxLength": 4096},
                 "metrics": {"type": ["object", "null"]},
             },

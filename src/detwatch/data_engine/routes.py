@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping
@@ -33,8 +32,9 @@ from detwatch_instrumentation.flagging import FlaggingPolicy, PolicyError
 
 from ..api import _bearer_ok, _json_body, get_storage, settings
 from ..errors import APIError
-from ..predictions import MAX_COORDINATE, MAX_DETECTIONS
+from ..predictions import MAX_DETECTIONS, PredictionError, parse_box
 from ..storage import StorageUnavailable
+from ..textfields import NUL_MESSAGE, holds_nul, name_problem
 from ._store import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
 from .export import to_coco, to_yolo_zip
 from .training import Trainer, ensure_dispatcher, trainer_from
@@ -85,22 +85,18 @@ def _authenticate() -> None:
         ensure_dispatcher(store(), _trainer())
 
 
-# JSON Schema's \s (ECMA-262): what the OpenAPI document's "not blank" pattern means. Python's
-# str.strip() also strips U+0085 and U+001C..U+001F, which the document allows in a name.
-_ECMA_SPACE: Final = frozenset("\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff") | frozenset(
-    chr(c) for c in range(0x2000, 0x200B)
-)
-
-
 def _text(data: Mapping[str, Any], key: str, *, required: bool, limit: int = 256) -> str | None:
-    """A string field that is not blank (as the document's pattern says), at most ``limit`` characters."""
+    """A name (see :mod:`detwatch.textfields`: the rule the document's pattern states), at most ``limit`` characters."""
     value = data.get(key)
     if value is None:
         if required:
             raise APIError(400, "invalid_field", "is required", key)
         return None
-    if not isinstance(value, str) or not value or len(value) > limit or all(c in _ECMA_SPACE for c in value):
+    if not isinstance(value, str) or not value or len(value) > limit:
         raise APIError(400, "invalid_field", f"must be a non-blank string of at most {limit} characters", key)
+    problem = name_problem(value)
+    if problem is not None:
+        raise APIError(400, "invalid_field", problem, key)
     return value
 
 
@@ -235,15 +231,16 @@ def _annotations(value: Any) -> list[dict[str, Any]]:
         if not isinstance(a, Mapping):
             raise APIError(400, "invalid_field", 'must be {"class": ..., "box": [x1, y1, x2, y2]}', where)
         name = a.get("class", a.get("label"))
-        if not isinstance(name, str) or not name or len(name) > 256 or all(c in _ECMA_SPACE for c in name):
+        if not isinstance(name, str) or not name or len(name) > 256:
             raise APIError(400, "invalid_field", "must be a non-empty string", f"{where}.class")
-        box = a.get("box", a.get("bbox"))
-        ok = isinstance(box, list) and len(box) == 4
-        ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
-        ok = ok and all(abs(v) <= MAX_COORDINATE for v in box) and box[2] > box[0] and box[3] > box[1]
-        if not ok:
-            raise APIError(400, "invalid_field", "must be [x1, y1, x2, y2] in pixels, x2 > x1, y2 > y1", f"{where}.box")
-        out.append({"class": name, "box": [float(v) for v in box]})
+        problem = name_problem(name)
+        if problem is not None:
+            raise APIError(400, "invalid_field", problem, f"{where}.class")
+        try:
+            box = parse_box(a.get("box", a.get("bbox")), f"{where}.box")
+        except PredictionError as exc:
+            raise APIError(400, "invalid_field", exc.message, exc.field) from None
+        out.append({"class": name, "box": list(box)})
     return out
 
 
@@ -387,6 +384,8 @@ def post_job_status(job_id: str) -> Response:
     message = data.get("message")
     if message is not None and (not isinstance(message, str) or len(message) > 4096):
         raise APIError(400, "invalid_field", "must be a string of at most 4096 characters", "message")
+    if message is not None and holds_nul(message):
+        raise APIError(400, "invalid_field", NUL_MESSAGE, "message")
     metrics = data.get("metrics") or {}
     if not isinstance(metrics, Mapping):
         raise APIError(400, "invalid_field", "must be an object", "metrics")
