@@ -163,14 +163,14 @@ NUL_REQUESTS: list[tuple[str, str, Any, str]] = [
             "model_version": "v\u0000",
         },
         "model_version",
-    ),  # fmt: skip
+    ),
     ("POST", "/v1/ab-tests", {"name": "t\u0000", "model_a_id": "m1", "model_b_id": "m2"}, "name"),
     (
         "POST",
         "/v1/ab-tests",
         {"name": "t", "model_a_id": "m1", "model_b_id": "m2", "config": {"model_a_version": "\u0000"}},
         "config.model_a_version",
-    ),  # fmt: skip
+    ),
     ("PUT", "/v1/models/m1/data-engine", {"target_dataset_id": "\u0000", "config": {}}, "target_dataset_id"),
     ("POST", "/v1/datasets/{dataset}/claims", {"reviewer": "r\u0000"}, "reviewer"),
     ("POST", "/v1/training-jobs", {"name": "j\u0000", "dataset_id": "{dataset}", "version_id": "{version}"}, "name"),
@@ -287,3 +287,47 @@ def test_the_document_states_the_name_rule_and_no_nul_for_every_text_field() -> 
     assert "\\\\S" not in text and "\\\\s" not in text  # dialects differ on them: explicit classes only
     assert schemas["Prediction"]["properties"]["model_id"]["pattern"] == "^[^\\u0000]*$"
     assert re.search(schemas["Prediction"]["properties"]["model_id"]["pattern"], "a\u0000b") is None
+
+
+# ------------------------------------------------------------------ idempotency keys and I-JSON
+
+
+def test_an_idempotency_key_reused_for_another_body_is_a_422_naming_the_header(client: FlaskClient) -> None:
+    headers = {"Idempotency-Key": "fb-1"}
+    first = client.post("/v1/feedback", json={"type": "wrong_label", "prediction_id": "p", "corrected_class": "truck"},
+                        headers=headers)  # fmt: skip
+    assert first.status_code == 201
+    retry = client.post("/v1/feedback", json={"type": "wrong_label", "prediction_id": "p", "corrected_class": "truck"},
+                        headers=headers)  # fmt: skip
+    assert retry.status_code == 200 and retry.get_json()["id"] == first.get_json()["id"]
+    other = client.post("/v1/feedback", json={"type": "wrong_label", "prediction_id": "p", "corrected_class": "bus"},
+                        headers=headers)  # fmt: skip
+    assert other.status_code == 422
+    assert other.get_json()["error"]["field"] == "Idempotency-Key"
+    assert other.get_json()["error"]["code"] == "idempotency_key_reused"
+    assert client.get("/v1/status").get_json()["counts"]["feedback"] == 1
+
+
+def test_a_batch_item_whose_key_was_used_for_another_item_is_rejected_alone(client: FlaskClient) -> None:
+    headers = {"Idempotency-Key": "batch-1"}
+    items = [{"type": "correct", "prediction_id": "p-1"}, {"type": "false_positive", "prediction_id": "p-2"}]
+    assert client.post("/v1/feedback", json={"feedback": items}, headers=headers).status_code == 200
+    changed = [items[0], {"type": "correct", "prediction_id": "p-2"}, {"type": "correct", "prediction_id": "p-3"}]
+    body = client.post("/v1/feedback", json={"feedback": changed}, headers=headers).get_json()
+    assert [(r["prediction_id"], r["duplicate"]) for r in body["accepted"]] == [("p-1", True), ("p-3", False)]
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [(1, "Idempotency-Key")]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/datasets", b'{"name": "a", "name": "b"}'),
+        ("/v1/models", b'{"model_id": "m", "metadata": {"k": 1, "k": 2}}'),
+        ("/v1/feedback", b'{"type": "correct", "type": "wrong_box", "prediction_id": "p"}'),
+        ("/v1/predictions", b'{"predictions": [], "predictions": []}'),
+    ],
+)
+def test_a_name_twice_in_one_json_object_is_a_400(client: FlaskClient, path: str, body: bytes) -> None:
+    response = client.post(path, data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert "appears twice" in response.get_json()["error"]["message"]

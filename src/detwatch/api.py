@@ -46,6 +46,7 @@ from .storage import (
     ABTestRecord,
     DatasetRecord,
     DatasetVersionRecord,
+    FeedbackInput,
     FeedbackRecord,
     ModelRecord,
     Storage,
@@ -276,8 +277,32 @@ def _dedupe_key() -> str | None:
     key = idempotency_key(headers)
     if key is None:
         return None
-    header = IDEMPOTENCY_KEY_HEADER if headers.get(IDEMPOTENCY_KEY_HEADER.lower(), "").strip() else ID_HEADER
-    return f"key:{_bounded(key, header)}"
+    return f"key:{_bounded(key, _key_header())}"
+
+
+def _key_header() -> str:
+    """The header a token client's key came from: ``Idempotency-Key`` when given, else ``webhook-id``."""
+    return IDEMPOTENCY_KEY_HEADER if request.headers.get(IDEMPOTENCY_KEY_HEADER, "").strip() else ID_HEADER
+
+
+def _same_feedback(given: FeedbackInput, stored: FeedbackRecord) -> bool:
+    """Whether ``stored`` (found by ``given``'s key) is what ``given`` says: a retry, not a new item.
+
+    The ids are compared as given (storage fills the others once the prediction is
+    known), and the time only when one was sent (else it is when the first was stored).
+    """
+    ids = ((given.prediction_id, stored.prediction_id), (given.trace_id, stored.trace_id),
+           (given.span_id, stored.span_id))  # fmt: skip
+    return (
+        given.type == stored.type
+        and all(mine is None or mine == theirs for mine, theirs in ids)
+        and given.detection_index == stored.detection_index
+        and given.corrected_class == stored.corrected_class
+        and given.corrected_box == stored.corrected_box
+        and given.reviewer == stored.reviewer
+        and given.comment == stored.comment
+        and given.time_unix_nano in (0, stored.time_unix_nano)
+    )
 
 
 def _bounded(key: str, header: str) -> str:
@@ -304,16 +329,30 @@ def post_feedback() -> tuple[Response, int]:
     if len(items) > MAX_BATCH:
         raise APIError(413, "batch_too_large", f"at most {MAX_BATCH} feedback items per request", "feedback")
     parsed = []
+    indexes = []
     rejected = []
     for index, item in enumerate(items):
         item_key = _item_key(key, index) if key and batch else key
         try:
             parsed.append(parse_feedback(item, idempotency_key=item_key))
+            indexes.append(index)
         except PredictionError as exc:
             if not batch:
                 raise _field_error(exc) from None
             rejected.append({"index": index, "field": exc.field, "error": str(exc)})
-    records = get_storage().add_feedback(parsed) if parsed else []
+    stored = get_storage().add_feedback(parsed) if parsed else []
+    records = []
+    for index, given, record in zip(indexes, parsed, stored, strict=True):
+        if record.duplicate and not _same_feedback(given, record):
+            # A key names one request: reused for another body, the first is not silently answered.
+            header = ID_HEADER if key and key.startswith("webhook:") else _key_header()
+            message = f"{header} was already used for a different feedback item: use a fresh key for new feedback"
+            if not batch:
+                raise APIError(422, "idempotency_key_reused", message, header)
+            rejected.append({"index": index, "field": header, "error": f"{header}: {message}"})
+            continue
+        records.append(record)
+    rejected.sort(key=lambda r: int(r["index"]))
     for record in records:
         if not record.duplicate:
             attributes: dict[str, str] = {semconv.ATTR_FEEDBACK_TYPE: record.type}
@@ -381,10 +420,15 @@ def _object_body() -> Mapping[str, Any]:
     return data
 
 
-def _nul_free_body() -> Mapping[str, Any]:
-    """The JSON object of a body without a free-form part, refused (naming the field) if any string holds a NUL."""
+def _nul_free_body(*fields: str) -> Mapping[str, Any]:
+    """The JSON object of a body, refused (naming the field) where a string of ``fields`` (all: none named) holds a NUL.
+
+    For bodies read by analyses that take their strings as they come (periods, versions):
+    every string of the named fields is text, none is free-form. Unknown keys are ignored.
+    """
     data = _object_body()
-    stack: list[tuple[str, Any]] = [("", data)]
+    named = {key: data[key] for key in fields if key in data} if fields else data
+    stack: list[tuple[str, Any]] = [("", named)]
     while stack:
         where, node = stack.pop()
         if isinstance(node, str):
@@ -492,10 +536,13 @@ def _ab_test_or_404(storage: Storage, ab_test_id: str) -> ABTestRecord:
     return record
 
 
+_AB_TEST_FIELDS = ("name", "model_a_id", "model_b_id", "start", "config")
+
+
 @bp.post("/ab-tests")
 def create_ab_test() -> tuple[Response, int]:
     try:
-        record = abtest_service.create_for_request(get_storage(), _nul_free_body())
+        record = abtest_service.create_for_request(get_storage(), _nul_free_body(*_AB_TEST_FIELDS))
     except abtest_service.ABTestInputError as exc:
         raise APIError(exc.status, "invalid_field", exc.message, exc.field) from None
     return jsonify(abtest_service.test_json(record)), 201

@@ -12,13 +12,12 @@ wrong. What each type requires:
 ``missed_object``  ``corrected_class`` and ``corrected_box`` of the missed object
 ================== ======================================================
 
-``reviewer`` and ``comment`` are optional everywhere; ``time`` defaults to now.
+``reviewer`` and ``comment`` are optional everywhere; ``time`` defaults to when it is stored.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,7 +77,8 @@ def parse_feedback(obj: Any, *, idempotency_key: str | None = None) -> FeedbackI
         raise PredictionError("corrected_class", f"is required for {feedback_type}")
     if feedback_type in ("wrong_box", "missed_object") and corrected_box is None:
         raise PredictionError("corrected_box", f"is required for {feedback_type}")
-    stamp = parse_time(obj["time"]) if obj.get("time") is not None else time.time_ns()
+    # Absent: 0, which storage reads as "when stored"; a retry without a time is then the same item.
+    stamp = parse_time(obj["time"]) if obj.get("time") is not None else 0
     return FeedbackInput(
         type=feedback_type,
         prediction_id=prediction_id,

@@ -620,7 +620,7 @@ def _document() -> dict[str, Any]:
                         "description": (
                             "One feedback object, or a batch: an object whose feedback is a list. A retried post"
                             " counts once: a signed post by its webhook-id, any other by its Idempotency-Key (else"
-                            " webhook-id), at most 256 characters."
+                            " webhook-id), at most 256 characters; a key reused for a different item is a 422."
                         ),
                         "requestBody": {
                             "required": True,
@@ -645,6 +645,11 @@ def _document() -> dict[str, Any]:
                                         {"$ref": "#/components/schemas/FeedbackBatchResult"},
                                     ]
                                 },
+                            ),
+                            "422": _answer(
+                                "the idempotency key was already used for a different feedback item (in a batch,"
+                                " that item is rejected instead)",
+                                "Error",
                             ),
                             **_BODY_ERRORS,
                         },

@@ -66,14 +66,19 @@ def store() -> DataEngineStore:
 
 def _trainer() -> Trainer:
     try:
-        return trainer_from(settings().extra, os.environ, settings().api_token)
+        return trainer_from(settings().extra, os.environ, settings().public_url)
     except ValueError as exc:
         raise APIError(503, "trainer_misconfigured", str(exc)) from None
 
 
+_JOB_TOKEN_ENDPOINTS: Final = frozenset(
+    {"data_engine.post_job_status", "data_engine.get_job_dataset", "data_engine.export_job_dataset"}
+)
+
+
 @bp.before_request
 def _authenticate() -> None:
-    if request.endpoint == "data_engine.post_job_status":
+    if request.endpoint in _JOB_TOKEN_ENDPOINTS:
         return  # the job's own callback token is accepted there (checked by the route)
     if not _bearer_ok():
         raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")
@@ -283,13 +288,23 @@ def get_version(dataset_id: str, version_id: str) -> Response:
 
 @bp.get("/datasets/<dataset_id>/versions/<version_id>/export")
 def export_version(dataset_id: str, version_id: str) -> Response:
-    form = request.args.get("format", "coco")
-    if form not in ("coco", "yolo"):
-        raise APIError(400, "invalid_field", "must be coco or yolo", "format")
+    form = _export_format()
     engine = store()
     version = engine.get_version(dataset_id, version_id)
     if version is None:
         raise APIError(404, "version_not_found", f"no version {version_id!r} of dataset {dataset_id!r}", "version_id")
+    return _export(engine, version, form)
+
+
+def _export_format() -> str:
+    form = request.args.get("format", "coco")
+    if form not in ("coco", "yolo"):
+        raise APIError(400, "invalid_field", "must be coco or yolo", "format")
+    return form
+
+
+def _export(engine: DataEngineStore, version: Mapping[str, Any], form: str) -> Response:
+    version_id = str(version["id"])
     items = engine.version_items(version_id)
     if form == "coco":
         document = to_coco(items, description=f"{version['name']} ({version['content_hash']})")
@@ -324,7 +339,15 @@ def create_training_job() -> tuple[Response, int]:
     options = data.get("options") or {}
     if not isinstance(options, Mapping):
         raise APIError(400, "invalid_field", "must be an object", "options")
-    base = os.environ.get("DETWATCH_PUBLIC_URL") or request.host_url.rstrip("/")
+    trainer = _trainer()
+    if trainer.configured and not trainer.public_url:
+        # Never from the request's Host: whoever sends it would choose where the trainer goes.
+        raise APIError(
+            503,
+            "public_url_not_configured",
+            "no job is handed off without the companion's address: set DETWATCH_PUBLIC_URL (or public_url in"
+            " detwatch.yaml) to the URL trainers reach it at; the job was not recorded",
+        )
     engine = store()
     try:
         job = engine.create_job(
@@ -333,14 +356,13 @@ def create_training_job() -> tuple[Response, int]:
             version_id=version_id,
             base_model_id=base_model_id,
             options=dict(options),
-            callback_base=base,
+            callback_base=trainer.public_url,
         )
     except LookupError as exc:
         field = str(exc.args[0])
         raise APIError(
             404, f"{field.removesuffix('_id')}_not_found", f"no such {field.removesuffix('_id')}", field
         ) from None
-    trainer = _trainer()
     ensure_dispatcher(engine, trainer)
     public = engine.get_job(job["id"]) or job
     public["trainer"] = trainer.describe()
@@ -355,8 +377,8 @@ def get_training_job(job_id: str) -> Response:
     return jsonify(job)
 
 
-@bp.post("/training-jobs/<job_id>/status")
-def post_job_status(job_id: str) -> Response:
+def _job_for_token(job_id: str) -> tuple[DataEngineStore, dict[str, Any] | None, bool]:
+    """The store, the job (with its secret) and whether the caller sent its callback token; 401 for neither token."""
     try:
         engine = store()
         job = engine.get_job(job_id, secret=True)
@@ -376,6 +398,38 @@ def post_job_status(job_id: str) -> Response:
     )
     if not token_ok and not _bearer_ok():  # without an API token configured, the API is open (loopback)
         raise APIError(401, "unauthorized", "send the job's callback token (or the API token)", "Authorization")
+    return engine, job, token_ok
+
+
+def _job_version(job_id: str) -> tuple[DataEngineStore, dict[str, Any]]:
+    """The job's dataset version, for its trainer (callback token) while the job is not finished, or the API token."""
+    engine, job, token_ok = _job_for_token(job_id)
+    if job is None:
+        raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
+    if token_ok and not _bearer_ok() and job["status"] in ("succeeded", "failed"):
+        raise APIError(403, "job_finished", "the job has finished: its callback token no longer reads its dataset")
+    version = engine.get_version(job["dataset_id"], job["version_id"])
+    if version is None:
+        raise APIError(404, "version_not_found", f"no version {job['version_id']!r}", "version_id")
+    return engine, version
+
+
+@bp.get("/training-jobs/<job_id>/dataset")
+def get_job_dataset(job_id: str) -> Response:
+    """The job's dataset version: what its trainer may read with the job's callback token."""
+    return jsonify(_job_version(job_id)[1])
+
+
+@bp.get("/training-jobs/<job_id>/dataset/export")
+def export_job_dataset(job_id: str) -> Response:
+    form = _export_format()
+    engine, version = _job_version(job_id)
+    return _export(engine, version, form)
+
+
+@bp.post("/training-jobs/<job_id>/status")
+def post_job_status(job_id: str) -> Response:
+    engine, job, _token_ok = _job_for_token(job_id)
     data = _object()
     status = data.get("status")
     if status not in JOB_STATUSES:
