@@ -331,3 +331,15 @@ def test_a_name_twice_in_one_json_object_is_a_400(client: FlaskClient, path: str
     response = client.post(path, data=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert "appears twice" in response.get_json()["error"]["message"]
+
+
+def test_a_name_twice_in_an_otlp_records_json_body_rejects_that_record(client: FlaskClient) -> None:
+    """The decorator's JSON string takes msgspec's fast path, which kept the last of two names."""
+    text = json.dumps(event(1)).replace('"model_id": "cams"', '"model_id": "x", "model_id": "cams"')
+    twice_in_a_detection = json.dumps(event(2)).replace('"class": "car"', '"class": "bus", "class": "car"')
+    request = otlp([AnyValue(string_value=text), AnyValue(string_value=twice_in_a_detection), as_string(event(3))])
+    rejected, message = partial_success(
+        client.post("/v1/logs", data=request.SerializeToString(), headers={"Content-Type": PROTOBUF})
+    )
+    assert rejected == 2 and "'model_id' appears twice" in message and "'class' appears twice" in message
+    assert stored(client) == 1

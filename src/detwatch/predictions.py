@@ -539,6 +539,34 @@ class _Body(msgspec.Struct):
 _decode_body = msgspec.json.Decoder(_Body).decode
 
 
+def _strings(body: _Body) -> int:
+    """How many JSON strings (names and values) ``body`` was decoded from, when nothing was given twice."""
+    count = 3 + 4 * len(body.detections)  # model_id and its value, detections; class, confidence, box, a class
+    for value in (body.prediction_id, body.time, body.time_unix_nano, body.model_version, body.ab_variant,
+                  body.latency_ms, body.trace_id, body.span_id):  # fmt: skip
+        if value is not None and value is not _UNSET:
+            count += 2 if type(value) is str else 1
+    image = body.image
+    if image is not None:
+        count += 1
+        for value in (image.key, image.uri, image.width, image.height):
+            if value is not None:
+                count += 2 if type(value) is str else 1
+    if body.attributes is not None:
+        count += 1 + _tree_strings(body.attributes)
+    return count
+
+
+def _tree_strings(node: Any) -> int:
+    if isinstance(node, str):
+        return 1
+    if isinstance(node, dict):
+        return len(node) + sum(_tree_strings(child) for child in node.values())
+    if isinstance(node, list):
+        return sum(_tree_strings(child) for child in node)
+    return 0
+
+
 _NUL_ESCAPE = "\\u0000"
 """How a NUL appears in JSON text (a raw one is not JSON): such text takes the checked path, which names the field."""
 _NUL_ESCAPE_BYTES = _NUL_ESCAPE.encode()
@@ -550,6 +578,12 @@ def _fast(text: str | bytes, index: int, trace_id: str | None, span_id: str | No
     try:
         body = _decode_body(text)
     except (msgspec.DecodeError, UnicodeError):  # ValidationError included: the checked path names the field
+        return None
+    # msgspec keeps the last of a name given twice; I-JSON refuses it. Every string of the
+    # text (a name or a value) has two unescaped quotes, so a text with as many quotes as
+    # the strings decoded here has no name twice (nor an unknown one, nor an escaped quote);
+    # any other goes to the checked path, which refuses duplicates and accepts the rest.
+    if (text.count(b'"') if isinstance(text, bytes) else text.count('"')) != 2 * _strings(body):
         return None
     # What types cannot say: box corners in order, strings free of lone surrogates.
     for d in body.detections:
