@@ -343,3 +343,12 @@ def test_a_name_twice_in_an_otlp_records_json_body_rejects_that_record(client: F
     )
     assert rejected == 2 and "'model_id' appears twice" in message and "'class' appears twice" in message
     assert stored(client) == 1
+
+
+@pytest.mark.parametrize("name", ["a\u0000b", "a\u001fb", "a\u007f"])
+def test_an_alert_name_with_a_control_character_is_a_400(client: FlaskClient, name: str) -> None:
+    condition = {"metric": "avg_confidence", "operator": "lt", "threshold": 0.7, "window": "1h"}
+    body = {"name": name, "condition": condition, "notify": ["email:a@example.com"]}
+    response = client.post("/v1/models/m/alerts", json=body)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "name"

@@ -330,7 +330,7 @@ def post_feedback() -> tuple[Response, int]:
         raise APIError(413, "batch_too_large", f"at most {MAX_BATCH} feedback items per request", "feedback")
     parsed = []
     indexes = []
-    rejected = []
+    rejected: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         item_key = _item_key(key, index) if key and batch else key
         try:
@@ -352,7 +352,7 @@ def post_feedback() -> tuple[Response, int]:
             rejected.append({"index": index, "field": header, "error": f"{header}: {message}"})
             continue
         records.append(record)
-    rejected.sort(key=lambda r: int(r["index"]))
+    rejected.sort(key=lambda r: r["index"])
     for record in records:
         if not record.duplicate:
             attributes: dict[str, str] = {semconv.ATTR_FEEDBACK_TYPE: record.type}
