@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -352,3 +353,16 @@ def test_an_alert_name_with_a_control_character_is_a_400(client: FlaskClient, na
     response = client.post("/v1/models/m/alerts", json=body)
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == "name"
+
+
+def test_a_nul_in_the_url_of_a_caller_without_the_token_is_a_401(tmp_path: Path) -> None:
+    from detwatch.app import create_app
+    from detwatch.config import Settings
+
+    client = create_app(Settings(data_dir=tmp_path, api_token="s3cret")).test_client()
+    auth = {"Authorization": "Bearer s3cret"}
+    assert client.get("/v1/models/a%00b").status_code == 401
+    assert client.get("/v1/models/a%00b", headers=auth).status_code == 400
+    assert client.post("/v1/training-jobs/j%00/status", json={"status": "running"}).status_code == 401
+    assert client.get("/v1/training-jobs/j%00/dataset/export?format=coco").status_code == 401
+    assert client.get("/healthz?x=%00").status_code == 200

@@ -128,18 +128,39 @@ def init_app(app: Flask) -> None:
 # ------------------------------------------------------------------ auth
 
 
+_SELF_AUTHENTICATED = frozenset(
+    {"v1.post_feedback", "data_engine.post_job_status", "data_engine.get_job_dataset", "data_engine.export_job_dataset"}
+)
+"""Routes that may authenticate a caller by other means than the bearer token (a signature, a job's token)."""
+
+
 def _no_nul_in_url() -> None:
-    """Refuse a NUL in a path segment or the query string, on every route (see :mod:`detwatch.textfields`).
+    """Refuse a NUL in a ``/v1`` path segment or query string (see :mod:`detwatch.textfields`).
 
     Ids from the URL reach the database as query parameters, which PostgreSQL refuses
-    to hold a NUL: ``GET /v1/models/a%00b`` was a 500 there and a 404 on SQLite.
+    to hold a NUL: ``GET /v1/models/a%00b`` was a 500 there and a 404 on SQLite. A
+    caller without the API token hears 401 first, as anywhere else, unless the route
+    authenticates it otherwise and does not read the part that holds the NUL.
     """
+    if not request.path.startswith("/v1/"):
+        return
+    field = None
     for name, value in (request.view_args or {}).items():
         if isinstance(value, str) and holds_nul(value):
-            raise APIError(400, "invalid_field", NUL_MESSAGE, name)
-    for name, value in request.args.items(multi=True):
-        if holds_nul(name) or holds_nul(value):
-            raise APIError(400, "invalid_field", NUL_MESSAGE, name if not holds_nul(name) else "query")
+            field = name
+            break
+    else:
+        for name, value in request.args.items(multi=True):
+            if holds_nul(name) or holds_nul(value):
+                field = name if not holds_nul(name) else "query"
+                break
+    if field is None:
+        return
+    if not _bearer_ok():
+        if request.endpoint in _SELF_AUTHENTICATED and field not in (request.view_args or {}):
+            return
+        raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")
+    raise APIError(400, "invalid_field", NUL_MESSAGE, field)
 
 
 def _bearer_ok() -> bool:

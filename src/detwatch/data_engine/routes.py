@@ -422,9 +422,8 @@ def get_job_dataset(job_id: str) -> Response:
 
 @bp.get("/training-jobs/<job_id>/dataset/export")
 def export_job_dataset(job_id: str) -> Response:
-    form = _export_format()
     engine, version = _job_version(job_id)
-    return _export(engine, version, form)
+    return _export(engine, version, _export_format())
 
 
 @bp.post("/training-jobs/<job_id>/status")
