@@ -28,12 +28,12 @@ __all__ = [
     "LINE_PATTERN",
     "NAME_PATTERN",
     "NO_NUL_PATTERN",
+    "NUL",
     "NUL_MESSAGE",
     "holds_nul",
     "line_problem",
     "name_problem",
     "python_pattern",
-    "text_problem",
 ]
 
 NUL: Final = "\x00"
@@ -66,11 +66,6 @@ NUL_MESSAGE: Final = "must not hold the NUL character (U+0000)"
 def holds_nul(value: str) -> bool:
     """Whether ``value`` holds U+0000 (which no text field may)."""
     return NUL in value
-
-
-def text_problem(value: str) -> str | None:
-    """Why ``value`` cannot be a text field's value, or ``None`` when it can."""
-    return NUL_MESSAGE if NUL in value else None
 
 
 def line_problem(value: str) -> str | None:

@@ -39,7 +39,7 @@ from ._store import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore,
 from .export import to_coco, to_yolo_zip
 from .training import Trainer, ensure_dispatcher, trainer_from
 
-__all__ = ["bp", "init_app", "store"]
+__all__ = ["JOB_TOKEN_ENDPOINTS", "bp", "init_app", "store"]
 
 _logger = logging.getLogger(__name__)
 bp = Blueprint("data_engine", __name__, url_prefix="/v1")
@@ -71,14 +71,15 @@ def _trainer() -> Trainer:
         raise APIError(503, "trainer_misconfigured", str(exc)) from None
 
 
-_JOB_TOKEN_ENDPOINTS: Final = frozenset(
+JOB_TOKEN_ENDPOINTS: Final = frozenset(
     {"data_engine.post_job_status", "data_engine.get_job_dataset", "data_engine.export_job_dataset"}
 )
+"""Routes that take the job's callback token instead of the API token (each checks it)."""
 
 
 @bp.before_request
 def _authenticate() -> None:
-    if request.endpoint in _JOB_TOKEN_ENDPOINTS:
+    if request.endpoint in JOB_TOKEN_ENDPOINTS:
         return  # the job's own callback token is accepted there (checked by the route)
     if not _bearer_ok():
         raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")
