@@ -42,7 +42,7 @@ class Companion:
         self.url = f"http://127.0.0.1:{self.port}"
         # The test's own DETWATCH_* settings only: none leaks in from the environment.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("DETWATCH_")}
-        self.env = {**inherited, "DETWATCH_DATA_DIR": str(data_dir), **(env or {})}
+        self.env = {**inherited, "DETWATCH_DATA_DIR": str(data_dir), "DETWATCH_PUBLIC_URL": self.url, **(env or {})}
         if database_url:
             self.env["DETWATCH_DATABASE_URL"] = database_url
         self.log_path = data_dir / "gunicorn.log"

@@ -173,8 +173,8 @@ def test_the_user_guide_loop_ends_with_a_registered_model_version(
     assert f"v-{name}" in client.get_model(model.id).versions
     hand_offs = [r for r in trainer.received if r["document"]["job"]["id"] == job.id]
     assert len(hand_offs) == 3 and len({r["webhook_id"] for r in hand_offs}) == 1  # one message id: de-duplicable
-    assert hand_offs[0]["document"]["dataset"]["coco_url"].endswith(
-        f"/v1/datasets/{dataset.id}/versions/{new_version.id}/export?format=coco"
+    assert hand_offs[0]["document"]["dataset"]["coco_url"] == (
+        f"{companion.url}/v1/training-jobs/{job.id}/dataset/export?format=coco"
     )
 
 

@@ -14,6 +14,8 @@ from _jobs import queued_job
 from detwatch.data_engine.training import Trainer, dispatch_once
 from detwatch.storage import open_storage
 
+PUBLIC = "http://127.0.0.1:9"
+
 
 def test_a_failing_command_is_retried_with_backoff_and_the_job_is_failed_not_lost(tmp_path: Path) -> None:
     storage = open_storage(f"sqlite:///{tmp_path / 'd.db'}")
@@ -22,7 +24,7 @@ def test_a_failing_command_is_retried_with_backoff_and_the_job_is_failed_not_los
         store, job = queued_job(storage)
         marker = tmp_path / "runs"
         script = f"import sys; sys.stdin.read(); open({str(marker)!r}, 'a').write('x'); sys.exit(3)"
-        trainer = Trainer(command=(sys.executable, "-c", script), backoff_s=0.2, max_attempts=3)
+        trainer = Trainer(command=(sys.executable, "-c", script), backoff_s=0.2, max_attempts=3, public_url=PUBLIC)
         attempts_at: list[float] = []
         deadline = time.monotonic() + 20
         while store.get_job(job["id"])["status"] != "failed":  # type: ignore[index]
@@ -58,12 +60,14 @@ def test_a_trainer_that_takes_the_job_file_for_itself_has_the_job(tmp_path: Path
         script = (
             f"import os, shutil, sys; sys.stdin.read(); shutil.move(os.environ['DETWATCH_JOB_FILE'], {str(taken)!r})"
         )
-        assert dispatch_once(store, Trainer(command=(sys.executable, "-c", script)))
+        assert dispatch_once(store, Trainer(command=(sys.executable, "-c", script), public_url=PUBLIC))
         assert json.loads(taken.read_text())["job"]["id"] == job["id"]
         handed = store.get_job(job["id"])
         assert handed is not None and handed["status"] == "queued" and handed["attempts"] == 1
         assert handed["history"][-1]["message"] == "handed to the trainer"
-        assert not dispatch_once(store, Trainer(command=(sys.executable, "-c", script)))  # nothing due: not again
+        assert not dispatch_once(
+            store, Trainer(command=(sys.executable, "-c", script), public_url=PUBLIC)
+        )  # nothing due: not again
     finally:
         storage.close()
 

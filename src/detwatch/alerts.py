@@ -119,8 +119,8 @@ _MAX_WINDOW_S: Final = 31 * 86400
 # A label value the generated PromQL quotes: keep it to what needs no escaping anywhere
 # (rule files, Grafana JSON, Alertmanager matchers).
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}$")
-# Names appear inside templates and quoted strings of generated files.
-_NAME_FORBIDDEN: Final = re.compile(r"[{}\"'\\\n\r\t]")
+# Names appear inside templates and quoted strings of generated files: no control character either (NUL included).
+_NAME_FORBIDDEN: Final = re.compile(r"[{}\"'\\\x00-\x1f\x7f]")
 EMAIL_PATTERN: Final = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}"
 """An email address as notify targets take it (ASCII: one reading in Python and in JSON Schema)."""
 WEBHOOK_PATTERN: Final = r"https?://[!#-&(-~]{1,2000}"
@@ -457,7 +457,8 @@ def parse_alert(data: Mapping[str, Any]) -> AlertDefinition:
     if not isinstance(name, str) or len(name) > 100 or not slug(name) or _NAME_FORBIDDEN.search(name):
         raise AlertDefinitionError(
             "name",
-            f"expected 1-100 characters with a letter or digit and no braces, quotes or backslashes, got {name!r}",
+            f"expected 1-100 characters with a letter or digit and no braces, quotes, backslashes or control"
+            f" characters, got {name!r}",
         )
     model_id = _string("model_id", data.get("model_id"))
     condition = data.get("condition")

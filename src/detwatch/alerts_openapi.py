@@ -116,7 +116,7 @@ _ALERT_CREATE: Final = {
     "required": ["name", "condition"],
     "additionalProperties": False,
     "properties": {
-        "name": {"type": "string", "pattern": r"^[A-Za-z0-9][^{}\"'\\\n\r\t]{0,99}$"},
+        "name": {"type": "string", "pattern": r"^[A-Za-z0-9][^{}\"'\\\u0000-\u001f\u007f]{0,99}$"},
         "condition": _CONDITION,
         "notify": {
             "type": "array",

@@ -46,11 +46,13 @@ from .storage import (
     ABTestRecord,
     DatasetRecord,
     DatasetVersionRecord,
+    FeedbackInput,
     FeedbackRecord,
     ModelRecord,
     Storage,
     open_storage,
 )
+from .textfields import NUL_MESSAGE, holds_nul, line_problem, name_problem
 from .version import __version__
 from .webhooks import ID_HEADER, IDEMPOTENCY_KEY_HEADER, WebhookVerificationError, idempotency_key, verify
 
@@ -115,6 +117,8 @@ def init_app(app: Flask) -> None:
 
     data_engine_routes.init_app(app)
 
+    app.before_request(_no_nul_in_url)
+
     @app.teardown_appcontext
     def _nothing(_exc: BaseException | None) -> None:
         # Connections are per thread inside the backend and live with the process.
@@ -122,6 +126,38 @@ def init_app(app: Flask) -> None:
 
 
 # ------------------------------------------------------------------ auth
+
+
+def _no_nul_in_url() -> None:
+    """Refuse a NUL in a ``/v1`` path segment or query string (see :mod:`detwatch.textfields`).
+
+    Ids from the URL reach the database as query parameters, which PostgreSQL refuses
+    to hold a NUL: ``GET /v1/models/a%00b`` was a 500 there and a 404 on SQLite. A
+    caller without the API token hears 401 first, as anywhere else, unless the route
+    authenticates it otherwise and does not read the part that holds the NUL.
+    """
+    if not request.path.startswith("/v1/"):
+        return
+    field = None
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str) and holds_nul(value):
+            field = name
+            break
+    else:
+        for name, value in request.args.items(multi=True):
+            if holds_nul(name) or holds_nul(value):
+                field = name if not holds_nul(name) else "query"
+                break
+    if field is None:
+        return
+    if not _bearer_ok():
+        from .data_engine.routes import JOB_TOKEN_ENDPOINTS  # imports this module
+
+        # Routes that authenticate by other means (a signature, a job's token) read no query but their own.
+        if request.endpoint in {"v1.post_feedback", *JOB_TOKEN_ENDPOINTS} and field not in (request.view_args or {}):
+            return
+        raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")
+    raise APIError(400, "invalid_field", NUL_MESSAGE, field)
 
 
 def _bearer_ok() -> bool:
@@ -259,13 +295,40 @@ def _dedupe_key() -> str | None:
     key = idempotency_key(headers)
     if key is None:
         return None
-    header = IDEMPOTENCY_KEY_HEADER if headers.get(IDEMPOTENCY_KEY_HEADER.lower(), "").strip() else ID_HEADER
-    return f"key:{_bounded(key, header)}"
+    return f"key:{_bounded(key, _key_header())}"
+
+
+def _key_header() -> str:
+    """The header a token client's key came from: ``Idempotency-Key`` when given, else ``webhook-id``."""
+    return IDEMPOTENCY_KEY_HEADER if request.headers.get(IDEMPOTENCY_KEY_HEADER, "").strip() else ID_HEADER
+
+
+def _same_feedback(given: FeedbackInput, stored: FeedbackRecord) -> bool:
+    """Whether ``stored`` (found by ``given``'s key) is what ``given`` says: a retry, not a new item.
+
+    The ids are compared as given (storage fills the others once the prediction is
+    known), and the time only when one was sent (else it is when the first was stored).
+    """
+    ids = ((given.prediction_id, stored.prediction_id), (given.trace_id, stored.trace_id),
+           (given.span_id, stored.span_id))  # fmt: skip
+    return (
+        given.type == stored.type
+        and all(mine is None or mine == theirs for mine, theirs in ids)
+        and given.detection_index == stored.detection_index
+        and given.corrected_class == stored.corrected_class
+        and given.corrected_box == stored.corrected_box
+        and given.reviewer == stored.reviewer
+        and given.comment == stored.comment
+        and given.time_unix_nano in (0, stored.time_unix_nano)
+    )
 
 
 def _bounded(key: str, header: str) -> str:
     if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         raise APIError(400, "invalid_header", f"at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters", header)
+    problem = line_problem(key)  # it is stored as text: no NUL, and no control character in a header
+    if problem is not None:
+        raise APIError(400, "invalid_header", problem, header)
     return key
 
 
@@ -284,16 +347,30 @@ def post_feedback() -> tuple[Response, int]:
     if len(items) > MAX_BATCH:
         raise APIError(413, "batch_too_large", f"at most {MAX_BATCH} feedback items per request", "feedback")
     parsed = []
-    rejected = []
+    indexes = []
+    rejected: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         item_key = _item_key(key, index) if key and batch else key
         try:
             parsed.append(parse_feedback(item, idempotency_key=item_key))
+            indexes.append(index)
         except PredictionError as exc:
             if not batch:
                 raise _field_error(exc) from None
             rejected.append({"index": index, "field": exc.field, "error": str(exc)})
-    records = get_storage().add_feedback(parsed) if parsed else []
+    stored = get_storage().add_feedback(parsed) if parsed else []
+    records = []
+    for index, given, record in zip(indexes, parsed, stored, strict=True):
+        if record.duplicate and not _same_feedback(given, record):
+            # A key names one request: reused for another body, the first is not silently answered.
+            header = ID_HEADER if key and key.startswith("webhook:") else _key_header()
+            message = f"{header} was already used for a different feedback item: use a fresh key for new feedback"
+            if not batch:
+                raise APIError(422, "idempotency_key_reused", message, header)
+            rejected.append({"index": index, "field": header, "error": f"{header}: {message}"})
+            continue
+        records.append(record)
+    rejected.sort(key=lambda r: r["index"])
     for record in records:
         if not record.duplicate:
             attributes: dict[str, str] = {semconv.ATTR_FEEDBACK_TYPE: record.type}
@@ -346,8 +423,11 @@ def _string_field(data: Mapping[str, Any], key: str, *, required: bool, limit: i
         if required:
             raise APIError(400, "invalid_field", "is required", key)
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+    if not isinstance(value, str) or len(value) > limit:
         raise APIError(400, "invalid_field", f"must be a non-empty string of at most {limit} characters", key)
+    problem = name_problem(value)
+    if problem is not None:
+        raise APIError(400, "invalid_field", problem, key)
     return value
 
 
@@ -355,6 +435,30 @@ def _object_body() -> Mapping[str, Any]:
     data = _json_body()
     if not isinstance(data, Mapping):
         raise APIError(400, "invalid_json", "expected a JSON object", "body")
+    return data
+
+
+def _nul_free_body(*fields: str) -> Mapping[str, Any]:
+    """The JSON object of a body, refused (naming the field) where a string of ``fields`` (all: none named) holds a NUL.
+
+    For bodies read by analyses that take their strings as they come (periods, versions):
+    every string of the named fields is text, none is free-form. Unknown keys are ignored.
+    """
+    data = _object_body()
+    named = {key: data[key] for key in fields if key in data} if fields else data
+    stack: list[tuple[str, Any]] = [("", named)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, str):
+            if holds_nul(node):
+                raise APIError(400, "invalid_field", NUL_MESSAGE, where or "body")
+        elif isinstance(node, Mapping):
+            for key, child in node.items():
+                if holds_nul(key):
+                    raise APIError(400, "invalid_field", f"a key {NUL_MESSAGE}", where or "body")
+                stack.append((f"{where}.{key}" if where else key, child))
+        elif isinstance(node, list):
+            stack.extend((f"{where}[{i}]", child) for i, child in enumerate(node))
     return data
 
 
@@ -394,6 +498,8 @@ def create_dataset() -> tuple[Response, int]:
     description = data.get("description", "")
     if not isinstance(description, str) or len(description) > 4096:
         raise APIError(400, "invalid_field", "must be a string of at most 4096 characters", "description")
+    if holds_nul(description):
+        raise APIError(400, "invalid_field", NUL_MESSAGE, "description")
     return jsonify(_dataset_json(get_storage().create_dataset(name, description))), 201
 
 
@@ -433,7 +539,7 @@ def check_drift(model_id: str) -> Response:
     if storage.get_model(model_id) is None:
         raise APIError(404, "model_not_found", f"no model {model_id!r} (register it or send its telemetry)", "model_id")
     try:
-        return jsonify(report_for_request(storage, model_id, _object_body()))
+        return jsonify(report_for_request(storage, model_id, _nul_free_body()))
     except DriftInputError as exc:
         raise APIError(400, "invalid_field", exc.message, exc.field) from None
 
@@ -448,10 +554,13 @@ def _ab_test_or_404(storage: Storage, ab_test_id: str) -> ABTestRecord:
     return record
 
 
+_AB_TEST_FIELDS = ("name", "model_a_id", "model_b_id", "start", "config")
+
+
 @bp.post("/ab-tests")
 def create_ab_test() -> tuple[Response, int]:
     try:
-        record = abtest_service.create_for_request(get_storage(), _object_body())
+        record = abtest_service.create_for_request(get_storage(), _nul_free_body(*_AB_TEST_FIELDS))
     except abtest_service.ABTestInputError as exc:
         raise APIError(exc.status, "invalid_field", exc.message, exc.field) from None
     return jsonify(abtest_service.test_json(record)), 201

@@ -10,11 +10,12 @@ variable                    meaning                                          def
 ``DETWATCH_RETENTION_DAYS`` days raw prediction events are kept             30
 ``DETWATCH_RETENTION_INTERVAL`` seconds between expiry runs (detwatch.retention) 3600
 ``DETWATCH_INGEST_CONCURRENCY`` ingest requests at once on this machine      0 (no limit; ``serve``: workers - 1)
+``DETWATCH_PUBLIC_URL``     the companion's address as trainers reach it      none (no job hand-off)
 ``DETWATCH_CONFIG``         path of the YAML file                            ``./detwatch.yaml``
 =========================== ================================================ =====================
 
 The YAML file holds the same settings under lowercase names (``database_url``,
-``data_dir``, ``api_token``, ``webhook_secrets``, ``retention_days``); an environment
+``data_dir``, ``api_token``, ``webhook_secrets``, ``retention_days``, ``public_url``); an environment
 variable wins over the file, so a deployment can override one setting without
 editing it. Mistakes raise :class:`ConfigError` naming the setting.
 """
@@ -22,6 +23,7 @@ editing it. Mistakes raise :class:`ConfigError` naming the setting.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,6 +53,8 @@ class Settings:
     aggregate_hourly_days: float = 7.0
     ingest_concurrency: int = 0
     max_body_bytes: int = 32 * 1024 * 1024
+    public_url: str | None = None
+    """Where a trainer downloads a job's dataset and reports back; never taken from a request's Host."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -78,6 +82,7 @@ _KEYS = {
     "retention_interval_s": "DETWATCH_RETENTION_INTERVAL",
     "aggregate_hourly_days": "DETWATCH_AGGREGATE_HOURLY_DAYS",
     "ingest_concurrency": "DETWATCH_INGEST_CONCURRENCY",
+    "public_url": "DETWATCH_PUBLIC_URL",
 }
 
 
@@ -105,6 +110,8 @@ def _coerce(name: str, value: Any) -> Any:
         if name == "database_url" and not value.startswith(("sqlite:", "postgresql:", "postgres:")):
             raise ConfigError(f"database_url: expected sqlite:///path or postgresql://..., got {value!r}")
         return value
+    if name == "public_url":
+        return _public_url(value)
     if name == "webhook_secrets":
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or not all(isinstance(s, str) for s in items):
@@ -136,6 +143,25 @@ def _coerce(name: str, value: Any) -> Any:
             raise ConfigError("ingest_concurrency: must be 0 (no limit) or more")
         return slots
     raise ConfigError(f"{name}: unknown setting")  # pragma: no cover - _KEYS is closed
+
+
+def _public_url(value: Any) -> str | None:
+    """``http(s)://host[:port][/path]`` without a trailing slash, credentials, query or fragment; blank: none."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise ConfigError("public_url: expected a string")
+    url = value.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"public_url: expected http(s)://host[:port][/path], got {url!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise ConfigError(f"public_url: not a valid port in {url!r}") from None
+    if parts.username is not None or parts.query or parts.fragment or "\\" in url or not url.isprintable():
+        raise ConfigError("public_url: no credentials, query, fragment or control characters")
+    return url
 
 
 def load_settings(environ: Mapping[str, str] | None = None, path: str | os.PathLike[str] | None = None) -> Settings:

@@ -12,19 +12,18 @@ wrong. What each type requires:
 ``missed_object``  ``corrected_class`` and ``corrected_box`` of the missed object
 ================== ======================================================
 
-``reviewer`` and ``comment`` are optional everywhere; ``time`` defaults to now.
+``reviewer`` and ``comment`` are optional everywhere; ``time`` defaults to when it is stored.
 """
 
 from __future__ import annotations
 
-import math
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from .predictions import MAX_DETECTIONS, PredictionError, json_integer, parse_time
+from .predictions import MAX_DETECTIONS, PredictionError, json_integer, parse_box, parse_time
 from .storage import FEEDBACK_TYPES, FeedbackInput, FeedbackType
+from .textfields import name_problem
 
 __all__ = ["parse_feedback"]
 
@@ -38,23 +37,14 @@ def _text(obj: Mapping[str, Any], key: str, limit: int = 256) -> str | None:
     value = obj.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
         raise PredictionError(key, "must be a non-empty string")
+    problem = name_problem(value)
+    if problem is not None:
+        raise PredictionError(key, problem)
     if len(value) > limit:
         raise PredictionError(key, f"longer than {limit} characters")
     return value
-
-
-def _coordinate(value: Any) -> float:
-    number = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except OverflowError:  # an integer beyond the largest double
-            number = None
-    if number is None or not math.isfinite(number):
-        raise PredictionError("corrected_box", "must hold four finite numbers")
-    return number
 
 
 def parse_feedback(obj: Any, *, idempotency_key: str | None = None) -> FeedbackInput:
@@ -82,17 +72,13 @@ def parse_feedback(obj: Any, *, idempotency_key: str | None = None) -> FeedbackI
     raw_box = obj.get("corrected_box")
     corrected_box: tuple[float, float, float, float] | None = None
     if raw_box is not None:
-        if not isinstance(raw_box, list) or len(raw_box) != 4:
-            raise PredictionError("corrected_box", "must be [x1, y1, x2, y2] in pixels")
-        x1, y1, x2, y2 = (_coordinate(v) for v in raw_box)
-        if x2 <= x1 or y2 <= y1:
-            raise PredictionError("corrected_box", "needs x2 > x1 and y2 > y1 (xyxy)")
-        corrected_box = (x1, y1, x2, y2)
+        corrected_box = parse_box(raw_box, "corrected_box")
     if feedback_type in ("wrong_label", "missed_object") and corrected_class is None:
         raise PredictionError("corrected_class", f"is required for {feedback_type}")
     if feedback_type in ("wrong_box", "missed_object") and corrected_box is None:
         raise PredictionError("corrected_box", f"is required for {feedback_type}")
-    stamp = parse_time(obj["time"]) if obj.get("time") is not None else time.time_ns()
+    # Absent: 0, which storage reads as "when stored"; a retry without a time is then the same item.
+    stamp = parse_time(obj["time"]) if obj.get("time") is not None else 0
     return FeedbackInput(
         type=feedback_type,
         prediction_id=prediction_id,

@@ -33,6 +33,7 @@ from .predictions import (
     MIN_YEAR,
 )
 from .storage import FEEDBACK_TYPES
+from .textfields import LINE_PATTERN, NAME_PATTERN, NO_NUL_PATTERN
 from .version import __version__
 
 __all__ = ["openapi_document"]
@@ -40,8 +41,9 @@ __all__ = ["openapi_document"]
 JSON = "application/json"
 
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
-_NAME = {**_ID, "pattern": r"\S", "description": "not blank"}
-"""A name the registry and feedback check with ``str.strip()``: not only whitespace."""
+_NAME = {**_ID, "pattern": NAME_PATTERN, "description": "not blank: a visible character, no NUL"}
+"""A name, as :func:`detwatch.textfields.name_problem` checks it (the validators' rule, as written here)."""
+_LINE = {"type": "string", "minLength": 1, "pattern": LINE_PATTERN, "description": "no control character"}
 _HEX32 = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
 _HEX16 = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
 _BOX = {
@@ -162,8 +164,8 @@ _SCHEMAS: dict[str, Any] = {
                 {
                     "type": "object",
                     "properties": {
-                        "key": _nullable({"type": "string", "minLength": 1}),
-                        "uri": _nullable({"type": "string", "minLength": 1}),
+                        "key": _nullable(_LINE),
+                        "uri": _nullable(_LINE),
                         "width": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_INT32}),
                         "height": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_INT32}),
                     },
@@ -533,8 +535,33 @@ _OTLP_JSON = {
 _OTLP_PROTOBUF = {"type": "string", "format": "binary", "description": "ExportLogsServiceRequest, protobuf"}
 
 
+def _no_nul_in_text(node: Any) -> None:
+    """Give every string schema without a pattern :data:`~detwatch.textfields.NO_NUL_PATTERN` (one rule, stated once).
+
+    Free-form objects (``metadata``, ``options``, ``attributes``) have no string
+    schemas inside, and may hold a NUL: they are stored as JSON text.
+    """
+    if isinstance(node, dict):
+        kind = node.get("type")
+        text = kind == "string" or (isinstance(kind, list) and "string" in kind)
+        if text and not {"pattern", "enum"} & node.keys() and node.get("format") != "binary":
+            node["pattern"] = NO_NUL_PATTERN
+        for child in node.values():
+            _no_nul_in_text(child)
+    elif isinstance(node, list):
+        for child in node:
+            _no_nul_in_text(child)
+
+
 def openapi_document() -> dict[str, Any]:
     """The document (a new dict each call)."""
+    document = _document()
+    _no_nul_in_text(document["paths"])
+    _no_nul_in_text({k: v for k, v in document["components"]["schemas"].items() if k != "Error"})
+    return document
+
+
+def _document() -> dict[str, Any]:
     return copy.deepcopy(
         {
             "openapi": "3.1.0",
@@ -599,7 +626,7 @@ def openapi_document() -> dict[str, Any]:
                         "description": (
                             "One feedback object, or a batch: an object whose feedback is a list. A retried post"
                             " counts once: a signed post by its webhook-id, any other by its Idempotency-Key (else"
-                            " webhook-id), at most 256 characters."
+                            " webhook-id), at most 256 characters; a key reused for a different item is a 422."
                         ),
                         "requestBody": {
                             "required": True,
@@ -624,6 +651,11 @@ def openapi_document() -> dict[str, Any]:
                                         {"$ref": "#/components/schemas/FeedbackBatchResult"},
                                     ]
                                 },
+                            ),
+                            "422": _answer(
+                                "the idempotency key was already used for a different feedback item (in a batch,"
+                                " that item is rejected instead)",
+                                "Error",
                             ),
                             **_BODY_ERRORS,
                         },

@@ -35,6 +35,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from .textfields import LINE_PATTERN, NUL, NUL_MESSAGE, line_problem, python_pattern
+
 __all__ = [
     "DetectionRecord",
     "ImageRef",
@@ -42,6 +44,7 @@ __all__ = [
     "PredictionError",
     "json_integer",
     "load_json",
+    "parse_box",
     "parse_prediction",
     "parse_prediction_json",
 ]
@@ -172,8 +175,8 @@ def format_time(unix_nano: int) -> str:
 def load_json(data: bytes | str) -> Any:
     """Parse I-JSON (RFC 7493), nested at most ``MAX_JSON_DEPTH`` deep; raises :class:`ValueError`.
 
-    No ``NaN`` or ``Infinity`` (not JSON, and not writable back as JSON) and no lone
-    surrogates such as ``"\\udc00"`` (not Unicode: no database can store them). Deep
+    No ``NaN`` or ``Infinity`` (not JSON, and not writable back as JSON), no name twice
+    in one object, and no lone surrogates such as ``"\\udc00"`` (not Unicode: no database can store them). Deep
     nesting is refused before recursive code (``json.dumps`` when storing, protobuf's
     parser) can exhaust the stack. The message is for the sender.
     """
@@ -182,7 +185,7 @@ def load_json(data: bytes | str) -> Any:
         raise ValueError(f"{name} is not JSON")
 
     try:
-        value = json.loads(data, parse_constant=no_constants)
+        value = json.loads(data, parse_constant=no_constants, object_pairs_hook=_object_without_duplicates)
     except RecursionError:
         raise ValueError(f"nested more than {MAX_JSON_DEPTH} deep") from None
     except UnicodeDecodeError as exc:
@@ -191,6 +194,20 @@ def load_json(data: bytes | str) -> Any:
         raise ValueError(f"not JSON: {exc.msg} at position {exc.pos}") from None
     _check_tree(value, 1)
     return value
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, or :class:`ValueError` for a name given twice (I-JSON, RFC 7493 section 2.3).
+
+    Parsers disagree on which of two values wins (Python's and msgspec's keep the last,
+    others the first), so a body with both means different things to different readers.
+    """
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise ValueError(f"not I-JSON: the name {duplicate!r} appears twice in one object")
+    return obj
 
 
 def _check_tree(value: Any, depth: int) -> None:
@@ -248,8 +265,15 @@ def _string(obj: Mapping[str, Any], key: str, *, required: bool = False, where: 
         return None
     if not isinstance(value, str) or not value:
         raise PredictionError(name, "must be a non-empty string")
-    if len(value) > MAX_ID_LENGTH and key not in ("uri", "key"):
+    if key in ("uri", "key"):
+        # They name files and lines in exports (COCO file_name, YOLO images.txt): one line, no control character.
+        problem = line_problem(value)
+        if problem is not None:
+            raise PredictionError(name, problem)
+    elif len(value) > MAX_ID_LENGTH:
         raise PredictionError(name, f"longer than {MAX_ID_LENGTH} characters")
+    elif NUL in value:
+        raise PredictionError(name, NUL_MESSAGE)
     return value
 
 
@@ -276,6 +300,7 @@ def _detection(obj: Any, index: int) -> DetectionRecord:
         if (
             type(name) is str
             and name
+            and NUL not in name
             and type(confidence) is float
             and 0.0 <= confidence <= 1.0
             and (type(box) is list and len(box) == 4)
@@ -299,18 +324,29 @@ def _checked_detection(obj: Any, where: str) -> DetectionRecord:
     name = obj.get("class", obj.get("label"))
     if not isinstance(name, str) or not name:
         raise PredictionError(f"{where}.class", "must be a non-empty string")
+    if NUL in name:
+        raise PredictionError(f"{where}.class", NUL_MESSAGE)
     confidence = _number(obj.get("confidence", obj.get("score")), f"{where}.confidence")
     if not 0.0 <= confidence <= 1.0:
         raise PredictionError(f"{where}.confidence", "must be between 0 and 1")
-    raw = obj.get("box", obj.get("bbox"))
+    return DetectionRecord(name, confidence, parse_box(obj.get("box", obj.get("bbox")), f"{where}.box"))
+
+
+def parse_box(raw: Any, field: str) -> tuple[float, float, float, float]:
+    """A box of pixels, xyxy, x2 > x1, y2 > y1, within ±``MAX_COORDINATE``: the one rule of every box.
+
+    Detections, labels and feedback's ``corrected_box`` all go through it, so that a
+    box one route accepts is never refused by another (a suggested label is built
+    from a feedback box). Raises :class:`PredictionError` naming ``field``.
+    """
     if not isinstance(raw, (list, tuple)) or len(raw) != 4:
-        raise PredictionError(f"{where}.box", "must be [x1, y1, x2, y2] in pixels")
-    x1, y1, x2, y2 = (_number(v, f"{where}.box") for v in raw)
+        raise PredictionError(field, "must be [x1, y1, x2, y2] in pixels")
+    x1, y1, x2, y2 = (_number(v, field) for v in raw)
     if x2 <= x1 or y2 <= y1:
-        raise PredictionError(f"{where}.box", "needs x2 > x1 and y2 > y1 (xyxy)")
+        raise PredictionError(field, "needs x2 > x1 and y2 > y1 (xyxy)")
     if max(-x1, -y1, x2, y2) > MAX_COORDINATE:
-        raise PredictionError(f"{where}.box", f"coordinates must lie within ±{MAX_COORDINATE:g}")
-    return DetectionRecord(name, confidence, (x1, y1, x2, y2))
+        raise PredictionError(field, f"coordinates must lie within ±{MAX_COORDINATE:g}")
+    return (x1, y1, x2, y2)
 
 
 def _dimension(value: Any, name: str) -> int | None:
@@ -469,9 +505,12 @@ _Dimension = Annotated[int, msgspec.Meta(gt=0, le=MAX_INT32)]
 _Nanos = Annotated[int, msgspec.Meta(gt=0, le=MAX_INT64)]
 
 
+_Line = Annotated[str, msgspec.Meta(min_length=1, pattern=python_pattern(LINE_PATTERN))]
+
+
 class _Image(msgspec.Struct, gc=False):
-    key: _NonEmpty | None = None
-    uri: _NonEmpty | None = None
+    key: _Line | None = None
+    uri: _Line | None = None
     width: _Dimension | None = None
     height: _Dimension | None = None
 
@@ -500,10 +539,51 @@ class _Body(msgspec.Struct):
 _decode_body = msgspec.json.Decoder(_Body).decode
 
 
+def _strings(body: _Body) -> int:
+    """How many JSON strings (names and values) ``body`` was decoded from, when nothing was given twice."""
+    count = 3 + 4 * len(body.detections)  # model_id and its value, detections; class, confidence, box, a class
+    for value in (body.prediction_id, body.time, body.time_unix_nano, body.model_version, body.ab_variant,
+                  body.latency_ms, body.trace_id, body.span_id):  # fmt: skip
+        if value is not None and value is not _UNSET:
+            count += 2 if type(value) is str else 1
+    image = body.image
+    if image is not None:
+        count += 1
+        for value in (image.key, image.uri, image.width, image.height):
+            if value is not None:
+                count += 2 if type(value) is str else 1
+    if body.attributes is not None:
+        count += 1 + _tree_strings(body.attributes)
+    return count
+
+
+def _tree_strings(node: Any) -> int:
+    if isinstance(node, str):
+        return 1
+    if isinstance(node, dict):
+        return len(node) + sum(_tree_strings(child) for child in node.values())
+    if isinstance(node, list):
+        return sum(_tree_strings(child) for child in node)
+    return 0
+
+
+_NUL_ESCAPE = "\\u0000"
+"""How a NUL appears in JSON text (a raw one is not JSON): such text takes the checked path, which names the field."""
+_NUL_ESCAPE_BYTES = _NUL_ESCAPE.encode()
+
+
 def _fast(text: str | bytes, index: int, trace_id: str | None, span_id: str | None, stamp: int) -> Prediction | None:
+    if (_NUL_ESCAPE_BYTES if isinstance(text, bytes) else _NUL_ESCAPE) in text:  # type: ignore[operator]
+        return None
     try:
         body = _decode_body(text)
     except (msgspec.DecodeError, UnicodeError):  # ValidationError included: the checked path names the field
+        return None
+    # msgspec keeps the last of a name given twice; I-JSON refuses it. Every string of the
+    # text (a name or a value) has two unescaped quotes, so a text with as many quotes as
+    # the strings decoded here has no name twice (nor an unknown one, nor an escaped quote);
+    # any other goes to the checked path, which refuses duplicates and accepts the rest.
+    if (text.count(b'"') if isinstance(text, bytes) else text.count('"')) != 2 * _strings(body):
         return None
     # What types cannot say: box corners in order, strings free of lone surrogates.
     for d in body.detections:

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from ..clustered import ImageSums
 from ..storage import ABTestRecord, Storage
+from ..textfields import name_problem
 from .config import ConfigError, parse_config
 from .results import HOURLY_KINDS, KEYED_KINDS, ArmData, FeedbackCount, compute_results
 
@@ -34,8 +35,8 @@ class ABTestInputError(ValueError):
 
 def _string(body: Mapping[str, Any], key: str) -> str:
     value = body.get(key)
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
-        raise ABTestInputError(key, f"must be a non-empty string of at most {MAX_NAME} characters")
+    if not isinstance(value, str) or len(value) > MAX_NAME or name_problem(value) is not None:
+        raise ABTestInputError(key, f"must be a non-blank string of at most {MAX_NAME} characters, without NUL")
     return value
 
 

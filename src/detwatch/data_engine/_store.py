@@ -694,12 +694,16 @@ class DataEngineStore:
         version_id: str,
         base_model_id: str | None,
         options: Mapping[str, Any],
-        callback_base: str,
+        callback_base: str | None,
     ) -> dict[str, Any]:
-        """Record a job (``queued``, due for hand-off now); ``LookupError`` naming the unknown field."""
+        """Record a job (``queued``, due for hand-off now); ``LookupError`` naming the unknown field.
+
+        ``callback_base`` is the configured public URL (``None``: none yet); the hand-off
+        builds its URLs from the configuration of its own time.
+        """
         now = time.time_ns()
         job_id = uuid.uuid4().hex
-        callback_url = f"{callback_base}/v1/training-jobs/{job_id}/status"
+        callback_url = f"{callback_base}/v1/training-jobs/{job_id}/status" if callback_base else None
 
         def work(tx: Transaction) -> dict[str, Any]:
             if not tx.query("SELECT 1 FROM dataset_versions WHERE id = ? AND dataset_id = ?", (version_id, dataset_id)):

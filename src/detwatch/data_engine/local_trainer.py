@@ -3,7 +3,8 @@
 Run by the companion as ``DETWATCH_TRAINER_COMMAND="python -m detwatch.data_engine.local_trainer"``
 (or ``trainer: {command: ...}`` in ``detwatch.yaml``). It reads the job document on
 standard input (see :func:`detwatch.data_engine.training.job_document`), reports
-``running``, downloads the dataset version as COCO JSON, checks it, "trains" and
+``running``, downloads the dataset version as COCO JSON (with the job's callback
+token: the companion's API token is not given to trainers), checks it, "trains" and
 reports ``succeeded`` with the new model version (or ``failed`` with the reason).
 
 The training here is a stand-in that fits in a second: per-class box statistics of
@@ -70,15 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     document = json.loads(sys.stdin.read())
     job, callback = document["job"], document["callback"]
-    report_token = callback["token"]
-    api_token = os.environ.get("DETWATCH_API_TOKEN")
+    token = callback["token"]  # the job's own: it reports back and reads this job's dataset, nothing else
 
     def report(status: str, **fields: Any) -> None:
-        _call(callback["url"], token=report_token, body={"status": status, **fields})
+        _call(callback["url"], token=token, body={"status": status, **fields})
 
     report("running", message="downloading the dataset version")
     try:
-        coco = _call(document["dataset"]["coco_url"], token=api_token)
+        coco = _call(document["dataset"]["coco_url"], token=token)
         model = train(coco)
         # Both come from the job's creator: checked, or "../.." would write outside --output.
         version = _file_name(str(job["options"].get("model_version") or f"ft-{job['version_id'][:8]}"), "model_version")

@@ -58,8 +58,11 @@ def embedded_companion(data_dir: Path) -> Iterator[str]:
     """The companion on a loopback port in this process, with the local trainer command; yields its URL."""
     trainer = {"command": [sys.executable, "-m", "detwatch.data_engine.local_trainer", "--output",
                            str(data_dir / "models")], "backoff_s": 0.5}  # fmt: skip
-    app = create_app(Settings(data_dir=data_dir, extra={"trainer": trainer}))
+    settings = Settings(data_dir=data_dir, extra={"trainer": trainer})
+    app = create_app(settings)
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    # The address is known once bound, before the first request: the trainer's URLs start with it.
+    app.config["DETWATCH_SETTINGS"] = settings.with_overrides(public_url=f"http://127.0.0.1:{server.server_port}")
     thread = threading.Thread(target=server.serve_forever, name="detwatch-demo-companion", daemon=True)
     thread.start()
     try:

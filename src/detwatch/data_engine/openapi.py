@@ -11,12 +11,13 @@ from typing import Any
 from detwatch_instrumentation.flagging import EDGE_CONDITIONS
 
 from ..predictions import MAX_COORDINATE, MAX_DETECTIONS, MAX_ID_LENGTH
+from ..textfields import NAME_PATTERN
 from ._store import CURSOR_PATTERN, ITEM_STATUSES, JOB_STATUSES
 
 __all__ = ["paths", "schemas"]
 
 JSON = "application/json"
-_NAME = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"\S", "description": "not blank"}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NAME_PATTERN, "description": "not blank"}
 _RATE = {"type": "number", "minimum": 0, "maximum": 1}
 _PATH_ID = {"in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}}
 
@@ -155,7 +156,12 @@ def schemas() -> dict[str, Any]:
                 "name": _NAME,
                 "dataset_id": _NAME,
                 "version_id": _NAME,
-                "base_model_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": r"\S"},
+                "base_model_id": {
+                    "type": ["string", "null"],
+                    "minLength": 1,
+                    "maxLength": 256,
+                    "pattern": NAME_PATTERN,
+                },
                 "options": {"type": ["object", "null"]},
             },
         },
@@ -179,7 +185,12 @@ def schemas() -> dict[str, Any]:
             "required": ["status"],
             "properties": {
                 "status": {"type": "string", "enum": list(JOB_STATUSES)},
-                "model_version": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": r"\S"},
+                "model_version": {
+                    "type": ["string", "null"],
+                    "minLength": 1,
+                    "maxLength": 256,
+                    "pattern": NAME_PATTERN,
+                },
                 "message": {"type": ["string", "null"], "maxLength": 4096},
                 "metrics": {"type": ["object", "null"]},
             },
@@ -209,6 +220,15 @@ def paths(body_errors: dict[str, Any], read_errors: dict[str, Any]) -> dict[str,
     item = {"name": "item_id", **_PATH_ID}
     version = {"name": "version_id", **_PATH_ID}
     job = {"name": "job_id", **_PATH_ID}
+    export_format = {"name": "format", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": ["coco", "yolo"]}}  # fmt: skip
+    export_answer = {
+        "description": "COCO detection JSON, or the YOLO layout zipped",
+        "content": {
+            JSON: {"schema": {"type": "object"}},
+            "application/zip": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
     return {
         "/v1/models/{model_id}/data-engine": {
             "put": {
@@ -307,24 +327,9 @@ def paths(body_errors: dict[str, Any], read_errors: dict[str, Any]) -> dict[str,
         "/v1/datasets/{dataset_id}/versions/{version_id}/export": {
             "get": {
                 "summary": "Export a dataset version as COCO JSON or a YOLO zip",
-                "parameters": [
-                    dataset,
-                    version,
-                    {
-                        "name": "format",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string", "enum": ["coco", "yolo"]},
-                    },
-                ],
+                "parameters": [dataset, version, export_format],
                 "responses": {
-                    "200": {
-                        "description": "COCO detection JSON, or the YOLO layout zipped",
-                        "content": {
-                            JSON: {"schema": {"type": "object"}},
-                            "application/zip": {"schema": {"type": "string", "format": "binary"}},
-                        },
-                    },
+                    "200": export_answer,
                     "400": _answer("bad format", "Error"),
                     **not_found,
                     **read_errors,
@@ -334,6 +339,9 @@ def paths(body_errors: dict[str, Any], read_errors: dict[str, Any]) -> dict[str,
         "/v1/training-jobs": {
             "post": {
                 "summary": "Record a training job and hand it to the trainer (create_training_job)",
+                "description": "Every URL the trainer is given starts with the configured public URL "
+                "(DETWATCH_PUBLIC_URL), never with the request's Host; with a trainer configured and no public "
+                "URL the job is not recorded (503 public_url_not_configured).",
                 "requestBody": _body("TrainingJobCreate"),
                 "responses": {"201": _answer("the job", "TrainingJob"), **not_found, **body_errors},
             }
@@ -343,6 +351,32 @@ def paths(body_errors: dict[str, Any], read_errors: dict[str, Any]) -> dict[str,
                 "summary": "One training job with its history",
                 "parameters": [job],
                 "responses": {"200": _answer("the job", "TrainingJob"), **not_found, **read_errors},
+            }
+        },
+        "/v1/training-jobs/{job_id}/dataset": {
+            "get": {
+                "summary": "The job's dataset version, for its trainer (the job's callback token until the job "
+                "has finished, or the API token)",
+                "parameters": [job],
+                "responses": {
+                    "200": _answer("the version", "DatasetVersion"),
+                    "403": _answer("the job has finished: its callback token reads nothing more", "Error"),
+                    **not_found,
+                    **read_errors,
+                },
+            }
+        },
+        "/v1/training-jobs/{job_id}/dataset/export": {
+            "get": {
+                "summary": "The job's dataset version as COCO JSON or a YOLO zip, for its trainer (as above)",
+                "parameters": [job, export_format],
+                "responses": {
+                    "200": export_answer,
+                    "400": _answer("bad format", "Error"),
+                    "403": _answer("the job has finished: its callback token reads nothing more", "Error"),
+                    **not_found,
+                    **read_errors,
+                },
             }
         },
         "/v1/training-jobs/{job_id}/status": {

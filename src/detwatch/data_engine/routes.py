@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping
@@ -33,13 +32,14 @@ from detwatch_instrumentation.flagging import FlaggingPolicy, PolicyError
 
 from ..api import _bearer_ok, _json_body, get_storage, settings
 from ..errors import APIError
-from ..predictions import MAX_COORDINATE, MAX_DETECTIONS
+from ..predictions import MAX_DETECTIONS, PredictionError, parse_box
 from ..storage import StorageUnavailable
+from ..textfields import NUL_MESSAGE, holds_nul, name_problem
 from ._store import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
 from .export import to_coco, to_yolo_zip
 from .training import Trainer, ensure_dispatcher, trainer_from
 
-__all__ = ["bp", "init_app", "store"]
+__all__ = ["JOB_TOKEN_ENDPOINTS", "bp", "init_app", "store"]
 
 _logger = logging.getLogger(__name__)
 bp = Blueprint("data_engine", __name__, url_prefix="/v1")
@@ -66,14 +66,20 @@ def store() -> DataEngineStore:
 
 def _trainer() -> Trainer:
     try:
-        return trainer_from(settings().extra, os.environ, settings().api_token)
+        return trainer_from(settings().extra, os.environ, settings().public_url)
     except ValueError as exc:
         raise APIError(503, "trainer_misconfigured", str(exc)) from None
 
 
+JOB_TOKEN_ENDPOINTS: Final = frozenset(
+    {"data_engine.post_job_status", "data_engine.get_job_dataset", "data_engine.export_job_dataset"}
+)
+"""Routes that take the job's callback token instead of the API token (each checks it)."""
+
+
 @bp.before_request
 def _authenticate() -> None:
-    if request.endpoint == "data_engine.post_job_status":
+    if request.endpoint in JOB_TOKEN_ENDPOINTS:
         return  # the job's own callback token is accepted there (checked by the route)
     if not _bearer_ok():
         raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")
@@ -85,22 +91,18 @@ def _authenticate() -> None:
         ensure_dispatcher(store(), _trainer())
 
 
-# JSON Schema's \s (ECMA-262): what the OpenAPI document's "not blank" pattern means. Python's
-# str.strip() also strips U+0085 and U+001C..U+001F, which the document allows in a name.
-_ECMA_SPACE: Final = frozenset("\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff") | frozenset(
-    chr(c) for c in range(0x2000, 0x200B)
-)
-
-
 def _text(data: Mapping[str, Any], key: str, *, required: bool, limit: int = 256) -> str | None:
-    """A string field that is not blank (as the document's pattern says), at most ``limit`` characters."""
+    """A name (see :mod:`detwatch.textfields`: the rule the document's pattern states), at most ``limit`` characters."""
     value = data.get(key)
     if value is None:
         if required:
             raise APIError(400, "invalid_field", "is required", key)
         return None
-    if not isinstance(value, str) or not value or len(value) > limit or all(c in _ECMA_SPACE for c in value):
+    if not isinstance(value, str) or not value or len(value) > limit:
         raise APIError(400, "invalid_field", f"must be a non-blank string of at most {limit} characters", key)
+    problem = name_problem(value)
+    if problem is not None:
+        raise APIError(400, "invalid_field", problem, key)
     return value
 
 
@@ -235,15 +237,16 @@ def _annotations(value: Any) -> list[dict[str, Any]]:
         if not isinstance(a, Mapping):
             raise APIError(400, "invalid_field", 'must be {"class": ..., "box": [x1, y1, x2, y2]}', where)
         name = a.get("class", a.get("label"))
-        if not isinstance(name, str) or not name or len(name) > 256 or all(c in _ECMA_SPACE for c in name):
+        if not isinstance(name, str) or not name or len(name) > 256:
             raise APIError(400, "invalid_field", "must be a non-empty string", f"{where}.class")
-        box = a.get("box", a.get("bbox"))
-        ok = isinstance(box, list) and len(box) == 4
-        ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
-        ok = ok and all(abs(v) <= MAX_COORDINATE for v in box) and box[2] > box[0] and box[3] > box[1]
-        if not ok:
-            raise APIError(400, "invalid_field", "must be [x1, y1, x2, y2] in pixels, x2 > x1, y2 > y1", f"{where}.box")
-        out.append({"class": name, "box": [float(v) for v in box]})
+        problem = name_problem(name)
+        if problem is not None:
+            raise APIError(400, "invalid_field", problem, f"{where}.class")
+        try:
+            box = parse_box(a.get("box", a.get("bbox")), f"{where}.box")
+        except PredictionError as exc:
+            raise APIError(400, "invalid_field", exc.message, exc.field) from None
+        out.append({"class": name, "box": list(box)})
     return out
 
 
@@ -286,13 +289,23 @@ def get_version(dataset_id: str, version_id: str) -> Response:
 
 @bp.get("/datasets/<dataset_id>/versions/<version_id>/export")
 def export_version(dataset_id: str, version_id: str) -> Response:
-    form = request.args.get("format", "coco")
-    if form not in ("coco", "yolo"):
-        raise APIError(400, "invalid_field", "must be coco or yolo", "format")
+    form = _export_format()
     engine = store()
     version = engine.get_version(dataset_id, version_id)
     if version is None:
         raise APIError(404, "version_not_found", f"no version {version_id!r} of dataset {dataset_id!r}", "version_id")
+    return _export(engine, version, form)
+
+
+def _export_format() -> str:
+    form = request.args.get("format", "coco")
+    if form not in ("coco", "yolo"):
+        raise APIError(400, "invalid_field", "must be coco or yolo", "format")
+    return form
+
+
+def _export(engine: DataEngineStore, version: Mapping[str, Any], form: str) -> Response:
+    version_id = str(version["id"])
     items = engine.version_items(version_id)
     if form == "coco":
         document = to_coco(items, description=f"{version['name']} ({version['content_hash']})")
@@ -327,7 +340,15 @@ def create_training_job() -> tuple[Response, int]:
     options = data.get("options") or {}
     if not isinstance(options, Mapping):
         raise APIError(400, "invalid_field", "must be an object", "options")
-    base = os.environ.get("DETWATCH_PUBLIC_URL") or request.host_url.rstrip("/")
+    trainer = _trainer()
+    if trainer.configured and not trainer.public_url:
+        # Never from the request's Host: whoever sends it would choose where the trainer goes.
+        raise APIError(
+            503,
+            "public_url_not_configured",
+            "no job is handed off without the companion's address: set DETWATCH_PUBLIC_URL (or public_url in"
+            " detwatch.yaml) to the URL trainers reach it at; the job was not recorded",
+        )
     engine = store()
     try:
         job = engine.create_job(
@@ -336,14 +357,13 @@ def create_training_job() -> tuple[Response, int]:
             version_id=version_id,
             base_model_id=base_model_id,
             options=dict(options),
-            callback_base=base,
+            callback_base=trainer.public_url,
         )
     except LookupError as exc:
         field = str(exc.args[0])
         raise APIError(
             404, f"{field.removesuffix('_id')}_not_found", f"no such {field.removesuffix('_id')}", field
         ) from None
-    trainer = _trainer()
     ensure_dispatcher(engine, trainer)
     public = engine.get_job(job["id"]) or job
     public["trainer"] = trainer.describe()
@@ -358,8 +378,8 @@ def get_training_job(job_id: str) -> Response:
     return jsonify(job)
 
 
-@bp.post("/training-jobs/<job_id>/status")
-def post_job_status(job_id: str) -> Response:
+def _job_for_token(job_id: str) -> tuple[DataEngineStore, dict[str, Any] | None, bool]:
+    """The store, the job (with its secret) and whether the caller sent its callback token; 401 for neither token."""
     try:
         engine = store()
         job = engine.get_job(job_id, secret=True)
@@ -379,6 +399,37 @@ def post_job_status(job_id: str) -> Response:
     )
     if not token_ok and not _bearer_ok():  # without an API token configured, the API is open (loopback)
         raise APIError(401, "unauthorized", "send the job's callback token (or the API token)", "Authorization")
+    return engine, job, token_ok
+
+
+def _job_version(job_id: str) -> tuple[DataEngineStore, dict[str, Any]]:
+    """The job's dataset version, for its trainer (callback token) while the job is not finished, or the API token."""
+    engine, job, token_ok = _job_for_token(job_id)
+    if job is None:
+        raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
+    if token_ok and not _bearer_ok() and job["status"] in ("succeeded", "failed"):
+        raise APIError(403, "job_finished", "the job has finished: its callback token no longer reads its dataset")
+    version = engine.get_version(job["dataset_id"], job["version_id"])
+    if version is None:
+        raise APIError(404, "version_not_found", f"no version {job['version_id']!r}", "version_id")
+    return engine, version
+
+
+@bp.get("/training-jobs/<job_id>/dataset")
+def get_job_dataset(job_id: str) -> Response:
+    """The job's dataset version: what its trainer may read with the job's callback token."""
+    return jsonify(_job_version(job_id)[1])
+
+
+@bp.get("/training-jobs/<job_id>/dataset/export")
+def export_job_dataset(job_id: str) -> Response:
+    engine, version = _job_version(job_id)
+    return _export(engine, version, _export_format())
+
+
+@bp.post("/training-jobs/<job_id>/status")
+def post_job_status(job_id: str) -> Response:
+    engine, job, _token_ok = _job_for_token(job_id)
     data = _object()
     status = data.get("status")
     if status not in JOB_STATUSES:
@@ -387,6 +438,8 @@ def post_job_status(job_id: str) -> Response:
     message = data.get("message")
     if message is not None and (not isinstance(message, str) or len(message) > 4096):
         raise APIError(400, "invalid_field", "must be a string of at most 4096 characters", "message")
+    if message is not None and holds_nul(message):
+        raise APIError(400, "invalid_field", NUL_MESSAGE, "message")
     metrics = data.get("metrics") or {}
     if not isinstance(metrics, Mapping):
         raise APIError(400, "invalid_field", "must be an object", "metrics")

@@ -17,6 +17,20 @@ version (COCO and YOLO export URLs) and where to report back: ``POST
 "running" | "succeeded" | "failed", "model_version": ..., "message": ...}``. A
 succeeded job registers ``model_version`` of the base model, ready for an A/B test.
 
+What a trainer is trusted with, and why:
+
+- Every URL of the document starts with the configured public URL
+  (``DETWATCH_PUBLIC_URL`` or ``public_url`` in ``detwatch.yaml``), never with the
+  request's ``Host`` header: a token holder who sent ``Host: attacker:port`` got the
+  job handed to the trainer with URLs on that host, which served the trainer a
+  dataset of its choosing and received the job's token. Without a public URL no job
+  is handed off (``POST /v1/training-jobs`` says so with a 503).
+- The trainer's one credential is the job's callback token: it reports the job's
+  status and reads that job's dataset version (the ``dataset`` URLs are job-scoped
+  routes, ``/v1/training-jobs/{id}/dataset...``) until the job has finished. The
+  companion's API token never reaches a trainer: a local command runs without the
+  companion's secrets in its environment.
+
 A failed hand-off (connection refused, 5xx, non-zero exit, timeout) is recorded in
 the job's history and retried with exponential backoff (``DETWATCH_TRAINER_BACKOFF_S``,
 default 2 s, doubling up to 5 minutes) up to ``DETWATCH_TRAINER_MAX_ATTEMPTS`` (8)
@@ -66,12 +80,17 @@ class Trainer:
     command: tuple[str, ...] = ()
     backoff_s: float = 2.0
     max_attempts: int = MAX_ATTEMPTS
-    token: str | None = None
-    """The companion's API token, passed to a local command (it downloads the export)."""
+    public_url: str | None = None
+    """The companion's configured address, the base of every URL a trainer is given."""
 
     @property
     def configured(self) -> bool:
         return bool(self.url or self.command)
+
+    @property
+    def ready(self) -> bool:
+        """Whether jobs can be handed off: a trainer, and an address to give it (see the module docstring)."""
+        return self.configured and bool(self.public_url)
 
     @property
     def lease_s(self) -> float:
@@ -90,7 +109,7 @@ class Trainer:
         return f"command {shlex.join(self.command)}" if self.command else "none"
 
 
-def trainer_from(extra: Mapping[str, Any], environ: Mapping[str, str], api_token: str | None) -> Trainer:
+def trainer_from(extra: Mapping[str, Any], environ: Mapping[str, str], public_url: str | None) -> Trainer:
     """The trainer of the environment (``DETWATCH_TRAINER_*``) over ``detwatch.yaml``'s ``trainer``."""
     section = extra.get("trainer") or {}
     if not isinstance(section, Mapping):
@@ -103,29 +122,38 @@ def trainer_from(extra: Mapping[str, Any], environ: Mapping[str, str], api_token
     attempts = int(environ.get("DETWATCH_TRAINER_MAX_ATTEMPTS") or section.get("max_attempts") or MAX_ATTEMPTS)
     if url is not None and not str(url).startswith(("http://", "https://")):
         raise ValueError(f"trainer url: expected http(s)://..., got {url!r}")
-    return Trainer(url=url, secret=secret, command=argv, backoff_s=backoff, max_attempts=attempts, token=api_token)
+    return Trainer(
+        url=url, secret=secret, command=argv, backoff_s=backoff, max_attempts=attempts, public_url=public_url
+    )
 
 
 def job_document(job: Mapping[str, Any], base_url: str) -> dict[str, Any]:
-    """What the trainer receives: the job, the dataset export URLs, the callback."""
-    version = f"{base_url}/v1/datasets/{job['dataset_id']}/versions/{job['version_id']}"
+    """What the trainer receives: the job, its dataset's URLs, the callback (all under ``base_url``).
+
+    The callback token is the bearer for the dataset URLs too: they are the job's own
+    routes, so that the token reads nothing but this job's dataset version.
+    """
+    own = f"{base_url}/v1/training-jobs/{job['id']}"
     return {
         "type": "training_job.created",
         "job": {k: job[k] for k in ("id", "name", "dataset_id", "version_id", "base_model_id", "options")},
-        "dataset": {"version_url": version, "coco_url": f"{version}/export?format=coco",
-                    "yolo_url": f"{version}/export?format=yolo"},
-        "callback": {"url": f"{base_url}/v1/training-jobs/{job['id']}/status", "token": job["callback_token"]},
+        "dataset": {"version_url": f"{own}/dataset", "coco_url": f"{own}/dataset/export?format=coco",
+                    "yolo_url": f"{own}/dataset/export?format=yolo"},
+        "callback": {"url": f"{own}/status", "token": job["callback_token"]},
     }  # fmt: skip
 
 
-def _base_url(job: Mapping[str, Any]) -> str:
-    url = str(job.get("callback_url") or "")
-    return url.removesuffix(f"/v1/training-jobs/{job['id']}/status") or "http://127.0.0.1:8000"
+_SECRET_VARIABLES: Final = frozenset(
+    {"DETWATCH_API_TOKEN", "DETWATCH_WEBHOOK_SECRET", "DETWATCH_TRAINER_SECRET", "DETWATCH_DATABASE_URL",
+     "DETWATCH_GRAFANA_TOKEN"}
+)  # fmt: skip
+"""The companion's credentials: a local trainer command's environment goes without them."""
 
 
 def hand_off(trainer: Trainer, job: Mapping[str, Any]) -> str | None:
     """One attempt; returns the error, or ``None`` when the trainer took the job."""
-    document = job_document(job, _base_url(job))
+    assert trainer.public_url, "hand_off needs a trainer.ready"
+    document = job_document(job, trainer.public_url)
     body = json.dumps(document, separators=(",", ":")).encode()
     if trainer.url:
         headers = {"Content-Type": "application/json"}
@@ -142,9 +170,8 @@ def hand_off(trainer: Trainer, job: Mapping[str, Any]) -> str | None:
             return f"trainer webhook unreachable: {exc}"
     with tempfile.NamedTemporaryFile("wb", suffix=".json", prefix="detwatch-job-", delete=False) as handle:
         handle.write(body)
-    env = {**os.environ, "DETWATCH_JOB_FILE": handle.name}
-    if trainer.token:
-        env["DETWATCH_API_TOKEN"] = trainer.token
+    env = {k: v for k, v in os.environ.items() if k not in _SECRET_VARIABLES}
+    env["DETWATCH_JOB_FILE"] = handle.name
     try:
         done = subprocess.run(
             list(trainer.command), input=body, capture_output=True, timeout=COMMAND_TIMEOUT_S, env=env, check=False
@@ -161,7 +188,9 @@ def hand_off(trainer: Trainer, job: Mapping[str, Any]) -> str | None:
 
 
 def dispatch_once(store: DataEngineStore, trainer: Trainer) -> bool:
-    """Hand off one due job (if any); ``True`` when one was attempted."""
+    """Hand off one due job (if any); ``True`` when one was attempted (never without :attr:`Trainer.ready`)."""
+    if not trainer.ready:
+        return False
     job = store.take_due_job(lease_s=trainer.lease_s)
     if job is None:
         return False
@@ -221,7 +250,7 @@ _dispatchers: dict[int, _Dispatcher] = {}
 
 def ensure_dispatcher(store: DataEngineStore, trainer: Trainer) -> None:
     """Start this process's dispatcher for ``store`` (or wake it): jobs are due."""
-    if not trainer.configured:
+    if not trainer.ready:
         return
     with _lock:
         current = _dispatchers.get(id(store.storage))
