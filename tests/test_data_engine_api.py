@@ -588,6 +588,36 @@ def test_unusual_size_learns_the_usual_range_from_the_models_own_aggregates(clie
     assert items == {"small-car": ["unusual_size"]}
 
 
+def test_near_full_frame_boxes_are_flagged_even_when_the_model_has_learned_them(client: FlaskClient) -> None:
+    """50 of 1,500 images hold a box of 97 % of a 640x480 frame: a 3 % habit, learned as usual, still flagged."""
+    ds = dataset(client)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+    side = 0.97**0.5
+    full = [0.0, 0.0, W * side, H * side]  # 0.97 of the frame
+    assert (full[2] * full[3]) / (W * H) == pytest.approx(0.97)
+
+    def stream(prefix: str) -> tuple[list[dict[str, Any]], set[str]]:
+        events, huge = [], set()
+        for i in range(1500):
+            pid = f"{prefix}{i}"
+            box = full if i % 30 == 0 else [100.0, 100.0, 200.0 + i % 20, 180.0]
+            if i % 30 == 0:
+                huge.add(pid)
+            events.append({**event(pid, [det("car", 0.9, box)]), "time": stamp})
+        return events, huge
+
+    history, _ = stream("h")
+    send(client, history)  # the model's history: what it learns its usual sizes from
+    configure(client, ds["id"], {"edge_cases": {"enabled": True, "conditions": ["unusual_size"]}})
+    learned = ok(client.get("/v1/models/vehicles/data-engine"))["policy"]["edge_cases"]["unusual_size"]["learned"]
+    assert learned["car"][1] is None  # the habit made the learned range open-ended: it cannot flag them
+    current, huge = stream("c")
+    assert len(huge) == 50
+    send(client, current)
+    flagged = {i["prediction_id"] for i in all_items(client, ds["id"]) if i["prediction_id"].startswith("c")}
+    assert flagged == huge
+
+
 def area_edges_reference() -> list[float]:
     """Quarter decades of relative area from 1e-5 to 1 (the aggregates' bins, from their definition)."""
     return [10.0 ** (-5 + i / 4) for i in range(21)]
