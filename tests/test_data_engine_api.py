@@ -682,3 +682,28 @@ def test_a_callback_before_authentication_gets_no_database_details(tmp_path: Pat
         "/v1/training-jobs/j-1/status", json={"status": "running"}, headers={"Authorization": "Bearer s3cret"}
     )
     assert operator.status_code == 503 and "127.0.0.1" in operator.get_data(as_text=True)  # the operator is told
+
+
+def test_a_job_without_a_trainer_says_it_will_wait_and_the_service_logs_it(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a trainer a job waited in queued forever, and neither answer nor log said so."""
+    for name in ("DETWATCH_TRAINER_URL", "DETWATCH_TRAINER_COMMAND"):
+        monkeypatch.delenv(name, raising=False)
+    ds = dataset(client)
+    body = {"name": "v2", "dataset_id": ds["id"], "version_id": ds["version"]["id"]}
+    with caplog.at_level("WARNING", logger="detwatch.data_engine.routes"):
+        created = ok(client.post("/v1/training-jobs", json=body), 201)
+    assert created["status"] == "queued" and created["trainer"] == "none"
+    assert "DETWATCH_TRAINER_URL" in created["warning"] and "DETWATCH_TRAINER_COMMAND" in created["warning"]
+    assert [r.getMessage() for r in caplog.records] == [f"training job {created['id']} (v2): {created['warning']}"]
+    read = ok(client.get(f"/v1/training-jobs/{created['id']}"))
+    assert read["trainer"] == "none" and read["warning"] == created["warning"]
+    # Configured later, the trainer takes the waiting job, and the warning goes.
+    monkeypatch.setenv("DETWATCH_TRAINER_COMMAND", "true")
+    client.application.extensions.pop("detwatch.dispatch_checked", None)
+    deadline = time.monotonic() + 10
+    while not (read := ok(client.get(f"/v1/training-jobs/{created['id']}")))["handed_off"]:
+        assert time.monotonic() < deadline, read
+        time.sleep(0.05)
+    assert read["trainer"] == "command true" and read["warning"] is None

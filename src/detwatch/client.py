@@ -26,6 +26,7 @@ Calls whose server side comes with later versions of the companion
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,8 @@ from .exceptions import (
 )
 
 __all__ = ["Client", "Page", "Record"]
+
+_logger = logging.getLogger("detwatch.client")
 
 DEFAULT_TIMEOUT_S = 10.0
 MAX_RETRY_AFTER_S = 30.0
@@ -388,7 +391,10 @@ class Client:
         merged = {**(options or {}), **settings}
         if merged:
             body["options"] = merged
-        return _record(self._request("POST", "/v1/training-jobs", json=body, call="create_training_job"))
+        job = _record(self._request("POST", "/v1/training-jobs", json=body, call="create_training_job"))
+        if job.get("warning"):  # e.g. no trainer configured: the job would wait in queued, silently
+            _logger.warning("training job %s: %s", job.get("id"), job["warning"])
+        return job
 
     def create_ab_test(
         self,

@@ -345,9 +345,27 @@ def create_training_job() -> tuple[Response, int]:
         ) from None
     trainer = _trainer()
     ensure_dispatcher(engine, trainer)
-    public = engine.get_job(job["id"]) or job
-    public["trainer"] = trainer.describe()
+    public = _with_trainer(engine.get_job(job["id"]) or job, trainer)
+    if public["warning"]:
+        _logger.warning("training job %s (%s): %s", public["id"], name, public["warning"])
     return jsonify(public), 201
+
+
+NO_TRAINER: Final = (
+    "no trainer is configured: the job stays queued until one is (set DETWATCH_TRAINER_URL, a webhook, or "
+    "DETWATCH_TRAINER_COMMAND, a local command, or trainer: {url: ...} or {command: ...} in detwatch.yaml)"
+)
+
+
+def _with_trainer(job: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
+    """The job as the API shows it: which trainer it goes to, and why it waits when nothing will take it.
+
+    A job without a trainer is recorded and due, and is handed off as soon as one is
+    configured; until then nothing else in the answer would tell a ``queued`` job that
+    waits for a hand-off from one that waits forever.
+    """
+    waiting = job["status"] == "queued" and not job.get("handed_off") and not trainer.configured
+    return {**job, "trainer": trainer.describe(), "warning": NO_TRAINER if waiting else None}
 
 
 @bp.get("/training-jobs/<job_id>")
@@ -355,7 +373,7 @@ def get_training_job(job_id: str) -> Response:
     job = store().get_job(job_id)
     if job is None:
         raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
-    return jsonify(job)
+    return jsonify(_with_trainer(job, _trainer()))
 
 
 @bp.post("/training-jobs/<job_id>/status")
