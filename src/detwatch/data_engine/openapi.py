@@ -172,7 +172,10 @@ def schemas() -> dict[str, Any]:
                 "attempts": {"type": "integer"},
                 "model_version": {"type": ["string", "null"]},
                 "history": {"type": "array"},
-                "trainer": {"type": "string", "description": "where the job goes: 'webhook URL', 'command ...', 'none'"},
+                "trainer": {
+                    "type": "string",
+                    "description": "where the job goes: 'webhook URL', 'command ...' or 'none'",
+                },
                 "warning": {
                     "type": ["string", "null"],
                     "description": "why the job cannot progress (no trainer configured), null otherwise",
