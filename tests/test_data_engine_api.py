@@ -707,3 +707,82 @@ def test_a_job_without_a_trainer_says_it_will_wait_and_the_service_logs_it(
         assert time.monotonic() < deadline, read
         time.sleep(0.05)
     assert read["trainer"] == "command true" and read["warning"] is None
+
+
+def test_a_policy_configured_after_predictions_and_feedback_flags_the_retained_ones(client: FlaskClient) -> None:
+    """The user guide posts feedback before configure_data_engine: the review queue stayed empty."""
+    ds = dataset(client)
+    now = time.time()
+
+    def at(seconds_ago: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - seconds_ago))
+
+    fine = det("car", 0.9, NORMAL)
+    send(
+        client,
+        [
+            {**event("empty", []), "time": at(60)},
+            {**event("weak", [det("car", 0.2, NORMAL)]), "time": at(120)},
+            {**event("told-wrong", [fine]), "time": at(180)},
+            {**event("told-right", [fine]), "time": at(240)},
+            {**event("quiet", [fine]), "time": at(300)},
+            {**event("old-empty", []), "time": at(2 * 86400)},  # before the default 24 h
+            {**event("old-told-wrong", [fine]), "time": at(2 * 86400)},  # but its feedback is recent
+        ],
+    )
+    for pid, kind in (("told-wrong", "wrong_label"), ("told-right", "correct"), ("old-told-wrong", "false_positive")):
+        feedback = {"type": kind, "prediction_id": pid, "detection_index": 0}
+        if kind == "wrong_label":
+            feedback["corrected_class"] = "bus"
+        ok(client.post("/v1/feedback", json=feedback), 201)
+    policy = {
+        "low_confidence": {"enabled": True, "threshold": 0.6, "sample_rate": 1.0},
+        "edge_cases": {"enabled": True, "conditions": ["no_detections"]},
+    }
+    answer = configure(client, ds["id"], policy)
+    assert answer["config"]["low_confidence"]["threshold"] == 0.6  # the guide's shape is kept
+    expected = {
+        "empty": ["no_detections"],
+        "weak": ["low_confidence"],
+        "told-wrong": ["feedback:wrong_label"],
+        "old-told-wrong": ["feedback:false_positive"],
+    }
+    assert answer["backfill"]["examined"] == 6 and answer["backfill"]["flagged"] == len(expected)
+    assert answer["backfill"]["since"] < at(86400 - 5) and answer["backfill"]["until"] >= at(5)
+    assert {i["prediction_id"]: i["reasons"] for i in all_items(client, ds["id"])} == expected
+    # Applying it again flags nothing twice; a longer window reaches the older prediction.
+    body = {"config": policy, "target_dataset_id": ds["id"]}
+    assert ok(client.put("/v1/models/vehicles/data-engine", json=body))["backfill"]["flagged"] == 0
+    wider = ok(client.put("/v1/models/vehicles/data-engine", json={**body, "since": "3d"}))["backfill"]
+    assert wider["examined"] == 7 and wider["flagged"] == 1
+    none = ok(client.put("/v1/models/vehicles/data-engine", json={**body, "since": "none"}))["backfill"]
+    assert none["since"] is None and none["examined"] == 0 and none["flagged"] == 0
+    assert len(all_items(client, ds["id"])) == len(expected) + 1
+    for bad in ("yesterday", "24x", 24, "2024-02-01T12:00:00"):
+        response = client.put("/v1/models/vehicles/data-engine", json={**body, "since": bad})
+        assert response.status_code == 400 and error_of(response)["field"] == "since", bad
+
+
+def test_applying_a_policy_is_bounded_newest_first_and_says_where_it_stopped(app: Flask, client: FlaskClient) -> None:
+    from detwatch.data_engine.routes import store
+
+    ds = dataset(client)
+    now = int(time.time())
+    events = [event(f"e{i}", []) for i in range(7)]
+    for i, e in enumerate(events):
+        del e["time"]
+        e["time_unix_nano"] = (now - 60 * (i + 1)) * 10**9
+    send(client, events)
+    configure(client, ds["id"], {"edge_cases": {"enabled": True, "conditions": ["no_detections"]}})
+    with app.app_context():
+        engine = store()
+        # Start from a clean queue, then apply it again in pages of 2, at most 5 predictions.
+        engine._run(lambda tx: tx.execute("DELETE FROM flagged_items"), write=True)
+        since, until = (now - 3600) * 10**9, now * 10**9
+        cut = engine.backfill("vehicles", since_unix_nano=since, until_unix_nano=until, limit=5, chunk=2)
+        assert (cut.examined, cut.flagged, cut.complete) == (5, 5, False)
+        assert cut.since_unix_nano == (now - 60 * 5) * 10**9  # the oldest evaluated: e4
+        assert {i["prediction_id"] for i in all_items(client, ds["id"])} == {f"e{i}" for i in range(5)}
+        rest = engine.backfill("vehicles", since_unix_nano=since, until_unix_nano=until, chunk=2)
+        assert (rest.examined, rest.flagged, rest.complete, rest.since_unix_nano) == (7, 2, True, since)
+    assert len(all_items(client, ds["id"])) == 7

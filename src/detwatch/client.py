@@ -259,10 +259,18 @@ class Client:
         body = {"name": name, "condition": dict(condition), "notify": list(notify)}
         return _record(self._request("POST", f"/v1/models/{_segment(model_id)}/alerts", json=body, call="create_alert"))
 
-    def configure_data_engine(self, *, model_id: str, config: Mapping[str, Any], target_dataset_id: str) -> Record:
+    def configure_data_engine(
+        self, *, model_id: str, config: Mapping[str, Any], target_dataset_id: str, since: str | None = None
+    ) -> Record:
         """Set the model's flagging policy; flagged predictions go to ``target_dataset_id`` (required, as the server
-        requires it: leaving it out is a TypeError naming it here, not a 400 from the server)."""
-        body = {"config": dict(config), "target_dataset_id": target_dataset_id}
+        requires it: leaving it out is a TypeError naming it here, not a 400 from the server).
+
+        The policy also applies to the predictions already stored (and feedback already
+        given) since ``since``: ``"24h"`` by default, a duration (``"7d"``), an RFC 3339
+        time, or ``"none"``; the answer's ``backfill`` says how many were flagged."""
+        body: dict[str, Any] = {"config": dict(config), "target_dataset_id": target_dataset_id}
+        if since is not None:
+            body["since"] = since
         return _record(
             self._request(
                 "PUT",

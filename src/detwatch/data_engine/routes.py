@@ -2,7 +2,10 @@
 
 - ``PUT/GET /v1/models/{id}/data-engine``: the flagging policy and its target dataset
   (GET also returns the effective ``policy`` with learned size ranges: what the
-  decorator's ``DataEngine`` polls).
+  decorator's ``DataEngine`` polls). PUT also applies the policy to the retained
+  predictions of the last ``since`` (24 h by default) and answers how many it flagged
+  (``backfill``): a policy configured after the first predictions and feedback arrived
+  (the user guide's order) still fills the review queue.
 - ``GET /v1/datasets/{id}/items?status=needs_review&limit=100&cursor=...``: the review
   queue, oldest first, with ``next_cursor``; ``GET .../items/{item_id}``.
 - ``POST /v1/datasets/{id}/claims`` ``{"reviewer", "limit"}``: items for one
@@ -23,8 +26,10 @@ import hmac
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Final, Literal, cast
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -145,10 +150,14 @@ def configure_data_engine(model_id: str) -> Response:
         policy = FlaggingPolicy.from_config(data["config"], "config")
     except PolicyError as exc:
         raise APIError(400, "invalid_field", exc.message, exc.field) from None
+    now = time.time_ns()
+    since = _since(data.get("since", DEFAULT_SINCE), now)
+    engine = store()
     try:
-        record = store().set_policy(model_id, policy, dataset_id)
+        record = engine.set_policy(model_id, policy, dataset_id)
     except LookupError:
         raise APIError(404, "dataset_not_found", f"no dataset {dataset_id!r}", "target_dataset_id") from None
+    done = None if since is None else engine.backfill(model_id, since_unix_nano=since, until_unix_nano=now)
     return jsonify(
         {
             "id": model_id,
@@ -156,7 +165,53 @@ def configure_data_engine(model_id: str) -> Response:
             "config": record.config,
             "target_dataset_id": record.target_dataset_id,
             "updated_unix_nano": record.updated_unix_nano,
+            "backfill": {
+                "since": None if done is None else _rfc3339(done.since_unix_nano),
+                "until": _rfc3339(now),
+                "examined": 0 if done is None else done.examined,
+                "flagged": 0 if done is None else done.flagged,
+                "complete": True if done is None else done.complete,
+            },
         }
+    )
+
+
+DEFAULT_SINCE: Final = "24h"
+"""How far back a new or changed policy is applied to the retained predictions by default."""
+_AGO: Final = re.compile(r"([0-9]{1,6}) *(m|min|h|d|w)")
+_AGO_S: Final = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _since(value: Any, now_unix_nano: int) -> int | None:
+    """The start of the window a policy is applied to (``None``: none, only new predictions).
+
+    ``"24h"``, ``"30m"``, ``"7d"``, ``"2w"`` back from now; an RFC 3339 time; ``"none"``.
+    The window is of the predictions' own time, like retention: older ones are gone anyway.
+    """
+    if value == "none":
+        return None
+    message = 'must be a duration back from now ("24h", "30m", "7d"), an RFC 3339 time, or "none"'
+    if not isinstance(value, str):
+        raise APIError(400, "invalid_field", message, "since")
+    match = _AGO.fullmatch(value.strip())
+    if match:
+        return max(0, now_unix_nano - int(match.group(1)) * _AGO_S[match.group(2)] * 1_000_000_000)
+    try:
+        # RFC 3339 allows a lowercase "t" and "z"; fromisoformat does not.
+        moment = datetime.fromisoformat(value.upper() if value.isascii() else value)
+    except ValueError:
+        raise APIError(400, "invalid_field", message, "since") from None
+    if moment.tzinfo is None:
+        raise APIError(400, "invalid_field", "needs a time zone (e.g. a trailing Z)", "since")
+    delta = moment - _EPOCH  # exact, unlike the float of moment.timestamp()
+    since = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    return min(max(since, 0), now_unix_nano)  # before 1970 nothing is stored; after now, nothing yet
+
+
+def _rfc3339(unix_nano: int) -> str:
+    return datetime.fromtimestamp(unix_nano // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S") + (
+        f".{unix_nano % 1_000_000_000:09d}Z"
     )
 
 
