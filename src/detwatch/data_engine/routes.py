@@ -38,7 +38,7 @@ from detwatch_instrumentation.flagging import FlaggingPolicy, PolicyError
 
 from ..api import _bearer_ok, _json_body, get_storage, settings
 from ..errors import APIError
-from ..predictions import MAX_COORDINATE, MAX_DETECTIONS
+from ..predictions import MAX_COORDINATE, MAX_DETECTIONS, format_time
 from ..storage import StorageUnavailable
 from ._store import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
 from .export import to_coco, to_yolo_zip
@@ -166,8 +166,8 @@ def configure_data_engine(model_id: str) -> Response:
             "target_dataset_id": record.target_dataset_id,
             "updated_unix_nano": record.updated_unix_nano,
             "backfill": {
-                "since": None if done is None else _rfc3339(done.since_unix_nano),
-                "until": _rfc3339(now),
+                "since": None if done is None else format_time(done.since_unix_nano),
+                "until": format_time(now),
                 "examined": 0 if done is None else done.examined,
                 "flagged": 0 if done is None else done.flagged,
                 "complete": True if done is None else done.complete,
@@ -207,12 +207,6 @@ def _since(value: Any, now_unix_nano: int) -> int | None:
     delta = moment - _EPOCH  # exact, unlike the float of moment.timestamp()
     since = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
     return min(max(since, 0), now_unix_nano)  # before 1970 nothing is stored; after now, nothing yet
-
-
-def _rfc3339(unix_nano: int) -> str:
-    return datetime.fromtimestamp(unix_nano // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S") + (
-        f".{unix_nano % 1_000_000_000:09d}Z"
-    )
 
 
 @bp.get("/models/<model_id>/data-engine")
