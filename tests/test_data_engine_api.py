@@ -588,6 +588,36 @@ def test_unusual_size_learns_the_usual_range_from_the_models_own_aggregates(clie
     assert items == {"small-car": ["unusual_size"]}
 
 
+def test_near_full_frame_boxes_are_flagged_even_when_the_model_has_learned_them(client: FlaskClient) -> None:
+    """50 of 1,500 images hold a box of 97 % of a 640x480 frame: a 3 % habit, learned as usual, still flagged."""
+    ds = dataset(client)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+    side = 0.97**0.5
+    full = [0.0, 0.0, W * side, H * side]  # 0.97 of the frame
+    assert (full[2] * full[3]) / (W * H) == pytest.approx(0.97)
+
+    def stream(prefix: str) -> tuple[list[dict[str, Any]], set[str]]:
+        events, huge = [], set()
+        for i in range(1500):
+            pid = f"{prefix}{i}"
+            box = full if i % 30 == 0 else [100.0, 100.0, 200.0 + i % 20, 180.0]
+            if i % 30 == 0:
+                huge.add(pid)
+            events.append({**event(pid, [det("car", 0.9, box)]), "time": stamp})
+        return events, huge
+
+    history, _ = stream("h")
+    send(client, history)  # the model's history: what it learns its usual sizes from
+    configure(client, ds["id"], {"edge_cases": {"enabled": True, "conditions": ["unusual_size"]}})
+    learned = ok(client.get("/v1/models/vehicles/data-engine"))["policy"]["edge_cases"]["unusual_size"]["learned"]
+    assert learned["car"][1] is None  # the habit made the learned range open-ended: it cannot flag them
+    current, huge = stream("c")
+    assert len(huge) == 50
+    send(client, current)
+    flagged = {i["prediction_id"] for i in all_items(client, ds["id"]) if i["prediction_id"].startswith("c")}
+    assert flagged == huge
+
+
 def area_edges_reference() -> list[float]:
     """Quarter decades of relative area from 1e-5 to 1 (the aggregates' bins, from their definition)."""
     return [10.0 ** (-5 + i / 4) for i in range(21)]
@@ -652,3 +682,107 @@ def test_a_callback_before_authentication_gets_no_database_details(tmp_path: Pat
         "/v1/training-jobs/j-1/status", json={"status": "running"}, headers={"Authorization": "Bearer s3cret"}
     )
     assert operator.status_code == 503 and "127.0.0.1" in operator.get_data(as_text=True)  # the operator is told
+
+
+def test_a_job_without_a_trainer_says_it_will_wait_and_the_service_logs_it(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a trainer a job waited in queued forever, and neither answer nor log said so."""
+    for name in ("DETWATCH_TRAINER_URL", "DETWATCH_TRAINER_COMMAND"):
+        monkeypatch.delenv(name, raising=False)
+    ds = dataset(client)
+    body = {"name": "v2", "dataset_id": ds["id"], "version_id": ds["version"]["id"]}
+    with caplog.at_level("WARNING", logger="detwatch.data_engine.routes"):
+        created = ok(client.post("/v1/training-jobs", json=body), 201)
+    assert created["status"] == "queued" and created["trainer"] == "none"
+    assert "DETWATCH_TRAINER_URL" in created["warning"] and "DETWATCH_TRAINER_COMMAND" in created["warning"]
+    assert [r.getMessage() for r in caplog.records] == [f"training job {created['id']} (v2): {created['warning']}"]
+    read = ok(client.get(f"/v1/training-jobs/{created['id']}"))
+    assert read["trainer"] == "none" and read["warning"] == created["warning"]
+    # Configured later, the trainer takes the waiting job, and the warning goes.
+    monkeypatch.setenv("DETWATCH_TRAINER_COMMAND", "true")
+    client.application.extensions.pop("detwatch.dispatch_checked", None)
+    deadline = time.monotonic() + 10
+    while not (read := ok(client.get(f"/v1/training-jobs/{created['id']}")))["handed_off"]:
+        assert time.monotonic() < deadline, read
+        time.sleep(0.05)
+    assert read["trainer"] == "command true" and read["warning"] is None
+
+
+def test_a_policy_configured_after_predictions_and_feedback_flags_the_retained_ones(client: FlaskClient) -> None:
+    """The user guide posts feedback before configure_data_engine: the review queue stayed empty."""
+    ds = dataset(client)
+    now = time.time()
+
+    def at(seconds_ago: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - seconds_ago))
+
+    fine = det("car", 0.9, NORMAL)
+    send(
+        client,
+        [
+            {**event("empty", []), "time": at(60)},
+            {**event("weak", [det("car", 0.2, NORMAL)]), "time": at(120)},
+            {**event("told-wrong", [fine]), "time": at(180)},
+            {**event("told-right", [fine]), "time": at(240)},
+            {**event("quiet", [fine]), "time": at(300)},
+            {**event("old-empty", []), "time": at(2 * 86400)},  # before the default 24 h
+            {**event("old-told-wrong", [fine]), "time": at(2 * 86400)},  # but its feedback is recent
+        ],
+    )
+    for pid, kind in (("told-wrong", "wrong_label"), ("told-right", "correct"), ("old-told-wrong", "false_positive")):
+        feedback = {"type": kind, "prediction_id": pid, "detection_index": 0}
+        if kind == "wrong_label":
+            feedback["corrected_class"] = "bus"
+        ok(client.post("/v1/feedback", json=feedback), 201)
+    policy = {
+        "low_confidence": {"enabled": True, "threshold": 0.6, "sample_rate": 1.0},
+        "edge_cases": {"enabled": True, "conditions": ["no_detections"]},
+    }
+    answer = configure(client, ds["id"], policy)
+    assert answer["config"]["low_confidence"]["threshold"] == 0.6  # the guide's shape is kept
+    expected = {
+        "empty": ["no_detections"],
+        "weak": ["low_confidence"],
+        "told-wrong": ["feedback:wrong_label"],
+        "old-told-wrong": ["feedback:false_positive"],
+    }
+    assert answer["backfill"]["examined"] == 6 and answer["backfill"]["flagged"] == len(expected)
+    assert answer["backfill"]["since"] < at(86400 - 5) and answer["backfill"]["until"] >= at(5)
+    assert {i["prediction_id"]: i["reasons"] for i in all_items(client, ds["id"])} == expected
+    # Applying it again flags nothing twice; a longer window reaches the older prediction.
+    body = {"config": policy, "target_dataset_id": ds["id"]}
+    assert ok(client.put("/v1/models/vehicles/data-engine", json=body))["backfill"]["flagged"] == 0
+    wider = ok(client.put("/v1/models/vehicles/data-engine", json={**body, "since": "3d"}))["backfill"]
+    assert wider["examined"] == 7 and wider["flagged"] == 1
+    none = ok(client.put("/v1/models/vehicles/data-engine", json={**body, "since": "none"}))["backfill"]
+    assert none["since"] is None and none["examined"] == 0 and none["flagged"] == 0
+    assert len(all_items(client, ds["id"])) == len(expected) + 1
+    for bad in ("yesterday", "24x", 24, "2024-02-01T12:00:00"):
+        response = client.put("/v1/models/vehicles/data-engine", json={**body, "since": bad})
+        assert response.status_code == 400 and error_of(response)["field"] == "since", bad
+
+
+def test_applying_a_policy_is_bounded_newest_first_and_says_where_it_stopped(app: Flask, client: FlaskClient) -> None:
+    from detwatch.data_engine.routes import store
+
+    ds = dataset(client)
+    now = int(time.time())
+    events = [event(f"e{i}", []) for i in range(7)]
+    for i, e in enumerate(events):
+        del e["time"]
+        e["time_unix_nano"] = (now - 60 * (i + 1)) * 10**9
+    send(client, events)
+    configure(client, ds["id"], {"edge_cases": {"enabled": True, "conditions": ["no_detections"]}})
+    with app.app_context():
+        engine = store()
+        # Start from a clean queue, then apply it again in pages of 2, at most 5 predictions.
+        engine._run(lambda tx: tx.execute("DELETE FROM flagged_items"), write=True)
+        since, until = (now - 3600) * 10**9, now * 10**9
+        cut = engine.backfill("vehicles", since_unix_nano=since, until_unix_nano=until, limit=5, chunk=2)
+        assert (cut.examined, cut.flagged, cut.complete) == (5, 5, False)
+        assert cut.since_unix_nano == (now - 60 * 5) * 10**9  # the oldest evaluated: e4
+        assert {i["prediction_id"] for i in all_items(client, ds["id"])} == {f"e{i}" for i in range(5)}
+        rest = engine.backfill("vehicles", since_unix_nano=since, until_unix_nano=until, chunk=2)
+        assert (rest.examined, rest.flagged, rest.complete, rest.since_unix_nano) == (7, 2, True, since)
+    assert len(all_items(client, ds["id"])) == 7

@@ -99,10 +99,18 @@ def test_unusual_size_uses_absolute_bounds_and_learned_ranges() -> None:
     assert policy.evaluate("k", [Det("car", 0.9, CAR), tiny], 640, 480) == ("unusual_size",)
     assert policy.evaluate("k", [huge], 640, 480) == ("unusual_size",)
     assert policy.evaluate("k", [huge], None, None) == ()  # pixels without an image size: unknown area
+    # A learned range narrows the absolute bounds, it never widens them: a model that often
+    # emits huge or tiny cars still has them flagged.
     learned = policy.with_learned({"car": (0.0001, 0.9)})
-    assert learned.evaluate("k", [tiny], 640, 480) == ()
-    assert learned.evaluate("k", [huge], 640, 480) == ()
+    assert learned.evaluate("k", [tiny], 640, 480) == ("unusual_size",)
+    assert learned.evaluate("k", [huge], 640, 480) == ("unusual_size",)
     assert learned.evaluate("k", [Det("truck", 0.9, (0.0, 0.0, 10.0, 10.0))], 640, 480) == ("unusual_size",)
+    narrow = policy.with_learned({"car": (0.02, 0.03)})
+    assert narrow.evaluate("k", [Det("car", 0.9, CAR)], 640, 480) == ()
+    assert narrow.evaluate("k", [Det("car", 0.9, (0.0, 0.0, 60.0, 60.0))], 640, 480) == ("unusual_size",)  # 0.012
+    assert narrow.evaluate("k", [Det("truck", 0.9, (0.0, 0.0, 60.0, 60.0))], 640, 480) == ()  # no range: absolute
+    unbounded = only("unusual_size", unusual_size={"min_area": 0.0, "max_area": 1.0}).with_learned({"car": (0.0, 0.9)})
+    assert unbounded.evaluate("k", [huge], 640, 480) == ()  # absolute bounds opened: only the learned test
     relative = Det("car", 0.9, (0.0, 0.0, 0.01, 0.01))  # normalised box, no image size: area 0.0001
     assert policy.evaluate("k", [relative]) == ("unusual_size",)
 

@@ -26,6 +26,7 @@ Calls whose server side comes with later versions of the companion
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,8 @@ from .exceptions import (
 )
 
 __all__ = ["Client", "Page", "Record"]
+
+_logger = logging.getLogger("detwatch.client")
 
 DEFAULT_TIMEOUT_S = 10.0
 MAX_RETRY_AFTER_S = 30.0
@@ -256,10 +259,18 @@ class Client:
         body = {"name": name, "condition": dict(condition), "notify": list(notify)}
         return _record(self._request("POST", f"/v1/models/{_segment(model_id)}/alerts", json=body, call="create_alert"))
 
-    def configure_data_engine(self, *, model_id: str, config: Mapping[str, Any], target_dataset_id: str) -> Record:
+    def configure_data_engine(
+        self, *, model_id: str, config: Mapping[str, Any], target_dataset_id: str, since: str | None = None
+    ) -> Record:
         """Set the model's flagging policy; flagged predictions go to ``target_dataset_id`` (required, as the server
-        requires it: leaving it out is a TypeError naming it here, not a 400 from the server)."""
-        body = {"config": dict(config), "target_dataset_id": target_dataset_id}
+        requires it: leaving it out is a TypeError naming it here, not a 400 from the server).
+
+        The policy also applies to the predictions already stored (and feedback already
+        given) since ``since``: ``"24h"`` by default, a duration (``"7d"``), an RFC 3339
+        time, or ``"none"``; the answer's ``backfill`` says how many were flagged."""
+        body: dict[str, Any] = {"config": dict(config), "target_dataset_id": target_dataset_id}
+        if since is not None:
+            body["since"] = since
         return _record(
             self._request(
                 "PUT",
@@ -388,7 +399,10 @@ class Client:
         merged = {**(options or {}), **settings}
         if merged:
             body["options"] = merged
-        return _record(self._request("POST", "/v1/training-jobs", json=body, call="create_training_job"))
+        job = _record(self._request("POST", "/v1/training-jobs", json=body, call="create_training_job"))
+        if job.get("warning"):  # e.g. no trainer configured: the job would wait in queued, silently
+            _logger.warning("training job %s: %s", job.get("id"), job["warning"])
+        return job
 
     def create_ab_test(
         self,

@@ -214,7 +214,6 @@ def overview(stack: StackSettings) -> dash.Dashboard:
     """What the model does in production, per model version."""
     conf = semconv.DETECTION_CONFIDENCE
     per_class = Scope(_FILTER, (LABEL_MODEL_ID, promql.LABEL_CLASS))
-    failed = Matcher(promql.LABEL_ERROR_TYPE, "!=", "")
     latency = [
         Target(
             promql.latency_quantile_ms(_PER_VERSION, WINDOW, q), legend=f"p{round(q * 100)} {_LEGEND}", exemplars=True
@@ -236,7 +235,7 @@ def overview(stack: StackSettings) -> dash.Dashboard:
             [
                 Target(promql.error_rate(_PER_VERSION, WINDOW), legend=f"error share {_LEGEND}"),
                 Target(
-                    promql.image_rate(Scope(_FILTER, (LABEL_MODEL_ID, promql.LABEL_ERROR_TYPE)), WINDOW, failed),
+                    promql.failed_image_rate(_PER_MODEL, WINDOW),
                     legend="{{objdet_model_id}} {{error_type}}",
                 ),
             ],

@@ -52,6 +52,7 @@ __all__ = [
     "drift_score",
     "drift_scores",
     "error_rate",
+    "failed_image_rate",
     "feedback_accuracy",
     "feedback_by_type",
     "flagged_by_strategy",
@@ -201,12 +202,46 @@ def detections_per_image(scope: Scope, window: str) -> str:
     return _ratio(_sum_increase(scope, spec, "sum", window), _sum_increase(scope, spec, "count", window))
 
 
+def _zero_with_traffic(scope: Scope, window: str, function: str = "increase") -> str:
+    """0 for every group of ``scope`` that saw images in the window.
+
+    A counter's series exists only from its first increment: a count of failures (or
+    unreadable outputs) of a healthy model has no series at all, and an expression
+    over it no value, so that a panel said "No data" where the answer is 0. ``or``
+    with this fills in the 0 exactly where the model had traffic (and nowhere else:
+    a model without images still has no value).
+    """
+    return f"0 * sum {scope.by_clause()} ({function}({scope.range(semconv.IMAGES, '', window)}))"
+
+
+def _or_zero(expr: str, scope: Scope, window: str, function: str = "increase", label: str | None = None) -> str:
+    """``expr``, or 0 per group with traffic where it has no series (see :func:`_zero_with_traffic`).
+
+    ``label``: a label ``expr`` groups by beyond the scope's (the reason, the error
+    type); the 0 series carries it as ``none``, and ``on`` the scope's labels only, it
+    appears only for groups where ``expr`` has no series of any value of the label.
+    """
+    zero = _zero_with_traffic(scope, window, function)
+    if label is None:
+        return f"(\n{expr}\nor\n{zero}\n)"
+    zero = f'label_replace({zero}, "{label}", "none", "{label}", "")'
+    return f"(\n{expr}\nor on ({', '.join(scope.by)})\n{zero}\n)"
+
+
 def error_rate(scope: Scope, window: str) -> str:
-    """Share of images whose inference call raised (``error.type`` set)."""
+    """Share of images whose inference call raised (``error.type`` set); 0, not "no data", before the first error."""
     failed = Matcher(LABEL_ERROR_TYPE, "!=", "")
     return _ratio(
-        _sum_increase(scope, semconv.IMAGES, "", window, failed), _sum_increase(scope, semconv.IMAGES, "", window)
+        _or_zero(_sum_increase(scope, semconv.IMAGES, "", window, failed), scope, window),
+        _sum_increase(scope, semconv.IMAGES, "", window),
     )
+
+
+def failed_image_rate(scope: Scope, window: str) -> str:
+    """Failed images per second by exception type (``rate``, for panels); ``none`` 0 for a model without errors."""
+    failed = Matcher(LABEL_ERROR_TYPE, "!=", "")
+    by_type = f"sum {scope.by_clause(LABEL_ERROR_TYPE)} (rate({scope.range(semconv.IMAGES, '', window, failed)}))"
+    return _or_zero(by_type, scope, window, "rate", LABEL_ERROR_TYPE)
 
 
 def images(scope: Scope, window: str) -> str:
@@ -251,9 +286,10 @@ def detections_by_class(scope: Scope, window: str) -> str:
 
 
 def invalid_outputs(scope: Scope, window: str) -> str:
-    """Unreadable outputs in the window, by reason."""
+    """Unreadable outputs in the window, by reason; ``none`` 0 for a model with traffic and none unreadable."""
     spec = semconv.INVALID_OUTPUTS
-    return f"sum {scope.by_clause(LABEL_REASON)} (increase({scope.range(spec, '', window)}))"
+    by_reason = f"sum {scope.by_clause(LABEL_REASON)} (increase({scope.range(spec, '', window)}))"
+    return _or_zero(by_reason, scope, window, label=LABEL_REASON)
 
 
 def bucket_increase(scope: Scope, spec: InstrumentSpec, window: str) -> str:

@@ -34,16 +34,24 @@ Strategies (each flagged prediction records *every* reason that selected it):
     is computed only below ``min_detections`` (and only for boxes whose x-ranges meet),
     so its cost is bounded.
 ``unusual_size``
-    A detection whose relative area (box area over image area) lies outside the range
-    usual for its class. The range is learned from the model's own per-hour
-    ``box_area`` aggregates (``unusual_size.learned``, filled in by the companion: per
-    class, the bins holding the central ``1 - 2 * quantile`` of the areas, once
-    ``min_samples`` detections are known; ``quantile`` 0.001 by default, since an image
-    of n usual boxes is flagged with probability about ``1 - (1 - 2 * quantile) ** n``),
-    and otherwise the absolute bounds
-    ``min_area`` (default 0.0001: the smallest bound of ``objdet.detection.box.area``,
-    about 6 x 6 px on a 640 px image) and ``max_area`` (default 0.8). Needs the image
-    size, or boxes that are relative already (all within ``[0, 1]``).
+    A detection whose relative area (box area over image area) is very small or very
+    large, or unusual for its class. Two tests, either one flags:
+
+    - the absolute bounds, always: below ``min_area`` (default 0.0001: the smallest
+      bound of ``objdet.detection.box.area``, about 6 x 6 px on a 640 px image) or
+      above ``max_area`` (default 0.8). A near-full-frame box is what a user who asks
+      for "very large objects" wants to see, even when the model produces one in 3 % of
+      its images: a learned habit must not make it "usual". Set ``max_area`` to 1 (and
+      ``min_area`` to 0) to leave only the learned test;
+    - the learned per-class range, in addition (``learn``, on by default): learned
+      from the model's own per-hour ``box_area`` aggregates (``unusual_size.learned``,
+      filled in by the companion: per class, the bins holding the central
+      ``1 - 2 * quantile`` of the areas, once ``min_samples`` detections are known;
+      ``quantile`` 0.001 by default, since an image of n usual boxes is flagged with
+      probability about ``1 - (1 - 2 * quantile) ** n``). It narrows the absolute
+      bounds for a class whose boxes are consistent (a 30 px car where cars are 50 px).
+
+    Needs the image size, or boxes that are relative already (all within ``[0, 1]``).
 ``random_sample``
     ``rate`` of all predictions, whatever they contain: the baseline that keeps the
     labelled data representative.
@@ -464,11 +472,13 @@ class FlaggingPolicy:
             return False
         size = self.unusual_size
         learned = size.learned if size.learn else {}
-        default = (size.min_area, size.max_area)
+        absolute = (size.min_area, size.max_area)
         for d in detections:
             x1, y1, x2, y2 = d.box
             area = (x2 - x1) * (y2 - y1) / image_area
-            low, high = learned.get(d.class_name, default)
+            if area < absolute[0] or area > absolute[1]:
+                return True  # the absolute bounds hold whatever the model's habits
+            low, high = learned.get(d.class_name, absolute)
             if area < low or area > high:
                 return True
         return False

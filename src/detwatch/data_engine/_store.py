@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ITEM_STATUSES",
     "JOB_STATUSES",
+    "MAX_BACKFILL",
+    "Backfill",
     "ConflictError",
     "DataEngineStore",
     "PolicyRecord",
@@ -81,6 +83,8 @@ LEARN_TTL_S: Final = 60.0
 LEARN_WINDOW_S: Final = 7 * 24 * 3600
 """Aggregates the usual box sizes are learned from: the last week."""
 CHUNK: Final = 500
+MAX_BACKFILL: Final = 50_000
+"""Most predictions one policy change evaluates (newest first): about 4 s where every one is flagged."""
 CURSOR_PATTERN: Final = re.compile(r"(0|[1-9][0-9]{0,17}|[1-8][0-9]{18}):[0-9a-f]{32}")
 """A page cursor: the last item's creation time (fits a BIGINT) and id."""
 
@@ -96,6 +100,21 @@ class ConflictError(Exception):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """What applying a policy to the retained predictions of a window did (:meth:`DataEngineStore.backfill`)."""
+
+    since_unix_nano: int
+    """The start of the window actually covered (later than asked when cut at the limit)."""
+    until_unix_nano: int
+    examined: int
+    """Predictions evaluated."""
+    flagged: int
+    """Items added to the review queue."""
+    complete: bool
+    """Whether the whole window asked for was covered."""
 
 
 @dataclass(frozen=True)
@@ -429,6 +448,106 @@ class DataEngineStore:
         self._run(work, write=True)
         forget_learned(model_id)
         return PolicyRecord(model_id, config, target_dataset_id, now)
+
+    def backfill(
+        self, model_id: str, *, since_unix_nano: int, until_unix_nano: int, limit: int = MAX_BACKFILL, chunk: int = 2000
+    ) -> Backfill:
+        """Apply the model's stored policy to its retained predictions of a window.
+
+        Ingest flags a prediction only against the policy in place when it arrives, so
+        predictions (and feedback) from before a policy was configured or changed would
+        never reach the review queue. This evaluates, exactly as ingest does
+        (:func:`flag_ingested`: the same reasons, feedback other than ``correct`` included),
+
+        - the predictions whose own time lies in ``[since, until]``, newest first, and
+        - the predictions named by feedback other than ``correct`` given in that window
+          (feedback on an older prediction that is still retained).
+
+        At most ``limit`` predictions, so that the call answers within a client's and a
+        worker's timeout: past it the answer says ``complete`` false and ``since`` is
+        the time of the oldest prediction evaluated. A prediction that already has an
+        item in the target dataset keeps it unchanged (an earlier policy's reasons, a
+        review under way). Keyset-paged by ``(time_unix_nano, prediction_id)``, one
+        write transaction per ``chunk``, so that ingest is never held up for long; items
+        are inserted ``ON CONFLICT DO NOTHING``, so a prediction flagged by a concurrent
+        ingest is not flagged twice.
+        """
+        from ..storage._sql import _prediction_from_row  # the one row decoder of predictions
+
+        def flag(tx: Transaction, rows: Sequence[tuple[Any, ...]]) -> int:
+            config = tx.query("SELECT target_dataset_id FROM data_engine_configs WHERE model_id = ?", (model_id,))
+            if not config or not rows:
+                return 0
+            ids = [r[0] for r in rows]
+            present = {
+                r[0]
+                for r in tx.query(
+                    "SELECT prediction_id FROM flagged_items WHERE dataset_id = ? "
+                    f"AND prediction_id IN ({_marks(len(ids))})",
+                    (config[0][0], *ids),
+                )
+            }
+            return flag_ingested(tx, [_prediction_from_row(r) for r in rows if r[0] not in present])
+
+        examined = flagged = 0
+        oldest, complete = since_unix_nano, True
+        before: tuple[int, str] | None = None  # the keyset: the last (oldest) prediction evaluated
+        while True:
+            want = min(chunk, limit - examined)
+
+            def page(
+                tx: Transaction, before: tuple[int, str] | None = before, want: int = want
+            ) -> tuple[int, int, tuple[int, str]]:
+                sql = f"SELECT {_PREDICTION_COLUMNS} FROM predictions WHERE model_id = ? AND time_unix_nano >= ? "
+                params: list[Any] = [model_id, since_unix_nano]
+                if before is None:
+                    sql += "AND time_unix_nano <= ? "
+                    params.append(until_unix_nano)
+                else:
+                    sql += "AND (time_unix_nano, prediction_id) < (?, ?) "
+                    params += [before[0], before[1]]
+                rows = tx.query(sql + "ORDER BY time_unix_nano DESC, prediction_id DESC LIMIT ?", [*params, want])
+                last = (int(rows[-1][4]), str(rows[-1][0])) if rows else (0, "")
+                return len(rows), flag(tx, rows), last
+
+            n, f, last = self._run(page, write=True)
+            examined += n
+            flagged += f
+            if n < want:
+                break  # the window is exhausted
+            before = last
+            if examined >= limit:
+                oldest, complete = last[0], False  # cut at the limit: the window actually covered starts here
+                break
+
+        def named_by_feedback(tx: Transaction) -> list[str]:
+            return [
+                str(r[0])
+                for r in tx.query(
+                    "SELECT DISTINCT f.prediction_id FROM feedback f "
+                    "JOIN predictions p ON p.prediction_id = f.prediction_id "
+                    "WHERE f.model_id = ? AND f.type <> 'correct' AND f.time_unix_nano >= ? AND f.time_unix_nano <= ? "
+                    "AND p.time_unix_nano < ? ORDER BY f.prediction_id LIMIT ?",
+                    (model_id, oldest, until_unix_nano, oldest, max(0, limit - examined)),
+                )
+            ]
+
+        older = self._run(named_by_feedback, write=False) if examined < limit else []
+        for begin in range(0, len(older), chunk):
+            ids = older[begin : begin + chunk]
+
+            def named(tx: Transaction, ids: list[str] = ids) -> tuple[int, int]:
+                rows = tx.query(
+                    f"SELECT {_PREDICTION_COLUMNS} FROM predictions WHERE model_id = ? "
+                    f"AND prediction_id IN ({_marks(len(ids))})",
+                    (model_id, *ids),
+                )
+                return len(rows), flag(tx, rows)
+
+            n, f = self._run(named, write=True)
+            examined += n
+            flagged += f
+        return Backfill(oldest, until_unix_nano, examined, flagged, complete)
 
     def get_policy(self, model_id: str) -> tuple[PolicyRecord, FlaggingPolicy] | None:
         """The stored policy and the effective one (with the learned size ranges)."""

@@ -89,7 +89,21 @@ _ANNOTATION = {
 def schemas() -> dict[str, Any]:
     return {
         "DataEngineConfig": _strict(
-            {"config": _POLICY, "target_dataset_id": _NAME},
+            {
+                "config": _POLICY,
+                "target_dataset_id": _NAME,
+                "since": {
+                    "type": "string",
+                    "anyOf": [
+                        {"pattern": "^[0-9]{1,6} *(m|min|h|d|w)$"},
+                        {"format": "date-time"},
+                        {"const": "none"},
+                    ],
+                    "default": "24h",
+                    "description": "apply the policy to the retained predictions since then: a duration back from "
+                    'now ("24h", "30m", "7d"), an RFC 3339 time, or "none"',
+                },
+            },
             "A model's flagging policy and the dataset its flagged items go to",
             ["config", "target_dataset_id"],
         ),
@@ -103,6 +117,21 @@ def schemas() -> dict[str, Any]:
                 "policy": {"type": "object", "description": "the effective policy, with learned size ranges"},
                 "target_dataset_id": {"type": "string"},
                 "updated_unix_nano": {"type": "integer"},
+                "backfill": {
+                    "type": "object",
+                    "description": "PUT only: the policy applied to the retained predictions of a window",
+                    "properties": {
+                        "since": {"type": ["string", "null"]},
+                        "until": {"type": "string"},
+                        "examined": {"type": "integer", "description": "predictions evaluated"},
+                        "flagged": {"type": "integer", "description": "items added to the review queue"},
+                        "complete": {
+                            "type": "boolean",
+                            "description": "false when cut at the most predictions one change evaluates (newest "
+                            "first); since then says where it stopped",
+                        },
+                    },
+                },
             },
         },
         "FlaggedItem": {
@@ -178,6 +207,14 @@ def schemas() -> dict[str, Any]:
                 "attempts": {"type": "integer"},
                 "model_version": {"type": ["string", "null"]},
                 "history": {"type": "array"},
+                "trainer": {
+                    "type": "string",
+                    "description": "where the job goes: 'webhook URL', 'command ...' or 'none'",
+                },
+                "warning": {
+                    "type": ["string", "null"],
+                    "description": "why the job cannot progress (no trainer configured), null otherwise",
+                },
             },
         },
         "TrainingJobStatus": {

@@ -2,7 +2,10 @@
 
 - ``PUT/GET /v1/models/{id}/data-engine``: the flagging policy and its target dataset
   (GET also returns the effective ``policy`` with learned size ranges: what the
-  decorator's ``DataEngine`` polls).
+  decorator's ``DataEngine`` polls). PUT also applies the policy to the retained
+  predictions of the last ``since`` (24 h by default) and answers how many it flagged
+  (``backfill``): a policy configured after the first predictions and feedback arrived
+  (the user guide's order) still fills the review queue.
 - ``GET /v1/datasets/{id}/items?status=needs_review&limit=100&cursor=...``: the review
   queue, oldest first, with ``next_cursor``; ``GET .../items/{item_id}``.
 - ``POST /v1/datasets/{id}/claims`` ``{"reviewer", "limit"}``: items for one
@@ -22,8 +25,10 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Final, Literal, cast
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -32,7 +37,7 @@ from detwatch_instrumentation.flagging import FlaggingPolicy, PolicyError
 
 from ..api import _bearer_ok, _json_body, get_storage, settings
 from ..errors import APIError
-from ..predictions import MAX_DETECTIONS, PredictionError, parse_box
+from ..predictions import MAX_DETECTIONS, PredictionError, format_time, parse_box
 from ..storage import StorageUnavailable
 from ..textfields import NUL_MESSAGE, holds_nul, name_problem
 from ._store import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
@@ -147,10 +152,14 @@ def configure_data_engine(model_id: str) -> Response:
         policy = FlaggingPolicy.from_config(data["config"], "config")
     except PolicyError as exc:
         raise APIError(400, "invalid_field", exc.message, exc.field) from None
+    now = time.time_ns()
+    since = _since(data.get("since", DEFAULT_SINCE), now)
+    engine = store()
     try:
-        record = store().set_policy(model_id, policy, dataset_id)
+        record = engine.set_policy(model_id, policy, dataset_id)
     except LookupError:
         raise APIError(404, "dataset_not_found", f"no dataset {dataset_id!r}", "target_dataset_id") from None
+    done = None if since is None else engine.backfill(model_id, since_unix_nano=since, until_unix_nano=now)
     return jsonify(
         {
             "id": model_id,
@@ -158,8 +167,48 @@ def configure_data_engine(model_id: str) -> Response:
             "config": record.config,
             "target_dataset_id": record.target_dataset_id,
             "updated_unix_nano": record.updated_unix_nano,
+            "backfill": {
+                "since": None if done is None else format_time(done.since_unix_nano),
+                "until": format_time(now),
+                "examined": 0 if done is None else done.examined,
+                "flagged": 0 if done is None else done.flagged,
+                "complete": True if done is None else done.complete,
+            },
         }
     )
+
+
+DEFAULT_SINCE: Final = "24h"
+"""How far back a new or changed policy is applied to the retained predictions by default."""
+_AGO: Final = re.compile(r"([0-9]{1,6}) *(m|min|h|d|w)")
+_AGO_S: Final = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _since(value: Any, now_unix_nano: int) -> int | None:
+    """The start of the window a policy is applied to (``None``: none, only new predictions).
+
+    ``"24h"``, ``"30m"``, ``"7d"``, ``"2w"`` back from now; an RFC 3339 time; ``"none"``.
+    The window is of the predictions' own time, like retention: older ones are gone anyway.
+    """
+    if value == "none":
+        return None
+    message = 'must be a duration back from now ("24h", "30m", "7d"), an RFC 3339 time, or "none"'
+    if not isinstance(value, str):
+        raise APIError(400, "invalid_field", message, "since")
+    match = _AGO.fullmatch(value.strip())
+    if match:
+        return max(0, now_unix_nano - int(match.group(1)) * _AGO_S[match.group(2)] * 1_000_000_000)
+    try:
+        # RFC 3339 allows a lowercase "t" and "z"; fromisoformat does not.
+        moment = datetime.fromisoformat(value.upper() if value.isascii() else value)
+    except ValueError:
+        raise APIError(400, "invalid_field", message, "since") from None
+    if moment.tzinfo is None:
+        raise APIError(400, "invalid_field", "needs a time zone (e.g. a trailing Z)", "since")
+    delta = moment - _EPOCH  # exact, unlike the float of moment.timestamp()
+    since = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    return min(max(since, 0), now_unix_nano)  # before 1970 nothing is stored; after now, nothing yet
 
 
 @bp.get("/models/<model_id>/data-engine")
@@ -365,9 +414,27 @@ def create_training_job() -> tuple[Response, int]:
             404, f"{field.removesuffix('_id')}_not_found", f"no such {field.removesuffix('_id')}", field
         ) from None
     ensure_dispatcher(engine, trainer)
-    public = engine.get_job(job["id"]) or job
-    public["trainer"] = trainer.describe()
+    public = _with_trainer(engine.get_job(job["id"]) or job, trainer)
+    if public["warning"]:
+        _logger.warning("training job %s (%s): %s", public["id"], name, public["warning"])
     return jsonify(public), 201
+
+
+NO_TRAINER: Final = (
+    "no trainer is configured: the job stays queued until one is (set DETWATCH_TRAINER_URL, a webhook, or "
+    "DETWATCH_TRAINER_COMMAND, a local command, or trainer: {url: ...} or {command: ...} in detwatch.yaml)"
+)
+
+
+def _with_trainer(job: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
+    """The job as the API shows it: which trainer it goes to, and why it waits when nothing will take it.
+
+    A job without a trainer is recorded and due, and is handed off as soon as one is
+    configured; until then nothing else in the answer would tell a ``queued`` job that
+    waits for a hand-off from one that waits forever.
+    """
+    waiting = job["status"] == "queued" and not job.get("handed_off") and not trainer.configured
+    return {**job, "trainer": trainer.describe(), "warning": NO_TRAINER if waiting else None}
 
 
 @bp.get("/training-jobs/<job_id>")
@@ -375,7 +442,7 @@ def get_training_job(job_id: str) -> Response:
     job = store().get_job(job_id)
     if job is None:
         raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
-    return jsonify(job)
+    return jsonify(_with_trainer(job, _trainer()))
 
 
 def _job_for_token(job_id: str) -> tuple[DataEngineStore, dict[str, Any] | None, bool]:
