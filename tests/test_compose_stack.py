@@ -119,7 +119,7 @@ def test_companion_metrics_reach_the_store_and_an_alert_created_through_the_api_
     client.send_feedback(type="wrong_label", prediction_id="p-1", corrected_class="truck")
     client.send_feedback(type="correct", prediction_id="p-2")
 
-    feedback = promql.series_name(semconv.FEEDBACK)  # type: ignore[arg-type]
+    feedback = promql.series_name(semconv.FEEDBACK)
     deadline = time.monotonic() + 30
     found: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not found:
