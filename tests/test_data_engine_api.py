@@ -7,6 +7,7 @@ never read back from the service.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -701,6 +702,8 @@ def test_a_job_without_a_trainer_says_it_will_wait_and_the_service_logs_it(
     assert read["trainer"] == "none" and read["warning"] == created["warning"]
     # Configured later, the trainer takes the waiting job, and the warning goes.
     monkeypatch.setenv("DETWATCH_TRAINER_COMMAND", "true")
+    config = client.application.config  # jobs are handed off only with a public URL
+    config["DETWATCH_SETTINGS"] = dataclasses.replace(config["DETWATCH_SETTINGS"], public_url="http://127.0.0.1:8000")
     client.application.extensions.pop("detwatch.dispatch_checked", None)
     deadline = time.monotonic() + 10
     while not (read := ok(client.get(f"/v1/training-jobs/{created['id']}")))["handed_off"]:
