@@ -38,8 +38,8 @@ from typing import Any, Final
 import numpy as np
 
 from _report import table, verdict
-from detwatch import bins
 from detwatch.abtest.service import results_for
+from detwatch.contract import bins
 from detwatch.storage import Storage, open_storage
 
 REPO: Final = Path(__file__).resolve().parent.parent

@@ -117,7 +117,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from _cpu import CpuUse, measure, processes_named, usable_cores
 from _report import positive_int, table, verdict
-from detwatch.otlp_logs import decode_request, extract_predictions
+from detwatch.contract.otlp import decode_request, extract_predictions
 from detwatch.storage._schema import MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, statements_for
 from detwatch.storage._sql import _PREDICTION_COLUMNS, _PREDICTION_WIDTH, _prediction_row
 

@@ -42,7 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from _report import table, verdict
-from detwatch import bins
+from detwatch.contract import bins
 from detwatch.drift import DriftReport, PeriodSample, compare, drift_report
 from detwatch.storage import open_storage
 from detwatch.storage._aggregate import area_bins, aspect_bins, confidence_bins

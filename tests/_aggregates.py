@@ -17,8 +17,8 @@ from typing import Final
 import numpy as np
 import pytest
 
-from detwatch.bins import area_edges, aspect_edges, confidence_edges, latency_edges_ms
-from detwatch.predictions import Prediction
+from detwatch.contract.bins import area_edges, aspect_edges, confidence_edges, latency_edges_ms
+from detwatch.contract.predictions import Prediction
 from detwatch.storage import Storage
 
 __all__ = ["PER_IMAGE_KINDS", "Cell", "Sums", "assert_cells_equal", "expected_cells", "stored_cells"]
@@ -77,7 +77,7 @@ def _add_histogram(
 def expected_cells(events: Iterable[Prediction]) -> dict[Cell, Sums]:
     """The aggregate cells ``events`` must produce: their :data:`Sums` by cell.
 
-    Binned with numpy against the bin *edges* (``detwatch.bins.*_edges``), not with the
+    Binned with numpy against the bin *edges* (``detwatch.contract.bins.*_edges``), not with the
     bin functions the storage calls, so the two computations only share the definition.
     """
     unique = {e.prediction_id: e for e in events}.values()

@@ -1,4 +1,4 @@
-"""Raw detections, binned here with :mod:`detwatch.bins` as ingest bins them, for the drift tests.
+"""Raw detections, binned here with :mod:`detwatch.contract.bins` as ingest bins them, for the drift tests.
 
 The drift statistics read :class:`~detwatch.drift.PeriodSample` values; these helpers
 build them from raw per-image detections (independently of the storage's ingest
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from detwatch import bins
-from detwatch.clustered import ImageSums
+from detwatch.contract import bins
 from detwatch.drift import PeriodSample
+from detwatch.stats.clustered import ImageSums
 
 __all__ = [
     "Box", "Stream", "as_stored", "bin_images", "image_sums", "rounded", "simulate", "simulate_binned", "vector_bins",
@@ -144,7 +144,7 @@ def simulate(stream: Stream, n_images: int, rng: np.random.Generator) -> list[li
 def vector_bins(
     confidence: NDArray[np.float64], area: NDArray[np.float64], ratio: NDArray[np.float64]
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """:mod:`detwatch.bins`' confidence, area and aspect bins for arrays (checked equal to it in a test)."""
+    """:mod:`detwatch.contract.bins`' confidence, area and aspect bins for arrays (checked equal to it in a test)."""
     conf_bin = np.clip((confidence / bins.CONFIDENCE_WIDTH).astype(np.int64), 0, bins.CONFIDENCE_BINS - 1)
     with np.errstate(divide="ignore"):
         area_bin = np.floor((np.log10(area) - bins.AREA_LOG10_MIN) * bins.AREA_PER_DECADE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from detwatch.data_engine._store import DataEngineStore
+from detwatch.review._store import DataEngineStore
 from detwatch.storage import Storage
 
 

@@ -32,7 +32,7 @@ from scipy import stats
 
 from detwatch.abtest.config import parse_config
 from detwatch.abtest.results import ArmData, compute_results
-from detwatch.clustered import ImageSums
+from detwatch.stats.clustered import ImageSums
 
 DAY_NS: Final = 86_400 * 1_000_000_000
 HOURS: Final = 7 * 24

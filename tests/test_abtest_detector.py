@@ -24,7 +24,7 @@ from scipy import stats
 import detwatch
 import detwatch_instrumentation
 from _service import Companion
-from detwatch.sample_detector import HaarFaceDetector, blur, face_mosaic
+from detwatch.demo.sample_detector import HaarFaceDetector, blur, face_mosaic
 from detwatch_instrumentation import ABRouter, monitor_detections
 
 CELL = 86  # face_mosaic's default tile (80 px) plus its 3 px gap on each side

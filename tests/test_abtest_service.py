@@ -20,8 +20,8 @@ from scipy import stats
 import detwatch
 from _components import free_port
 from _service import Companion, companion_on
-from detwatch import bins
 from detwatch.cli import main as cli
+from detwatch.contract import bins
 from detwatch.exceptions import InvalidRequestError, NotFoundError
 from detwatch_instrumentation import ABRouter, CompanionSplit
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from detwatch import bins
 from detwatch.abtest.statistics import (
     Moments,
     class_mix_test,
@@ -21,6 +20,7 @@ from detwatch.abtest.statistics import (
     sample_ratio_mismatch,
     welch_test,
 )
+from detwatch.contract import bins
 
 
 def moments(x: np.ndarray) -> Moments:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from detwatch import promql
-from detwatch.alerts import AlertDefinitionError, NotifyTarget, parse_alert, parse_alerts
+from detwatch.alerting import promql
+from detwatch.alerting.definitions import AlertDefinitionError, NotifyTarget, parse_alert, parse_alerts
 from detwatch_instrumentation import semconv
 
 SEED_LOW_CONFIDENCE: dict[str, Any] = {

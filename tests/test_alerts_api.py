@@ -261,7 +261,7 @@ def test_two_alerts_created_at_once_both_end_up_in_the_artifacts(
     on, wrote them from its older read: the files lacked the second alert. With it, the
     second waits for the first to finish and writes last.
     """
-    from detwatch import alerts_api
+    from detwatch.api import alerts as alerts_api
 
     app = create_app(Settings(data_dir=tmp_path))
     read_config = alerts_api._config

@@ -2,7 +2,7 @@
 
 Everything but Slack is the real component: the real decorator records through the
 real SDK and OTLP/HTTP exporter into VictoriaMetrics; vmalert evaluates the rule file
-that :mod:`detwatch.rules` generates for the seed's "Low Confidence Alert"; Debian's
+that :mod:`detwatch.alerting.rules` generates for the seed's "Low Confidence Alert"; Debian's
 Alertmanager routes it with the generated configuration to a Slack-compatible
 receiver served by this test, whose payload must name the model and the threshold.
 
@@ -26,10 +26,10 @@ import pytest
 from _components import Alertmanager, VictoriaMetrics, VMAlert, free_port
 from _loopback import LoopbackServer
 from _stream import cumulative_provider, run_calls
-from detwatch import rules
-from detwatch.alerts import parse_alerts
-from detwatch.rules import AlertmanagerOptions, render_yaml
-from detwatch.stack import StackSettings
+from detwatch.alerting import rules
+from detwatch.alerting.definitions import parse_alerts
+from detwatch.alerting.rules import AlertmanagerOptions, render_yaml
+from detwatch.alerting.stack import StackSettings
 from detwatch_instrumentation import monitor_detections
 
 SEED_CONDITION = {"metric": "avg_confidence", "operator": "lt", "threshold": 0.7, "window": "1h"}

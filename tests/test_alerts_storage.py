@@ -18,11 +18,13 @@ import pytest
 import yaml
 
 from _disk import small_disk
-from detwatch import alerts_api, grafana_provisioning, rules
-from detwatch.alerts import parse_alert
+from detwatch.alerting import grafana as grafana_provisioning
+from detwatch.alerting import rules
+from detwatch.alerting.definitions import parse_alert
+from detwatch.alerting.generate import GenerateConfig, load_config
+from detwatch.api import alerts as alerts_api
 from detwatch.app import create_app
 from detwatch.config import Settings
-from detwatch.generate import GenerateConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -202,7 +202,7 @@ def test_openapi_document_describes_exactly_the_routes(app: Flask) -> None:
 
 
 def test_signed_webhooks_are_accepted_without_a_token_and_count_once(tmp_path: Path) -> None:
-    from detwatch.webhooks import signed_headers
+    from detwatch.contract.webhooks import signed_headers
 
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     app = create_app(Settings(data_dir=tmp_path, api_token="s3cret", webhook_secrets=(secret,)))
@@ -229,7 +229,7 @@ def test_method_not_allowed_names_the_allowed_methods(client: FlaskClient) -> No
 
 def test_two_first_requests_at_once_share_one_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With threaded workers two first requests each opened a storage and started a retention thread."""
-    from detwatch import api
+    from detwatch.api import _context
 
     app = create_app(Settings(data_dir=tmp_path))
     opened: list[Any] = []
@@ -241,13 +241,13 @@ def test_two_first_requests_at_once_share_one_storage(tmp_path: Path, monkeypatc
         time.sleep(0.3)  # the other request's get_storage runs meanwhile
         return storage
 
-    monkeypatch.setattr(api, "open_storage", slow_open)
+    monkeypatch.setattr(_context, "open_storage", slow_open)
     got: list[Any] = []
 
     def first_request() -> None:
         with app.app_context():
             both_asked.wait(10)
-            got.append(api.get_storage())
+            got.append(_context.get_storage())
 
     threads = [threading.Thread(target=first_request) for _ in range(2)]
     for t in threads:
@@ -257,14 +257,14 @@ def test_two_first_requests_at_once_share_one_storage(tmp_path: Path, monkeypatc
     try:
         assert len(opened) == 1 and got == [opened[0], opened[0]]
     finally:
-        app.extensions["detwatch.retention"].stop()
+        app.extensions["detwatch.jobs.retention"].stop()
         for storage in opened:
             storage.close()
 
 
 def test_a_signed_post_counts_once_whatever_idempotency_key_a_replay_adds(tmp_path: Path) -> None:
     """Idempotency-Key is outside the signature: a captured post re-sent with a fresh one counted again."""
-    from detwatch.webhooks import signed_headers
+    from detwatch.contract.webhooks import signed_headers
 
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     client = create_app(Settings(data_dir=tmp_path, api_token="s3cret", webhook_secrets=(secret,))).test_client()

@@ -2,7 +2,7 @@
 
 Events with an image-level effect (each image's confidences and box sizes move
 together) are ingested into each backend over several hours, compacted in part, and
-read back as cells; :class:`detwatch.clustered.ImageSums` of the merged cells must give
+read back as cells; :class:`detwatch.stats.clustered.ImageSums` of the merged cells must give
 the variance a direct computation on the raw per-image data gives, and the
 cluster-robust standard error statsmodels reports (OLS on a constant, ``cov_type=
 "cluster"`` with the image as group: statsmodels is a test dependency for this).
@@ -20,9 +20,9 @@ import statsmodels.api as sm
 from scipy import stats
 
 from detwatch.abtest.service import results_for
-from detwatch.clustered import ImageSums, rao_scott_deff
+from detwatch.contract.predictions import Prediction, parse_prediction
 from detwatch.drift import drift_report
-from detwatch.predictions import Prediction, parse_prediction
+from detwatch.stats.clustered import ImageSums, rao_scott_deff
 from detwatch.storage import FeedbackInput, Storage
 from detwatch.storage._aggregate import _distinct
 from detwatch.storage._sql import SQLStorage

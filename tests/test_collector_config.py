@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from _components import REPO_ROOT
+from detwatch.alerting.collector import COLLECTOR_IMAGE
 from detwatch.app import create_app
-from detwatch.collector_config import COLLECTOR_IMAGE
 from detwatch.config import Settings
 
 COLLECTOR = yaml.safe_load((REPO_ROOT / "collector" / "otelcol.yaml").read_text())

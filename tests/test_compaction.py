@@ -18,8 +18,8 @@ import pytest
 from _aggregates import expected_cells
 from _drift_samples import rounded
 from detwatch.abtest.service import results_for
+from detwatch.contract.predictions import Prediction, parse_prediction
 from detwatch.drift import drift_report
-from detwatch.predictions import Prediction, parse_prediction
 from detwatch.storage import Storage
 
 DAY_S = 86_400

@@ -25,7 +25,8 @@ import yaml
 import detwatch
 from _components import REPO_ROOT, VictoriaMetrics, VMAlert
 from _service import Companion
-from detwatch import collector_config, promql
+from detwatch.alerting import collector as collector_config
+from detwatch.alerting import promql
 from detwatch_instrumentation import semconv
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "collector" / "compose.yaml").read_text())

@@ -24,7 +24,7 @@ from pycocotools.coco import COCO  # type: ignore[import-untyped]
 from scipy import stats
 
 from conftest import Telemetry
-from detwatch import sample_detector as sd
+from detwatch.demo import sample_detector as sd
 from detwatch_instrumentation import monitor_detections
 
 TIME = "2024-02-01T12:00:00Z"
@@ -627,7 +627,7 @@ def area_edges_reference() -> list[float]:
 def test_reviewed_items_expire_once_their_review_lives_on_and_waiting_ones_never(
     app: Flask, client: FlaskClient
 ) -> None:
-    from detwatch.data_engine.routes import store
+    from detwatch.api.review import store
 
     ds = dataset(client)
     configure(client, ds["id"], {"edge_cases": {"enabled": True, "conditions": ["no_detections"]}})
@@ -654,7 +654,7 @@ def test_reviewed_items_expire_once_their_review_lives_on_and_waiting_ones_never
 
 def test_the_retention_schedule_expires_reviewed_items_too(app: Flask, client: FlaskClient, tmp_path: Path) -> None:
     from detwatch.api import get_storage
-    from detwatch.retention import RetentionScheduler
+    from detwatch.jobs.retention import RetentionScheduler
 
     ds = dataset(client)
     configure(client, ds["id"], {"edge_cases": {"enabled": True, "conditions": ["no_detections"]}})
@@ -693,7 +693,7 @@ def test_a_job_without_a_trainer_says_it_will_wait_and_the_service_logs_it(
         monkeypatch.delenv(name, raising=False)
     ds = dataset(client)
     body = {"name": "v2", "dataset_id": ds["id"], "version_id": ds["version"]["id"]}
-    with caplog.at_level("WARNING", logger="detwatch.data_engine.routes"):
+    with caplog.at_level("WARNING", logger="detwatch.api.review"):
         created = ok(client.post("/v1/training-jobs", json=body), 201)
     assert created["status"] == "queued" and created["trainer"] == "none"
     assert "DETWATCH_TRAINER_URL" in created["warning"] and "DETWATCH_TRAINER_COMMAND" in created["warning"]
@@ -767,7 +767,7 @@ def test_a_policy_configured_after_predictions_and_feedback_flags_the_retained_o
 
 
 def test_applying_a_policy_is_bounded_newest_first_and_says_where_it_stopped(app: Flask, client: FlaskClient) -> None:
-    from detwatch.data_engine.routes import store
+    from detwatch.api.review import store
 
     ds = dataset(client)
     now = int(time.time())

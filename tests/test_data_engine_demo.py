@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from detwatch.data_engine.loop_demo import run_loop
+from detwatch.demo.loop import run_loop
 
 
 def test_the_loop_runs_from_the_real_detector_to_a_new_registered_version(tmp_path: Path) -> None:

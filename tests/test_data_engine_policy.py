@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from conftest import Telemetry
-from detwatch.bins import area_edges
+from detwatch.contract.bins import area_edges
 from detwatch_instrumentation import DataEngine, FolderSink, monitor_detections
 from detwatch_instrumentation.flagging import FlaggingPolicy, PolicyError, learn_area_ranges, sampled
 from detwatch_instrumentation.sinks import encode_png

@@ -16,7 +16,7 @@ import pytest
 from scipy import stats
 
 from _drift_samples import Stream, bin_images, simulate, simulate_binned, vector_bins
-from detwatch import bins
+from detwatch.contract import bins
 from detwatch.drift import DriftConfig, compare
 
 RUNS = 200

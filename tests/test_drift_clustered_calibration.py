@@ -27,9 +27,9 @@ import pytest
 from scipy import stats
 
 from _drift_samples import vector_bins, vector_sums
-from detwatch import bins
-from detwatch.clustered import ImageSums
+from detwatch.contract import bins
 from detwatch.drift import DriftConfig, PeriodSample, compare
+from detwatch.stats.clustered import ImageSums
 
 IMAGES: Final = 300
 CLASSES: Final = ("car", "person", "truck")

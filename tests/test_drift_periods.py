@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from _drift_samples import Box, Stream, as_stored, bin_images, rounded, simulate
 from detwatch.app import create_app
 from detwatch.config import Settings
+from detwatch.contract.predictions import Prediction, parse_prediction
 from detwatch.drift import PERIOD_PATTERN, PeriodError, compare, drift_report, parse_periods
-from detwatch.predictions import Prediction, parse_prediction
 from detwatch.storage import Storage
 
 NOW = int(datetime(2024, 3, 10, 14, 37, tzinfo=UTC).timestamp()) * 10**9

@@ -23,9 +23,9 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from _drift_samples import Box, bin_images
+from detwatch.contract.predictions import Prediction, parse_prediction
+from detwatch.demo.sample_detector import HaarFaceDetector, blur, darken, downscale
 from detwatch.drift import DriftConfig, compare, drift_report
-from detwatch.predictions import Prediction, parse_prediction
-from detwatch.sample_detector import HaarFaceDetector, blur, darken, downscale
 from detwatch.storage import Storage, open_storage
 
 GRID, TILE, GAP = 4, 48, 3

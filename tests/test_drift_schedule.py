@@ -16,8 +16,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoi
 
 from _drift_samples import Box, Stream, simulate
 from detwatch.config import ConfigError
-from detwatch.drift import DriftSchedule, DriftScheduler, drift_report, start_drift_schedule
-from detwatch.predictions import parse_prediction
+from detwatch.contract.predictions import parse_prediction
+from detwatch.drift import drift_report
+from detwatch.jobs.drift_schedule import DriftSchedule, DriftScheduler, start_drift_schedule
 from detwatch.storage import open_storage
 from detwatch_instrumentation import semconv
 

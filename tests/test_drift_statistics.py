@@ -15,7 +15,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from _drift_samples import Box, Stream, bin_images, simulate
-from detwatch import bins
+from detwatch.contract import bins
 from detwatch.drift import DriftConfig, PeriodSample, compare
 from detwatch.drift._statistics import (
     PSI_PSEUDOCOUNT,
@@ -34,7 +34,7 @@ CENTRES = (EDGES[:-1] + EDGES[1:]) / 2
 
 
 def binned(values: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Confidence bin counts through detwatch.bins, the function ingest uses."""
+    """Confidence bin counts through detwatch.contract.bins, the function ingest uses."""
     counts = np.zeros(bins.CONFIDENCE_BINS, dtype=np.int64)
     for value in values:
         counts[bins.confidence_bin(float(value))] += 1

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from detwatch.data_engine.export import from_coco, to_coco, to_yolo_zip
+from detwatch.review.export import from_coco, to_coco, to_yolo_zip
 
 HOSTILE_KEYS = [
     "../../../../home/someone/.ssh/authorized_keys",

@@ -37,9 +37,9 @@ from schemathesis import BaseSchema, Case, CheckContext, GenerationMode
 from schemathesis.checks import CheckFunction
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
+from detwatch.api.openapi import openapi_document
 from detwatch.app import create_app
 from detwatch.config import Settings
-from detwatch.openapi import openapi_document
 
 TOKEN = "fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

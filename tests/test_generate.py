@@ -14,8 +14,8 @@ import yaml
 from click.testing import CliRunner
 
 from _components import REPO_ROOT
+from detwatch.alerting.generate import artifacts, load_config
 from detwatch.cli import main
-from detwatch.generate import artifacts, load_config
 
 GENERATED_DIRS = ("rules", "grafana", "collector")
 

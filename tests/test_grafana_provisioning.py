@@ -21,7 +21,7 @@ from grafana_foundation_sdk.models import alerting as alerting_model
 from grafana_foundation_sdk.models import dashboard as dashboard_model
 
 from _components import REPO_ROOT
-from detwatch.generate import load_config
+from detwatch.alerting.generate import load_config
 
 GRAFANA = REPO_ROOT / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))

@@ -29,9 +29,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 import detwatch_instrumentation
 from _components import REPO_ROOT, VictoriaMetrics
 from _stream import cumulative_provider
-from detwatch import promql, rules
-from detwatch.alerts import AlertDefinition, duration_seconds, parse_alert
-from detwatch.generate import load_config
+from detwatch.alerting import promql, rules
+from detwatch.alerting.definitions import AlertDefinition, duration_seconds, parse_alert
+from detwatch.alerting.generate import load_config
 from detwatch_instrumentation import ABRouter, monitor_detections, semconv
 
 DASHBOARDS = sorted((REPO_ROOT / "grafana" / "dashboards").glob("*.json"))

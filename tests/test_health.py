@@ -123,7 +123,7 @@ def test_a_full_sqlite_disk_is_not_ready(tmp_path: Path) -> None:
 
 
 def test_a_signed_webhook_gets_no_database_details_and_the_operator_does(tmp_path: Path, pg_read_only: str) -> None:
-    from detwatch.webhooks import signed_headers
+    from detwatch.contract.webhooks import signed_headers
 
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     settings = Settings(data_dir=tmp_path, database_url=pg_read_only, api_token="s3cret", webhook_secrets=(secret,))

@@ -21,8 +21,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue, KeyValueList
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
-from detwatch.openapi import openapi_document
-from detwatch.textfields import NAME_PATTERN, name_problem
+from detwatch.api.openapi import openapi_document
+from detwatch.contract.textfields import NAME_PATTERN, name_problem
 
 PROTOBUF = "application/x-protobuf"
 
@@ -234,7 +234,7 @@ def test_a_gzip_body_with_bytes_after_its_members_is_a_400_and_stores_nothing(cl
 
 
 def test_gzip_members_share_one_decompressed_size_limit() -> None:
-    from detwatch.otlp_logs import MAX_BODY_BYTES, OTLPDecodeError, decode_request
+    from detwatch.contract.otlp import MAX_BODY_BYTES, OTLPDecodeError, decode_request
 
     half = gzip.compress(b"\0" * (MAX_BODY_BYTES // 2 + 1))
     with pytest.raises(OTLPDecodeError) as info:

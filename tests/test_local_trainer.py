@@ -10,7 +10,7 @@ import pytest
 import requests
 
 import detwatch
-from detwatch.data_engine.loop_demo import embedded_companion
+from detwatch.demo.loop import embedded_companion
 
 
 def _finished(client: detwatch.Client, job_id: str) -> Any:

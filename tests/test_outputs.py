@@ -1027,7 +1027,7 @@ def test_label_names_mapping_type_is_accepted() -> None:
 
 def test_what_the_companion_would_refuse_is_left_out_and_counted() -> None:
     """An empty class and a coordinate beyond 1e7 px made the companion reject the image's whole event."""
-    from detwatch.predictions import MAX_COORDINATE, PredictionError, parse_prediction
+    from detwatch.contract.predictions import MAX_COORDINATE, PredictionError, parse_prediction
 
     good = {"class": "car", "confidence": 0.9, "box": [1.0, 2.0, 30.0, 40.0]}
     result = read([good, {**good, "class": ""}, {**good, "box": [1.0, 2.0, 2 * MAX_COORDINATE, 40.0]}])
@@ -1044,7 +1044,7 @@ def test_what_the_companion_would_refuse_is_left_out_and_counted() -> None:
 
 def test_more_detections_than_the_companion_takes_are_cut_and_counted() -> None:
     """100k rows held the GIL ~50 ms in tolist() and made a 13 MB event the companion refused."""
-    from detwatch.predictions import MAX_DETECTIONS
+    from detwatch.contract.predictions import MAX_DETECTIONS
 
     rows = np.tile(np.array([[1.0, 2.0, 30.0, 40.0, 0.9, 0.0]], dtype=np.float32), (100_000, 1))
     result = read(rows, label_names=["car"])

@@ -26,7 +26,7 @@ from _jobs import queued_job
 from _postgres import PostgresServer
 from detwatch.app import create_app
 from detwatch.config import Settings
-from detwatch.predictions import parse_prediction
+from detwatch.contract.predictions import parse_prediction
 from detwatch.storage import FeedbackInput, Storage
 
 WAIT_S = 20.0
@@ -133,7 +133,7 @@ def test_an_item_relabelled_while_reviewed_items_expire_is_kept(
 
     def expire() -> int:
         with app.app_context():
-            from detwatch.data_engine.routes import store
+            from detwatch.api.review import store
 
             return store().expire_reviewed(cutoff)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from detwatch import predictions
-from detwatch.predictions import Prediction, PredictionError, parse_prediction, parse_prediction_json
+from detwatch.contract import predictions
+from detwatch.contract.predictions import Prediction, PredictionError, parse_prediction, parse_prediction_json
 
 EXAMPLE: dict[str, Any] = {
     "prediction_id": "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0",

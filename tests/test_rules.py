@@ -16,11 +16,11 @@ from typing import Any
 import yaml
 
 from _components import REPO_ROOT, binary
-from detwatch import rules
-from detwatch.alerts import parse_alert
-from detwatch.generate import load_config
-from detwatch.rules import render_yaml
-from detwatch.stack import StackSettings
+from detwatch.alerting import rules
+from detwatch.alerting.definitions import parse_alert
+from detwatch.alerting.generate import load_config
+from detwatch.alerting.rules import render_yaml
+from detwatch.alerting.stack import StackSettings
 
 RULES_DIR = REPO_ROOT / "rules"
 CONFIG = load_config(REPO_ROOT / "detwatch.yaml")

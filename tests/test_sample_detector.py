@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from detwatch.sample_detector import (
+from detwatch.demo.sample_detector import (
     CONFIDENCE_CENTRE,
     HaarFaceDetector,
     add_noise,

@@ -55,7 +55,7 @@ from psycopg import sql
 from _aggregates import assert_cells_equal, expected_cells, stored_cells
 from _postgres import PostgresServer
 from _service import Companion
-from detwatch.predictions import parse_prediction
+from detwatch.contract.predictions import parse_prediction
 from detwatch.storage import open_storage
 
 pytestmark = pytest.mark.timeout(120)

@@ -2,7 +2,7 @@
 
 The service runs for real (3 sync workers, one ingest slot); the test makes ingest
 "busy" by holding the slot's lock file itself, exactly as an ingest request in a
-worker holds it (detwatch.admission), so that what is shown does not depend on how
+worker holds it (detwatch.api._admission), so that what is shown does not depend on how
 fast this machine is. How feedback latency behaves while real ingest saturates the
 slots is shown by benchmarks/bench_companion.py, not timed here.
 """

@@ -17,8 +17,8 @@ from _aggregates import assert_cells_equal, expected_cells, stored_cells
 from _postgres import PostgresServer
 from _service import Companion
 from detwatch.config import ConfigError, load_settings
-from detwatch.predictions import Prediction, format_time, parse_prediction
-from detwatch.retention import RetentionScheduler
+from detwatch.contract.predictions import Prediction, format_time, parse_prediction
+from detwatch.jobs.retention import RetentionScheduler
 from detwatch.storage import Storage, open_storage
 
 NS_PER_DAY: Final = 86_400 * 1_000_000_000

@@ -33,8 +33,8 @@ import pytest
 
 from _aggregates import Cell, Sums, assert_cells_equal, expected_cells
 from _aggregates import stored_cells as _stored_cells
-from detwatch import bins
-from detwatch.predictions import Prediction, parse_prediction
+from detwatch.contract import bins
+from detwatch.contract.predictions import Prediction, parse_prediction
 from detwatch.storage import (
     FeedbackInput,
     IngestResult,

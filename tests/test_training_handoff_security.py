@@ -26,7 +26,7 @@ from werkzeug.serving import make_server
 from _jobs import queued_job
 from detwatch.app import create_app
 from detwatch.config import ConfigError, Settings, load_settings
-from detwatch.data_engine.training import Trainer, dispatch_once
+from detwatch.review.training import Trainer, dispatch_once
 from detwatch.storage import open_storage
 
 TOKEN = "api-s3cret-token"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from _jobs import queued_job
-from detwatch.data_engine.training import Trainer, dispatch_once
+from detwatch.review.training import Trainer, dispatch_once
 from detwatch.storage import open_storage
 
 PUBLIC = "http://127.0.0.1:9"

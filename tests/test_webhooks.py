@@ -1,7 +1,7 @@
 """Standard Webhooks signatures: the published example, the reference library both ways, refusals.
 
 The reference is the ``standardwebhooks`` package (the spec's own Python library), which
-computes signatures independently of ``detwatch.webhooks``; the example vector is the one
+computes signatures independently of ``detwatch.contract.webhooks``; the example vector is the one
 its test suite publishes, and is also recomputed here with plain :mod:`hmac`.
 """
 
@@ -17,8 +17,8 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks import WebhookVerificationError as ReferenceVerificationError
 
-from detwatch import webhooks
-from detwatch.webhooks import (
+from detwatch.contract import webhooks
+from detwatch.contract.webhooks import (
     WebhookVerificationError,
     idempotency_key,
     parse_secret,

@@ -6,19 +6,19 @@ to the companion service (``detwatch serve``, :mod:`detwatch.app`); the analyses
 the generators of dashboards and rules build on them.
 """
 
-from .client import Client as Client
-from .client import Record as Record
-from .exceptions import AuthenticationError as AuthenticationError
-from .exceptions import DetwatchError as DetwatchError
-from .exceptions import InvalidRequestError as InvalidRequestError
-from .exceptions import NotAvailableError as NotAvailableError
-from .exceptions import NotFoundError as NotFoundError
-from .exceptions import ResponseError as ResponseError
-from .exceptions import TransportError as TransportError
-from .exceptions import UnavailableError as UnavailableError
-from .telemetry import Telemetry as Telemetry
-from .telemetry import configure_opentelemetry as configure_opentelemetry
-from .version import __version__ as __version__
+from detwatch.client import Client, Record
+from detwatch.exceptions import (
+    AuthenticationError,
+    DetwatchError,
+    InvalidRequestError,
+    NotAvailableError,
+    NotFoundError,
+    ResponseError,
+    TransportError,
+    UnavailableError,
+)
+from detwatch.telemetry import Telemetry, configure_opentelemetry
+from detwatch.version import __version__
 
 __all__ = [
     "AuthenticationError",

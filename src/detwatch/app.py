@@ -2,7 +2,7 @@
 
 ``create_app()`` builds a new application; nothing binds at import time, so tests
 get their own app with their own database, and gunicorn workers each open their
-storage after the fork (see :func:`detwatch.api.get_storage`). Production runs
+storage after the fork (see :func:`detwatch.api._context.get_storage`). Production runs
 under gunicorn (``detwatch serve``); ``flask --app detwatch.app run`` works for
 development.
 """
@@ -15,11 +15,14 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 
-from . import api, errors, health
-from .config import Settings, load_settings
-from .drift import start_drift_schedule
-from .openapi import openapi_document
-from .version import __version__
+from detwatch import api
+from detwatch.api import errors, health
+from detwatch.api._context import storage_for
+from detwatch.api.openapi import openapi_document
+from detwatch.config import Settings, load_settings
+from detwatch.jobs.drift_schedule import start_drift_schedule
+from detwatch.jobs.retention import RetentionScheduler
+from detwatch.version import __version__
 
 __all__ = ["create_app"]
 
@@ -37,7 +40,7 @@ def _configure_own_telemetry() -> None:
         return
     if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")):
         return
-    from .telemetry import configure_opentelemetry
+    from detwatch.telemetry import configure_opentelemetry
 
     # The companion decorates no inference: nothing for a recorder process to do.
     configure_opentelemetry(service_name="detwatch-companion", service_version=__version__, recorder="thread")
@@ -62,6 +65,16 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     app.extensions["detwatch.drift_scheduler"] = start_drift_schedule(
         resolved.extra.get("drift"), resolved.data_dir, resolved.effective_database_url
     )
+
+    retention = RetentionScheduler(
+        lambda: storage_for(app),
+        days=resolved.retention_days,
+        interval_s=resolved.retention_interval_s,
+        lock_path=resolved.data_dir / "retention.lock",
+        hourly_days=resolved.aggregate_hourly_days,
+    )
+    retention.start()  # one daemon thread per process; gunicorn builds the app in each worker, after the fork
+    app.extensions["detwatch.jobs.retention"] = retention
 
     @app.get("/openapi.json")
     def openapi() -> Response:

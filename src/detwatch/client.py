@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 import requests
 
-from .exceptions import (
+from detwatch.exceptions import (
     AuthenticationError,
     InvalidRequestError,
     NotAvailableError,

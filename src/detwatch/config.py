@@ -8,7 +8,7 @@ variable                    meaning                                          def
 ``DETWATCH_API_TOKEN``      bearer token required on ``/v1``                 none (loopback only)
 ``DETWATCH_WEBHOOK_SECRET`` Standard Webhooks secret(s), comma-separated     none
 ``DETWATCH_RETENTION_DAYS`` days raw prediction events are kept             30
-``DETWATCH_RETENTION_INTERVAL`` seconds between expiry runs (detwatch.retention) 3600
+``DETWATCH_RETENTION_INTERVAL`` seconds between expiry runs (detwatch.jobs.retention) 3600
 ``DETWATCH_INGEST_CONCURRENCY`` ingest requests at once on this machine      0 (no limit; ``serve``: workers - 1)
 ``DETWATCH_PUBLIC_URL``     the companion's address as trainers reach it      none (no job hand-off)
 ``DETWATCH_CONFIG``         path of the YAML file                            ``./detwatch.yaml``
@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from .webhooks import parse_secret
+from detwatch.contract.webhooks import parse_secret
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 

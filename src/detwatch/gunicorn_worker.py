@@ -49,7 +49,7 @@ from gunicorn import util  # type: ignore[import-untyped]
 from gunicorn.http2 import negotiation  # type: ignore[import-untyped]
 from gunicorn.workers.gthread import TConn, ThreadWorker  # type: ignore[import-untyped]
 
-from .errors import error_body
+from detwatch.api.errors import error_body
 
 __all__ = ["HEAD_TIMEOUT_S", "MAX_HEAD_BYTES", "HeadBufferingWorker", "write_json_error"]
 

@@ -9,7 +9,7 @@ cost what results for a thousand do: the work grows with hours times cells, not 
 predictions.
 
 The unit of evidence is the image. Per-detection metrics (confidence, class mix) use
-the cluster-robust variances of :mod:`detwatch.clustered` (detections of one image
+the cluster-robust variances of :mod:`detwatch.stats.clustered` (detections of one image
 move together, and treating them as independent made A/A tests declare winners in a
 quarter of runs); each comparison reports its ``effective_sample_size`` per arm (the
 independent detections or images the evidence is worth), its ``design_effect`` and
@@ -47,11 +47,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from .. import bins
-from ..clustered import ImageSums, rao_scott_deff
-from ..storage import AggregateRow
-from .config import HIGHER_IS_BETTER, METRICS, ABTestConfig
-from .statistics import (
+from detwatch.abtest.config import HIGHER_IS_BETTER, METRICS, ABTestConfig
+from detwatch.abtest.statistics import (
     Moments,
     TestResult,
     class_mix_test,
@@ -65,6 +62,9 @@ from .statistics import (
     welch_from_variances,
     welch_test,
 )
+from detwatch.contract import bins
+from detwatch.stats.clustered import ImageSums, rao_scott_deff
+from detwatch.storage.records import AggregateRow
 
 __all__ = ["HOURLY_KINDS", "KEYED_KINDS", "KINDS", "SRM_ALPHA", "ArmData", "FeedbackCount", "compute_results"]
 

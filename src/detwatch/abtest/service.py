@@ -11,11 +11,12 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ..clustered import ImageSums
-from ..storage import ABTestRecord, Storage
-from ..textfields import name_problem
-from .config import ConfigError, parse_config
-from .results import HOURLY_KINDS, KEYED_KINDS, ArmData, FeedbackCount, compute_results
+from detwatch.abtest.config import ConfigError, parse_config
+from detwatch.abtest.results import HOURLY_KINDS, KEYED_KINDS, ArmData, FeedbackCount, compute_results
+from detwatch.contract.textfields import name_problem
+from detwatch.stats.clustered import ImageSums
+from detwatch.storage.protocols import Storage
+from detwatch.storage.records import ABTestRecord
 
 __all__ = ["ABTestInputError", "create_for_request", "results_for", "test_json"]
 

@@ -8,7 +8,7 @@ every one against SciPy run on the raw data the summaries were made from.
 Detections of one image are not independent (a dark frame lowers all its
 confidences): the per-detection metrics (mean confidence, class mix) take the image
 as the unit of evidence. Their variances are the cluster-robust ones of
-:mod:`detwatch.clustered`, computed from per-image sums stored in the cells, in
+:mod:`detwatch.stats.clustered`, computed from per-image sums stored in the cells, in
 Welch's test (degrees of freedom from the images), in the mSPRT's variance and its
 confidence sequence; the class mix's chi-square is divided by Rao and Scott's design
 effect. Image-level metrics (detections per image, empty-image rate, latency) have
@@ -135,7 +135,7 @@ def welch_from_variances(
     """Welch's t-test of ``diff`` given each arm's variance of its mean and their degrees of freedom.
 
     With independent observations these are ``s^2 / n`` and ``n - 1``; with detections
-    clustered in images, the cluster-robust variance (:mod:`detwatch.clustered`) and
+    clustered in images, the cluster-robust variance (:mod:`detwatch.stats.clustered`) and
     ``images - 1``: the Welch-Satterthwaite degrees of freedom then count images.
     """
     if not (math.isfinite(va) and math.isfinite(vb)) or df_a < 1 or df_b < 1:
@@ -190,7 +190,7 @@ def rate_test(
 
     The interval is Wald's (Newcombe's would be tighter near 0 and 1; the sequential
     interval beside it is the one to act on). ``deff_a``/``deff_b`` are design effects
-    (:mod:`detwatch.clustered`): each arm's counts are divided by its own, so the test
+    (:mod:`detwatch.stats.clustered`): each arm's counts are divided by its own, so the test
     sees its effective sample (counts rounded for Fisher's test).
     """
     if n_a <= 0 or n_b <= 0:
@@ -219,7 +219,7 @@ def class_mix_test(counts_a: dict[str, int], counts_b: dict[str, int], deff: flo
     """Chi-square test of homogeneity of the class mix (2xK, classes seen in either arm).
 
     ``difference`` is the total variation distance between the two class shares.
-    ``deff`` is Rao and Scott's mean design effect (:func:`detwatch.clustered.rao_scott_deff`):
+    ``deff`` is Rao and Scott's mean design effect (:func:`detwatch.stats.clustered.rao_scott_deff`):
     the statistic is divided by it, for detections clustered in images; 1 is
     ``scipy.stats.chi2_contingency(..., correction=False)``.
     """

@@ -10,7 +10,7 @@ Usage (the companion runs this behind ``POST /v1/models/{id}/drift``, the client
 
 or, on samples binned by hand (:class:`PeriodSample`), :func:`compare`. The
 companion also runs reports on a schedule and exports ``objdet.drift.score``
-(:class:`DriftScheduler`, configured under ``drift:`` in ``detwatch.yaml``).
+(:class:`detwatch.jobs.drift_schedule.DriftScheduler`, configured under ``drift:`` in ``detwatch.yaml``).
 
 What is compared
 ----------------
@@ -94,7 +94,7 @@ of independent evidence. A fixed assumed correlation (0.1, before) let null spli
 of streams whose detections move together more strongly flag drift in a fifth to a
 half of runs (tests/test_drift_clustered_calibration.py). So every detection-level
 test now uses the design effect *measured* on the period's own images, from per-image
-sums stored in the aggregate cells (:mod:`detwatch.clustered`): the ratio of the
+sums stored in the aggregate cells (:mod:`detwatch.stats.clustered`): the ratio of the
 cluster-robust (ratio-estimator) variance of the statistic's mean to the variance it
 would have if the detections were independent. A test then counts ``n / deff``
 effective detections (Kish).
@@ -124,30 +124,24 @@ version 6) are taken as independent, and the report says so:
   windows re-tests much the same data, so alert on a sustained score, not one run.
 """
 
-from ._from_storage import AB_VARIANTS as AB_VARIANTS
-from ._from_storage import DRIFT_KINDS as DRIFT_KINDS
-from ._from_storage import REQUEST_FIELDS as REQUEST_FIELDS
-from ._from_storage import AggregateReader as AggregateReader
-from ._from_storage import drift_report as drift_report
-from ._from_storage import report_for_request as report_for_request
-from ._periods import MAX_PERIOD_LENGTH as MAX_PERIOD_LENGTH
-from ._periods import PERIOD_PATTERN as PERIOD_PATTERN
-from ._periods import DriftInputError as DriftInputError
-from ._periods import Period as Period
-from ._periods import PeriodError as PeriodError
-from ._periods import parse_periods as parse_periods
-from ._report import ClassDrift as ClassDrift
-from ._report import DriftConfig as DriftConfig
-from ._report import DriftReport as DriftReport
-from ._report import Finding as Finding
-from ._report import PeriodSample as PeriodSample
-from ._report import compare as compare
-from ._schedule import DriftSchedule as DriftSchedule
-from ._schedule import DriftScheduler as DriftScheduler
-from ._schedule import ScheduledDrift as ScheduledDrift
-from ._schedule import drift_scores as drift_scores
-from ._schedule import start_drift_schedule as start_drift_schedule
-from ._text import format_report as format_report
+from detwatch.drift._from_storage import (
+    AB_VARIANTS,
+    DRIFT_KINDS,
+    REQUEST_FIELDS,
+    AggregateReader,
+    drift_report,
+    report_for_request,
+)
+from detwatch.drift._periods import (
+    MAX_PERIOD_LENGTH,
+    PERIOD_PATTERN,
+    DriftInputError,
+    Period,
+    PeriodError,
+    parse_periods,
+)
+from detwatch.drift._report import ClassDrift, DriftConfig, DriftReport, Finding, PeriodSample, compare
+from detwatch.drift._text import format_report
 
 __all__ = [
     "AB_VARIANTS",
@@ -160,18 +154,13 @@ __all__ = [
     "DriftConfig",
     "DriftInputError",
     "DriftReport",
-    "DriftSchedule",
-    "DriftScheduler",
     "Finding",
     "Period",
     "PeriodError",
     "PeriodSample",
-    "ScheduledDrift",
     "compare",
     "drift_report",
-    "drift_scores",
     "format_report",
     "parse_periods",
     "report_for_request",
-    "start_drift_schedule",
 ]

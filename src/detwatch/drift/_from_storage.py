@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from ._periods import DriftInputError, Period, parse_periods
-from ._report import AggregateCell, DriftConfig, DriftReport, PeriodSample, compare
+from detwatch.drift._periods import DriftInputError, Period, parse_periods
+from detwatch.drift._report import AggregateCell, DriftConfig, DriftReport, PeriodSample, compare
 
 __all__ = ["AB_VARIANTS", "DRIFT_KINDS", "REQUEST_FIELDS", "AggregateReader", "drift_report", "report_for_request"]
 

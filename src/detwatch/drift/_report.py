@@ -16,9 +16,9 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from .. import bins
-from ..clustered import ImageSums, rao_scott_deff
-from . import _statistics as st
+from detwatch.contract import bins
+from detwatch.drift import _statistics as st
+from detwatch.stats.clustered import ImageSums, rao_scott_deff
 
 __all__ = [
     "AggregateCell",
@@ -81,7 +81,7 @@ class PeriodSample:
 
     ``detections_sq`` is the sum over images of (detections on the image)^2; 0 means
     unknown, and it is then estimated from ``image_detections``. The per-image sums
-    (:mod:`detwatch.clustered`) measure how detections of one image move together:
+    (:mod:`detwatch.stats.clustered`) measure how detections of one image move together:
     ``confidence_sums`` of all confidences, ``class_sums`` of each class's detections,
     ``area_sums`` of log10 box areas, ``aspect_sums`` of log2 aspect ratios. Detections
     without them (cells stored before they existed, samples built by hand) count as

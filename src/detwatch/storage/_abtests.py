@@ -13,11 +13,11 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from . import ABTestRecord
-from ._schema import CELL_SUMS
+from detwatch.storage._schema import CELL_SUMS
+from detwatch.storage.records import ABTestRecord
 
 if TYPE_CHECKING:
-    from ._sql import Transaction
+    from detwatch.storage._transaction import Transaction
 
 NS_PER_SECOND: Final = 1_000_000_000
 SECONDS_PER_HOUR: Final = 3600
@@ -162,7 +162,7 @@ def feedback_image_sums(
 
     Several posts on one image (one per detection) are not independent judgements of the
     model: these sums give the feedback score's variance with the image as the unit
-    (:mod:`detwatch.clustered`). Feedback naming a batch span is left out, as in
+    (:mod:`detwatch.stats.clustered`). Feedback naming a batch span is left out, as in
     :func:`feedback_counts`.
     """
     where, params = _arm_predictions(model_id, version, variant, start_unix_nano, end_unix_nano)

@@ -1,7 +1,7 @@
 """Summing a batch of predictions into per-hour aggregate cells, vectorised.
 
 What each kind counts is :class:`~detwatch.storage.AggregateRow`'s docstring; the
-bins are :mod:`detwatch.bins`. This runs on every ingested batch, and a loop over
+bins are :mod:`detwatch.contract.bins`. This runs on every ingested batch, and a loop over
 detections in Python (about 45 cell updates and three logarithms per event of 10
 detections) cost more than inserting the events; numpy does the same per batch in
 a few array operations.
@@ -9,14 +9,14 @@ a few array operations.
 Cells of the kinds that keep per-image sums (``detections``, ``confidence_all``,
 ``box_log10_area``, ``box_log2_aspect``) also add, over the images of the batch, each
 image's count in the cell and its value sum, squared and crossed: one more grouping
-by (cell, image), so the cluster-robust variances of :mod:`detwatch.clustered` merge
+by (cell, image), so the cluster-robust variances of :mod:`detwatch.stats.clustered` merge
 like the sums do.
 
-The bin *definitions* stay in :mod:`detwatch.bins`: the array versions here use its
+The bin *definitions* stay in :mod:`detwatch.contract.bins`: the array versions here use its
 constants, and a value whose scaled position lies within ``_EDGE`` of a bin edge
 (where numpy's and the C library's logarithms may differ in the last bit) is
 binned by the scalar function itself, so every value lands in exactly the bin
-``detwatch.bins`` gives it. tests/test_storage.py checks both against each other.
+``detwatch.contract.bins`` gives it. tests/test_storage.py checks both against each other.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from .. import bins
-from ..predictions import Prediction
+from detwatch.contract import bins
+from detwatch.contract.predictions import Prediction
 
 __all__ = [
     "AggregateKey",
@@ -77,19 +77,19 @@ def _log_bins(values: Floats, scaled: Callable[[Floats], Floats], count: int, sc
 
 
 def confidence_bins(confidence: Floats) -> Ints:
-    """:func:`detwatch.bins.confidence_bin` of each value (the same division, truncated)."""
+    """:func:`detwatch.contract.bins.confidence_bin` of each value (the same division, truncated)."""
     return np.clip((confidence / bins.CONFIDENCE_WIDTH).astype(np.int64), 0, bins.CONFIDENCE_BINS - 1)
 
 
 def area_bins(area: Floats) -> Ints:
-    """:func:`detwatch.bins.area_bin` of each value."""
+    """:func:`detwatch.contract.bins.area_bin` of each value."""
     return _log_bins(
         area, lambda a: (np.log10(a) - bins.AREA_LOG10_MIN) * bins.AREA_PER_DECADE, bins.AREA_BINS, bins.area_bin
     )
 
 
 def aspect_bins(ratio: Floats) -> Ints:
-    """:func:`detwatch.bins.aspect_bin` of each ratio ``w / h`` (as ``aspect_bin(ratio, 1.0)``)."""
+    """:func:`detwatch.contract.bins.aspect_bin` of each ratio ``w / h`` (as ``aspect_bin(ratio, 1.0)``)."""
     return _log_bins(
         ratio,
         lambda r: (np.log2(r) + bins.ASPECT_LOG2_MAX) / bins.ASPECT_STEP,
@@ -99,7 +99,7 @@ def aspect_bins(ratio: Floats) -> Ints:
 
 
 def latency_bins(latency_ms: Floats) -> Ints:
-    """:func:`detwatch.bins.latency_bin` of each value."""
+    """:func:`detwatch.contract.bins.latency_bin` of each value."""
     return _log_bins(
         latency_ms,
         lambda ms: (np.log10(ms) - bins.LATENCY_LOG10_MIN_MS) * bins.LATENCY_PER_DECADE,

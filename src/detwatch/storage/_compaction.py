@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from ._schema import CELL_SUMS
+from detwatch.storage._schema import CELL_SUMS
 
 if TYPE_CHECKING:
-    from ._schema import Dialect
-    from ._sql import Transaction
+    from detwatch.storage._schema import Dialect
+    from detwatch.storage._transaction import Transaction
 
 SECONDS_PER_DAY: Final = 86_400
 

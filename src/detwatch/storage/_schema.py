@@ -178,7 +178,7 @@ _V3: Final[tuple[Statement, ...]] = (
 )
 
 _V4: Final[tuple[Statement, ...]] = (
-    # The data engine (detwatch.data_engine): policies, the review queue, dataset
+    # The data engine (detwatch.review): policies, the review queue, dataset
     # snapshots and training jobs. Flagged items copy what review needs (detections,
     # image reference) because raw predictions expire; they stay until reviewed.
     """
@@ -297,7 +297,7 @@ CELL_SUMS: Final = ("count", "value", "value_sq", *(column for column, _ in _PER
 
 _V6: Final[tuple[Statement, ...]] = tuple(
     # Per-image sums beside the per-item sums (storage.AggregateRow), so that variances
-    # that treat the image as the unit of evidence merge across cells (detwatch.clustered).
+    # that treat the image as the unit of evidence merge across cells (detwatch.stats.clustered).
     # ADD COLUMN with a constant default rewrites no row on either database: cells
     # written before have 0 (images = 0 with count > 0), and readers take their
     # detections as independent, which the reports say.

@@ -55,26 +55,33 @@ from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, cast
 import msgspec
 import orjson
 
-from ..bins import CONFIDENCE_BINS, confidence_bin
-from ..data_engine import _store as _data_engine
-from ..predictions import DetectionRecord, ImageRef, Prediction
-from . import (
+from detwatch.contract.bins import CONFIDENCE_BINS, confidence_bin
+from detwatch.contract.feedback import FeedbackInput, FeedbackType
+from detwatch.contract.predictions import DetectionRecord, ImageRef, Prediction
+from detwatch.review import _store as _data_engine
+from detwatch.storage import _abtests, _compaction
+from detwatch.storage._aggregate import AggregateKey, BatchMeasures, Cell, aggregate_cells
+from detwatch.storage._schema import (
+    CELL_SUMS,
+    LATEST_VERSION,
+    MIGRATIONS,
+    SCHEMA_MIGRATIONS_TABLE,
+    TABLES,
+    Dialect,
+    statements_for,
+)
+from detwatch.storage._transaction import Transaction
+from detwatch.storage.records import (
     ABTestRecord,
     AggregateRow,
     DatasetRecord,
     DatasetVersionRecord,
-    FeedbackInput,
     FeedbackRecord,
-    FeedbackType,
     IngestResult,
     ModelRecord,
     StorageError,
     StorageUnavailable,
-    _abtests,
-    _compaction,
 )
-from ._aggregate import AggregateKey, BatchMeasures, Cell, aggregate_cells
-from ._schema import CELL_SUMS, LATEST_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, TABLES, Dialect, statements_for
 
 __all__ = ["CONFIDENCE_BINS", "LockName", "SQLStorage", "Transaction", "aggregate_cells", "confidence_bin"]
 
@@ -96,47 +103,6 @@ WRITE_ATTEMPTS: Final = 5
 DATASET_FIRST_VERSION: Final = "v1"
 
 LockName = Literal["migrate", "feedback_join"]
-
-
-class Transaction:
-    """One open transaction: runs the shared SQL on a backend cursor."""
-
-    def __init__(
-        self,
-        cursor: Any,
-        convert: Callable[[str], str],
-        returning_many: Callable[[Any, str, list[tuple[Any, ...]]], list[tuple[Any, ...]]],
-    ) -> None:
-        self._cursor = cursor  # a DB-API cursor: sqlite3's and psycopg's fit
-        self._convert = convert
-        self._returning_many = returning_many
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run a statement and return its rows (an empty list when it returns none)."""
-        self._cursor.execute(self._convert(sql), tuple(params))
-        if self._cursor.description is None:
-            return []
-        return [tuple(row) for row in self._cursor.fetchall()]
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run a statement; returns the number of rows it changed."""
-        self._cursor.execute(self._convert(sql), tuple(params))
-        return int(self._cursor.rowcount)
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            self._cursor.executemany(self._convert(sql), [tuple(r) for r in rows])
-
-    @property
-    def cursor(self) -> Any:
-        """The driver's cursor, for a backend's own bulk paths (COPY)."""
-        return self._cursor
-
-    def query_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
-        """Run a one-row statement with ``RETURNING`` once per parameter row; all rows returned."""
-        if not rows:
-            return []
-        return self._returning_many(self._cursor, self._convert(sql), [tuple(r) for r in rows])
 
 
 class _Pool(Generic[C]):

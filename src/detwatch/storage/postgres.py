@@ -31,9 +31,9 @@ import orjson
 import psycopg
 from psycopg import conninfo as _conninfo
 
-from . import StorageError, StorageUnavailable
-from ._schema import CELL_SUMS
-from ._sql import _INSERT_PREDICTION, _PREDICTION_COLUMNS, LockName, SQLStorage, Transaction
+from detwatch.storage._schema import CELL_SUMS
+from detwatch.storage._sql import _INSERT_PREDICTION, _PREDICTION_COLUMNS, LockName, SQLStorage, Transaction
+from detwatch.storage.records import StorageError, StorageUnavailable
 
 __all__ = ["PostgresStorage"]
 

@@ -46,8 +46,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-from . import StorageError, StorageUnavailable
-from ._sql import SQLStorage
+from detwatch.storage._sql import SQLStorage
+from detwatch.storage.records import StorageError, StorageUnavailable
 
 __all__ = ["SQLiteStorage"]
 

@@ -1,0 +1,277 @@
+"""Scheduled drift: the companion compares a current window with a baseline, per model, and exports the scores.
+
+Configured in ``detwatch.yaml`` (the companion's settings file)::
+
+    drift:
+      interval: 15m              # how often (s, m, h; default 15m)
+      models:
+        vehicles:                # model id
+          current: last 24h      # default
+          reference: previous 7d # default: the week before the current window
+          model_version: v2      # optional filters
+          ab_variant: b
+          options: {alpha: 0.01} # optional DriftConfig settings
+
+Each run sets the gauge ``objdet.drift.score`` (``semconv.DRIFT_SCORE``) for every
+headline distance of the report, by ``objdet.model.id``, ``objdet.drift.kind``
+(``class``, ``confidence``, ``count``, ``box_area``, ``aspect_ratio``,
+``empty_rate``, and ``any`` for the verdict as 0/1) and ``objdet.drift.method``
+(``jensen_shannon``, ``ks``, ``cohen_h``, ``holm``); model version and A/B arm
+filters are attributes too. Grafana charts and alerts on it (``drift_score:<kind>``).
+A distance without enough data in a run is not set by that run (the verdict ``any``
+is then 0 unless another test is significant).
+
+One scheduler per machine: gunicorn workers race for an exclusive ``flock`` on
+``<data_dir>/drift-schedule.lock``; the winner runs the schedule, the others retry at
+each interval (so a killed worker's duty passes on). Several replicas on other
+machines compute the same values, which charts aggregate with ``max``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from opentelemetry import metrics
+
+from detwatch.config import ConfigError
+from detwatch.drift._from_storage import AB_VARIANTS, AggregateReader, drift_report
+from detwatch.drift._periods import parse_periods
+from detwatch.drift._report import DriftConfig, DriftReport
+from detwatch.version import __version__
+from detwatch_instrumentation import semconv
+
+__all__ = ["DriftSchedule", "DriftScheduler", "ScheduledDrift", "drift_scores", "start_drift_schedule"]
+
+_logger = logging.getLogger("detwatch.drift")
+
+DEFAULT_INTERVAL_S = 900.0
+"""15 minutes: aggregates are hourly, so checking more often mostly repeats a result."""
+
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?) *(ms|s|m|h)")
+_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+HEADLINES: tuple[tuple[str, str, str], ...] = (
+    ("class_mix", "class", "jensen_shannon"),
+    ("confidence", "confidence", "ks"),
+    ("detections_per_image", "count", "ks"),
+    ("box_area", "box_area", "ks"),
+    ("aspect_ratio", "aspect_ratio", "ks"),
+    ("empty_rate", "empty_rate", "cohen_h"),
+)
+"""Report finding kind -> (``objdet.drift.kind``, ``objdet.drift.method``) of the exported score."""
+
+
+@dataclass(frozen=True)
+class ScheduledDrift:
+    """One model's scheduled comparison."""
+
+    model_id: str
+    current: str = "last 24h"
+    reference: str = "previous 7d"
+    model_version: str | None = None
+    ab_variant: str | None = None
+    config: DriftConfig = field(default_factory=DriftConfig)
+
+
+@dataclass(frozen=True)
+class DriftSchedule:
+    """The ``drift:`` section of the settings."""
+
+    interval_s: float = DEFAULT_INTERVAL_S
+    models: tuple[ScheduledDrift, ...] = ()
+
+    @classmethod
+    def from_config(cls, section: Any) -> DriftSchedule:
+        """Validate the section; raises ``ValueError`` naming the setting (``drift.models.<id>.current``)."""
+        if not isinstance(section, Mapping):
+            raise ValueError("drift: expected a mapping with interval and models")
+        unknown = set(section) - {"interval", "models"}
+        if unknown:
+            raise ValueError(f"drift.{sorted(unknown)[0]}: unknown setting (known: interval, models)")
+        interval = _seconds("drift.interval", section.get("interval", "15m"))
+        models = section.get("models", {})
+        if not isinstance(models, Mapping):
+            raise ValueError("drift.models: expected a mapping of model id to its settings")
+        return cls(interval, tuple(_model(str(model_id), spec) for model_id, spec in models.items()))
+
+
+def _seconds(name: str, value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.fullmatch(str(value).strip())
+        if match is None:
+            raise ValueError(f"{name}: expected a duration such as 15m, 1h or 30s, got {value!r}")
+        seconds = float(match.group(1)) * _SECONDS[match.group(2)]
+    if not 0.05 <= seconds <= 7 * 86_400:
+        raise ValueError(f"{name}: between 50 ms and 7 days")
+    return seconds
+
+
+def _model(model_id: str, spec: Any) -> ScheduledDrift:
+    where = f"drift.models.{model_id}"
+    spec = {} if spec is None else spec
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{where}: expected a mapping (current, reference, model_version, ab_variant, options)")
+    unknown = set(spec) - {"current", "reference", "model_version", "ab_variant", "options"}
+    if unknown:
+        raise ValueError(f"{where}.{sorted(unknown)[0]}: unknown setting")
+    entry = ScheduledDrift(model_id)
+    current, reference = str(spec.get("current", entry.current)), str(spec.get("reference", entry.reference))
+    try:
+        parse_periods(reference, current, now_unix_nano=time.time_ns())
+    except ValueError as exc:
+        name = "reference" if str(exc).startswith("reference") else "current"
+        raise ValueError(f"{where}.{name}: {exc}") from None
+    version = spec.get("model_version")
+    if version is not None and (not isinstance(version, str) or not version):
+        raise ValueError(f"{where}.model_version: expected a non-empty string")
+    variant = spec.get("ab_variant")
+    if variant is not None and variant not in AB_VARIANTS:
+        raise ValueError(f"{where}.ab_variant: expected a, b or an empty string")
+    options = spec.get("options") or {}
+    if not isinstance(options, Mapping):
+        raise ValueError(f"{where}.options: expected a mapping of drift settings")
+    try:
+        config = DriftConfig.from_mapping(options)
+    except ValueError as exc:
+        raise ValueError(f"{where}.options.{exc}") from None
+    return ScheduledDrift(model_id, current, reference, version, variant, config)
+
+
+def drift_scores(report: DriftReport) -> list[tuple[float, str, str]]:
+    """``(value, kind, method)`` of every headline distance the report has, and the verdict (``any``)."""
+    scores = []
+    for kind, exported, method in HEADLINES:
+        for finding in report.findings:
+            if finding.kind == kind and not finding.subject:
+                scores.append((finding.effect, exported, method))
+    scores.append((1.0 if report.significant_drift else 0.0, "any", "holm"))
+    return scores
+
+
+class DriftScheduler:
+    """Runs a :class:`DriftSchedule` against a storage and sets ``objdet.drift.score``.
+
+    ``meter_provider`` defaults to the global one, which the companion configures
+    when a Collector is named (see :func:`detwatch.app.create_app`).
+    """
+
+    def __init__(
+        self,
+        schedule: DriftSchedule,
+        storage: Callable[[], AggregateReader],
+        *,
+        meter_provider: metrics.MeterProvider | None = None,
+        lock_path: Path | None = None,
+    ) -> None:
+        self.schedule = schedule
+        self._storage_factory = storage
+        self._storage: AggregateReader | None = None
+        meter = metrics.get_meter("detwatch.companion", __version__, meter_provider=meter_provider)
+        spec = semconv.DRIFT_SCORE
+        self._gauge = meter.create_gauge(spec.name, unit=spec.unit, description=spec.description)
+        self._lock_path = lock_path
+        self._lock_file: IO[bytes] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+
+    def run_once(self, now_unix_nano: int | None = None) -> dict[str, DriftReport]:
+        """One pass over the models; a failing model is logged and skipped, never raised."""
+        if self._storage is None:
+            self._storage = self._storage_factory()
+        reports: dict[str, DriftReport] = {}
+        for entry in self.schedule.models:
+            try:
+                report = drift_report(
+                    self._storage, entry.model_id, entry.reference, entry.current,
+                    model_version=entry.model_version, ab_variant=entry.ab_variant, config=entry.config,
+                    now_unix_nano=now_unix_nano,
+                )  # fmt: skip
+            except Exception:  # one model's failure must not stop the others
+                _logger.exception("scheduled drift of %s failed", entry.model_id)
+                continue
+            reports[entry.model_id] = report
+            base = {semconv.ATTR_MODEL_ID: entry.model_id}
+            if entry.model_version is not None:
+                base[semconv.ATTR_MODEL_VERSION] = entry.model_version
+            if entry.ab_variant is not None:
+                base[semconv.ATTR_AB_VARIANT] = entry.ab_variant
+            for value, kind, method in drift_scores(report):
+                self._gauge.set(value, {**base, semconv.ATTR_DRIFT_KIND: kind, semconv.ATTR_DRIFT_METHOD: method})
+        self.runs += 1
+        return reports
+
+    def _leader(self) -> bool:
+        if self._lock_path is None or self._lock_file is not None:
+            return True
+        handle = open(self._lock_path, "ab")  # noqa: SIM115 - held for the process's life
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._lock_file = handle
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self._leader():
+                    self.run_once()
+            except Exception:  # the schedule outlives a bad run (database down, ...)
+                _logger.exception("scheduled drift run failed")
+            self._stop.wait(self.schedule.interval_s)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="detwatch-drift-schedule", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        if self._lock_file is not None:
+            with contextlib.suppress(OSError):
+                self._lock_file.close()
+            self._lock_file = None
+
+
+def start_drift_schedule(section: Any, data_dir: Path, database_url: str) -> DriftScheduler | None:
+    """Start the scheduler for the settings' ``drift:`` section (None when absent or without models).
+
+    Raises :class:`~detwatch.config.ConfigError` naming the setting for a bad section.
+    """
+    if section is None:
+        return None
+    try:
+        schedule = DriftSchedule.from_config(section)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not schedule.models:
+        return None
+
+    def storage() -> AggregateReader:
+        from detwatch.storage import open_storage
+
+        opened = open_storage(database_url)
+        opened.migrate()
+        return opened
+
+    scheduler = DriftScheduler(schedule, storage, lock_path=data_dir / "drift-schedule.lock")
+    scheduler.start()
+    _logger.info(
+        "drift schedule: %d models every %.0f s (pid %d)", len(schedule.models), schedule.interval_s, os.getpid()
+    )
+    return scheduler

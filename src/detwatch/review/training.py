@@ -1,0 +1,262 @@
+"""Handing training jobs to a trainer, with retries that never lose a job.
+
+``POST /v1/training-jobs`` records the job (``queued``) before anything else, then a
+dispatcher thread in the serving process hands it to the configured trainer:
+
+- a **webhook** (``DETWATCH_TRAINER_URL``, signed with the Standard Webhooks scheme
+  when ``DETWATCH_TRAINER_SECRET`` is set; the same ``webhook-id`` on every retry, so
+  the receiver can de-duplicate): a 2xx answer is a hand-off;
+- a **local command** (``DETWATCH_TRAINER_COMMAND``, split like a shell would, run
+  without a shell): the job document on its standard input, ``DETWATCH_JOB_FILE``
+  naming the same document on disk; exit status 0 is a hand-off.
+
+Either may be given in ``detwatch.yaml`` as ``trainer: {url, secret, command}``. The
+job document (:func:`job_document`) holds the job, where to download the dataset
+version (COCO and YOLO export URLs) and where to report back: ``POST
+{callback.url}`` with ``Authorization: Bearer {callback.token}`` and ``{"status":
+"running" | "succeeded" | "failed", "model_version": ..., "message": ...}``. A
+succeeded job registers ``model_version`` of the base model, ready for an A/B test.
+
+What a trainer is trusted with, and why:
+
+- Every URL of the document starts with the configured public URL
+  (``DETWATCH_PUBLIC_URL`` or ``public_url`` in ``detwatch.yaml``), never with the
+  request's ``Host`` header: a token holder who sent ``Host: attacker:port`` got the
+  job handed to the trainer with URLs on that host, which served the trainer a
+  dataset of its choosing and received the job's token. Without a public URL no job
+  is handed off (``POST /v1/training-jobs`` says so with a 503).
+- The trainer's one credential is the job's callback token: it reports the job's
+  status and reads that job's dataset version (the ``dataset`` URLs are job-scoped
+  routes, ``/v1/training-jobs/{id}/dataset...``) until the job has finished. The
+  companion's API token never reaches a trainer: a local command runs without the
+  companion's secrets in its environment.
+
+A failed hand-off (connection refused, 5xx, non-zero exit, timeout) is recorded in
+the job's history and retried with exponential backoff (``DETWATCH_TRAINER_BACKOFF_S``,
+default 2 s, doubling up to 5 minutes) up to ``DETWATCH_TRAINER_MAX_ATTEMPTS`` (8)
+times; then the job
+is ``failed`` with the last error. Jobs are leased while being handed off, so several
+processes never hand off the same job at once, and a process that dies mid-way
+leaves the job to be retried when the lease ends. Without a trainer configured the
+job stays ``queued`` (recorded, due) until one is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import tempfile
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from detwatch.contract.webhooks import signed_headers
+from detwatch.review._store import DataEngineStore
+
+__all__ = ["MAX_ATTEMPTS", "Trainer", "ensure_dispatcher", "job_document", "trainer_from"]
+
+_logger = logging.getLogger("detwatch.training")
+
+MAX_ATTEMPTS: Final = 8
+MAX_BACKOFF_S: Final = 300.0
+WEBHOOK_TIMEOUT_S: Final = 10.0
+COMMAND_TIMEOUT_S: Final = 3600.0
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """Where jobs go: a webhook URL (optionally signed) or a local command."""
+
+    url: str | None = None
+    secret: str | None = None
+    command: tuple[str, ...] = ()
+    backoff_s: float = 2.0
+    max_attempts: int = MAX_ATTEMPTS
+    public_url: str | None = None
+    """The companion's configured address, the base of every URL a trainer is given."""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.url or self.command)
+
+    @property
+    def ready(self) -> bool:
+        """Whether jobs can be handed off: a trainer, and an address to give it (see the module docstring)."""
+        return self.configured and bool(self.public_url)
+
+    @property
+    def lease_s(self) -> float:
+        return COMMAND_TIMEOUT_S + 60 if self.command else WEBHOOK_TIMEOUT_S + 60
+
+    def describe(self) -> str:
+        """What the API says the trainer is: never its credentials (user:password@, the query string)."""
+        if self.url:
+            parts = urllib.parse.urlsplit(self.url)
+            host = parts.hostname or ""
+            if ":" in host:  # IPv6: bracketed again
+                host = f"[{host}]"
+            if parts.port is not None:
+                host = f"{host}:{parts.port}"
+            return f"webhook {urllib.parse.urlunsplit((parts.scheme, host, parts.path, '', ''))}"
+        return f"command {shlex.join(self.command)}" if self.command else "none"
+
+
+def trainer_from(extra: Mapping[str, Any], environ: Mapping[str, str], public_url: str | None) -> Trainer:
+    """The trainer of the environment (``DETWATCH_TRAINER_*``) over ``detwatch.yaml``'s ``trainer``."""
+    section = extra.get("trainer") or {}
+    if not isinstance(section, Mapping):
+        raise ValueError("trainer: expected a mapping with url, secret or command")
+    url = environ.get("DETWATCH_TRAINER_URL") or section.get("url") or None
+    secret = environ.get("DETWATCH_TRAINER_SECRET") or section.get("secret") or None
+    command = environ.get("DETWATCH_TRAINER_COMMAND") or section.get("command") or ""
+    argv = tuple(shlex.split(command)) if isinstance(command, str) else tuple(str(c) for c in command)
+    backoff = float(environ.get("DETWATCH_TRAINER_BACKOFF_S") or section.get("backoff_s") or 2.0)
+    attempts = int(environ.get("DETWATCH_TRAINER_MAX_ATTEMPTS") or section.get("max_attempts") or MAX_ATTEMPTS)
+    if url is not None and not str(url).startswith(("http://", "https://")):
+        raise ValueError(f"trainer url: expected http(s)://..., got {url!r}")
+    return Trainer(
+        url=url, secret=secret, command=argv, backoff_s=backoff, max_attempts=attempts, public_url=public_url
+    )
+
+
+def job_document(job: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+    """What the trainer receives: the job, its dataset's URLs, the callback (all under ``base_url``).
+
+    The callback token is the bearer for the dataset URLs too: they are the job's own
+    routes, so that the token reads nothing but this job's dataset version.
+    """
+    own = f"{base_url}/v1/training-jobs/{job['id']}"
+    return {
+        "type": "training_job.created",
+        "job": {k: job[k] for k in ("id", "name", "dataset_id", "version_id", "base_model_id", "options")},
+        "dataset": {"version_url": f"{own}/dataset", "coco_url": f"{own}/dataset/export?format=coco",
+                    "yolo_url": f"{own}/dataset/export?format=yolo"},
+        "callback": {"url": f"{own}/status", "token": job["callback_token"]},
+    }  # fmt: skip
+
+
+_SECRET_VARIABLES: Final = frozenset(
+    {"DETWATCH_API_TOKEN", "DETWATCH_WEBHOOK_SECRET", "DETWATCH_TRAINER_SECRET", "DETWATCH_DATABASE_URL",
+     "DETWATCH_GRAFANA_TOKEN"}
+)  # fmt: skip
+"""The companion's credentials: a local trainer command's environment goes without them."""
+
+
+def hand_off(trainer: Trainer, job: Mapping[str, Any]) -> str | None:
+    """One attempt; returns the error, or ``None`` when the trainer took the job."""
+    assert trainer.public_url, "hand_off needs a trainer.ready"
+    document = job_document(job, trainer.public_url)
+    body = json.dumps(document, separators=(",", ":")).encode()
+    if trainer.url:
+        headers = {"Content-Type": "application/json"}
+        if trainer.secret:
+            headers.update(signed_headers(trainer.secret, body, webhook_id=f"msg_job_{job['id']}"))
+        request = urllib.request.Request(trainer.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
+                response.read()
+            return None
+        except urllib.error.HTTPError as exc:
+            return f"trainer webhook answered {exc.code}"
+        except (OSError, ValueError) as exc:
+            return f"trainer webhook unreachable: {exc}"
+    with tempfile.NamedTemporaryFile("wb", suffix=".json", prefix="detwatch-job-", delete=False) as handle:
+        handle.write(body)
+    env = {k: v for k, v in os.environ.items() if k not in _SECRET_VARIABLES}
+    env["DETWATCH_JOB_FILE"] = handle.name
+    try:
+        done = subprocess.run(
+            list(trainer.command), input=body, capture_output=True, timeout=COMMAND_TIMEOUT_S, env=env, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"trainer command failed to run: {exc}"
+    finally:
+        # missing_ok: a trainer may take the file for itself (move or delete it); that is a hand-off too.
+        Path(handle.name).unlink(missing_ok=True)
+    if done.returncode != 0:
+        tail = done.stderr.decode("utf-8", "replace").strip()[-500:]
+        return f"trainer command exited {done.returncode}: {tail}"
+    return None
+
+
+def dispatch_once(store: DataEngineStore, trainer: Trainer) -> bool:
+    """Hand off one due job (if any); ``True`` when one was attempted (never without :attr:`Trainer.ready`)."""
+    if not trainer.ready:
+        return False
+    job = store.take_due_job(lease_s=trainer.lease_s)
+    if job is None:
+        return False
+    if job["status"] in ("succeeded", "failed"):
+        store.record_dispatch(job["id"], error=None, retry_in_s=None)
+        return True
+    error = hand_off(trainer, job)
+    attempts = int(job["attempts"])
+    if error is None:
+        store.record_dispatch(job["id"], error=None, retry_in_s=None)
+    elif attempts >= trainer.max_attempts:
+        store.record_dispatch(job["id"], error=error, retry_in_s=None)
+    else:
+        delay = min(trainer.backoff_s * 2.0 ** (attempts - 1), MAX_BACKOFF_S)
+        store.record_dispatch(job["id"], error=error, retry_in_s=delay)
+    _logger.info("training job %s hand-off attempt %d: %s", job["id"], attempts, error or "ok")
+    return True
+
+
+class _Dispatcher(threading.Thread):
+    """Hands off due jobs until none waits, then ends (a new job starts it again)."""
+
+    def __init__(self, store: DataEngineStore, trainer: Trainer) -> None:
+        super().__init__(name="detwatch-trainer-dispatch", daemon=True)
+        self.store = store
+        self.trainer = trainer
+        self.wake = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                if dispatch_once(self.store, self.trainer):
+                    continue
+                wait = self.store.next_due_in()
+            except Exception:  # the database is away (or closed): the jobs stay recorded and due
+                _logger.warning(
+                    "training job dispatch stopped; the next data-engine request restarts it", exc_info=True
+                )
+                with _lock:
+                    _dispatchers.pop(id(self.store.storage), None)
+                return
+            if wait is None:
+                with _lock:
+                    # A job created meanwhile set wake: look again rather than end.
+                    if not self.wake.is_set():
+                        _dispatchers.pop(id(self.store.storage), None)
+                        return
+                self.wake.clear()
+                continue
+            self.wake.wait(min(wait, 5.0))
+            self.wake.clear()
+
+
+_lock = threading.Lock()
+_dispatchers: dict[int, _Dispatcher] = {}
+
+
+def ensure_dispatcher(store: DataEngineStore, trainer: Trainer) -> None:
+    """Start this process's dispatcher for ``store`` (or wake it): jobs are due."""
+    if not trainer.ready:
+        return
+    with _lock:
+        current = _dispatchers.get(id(store.storage))
+        if current is not None and current.is_alive():
+            current.wake.set()
+            return
+        dispatcher = _Dispatcher(store, trainer)
+        _dispatchers[id(store.storage)] = dispatcher
+        dispatcher.start()
