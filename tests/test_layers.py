@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "detwatch.exceptions": 0,
     "detwatch.stats": 0,
     "detwatch.telemetry": 0,
+    "detwatch.instruments": 0,
     "detwatch.contract": 1,
     "detwatch.config": 2,
     "detwatch.storage": 3,

@@ -13,6 +13,8 @@ from typing import cast
 from flask import Flask, current_app, request
 
 from detwatch.config import Settings
+from detwatch.instruments import CompanionInstruments
+from detwatch.review._store import DataEngineStore
 from detwatch.storage import Storage, open_storage
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "authenticates_itself",
     "bearer_ok",
     "get_storage",
+    "instruments",
+    "review_store",
     "settings",
     "storage_for",
     "trust_own_authentication",
@@ -87,3 +91,18 @@ def trust_own_authentication(app: Flask, *endpoints: str) -> None:
 def authenticates_itself(endpoint: str | None) -> bool:
     """Whether the route ``endpoint`` checks its caller itself (see :func:`trust_own_authentication`)."""
     return endpoint in current_app.extensions.get("detwatch.self_authenticating", set())
+
+
+def instruments() -> CompanionInstruments:
+    """The app's own instruments (built by ``create_app`` from its meter provider)."""
+    return cast(CompanionInstruments, current_app.extensions["detwatch.instruments"])
+
+
+def review_store() -> DataEngineStore:
+    """The process's data-engine store, on the companion's storage."""
+    storage = get_storage()
+    found = current_app.extensions.get("detwatch.review")
+    if found is None or found.storage is not storage:
+        found = DataEngineStore(storage)
+        current_app.extensions["detwatch.review"] = found
+    return cast(DataEngineStore, found)

@@ -16,7 +16,16 @@ from detwatch.api.errors import APIError
 from detwatch.contract.predictions import PredictionError, load_json
 from detwatch.contract.textfields import NUL_MESSAGE, holds_nul, name_problem
 
-__all__ = ["MAX_BATCH", "field_error", "json_body", "no_nul_in_url", "nul_free_body", "object_body", "string_field"]
+__all__ = [
+    "MAX_BATCH",
+    "field_error",
+    "json_body",
+    "no_nul_in_url",
+    "nul_free_body",
+    "object_body",
+    "require_token",
+    "string_field",
+]
 
 MAX_BATCH = 10_000
 """Most items in one batch post (predictions, feedback)."""
@@ -108,3 +117,9 @@ def no_nul_in_url() -> None:
             return
         raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")
     raise APIError(400, "invalid_field", NUL_MESSAGE, field)
+
+
+def require_token() -> None:
+    """Refuse a ``/v1`` call without the API token (when one is configured): each blueprint's check."""
+    if not bearer_ok():
+        raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")

@@ -29,11 +29,12 @@ import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from detwatch.api._context import bearer_ok, get_storage, settings, trust_own_authentication
+from detwatch.api._context import bearer_ok, settings, trust_own_authentication
+from detwatch.api._context import review_store as store
 from detwatch.api._request import json_body
 from detwatch.api.errors import APIError
 from detwatch.contract.predictions import MAX_DETECTIONS, PredictionError, format_time, parse_box
@@ -58,16 +59,6 @@ DISPATCH_CHECK_S: Final = 5.0
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     trust_own_authentication(app, *JOB_TOKEN_ENDPOINTS)
-
-
-def store() -> DataEngineStore:
-    """The process's data-engine store, on the companion's storage."""
-    storage = get_storage()
-    found = current_app.extensions.get("detwatch.review")
-    if found is None or found.storage is not storage:
-        found = DataEngineStore(storage)
-        current_app.extensions["detwatch.review"] = found
-    return cast(DataEngineStore, found)
 
 
 def _trainer() -> Trainer:
