@@ -24,6 +24,7 @@ from pycocotools.coco import COCO  # type: ignore[import-untyped]
 from scipy import stats
 
 from conftest import Telemetry
+from detwatch.config import TrainerSettings
 from detwatch.demo import sample_detector as sd
 from detwatch_instrumentation import monitor_detections
 
@@ -689,8 +690,6 @@ def test_a_job_without_a_trainer_says_it_will_wait_and_the_service_logs_it(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Without a trainer a job waited in queued forever, and neither answer nor log said so."""
-    for name in ("DETWATCH_TRAINER_URL", "DETWATCH_TRAINER_COMMAND"):
-        monkeypatch.delenv(name, raising=False)
     ds = dataset(client)
     body = {"name": "v2", "dataset_id": ds["id"], "version_id": ds["version"]["id"]}
     with caplog.at_level("WARNING", logger="detwatch.api.review"):
@@ -700,11 +699,12 @@ def test_a_job_without_a_trainer_says_it_will_wait_and_the_service_logs_it(
     assert [r.getMessage() for r in caplog.records] == [f"training job {created['id']} (v2): {created['warning']}"]
     read = ok(client.get(f"/v1/training-jobs/{created['id']}"))
     assert read["trainer"] == "none" and read["warning"] == created["warning"]
-    # Configured later, the trainer takes the waiting job, and the warning goes.
-    monkeypatch.setenv("DETWATCH_TRAINER_COMMAND", "true")
+    # Configured later (a restart with new settings), the trainer takes the waiting job without
+    # a request to trigger it (the dispatcher looks every few seconds), and the warning goes.
     config = client.application.config  # jobs are handed off only with a public URL
-    config["DETWATCH_SETTINGS"] = dataclasses.replace(config["DETWATCH_SETTINGS"], public_url="http://127.0.0.1:8000")
-    client.application.extensions.pop("detwatch.dispatch_checked", None)
+    config["DETWATCH_SETTINGS"] = dataclasses.replace(
+        config["DETWATCH_SETTINGS"], public_url="http://127.0.0.1:8000", trainer=TrainerSettings(command=("true",))
+    )
     deadline = time.monotonic() + 10
     while not (read := ok(client.get(f"/v1/training-jobs/{created['id']}")))["handed_off"]:
         assert time.monotonic() < deadline, read

@@ -18,12 +18,14 @@ from opentelemetry import metrics
 
 from detwatch import api
 from detwatch.api import errors, health
-from detwatch.api._context import storage_for
+from detwatch.api._context import app_settings, review_store_for, storage_for
 from detwatch.api.openapi import openapi_document
 from detwatch.config import Settings, load_settings
 from detwatch.instruments import CompanionInstruments
 from detwatch.jobs.drift_schedule import start_drift_schedule
 from detwatch.jobs.retention import RetentionScheduler
+from detwatch.jobs.training_dispatch import TrainingDispatcher
+from detwatch.review.training import trainer_from
 from detwatch.version import __version__
 
 __all__ = ["create_app"]
@@ -88,6 +90,11 @@ def create_app(
     )
     retention.start()  # one daemon thread per process; gunicorn builds the app in each worker, after the fork
     app.extensions["detwatch.jobs.retention"] = retention
+    training = TrainingDispatcher(
+        lambda: review_store_for(app), lambda: trainer_from(app_settings(app).trainer, app_settings(app).public_url)
+    )
+    training.start()
+    app.extensions["detwatch.jobs.training"] = training
 
     @app.get("/openapi.json")
     def openapi() -> Response:

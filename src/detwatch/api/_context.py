@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import threading
-from typing import cast
+from typing import Protocol, cast
 
 from flask import Flask, current_app, request
 
@@ -24,9 +24,11 @@ __all__ = [
     "get_storage",
     "instruments",
     "review_store",
+    "review_store_for",
     "settings",
     "storage_for",
     "trust_own_authentication",
+    "wake_training_dispatcher",
 ]
 
 
@@ -100,9 +102,25 @@ def instruments() -> CompanionInstruments:
 
 def review_store() -> DataEngineStore:
     """The process's data-engine store, on the companion's storage."""
-    storage = get_storage()
-    found = current_app.extensions.get("detwatch.review")
+    return review_store_for(cast(Flask, current_app._get_current_object()))  # type: ignore[attr-defined]
+
+
+def review_store_for(app: Flask) -> DataEngineStore:
+    """``app``'s data-engine store; for a job's thread, which has no request."""
+    storage = storage_for(app)
+    found = app.extensions.get("detwatch.review")
     if found is None or found.storage is not storage:
         found = DataEngineStore(storage)
-        current_app.extensions["detwatch.review"] = found
+        app.extensions["detwatch.review"] = found
     return cast(DataEngineStore, found)
+
+
+class _Waker(Protocol):
+    def wake(self) -> None: ...
+
+
+def wake_training_dispatcher() -> None:
+    """Tell this process's training dispatcher (a job started by ``create_app``) that a job is due."""
+    dispatcher = current_app.extensions.get("detwatch.jobs.training")
+    if dispatcher is not None:
+        cast(_Waker, dispatcher).wake()
