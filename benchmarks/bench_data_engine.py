@@ -48,7 +48,7 @@ from _report import table, verdict
 from detwatch.app import create_app
 from detwatch.config import Settings
 from detwatch.contract.predictions import DetectionRecord, ImageRef, Prediction
-from detwatch.review._store import forget_learned
+from detwatch.storage.review import forget_learned
 from detwatch.storage import open_storage
 from detwatch_instrumentation.flagging import FlaggingPolicy
 
@@ -113,7 +113,7 @@ def _ingest_seconds(predictions: Sequence[Prediction], *, with_policy: bool, bat
         storage = open_storage(f"sqlite:///{tmp}/d.db")
         storage.migrate()
         if with_policy:
-            from detwatch.review._store import DataEngineStore
+            from detwatch.storage.review import DataEngineStore
 
             dataset = storage.create_dataset("bench", "")
             DataEngineStore(storage).set_policy("bench", FlaggingPolicy.from_config(SEED_CONFIG), dataset.id)

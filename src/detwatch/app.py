@@ -17,8 +17,7 @@ from flask import Flask, Response, jsonify
 from opentelemetry import metrics
 
 from detwatch import api
-from detwatch.api import errors, health
-from detwatch.api._context import app_settings, review_store_for, storage_for
+from detwatch.api import app_settings, errors, health, review_store_for, storage_for
 from detwatch.api.openapi import openapi_document
 from detwatch.config import Settings, load_settings
 from detwatch.instruments import CompanionInstruments

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hmac
 import threading
+from collections.abc import Callable, Mapping
 from typing import Protocol, cast
 
 from flask import Flask, current_app, request
 
 from detwatch.config import Settings
 from detwatch.instruments import CompanionInstruments
-from detwatch.review._store import DataEngineStore
 from detwatch.storage import Storage, open_storage
+from detwatch.storage.review import DataEngineStore
+from detwatch_instrumentation import semconv
 
 __all__ = [
     "app_settings",
@@ -66,6 +68,7 @@ def _open_storage(app: Flask) -> Storage:
     storage = app.extensions.get("detwatch.storage")
     if storage is None:
         storage = open_storage(app_settings(app).effective_database_url)
+        storage.on_flagged(_flag_counter(app))
         storage.migrate()
         app.extensions["detwatch.storage"] = storage
     return cast(Storage, storage)
@@ -124,3 +127,14 @@ def wake_training_dispatcher() -> None:
     dispatcher = current_app.extensions.get("detwatch.jobs.training")
     if dispatcher is not None:
         cast(_Waker, dispatcher).wake()
+
+
+def _flag_counter(app: Flask) -> Callable[[Mapping[str, int]], None]:
+    """Count what the data engine flags on the app's ``objdet.review.flagged`` counter, by reason."""
+    counter = cast(CompanionInstruments, app.extensions["detwatch.instruments"]).review_flagged
+
+    def count(counts: Mapping[str, int]) -> None:
+        for reason, n in counts.items():
+            counter.add(n, {semconv.ATTR_SAMPLING_STRATEGY: reason})
+
+    return count

@@ -38,10 +38,10 @@ from detwatch.api._request import json_body
 from detwatch.api.errors import APIError
 from detwatch.contract.predictions import MAX_DETECTIONS, PredictionError, format_time, parse_box
 from detwatch.contract.textfields import NUL_MESSAGE, holds_nul, name_problem
-from detwatch.review._store import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
 from detwatch.review.export import to_coco, to_yolo_zip
 from detwatch.review.training import Trainer, trainer_from
 from detwatch.storage import StorageUnavailable
+from detwatch.storage.review import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
 from detwatch_instrumentation.flagging import FlaggingPolicy, PolicyError
 
 __all__ = ["JOB_TOKEN_ENDPOINTS", "bp", "init_app", "store"]

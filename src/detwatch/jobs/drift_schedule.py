@@ -44,9 +44,7 @@ from typing import IO, Any
 from opentelemetry import metrics
 
 from detwatch.config import ConfigError
-from detwatch.drift._from_storage import AB_VARIANTS, AggregateReader, drift_report
-from detwatch.drift._periods import parse_periods
-from detwatch.drift._report import DriftConfig, DriftReport
+from detwatch.drift import AB_VARIANTS, AggregateReader, DriftConfig, DriftReport, drift_report, parse_periods
 from detwatch.instruments import CompanionInstruments
 from detwatch_instrumentation import semconv
 

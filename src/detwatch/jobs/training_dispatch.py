@@ -17,8 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
-from detwatch.review._store import DataEngineStore
 from detwatch.review.training import Trainer, dispatch_once
+from detwatch.storage.review import DataEngineStore
 
 __all__ = ["CHECK_S", "TrainingDispatcher"]
 

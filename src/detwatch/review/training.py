@@ -59,7 +59,7 @@ from typing import Any, Final
 
 from detwatch.config import DEFAULT_MAX_ATTEMPTS, TrainerSettings
 from detwatch.contract.webhooks import signed_headers
-from detwatch.review._store import DataEngineStore
+from detwatch.storage.review import DataEngineStore
 
 __all__ = ["MAX_ATTEMPTS", "Trainer", "dispatch_once", "job_document", "trainer_from"]
 
