@@ -48,8 +48,8 @@ from _report import table, verdict
 from detwatch.app import create_app
 from detwatch.config import Settings
 from detwatch.contract.predictions import DetectionRecord, ImageRef, Prediction
-from detwatch.storage.review import forget_learned
 from detwatch.storage import open_storage
+from detwatch.storage.review import forget_learned
 from detwatch_instrumentation.flagging import FlaggingPolicy
 
 SEED_CONFIG: dict[str, Any] = {
