@@ -73,6 +73,7 @@ __all__ = [
     "DEFAULT_BELOW",
     "DEFAULT_FOR",
     "EMAIL_PATTERN",
+    "MAX_MIN_IMAGES",
     "METRICS",
     "SLACK_PATTERN",
     "WEBHOOK_PATTERN",
@@ -128,6 +129,9 @@ WEBHOOK_PATTERN: Final = r"https?://[!#-&(-~]{1,2000}"
 SLACK_PATTERN: Final = r"#[a-z0-9_-][a-z0-9._-]{0,79}"
 _EMAIL_RE: Final = re.compile(EMAIL_PATTERN)
 _SLACK_RE: Final = re.compile(SLACK_PATTERN)
+MAX_MIN_IMAGES: Final = 1_000_000_000
+"""Most images a window may be required to hold (more than any window of any deployment sees)."""
+
 _KNOWN_CONDITION_KEYS: Final = frozenset(
     {"metric", "operator", "threshold", "window", "for", "below", "min_images", "anomaly"}
 )
@@ -503,8 +507,10 @@ def parse_alert(data: Mapping[str, Any]) -> AlertDefinition:
     min_images = condition.get("min_images", default_min)
     if isinstance(min_images, float) and min_images.is_integer():  # JSON's 100.0 is the integer 100
         min_images = int(min_images)
-    if isinstance(min_images, bool) or not isinstance(min_images, int) or min_images < 0:
-        raise AlertDefinitionError("condition.min_images", f"expected a whole number >= 0, got {min_images!r}")
+    if isinstance(min_images, bool) or not isinstance(min_images, int) or not 0 <= min_images <= MAX_MIN_IMAGES:
+        raise AlertDefinitionError(
+            "condition.min_images", f"expected a whole number from 0 to {MAX_MIN_IMAGES:_}, got {min_images!r}"
+        )
     version = data.get("version")
     if version is not None:
         version = _string("version", version)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from detwatch.alerting.definitions import EMAIL_PATTERN, SLACK_PATTERN, WEBHOOK_PATTERN
+from detwatch.alerting.definitions import EMAIL_PATTERN, MAX_MIN_IMAGES, SLACK_PATTERN, WEBHOOK_PATTERN
 from detwatch_instrumentation import semconv
 
 __all__ = ["ALERT_PATHS", "MODEL_ID_PATTERN"]
@@ -41,7 +41,9 @@ def _condition(
         "threshold": threshold,
         "window": {"type": "string", "pattern": window},
         "for": {"type": "string", "pattern": _FOR},
-        "min_images": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000},
+        "min_images": {"type": "integer", "minimum": 0, "maximum": MAX_MIN_IMAGES},
+        # A null anomaly is no anomaly (the server reads it as absent); the anomaly branch overrides it.
+        "anomaly": {"type": "null"},
         **extra,
     }
     return {
