@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from pycocotools.coco import COCO  # type: ignore[import-untyped]
 from scipy import stats
 
-from conftest import Telemetry
+from _telemetry import Telemetry
 from detwatch.config import TrainerSettings
 from detwatch.demo import sample_detector as sd
 from detwatch_instrumentation import monitor_detections
