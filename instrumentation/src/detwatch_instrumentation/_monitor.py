@@ -965,9 +965,7 @@ def monitor_detections(
     options = OutputOptions(
         box_format=box_format, normalized_boxes=normalized_boxes, label_names=label_names, adapter=adapter
     )
-    if isinstance(class_allowlist, (str, bytes)):  # "car" would allow the classes "c", "a" and "r"
-        raise TypeError(f"class_allowlist: expected a collection of class names, not the string {class_allowlist!r}")
-    folder = ClassFolder(max_classes, class_allowlist)
+    folder = _class_folder(max_classes, class_allowlist)
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         _check_decorable(func)
@@ -1041,6 +1039,13 @@ def _metric_attribute_options(
         if not isinstance(value, (str, bool, int, float)):
             raise TypeError(f"metric_attributes: value of {name!r} must be str, bool, int or float")
     return static, allowlist
+
+
+def _class_folder(max_classes: int, class_allowlist: Iterable[str] | None) -> ClassFolder:
+    """The cardinality guard for class labels, shared by every call of the decorated function."""
+    if isinstance(class_allowlist, (str, bytes)):  # "car" would allow the classes "c", "a" and "r"
+        raise TypeError(f"class_allowlist: expected a collection of class names, not the string {class_allowlist!r}")
+    return ClassFolder(max_classes, class_allowlist)
 
 
 def _check_decorable(func: Any) -> None:
