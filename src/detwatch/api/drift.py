@@ -22,7 +22,6 @@ def check_drift(model_id: str) -> Response:
     if storage.get_model(model_id) is None:
         raise APIError(404, "model_not_found", f"no model {model_id!r} (register it or send its telemetry)", "model_id")
     try:
-        report = report_for_request(storage, model_id, nul_free_body())
+        return jsonify(report_for_request(storage, model_id, nul_free_body()))
     except DriftInputError as exc:
         raise APIError(400, "invalid_field", exc.message, exc.field) from None
-    return jsonify({"model_id": model_id, **report.to_json()})  # serialised here, at the HTTP edge
