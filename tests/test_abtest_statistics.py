@@ -11,6 +11,7 @@ from scipy import integrate, stats
 from detwatch.abtest.statistics import (
     Moments,
     class_mix_test,
+    holm,
     mann_whitney_binned,
     minimum_detectable_effect,
     msprt,
@@ -20,7 +21,6 @@ from detwatch.abtest.statistics import (
     welch_test,
 )
 from detwatch.contract import bins
-from detwatch.stats.multiple_testing import holm
 
 
 def moments(x: np.ndarray) -> Moments:
