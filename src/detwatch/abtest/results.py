@@ -52,7 +52,6 @@ from detwatch.abtest.statistics import (
     Moments,
     TestResult,
     class_mix_test,
-    holm,
     mann_whitney_binned,
     minimum_detectable_effect,
     msprt,
@@ -64,6 +63,7 @@ from detwatch.abtest.statistics import (
 )
 from detwatch.contract import bins
 from detwatch.stats.clustered import ImageSums, rao_scott_deff
+from detwatch.stats.multiple_testing import holm
 from detwatch.storage.records import AggregateRow
 
 __all__ = ["HOURLY_KINDS", "KEYED_KINDS", "KINDS", "SRM_ALPHA", "ArmData", "FeedbackCount", "compute_results"]

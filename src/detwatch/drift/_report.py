@@ -18,7 +18,10 @@ from numpy.typing import NDArray
 
 from detwatch.contract import bins
 from detwatch.drift import _statistics as st
+from detwatch.stats.class_mix import chi_square_homogeneity
 from detwatch.stats.clustered import ImageSums, rao_scott_deff
+from detwatch.stats.multiple_testing import holm
+from detwatch.stats.rates import poisson_rate_test, two_proportion_test
 
 __all__ = [
     "AggregateCell",
@@ -442,7 +445,7 @@ def _proportion(
 ) -> Finding:
     h = st.cohen_h(x[0] / n[0], x[1] / n[1])
     (da, _), (db, _) = deffs
-    p = st.two_proportion_test(x[0] / da, n[0] / da, x[1] / db, n[1] / db)
+    p = two_proportion_test(x[0], n[0], x[1], n[1], deff1=da, deff2=db).p_value
     distances = {"cohen_h": abs(h), "difference": x[1] / n[1] - x[0] / n[0]}
     finding = Finding(kind, subject, "two_proportion", h, p, "cohen_h", abs(h), floor, int(n[0]), int(n[1]), distances)
     return _evidence(finding, deffs)
@@ -451,7 +454,7 @@ def _proportion(
 def _rate(
     name: str, x: tuple[float, float], images: tuple[int, int], dispersion: float, config: DriftConfig
 ) -> Finding:
-    z, p = st.rate_test(x[0], images[0], x[1], images[1], dispersion=dispersion)
+    z, p = poisson_rate_test(x[0], images[0], x[1], images[1], dispersion=dispersion)
     # Half a detection added to each side keeps the ratio finite for new and vanished classes.
     ratio = ((x[1] + 0.5) / images[1]) / ((x[0] + 0.5) / images[0])
     distances = {
@@ -517,7 +520,7 @@ def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig 
         mix_deff = max(rao_scott_deff(*shares), *floors)
         independent = reference.unmeasured() + current.unmeasured() > 0
         mix_deffs: Deffs = ((mix_deff, independent), (mix_deff, independent))
-        chi = st.chi_square_homogeneity(ref_counts, cur_counts, deff=mix_deff)
+        chi = chi_square_homogeneity(ref_counts, cur_counts, deff=mix_deff)
         assert class_drift is not None
         distances = {"jensen_shannon": class_drift, "chi_square": chi.statistic, "pooled_classes": float(chi.pooled)}
         mix = Finding(
@@ -587,7 +590,7 @@ def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig 
         images = (float(reference.images), float(current.images))
         findings.append(_proportion("empty_rate", "", empties, images, deffs=_UNIT, floor=config.min_cohen_h))
 
-    adjusted = st.holm([f.p_value for f in findings])
+    adjusted = holm([f.p_value for f in findings])
     findings = [
         _with_verdict(f, p_adjusted, p_adjusted <= config.alpha and f.effect >= f.effect_floor)
         for f, p_adjusted in zip(findings, adjusted, strict=True)
