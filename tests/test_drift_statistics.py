@@ -15,6 +15,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from _drift_samples import Box, Stream, bin_images, simulate
+from detwatch.api._analysis_json import drift_report_json
 from detwatch.contract import bins
 from detwatch.drift import DriftConfig, PeriodSample, compare
 from detwatch.drift._statistics import (
@@ -204,7 +205,7 @@ def test_report_names_new_and_vanished_classes_and_ranks_affected_ones_by_contri
     contributions = [by_class[name] for name in report.affected_classes]
     assert contributions == sorted(contributions, reverse=True)
     assert "person" not in report.affected_classes
-    json = report.to_json()
+    json = drift_report_json(report)
     for key in ("class_drift", "confidence_drift", "count_drift", "significant_drift", "affected_classes"):
         assert key in json
     names = sorted({box.name for images in (reference, current) for image in images for box in image})

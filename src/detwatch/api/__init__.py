@@ -31,6 +31,7 @@ from opentelemetry import metrics
 
 from detwatch.abtest import service as abtest_service
 from detwatch.api._admission import IngestSlots
+from detwatch.api._analysis_json import ab_results_json, drift_report_json
 from detwatch.api._context import bearer_ok, get_storage, settings, trust_own_authentication
 from detwatch.api._request import (
     MAX_BATCH,
@@ -411,7 +412,7 @@ def check_drift(model_id: str) -> Response:
     if storage.get_model(model_id) is None:
         raise APIError(404, "model_not_found", f"no model {model_id!r} (register it or send its telemetry)", "model_id")
     try:
-        return jsonify(report_for_request(storage, model_id, nul_free_body()))
+        return jsonify(drift_report_json(report_for_request(storage, model_id, nul_free_body()), model_id))
     except DriftInputError as exc:
         raise APIError(400, "invalid_field", exc.message, exc.field) from None
 
@@ -460,7 +461,7 @@ def stop_ab_test(ab_test_id: str) -> Response:
 @bp.get("/ab-tests/<ab_test_id>/results")
 def get_ab_test_results(ab_test_id: str) -> Response:
     storage = get_storage()
-    return jsonify(abtest_service.results_for(storage, _ab_test_or_404(storage, ab_test_id)))
+    return jsonify(ab_results_json(abtest_service.results_for(storage, _ab_test_or_404(storage, ab_test_id))))
 
 
 # ------------------------------------------------------------------ status

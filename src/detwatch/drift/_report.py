@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from detwatch.contract import bins
 from detwatch.drift import _statistics as st
+from detwatch.drift._periods import Period
 from detwatch.stats.class_mix import chi_square_homogeneity
 from detwatch.stats.clustered import ImageSums, rao_scott_deff
 from detwatch.stats.multiple_testing import holm
@@ -30,6 +31,7 @@ __all__ = [
     "DriftReport",
     "Finding",
     "PeriodSample",
+    "PeriodSummary",
     "compare",
 ]
 
@@ -333,7 +335,8 @@ class ClassDrift:
 
 @dataclass(frozen=True)
 class DriftReport:
-    """The result of :func:`compare`; :meth:`to_json` is the API's answer (the seed's keys and more)."""
+    """The result of :func:`compare` (the API's answer, the seed's keys and more, is written by
+    :mod:`detwatch.api._analysis_json`)."""
 
     status: Status
     significant_drift: bool
@@ -346,45 +349,49 @@ class DriftReport:
     classes: tuple[ClassDrift, ...]
     findings: tuple[Finding, ...]
     insufficient: tuple[str, ...]
-    reference: Mapping[str, Any]
-    current: Mapping[str, Any]
+    reference: PeriodSummary
+    current: PeriodSummary
     config: DriftConfig
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "significant_drift": self.significant_drift,
-            "class_drift": self.class_drift,
-            "confidence_drift": self.confidence_drift,
-            "count_drift": self.count_drift,
-            "affected_classes": list(self.affected_classes),
-            "new_classes": list(self.new_classes),
-            "vanished_classes": list(self.vanished_classes),
-            "reference": dict(self.reference),
-            "current": dict(self.current),
-            "classes": [asdict(c) for c in self.classes],
-            "tests": [{**asdict(f), "distances": dict(f.distances)} for f in self.findings],
-            "insufficient": list(self.insufficient),
-            "correction": "holm",
-            "config": asdict(self.config),
-        }
+
+@dataclass(frozen=True)
+class PeriodSummary:
+    """One side of a report: its window and filters (when read from storage) and what its sample holds.
+
+    ``intra_image_correlation`` and ``effective_detections`` are measured on the
+    period's own images (None without detections); ``detections_assumed_independent``
+    counts those stored without per-image sums.
+    """
+
+    intra_image_correlation: float | None
+    effective_detections: float | None
+    detections_assumed_independent: int
+    images: int
+    detections: int
+    empty_images: int
+    empty_rate: float | None
+    detections_per_image: float | None
+    mean_confidence_binned: float | None
+    period: Period | None = None
+    model_version: str | None = None
+    ab_variant: str | None = None
 
 
-def _summary(sample: PeriodSample) -> dict[str, Any]:
+def _summary(sample: PeriodSample) -> PeriodSummary:
     confidence = sample.confidence_total()
     n_conf = int(confidence.sum())
     clustered = sample.clustered_confidence()
-    return {
-        "intra_image_correlation": clustered.correlation if clustered.count else None,
-        "effective_detections": clustered.effective_size if clustered.count else None,
-        "detections_assumed_independent": sample.unmeasured(),
-        "images": sample.images,
-        "detections": sample.detections,
-        "empty_images": sample.empty_images,
-        "empty_rate": sample.empty_images / sample.images if sample.images else None,
-        "detections_per_image": sample.detections / sample.images if sample.images else None,
-        "mean_confidence_binned": float(np.dot(confidence, CONFIDENCE_CENTRES) / n_conf) if n_conf else None,
-    }
+    return PeriodSummary(
+        intra_image_correlation=clustered.correlation if clustered.count else None,
+        effective_detections=clustered.effective_size if clustered.count else None,
+        detections_assumed_independent=sample.unmeasured(),
+        images=sample.images,
+        detections=sample.detections,
+        empty_images=sample.empty_images,
+        empty_rate=sample.empty_images / sample.images if sample.images else None,
+        detections_per_image=sample.detections / sample.images if sample.images else None,
+        mean_confidence_binned=float(np.dot(confidence, CONFIDENCE_CENTRES) / n_conf) if n_conf else None,
+    )
 
 
 def _floor(sample: PeriodSample, rho: float) -> float:
