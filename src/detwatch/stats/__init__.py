@@ -6,8 +6,11 @@
 - :mod:`.class_mix`: the chi-square test of homogeneity of two category mixes.
 
 One rule for what cannot be computed, in every module: a test without data to
-compute it (an empty sample, no variance) answers a NaN p-value; Holm leaves NaN
-p-values out of the family (their adjusted p-value is NaN too) so that a test that
-said nothing neither rejects nor costs the others power. Each analysis decides how
-it shows a NaN (the A/B results write null, the drift report keeps the float).
+compute it (a sample without trials, images or observations) answers a NaN p-value;
+Holm leaves NaN p-values out of the family (their adjusted p-value is NaN too) so
+that a test that said nothing neither rejects nor costs the others power. A test
+whose data leave nothing that could differ (no event on either side, a single
+category) is computable and answers p 1. How a NaN is shown is the HTTP edge's
+business (:mod:`detwatch.api._analysis_json`: the A/B results write null, the drift
+report keeps the float).
 """
