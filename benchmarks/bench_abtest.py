@@ -33,10 +33,11 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 
+from detwatch.abtest.outcomes import ABResults
 from detwatch.abtest.service import results_for
 from detwatch.contract import bins
 from detwatch.storage import Storage, open_storage
@@ -141,7 +142,7 @@ def fill(storage: Storage, predictions: int, split: float, seed: int = 1) -> tup
     return record.id, len(rows)
 
 
-def time_results(storage: Storage, ab_test_id: str, repeat: int) -> tuple[list[float], dict[str, Any]]:
+def time_results(storage: Storage, ab_test_id: str, repeat: int) -> tuple[list[float], ABResults]:
     record = storage.get_ab_test(ab_test_id)
     assert record is not None
     results = results_for(storage, record)  # warm: connection, imports, caches
@@ -182,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fill_s = time.perf_counter() - t0
                 times, results = time_results(storage, test_id, args.repeat)
                 storage.close()
-                routed = results["model_a"]["images"] + results["model_b"]["images"]
+                routed = results.model_a.images + results.model_b.images
                 median, worst = statistics.median(times), max(times)
                 target = predictions == args.predictions
                 passed = median <= TARGET_MS
@@ -196,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{median:.1f}",
                         f"{worst:.1f}",
                         verdict(passed) if target else "reference",
-                        results["verdict"],
+                        results.verdict,
                     ]
                 )
     finally:

@@ -23,7 +23,7 @@ a winner declared on any day is still a winner at the end (the arms reach
 from __future__ import annotations
 
 import math
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import pytest
@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from detwatch.abtest.config import parse_config
+from detwatch.abtest.outcomes import ABResults
 from detwatch.abtest.results import ArmData, compute_results
 from detwatch.stats.clustered import ImageSums
 
@@ -100,7 +101,7 @@ def arm_data(simulated: tuple[Ints, Ints, Ints, Floats, Ints], *, per_image: boo
     return data
 
 
-def run(rng: np.random.Generator, rho: float, shift: float, *, per_image: bool) -> dict[str, Any]:
+def run(rng: np.random.Generator, rho: float, shift: float, *, per_image: bool) -> ABResults:
     a, b = simulate_arm(rng, rho, 0.0), simulate_arm(rng, rho, shift)
     return compute_results(
         test=TEST, config=CONFIG, arm_a=arm_data(a, per_image=per_image), arm_b=arm_data(b, per_image=per_image),
@@ -115,11 +116,11 @@ def rates(rho: float, shift: float, reps: int, *, per_image: bool, seed: int) ->
     ess: list[float] = []
     for _ in range(reps):
         r = run(rng, rho, shift, per_image=per_image)
-        winners += r["verdict"] in ("a_better", "b_better")
-        conf = r["comparisons"]["confidence"]
-        welch += conf["p_value_fixed_horizon"] < ALPHA
-        mix += r["comparisons"]["class_mix"]["p_value_fixed_horizon"] < ALPHA
-        ess.append(conf["effective_sample_size"]["a"])
+        winners += r.verdict in ("a_better", "b_better")
+        conf = r.comparisons["confidence"]
+        welch += conf.p_value_fixed_horizon < ALPHA
+        mix += r.comparisons["class_mix"].p_value_fixed_horizon < ALPHA
+        ess.append(conf.effective_sample_size[0])
     return {"winner": winners / reps, "welch": welch / reps, "class_mix": mix / reps, "ess": float(np.mean(ess))}
 
 

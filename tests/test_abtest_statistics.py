@@ -11,7 +11,6 @@ from scipy import integrate, stats
 from detwatch.abtest.statistics import (
     Moments,
     class_mix_test,
-    holm,
     mann_whitney_binned,
     minimum_detectable_effect,
     msprt,
@@ -174,10 +173,6 @@ def test_sample_ratio_mismatch_flags_a_broken_split_and_passes_a_fair_one() -> N
     assert chi2 == pytest.approx(expected)
     assert p == pytest.approx(stats.chi2.sf(expected, 1))
     assert p < 1e-6
-
-
-def test_holm_adjustment_on_a_textbook_family() -> None:
-    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
 
 
 def test_minimum_detectable_effect_inverts_the_power_of_a_z_test() -> None:

@@ -20,6 +20,7 @@ import statsmodels.api as sm
 from scipy import stats
 
 from detwatch.abtest.service import results_for
+from detwatch.api._analysis_json import ab_results_json, drift_report_json
 from detwatch.contract.predictions import Prediction, parse_prediction
 from detwatch.drift import drift_report
 from detwatch.stats.clustered import ImageSums, rao_scott_deff
@@ -196,7 +197,7 @@ def test_reports_over_periods_stored_before_the_per_image_sums_say_they_assume_i
     new, _ = make_images(5, 200)
     storage.ingest_predictions(old + new)
     forget_per_image_sums(storage, BASE_DAY)
-    report = drift_report(storage, "m", "2024-01-01:2024-01-31", "2024-02-01:2024-02-28").to_json()
+    report = drift_report_json(drift_report(storage, "m", "2024-01-01:2024-01-31", "2024-02-01:2024-02-28"))
     detections = report["reference"]["detections"]
     assert report["reference"]["detections_assumed_independent"] == detections > 0
     assert report["current"]["detections_assumed_independent"] == 0
@@ -218,7 +219,7 @@ def test_reports_over_periods_stored_before_the_per_image_sums_say_they_assume_i
         config={"traffic_split": 0.5, "metrics": ["confidence", "class_mix"], "duration_days": 7},
         start_unix_nano=january * NS, end_unix_nano=(january + 7 * DAY_S) * NS,
     )  # fmt: skip
-    results = results_for(storage, record, now_ns=(january + 8 * DAY_S) * NS)
+    results = ab_results_json(results_for(storage, record, now_ns=(january + 8 * DAY_S) * NS))
     comparisons = results["comparisons"]
     assert comparisons["confidence"]["variance_assumes_independence"] is True
     assert comparisons["class_mix"]["variance_assumes_independence"] is True
@@ -260,7 +261,7 @@ def test_feedback_score_takes_the_image_as_unit_when_images_get_several_posts(st
         config={"traffic_split": 0.5, "metrics": ["feedback_score"], "duration_days": 7},
         start_unix_nano=day * NS, end_unix_nano=(day + 7 * DAY_S) * NS,
     )  # fmt: skip
-    fb = results_for(storage, record, now_ns=(day + 8 * DAY_S) * NS)["comparisons"]["feedback_score"]
+    fb = results_for(storage, record, now_ns=(day + 8 * DAY_S) * NS).comparisons["feedback_score"]
     deffs: dict[str, float] = {}
     table: list[list[float]] = []
     for arm in "ab":
@@ -273,9 +274,9 @@ def test_feedback_score_takes_the_image_as_unit_when_images_get_several_posts(st
         independent = ratio * (1 - ratio) * per_posts.sum() / (per_posts.sum() - 1) / per_posts.sum()
         deffs[arm] = max(robust, independent) / independent
         table.append([per_correct.sum() / deffs[arm], (per_posts.sum() - per_correct.sum()) / deffs[arm]])
-    assert fb["design_effect"]["a"] == pytest.approx(deffs["a"], rel=1e-9)
-    assert fb["design_effect"]["b"] == pytest.approx(deffs["b"], rel=1e-9)
+    assert fb.design_effect[0] == pytest.approx(deffs["a"], rel=1e-9)
+    assert fb.design_effect[1] == pytest.approx(deffs["b"], rel=1e-9)
     assert deffs["a"] > 2.0  # posts on one image agree: far fewer independent judgements than posts
     _, p, _, _ = stats.chi2_contingency(table, correction=False)
-    assert fb["p_value_fixed_horizon"] == pytest.approx(p, rel=1e-6)
-    assert fb["unit"] == "feedback post, clustered by image"
+    assert fb.p_value_fixed_horizon == pytest.approx(p, rel=1e-6)
+    assert fb.unit == "feedback post, clustered by image"

@@ -18,6 +18,7 @@ import pytest
 from _aggregates import expected_cells
 from _drift_samples import rounded
 from detwatch.abtest.service import results_for
+from detwatch.api._analysis_json import ab_results_json, drift_report_json
 from detwatch.contract.predictions import Prediction, parse_prediction
 from detwatch.drift import drift_report
 from detwatch.storage import Storage
@@ -125,7 +126,7 @@ def test_reports_over_whole_days_are_the_same_before_and_after_compaction(storag
     storage.ingest_predictions(make_events(4, 800))
     storage.register_model("m", None, {})
     reference, current = "2026-03-01:2026-03-04", "2026-03-05:2026-03-10"
-    before = drift_report(storage, "m", reference, current).to_json()
+    before = drift_report_json(drift_report(storage, "m", reference, current))
     test = storage.create_ab_test(
         name="t",
         model_a_id="m",
@@ -134,10 +135,10 @@ def test_reports_over_whole_days_are_the_same_before_and_after_compaction(storag
         start_unix_nano=BASE_DAY * 1_000_000_000,
         end_unix_nano=(BASE_DAY + DAYS * DAY_S) * 1_000_000_000,
     )
-    ab_before = results_for(storage, test)
+    ab_before = ab_results_json(results_for(storage, test))
     storage.compact_aggregates((BASE_DAY + DAYS * DAY_S) * 1_000_000_000)
-    after = drift_report(storage, "m", reference, current).to_json()
-    ab_after = results_for(storage, test)
+    after = drift_report_json(drift_report(storage, "m", reference, current))
+    ab_after = ab_results_json(results_for(storage, test))
     assert rounded(after["tests"]) == rounded(before["tests"])  # per-image sums added in another order
     assert after["significant_drift"] == before["significant_drift"]
     for arm in ("model_a", "model_b"):

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _drift_samples import Box, Stream, as_stored, bin_images, rounded, simulate
+from detwatch.api._analysis_json import drift_report_json
 from detwatch.app import create_app
 from detwatch.config import Settings
 from detwatch.contract.predictions import Prediction, parse_prediction
@@ -128,13 +129,13 @@ def test_a_report_from_storage_merges_the_hours_and_filters_version_and_arm(stor
         as_stored(bin_images(reference), kinds, value_sq=value_sq),
         as_stored(bin_images(current_b), kinds, value_sq=value_sq),
     )
-    assert rounded(report.to_json()["tests"]) == rounded(expected.to_json()["tests"])
+    assert rounded(drift_report_json(report)["tests"]) == rounded(drift_report_json(expected)["tests"])
     assert report.significant_drift and report.status == "drift"
-    assert report.current["images"] == 120
-    assert report.current["model_version"] == "v2"
-    assert report.current["period"] == "2024-02-01:2024-02-28"
+    assert report.current.images == 120
+    assert report.current.model_version == "v2"
+    assert drift_report_json(report)["current"]["period"] == "2024-02-01:2024-02-28"
     unfiltered = drift_report(storage, "vehicles", "2024-01-01:2024-01-31", "2024-02-01:2024-02-28")
-    assert unfiltered.current["images"] == 120 + 90 + 50
+    assert unfiltered.current.images == 120 + 90 + 50
     nothing = drift_report(storage, "vehicles", "2023-01-01:2023-01-31", "2024-02-01:2024-02-28")
     assert nothing.status == "insufficient_data"
     assert nothing.class_drift is None
@@ -218,11 +219,11 @@ def test_a_relative_window_reports_the_window_it_read(storage: Storage) -> None:
         batch += events([image], at, version="v2", variant="b", tag=f"img{i}")
     storage.ingest_predictions(batch)
     report = drift_report(storage, "vehicles", "previous 1h", "last 10m", now_unix_nano=now)
-    current = report.current
+    current = drift_report_json(report)["current"]
     assert current["images"] == 12
     assert (current["start"], current["end"]) == ("2024-03-10T16:00:00Z", "2024-03-10T16:05:00Z")
     assert (current["requested_start"], current["requested_end"]) == ("2024-03-10T15:55:00Z", "2024-03-10T16:05:00Z")
     # The previous hour ends where the current window was asked to start; it reads whole hours.
-    reference = report.reference
+    reference = drift_report_json(report)["reference"]
     assert reference["images"] == 20
     assert (reference["start"], reference["end"]) == ("2024-03-10T15:00:00Z", "2024-03-10T16:00:00Z")

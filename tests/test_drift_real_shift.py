@@ -125,10 +125,10 @@ def test_degraded_images_drift_significantly_and_name_the_face_class(
     report = drift_report(storage, "faces", _day("reference", detected), _day(condition, detected))
     significant = [f"{f.kind}[{f.subject}] {f.effect_method}={f.effect:.3f}" for f in report.findings if f.significant]
     print(
-        f"{condition}: {report.current['detections_per_image']:.2f} faces/image "
-        f"(reference {report.reference['detections_per_image']:.2f}), significant: {significant}"
+        f"{condition}: {report.current.detections_per_image:.2f} faces/image "
+        f"(reference {report.reference.detections_per_image:.2f}), significant: {significant}"
     )
-    assert report.reference["images"] == report.current["images"] == IMAGES
+    assert report.reference.images == report.current.images == IMAGES
     assert report.status == "drift"
     assert report.significant_drift
     assert report.affected_classes == ("face",)

@@ -15,19 +15,17 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from _drift_samples import Box, Stream, bin_images, simulate
+from detwatch.api._analysis_json import drift_report_json
 from detwatch.contract import bins
 from detwatch.drift import DriftConfig, PeriodSample, compare
 from detwatch.drift._statistics import (
     PSI_PSEUDOCOUNT,
-    chi_square_homogeneity,
-    holm,
     jensen_shannon_distance,
     kolmogorov_smirnov,
     population_stability_index,
-    rate_test,
-    two_proportion_test,
     wasserstein,
 )
+from detwatch.stats.class_mix import chi_square_homogeneity
 
 EDGES = np.array(bins.confidence_edges())
 CENTRES = (EDGES[:-1] + EDGES[1:]) / 2
@@ -129,32 +127,6 @@ def test_psi_is_the_definition_computed_from_numpy_histograms_of_the_raw_values(
     assert population_stability_index(binned(a), binned(b)) == pytest.approx(np.sum((q - p) * np.log(q / p)))
 
 
-def test_two_proportion_test_is_the_2x2_chi_square_or_fisher_exact_for_small_counts() -> None:
-    expected = stats.chi2_contingency([[120, 880], [160, 840]], correction=False).pvalue
-    assert two_proportion_test(120, 1000, 160, 1000) == pytest.approx(expected, rel=1e-9)
-    assert two_proportion_test(1, 40, 7, 35) == pytest.approx(stats.fisher_exact([[1, 39], [7, 28]]).pvalue)
-    # Rare outcomes among many trials: the conditional binomial, Fisher's limit.
-    for rare in ([0, 3], [2, 9], [7, 1]):
-        fisher = stats.fisher_exact([[rare[0], 10**6 - rare[0]], [rare[1], 2 * 10**6 - rare[1]]]).pvalue
-        assert two_proportion_test(rare[0], 10**6, rare[1], 2 * 10**6) == pytest.approx(fisher, rel=0.02)
-        flipped = two_proportion_test(10**6 - rare[0], 10**6, 2 * 10**6 - rare[1], 2 * 10**6)
-        assert flipped == pytest.approx(fisher, rel=0.02)
-
-
-def test_holm_rejects_exactly_what_the_step_down_procedure_rejects() -> None:
-    rng = np.random.default_rng(6)
-    for _ in range(50):
-        p = list(np.concatenate([rng.uniform(0, 0.01, rng.integers(0, 5)), rng.uniform(0, 1, rng.integers(1, 15))]))
-        adjusted = holm(p)
-        for alpha in (0.01, 0.05, 0.1):
-            rejected = set()
-            for rank, index in enumerate(sorted(range(len(p)), key=lambda i: p[i])):
-                if p[index] > alpha / (len(p) - rank):
-                    break
-                rejected.add(index)
-            assert {i for i, q in enumerate(adjusted) if q <= alpha} == rejected
-
-
 def test_aggregate_cells_merge_into_the_same_sample_as_the_raw_images() -> None:
     """Cells of several hours (kinds and keys as ingest writes them) add up to the binned raw images."""
     rng = np.random.default_rng(7)
@@ -233,7 +205,7 @@ def test_report_names_new_and_vanished_classes_and_ranks_affected_ones_by_contri
     contributions = [by_class[name] for name in report.affected_classes]
     assert contributions == sorted(contributions, reverse=True)
     assert "person" not in report.affected_classes
-    json = report.to_json()
+    json = drift_report_json(report)
     for key in ("class_drift", "confidence_drift", "count_drift", "significant_drift", "affected_classes"):
         assert key in json
     names = sorted({box.name for images in (reference, current) for image in images for box in image})
@@ -273,16 +245,6 @@ def test_effect_floor_silences_a_tiny_shift_that_a_huge_sample_makes_significant
     assert not strict.significant_drift
     floorless = compare(sample(a), sample(b), DriftConfig(min_ks=0.0))
     assert floorless.significant_drift
-
-
-def test_rate_test_is_scipy_poisson_means_test_statistic_and_overdispersion_scales_it() -> None:
-    expected = stats.poisson_means_test(300, 100, 360, 100)
-    z, p = rate_test(300, 100, 360, 100)
-    assert abs(z) == pytest.approx(abs(expected.statistic), rel=1e-9)
-    assert p == pytest.approx(expected.pvalue, rel=0.01)  # the E-test's p is exact, ours the normal one
-    unequal = stats.poisson_means_test(30, 40, 50, 35)
-    assert rate_test(30, 40, 50, 35)[1] == pytest.approx(unequal.pvalue, rel=0.2)
-    assert rate_test(300, 100, 360, 100, dispersion=4.0)[0] == pytest.approx(z / 2.0)
 
 
 def test_dispersion_is_the_variance_to_mean_ratio_of_the_raw_detections_per_image() -> None:

@@ -42,17 +42,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import numpy as np
 
 from detwatch.abtest.config import HIGHER_IS_BETTER, METRICS, ABTestConfig
+from detwatch.abtest.outcomes import ABResults, ArmSummary, Comparison, LatencySummary, PowerEstimate, SampleRatio
 from detwatch.abtest.statistics import (
     Moments,
     TestResult,
     class_mix_test,
-    holm,
     mann_whitney_binned,
     minimum_detectable_effect,
     msprt,
@@ -64,6 +64,7 @@ from detwatch.abtest.statistics import (
 )
 from detwatch.contract import bins
 from detwatch.stats.clustered import ImageSums, rao_scott_deff
+from detwatch.stats.multiple_testing import holm
 from detwatch.storage.records import AggregateRow
 
 __all__ = ["HOURLY_KINDS", "KEYED_KINDS", "KINDS", "SRM_ALPHA", "ArmData", "FeedbackCount", "compute_results"]
@@ -213,10 +214,6 @@ def _merge(a: _Hour, b: _Hour) -> _Hour:
     )
 
 
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
 def _rate(x: int, n: int) -> float:
     return x / n if n else math.nan
 
@@ -282,7 +279,15 @@ _UNITS: Final = {
 """The unit each comparison counts (the rest count images)."""
 
 
-def _evidence(metric: str, a: _Hour, b: _Hour, *, arm_a: ArmData, arm_b: ArmData) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Evidence:
+    unit: str
+    sizes: tuple[float, float]
+    deffs: tuple[float, float]
+    independent: bool
+
+
+def _evidence(metric: str, a: _Hour, b: _Hour, *, arm_a: ArmData, arm_b: ArmData) -> _Evidence:
     """What a comparison's evidence is worth: effective sample size and design effect per arm.
 
     Per-detection metrics count detections divided by their design effect (the image is
@@ -305,40 +310,35 @@ def _evidence(metric: str, a: _Hour, b: _Hour, *, arm_a: ArmData, arm_b: ArmData
     else:
         counts = (a.latency.n, b.latency.n) if metric == "latency" else (a.images.n, b.images.n)
         sizes, deffs, independent = (float(counts[0]), float(counts[1])), (1.0, 1.0), False
-    return {
-        "unit": _UNITS.get(metric, "image"),
-        "effective_sample_size": {"a": _finite(sizes[0]), "b": _finite(sizes[1])},
-        "design_effect": {"a": _finite(deffs[0]), "b": _finite(deffs[1])},
-        "variance_assumes_independence": independent,
-    }
+    return _Evidence(_UNITS.get(metric, "image"), sizes, deffs, independent)
 
 
-def _arm_summary(model_id: str, version: str | None, arm: ArmData) -> dict[str, Any]:
+def _arm_summary(model_id: str, version: str | None, arm: ArmData) -> ArmSummary:
     t = arm.total()
     edges = bins.latency_edges_ms()
     counts = arm.latency_bins.tolist()
     total_classes = sum(arm.classes.values())
-    return {
-        "model_id": model_id,
-        "model_version": version,
-        "images": t.images.n,
-        "detections": t.confidence.n,
-        "avg_confidence": _finite(t.confidence.mean),
-        "confidence_sd": _finite(math.sqrt(t.confidence.variance)) if t.confidence.n > 1 else None,
-        "latency_ms": {
-            "mean": _finite(t.latency.mean),
-            "p50": _finite(quantile_from_bins(counts, edges, 0.5)),
-            "p95": _finite(quantile_from_bins(counts, edges, 0.95)),
-            "p99": _finite(quantile_from_bins(counts, edges, 0.99)),
-            "count": t.latency.n,
-        },
-        "detections_per_image": _finite(t.images.mean),
-        "empty_image_rate": _finite(_rate(t.empty, t.images.n)),
-        "feedback_score": _finite(_rate(t.feedback_correct, t.feedback_total)),
-        "feedback_count": t.feedback_total,
-        "feedback": dict(sorted(arm.feedback.items())),
-        "class_mix": {c: n / total_classes for c, n in sorted(arm.classes.items())} if total_classes else {},
-    }
+    return ArmSummary(
+        model_id=model_id,
+        model_version=version,
+        images=t.images.n,
+        detections=t.confidence.n,
+        avg_confidence=t.confidence.mean,
+        confidence_sd=math.sqrt(t.confidence.variance) if t.confidence.n > 1 else math.nan,
+        latency_ms=LatencySummary(
+            mean=t.latency.mean,
+            p50=quantile_from_bins(counts, edges, 0.5),
+            p95=quantile_from_bins(counts, edges, 0.95),
+            p99=quantile_from_bins(counts, edges, 0.99),
+            count=t.latency.n,
+        ),
+        detections_per_image=t.images.mean,
+        empty_image_rate=_rate(t.empty, t.images.n),
+        feedback_score=_rate(t.feedback_correct, t.feedback_total),
+        feedback_count=t.feedback_total,
+        feedback=dict(sorted(arm.feedback.items())),
+        class_mix={c: n / total_classes for c, n in sorted(arm.classes.items())} if total_classes else {},
+    )
 
 
 def compute_results(
@@ -351,8 +351,8 @@ def compute_results(
     now_unix_nano: int,
     feedback_images: Iterable[tuple[str, int, ImageSums]] = (),
     arms_by: str = "ab_variant",
-) -> dict[str, Any]:
-    """The results document of ``GET /v1/ab-tests/{id}/results``.
+) -> ABResults:
+    """The results of ``GET /v1/ab-tests/{id}/results`` (serialised by the API).
 
     ``arm_a``/``arm_b`` hold the aggregate cells of each arm's model in the test's
     window, already restricted to the arm's variant and version; ``test`` carries
@@ -360,123 +360,153 @@ def compute_results(
     ``end_unix_nano``. ``arms_by`` says how the arms' traffic was told apart
     (``ab_variant``: the router's tag; ``model``: the arms' model ids and versions).
     """
+    _add_feedback(arm_a, arm_b, feedback, feedback_images)
+    start, end = int(test["start_unix_nano"]), int(test["end_unix_nano"])
+    ended = now_unix_nano >= end
+    elapsed_days = max(0.0, (min(now_unix_nano, end) - start) / NS_PER_SECOND / SECONDS_PER_DAY)
+    ta, tb = arm_a.total(), arm_b.total()
+    # Every metric is compared; the configured ones form the family whose p-values are
+    # corrected together (and the first decides the verdict).
+    compared: list[str] = [*config.metrics, *(m for m in METRICS if m not in config.metrics)]
+    looks = _sequential_looks(compared, arm_a, arm_b)
+    comparisons = _corrected(
+        config, {m: _comparison(m, config, looks[m], ta, tb, arm_a=arm_a, arm_b=arm_b) for m in compared}
+    )
+    sample_ratio = _sample_ratio(config, ta, tb, arms_by)
+    primary = config.metrics[0]
+    verdict, reason = _verdict(
+        config, primary, comparisons[primary], ta, tb, ended=ended, mismatch=sample_ratio.mismatch
+    )
+    return ABResults(
+        id=test["id"],
+        name=test["name"],
+        status="completed" if ended else "running",
+        start_unix_nano=start,
+        end_unix_nano=end,
+        elapsed_days=elapsed_days,
+        config=config,
+        model_a=_arm_summary(str(test["model_a_id"]), config.model_a_version, arm_a),
+        model_b=_arm_summary(str(test["model_b_id"]), config.model_b_version, arm_b),
+        primary_metric=primary,
+        p_value=comparisons[primary].p_value_always_valid,
+        p_value_method="mSPRT always-valid p-value (valid at any look)",
+        p_value_fixed_horizon=comparisons[primary].p_value_fixed_horizon,
+        comparisons=comparisons,
+        verdict=verdict,
+        verdict_reason=reason,
+        valid=not sample_ratio.mismatch,
+        arms_by=arms_by,
+        sample_ratio=sample_ratio,
+        power=_power(config, primary, looks[primary], elapsed_days),
+    )
+
+
+def _add_feedback(
+    arm_a: ArmData,
+    arm_b: ArmData,
+    feedback: Iterable[FeedbackCount],
+    feedback_images: Iterable[tuple[str, int, ImageSums]],
+) -> None:
+    """Count each feedback post, and its per-image sums, in its arm's hour."""
     for item in feedback:
         (arm_a if item.arm == "a" else arm_b).add_feedback(item)
     for arm, hour_unix, sums in feedback_images:
         (arm_a if arm == "a" else arm_b).add_feedback_images(hour_unix, sums)
 
-    start, end = int(test["start_unix_nano"]), int(test["end_unix_nano"])
-    ended = now_unix_nano >= end
-    elapsed_days = max(0.0, (min(now_unix_nano, end) - start) / NS_PER_SECOND / SECONDS_PER_DAY)
-    ta, tb = arm_a.total(), arm_b.total()
-    alpha = config.alpha
 
-    # Sequential looks at every hour boundary, cumulative from the start.
-    hours = sorted(set(arm_a.hours) | set(arm_b.hours))
-    # Every metric is compared; the configured ones form the family whose p-values are
-    # corrected together (and the first decides the verdict).
-    compared = [*config.metrics, *(m for m in METRICS if m not in config.metrics)]
+def _sequential_looks(compared: list[str], arm_a: ArmData, arm_b: ArmData) -> dict[str, list[tuple[float, float]]]:
+    """Each metric's (B - A, variance) at every hour boundary, on data cumulative from the start."""
     looks: dict[str, list[tuple[float, float]]] = {m: [] for m in compared}
     ca, cb = _Hour(), _Hour()
-    for hour in hours:
+    for hour in sorted(set(arm_a.hours) | set(arm_b.hours)):
         ca = _merge(ca, arm_a.hours.get(hour, _Hour()))
         cb = _merge(cb, arm_b.hours.get(hour, _Hour()))
         for metric in compared:
             looks[metric].append(_look(metric, ca, cb))
+    return looks
 
-    comparisons: dict[str, dict[str, Any]] = {}
-    always_valid: list[float] = []
-    for metric in compared:
-        fixed = _fixed(metric, ta, tb, arm_a=arm_a, arm_b=arm_b, alpha=alpha)
-        min_effect = config.min_effect[metric]
-        seq_p, cs = math.nan, (math.nan, math.nan)
-        if metric != "class_mix":
-            seq = msprt(looks[metric], tau2=min_effect * min_effect, alpha=alpha)
-            seq_p, cs = seq.p_value, (seq.ci_low, seq.ci_high)
-        if metric in config.metrics:
-            always_valid.append(seq_p if metric != "class_mix" else fixed.p_value)
-        comparisons[metric] = {
-            "in_family": metric in config.metrics,
-            "difference": _finite(fixed.difference),
-            "ci_low": _finite(fixed.ci_low),
-            "ci_high": _finite(fixed.ci_high),
-            "confidence_sequence": [_finite(cs[0]), _finite(cs[1])],
-            "p_value_always_valid": _finite(seq_p),
-            "p_value_fixed_horizon": _finite(fixed.p_value),
-            "fixed_horizon_method": fixed.method,
-            "min_effect": min_effect,
-            "higher_is_better": HIGHER_IS_BETTER[metric],
-            **_evidence(metric, ta, tb, arm_a=arm_a, arm_b=arm_b),
-        }
-    corrected = holm(always_valid)
-    for metric in compared:
-        comparisons[metric]["p_value_corrected"] = None
-    for metric, p in zip(config.metrics, corrected, strict=True):
-        comparisons[metric]["p_value_corrected"] = _finite(p)
 
+def _comparison(
+    metric: str,
+    config: ABTestConfig,
+    looks: list[tuple[float, float]],
+    ta: _Hour,
+    tb: _Hour,
+    *,
+    arm_a: ArmData,
+    arm_b: ArmData,
+) -> Comparison:
+    """One metric's fixed-horizon test, its mSPRT over the looks (none for the class mix) and its evidence."""
+    fixed = _fixed(metric, ta, tb, arm_a=arm_a, arm_b=arm_b, alpha=config.alpha)
+    min_effect = config.min_effect[metric]
+    seq_p, cs = math.nan, (math.nan, math.nan)
+    if metric != "class_mix":
+        seq = msprt(looks, tau2=min_effect * min_effect, alpha=config.alpha)
+        seq_p, cs = seq.p_value, (seq.ci_low, seq.ci_high)
+    evidence = _evidence(metric, ta, tb, arm_a=arm_a, arm_b=arm_b)
+    return Comparison(
+        in_family=metric in config.metrics,
+        difference=fixed.difference,
+        ci_low=fixed.ci_low,
+        ci_high=fixed.ci_high,
+        confidence_sequence=cs,
+        p_value_always_valid=seq_p,
+        p_value_fixed_horizon=fixed.p_value,
+        fixed_horizon_method=fixed.method,
+        min_effect=min_effect,
+        higher_is_better=HIGHER_IS_BETTER[metric],
+        unit=evidence.unit,
+        effective_sample_size=evidence.sizes,
+        design_effect=evidence.deffs,
+        variance_assumes_independence=evidence.independent,
+    )
+
+
+def _corrected(config: ABTestConfig, comparisons: dict[str, Comparison]) -> dict[str, Comparison]:
+    """The family's p-values Holm-corrected together: the always-valid ones (the class mix's fixed-horizon one)."""
+    family = [
+        comparisons[m].p_value_always_valid if m != "class_mix" else comparisons[m].p_value_fixed_horizon
+        for m in config.metrics
+    ]
+    adjusted = dict(zip(config.metrics, holm(family), strict=True))
+    return {m: replace(c, p_value_corrected=adjusted[m]) if m in adjusted else c for m, c in comparisons.items()}
+
+
+def _sample_ratio(config: ABTestConfig, ta: _Hour, tb: _Hour, arms_by: str) -> SampleRatio:
+    """Whether the observed split is the configured one (a mismatch voids the comparison)."""
     srm_chi2, srm_p = sample_ratio_mismatch(ta.images.n, tb.images.n, config.traffic_split)
-    mismatch = math.isfinite(srm_p) and srm_p < SRM_ALPHA
     n_total = ta.images.n + tb.images.n
+    return SampleRatio(
+        expected_from=(
+            "the traffic_split the router applied"
+            if arms_by == "ab_variant"
+            else "the configured traffic_split: the split was made outside detwatch, so a mismatch may"
+            " mean the deployment's weights differ from it"
+        ),
+        configured=config.traffic_split,
+        observed=tb.images.n / n_total if n_total else math.nan,
+        chi2=srm_chi2,
+        p_value=srm_p,
+        mismatch=math.isfinite(srm_p) and srm_p < SRM_ALPHA,
+    )
 
-    primary = config.metrics[0]
-    pc = comparisons[primary]
-    verdict, reason = _verdict(config, primary, pc, ta, tb, ended=ended, mismatch=mismatch)
 
-    diff, var = looks[primary][-1] if looks[primary] else (math.nan, math.nan)
-    mde = minimum_detectable_effect(var, alpha=alpha, power=0.8)
+def _power(config: ABTestConfig, primary: str, looks: list[tuple[float, float]], elapsed_days: float) -> PowerEstimate:
+    """The primary metric's minimum detectable effect at the last look, and the days to reach ``min_effect``."""
+    diff, var = looks[-1] if looks else (math.nan, math.nan)
+    mde = minimum_detectable_effect(var, alpha=config.alpha, power=0.8)
     projected: float | None = None
     if math.isfinite(mde) and elapsed_days > 0:
         # Variance falls as 1/n: the days at which the MDE reaches min_effect, at today's rate.
         needed = elapsed_days * (mde / config.min_effect[primary]) ** 2
         projected = max(0.0, needed - elapsed_days)
-
-    return {
-        "id": test["id"],
-        "name": test["name"],
-        "status": "completed" if ended else "running",
-        "start_unix_nano": start,
-        "end_unix_nano": end,
-        "elapsed_days": elapsed_days,
-        "config": config.as_json(),
-        "model_a": _arm_summary(str(test["model_a_id"]), config.model_a_version, arm_a),
-        "model_b": _arm_summary(str(test["model_b_id"]), config.model_b_version, arm_b),
-        "primary_metric": primary,
-        "p_value": _finite(pc["p_value_always_valid"] if pc["p_value_always_valid"] is not None else math.nan),
-        "p_value_method": "mSPRT always-valid p-value (valid at any look)",
-        "p_value_fixed_horizon": pc["p_value_fixed_horizon"],
-        "p_values_corrected": {m: comparisons[m]["p_value_corrected"] for m in config.metrics},
-        "comparisons": comparisons,
-        "verdict": verdict,
-        "verdict_reason": reason,
-        "valid": not mismatch,
-        "arms_by": arms_by,
-        "sample_ratio": {
-            "expected_from": (
-                "the traffic_split the router applied"
-                if arms_by == "ab_variant"
-                else "the configured traffic_split: the split was made outside detwatch, so a mismatch may"
-                " mean the deployment's weights differ from it"
-            ),
-            "configured": config.traffic_split,
-            "observed": _finite(tb.images.n / n_total) if n_total else None,
-            "chi2": _finite(srm_chi2),
-            "p_value": _finite(srm_p),
-            "mismatch": mismatch,
-        },
-        "power": {
-            "metric": primary,
-            "minimum_detectable_effect": _finite(mde),
-            "min_effect": config.min_effect[primary],
-            "observed_difference": _finite(diff),
-            "projected_days_to_decision": projected,
-        },
-    }
+    return PowerEstimate(primary, mde, config.min_effect[primary], diff, projected)
 
 
 def _verdict(
     config: ABTestConfig,
     primary: str,
-    pc: Mapping[str, Any],
+    pc: Comparison,
     ta: _Hour,
     tb: _Hour,
     *,
@@ -491,16 +521,16 @@ def _verdict(
     if primary == "feedback_score" and min(ta.feedback_total, tb.feedback_total) < config.min_feedback:
         reason = f"fewer than {config.min_feedback} feedback posts in an arm"
         return ("inconclusive" if ended else "running"), reason
-    p = pc["p_value_always_valid"]
-    diff = pc["difference"]
+    p = pc.p_value_always_valid
+    diff = pc.difference
     better = HIGHER_IS_BETTER.get(primary)
-    if p is not None and p < config.alpha and diff is not None and better is not None:
+    if math.isfinite(p) and p < config.alpha and math.isfinite(diff) and better is not None:
         b_wins = (diff > 0) == better
         return ("b_better" if b_wins else "a_better"), f"always-valid p = {p:.4g} < alpha = {config.alpha:g}"
     if not ended:
         return "running", "no decision yet; the always-valid p-value may be read at any time"
-    low, high = pc["confidence_sequence"]
+    low, high = pc.confidence_sequence
     margin = config.min_effect[primary]
-    if low is not None and high is not None and -margin <= low and high <= margin:
+    if math.isfinite(low) and math.isfinite(high) and -margin <= low and high <= margin:
         return "no_difference", f"the confidence sequence lies within +-{margin:g} ({primary}'s min_effect)"
     return "inconclusive", "the test ended without a decision; the confidence sequence is wider than min_effect"

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from detwatch.abtest.config import ConfigError, parse_config
+from detwatch.abtest.outcomes import ABResults
 from detwatch.abtest.results import HOURLY_KINDS, KEYED_KINDS, ArmData, FeedbackCount, compute_results
 from detwatch.contract.textfields import name_problem
 from detwatch.stats.clustered import ImageSums
@@ -128,8 +129,8 @@ def create_for_request(storage: Storage, body: Mapping[str, Any], now_ns: int | 
     )
 
 
-def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = None) -> dict[str, Any]:
-    """The results document: both arms' cells in the test's window, merged and compared."""
+def results_for(storage: Storage, record: ABTestRecord, now_ns: int | None = None) -> ABResults:
+    """The results: both arms' cells in the test's window, merged and compared (the API serialises them)."""
     now = time.time_ns() if now_ns is None else now_ns
     config = parse_config(record.config)
     start, end = record.start_unix_nano, record.end_unix_nano

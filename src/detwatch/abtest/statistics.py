@@ -21,10 +21,12 @@ Fixed-horizon tests (valid when read once, at the planned end):
   ``(n, sum, sum of squares)``, the same numbers as ``scipy.stats.ttest_ind(...,
   equal_var=False)``; Mann-Whitney U from histograms (ties within a bin, with SciPy's
   tie correction and continuity correction) for skewed quantities such as latency;
-- rates (empty images, feedback score): the two-proportion z-test (equal to
-  ``chi2_contingency(..., correction=False)`` on the 2x2 table), or Fisher's exact
-  test when an expected cell count is below 5;
-- class mix: the chi-square test of homogeneity on the 2xK table.
+- rates (empty images, feedback score): the two-proportion test of
+  :mod:`detwatch.stats.rates` (z, equal to ``chi2_contingency(..., correction=False)``
+  on the 2x2 table, or Fisher's exact test when an expected cell count is below 5);
+- class mix: the chi-square test of homogeneity on the 2xK table
+  (:mod:`detwatch.stats.class_mix`, rare classes pooled); Holm's correction is
+  :func:`detwatch.stats.multiple_testing.holm`.
 
 Peeking-safe inference: people open results every day, and a fixed-horizon p-value
 read daily over seven days declares a false winner several times more often than its
@@ -56,12 +58,14 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from detwatch.stats.class_mix import chi_square_homogeneity
+from detwatch.stats.rates import two_proportion_test
+
 __all__ = [
     "Moments",
     "SequentialResult",
     "TestResult",
     "class_mix_test",
-    "holm",
     "mann_whitney_binned",
     "minimum_detectable_effect",
     "msprt",
@@ -72,7 +76,7 @@ __all__ = [
     "welch_test",
 ]
 
-Method = Literal["welch_t", "mann_whitney_u", "two_proportion_z", "fisher_exact", "chi_square"]
+Method = Literal["welch_t", "mann_whitney_u", "two_proportion_z", "fisher_exact", "binomial", "chi_square"]
 
 
 @dataclass(frozen=True)
@@ -186,55 +190,37 @@ def mann_whitney_binned(counts_a: Sequence[int], counts_b: Sequence[int]) -> Tes
 def rate_test(
     x_a: float, n_a: float, x_b: float, n_b: float, alpha: float = 0.05, *, deff_a: float = 1.0, deff_b: float = 1.0
 ) -> TestResult:
-    """Rate B - rate A: two-proportion z-test, or Fisher's exact test for small expected counts.
+    """Rate B - rate A: :func:`detwatch.stats.rates.two_proportion_test` with its (1 - alpha) interval.
 
-    The interval is Wald's (Newcombe's would be tighter near 0 and 1; the sequential
-    interval beside it is the one to act on). ``deff_a``/``deff_b`` are design effects
-    (:mod:`detwatch.stats.clustered`): each arm's counts are divided by its own, so the test
-    sees its effective sample (counts rounded for Fisher's test).
+    The interval is Wald's on the effective counts (Newcombe's would be tighter near 0
+    and 1; the sequential interval beside it is the one to act on). ``deff_a``/``deff_b``
+    are design effects (:mod:`detwatch.stats.clustered`).
     """
-    if n_a <= 0 or n_b <= 0:
+    test = two_proportion_test(x_a, n_a, x_b, n_b, deff1=deff_a, deff2=deff_b)
+    if math.isnan(test.p_value):
         return TestResult("two_proportion_z", math.nan, math.nan, math.nan, math.nan, math.nan)
-    if deff_a > 1.0 or deff_b > 1.0:
-        deff_a, deff_b = max(deff_a, 1.0), max(deff_b, 1.0)
-        x_a, n_a, x_b, n_b = x_a / deff_a, n_a / deff_a, x_b / deff_b, n_b / deff_b
-    pa, pb = x_a / n_a, x_b / n_b
+    pa, pb, n_a, n_b = test.p1, test.p2, test.n1, test.n2
     diff = pb - pa
     se_unpooled = math.sqrt(pa * (1 - pa) / n_a + pb * (1 - pb) / n_b)
     half = float(stats.norm.ppf(1.0 - alpha / 2.0)) * se_unpooled
-    pooled = (x_a + x_b) / (n_a + n_b)
-    n = n_a + n_b
-    expected_min = min(n_a, n_b) * min(pooled, 1.0 - pooled)
-    if expected_min < 5.0 or n <= 0:
-        table = [[round(x_a), round(n_a - x_a)], [round(x_b), round(n_b - x_b)]]
-        odds, p = stats.fisher_exact(table)
-        return TestResult("fisher_exact", float(odds), float(p), diff, diff - half, diff + half)
-    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
-    z = diff / se_pooled if se_pooled > 0 else 0.0
-    p = float(2.0 * stats.norm.sf(abs(z)))
-    return TestResult("two_proportion_z", z, p, diff, diff - half, diff + half)
+    return TestResult(test.method, test.statistic, test.p_value, diff, diff - half, diff + half)
 
 
 def class_mix_test(counts_a: dict[str, int], counts_b: dict[str, int], deff: float = 1.0) -> TestResult:
-    """Chi-square test of homogeneity of the class mix (2xK, classes seen in either arm).
+    """:func:`detwatch.stats.class_mix.chi_square_homogeneity` of the class mix (classes seen in either arm).
 
-    ``difference`` is the total variation distance between the two class shares.
-    ``deff`` is Rao and Scott's mean design effect (:func:`detwatch.stats.clustered.rao_scott_deff`):
-    the statistic is divided by it, for detections clustered in images; 1 is
-    ``scipy.stats.chi2_contingency(..., correction=False)``.
+    ``difference`` is the total variation distance between the two class shares (0
+    with a single class, NaN when an arm has no detections). ``deff`` is Rao and
+    Scott's mean design effect (:func:`detwatch.stats.clustered.rao_scott_deff`).
     """
     classes = sorted(set(counts_a) | set(counts_b))
     table = np.array([[counts_a.get(c, 0) for c in classes], [counts_b.get(c, 0) for c in classes]], dtype=float)
-    table = table[:, table.sum(axis=0) > 0]
+    chi = chi_square_homogeneity(table[0], table[1], deff=deff)
     rows = table.sum(axis=1)
-    if table.shape[1] < 2 or (rows == 0).any():
+    if math.isnan(chi.p_value):
         return TestResult("chi_square", math.nan, math.nan, math.nan, math.nan, math.nan)
-    chi2, p, dof, _ = stats.chi2_contingency(table, correction=False)
-    if deff > 1.0:
-        chi2 = float(chi2) / deff
-        p = float(stats.chi2.sf(chi2, dof))
     tvd = 0.5 * float(np.abs(table[0] / rows[0] - table[1] / rows[1]).sum())
-    return TestResult("chi_square", float(chi2), float(p), tvd, math.nan, math.nan)
+    return TestResult("chi_square", chi.statistic, chi.p_value, tvd, math.nan, math.nan)
 
 
 def msprt(looks: Sequence[tuple[float, float]], tau2: float, alpha: float = 0.05) -> SequentialResult:
@@ -263,18 +249,6 @@ def msprt(looks: Sequence[tuple[float, float]], tau2: float, alpha: float = 0.05
     if low > high:  # only possible at alpha-level bad luck; report the last interval's centre
         low = high = (low + high) / 2.0
     return SequentialResult(min(1.0, p), low, high, used)
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjustment (controls the family-wise error under any dependence)."""
-    indexed = sorted((p, i) for i, p in enumerate(p_values) if math.isfinite(p))
-    m = len(indexed)
-    adjusted = [math.nan] * len(p_values)
-    running = 0.0
-    for rank, (p, i) in enumerate(indexed):
-        running = max(running, min(1.0, (m - rank) * p))
-        adjusted[i] = running
-    return adjusted
 
 
 def sample_ratio_mismatch(n_a: int, n_b: int, traffic_split: float) -> tuple[float, float]:

@@ -10,6 +10,7 @@ import time
 from flask import Blueprint, Response, jsonify
 
 from detwatch.abtest import service as abtest_service
+from detwatch.api._analysis_json import ab_results_json
 from detwatch.api._context import get_storage
 from detwatch.api._request import nul_free_body, require_token
 from detwatch.api.errors import APIError
@@ -62,4 +63,4 @@ def stop_ab_test(ab_test_id: str) -> Response:
 @bp.get("/ab-tests/<ab_test_id>/results")
 def get_ab_test_results(ab_test_id: str) -> Response:
     storage = get_storage()
-    return jsonify(abtest_service.results_for(storage, _ab_test_or_404(storage, ab_test_id)))
+    return jsonify(ab_results_json(abtest_service.results_for(storage, _ab_test_or_404(storage, ab_test_id))))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from detwatch.api._analysis_json import drift_report_json
 from detwatch.api._context import get_storage
 from detwatch.api._request import nul_free_body, require_token
 from detwatch.api.errors import APIError
@@ -22,6 +23,6 @@ def check_drift(model_id: str) -> Response:
     if storage.get_model(model_id) is None:
         raise APIError(404, "model_not_found", f"no model {model_id!r} (register it or send its telemetry)", "model_id")
     try:
-        return jsonify(report_for_request(storage, model_id, nul_free_body()))
+        return jsonify(drift_report_json(report_for_request(storage, model_id, nul_free_body()), model_id))
     except DriftInputError as exc:
         raise APIError(400, "invalid_field", exc.message, exc.field) from None

@@ -140,7 +140,15 @@ from detwatch.drift._periods import (
     PeriodError,
     parse_periods,
 )
-from detwatch.drift._report import ClassDrift, DriftConfig, DriftReport, Finding, PeriodSample, compare
+from detwatch.drift._report import (
+    ClassDrift,
+    DriftConfig,
+    DriftReport,
+    Finding,
+    PeriodSample,
+    PeriodSummary,
+    compare,
+)
 from detwatch.drift._text import format_report
 
 __all__ = [
@@ -158,6 +166,7 @@ __all__ = [
     "Period",
     "PeriodError",
     "PeriodSample",
+    "PeriodSummary",
     "compare",
     "drift_report",
     "format_report",

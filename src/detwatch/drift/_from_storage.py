@@ -87,11 +87,10 @@ def drift_report(
         _sample(storage, model_id, current, model_version, ab_variant),
         config,
     )
-    filters = {"model_version": model_version, "ab_variant": ab_variant}
     return replace(
         report,
-        reference={**reference.to_json(), **filters, **report.reference},
-        current={**current.to_json(), **filters, **report.current},
+        reference=replace(report.reference, period=reference, model_version=model_version, ab_variant=ab_variant),
+        current=replace(report.current, period=current, model_version=model_version, ab_variant=ab_variant),
     )
 
 
@@ -104,8 +103,8 @@ MAX_VERSION_LENGTH = 256
 
 def report_for_request(
     storage: AggregateReader, model_id: str, body: Mapping[str, Any], *, now_unix_nano: int | None = None
-) -> dict[str, Any]:
-    """The API's answer to ``POST /v1/models/{model_id}/drift``; raises :class:`DriftInputError` naming the field.
+) -> DriftReport:
+    """The report ``POST /v1/models/{model_id}/drift`` answers; raises :class:`DriftInputError` naming the field.
 
     ``body`` holds the two periods, optional ``model_version`` and ``ab_variant``
     filters (null means all) and any :class:`DriftConfig` option.
@@ -132,4 +131,4 @@ def report_for_request(
         config=config,
         now_unix_nano=now_unix_nano,
     )
-    return {"model_id": model_id, **report.to_json()}
+    return report

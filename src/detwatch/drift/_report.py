@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -18,7 +18,11 @@ from numpy.typing import NDArray
 
 from detwatch.contract import bins
 from detwatch.drift import _statistics as st
+from detwatch.drift._periods import Period
+from detwatch.stats.class_mix import chi_square_homogeneity
 from detwatch.stats.clustered import ImageSums, rao_scott_deff
+from detwatch.stats.multiple_testing import holm
+from detwatch.stats.rates import poisson_rate_test, two_proportion_test
 
 __all__ = [
     "AggregateCell",
@@ -27,6 +31,7 @@ __all__ = [
     "DriftReport",
     "Finding",
     "PeriodSample",
+    "PeriodSummary",
     "compare",
 ]
 
@@ -330,7 +335,8 @@ class ClassDrift:
 
 @dataclass(frozen=True)
 class DriftReport:
-    """The result of :func:`compare`; :meth:`to_json` is the API's answer (the seed's keys and more)."""
+    """The result of :func:`compare` (the API's answer, the seed's keys and more, is written by
+    :mod:`detwatch.api._analysis_json`)."""
 
     status: Status
     significant_drift: bool
@@ -343,45 +349,49 @@ class DriftReport:
     classes: tuple[ClassDrift, ...]
     findings: tuple[Finding, ...]
     insufficient: tuple[str, ...]
-    reference: Mapping[str, Any]
-    current: Mapping[str, Any]
+    reference: PeriodSummary
+    current: PeriodSummary
     config: DriftConfig
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "significant_drift": self.significant_drift,
-            "class_drift": self.class_drift,
-            "confidence_drift": self.confidence_drift,
-            "count_drift": self.count_drift,
-            "affected_classes": list(self.affected_classes),
-            "new_classes": list(self.new_classes),
-            "vanished_classes": list(self.vanished_classes),
-            "reference": dict(self.reference),
-            "current": dict(self.current),
-            "classes": [asdict(c) for c in self.classes],
-            "tests": [{**asdict(f), "distances": dict(f.distances)} for f in self.findings],
-            "insufficient": list(self.insufficient),
-            "correction": "holm",
-            "config": asdict(self.config),
-        }
+
+@dataclass(frozen=True)
+class PeriodSummary:
+    """One side of a report: its window and filters (when read from storage) and what its sample holds.
+
+    ``intra_image_correlation`` and ``effective_detections`` are measured on the
+    period's own images (None without detections); ``detections_assumed_independent``
+    counts those stored without per-image sums.
+    """
+
+    intra_image_correlation: float | None
+    effective_detections: float | None
+    detections_assumed_independent: int
+    images: int
+    detections: int
+    empty_images: int
+    empty_rate: float | None
+    detections_per_image: float | None
+    mean_confidence_binned: float | None
+    period: Period | None = None
+    model_version: str | None = None
+    ab_variant: str | None = None
 
 
-def _summary(sample: PeriodSample) -> dict[str, Any]:
+def _summary(sample: PeriodSample) -> PeriodSummary:
     confidence = sample.confidence_total()
     n_conf = int(confidence.sum())
     clustered = sample.clustered_confidence()
-    return {
-        "intra_image_correlation": clustered.correlation if clustered.count else None,
-        "effective_detections": clustered.effective_size if clustered.count else None,
-        "detections_assumed_independent": sample.unmeasured(),
-        "images": sample.images,
-        "detections": sample.detections,
-        "empty_images": sample.empty_images,
-        "empty_rate": sample.empty_images / sample.images if sample.images else None,
-        "detections_per_image": sample.detections / sample.images if sample.images else None,
-        "mean_confidence_binned": float(np.dot(confidence, CONFIDENCE_CENTRES) / n_conf) if n_conf else None,
-    }
+    return PeriodSummary(
+        intra_image_correlation=clustered.correlation if clustered.count else None,
+        effective_detections=clustered.effective_size if clustered.count else None,
+        detections_assumed_independent=sample.unmeasured(),
+        images=sample.images,
+        detections=sample.detections,
+        empty_images=sample.empty_images,
+        empty_rate=sample.empty_images / sample.images if sample.images else None,
+        detections_per_image=sample.detections / sample.images if sample.images else None,
+        mean_confidence_binned=float(np.dot(confidence, CONFIDENCE_CENTRES) / n_conf) if n_conf else None,
+    )
 
 
 def _floor(sample: PeriodSample, rho: float) -> float:
@@ -442,7 +452,7 @@ def _proportion(
 ) -> Finding:
     h = st.cohen_h(x[0] / n[0], x[1] / n[1])
     (da, _), (db, _) = deffs
-    p = st.two_proportion_test(x[0] / da, n[0] / da, x[1] / db, n[1] / db)
+    p = two_proportion_test(x[0], n[0], x[1], n[1], deff1=da, deff2=db).p_value
     distances = {"cohen_h": abs(h), "difference": x[1] / n[1] - x[0] / n[0]}
     finding = Finding(kind, subject, "two_proportion", h, p, "cohen_h", abs(h), floor, int(n[0]), int(n[1]), distances)
     return _evidence(finding, deffs)
@@ -451,7 +461,7 @@ def _proportion(
 def _rate(
     name: str, x: tuple[float, float], images: tuple[int, int], dispersion: float, config: DriftConfig
 ) -> Finding:
-    z, p = st.rate_test(x[0], images[0], x[1], images[1], dispersion=dispersion)
+    z, p = poisson_rate_test(x[0], images[0], x[1], images[1], dispersion=dispersion)
     # Half a detection added to each side keeps the ratio finite for new and vanished classes.
     ratio = ((x[1] + 0.5) / images[1]) / ((x[0] + 0.5) / images[0])
     distances = {
@@ -483,131 +493,70 @@ def _class_dispersion(sample: PeriodSample, name: str) -> float | None:
     return per_image.variance_robust * sample.images**2 / sums.count
 
 
-def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig | None = None) -> DriftReport:
-    """Every test the two samples allow, Holm-corrected together, and the verdict."""
-    config = config or DriftConfig()
-    rho = config.intra_image_correlation
-    floors = (_floor(reference, rho), _floor(current, rho))
-    names = sorted(set(reference.classes) | set(current.classes))
+@dataclass(frozen=True)
+class _Pair:
+    """The two samples of a comparison, their class counts and the design-effect floors of the config."""
 
-    def deffs(of: Callable[[PeriodSample], tuple[ImageSums, float]]) -> Deffs:
+    reference: PeriodSample
+    current: PeriodSample
+    config: DriftConfig
+    names: list[str]
+    ref_counts: IntArray
+    cur_counts: IntArray
+    floors: tuple[float, float]
+    insufficient: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, reference: PeriodSample, current: PeriodSample, config: DriftConfig) -> _Pair:
+        rho = config.intra_image_correlation
+        names = sorted(set(reference.classes) | set(current.classes))
+        return cls(
+            reference, current, config, names,
+            np.array([reference.classes.get(c, 0) for c in names], dtype=np.int64),
+            np.array([current.classes.get(c, 0) for c in names], dtype=np.int64),
+            (_floor(reference, rho), _floor(current, rho)),
+        )  # fmt: skip
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        """All detections counted in each period (by class)."""
+        return int(self.ref_counts.sum()), int(self.cur_counts.sum())
+
+    def deffs(self, of: Callable[[PeriodSample], tuple[ImageSums, float]]) -> Deffs:
         """Each side's measured design effect of what ``of`` picks (sums, count), never below the floor."""
-        (d_ref, i_ref), (d_cur, i_cur) = _measured(*of(reference)), _measured(*of(current))
-        return (max(d_ref, floors[0]), i_ref), (max(d_cur, floors[1]), i_cur)
+        (d_ref, i_ref), (d_cur, i_cur) = _measured(*of(self.reference)), _measured(*of(self.current))
+        return (max(d_ref, self.floors[0]), i_ref), (max(d_cur, self.floors[1]), i_cur)
 
-    ref_counts = np.array([reference.classes.get(c, 0) for c in names], dtype=np.int64)
-    cur_counts = np.array([current.classes.get(c, 0) for c in names], dtype=np.int64)
-    n_ref, n_cur = int(ref_counts.sum()), int(cur_counts.sum())
-    findings: list[Finding] = []
-    insufficient: list[str] = []
-
-    def enough(what: str, unit: str, sizes: tuple[int, int], minimum: int) -> bool:
+    def enough(self, what: str, unit: str, sizes: tuple[int, int], minimum: int) -> bool:
+        """Whether both sides reach ``minimum``; if not, the reason is listed in the report."""
         for side, size in zip(("reference", "current"), sizes, strict=True):
             if size < minimum:
-                insufficient.append(f"{what}: {size} {unit} in the {side} period, fewer than {minimum}")
+                self.insufficient.append(f"{what}: {size} {unit} in the {side} period, fewer than {minimum}")
                 return False
         return True
 
-    class_drift = st.jensen_shannon_distance(ref_counts, cur_counts) if n_ref and n_cur else None
-    images_ok = enough("all tests", "images", (reference.images, current.images), config.min_images)
-    detections_ok = images_ok and enough("detection tests", "detections", (n_ref, n_cur), config.min_detections)
 
+def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig | None = None) -> DriftReport:
+    """Every test the two samples allow, Holm-corrected together, and the verdict."""
+    config = config or DriftConfig()
+    pair = _Pair.of(reference, current, config)
+    n_ref, n_cur = pair.sizes
+    class_drift = st.jensen_shannon_distance(pair.ref_counts, pair.cur_counts) if n_ref and n_cur else None
+    images_ok = pair.enough("all tests", "images", (reference.images, current.images), config.min_images)
+    detections_ok = images_ok and pair.enough("detection tests", "detections", pair.sizes, config.min_detections)
+    findings: list[Finding] = []
     if detections_ok:
-        shares = ([reference.class_share(c) for c in names], [current.class_share(c) for c in names])
-        mix_deff = max(rao_scott_deff(*shares), *floors)
-        independent = reference.unmeasured() + current.unmeasured() > 0
-        mix_deffs: Deffs = ((mix_deff, independent), (mix_deff, independent))
-        chi = st.chi_square_homogeneity(ref_counts, cur_counts, deff=mix_deff)
         assert class_drift is not None
-        distances = {"jensen_shannon": class_drift, "chi_square": chi.statistic, "pooled_classes": float(chi.pooled)}
-        mix = Finding(
-            "class_mix", "", "chi_square", chi.statistic, chi.p_value, "jensen_shannon", class_drift,
-            config.min_jensen_shannon, n_ref, n_cur, distances,
-        )  # fmt: skip
-        findings.append(_evidence(mix, mix_deffs))
-        for name, a, b in zip(names, ref_counts, cur_counts, strict=True):
-            if a + b >= config.min_detections:
-                share_deffs = deffs(functools.partial(_of_share, name=name))
-                findings.append(
-                    _proportion(
-                        "class_share", name, (a, b), (n_ref, n_cur), deffs=share_deffs, floor=config.min_cohen_h
-                    )
-                )
+        findings += _class_mix_tests(pair, class_drift)
     if images_ok:
-        # Detections of a class per image: the image is the unit, so a class that vanished
-        # (no detection left in the current period) is still tested. The dispersion is the
-        # class's own, measured from its per-image sums; where they are missing, that of
-        # all detections per image.
-        dispersions = [d for d in (reference.dispersion(), current.dispersion()) if d is not None]
-        overall = max(dispersions) if dispersions else 1.0
-        for name, a, b in zip(names, ref_counts, cur_counts, strict=True):
-            if a + b >= config.min_detections:
-                own = [_class_dispersion(sample, name) for sample in (reference, current)]
-                dispersion = overall if None in own else max(d for d in own if d is not None)
-                findings.append(_rate(name, (a, b), (reference.images, current.images), dispersion, config))
-
-    def distribution(
-        kind: str, subject: str, pair: tuple[IntArray, IntArray], centres: tuple[float, ...], *, unit: Deffs
-    ) -> Finding:
-        # Per-image counts have the image as their unit: no design effect there. Binned
-        # distributions of detections take the design effect of their mean (see the package).
-        return _distribution(
-            kind, subject, pair, centres=centres, config=config, deffs=unit,
-            psi=kind in ("confidence", "detections_per_image"),
-        )  # fmt: skip
-
-    def sizes(pair: tuple[IntArray, IntArray]) -> tuple[int, int]:
-        return int(pair[0].sum()), int(pair[1].sum())
-
-    confidence = (reference.confidence_total(), current.confidence_total())
-    if detections_ok and enough("confidence", "detections", sizes(confidence), config.min_detections):
-        unit = deffs(lambda s: (s.clustered_confidence(), int(s.confidence_total().sum())))
-        findings.append(distribution("confidence", "", confidence, CONFIDENCE_CENTRES, unit=unit))
-        for name in names:
-            pair = (
-                reference.confidence.get(name, _zeros(bins.CONFIDENCE_BINS)),
-                current.confidence.get(name, _zeros(bins.CONFIDENCE_BINS)),
-            )
-            if min(sizes(pair)) >= config.min_detections:
-                unit = deffs(functools.partial(_of_class_confidence, name=name))
-                findings.append(distribution("confidence", name, pair, CONFIDENCE_CENTRES, unit=unit))
-    per_image = (reference.image_detections, current.image_detections)
-    if images_ok and enough("detections_per_image", "images", sizes(per_image), config.min_images):
-        findings.append(distribution("detections_per_image", "", per_image, DETECTION_CENTRES, unit=_UNIT))
-    area = (reference.area_total(), current.area_total())
-    if images_ok and enough("box_area", "boxes with an image size", sizes(area), config.min_detections):
-        unit = deffs(lambda s: (s.area_sums, int(s.area_total().sum())))
-        findings.append(distribution("box_area", "", area, AREA_CENTRES, unit=unit))
-    aspect = (reference.aspect_ratio, current.aspect_ratio)
-    if images_ok and enough("aspect_ratio", "boxes", sizes(aspect), config.min_detections):
-        unit = deffs(lambda s: (s.aspect_sums, int(s.aspect_ratio.sum())))
-        findings.append(distribution("aspect_ratio", "", aspect, ASPECT_CENTRES, unit=unit))
+        findings += _class_rate_tests(pair)
+    findings += _distribution_tests(pair, images_ok=images_ok, detections_ok=detections_ok)
     if images_ok:
         empties = (float(reference.empty_images), float(current.empty_images))
         images = (float(reference.images), float(current.images))
         findings.append(_proportion("empty_rate", "", empties, images, deffs=_UNIT, floor=config.min_cohen_h))
-
-    adjusted = st.holm([f.p_value for f in findings])
-    findings = [
-        _with_verdict(f, p_adjusted, p_adjusted <= config.alpha and f.effect >= f.effect_floor)
-        for f, p_adjusted in zip(findings, adjusted, strict=True)
-    ]
-    affected = {f.subject for f in findings if f.significant and f.subject}
-    contributions = _contributions(reference, current, names)
-    classes = tuple(
-        ClassDrift(
-            name,
-            int(a),
-            int(b),
-            float(a / n_ref) if n_ref else 0.0,
-            float(b / n_cur) if n_cur else 0.0,
-            contributions.get(name, 0.0),
-            new=bool(a == 0 and b > 0),
-            vanished=bool(a > 0 and b == 0),
-            affected=name in affected,
-        )
-        for name, a, b in zip(names, ref_counts, cur_counts, strict=True)
-    )
+    findings = _holm_verdicts(findings, config.alpha)
+    classes = _class_drifts(pair, findings)
     ranked = sorted((c for c in classes if c.affected), key=lambda c: (-c.contribution, c.name))
     significant = any(f.significant for f in findings)
     status: Status = "insufficient_data" if not images_ok else "drift" if significant else "no_drift"
@@ -622,10 +571,126 @@ def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig 
         vanished_classes=tuple(c.name for c in classes if c.vanished),
         classes=classes,
         findings=tuple(findings),
-        insufficient=tuple(insufficient),
+        insufficient=tuple(pair.insufficient),
         reference=_summary(reference),
         current=_summary(current),
         config=config,
+    )
+
+
+def _class_mix_tests(pair: _Pair, class_drift: float) -> list[Finding]:
+    """The class mix (chi-square, Rao-Scott corrected) and each common enough class's share."""
+    config = pair.config
+    n_ref, n_cur = pair.sizes
+    shares = ([pair.reference.class_share(c) for c in pair.names], [pair.current.class_share(c) for c in pair.names])
+    mix_deff = max(rao_scott_deff(*shares), *pair.floors)
+    independent = pair.reference.unmeasured() + pair.current.unmeasured() > 0
+    mix_deffs: Deffs = ((mix_deff, independent), (mix_deff, independent))
+    chi = chi_square_homogeneity(pair.ref_counts, pair.cur_counts, deff=mix_deff)
+    distances = {"jensen_shannon": class_drift, "chi_square": chi.statistic, "pooled_classes": float(chi.pooled)}
+    mix = Finding(
+        "class_mix", "", "chi_square", chi.statistic, chi.p_value, "jensen_shannon", class_drift,
+        config.min_jensen_shannon, n_ref, n_cur, distances,
+    )  # fmt: skip
+    findings = [_evidence(mix, mix_deffs)]
+    for name, a, b in zip(pair.names, pair.ref_counts, pair.cur_counts, strict=True):
+        if a + b >= config.min_detections:
+            share_deffs = pair.deffs(functools.partial(_of_share, name=name))
+            findings.append(
+                _proportion("class_share", name, (a, b), (n_ref, n_cur), deffs=share_deffs, floor=config.min_cohen_h)
+            )
+    return findings
+
+
+def _class_rate_tests(pair: _Pair) -> list[Finding]:
+    """Detections of each common enough class per image (quasi-Poisson).
+
+    The image is the unit, so a class that vanished (no detection left in the current
+    period) is still tested. The dispersion is the class's own, measured from its
+    per-image sums; where they are missing, that of all detections per image.
+    """
+    reference, current = pair.reference, pair.current
+    dispersions = [d for d in (reference.dispersion(), current.dispersion()) if d is not None]
+    overall = max(dispersions) if dispersions else 1.0
+    findings = []
+    for name, a, b in zip(pair.names, pair.ref_counts, pair.cur_counts, strict=True):
+        if a + b >= pair.config.min_detections:
+            own = [_class_dispersion(sample, name) for sample in (reference, current)]
+            dispersion = overall if None in own else max(d for d in own if d is not None)
+            findings.append(_rate(name, (a, b), (reference.images, current.images), dispersion, pair.config))
+    return findings
+
+
+def _distribution_tests(pair: _Pair, *, images_ok: bool, detections_ok: bool) -> list[Finding]:
+    """Binned KS of confidences (all, then per class), detections per image, box areas and aspect ratios.
+
+    Per-image counts have the image as their unit: no design effect there. Binned
+    distributions of detections take the design effect of their mean (see the package).
+    """
+    reference, current, config = pair.reference, pair.current, pair.config
+    findings: list[Finding] = []
+
+    def add(
+        kind: str, subject: str, counts: tuple[IntArray, IntArray], centres: tuple[float, ...], unit: Deffs
+    ) -> None:
+        psi = kind in ("confidence", "detections_per_image")
+        findings.append(_distribution(kind, subject, counts, centres=centres, config=config, deffs=unit, psi=psi))
+
+    def sizes(counts: tuple[IntArray, IntArray]) -> tuple[int, int]:
+        return int(counts[0].sum()), int(counts[1].sum())
+
+    confidence = (reference.confidence_total(), current.confidence_total())
+    if detections_ok and pair.enough("confidence", "detections", sizes(confidence), config.min_detections):
+        add("confidence", "", confidence, CONFIDENCE_CENTRES,
+            pair.deffs(lambda s: (s.clustered_confidence(), int(s.confidence_total().sum()))))  # fmt: skip
+        for name in pair.names:
+            per_class = (
+                reference.confidence.get(name, _zeros(bins.CONFIDENCE_BINS)),
+                current.confidence.get(name, _zeros(bins.CONFIDENCE_BINS)),
+            )
+            if min(sizes(per_class)) >= config.min_detections:
+                add("confidence", name, per_class, CONFIDENCE_CENTRES,
+                    pair.deffs(functools.partial(_of_class_confidence, name=name)))  # fmt: skip
+    per_image = (reference.image_detections, current.image_detections)
+    if images_ok and pair.enough("detections_per_image", "images", sizes(per_image), config.min_images):
+        add("detections_per_image", "", per_image, DETECTION_CENTRES, _UNIT)
+    area = (reference.area_total(), current.area_total())
+    if images_ok and pair.enough("box_area", "boxes with an image size", sizes(area), config.min_detections):
+        add("box_area", "", area, AREA_CENTRES, pair.deffs(lambda s: (s.area_sums, int(s.area_total().sum()))))
+    aspect = (reference.aspect_ratio, current.aspect_ratio)
+    if images_ok and pair.enough("aspect_ratio", "boxes", sizes(aspect), config.min_detections):
+        add("aspect_ratio", "", aspect, ASPECT_CENTRES,
+            pair.deffs(lambda s: (s.aspect_sums, int(s.aspect_ratio.sum()))))  # fmt: skip
+    return findings
+
+
+def _holm_verdicts(findings: list[Finding], alpha: float) -> list[Finding]:
+    """Each finding with its Holm-adjusted p-value and whether it is significant and large enough."""
+    adjusted = holm([f.p_value for f in findings])
+    return [
+        _with_verdict(f, p_adjusted, p_adjusted <= alpha and f.effect >= f.effect_floor)
+        for f, p_adjusted in zip(findings, adjusted, strict=True)
+    ]
+
+
+def _class_drifts(pair: _Pair, findings: list[Finding]) -> tuple[ClassDrift, ...]:
+    """Each class in both periods, marked affected when one of its per-class tests is significant."""
+    n_ref, n_cur = pair.sizes
+    affected = {f.subject for f in findings if f.significant and f.subject}
+    contributions = _contributions(pair.reference, pair.current, pair.names)
+    return tuple(
+        ClassDrift(
+            name,
+            int(a),
+            int(b),
+            float(a / n_ref) if n_ref else 0.0,
+            float(b / n_cur) if n_cur else 0.0,
+            contributions.get(name, 0.0),
+            new=bool(a == 0 and b > 0),
+            vanished=bool(a > 0 and b == 0),
+            affected=name in affected,
+        )
+        for name, a, b in zip(pair.names, pair.ref_counts, pair.cur_counts, strict=True)
     )
 
 
