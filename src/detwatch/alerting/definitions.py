@@ -29,7 +29,7 @@ Condition keys
     10, ... 500, 1000, 2500 ms), so its resolution is that bucket, which the alert's
     description states (``p99_latency_ms > 400`` is read between 250 and 500 ms); a
     threshold above the last finite bound is refused (the quantile never exceeds it).
-    Shares and rates lie in [0, 1].
+    Shares and rates lie in [0, 1]; throughput and drift scores in [0, 1e12].
 ``window``
     A Prometheus duration (``90s``, ``15m``, ``1h``, ``7d``) from 1m to 31d.
 ``for``
@@ -42,7 +42,7 @@ Condition keys
 ``min_images``
     Low-traffic guard: evaluate only when at least this many images were seen in the
     window (default 0, or 100 for anomaly conditions: a z-score over a handful of
-    images is noise).
+    images is noise); at most 1e9.
 ``anomaly``
     Alert on a deviation from the metric's own baseline instead of a fixed value:
     ``{"method": "zscore", "baseline": "7d"}`` (``threshold`` is then the number of
@@ -56,6 +56,9 @@ Top-level keys besides ``name``, ``model_id``, ``condition`` and ``notify``:
 (``info``, ``warning``, ``critical``).
 
 Notify targets: ``email:<address>``, ``slack:#<channel>``, ``webhook:<http(s) URL>``.
+
+An optional key (``anomaly``, ``notify``, ``version``, ``arm``) is left out for its
+default; a null is refused, naming the key.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ __all__ = [
     "DEFAULT_BELOW",
     "DEFAULT_FOR",
     "EMAIL_PATTERN",
+    "MAX_MIN_IMAGES",
+    "MAX_THRESHOLD",
     "METRICS",
     "SLACK_PATTERN",
     "WEBHOOK_PATTERN",
@@ -136,6 +141,13 @@ DEFAULT_FOR: Final = "5m"
 _CONFIDENCE_BOUNDS: Final = semconv.DETECTION_CONFIDENCE.bounds or ()
 DEFAULT_BELOW: Final = 0.5
 DEFAULT_ANOMALY_MIN_IMAGES: Final = 100
+MAX_MIN_IMAGES: Final = 1_000_000_000
+"""The largest low-traffic guard: more images than any window sees, and a number every rule engine holds exactly."""
+MAX_THRESHOLD: Final = 1e12
+"""The largest threshold of an unbounded metric (throughput, drift scores): far above any value they take, so a
+larger one is a typo, and a bound the OpenAPI document can state."""
+_OPTIONAL_KEYS: Final = ("notify", "version", "arm")
+_OPTIONAL_CONDITION_KEYS: Final = ("anomaly",)
 
 
 class AlertDefinitionError(ValueError):
@@ -368,9 +380,22 @@ def _threshold(metric: str, anomaly: Anomaly | None, value: Any) -> float:
     elif metric in _RATIOS:
         if not 0 <= threshold <= 1:
             raise AlertDefinitionError(field, f"{metric} is a share: use a threshold from 0 to 1, got {value!r}")
-    elif threshold < 0:
-        raise AlertDefinitionError(field, f"{metric} is never negative: use a threshold >= 0, got {value!r}")
+    elif not 0 <= threshold <= MAX_THRESHOLD:
+        raise AlertDefinitionError(
+            field, f"{metric} is never negative: use a threshold from 0 to {MAX_THRESHOLD:g}, got {value!r}"
+        )
     return threshold
+
+
+def _refuse_nulls(data: Mapping[str, Any], keys: Sequence[str], prefix: str = "") -> None:
+    """An optional key is left out, never null: one spelling, the one the OpenAPI document describes.
+
+    A null read as "absent" is also a typo's way in (``anomaly:`` with its value on the
+    wrong line of a YAML file silently makes a plain threshold alert).
+    """
+    for key in keys:
+        if key in data and data[key] is None:
+            raise AlertDefinitionError(f"{prefix}{key}", "null is not a value here: leave the key out for the default")
 
 
 def _metric(value: Any) -> tuple[str, str | None]:
@@ -461,6 +486,7 @@ def parse_alert(data: Mapping[str, Any]) -> AlertDefinition:
             f" characters, got {name!r}",
         )
     model_id = _string("model_id", data.get("model_id"))
+    _refuse_nulls(data, _OPTIONAL_KEYS)
     condition = data.get("condition")
     if not isinstance(condition, Mapping):
         raise AlertDefinitionError(
@@ -476,6 +502,7 @@ def parse_alert(data: Mapping[str, Any]) -> AlertDefinition:
     for key in ("metric", "operator", "threshold", "window"):
         if key not in condition:
             raise AlertDefinitionError(f"condition.{key}", "required")
+    _refuse_nulls(condition, _OPTIONAL_CONDITION_KEYS, "condition.")
     metric, argument = _metric(condition["metric"])
     operator = _choice("condition.operator", condition["operator"], get_args(Operator))
     window = _duration("condition.window", condition["window"], minimum=_MIN_WINDOW_S)
@@ -503,8 +530,10 @@ def parse_alert(data: Mapping[str, Any]) -> AlertDefinition:
     min_images = condition.get("min_images", default_min)
     if isinstance(min_images, float) and min_images.is_integer():  # JSON's 100.0 is the integer 100
         min_images = int(min_images)
-    if isinstance(min_images, bool) or not isinstance(min_images, int) or min_images < 0:
-        raise AlertDefinitionError("condition.min_images", f"expected a whole number >= 0, got {min_images!r}")
+    if isinstance(min_images, bool) or not isinstance(min_images, int) or not 0 <= min_images <= MAX_MIN_IMAGES:
+        raise AlertDefinitionError(
+            "condition.min_images", f"expected a whole number from 0 to {MAX_MIN_IMAGES:_}, got {min_images!r}"
+        )
     version = data.get("version")
     if version is not None:
         version = _string("version", version)
