@@ -217,7 +217,7 @@ def test_grafana_settings_come_from_the_environment_or_the_yaml(tmp_path: Path) 
     assert blank.grafana_token is None
 
 
-FUZZ_FOUND = {
+FUZZ_FOUND: dict[str, Any] = {
     "condition": {
         "metric": "avg_confidence",
         "window": "880m",
