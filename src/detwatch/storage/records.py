@@ -214,7 +214,8 @@ class AlertRecord:
 
 @dataclass(frozen=True)
 class AlertWrite:
-    """What :meth:`Storage.put_alert` did: the row as stored, whether it replaced one, the set's new revision."""
+    """What :meth:`Storage.put_alert` did: the row as stored (its ``revision`` is the set's new one), and
+    whether it replaced an alert of that name."""
 
     record: AlertRecord
     replaced: bool
