@@ -227,6 +227,21 @@ def _write_generated(derived: _Derived) -> None:
         derived = latest
 
 
+def _publish(derived: _Derived) -> dict[str, Any] | None:
+    """Write the files and push to Grafana from ``derived``, again from a newer set if one was stored meanwhile.
+
+    The Grafana push replaces the notification policies whole: as with the files, the
+    last push must be of the latest set, so a writer checks the revision after pushing.
+    """
+    while True:
+        _write_generated(derived)
+        pushed = _grafana(derived.config)
+        latest = _current()
+        if latest.revision == derived.revision:
+            return pushed
+        derived = latest
+
+
 def _refresh_generated(derived: _Derived) -> None:
     """After a read found a revision this process has not written (another replica wrote): update the files."""
     if _cache().written == derived.revision:
@@ -310,12 +325,10 @@ def create_alert(model_id: str) -> tuple[Response, int]:
         )
     except AlertNameTaken as exc:
         raise _name_taken(exc.existing) from None
-    derived = _current()
     try:
-        _write_generated(derived)
+        pushed = _publish(_current())
     except OSError as exc:
         raise data_dir_unavailable(exc, "the alert is stored, its rules are not; retry") from None
-    pushed = _grafana(derived.config)
     body = _alert_json(alert)
     body["prometheus_rules"] = {
         "record": rules.recording_name(alert),
