@@ -20,7 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from detwatch.alerting import generate
-from detwatch.alerting.definitions import MAX_MIN_IMAGES, MAX_THRESHOLD, parse_alert
+from detwatch.alerting.definitions import MAX_MIN_IMAGES, MAX_NOTIFY, MAX_THRESHOLD, parse_alert
 from detwatch.api.openapi import openapi_document
 from detwatch.app import create_app
 from detwatch.config import Settings, load_settings
@@ -275,3 +275,23 @@ def test_the_document_states_the_servers_bounds() -> None:
     # Nowhere is null allowed for an optional key: none of them names the type.
     for branch in branches:
         assert "null" not in json.dumps(branch.get("properties", {}).get("anomaly", {}))
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"name": "-leading dash"}, "name"),  # the slug drops it: the document requires a letter or digit first
+        ({"name": " Leading Space"}, "name"),
+        ({"notify": [f"slack:#c{i}" for i in range(MAX_NOTIFY + 1)]}, "notify"),
+    ],
+)
+def test_names_and_notify_lists_the_document_forbids_are_refused(
+    tmp_path: Path, change: dict[str, Any], field: str
+) -> None:
+    client = create_app(Settings(data_dir=tmp_path)).test_client()
+    answer = client.post("/v1/models/vehicles/alerts", json={**body("Fine"), **change})
+    assert answer.status_code == 400 and answer.get_json()["error"]["field"] == field, answer.get_json()
+    at_most = {**body("Fine"), "notify": [f"slack:#c{i}" for i in range(MAX_NOTIFY)]}
+    assert client.post("/v1/models/vehicles/alerts", json=at_most).status_code == 201
+    schema = openapi_document()["paths"]["/v1/models/{model_id}/alerts"]["post"]["requestBody"]["content"]
+    assert schema["application/json"]["schema"]["properties"]["notify"]["maxItems"] == MAX_NOTIFY

@@ -77,6 +77,7 @@ __all__ = [
     "DEFAULT_FOR",
     "EMAIL_PATTERN",
     "MAX_MIN_IMAGES",
+    "MAX_NOTIFY",
     "MAX_THRESHOLD",
     "METRICS",
     "SLACK_PATTERN",
@@ -126,6 +127,8 @@ _MAX_WINDOW_S: Final = 31 * 86400
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}$")
 # Names appear inside templates and quoted strings of generated files: no control character either (NUL included).
 _NAME_FORBIDDEN: Final = re.compile(r"[{}\"'\\\x00-\x1f\x7f]")
+# A name starts with what its slug keeps (a leading "-" or space would vanish from rule names and uids).
+_NAME_START: Final = re.compile(r"[A-Za-z0-9]")
 EMAIL_PATTERN: Final = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}"
 """An email address as notify targets take it (ASCII: one reading in Python and in JSON Schema)."""
 WEBHOOK_PATTERN: Final = r"https?://[!#-&(-~]{1,2000}"
@@ -143,6 +146,8 @@ DEFAULT_BELOW: Final = 0.5
 DEFAULT_ANOMALY_MIN_IMAGES: Final = 100
 MAX_MIN_IMAGES: Final = 1_000_000_000
 """The largest low-traffic guard: more images than any window sees, and a number every rule engine holds exactly."""
+MAX_NOTIFY: Final = 20
+"""The most notify targets of one alert: each becomes a contact point and a route in every generated file."""
 MAX_THRESHOLD: Final = 1e12
 """The largest threshold of an unbounded metric (throughput, drift scores): far above any value they take, so a
 larger one is a typo, and a bound the OpenAPI document can state."""
@@ -446,6 +451,8 @@ def _notify(value: Any) -> tuple[NotifyTarget, ...]:
         raise AlertDefinitionError(
             "notify", f"expected a list such as ['email:team@company.com', 'slack:#ml-alerts'], got {value!r}"
         )
+    if len(value) > MAX_NOTIFY:
+        raise AlertDefinitionError("notify", f"at most {MAX_NOTIFY} targets, got {len(value)}")
     targets: list[NotifyTarget] = []
     for index, item in enumerate(value):
         field = f"notify[{index}]"
@@ -479,11 +486,11 @@ def parse_alert(data: Mapping[str, Any]) -> AlertDefinition:
         key = sorted(unknown)[0] or "alert"  # an empty key still gets a field name
         raise AlertDefinitionError(key, f"unknown key; valid keys: {', '.join(sorted(_KNOWN_KEYS))}")
     name = data.get("name")
-    if not isinstance(name, str) or len(name) > 100 or not slug(name) or _NAME_FORBIDDEN.search(name):
+    if not isinstance(name, str) or len(name) > 100 or _NAME_START.match(name) is None or _NAME_FORBIDDEN.search(name):
         raise AlertDefinitionError(
             "name",
-            f"expected 1-100 characters with a letter or digit and no braces, quotes, backslashes or control"
-            f" characters, got {name!r}",
+            f"expected 1-100 characters starting with an ASCII letter or digit, without braces, quotes,"
+            f" backslashes or control characters, got {name!r}",
         )
     model_id = _string("model_id", data.get("model_id"))
     _refuse_nulls(data, _OPTIONAL_KEYS)

@@ -17,6 +17,7 @@ from typing import Any, Final
 from detwatch.alerting.definitions import (
     EMAIL_PATTERN,
     MAX_MIN_IMAGES,
+    MAX_NOTIFY,
     MAX_THRESHOLD,
     SLACK_PATTERN,
     WEBHOOK_PATTERN,
@@ -127,7 +128,7 @@ _ALERT_CREATE: Final = {
         "condition": _CONDITION,
         "notify": {
             "type": "array",
-            "maxItems": 20,
+            "maxItems": MAX_NOTIFY,
             "uniqueItems": True,
             "items": {"type": "string", "pattern": _NOTIFY},
         },
