@@ -257,9 +257,9 @@ def test_two_alerts_created_at_once_both_end_up_in_the_artifacts(
 ) -> None:
     """The first request stops right after reading the set of alerts; the second is created meanwhile.
 
-    Without the alerts' lock the second wrote artifacts with both, then the first, going
-    on, wrote them from its older read: the files lacked the second alert. With it, the
-    second waits for the first to finish and writes last.
+    A writer that wrote the files from an older read of the set would leave them without
+    the other alert; each writer checks the set's revision after writing and writes
+    again from the newer set, so the files last written hold both.
     """
     from detwatch.api import alerts as alerts_api
 

@@ -1,10 +1,10 @@
 """Alerts on the data dir: a read-only or full one, and what creating one more alert costs.
 
-Alerts are files under ``<data_dir>/alerts`` and their artifacts files under
-``<data_dir>/generated``. A data dir that cannot take writes answers 503 (retry later)
-and leaves nothing half-written; creating an alert does work for that alert only,
-however many exist (counted here, not timed: each definition is built and rendered
-once, and a stored file is read again only when it changed).
+Alerts are rows in the database and their artifacts files under ``<data_dir>/generated``.
+A data dir that cannot take writes answers 503 (retry later) and leaves nothing
+half-written; creating an alert does work for that alert only, however many exist
+(counted here, not timed: each definition is built and rendered once, and a stored row
+is parsed again only when its revision changed).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def test_creating_an_alert_costs_the_same_work_with_5_or_80_alerts_stored(
     eighty_first = counts.during(create(80))
     assert sixth == eighty_first, (sixth, eighty_first)
     assert sixth["recording_rule"] == sixth["alerting_rule"] == sixth["grafana_rules"] == 1, sixth
-    assert sixth["parse_alert"] <= 2, sixth  # the request's body and the file it was stored in
+    assert sixth["parse_alert"] <= 2, sixth  # the request's body and the row it was stored in
     # The files: one rendering of each alert file's frame, and one per entry of the new alert.
     assert sixth["dump"] <= 4 + 10, sixth
 

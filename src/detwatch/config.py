@@ -16,12 +16,14 @@ variable                    meaning                                          def
 ``DETWATCH_TRAINER_COMMAND`` a local trainer command instead of a webhook     none
 ``DETWATCH_TRAINER_BACKOFF_S`` first retry delay of a failed hand-off (doubles) 2
 ``DETWATCH_TRAINER_MAX_ATTEMPTS`` hand-off attempts before a job fails        8
+``DETWATCH_GRAFANA_URL``    a Grafana to push created alerts to              none (no push)
+``DETWATCH_GRAFANA_TOKEN``  that Grafana's service-account token             none
 ``DETWATCH_CONFIG``         path of the YAML file                            ``./detwatch.yaml``
 =========================== ================================================ =====================
 
 The YAML file holds the same settings under lowercase names (``database_url``,
-``data_dir``, ``api_token``, ``webhook_secrets``, ``retention_days``, ``public_url``, and
-``trainer: {url, secret, command, backoff_s, max_attempts}``); an environment
+``data_dir``, ``api_token``, ``webhook_secrets``, ``retention_days``, ``public_url``, ``grafana_url``,
+``grafana_token``, and ``trainer: {url, secret, command, backoff_s, max_attempts}``); an environment
 variable wins over the file, so a deployment can override one setting without
 editing it. Mistakes raise :class:`ConfigError` naming the setting.
 """
@@ -82,6 +84,10 @@ class Settings:
     public_url: str | None = None
     """Where a trainer downloads a job's dataset and reports back; never taken from a request's Host."""
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
+    grafana_url: str | None = None
+    """A Grafana the alerting objects of created alerts are pushed to (``detwatch.alerting.grafana_push``)."""
+    grafana_token: str | None = None
+    """The service-account token for ``grafana_url``."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -110,6 +116,8 @@ _KEYS = {
     "aggregate_hourly_days": "DETWATCH_AGGREGATE_HOURLY_DAYS",
     "ingest_concurrency": "DETWATCH_INGEST_CONCURRENCY",
     "public_url": "DETWATCH_PUBLIC_URL",
+    "grafana_url": "DETWATCH_GRAFANA_URL",
+    "grafana_token": "DETWATCH_GRAFANA_TOKEN",
 }
 
 
@@ -139,6 +147,13 @@ def _coerce(name: str, value: Any) -> Any:
         return value
     if name == "public_url":
         return _public_url(value)
+    if name in ("grafana_url", "grafana_token"):
+        # Blank is none: compose passes ${DETWATCH_GRAFANA_TOKEN:-} through as "".
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string")
+        return value.strip()
     if name == "webhook_secrets":
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or not all(isinstance(s, str) for s in items):

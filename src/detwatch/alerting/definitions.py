@@ -29,7 +29,7 @@ Condition keys
     10, ... 500, 1000, 2500 ms), so its resolution is that bucket, which the alert's
     description states (``p99_latency_ms > 400`` is read between 250 and 500 ms); a
     threshold above the last finite bound is refused (the quantile never exceeds it).
-    Shares and rates lie in [0, 1].
+    Shares and rates lie in [0, 1]; throughput and drift scores in [0, 1e12].
 ``window``
     A Prometheus duration (``90s``, ``15m``, ``1h``, ``7d``) from 1m to 31d.
 ``for``
@@ -42,7 +42,7 @@ Condition keys
 ``min_images``
     Low-traffic guard: evaluate only when at least this many images were seen in the
     window (default 0, or 100 for anomaly conditions: a z-score over a handful of
-    images is noise).
+    images is noise); at most 1e9.
 ``anomaly``
     Alert on a deviation from the metric's own baseline instead of a fixed value:
     ``{"method": "zscore", "baseline": "7d"}`` (``threshold`` is then the number of
@@ -56,6 +56,9 @@ Top-level keys besides ``name``, ``model_id``, ``condition`` and ``notify``:
 (``info``, ``warning``, ``critical``).
 
 Notify targets: ``email:<address>``, ``slack:#<channel>``, ``webhook:<http(s) URL>``.
+
+An optional key (``anomaly``, ``notify``, ``version``, ``arm``) is left out for its
+default; a null is refused, naming the key.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ __all__ = [
     "DEFAULT_FOR",
     "EMAIL_PATTERN",
     "MAX_MIN_IMAGES",
+    "MAX_NOTIFY",
+    "MAX_THRESHOLD",
     "METRICS",
     "SLACK_PATTERN",
     "WEBHOOK_PATTERN",
@@ -122,6 +127,8 @@ _MAX_WINDOW_S: Final = 31 * 86400
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}$")
 # Names appear inside templates and quoted strings of generated files: no control character either (NUL included).
 _NAME_FORBIDDEN: Final = re.compile(r"[{}\"'\\\x00-\x1f\x7f]")
+# A name starts with what its slug keeps (a leading "-" or space would vanish from rule names and uids).
+_NAME_START: Final = re.compile(r"[A-Za-z0-9]")
 EMAIL_PATTERN: Final = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}"
 """An email address as notify targets take it (ASCII: one reading in Python and in JSON Schema)."""
 WEBHOOK_PATTERN: Final = r"https?://[!#-&(-~]{1,2000}"
@@ -129,9 +136,6 @@ WEBHOOK_PATTERN: Final = r"https?://[!#-&(-~]{1,2000}"
 SLACK_PATTERN: Final = r"#[a-z0-9_-][a-z0-9._-]{0,79}"
 _EMAIL_RE: Final = re.compile(EMAIL_PATTERN)
 _SLACK_RE: Final = re.compile(SLACK_PATTERN)
-MAX_MIN_IMAGES: Final = 1_000_000_000
-"""Most images a window may be required to hold (more than any window of any deployment sees)."""
-
 _KNOWN_CONDITION_KEYS: Final = frozenset(
     {"metric", "operator", "threshold", "window", "for", "below", "min_images", "anomaly"}
 )
@@ -140,6 +144,15 @@ DEFAULT_FOR: Final = "5m"
 _CONFIDENCE_BOUNDS: Final = semconv.DETECTION_CONFIDENCE.bounds or ()
 DEFAULT_BELOW: Final = 0.5
 DEFAULT_ANOMALY_MIN_IMAGES: Final = 100
+MAX_MIN_IMAGES: Final = 1_000_000_000
+"""The largest low-traffic guard: more images than any window sees, and a number every rule engine holds exactly."""
+MAX_NOTIFY: Final = 20
+"""The most notify targets of one alert: each becomes a contact point and a route in every generated file."""
+MAX_THRESHOLD: Final = 1e12
+"""The largest threshold of an unbounded metric (throughput, drift scores): far above any value they take, so a
+larger one is a typo, and a bound the OpenAPI document can state."""
+_OPTIONAL_KEYS: Final = ("notify", "version", "arm")
+_OPTIONAL_CONDITION_KEYS: Final = ("anomaly",)
 
 
 class AlertDefinitionError(ValueError):
@@ -372,9 +385,22 @@ def _threshold(metric: str, anomaly: Anomaly | None, value: Any) -> float:
     elif metric in _RATIOS:
         if not 0 <= threshold <= 1:
             raise AlertDefinitionError(field, f"{metric} is a share: use a threshold from 0 to 1, got {value!r}")
-    elif threshold < 0:
-        raise AlertDefinitionError(field, f"{metric} is never negative: use a threshold >= 0, got {value!r}")
+    elif not 0 <= threshold <= MAX_THRESHOLD:
+        raise AlertDefinitionError(
+            field, f"{metric} is never negative: use a threshold from 0 to {MAX_THRESHOLD:g}, got {value!r}"
+        )
     return threshold
+
+
+def _refuse_nulls(data: Mapping[str, Any], keys: Sequence[str], prefix: str = "") -> None:
+    """An optional key is left out, never null: one spelling, the one the OpenAPI document describes.
+
+    A null read as "absent" is also a typo's way in (``anomaly:`` with its value on the
+    wrong line of a YAML file silently makes a plain threshold alert).
+    """
+    for key in keys:
+        if key in data and data[key] is None:
+            raise AlertDefinitionError(f"{prefix}{key}", "null is not a value here: leave the key out for the default")
 
 
 def _metric(value: Any) -> tuple[str, str | None]:
@@ -425,6 +451,8 @@ def _notify(value: Any) -> tuple[NotifyTarget, ...]:
         raise AlertDefinitionError(
             "notify", f"expected a list such as ['email:team@company.com', 'slack:#ml-alerts'], got {value!r}"
         )
+    if len(value) > MAX_NOTIFY:
+        raise AlertDefinitionError("notify", f"at most {MAX_NOTIFY} targets, got {len(value)}")
     targets: list[NotifyTarget] = []
     for index, item in enumerate(value):
         field = f"notify[{index}]"
@@ -458,13 +486,14 @@ def parse_alert(data: Mapping[str, Any]) -> AlertDefinition:
         key = sorted(unknown)[0] or "alert"  # an empty key still gets a field name
         raise AlertDefinitionError(key, f"unknown key; valid keys: {', '.join(sorted(_KNOWN_KEYS))}")
     name = data.get("name")
-    if not isinstance(name, str) or len(name) > 100 or not slug(name) or _NAME_FORBIDDEN.search(name):
+    if not isinstance(name, str) or len(name) > 100 or _NAME_START.match(name) is None or _NAME_FORBIDDEN.search(name):
         raise AlertDefinitionError(
             "name",
-            f"expected 1-100 characters with a letter or digit and no braces, quotes, backslashes or control"
-            f" characters, got {name!r}",
+            f"expected 1-100 characters starting with an ASCII letter or digit, without braces, quotes,"
+            f" backslashes or control characters, got {name!r}",
         )
     model_id = _string("model_id", data.get("model_id"))
+    _refuse_nulls(data, _OPTIONAL_KEYS)
     condition = data.get("condition")
     if not isinstance(condition, Mapping):
         raise AlertDefinitionError(
@@ -480,6 +509,7 @@ def parse_alert(data: Mapping[str, Any]) -> AlertDefinition:
     for key in ("metric", "operator", "threshold", "window"):
         if key not in condition:
             raise AlertDefinitionError(f"condition.{key}", "required")
+    _refuse_nulls(condition, _OPTIONAL_CONDITION_KEYS, "condition.")
     metric, argument = _metric(condition["metric"])
     operator = _choice("condition.operator", condition["operator"], get_args(Operator))
     window = _duration("condition.window", condition["window"], minimum=_MIN_WINDOW_S)

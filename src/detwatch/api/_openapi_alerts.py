@@ -5,14 +5,23 @@ what the document allows is accepted (the fuzz tests send exactly that): thresho
 on a mean confidence and shares lie in [0, 1], latency quantiles in (0, the last finite
 latency bound], a low-confidence cut-off is a confidence bucket bound, durations use the
 forms :func:`detwatch.alerting.definitions.parse_alert` accepts within its ranges. The validator
-accepts a little more (e.g. ``1w`` windows); the document describes a safe subset.
+accepts a little more (e.g. ``1w`` windows); the document describes a safe subset. Bounds
+the validator enforces are taken from it (``MAX_MIN_IMAGES``, ``MAX_THRESHOLD``), and an
+optional key is left out, never null, in both.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from detwatch.alerting.definitions import EMAIL_PATTERN, MAX_MIN_IMAGES, SLACK_PATTERN, WEBHOOK_PATTERN
+from detwatch.alerting.definitions import (
+    EMAIL_PATTERN,
+    MAX_MIN_IMAGES,
+    MAX_NOTIFY,
+    MAX_THRESHOLD,
+    SLACK_PATTERN,
+    WEBHOOK_PATTERN,
+)
 from detwatch_instrumentation import semconv
 
 __all__ = ["ALERT_PATHS", "MODEL_ID_PATTERN"]
@@ -42,8 +51,6 @@ def _condition(
         "window": {"type": "string", "pattern": window},
         "for": {"type": "string", "pattern": _FOR},
         "min_images": {"type": "integer", "minimum": 0, "maximum": MAX_MIN_IMAGES},
-        # A null anomaly is no anomaly (the server reads it as absent); the anomaly branch overrides it.
-        "anomaly": {"type": "null"},
         **extra,
     }
     return {
@@ -83,7 +90,7 @@ _CONDITION: Final[dict[str, Any]] = {
                     {"type": "string", "pattern": r"^drift_score:[A-Za-z0-9_.:/+-]{1,128}$"},
                 ]
             },
-            {"type": "number", "minimum": 0, "maximum": 1e12},
+            {"type": "number", "minimum": 0, "maximum": MAX_THRESHOLD},
         ),
         {
             **_condition(
@@ -121,7 +128,7 @@ _ALERT_CREATE: Final = {
         "condition": _CONDITION,
         "notify": {
             "type": "array",
-            "maxItems": 20,
+            "maxItems": MAX_NOTIFY,
             "uniqueItems": True,
             "items": {"type": "string", "pattern": _NOTIFY},
         },

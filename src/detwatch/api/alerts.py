@@ -11,34 +11,36 @@
 - ``GET /v1/alerts/artifacts``: every generated file (``rules/``, ``grafana/``,
   ``collector/``) by relative path, as ``detwatch generate`` would write them.
 
-With ``DETWATCH_GRAFANA_URL`` (and ``DETWATCH_GRAFANA_TOKEN``) set, the Grafana
-alerting objects are also pushed to that Grafana (:mod:`detwatch.alerting.grafana_push`); the
-answer's ``grafana`` says whether that worked, the alert is stored either way.
+With a Grafana configured (``Settings.grafana_url``/``grafana_token``, from
+``DETWATCH_GRAFANA_URL``/``DETWATCH_GRAFANA_TOKEN``), the Grafana alerting objects are
+also pushed to it (:mod:`detwatch.alerting.grafana_push`); the answer's ``grafana`` says
+whether that worked, the alert is stored either way.
 
-Alerts live as one JSON file each under ``<data_dir>/alerts/`` (written atomically),
-so every gunicorn worker sees the same set; replicas on several machines need the
-data dir on shared storage. Storing an alert, regenerating the artifacts and pushing
-to Grafana happen under one lock (``<data_dir>/alerts/.lock``, ``flock``): two
-alerts created at once by two workers would otherwise each write artifacts from a set
-read before the other was stored, and the last writer's files (and Grafana push)
-would lack the other alert.
+Alerts live in the database (:class:`detwatch.storage.AlertStore`), so every worker
+and every replica sharing it sees the same set at once. Alert files written by older
+versions under ``<data_dir>/alerts/`` are imported once at start-up, then the folder
+is renamed ``alerts.imported`` (kept as a backup, never read again).
+
+The set has one revision, raised by every write. What is derived from it (the merged
+configuration, the generated files) is kept per app for one revision and rebuilt
+only when the database's revision differs: after a write on any replica, the next
+request anywhere rebuilds, and a replica's ``<data_dir>/generated/`` is rewritten
+then. No lock spans the regeneration: a writer that wrote files from a set that has
+meanwhile changed writes them again from the newer one, so the files last written
+are always those of the latest set.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from flask import Blueprint, Flask, Response, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from detwatch.alerting import grafana as grafana_provisioning
 from detwatch.alerting import rules
@@ -46,30 +48,82 @@ from detwatch.alerting.definitions import AlertDefinition, AlertDefinitionError,
 from detwatch.alerting.generate import GenerateConfig, artifacts, write_artifacts
 from detwatch.alerting.grafana_push import GrafanaPushError, push
 from detwatch.alerting.stack import StackSettingsError, parse_stack
-from detwatch.api._context import bearer_ok, settings
+from detwatch.api._context import bearer_ok, get_storage, settings
 from detwatch.api._openapi_alerts import MODEL_ID_PATTERN
 from detwatch.api._request import object_body
 from detwatch.api.errors import APIError, data_dir_unavailable
+from detwatch.storage import AlertNameTaken, AlertRecord, StorageError
 
-__all__ = [
-    "GRAFANA_TOKEN_VARIABLE",
-    "GRAFANA_URL_VARIABLE",
-    "bp",
-    "init_app",
-]
+__all__ = ["bp", "init_app"]
 
 bp = Blueprint("alerts", __name__, url_prefix="/v1")
 _log = logging.getLogger(__name__)
 
-GRAFANA_URL_VARIABLE: Final = "DETWATCH_GRAFANA_URL"
-GRAFANA_TOKEN_VARIABLE: Final = "DETWATCH_GRAFANA_TOKEN"
 _BODY_KEYS: Final = frozenset({"name", "condition", "notify", "per", "version", "arm", "severity"})
+_EXTENSION: Final = "detwatch.alerts"
+_IMPORTED_SUFFIX: Final = ".imported"
+
+
+@dataclass
+class _Derived:
+    """What one app derived from one revision of the set; replaced whole, never changed in place."""
+
+    revision: int
+    config: GenerateConfig
+    files: dict[str, str] | None = None
+    """The generated files, built on first ask (a list request needs only the config)."""
+
+
+@dataclass
+class _AlertCache:
+    """Per app: the parsed stored rows and the configuration of the last revision seen.
+
+    Rows are parsed again only when their own revision changed, so that a new revision
+    costs one parse (the changed alert), not one per alert.
+    """
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    parsed: dict[str, tuple[int, AlertDefinition | None]] = field(default_factory=dict)
+    derived: _Derived | None = None
+    written: int | None = None
+    """The revision this process last wrote ``<data_dir>/generated/`` from."""
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.extensions[_EXTENSION] = _AlertCache()
     with app.app_context():
+        _import_alert_files()
         _write_missing_artifacts()
+
+
+def _import_alert_files() -> None:
+    """Store the alert files of an older version (``<data_dir>/alerts/*.json``) once, then set them aside.
+
+    Stored alerts of the same name win, so that a second start (or a second replica
+    on a copy of the data dir) changes nothing; the folder is renamed only after the
+    import committed, and an import interrupted before is simply done again.
+    """
+    directory = settings().data_dir / "alerts"
+    if not directory.is_dir():
+        return
+    rows: list[tuple[str, str, str, dict[str, Any]]] = []
+    for path in sorted(directory.glob("*.json")):
+        if path.name.startswith("."):
+            continue  # the old lock and temporary files
+        try:
+            alert = parse_alert(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:  # a hand-edited or half-copied file must not stop the others
+            _log.warning("not importing alert file %s: %s", path, exc)
+            continue
+        rows.append((alert.slug, alert.name, alert.model_id, alert.to_json()))
+    try:
+        imported = get_storage().import_alerts(rows)
+        directory.rename(directory.with_name(directory.name + _IMPORTED_SUFFIX))
+    except (OSError, StorageError) as exc:  # retried at the next start
+        _log.warning("the alert files under %s could not be imported yet: %s", directory, exc)
+        return
+    _log.info("imported %d of %d alert files from %s into the database", imported, len(rows), directory)
 
 
 def _write_missing_artifacts() -> None:
@@ -83,10 +137,8 @@ def _write_missing_artifacts() -> None:
     if (target / "rules" / rules.RULES_FILE).exists():
         return
     try:
-        with _alerts_locked():
-            if not (target / "rules" / rules.RULES_FILE).exists():
-                write_artifacts(_config(), target)
-    except (OSError, APIError) as exc:  # a read-only data dir, an invalid detwatch.yaml: reported where used
+        _write_generated(_current())
+    except (OSError, APIError, StorageError) as exc:  # read-only data dir, invalid detwatch.yaml, database down
         _log.warning("the generated alert rules could not be written at start: %s", exc)
 
 
@@ -96,86 +148,108 @@ def _authenticate() -> None:
         raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")
 
 
-def _alerts_dir() -> Path:
-    return settings().data_dir / "alerts"
+def _cache() -> _AlertCache:
+    cache: _AlertCache = current_app.extensions[_EXTENSION]
+    return cache
 
 
-# path -> (its stat signature, the definition read from it): a file is read and validated again
-# only when it changed, so that listing the alerts costs a stat per file, not a parse.
-_parsed: dict[str, tuple[tuple[int, int, int], AlertDefinition | None]] = {}
-_parsed_lock = threading.Lock()
-
-
-def _stored() -> list[AlertDefinition]:
+def _stored(cache: _AlertCache, records: list[AlertRecord]) -> list[AlertDefinition]:
+    """The stored rows as definitions; a row is parsed again only when its revision changed."""
     found: list[AlertDefinition] = []
-    directory = _alerts_dir()
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except FileNotFoundError:
-        return found
-    for entry in entries:
-        if entry.name.startswith(".") or not entry.name.endswith(".json"):
-            continue  # the lock, temporary files
-        try:
-            stat = entry.stat()
-        except OSError:
-            continue  # replaced or removed meanwhile
-        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        with _parsed_lock:
-            cached = _parsed.get(entry.path)
-        if cached is None or cached[0] != signature:
+    for record in records:
+        cached = cache.parsed.get(record.slug)
+        if cached is None or cached[0] != record.revision:
             alert: AlertDefinition | None = None
             try:
-                alert = parse_alert(json.loads(Path(entry.path).read_text()))
-            except (OSError, ValueError) as exc:  # a hand-edited or half-copied file must not stop the others
-                _log.warning("skipping alert file %s: %s", entry.path, exc)
-            cached = (signature, alert)
-            with _parsed_lock:
-                _parsed[entry.path] = cached
+                alert = parse_alert(record.definition)
+            except AlertDefinitionError as exc:  # stored by a version that validated differently
+                _log.warning("skipping stored alert %s: %s", record.slug, exc)
+            cached = (record.revision, alert)
+            cache.parsed[record.slug] = cached
         if cached[1] is not None:
             found.append(cached[1])
     return found
 
 
-@contextlib.contextmanager
-def _alerts_locked() -> Iterator[None]:
-    """Hold the alerts' lock (every process of this data dir): one change of the set and its artifacts at a time."""
-    directory = _alerts_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
-        yield
-
-
-def _save(alert: AlertDefinition) -> bool:
-    """Write the alert's file atomically; True when it replaced one. A failed write leaves no file behind."""
-    directory = _alerts_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{alert.slug}.json"
-    existed = path.exists()
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(alert.to_json(), handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return existed
+def _current() -> _Derived:
+    """The configuration of the database's current revision, rebuilt only when that revision changed."""
+    cache = _cache()
+    storage = get_storage()
+    revision = storage.alerts_revision()
+    derived = cache.derived
+    if derived is not None and derived.revision == revision:
+        return derived
+    with cache.lock:
+        derived = cache.derived
+        if derived is not None and derived.revision == revision:
+            return derived
+        # Read the set and its revision apart: a write in between makes the revision read
+        # here older than the rows, and the next request rebuilds once more (never the reverse).
+        stored = _stored(cache, storage.list_alerts())
+        extra = settings().extra
+        try:
+            configured = parse_alerts(extra.get("alerts"))
+            stack = parse_stack(extra.get("stack"))
+        except (AlertDefinitionError, StackSettingsError) as exc:
+            raise APIError(503, "configuration_invalid", f"detwatch.yaml: {exc}") from None
+        merged = {a.slug: a for a in configured}
+        merged.update({a.slug: a for a in stored})  # stored ones win by name
+        derived = _Derived(revision=revision, config=GenerateConfig(alerts=tuple(merged.values()), stack=stack))
+        cache.derived = derived
+    return derived
 
 
 def _config() -> GenerateConfig:
     """detwatch.yaml's alerts and stack, with the stored alerts (stored ones win by name)."""
-    extra = settings().extra
+    return _current().config
+
+
+def _files(derived: _Derived) -> dict[str, str]:
+    if derived.files is None:
+        derived.files = artifacts(derived.config)
+    return derived.files
+
+
+def _write_generated(derived: _Derived) -> None:
+    """Write ``<data_dir>/generated/`` from ``derived``, again from a newer set if one was stored meanwhile.
+
+    The last files written are then those of the latest revision whatever the order in
+    which concurrent writers finish: a writer checks the revision after writing, and
+    one that stored later writes later.
+    """
+    target = settings().data_dir / "generated"
+    while True:
+        write_artifacts(derived.config, target)
+        latest = _current()
+        if latest.revision == derived.revision:
+            _cache().written = derived.revision
+            return
+        derived = latest
+
+
+def _publish(derived: _Derived) -> dict[str, Any] | None:
+    """Write the files and push to Grafana from ``derived``, again from a newer set if one was stored meanwhile.
+
+    The Grafana push replaces the notification policies whole: as with the files, the
+    last push must be of the latest set, so a writer checks the revision after pushing.
+    """
+    while True:
+        _write_generated(derived)
+        pushed = _grafana(derived.config)
+        latest = _current()
+        if latest.revision == derived.revision:
+            return pushed
+        derived = latest
+
+
+def _refresh_generated(derived: _Derived) -> None:
+    """After a read found a revision this process has not written (another replica wrote): update the files."""
+    if _cache().written == derived.revision:
+        return
     try:
-        configured = parse_alerts(extra.get("alerts"))
-        stack = parse_stack(extra.get("stack"))
-    except (AlertDefinitionError, StackSettingsError) as exc:
-        raise APIError(503, "configuration_invalid", f"detwatch.yaml: {exc}") from None
-    merged = {a.slug: a for a in configured}
-    merged.update({a.slug: a for a in _stored()})
-    return GenerateConfig(alerts=tuple(merged.values()), stack=stack)
+        _write_generated(derived)
+    except OSError as exc:  # a read must not fail for it; the next write reports it
+        _log.warning("the generated alert files could not be refreshed: %s", exc)
 
 
 def _alert_json(alert: AlertDefinition) -> dict[str, Any]:
@@ -186,14 +260,14 @@ def _alert_json(alert: AlertDefinition) -> dict[str, Any]:
 
 
 def _grafana(config: GenerateConfig) -> dict[str, Any] | None:
-    url = os.environ.get(GRAFANA_URL_VARIABLE) or str(settings().extra.get("grafana_url") or "")
+    url = settings().grafana_url
     if not url:
         return None
     try:
         counts = push(
             grafana_provisioning.api_payloads(config.alerts, config.stack),
             url=url,
-            token=os.environ.get(GRAFANA_TOKEN_VARIABLE),
+            token=settings().grafana_token,
             folder_uid=config.stack.grafana_folder,
         )
     except GrafanaPushError as exc:
@@ -210,21 +284,26 @@ def _model_id(model_id: str) -> str:
     return model_id
 
 
-def _refuse_another_models(alert: AlertDefinition) -> None:
+def _name_taken(taken: AlertDefinition | AlertRecord) -> APIError:
     """409 when the name is taken by another model's alert: replacing it would silently drop that one.
 
     Names are global, as in ``detwatch.yaml`` (where a repeated name is refused too): they
     name the Prometheus rules and Grafana uids and route notifications.
     """
+    return APIError(
+        409,
+        "conflict",
+        f"an alert named {taken.name!r} exists for model {taken.model_id!r}; alert names are global"
+        " (they name the rules and route notifications): choose another name",
+        "name",
+    )
+
+
+def _refuse_another_models(alert: AlertDefinition) -> None:
+    """Refuse a name of another model's alert in detwatch.yaml (the database refuses stored ones atomically)."""
     taken = next((a for a in _config().alerts if a.slug == alert.slug), None)
     if taken is not None and taken.model_id != alert.model_id:
-        raise APIError(
-            409,
-            "conflict",
-            f"an alert named {taken.name!r} exists for model {taken.model_id!r}; alert names are global"
-            " (they name the rules and route notifications): choose another name",
-            "name",
-        )
+        raise _name_taken(taken)
 
 
 @bp.post("/models/<model_id>/alerts")
@@ -239,18 +318,17 @@ def create_alert(model_id: str) -> tuple[Response, int]:
         alert = parse_alert({**data, "model_id": model_id})
     except AlertDefinitionError as exc:
         raise APIError(400, "invalid_field", exc.message, exc.field) from None
+    _refuse_another_models(alert)
     try:
-        with _alerts_locked():
-            _refuse_another_models(alert)
-            replaced = _save(alert)
-            config = _config()
-            try:
-                write_artifacts(config, settings().data_dir / "generated")
-            except OSError as exc:
-                raise data_dir_unavailable(exc, "the alert is stored, its rules are not; retry") from None
-            pushed = _grafana(config)
-    except OSError as exc:  # the lock or the alert's file
-        raise data_dir_unavailable(exc, "the alert is not stored; retry") from None
+        written = get_storage().put_alert(
+            slug=alert.slug, name=alert.name, model_id=alert.model_id, definition=alert.to_json()
+        )
+    except AlertNameTaken as exc:
+        raise _name_taken(exc.existing) from None
+    try:
+        pushed = _publish(_current())
+    except OSError as exc:
+        raise data_dir_unavailable(exc, "the alert is stored, its rules are not; retry") from None
     body = _alert_json(alert)
     body["prometheus_rules"] = {
         "record": rules.recording_name(alert),
@@ -259,16 +337,20 @@ def create_alert(model_id: str) -> tuple[Response, int]:
     }
     body["grafana_rule_uid"] = grafana_provisioning.rule_uid(alert)
     body["grafana"] = pushed
-    return jsonify(body), 200 if replaced else 201
+    return jsonify(body), 200 if written.replaced else 201
 
 
 @bp.get("/models/<model_id>/alerts")
 def list_alerts(model_id: str) -> Response:
     model_id = _model_id(model_id)
-    return jsonify({"alerts": [_alert_json(a) for a in _config().alerts if a.model_id == model_id]})
+    derived = _current()
+    _refresh_generated(derived)
+    return jsonify({"alerts": [_alert_json(a) for a in derived.config.alerts if a.model_id == model_id]})
 
 
 @bp.get("/alerts/artifacts")
 def get_artifacts() -> Response:
-    files: Mapping[str, str] = artifacts(_config())
+    derived = _current()
+    _refresh_generated(derived)
+    files: Mapping[str, str] = _files(derived)
     return jsonify({"files": dict(files)})

@@ -25,11 +25,14 @@ from __future__ import annotations
 
 from detwatch.contract.bins import CONFIDENCE_BINS
 from detwatch.contract.feedback import FEEDBACK_TYPES, FeedbackInput, FeedbackType
-from detwatch.storage.protocols import Storage
+from detwatch.storage.protocols import AlertStore, Storage
 from detwatch.storage.records import (
     AGGREGATE_KINDS,
     ABTestRecord,
     AggregateRow,
+    AlertNameTaken,
+    AlertRecord,
+    AlertWrite,
     DatasetRecord,
     DatasetVersionRecord,
     FeedbackRecord,
@@ -45,6 +48,10 @@ __all__ = [
     "FEEDBACK_TYPES",
     "ABTestRecord",
     "AggregateRow",
+    "AlertNameTaken",
+    "AlertRecord",
+    "AlertStore",
+    "AlertWrite",
     "DatasetRecord",
     "DatasetVersionRecord",
     "FeedbackInput",

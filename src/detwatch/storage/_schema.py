@@ -306,6 +306,31 @@ _V6: Final[tuple[Statement, ...]] = tuple(
     for column, sql_type in _PER_IMAGE_COLUMNS
 )
 
+_V7: Final[tuple[Statement, ...]] = (
+    # Alert definitions (detwatch.api.alerts), shared by every replica. The slug is the
+    # alert's identity (it names rules and routes notifications), so it is the key: two
+    # replicas creating the same name at once meet on it. ``revision`` is the value of
+    # the counter below when the row was last written.
+    """
+    CREATE TABLE alerts (
+        slug TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        model_id TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        revision BIGINT NOT NULL,
+        created_unix_nano BIGINT NOT NULL,
+        updated_unix_nano BIGINT NOT NULL
+    )
+    """,
+    "CREATE INDEX alerts_model ON alerts (model_id)",
+    # One row: the revision of the whole set, raised by every write in the writing
+    # transaction. Its row lock queues concurrent writers on PostgreSQL (SQLite's write
+    # lock does that already), and a reader compares one number to know whether what
+    # it derived from the set (rules, provisioning) is still current.
+    "CREATE TABLE alerts_revision (id INTEGER PRIMARY KEY, revision BIGINT NOT NULL)",
+    "INSERT INTO alerts_revision (id, revision) VALUES (1, 0)",
+)
+
 MIGRATIONS: Final[tuple[tuple[int, tuple[Statement, ...]], ...]] = (
     (1, _V1),
     (2, _V2),
@@ -313,6 +338,7 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[Statement, ...]], ...]] = (
     (4, _V4),
     (5, _V5),
     (6, _V6),
+    (7, _V7),
 )
 """Every migration, in order; versions are consecutive from 1."""
 
@@ -333,6 +359,7 @@ TABLES: Final = (
     "dataset_version_items",
     "training_jobs",
     "aggregates_daily",
+    "alerts",
 )
 """The tables :meth:`Storage.counts` reports."""
 

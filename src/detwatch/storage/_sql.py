@@ -58,7 +58,7 @@ import orjson
 from detwatch.contract.bins import CONFIDENCE_BINS, confidence_bin
 from detwatch.contract.feedback import FeedbackInput, FeedbackType
 from detwatch.contract.predictions import Prediction
-from detwatch.storage import _abtests, _compaction
+from detwatch.storage import _abtests, _alerts, _compaction
 from detwatch.storage import review as _review
 from detwatch.storage._aggregate import AggregateKey, BatchMeasures, Cell, aggregate_cells
 from detwatch.storage._rows import prediction_from_row as _prediction_from_row
@@ -75,6 +75,8 @@ from detwatch.storage._transaction import Transaction
 from detwatch.storage.records import (
     ABTestRecord,
     AggregateRow,
+    AlertRecord,
+    AlertWrite,
     DatasetRecord,
     DatasetVersionRecord,
     FeedbackRecord,
@@ -1038,6 +1040,27 @@ class SQLStorage:
             ),
             write=False,
         )
+
+    # ------------------------------------------------------------------ alerts
+
+    def alerts_revision(self) -> int:
+        return self._run(_alerts.revision, write=False)
+
+    def list_alerts(self) -> list[AlertRecord]:
+        return self._run(_alerts.list_all, write=False)
+
+    def put_alert(self, *, slug: str, name: str, model_id: str, definition: dict[str, Any]) -> AlertWrite:
+        now = time.time_ns()
+        return self._run(
+            lambda tx: _alerts.put(
+                tx, slug=slug, name=name, model_id=model_id, definition=definition, now_unix_nano=now
+            ),
+            write=True,
+        )
+
+    def import_alerts(self, alerts: Sequence[tuple[str, str, str, dict[str, Any]]]) -> int:
+        now = time.time_ns()
+        return self._run(lambda tx: _alerts.insert_missing(tx, alerts, now), write=True)
 
 
 _encode_detections = msgspec.json.Encoder().encode

@@ -14,6 +14,8 @@ from detwatch.storage._transaction import Transactional
 from detwatch.storage.records import (
     ABTestRecord,
     AggregateRow,
+    AlertRecord,
+    AlertWrite,
     DatasetRecord,
     DatasetVersionRecord,
     FeedbackRecord,
@@ -22,7 +24,32 @@ from detwatch.storage.records import (
 )
 
 
-class Storage(Transactional, Protocol):
+class AlertStore(Protocol):
+    """Alert definitions shared by every replica, and one revision number for the whole set."""
+
+    def alerts_revision(self) -> int:
+        """The set's revision: it changes with every write, so that what was derived from the set can be reused."""
+        ...
+
+    def list_alerts(self) -> list[AlertRecord]:
+        """Every stored alert, by slug."""
+        ...
+
+    def put_alert(self, *, slug: str, name: str, model_id: str, definition: dict[str, Any]) -> AlertWrite:
+        """Create or replace (by slug) an alert, raising the revision, in one transaction.
+
+        Raises :class:`AlertNameTaken` when another model's alert holds the slug; writers
+        at once are serialised, so of two replicas creating one name for two models, the
+        second is refused.
+        """
+        ...
+
+    def import_alerts(self, alerts: Sequence[tuple[str, str, str, dict[str, Any]]]) -> int:
+        """Store ``(slug, name, model_id, definition)`` rows whose slug is absent (one transaction); how many."""
+        ...
+
+
+class Storage(AlertStore, Transactional, Protocol):
     """What the companion needs from a database. Implementations are thread-safe."""
 
     def on_flagged(self, listener: Callable[[Mapping[str, int]], None]) -> None:

@@ -193,3 +193,41 @@ class ABTestRecord:
     created_unix_nano: int
     start_unix_nano: int
     end_unix_nano: int
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """A stored alert definition; ``definition`` is its input form (``AlertDefinition.to_json``).
+
+    ``revision`` is the set's revision when this row was last written: a reader that
+    parsed the row at that revision need not parse it again.
+    """
+
+    slug: str
+    name: str
+    model_id: str
+    definition: dict[str, Any]
+    revision: int
+    created_unix_nano: int
+    updated_unix_nano: int
+
+
+@dataclass(frozen=True)
+class AlertWrite:
+    """What :meth:`Storage.put_alert` did: the row as stored (its ``revision`` is the set's new one), and
+    whether it replaced an alert of that name."""
+
+    record: AlertRecord
+    replaced: bool
+
+
+class AlertNameTaken(ValueError):
+    """The alert's name (its slug) is held by another model's alert; nothing was written.
+
+    Names are global (they name rules and route notifications): replacing the other
+    model's alert silently would drop it.
+    """
+
+    def __init__(self, existing: AlertRecord) -> None:
+        super().__init__(f"an alert named {existing.name!r} exists for model {existing.model_id!r}")
+        self.existing = existing
