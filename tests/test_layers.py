@@ -48,7 +48,7 @@ ISOLATED_PEERS = {4}
 FLASK_LAYERS = {5, 6, 7}
 # Known exceptions while the data engine's SQL moves into storage (issue 16): storage calls the
 # review package's hooks inside its ingest transaction. Emptied when storage owns that SQL.
-PENDING = {("detwatch.storage._sql", "detwatch.review._store")}
+PENDING: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

@@ -9,20 +9,24 @@ development.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from opentelemetry import metrics
 
 from detwatch import api
 from detwatch.api import errors, health
-from detwatch.api._context import storage_for
+from detwatch.api._context import INGEST_HOOKS, storage_for
 from detwatch.api.openapi import openapi_document
 from detwatch.config import Settings, load_settings
 from detwatch.jobs.drift_schedule import start_drift_schedule
 from detwatch.jobs.retention import RetentionScheduler
+from detwatch.review._store import FlagCounter, Flagger
 from detwatch.version import __version__
+from detwatch_instrumentation import semconv
 
 __all__ = ["create_app"]
 
@@ -47,6 +51,14 @@ def _configure_own_telemetry() -> None:
     _telemetry_configured = True
 
 
+@functools.cache
+def _flagged_counter() -> FlagCounter:
+    """The companion's ``objdet.review.flagged`` counter: one per process, made when the first app is."""
+    meter = metrics.get_meter("detwatch.companion", __version__)
+    flagged = semconv.REVIEW_FLAGGED
+    return meter.create_counter(flagged.name, unit=flagged.unit, description=flagged.description)
+
+
 def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] | None = None) -> Flask:
     """A new companion application; ``settings`` default to the environment/``detwatch.yaml``."""
     app = Flask("detwatch")
@@ -61,6 +73,11 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     api.init_app(app)
     health.init_app(app)
     _configure_own_telemetry()
+    # The review package decides what is flagged; storage calls it inside its ingest and
+    # feedback transactions once the storage is opened (api._context).
+    flagger = Flagger(_flagged_counter())
+    app.extensions["detwatch.review.flagger"] = flagger
+    app.extensions[INGEST_HOOKS] = (flagger,)
     # After the telemetry set-up, so that the scheduler's gauge reaches the Collector.
     app.extensions["detwatch.drift_scheduler"] = start_drift_schedule(
         resolved.extra.get("drift"), resolved.data_dir, resolved.effective_database_url

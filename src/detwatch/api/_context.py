@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import threading
-from typing import cast
+from typing import Final, cast
 
 from flask import Flask, current_app, request
 
@@ -16,6 +16,7 @@ from detwatch.config import Settings
 from detwatch.storage import Storage, open_storage
 
 __all__ = [
+    "INGEST_HOOKS",
     "app_settings",
     "authenticates_itself",
     "bearer_ok",
@@ -34,6 +35,9 @@ def settings() -> Settings:
 def app_settings(app: Flask) -> Settings:
     return cast(Settings, app.config["DETWATCH_SETTINGS"])
 
+
+INGEST_HOOKS: Final = "detwatch.storage.ingest_hooks"
+"""``app.extensions`` key: the ingest hooks to install on the storage when it is opened."""
 
 _storage_lock = threading.Lock()
 
@@ -60,6 +64,10 @@ def _open_storage(app: Flask) -> Storage:
     storage = app.extensions.get("detwatch.storage")
     if storage is None:
         storage = open_storage(app_settings(app).effective_database_url)
+        # Hooks the app was wired with (create_app: the review package's flagging), installed
+        # before the first write, so that every event is stored with what it causes.
+        for hook in app.extensions.get(INGEST_HOOKS, ()):
+            storage.add_ingest_hook(hook)
         storage.migrate()
         app.extensions["detwatch.storage"] = storage
     return cast(Storage, storage)
