@@ -48,7 +48,7 @@ from _report import table, verdict
 from detwatch.app import create_app
 from detwatch.config import Settings
 from detwatch.contract.predictions import DetectionRecord, ImageRef, Prediction
-from detwatch.review._store import forget_learned
+from detwatch.review._store import DataEngineStore, Flagger, forget_learned
 from detwatch.storage import open_storage
 from detwatch_instrumentation.flagging import FlaggingPolicy
 
@@ -112,9 +112,8 @@ def _ingest_seconds(predictions: Sequence[Prediction], *, with_policy: bool, bat
     with tempfile.TemporaryDirectory(prefix="bench-de-") as tmp:
         storage = open_storage(f"sqlite:///{tmp}/d.db")
         storage.migrate()
+        storage.add_ingest_hook(Flagger())  # as the companion wires it (with or without a policy stored)
         if with_policy:
-            from detwatch.review._store import DataEngineStore
-
             dataset = storage.create_dataset("bench", "")
             DataEngineStore(storage).set_policy("bench", FlaggingPolicy.from_config(SEED_CONFIG), dataset.id)
         forget_learned()
