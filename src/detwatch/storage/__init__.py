@@ -25,18 +25,32 @@ from __future__ import annotations
 
 from detwatch.contract.bins import CONFIDENCE_BINS
 from detwatch.contract.feedback import FEEDBACK_TYPES, FeedbackInput, FeedbackType
-from detwatch.storage.protocols import Storage
+from detwatch.storage.protocols import (
+    ABTestStorage,
+    FeedbackStorage,
+    FlagWriter,
+    IngestHook,
+    PredictionStorage,
+    RegistryStorage,
+    ReviewStorage,
+    Storage,
+)
 from detwatch.storage.records import (
     AGGREGATE_KINDS,
     ABTestRecord,
     AggregateRow,
+    ConflictError,
     DatasetRecord,
+    DatasetSnapshotRecord,
     DatasetVersionRecord,
     FeedbackRecord,
+    FlaggedItemRecord,
     IngestResult,
     ModelRecord,
+    PolicyRecord,
     StorageError,
     StorageUnavailable,
+    TrainingJobRecord,
 )
 
 __all__ = [
@@ -44,17 +58,29 @@ __all__ = [
     "CONFIDENCE_BINS",
     "FEEDBACK_TYPES",
     "ABTestRecord",
+    "ABTestStorage",
     "AggregateRow",
+    "ConflictError",
     "DatasetRecord",
+    "DatasetSnapshotRecord",
     "DatasetVersionRecord",
     "FeedbackInput",
     "FeedbackRecord",
+    "FeedbackStorage",
     "FeedbackType",
+    "FlagWriter",
+    "FlaggedItemRecord",
+    "IngestHook",
     "IngestResult",
     "ModelRecord",
+    "PolicyRecord",
+    "PredictionStorage",
+    "RegistryStorage",
+    "ReviewStorage",
     "Storage",
     "StorageError",
     "StorageUnavailable",
+    "TrainingJobRecord",
     "open_storage",
 ]
 
