@@ -117,8 +117,8 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from _cpu import CpuUse, measure, processes_named, usable_cores
 from detwatch.contract.otlp import decode_request, extract_predictions
+from detwatch.storage._rows import _PREDICTION_COLUMNS, _PREDICTION_WIDTH, _prediction_row
 from detwatch.storage._schema import MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, statements_for
-from detwatch.storage._sql import _PREDICTION_COLUMNS, _PREDICTION_WIDTH, _prediction_row
 
 REPO: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))

@@ -47,8 +47,8 @@ from typing import Any
 from detwatch.app import create_app
 from detwatch.config import Settings
 from detwatch.contract.predictions import DetectionRecord, ImageRef, Prediction
+from detwatch.review import DataEngineStore, Flagger, forget_learned
 from detwatch.storage import open_storage
-from detwatch.storage.review import forget_learned
 from detwatch_instrumentation.flagging import FlaggingPolicy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -116,9 +116,8 @@ def _ingest_seconds(predictions: Sequence[Prediction], *, with_policy: bool, bat
     with tempfile.TemporaryDirectory(prefix="bench-de-") as tmp:
         storage = open_storage(f"sqlite:///{tmp}/d.db")
         storage.migrate()
+        storage.add_ingest_hook(Flagger())  # as the companion wires it (with or without a policy stored)
         if with_policy:
-            from detwatch.storage.review import DataEngineStore
-
             dataset = storage.create_dataset("bench", "")
             DataEngineStore(storage).set_policy("bench", FlaggingPolicy.from_config(SEED_CONFIG), dataset.id)
         forget_learned()

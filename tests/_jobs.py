@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from detwatch.review import DataEngineStore
 from detwatch.storage import Storage
-from detwatch.storage.review import DataEngineStore
+from detwatch.storage.records import TrainingJobRecord
 
 
-def queued_job(storage: Storage) -> tuple[DataEngineStore, dict[str, Any]]:
+def queued_job(storage: Storage) -> tuple[DataEngineStore, TrainingJobRecord]:
     """The data engine's store on ``storage`` and a new job (no base model) for a new dataset's first version."""
     store = DataEngineStore(storage)
     dataset = storage.create_dataset("d", "")

@@ -19,7 +19,7 @@ def test_importing_the_companion_starts_no_thread_and_creates_no_instrument() ->
     code = (
         "import threading\n"
         "from opentelemetry import metrics\n"
-        "import detwatch.app, detwatch.api, detwatch.storage.review, detwatch.jobs.training_dispatch\n"
+        "import detwatch.app, detwatch.api, detwatch.review, detwatch.jobs.training_dispatch\n"
         "print(sorted(t.name for t in threading.enumerate()))\n"
         # The API's proxy provider keeps every meter asked of it before an SDK is set.
         "print(len(getattr(metrics.get_meter_provider(), '_meters', ['no proxy'])))\n"

@@ -770,7 +770,9 @@ def test_applying_a_policy_is_bounded_newest_first_and_says_where_it_stopped(app
     with app.app_context():
         engine = store()
         # Start from a clean queue, then apply it again in pages of 2, at most 5 predictions.
-        engine._run(lambda tx: tx.execute("DELETE FROM flagged_items"), write=True)
+        for item in all_items(client, ds["id"]):
+            ok(client.post(f"/v1/datasets/{ds['id']}/items/{item['id']}/reject", json={}))
+        assert engine.expire_reviewed(time.time_ns() + 10**12) == 7
         since, until = (now - 3600) * 10**9, now * 10**9
         cut = engine.backfill("vehicles", since_unix_nano=since, until_unix_nano=until, limit=5, chunk=2)
         assert (cut.examined, cut.flagged, cut.complete) == (5, 5, False)

@@ -83,19 +83,19 @@ def test_a_hand_off_recorded_while_the_trainer_reports_running_loses_neither(
     store, job = queued_job(storage)
 
     def trainer_reports_running(conn: psycopg.Connection[Any]) -> None:
-        row = conn.execute("SELECT history FROM training_jobs WHERE id = %s FOR UPDATE", (job["id"],)).fetchone()
+        row = conn.execute("SELECT history FROM training_jobs WHERE id = %s FOR UPDATE", (job.id,)).fetchone()
         assert row is not None
         history = [*json.loads(row[0]), {"status": "running", "time_unix_nano": time.time_ns(), "message": "go"}]
         conn.execute(
-            "UPDATE training_jobs SET status = 'running', history = %s WHERE id = %s", (json.dumps(history), job["id"])
+            "UPDATE training_jobs SET status = 'running', history = %s WHERE id = %s", (json.dumps(history), job.id)
         )
 
     run_while_row_is_held(
-        postgres, url, trainer_reports_running, lambda: store.record_dispatch(job["id"], error=None, retry_in_s=None)
+        postgres, url, trainer_reports_running, lambda: store.record_dispatch(job.id, error=None, retry_in_s=None)
     )
-    done = store.get_job(job["id"])
-    assert done is not None and done["status"] == "running"
-    assert [h["status"] for h in done["history"]] == ["queued", "running"]
+    done = store.get_job(job.id)
+    assert done is not None and done.status == "running"
+    assert [h["status"] for h in done.history] == ["queued", "running"]
 
 
 def test_an_item_relabelled_while_reviewed_items_expire_is_kept(

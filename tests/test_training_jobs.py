@@ -27,17 +27,17 @@ def test_a_failing_command_is_retried_with_backoff_and_the_job_is_failed_not_los
         trainer = Trainer(command=(sys.executable, "-c", script), backoff_s=0.2, max_attempts=3, public_url=PUBLIC)
         attempts_at: list[float] = []
         deadline = time.monotonic() + 20
-        while store.get_job(job["id"])["status"] != "failed":  # type: ignore[index]
+        while store.get_job(job.id).status != "failed":  # type: ignore[union-attr]
             assert time.monotonic() < deadline
             if dispatch_once(store, trainer):
                 attempts_at.append(time.monotonic())
             else:
                 time.sleep(0.02)
-        failed = store.get_job(job["id"])
+        failed = store.get_job(job.id)
         assert failed is not None
-        assert failed["attempts"] == 3 == len(attempts_at) == len(marker.read_text())
-        assert "trainer command exited 3" in failed["last_error"]
-        assert [h["status"] for h in failed["history"]] == ["queued", "queued", "queued", "failed"]
+        assert failed.attempts == 3 == len(attempts_at) == len(marker.read_text())
+        assert "trainer command exited 3" in str(failed.last_error)
+        assert [h["status"] for h in failed.history] == ["queued", "queued", "queued", "failed"]
         # Exponential backoff: 0.2 s, then 0.4 s between attempts.
         gaps = [b - a for a, b in itertools.pairwise(attempts_at)]
         assert gaps[0] >= 0.2 and gaps[1] >= 0.4
@@ -61,10 +61,10 @@ def test_a_trainer_that_takes_the_job_file_for_itself_has_the_job(tmp_path: Path
             f"import os, shutil, sys; sys.stdin.read(); shutil.move(os.environ['DETWATCH_JOB_FILE'], {str(taken)!r})"
         )
         assert dispatch_once(store, Trainer(command=(sys.executable, "-c", script), public_url=PUBLIC))
-        assert json.loads(taken.read_text())["job"]["id"] == job["id"]
-        handed = store.get_job(job["id"])
-        assert handed is not None and handed["status"] == "queued" and handed["attempts"] == 1
-        assert handed["history"][-1]["message"] == "handed to the trainer"
+        assert json.loads(taken.read_text())["job"]["id"] == job.id
+        handed = store.get_job(job.id)
+        assert handed is not None and handed.status == "queued" and handed.attempts == 1
+        assert handed.history[-1]["message"] == "handed to the trainer"
         assert not dispatch_once(
             store, Trainer(command=(sys.executable, "-c", script), public_url=PUBLIC)
         )  # nothing due: not again

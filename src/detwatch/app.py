@@ -17,13 +17,14 @@ from flask import Flask, Response, jsonify
 from opentelemetry import metrics
 
 from detwatch import api
-from detwatch.api import app_settings, errors, health, review_store_for, storage_for
+from detwatch.api import INGEST_HOOKS, app_settings, errors, health, review_store_for, storage_for
 from detwatch.api.openapi import openapi_document
 from detwatch.config import Settings, load_settings
 from detwatch.instruments import CompanionInstruments
 from detwatch.jobs.drift_schedule import start_drift_schedule
 from detwatch.jobs.retention import RetentionScheduler
 from detwatch.jobs.training_dispatch import TrainingDispatcher
+from detwatch.review import Flagger
 from detwatch.review.training import trainer_from
 from detwatch.version import __version__
 
@@ -76,6 +77,11 @@ def create_app(
     # After the telemetry set-up, so that the instruments reach the Collector.
     instruments = CompanionInstruments.create(meter_provider)
     app.extensions["detwatch.instruments"] = instruments
+    # The review package decides what is flagged; storage calls it inside its ingest and
+    # feedback transactions once the storage is opened (api._context).
+    flagger = Flagger(instruments.review_flagged)
+    app.extensions["detwatch.review.flagger"] = flagger
+    app.extensions[INGEST_HOOKS] = (flagger,)
     app.extensions["detwatch.drift_scheduler"] = start_drift_schedule(
         resolved.extra.get("drift"), resolved.data_dir, resolved.effective_database_url, instruments
     )

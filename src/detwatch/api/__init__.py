@@ -28,10 +28,10 @@ from __future__ import annotations
 from flask import Flask
 
 from detwatch.api import abtests, alerts, drift, feedback, ingest, registry, review
-from detwatch.api._context import app_settings, get_storage, review_store_for, storage_for
+from detwatch.api._context import INGEST_HOOKS, app_settings, get_storage, review_store_for, storage_for
 from detwatch.api._request import no_nul_in_url
 
-__all__ = ["app_settings", "get_storage", "init_app", "review_store_for", "storage_for"]
+__all__ = ["INGEST_HOOKS", "app_settings", "get_storage", "init_app", "review_store_for", "storage_for"]
 
 
 def init_app(app: Flask) -> None:

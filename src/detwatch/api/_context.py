@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import hmac
 import threading
-from collections.abc import Callable, Mapping
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
 from flask import Flask, current_app, request
 
 from detwatch.config import Settings
 from detwatch.instruments import CompanionInstruments
+from detwatch.review import DataEngineStore
 from detwatch.storage import Storage, open_storage
-from detwatch.storage.review import DataEngineStore
-from detwatch_instrumentation import semconv
 
 __all__ = [
+    "INGEST_HOOKS",
     "app_settings",
     "authenticates_itself",
     "bearer_ok",
@@ -42,6 +41,9 @@ def settings() -> Settings:
 def app_settings(app: Flask) -> Settings:
     return cast(Settings, app.config["DETWATCH_SETTINGS"])
 
+
+INGEST_HOOKS: Final = "detwatch.storage.ingest_hooks"
+"""``app.extensions`` key: the ingest hooks to install on the storage when it is opened."""
 
 _storage_lock = threading.Lock()
 
@@ -68,7 +70,10 @@ def _open_storage(app: Flask) -> Storage:
     storage = app.extensions.get("detwatch.storage")
     if storage is None:
         storage = open_storage(app_settings(app).effective_database_url)
-        storage.on_flagged(_flag_counter(app))
+        # Hooks the app was wired with (create_app: the review package's flagging), installed
+        # before the first write, so that every event is stored with what it causes.
+        for hook in app.extensions.get(INGEST_HOOKS, ()):
+            storage.add_ingest_hook(hook)
         storage.migrate()
         app.extensions["detwatch.storage"] = storage
     return cast(Storage, storage)
@@ -113,7 +118,8 @@ def review_store_for(app: Flask) -> DataEngineStore:
     storage = storage_for(app)
     found = app.extensions.get("detwatch.review")
     if found is None or found.storage is not storage:
-        found = DataEngineStore(storage)
+        # The flagger the app was wired with (create_app), so that a backfill counts its flags too.
+        found = DataEngineStore(storage, app.extensions.get("detwatch.review.flagger"))
         app.extensions["detwatch.review"] = found
     return cast(DataEngineStore, found)
 
@@ -127,14 +133,3 @@ def wake_training_dispatcher() -> None:
     dispatcher = current_app.extensions.get("detwatch.jobs.training")
     if dispatcher is not None:
         cast(_Waker, dispatcher).wake()
-
-
-def _flag_counter(app: Flask) -> Callable[[Mapping[str, int]], None]:
-    """Count what the data engine flags on the app's ``objdet.review.flagged`` counter, by reason."""
-    counter = cast(CompanionInstruments, app.extensions["detwatch.instruments"]).review_flagged
-
-    def count(counts: Mapping[str, int]) -> None:
-        for reason, n in counts.items():
-            counter.add(n, {semconv.ATTR_SAMPLING_STRATEGY: reason})
-
-    return count

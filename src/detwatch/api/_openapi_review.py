@@ -10,7 +10,7 @@ from typing import Any
 
 from detwatch.contract.predictions import MAX_COORDINATE, MAX_DETECTIONS, MAX_ID_LENGTH
 from detwatch.contract.textfields import NAME_PATTERN
-from detwatch.storage.review import CURSOR_PATTERN, ITEM_STATUSES, JOB_STATUSES
+from detwatch.review import CURSOR_PATTERN, ITEM_STATUSES, JOB_STATUSES
 from detwatch_instrumentation.flagging import EDGE_CONDITIONS
 
 __all__ = ["paths", "schemas"]

@@ -38,10 +38,12 @@ from detwatch.api._request import json_body
 from detwatch.api.errors import APIError
 from detwatch.contract.predictions import MAX_DETECTIONS, PredictionError, format_time, parse_box
 from detwatch.contract.textfields import NUL_MESSAGE, holds_nul, name_problem
+from detwatch.review import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
+from detwatch.review.documents import item_json, job_json, version_json
 from detwatch.review.export import to_coco, to_yolo_zip
 from detwatch.review.training import Trainer, trainer_from
 from detwatch.storage import StorageUnavailable
-from detwatch.storage.review import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
+from detwatch.storage.records import DatasetSnapshotRecord, TrainingJobRecord
 from detwatch_instrumentation.flagging import FlaggingPolicy, PolicyError
 
 __all__ = ["JOB_TOKEN_ENDPOINTS", "bp", "init_app", "store"]
@@ -229,7 +231,7 @@ def list_items(dataset_id: str) -> Response:
             raise APIError(400, "invalid_field", str(exc), "cursor") from None
     engine = _dataset_or_404(dataset_id)
     items, next_cursor = engine.list_items(dataset_id, status=status, limit=limit, cursor=cursor)
-    return jsonify({"items": items, "next_cursor": next_cursor})
+    return jsonify({"items": [item_json(i) for i in items], "next_cursor": next_cursor})
 
 
 @bp.get("/datasets/<dataset_id>/items/<item_id>")
@@ -237,7 +239,7 @@ def get_item(dataset_id: str, item_id: str) -> Response:
     item = store().get_item(dataset_id, item_id)
     if item is None:
         raise APIError(404, "item_not_found", f"no item {item_id!r} in dataset {dataset_id!r}", "item_id")
-    return jsonify(item)
+    return jsonify(item_json(item))
 
 
 @bp.post("/datasets/<dataset_id>/claims")
@@ -255,7 +257,7 @@ def claim_items(dataset_id: str) -> Response:
         raise APIError(400, "invalid_field", "must be a number of seconds from 1 to 604800", "lease_s")
     engine = _dataset_or_404(dataset_id)
     items = engine.claim_items(dataset_id, reviewer=reviewer, limit=limit, lease_s=float(lease))
-    return jsonify({"items": items})
+    return jsonify({"items": [item_json(i) for i in items]})
 
 
 def _annotations(value: Any) -> list[dict[str, Any]]:
@@ -293,7 +295,7 @@ def _review(dataset_id: str, item_id: str, outcome: Literal["labeled", "rejected
         raise APIError(409, "conflict", str(exc), exc.field) from None
     if item is None:
         raise APIError(404, "item_not_found", f"no item {item_id!r} in dataset {dataset_id!r}", "item_id")
-    return jsonify(item)
+    return jsonify(item_json(item))
 
 
 @bp.post("/datasets/<dataset_id>/items/<item_id>/label")
@@ -314,7 +316,7 @@ def get_version(dataset_id: str, version_id: str) -> Response:
     version = store().get_version(dataset_id, version_id)
     if version is None:
         raise APIError(404, "version_not_found", f"no version {version_id!r} of dataset {dataset_id!r}", "version_id")
-    return jsonify(version)
+    return jsonify(version_json(version))
 
 
 @bp.get("/datasets/<dataset_id>/versions/<version_id>/export")
@@ -334,11 +336,11 @@ def _export_format() -> str:
     return form
 
 
-def _export(engine: DataEngineStore, version: Mapping[str, Any], form: str) -> Response:
-    version_id = str(version["id"])
+def _export(engine: DataEngineStore, version: DatasetSnapshotRecord, form: str) -> Response:
+    version_id = version.id
     items = engine.version_items(version_id)
     if form == "coco":
-        document = to_coco(items, description=f"{version['name']} ({version['content_hash']})")
+        document = to_coco(items, description=f"{version.name} ({version.content_hash})")
         return jsonify(document)
     response = Response(to_yolo_zip(items), mimetype="application/zip")
     response.headers["Content-Disposition"] = f'attachment; filename="{version_id}-yolo.zip"'
@@ -395,7 +397,7 @@ def create_training_job() -> tuple[Response, int]:
             404, f"{field.removesuffix('_id')}_not_found", f"no such {field.removesuffix('_id')}", field
         ) from None
     wake_training_dispatcher()
-    public = _with_trainer(engine.get_job(job["id"]) or job, trainer)
+    public = _with_trainer(job_json(engine.get_job(job.id) or job), trainer)
     if public["warning"]:
         _logger.warning("training job %s (%s): %s", public["id"], name, public["warning"])
     return jsonify(public), 201
@@ -423,14 +425,14 @@ def get_training_job(job_id: str) -> Response:
     job = store().get_job(job_id)
     if job is None:
         raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
-    return jsonify(_with_trainer(job, _trainer()))
+    return jsonify(_with_trainer(job_json(job), _trainer()))
 
 
-def _job_for_token(job_id: str) -> tuple[DataEngineStore, dict[str, Any] | None, bool]:
+def _job_for_token(job_id: str) -> tuple[DataEngineStore, TrainingJobRecord | None, bool]:
     """The store, the job (with its secret) and whether the caller sent its callback token; 401 for neither token."""
     try:
         engine = store()
-        job = engine.get_job(job_id, secret=True)
+        job = engine.get_job(job_id)
     except StorageUnavailable as exc:
         if bearer_ok():
             raise
@@ -443,30 +445,30 @@ def _job_for_token(job_id: str) -> tuple[DataEngineStore, dict[str, Any] | None,
     token_ok = (
         job is not None
         and scheme.lower() == "bearer"
-        and hmac.compare_digest(given.strip().encode(), str(job["callback_token"]).encode())
+        and hmac.compare_digest(given.strip().encode(), job.callback_token.encode())
     )
     if not token_ok and not bearer_ok():  # without an API token configured, the API is open (loopback)
         raise APIError(401, "unauthorized", "send the job's callback token (or the API token)", "Authorization")
     return engine, job, token_ok
 
 
-def _job_version(job_id: str) -> tuple[DataEngineStore, dict[str, Any]]:
+def _job_version(job_id: str) -> tuple[DataEngineStore, DatasetSnapshotRecord]:
     """The job's dataset version, for its trainer (callback token) while the job is not finished, or the API token."""
     engine, job, token_ok = _job_for_token(job_id)
     if job is None:
         raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
-    if token_ok and not bearer_ok() and job["status"] in ("succeeded", "failed"):
+    if token_ok and not bearer_ok() and job.status in ("succeeded", "failed"):
         raise APIError(403, "job_finished", "the job has finished: its callback token no longer reads its dataset")
-    version = engine.get_version(job["dataset_id"], job["version_id"])
+    version = engine.get_version(job.dataset_id, job.version_id)
     if version is None:
-        raise APIError(404, "version_not_found", f"no version {job['version_id']!r}", "version_id")
+        raise APIError(404, "version_not_found", f"no version {job.version_id!r}", "version_id")
     return engine, version
 
 
 @bp.get("/training-jobs/<job_id>/dataset")
 def get_job_dataset(job_id: str) -> Response:
     """The job's dataset version: what its trainer may read with the job's callback token."""
-    return jsonify(_job_version(job_id)[1])
+    return jsonify(version_json(_job_version(job_id)[1]))
 
 
 @bp.get("/training-jobs/<job_id>/dataset/export")
@@ -501,4 +503,4 @@ def post_job_status(job_id: str) -> Response:
         raise APIError(409, "conflict", str(exc), exc.field) from None
     if updated is None:
         raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
-    return jsonify(updated)
+    return jsonify(job_json(updated))

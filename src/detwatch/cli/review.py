@@ -13,7 +13,7 @@ import click
 
 from detwatch.client import Client
 from detwatch.exceptions import DetwatchError
-from detwatch.storage.review import ITEM_STATUSES
+from detwatch.review import ITEM_STATUSES
 
 __all__ = ["export", "items", "job"]
 

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Final
 
 from detwatch.storage import Storage, StorageError
-from detwatch.storage.review import DataEngineStore
 
 __all__ = ["RetentionScheduler"]
 
@@ -109,7 +108,7 @@ class RetentionScheduler:
                 deleted = self.storage.expire_predictions(cutoff)
                 # Reviewed data-engine items whose review lives on in a dataset version (or
                 # that were rejected) go with the same window; waiting items never expire.
-                reviewed = DataEngineStore(self.storage).expire_reviewed(cutoff)
+                reviewed = self.storage.expire_reviewed(cutoff)
                 # Hourly aggregate cells older than hourly_days become daily cells (totals unchanged).
                 self.storage.compact_aggregates(self._clock() - int(self.hourly_days * NS_PER_DAY))
             except StorageError as exc:

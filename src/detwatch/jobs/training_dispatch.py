@@ -17,9 +17,9 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
+from detwatch.review import DataEngineStore
 from detwatch.review.training import Trainer, dispatch_once
 from detwatch.storage import StorageError
-from detwatch.storage.review import DataEngineStore
 
 __all__ = ["CHECK_S", "TrainingDispatcher"]
 

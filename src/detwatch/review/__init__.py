@@ -10,18 +10,40 @@ The improvement loop of the user guide, on the companion::
 
 - The policy (what to flag, and why) is :mod:`detwatch_instrumentation.flagging`,
   shared with the decorator, which keeps the selected images (``DataEngine``).
-- Ingest and feedback flag in their own transactions; the SQL of the queue, the
-  snapshots and the jobs lives in storage (:mod:`detwatch.storage.review`); items move
-  ``needs_review`` -> ``in_review`` -> ``labeled`` | ``rejected``.
+- What gets flagged is decided here (:class:`._store.Flagger`, an ingest hook the app
+  installs on its storage: ingest and feedback flag in their own transactions); the
+  review queue, snapshots and jobs are kept by storage, orchestrated by
+  :class:`._store.DataEngineStore`; items move ``needs_review`` -> ``in_review`` ->
+  ``labeled`` | ``rejected``.
 - Dataset versions are immutable, content-addressed snapshots exported as COCO JSON
   or YOLO txt (:mod:`.export`).
 - Training jobs are handed to a trainer, a signed webhook or a local command, with
   retries and backoff, and report back through a status callback
   (:mod:`.training`); a succeeded job registers the new model version.
 
-The HTTP routes are in :mod:`.routes`.
+The HTTP routes are in :mod:`detwatch.api.review`; the JSON of the records in :mod:`.documents`.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from detwatch.review._store import (
+    CURSOR_PATTERN,
+    DataEngineStore,
+    FlagCounter,
+    Flagger,
+    decode_cursor,
+    forget_learned,
+)
+from detwatch.storage.records import ITEM_STATUSES, JOB_STATUSES, ConflictError
+
+__all__ = [
+    "CURSOR_PATTERN",
+    "ITEM_STATUSES",
+    "JOB_STATUSES",
+    "ConflictError",
+    "DataEngineStore",
+    "FlagCounter",
+    "Flagger",
+    "decode_cursor",
+    "forget_learned",
+]

@@ -52,14 +52,14 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from detwatch.config import DEFAULT_MAX_ATTEMPTS, TrainerSettings
 from detwatch.contract.webhooks import signed_headers
-from detwatch.storage.review import DataEngineStore
+from detwatch.review._store import DataEngineStore
+from detwatch.storage.records import TrainingJobRecord
 
 __all__ = ["MAX_ATTEMPTS", "Trainer", "dispatch_once", "job_document", "trainer_from"]
 
@@ -121,19 +121,20 @@ def trainer_from(settings: TrainerSettings, public_url: str | None) -> Trainer:
     )
 
 
-def job_document(job: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+def job_document(job: TrainingJobRecord, base_url: str) -> dict[str, Any]:
     """What the trainer receives: the job, its dataset's URLs, the callback (all under ``base_url``).
 
     The callback token is the bearer for the dataset URLs too: they are the job's own
     routes, so that the token reads nothing but this job's dataset version.
     """
-    own = f"{base_url}/v1/training-jobs/{job['id']}"
+    own = f"{base_url}/v1/training-jobs/{job.id}"
     return {
         "type": "training_job.created",
-        "job": {k: job[k] for k in ("id", "name", "dataset_id", "version_id", "base_model_id", "options")},
+        "job": {"id": job.id, "name": job.name, "dataset_id": job.dataset_id, "version_id": job.version_id,
+                "base_model_id": job.base_model_id, "options": job.options},
         "dataset": {"version_url": f"{own}/dataset", "coco_url": f"{own}/dataset/export?format=coco",
                     "yolo_url": f"{own}/dataset/export?format=yolo"},
-        "callback": {"url": f"{own}/status", "token": job["callback_token"]},
+        "callback": {"url": f"{own}/status", "token": job.callback_token},
     }  # fmt: skip
 
 
@@ -144,7 +145,7 @@ _SECRET_VARIABLES: Final = frozenset(
 """The companion's credentials: a local trainer command's environment goes without them."""
 
 
-def hand_off(trainer: Trainer, job: Mapping[str, Any]) -> str | None:
+def hand_off(trainer: Trainer, job: TrainingJobRecord) -> str | None:
     """One attempt; returns the error, or ``None`` when the trainer took the job."""
     assert trainer.public_url, "hand_off needs a trainer.ready"
     document = job_document(job, trainer.public_url)
@@ -152,7 +153,7 @@ def hand_off(trainer: Trainer, job: Mapping[str, Any]) -> str | None:
     if trainer.url:
         headers = {"Content-Type": "application/json"}
         if trainer.secret:
-            headers.update(signed_headers(trainer.secret, body, webhook_id=f"msg_job_{job['id']}"))
+            headers.update(signed_headers(trainer.secret, body, webhook_id=f"msg_job_{job.id}"))
         request = urllib.request.Request(trainer.url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
@@ -188,17 +189,17 @@ def dispatch_once(store: DataEngineStore, trainer: Trainer) -> bool:
     job = store.take_due_job(lease_s=trainer.lease_s)
     if job is None:
         return False
-    if job["status"] in ("succeeded", "failed"):
-        store.record_dispatch(job["id"], error=None, retry_in_s=None)
+    if job.status in ("succeeded", "failed"):
+        store.record_dispatch(job.id, error=None, retry_in_s=None)
         return True
     error = hand_off(trainer, job)
-    attempts = int(job["attempts"])
+    attempts = job.attempts
     if error is None:
-        store.record_dispatch(job["id"], error=None, retry_in_s=None)
+        store.record_dispatch(job.id, error=None, retry_in_s=None)
     elif attempts >= trainer.max_attempts:
-        store.record_dispatch(job["id"], error=error, retry_in_s=None)
+        store.record_dispatch(job.id, error=error, retry_in_s=None)
     else:
         delay = min(trainer.backoff_s * 2.0 ** (attempts - 1), MAX_BACKOFF_S)
-        store.record_dispatch(job["id"], error=error, retry_in_s=delay)
-    _logger.info("training job %s hand-off attempt %d: %s", job["id"], attempts, error or "ok")
+        store.record_dispatch(job.id, error=error, retry_in_s=delay)
+    _logger.info("training job %s hand-off attempt %d: %s", job.id, attempts, error or "ok")
     return True

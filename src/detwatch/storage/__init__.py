@@ -25,7 +25,17 @@ from __future__ import annotations
 
 from detwatch.contract.bins import CONFIDENCE_BINS
 from detwatch.contract.feedback import FEEDBACK_TYPES, FeedbackInput, FeedbackType
-from detwatch.storage.protocols import AlertStore, Storage
+from detwatch.storage.protocols import (
+    ABTestStorage,
+    AlertStore,
+    FeedbackStorage,
+    FlagWriter,
+    IngestHook,
+    PredictionStorage,
+    RegistryStorage,
+    ReviewStorage,
+    Storage,
+)
 from detwatch.storage.records import (
     AGGREGATE_KINDS,
     ABTestRecord,
@@ -33,13 +43,18 @@ from detwatch.storage.records import (
     AlertNameTaken,
     AlertRecord,
     AlertWrite,
+    ConflictError,
     DatasetRecord,
+    DatasetSnapshotRecord,
     DatasetVersionRecord,
     FeedbackRecord,
+    FlaggedItemRecord,
     IngestResult,
     ModelRecord,
+    PolicyRecord,
     StorageError,
     StorageUnavailable,
+    TrainingJobRecord,
 )
 
 __all__ = [
@@ -47,21 +62,33 @@ __all__ = [
     "CONFIDENCE_BINS",
     "FEEDBACK_TYPES",
     "ABTestRecord",
+    "ABTestStorage",
     "AggregateRow",
     "AlertNameTaken",
     "AlertRecord",
     "AlertStore",
     "AlertWrite",
+    "ConflictError",
     "DatasetRecord",
+    "DatasetSnapshotRecord",
     "DatasetVersionRecord",
     "FeedbackInput",
     "FeedbackRecord",
+    "FeedbackStorage",
     "FeedbackType",
+    "FlagWriter",
+    "FlaggedItemRecord",
+    "IngestHook",
     "IngestResult",
     "ModelRecord",
+    "PolicyRecord",
+    "PredictionStorage",
+    "RegistryStorage",
+    "ReviewStorage",
     "Storage",
     "StorageError",
     "StorageUnavailable",
+    "TrainingJobRecord",
     "open_storage",
 ]
 

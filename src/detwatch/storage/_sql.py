@@ -52,16 +52,18 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, cast
 
-import msgspec
-import orjson
-
 from detwatch.contract.bins import CONFIDENCE_BINS, confidence_bin
 from detwatch.contract.feedback import FeedbackInput, FeedbackType
 from detwatch.contract.predictions import Prediction
-from detwatch.storage import _abtests, _alerts, _compaction
-from detwatch.storage import review as _review
+from detwatch.storage import _abtests, _alerts, _compaction, _review, _snapshots, _training_jobs
 from detwatch.storage._aggregate import AggregateKey, BatchMeasures, Cell, aggregate_cells
-from detwatch.storage._rows import prediction_from_row as _prediction_from_row
+from detwatch.storage._rows import (
+    _PREDICTION_COLUMNS,
+    _PREDICTION_WIDTH,
+    _dumps,
+    _prediction_from_row,
+    _prediction_row,
+)
 from detwatch.storage._schema import (
     CELL_SUMS,
     LATEST_VERSION,
@@ -72,18 +74,25 @@ from detwatch.storage._schema import (
     statements_for,
 )
 from detwatch.storage._transaction import Transaction
+from detwatch.storage.protocols import FlagFunction, IngestHook
 from detwatch.storage.records import (
     ABTestRecord,
     AggregateRow,
     AlertRecord,
     AlertWrite,
     DatasetRecord,
+    DatasetSnapshotRecord,
     DatasetVersionRecord,
     FeedbackRecord,
+    FlaggedItemRecord,
+    FlagPage,
     IngestResult,
+    ItemPage,
     ModelRecord,
+    PolicyRecord,
     StorageError,
     StorageUnavailable,
+    TrainingJobRecord,
 )
 
 __all__ = ["CONFIDENCE_BINS", "LockName", "SQLStorage", "Transaction", "aggregate_cells", "confidence_bin"]
@@ -221,26 +230,9 @@ def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
-def _dumps(value: Any) -> str:
-    # orjson, not json.dumps: re-encoding the detections (mostly floats) was the
-    # largest share of ingest CPU (29%); orjson does it about ten times faster.
-    # User-supplied JSON (metadata, attributes) may hold integers beyond 64 bits,
-    # which orjson refuses: the standard library takes those.
-    try:
-        return orjson.dumps(value, default=str).decode()
-    except TypeError:
-        return json.dumps(value, separators=(",", ":"), default=str)
-
-
 def _ceil_seconds(unix_nano: int) -> int:
     return -(-unix_nano // NS_PER_SECOND)
 
-
-_PREDICTION_COLUMNS: Final = (
-    "prediction_id, model_id, model_version, ab_variant, time_unix_nano, latency_ms, image_key, image_uri, "
-    "image_width, image_height, trace_id, span_id, detections, attributes, received_unix_nano"
-)
-_PREDICTION_WIDTH: Final = 15
 
 _FEEDBACK_COLUMNS: Final = (
     "id, type, prediction_id, trace_id, span_id, detection_index, corrected_class, corrected_box, reviewer, comment, "
@@ -304,18 +296,11 @@ class SQLStorage:
     def __init__(self, url: str, *, pool_size: int, pool_timeout: float) -> None:
         self.url = url
         self._pool: _Pool[Any] = _Pool(self._connect, self._discard, self._usable, pool_size, pool_timeout)
-        self._flag_listeners: list[_review.FlagListener] = []
+        self._ingest_hooks: tuple[IngestHook, ...] = ()
 
-    def on_flagged(self, listener: _review.FlagListener) -> None:
-        """Tell ``listener`` ``{reason: count}`` of what each ingest or feedback transaction flags for review.
-
-        Called inside the transaction: a rare rollback or retry over-counts, never loses a flag.
-        """
-        self._flag_listeners.append(listener)
-
-    def _notify_flagged(self, counts: Mapping[str, int]) -> None:
-        for listener in self._flag_listeners:
-            listener(counts)
+    def add_ingest_hook(self, hook: IngestHook) -> None:
+        """Call ``hook`` inside every later ingest and feedback transaction (see :class:`IngestHook`)."""
+        self._ingest_hooks = (*self._ingest_hooks, hook)  # replaced, never mutated: ingest threads iterate it
 
     # ------------------------------------------------------------------ backend hooks
 
@@ -377,10 +362,6 @@ class SQLStorage:
         return False
 
     # ------------------------------------------------------------------ transactions
-
-    def run_transaction(self, work: Callable[[Transaction], T], *, write: bool) -> T:
-        """Run ``work`` in one transaction: for storage's own modules (the data engine's SQL)."""
-        return self._run(work, write=write)
 
     def _run(self, work: Callable[[Transaction], T], *, write: bool, bulk: bool = False) -> T:
         """Run ``work`` in one transaction, retrying deadlocks; driver errors become StorageError."""
@@ -532,9 +513,10 @@ class SQLStorage:
             self._record_models(tx, new)
             self._upsert_aggregates(tx, cells)
             joined = self._join_feedback(tx, new)
-            _review.flag_ingested(
-                tx, new, joined, self._notify_flagged
-            )  # after the join: feedback that came first flags too
+            if self._ingest_hooks:  # after the join: feedback that came first counts too
+                writer = _review.FlagWriter(tx, self.dialect)
+                for hook in self._ingest_hooks:
+                    hook.predictions_stored(writer, new, joined)
             self._ingested(len(new))
             return stop, len(new), joined
 
@@ -693,7 +675,10 @@ class SQLStorage:
                     assert stored is not None
                     record = replace(stored, duplicate=True)
                 out.append(record)
-            _review.flag_feedback(tx, out, self._notify_flagged)  # feedback other than "correct" flags its prediction
+            if self._ingest_hooks:
+                writer = _review.FlagWriter(tx, self.dialect)
+                for hook in self._ingest_hooks:
+                    hook.feedback_stored(writer, out)
             return out
 
         return self._run(work, write=True)
@@ -1062,29 +1047,196 @@ class SQLStorage:
         now = time.time_ns()
         return self._run(lambda tx: _alerts.insert_missing(tx, alerts, now), write=True)
 
+    # ------------------------------------------------------------------ the data engine (review)
 
-_encode_detections = msgspec.json.Encoder().encode
+    def set_flag_policy(self, model_id: str, config: Mapping[str, Any], target_dataset_id: str) -> PolicyRecord:
+        now = time.time_ns()
+        self._run(lambda tx: _review.set_policy(tx, model_id, config, target_dataset_id, now), write=True)
+        return PolicyRecord(model_id, dict(config), target_dataset_id, now)
 
+    def get_flag_policy(self, model_id: str) -> PolicyRecord | None:
+        return self._run(lambda tx: _review.policies(tx, [model_id]), write=False).get(model_id)
 
-def _prediction_row(p: Prediction, received: int) -> tuple[Any, ...]:
-    # DetectionRecord encodes itself as {"class", "confidence", "box"}: no intermediate dicts.
-    return (
-        p.prediction_id,
-        p.model_id,
-        p.model_version,
-        p.ab_variant,
-        p.time_unix_nano,
-        p.latency_ms,
-        p.image.key,
-        p.image.uri,
-        p.image.width,
-        p.image.height,
-        p.trace_id,
-        p.span_id,
-        _encode_detections(p.detections).decode(),
-        _dumps(dict(p.attributes)) if p.attributes else "{}",
-        received,
-    )
+    def box_area_counts(self, model_id: str, since_hour_unix: int) -> list[tuple[str, int]]:
+        return self._run(lambda tx: _review.box_area_counts(tx, model_id, since_hour_unix), write=False)
+
+    def flag_predictions_page(
+        self,
+        model_id: str,
+        *,
+        since_unix_nano: int,
+        until_unix_nano: int,
+        before: tuple[int, str] | None,
+        limit: int,
+        flag: FlagFunction,
+    ) -> FlagPage:
+        return self._run(
+            lambda tx: _review.flag_page(
+                tx,
+                _review.FlagWriter(tx, self.dialect),
+                model_id,
+                since_unix_nano=since_unix_nano,
+                until_unix_nano=until_unix_nano,
+                before=before,
+                limit=limit,
+                flag=flag,
+            ),
+            write=True,
+        )
+
+    def predictions_named_by_feedback(
+        self, model_id: str, *, since_unix_nano: int, until_unix_nano: int, older_than: int, limit: int
+    ) -> list[str]:
+        return self._run(
+            lambda tx: _review.named_by_feedback(
+                tx,
+                model_id,
+                since_unix_nano=since_unix_nano,
+                until_unix_nano=until_unix_nano,
+                older_than=older_than,
+                limit=limit,
+            ),
+            write=False,
+        )
+
+    def flag_named_predictions(self, model_id: str, prediction_ids: Sequence[str], flag: FlagFunction) -> FlagPage:
+        return self._run(
+            lambda tx: _review.flag_named(tx, _review.FlagWriter(tx, self.dialect), model_id, prediction_ids, flag),
+            write=True,
+        )
+
+    def dataset_exists(self, dataset_id: str) -> bool:
+        return self._run(lambda tx: _review.dataset_exists(tx, dataset_id), write=False)
+
+    def list_flagged_items(
+        self, dataset_id: str, *, status: str | None, limit: int, after: tuple[int, str] | None = None
+    ) -> ItemPage:
+        return self._run(
+            lambda tx: _review.list_items(tx, dataset_id, status=status, limit=limit, after=after), write=False
+        )
+
+    def get_flagged_item(self, dataset_id: str, item_id: str) -> FlaggedItemRecord | None:
+        return self._run(lambda tx: _review.get_item(tx, dataset_id, item_id), write=False)
+
+    def claim_flagged_items(
+        self, dataset_id: str, *, reviewer: str, limit: int, lease_s: float
+    ) -> list[FlaggedItemRecord]:
+        now = time.time_ns()
+        return self._run(
+            lambda tx: _review.claim(
+                tx, self.dialect, dataset_id, reviewer=reviewer, limit=limit, lease_s=lease_s, now=now
+            ),
+            write=True,
+        )
+
+    def review_flagged_item(
+        self,
+        dataset_id: str,
+        item_id: str,
+        *,
+        outcome: Literal["labeled", "rejected"],
+        annotations: Sequence[Mapping[str, Any]] | None,
+        reviewer: str | None,
+    ) -> FlaggedItemRecord | None:
+        now = time.time_ns()
+        return self._run(
+            lambda tx: _review.review(
+                tx,
+                self.dialect,
+                dataset_id,
+                item_id,
+                outcome=outcome,
+                annotations=annotations,
+                reviewer=reviewer,
+                now=now,
+            ),
+            write=True,
+        )
+
+    def expire_reviewed(self, before_unix_nano: int, *, chunk: int = 5000) -> int:
+        total = 0
+        while True:
+            deleted = self._run(lambda tx: _review.expire_reviewed_chunk(tx, before_unix_nano, chunk), write=True)
+            total += deleted
+            if deleted < chunk:
+                return total
+
+    def snapshot_dataset_version(
+        self, dataset_id: str, name: str, parent_version_id: str | None
+    ) -> DatasetSnapshotRecord:
+        version_id = uuid.uuid4().hex
+        return self._run(lambda tx: _snapshots.create(tx, version_id, dataset_id, name, parent_version_id), write=True)
+
+    def get_dataset_snapshot(self, dataset_id: str, version_id: str) -> DatasetSnapshotRecord | None:
+        return self._run(lambda tx: _snapshots.get(tx, dataset_id, version_id), write=False)
+
+    def dataset_snapshot_items(self, version_id: str) -> dict[str, dict[str, Any]]:
+        return self._run(lambda tx: _snapshots.snapshot_items(tx, version_id), write=False)
+
+    def create_training_job(
+        self,
+        *,
+        name: str,
+        dataset_id: str,
+        version_id: str,
+        base_model_id: str | None,
+        options: Mapping[str, Any],
+        callback_url_base: str | None,
+    ) -> TrainingJobRecord:
+        now = time.time_ns()
+        job_id = uuid.uuid4().hex
+        callback_url = f"{callback_url_base}/v1/training-jobs/{job_id}/status" if callback_url_base else None
+        return self._run(
+            lambda tx: _training_jobs.insert(
+                tx,
+                job_id=job_id,
+                name=name,
+                dataset_id=dataset_id,
+                version_id=version_id,
+                base_model_id=base_model_id,
+                options=options,
+                callback_url=callback_url,
+                now=now,
+            ),
+            write=True,
+        )
+
+    def get_training_job(self, job_id: str) -> TrainingJobRecord | None:
+        return self._run(lambda tx: _training_jobs.get(tx, job_id), write=False)
+
+    def take_due_training_job(self, *, lease_s: float) -> TrainingJobRecord | None:
+        now = time.time_ns()
+        return self._run(lambda tx: _training_jobs.take_due(tx, self.dialect, lease_s=lease_s, now=now), write=True)
+
+    def next_training_job_due(self) -> int | None:
+        return self._run(_training_jobs.next_due, write=False)
+
+    def record_training_dispatch(self, job_id: str, *, error: str | None, retry_in_s: float | None) -> None:
+        now = time.time_ns()
+        self._run(
+            lambda tx: _training_jobs.record_dispatch(
+                tx, self.dialect, job_id, error=error, retry_in_s=retry_in_s, now=now
+            ),
+            write=True,
+        )
+
+    def update_training_job_status(
+        self, job_id: str, *, status: str, model_version: str | None, message: str | None, metrics: Mapping[str, Any]
+    ) -> TrainingJobRecord | None:
+        now = time.time_ns()
+        return self._run(
+            lambda tx: _training_jobs.update_status(
+                tx,
+                self.dialect,
+                job_id,
+                status=status,
+                model_version=model_version,
+                message=message,
+                metrics=metrics,
+                now=now,
+            ),
+            write=True,
+        )
 
 
 def _box(values: Sequence[Any]) -> tuple[float, float, float, float]:

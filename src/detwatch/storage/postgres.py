@@ -31,8 +31,9 @@ import orjson
 import psycopg
 from psycopg import conninfo as _conninfo
 
+from detwatch.storage._rows import _PREDICTION_COLUMNS
 from detwatch.storage._schema import CELL_SUMS
-from detwatch.storage._sql import _INSERT_PREDICTION, _PREDICTION_COLUMNS, LockName, SQLStorage, Transaction
+from detwatch.storage._sql import _INSERT_PREDICTION, LockName, SQLStorage, Transaction
 from detwatch.storage.records import StorageError, StorageUnavailable
 
 __all__ = ["PostgresStorage"]

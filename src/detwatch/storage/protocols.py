@@ -1,27 +1,86 @@
-"""The storage interface: what the companion asks of a backend.
+"""The storage interface: what the companion asks of a backend, one protocol per concern.
 
-A backend is any class with these methods; it need not inherit from anything.
+A backend is any class with these methods; it need not inherit from anything (nor
+from :class:`~detwatch.storage._sql.SQLStorage`). :class:`Storage` combines the
+concerns; code that needs one concern may ask for that protocol alone.
+
+Ingest hooks (:class:`IngestHook`) are how a policy above storage (the review
+package's flagging) acts inside the storage's own ingest and feedback transactions,
+through a narrow :class:`FlagWriter`, so that what it writes is stored exactly when
+the event that caused it is, without SQL above storage.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from detwatch.contract.feedback import FeedbackInput
 from detwatch.contract.predictions import Prediction
-from detwatch.storage._transaction import Transactional
 from detwatch.storage.records import (
     ABTestRecord,
     AggregateRow,
     AlertRecord,
     AlertWrite,
     DatasetRecord,
+    DatasetSnapshotRecord,
     DatasetVersionRecord,
     FeedbackRecord,
+    FlaggedItemRecord,
+    FlagPage,
     IngestResult,
+    ItemPage,
     ModelRecord,
+    NewFlag,
+    PolicyRecord,
+    TrainingJobRecord,
 )
+
+__all__ = [
+    "ABTestStorage",
+    "FeedbackStorage",
+    "FlagFunction",
+    "FlagWriter",
+    "IngestHook",
+    "PredictionStorage",
+    "RegistryStorage",
+    "ReviewStorage",
+    "Storage",
+]
+
+
+class FlagWriter(Protocol):
+    """What an ingest hook may read and write inside the storage's transaction."""
+
+    def policies(self, model_ids: Sequence[str]) -> dict[str, PolicyRecord]:
+        """The stored flagging policies of those of ``model_ids`` that have one."""
+        ...
+
+    def box_area_counts(self, model_id: str, since_hour_unix: int) -> list[tuple[str, int]]:
+        """``(key, count)`` of the model's ``box_area`` aggregate cells since an hour (hours summed)."""
+        ...
+
+    def objections(self, prediction_ids: Sequence[str]) -> dict[str, set[str]]:
+        """The feedback types other than ``correct`` stored for each of ``prediction_ids`` (those with any)."""
+        ...
+
+    def insert_flags(self, flags: Sequence[NewFlag]) -> None:
+        """Add items to the review queue; a prediction already in its dataset's queue keeps its item."""
+        ...
+
+    def insert_flag(self, flag: NewFlag) -> bool:
+        """Add one item; ``False`` when its prediction has one in the dataset already."""
+        ...
+
+    def add_reason(self, dataset_id: str, prediction_id: str, reason: str, now: int) -> bool | None:
+        """Add ``reason`` to the prediction's item (read locked): ``None`` without one, else whether added."""
+        ...
+
+    def prediction(self, prediction_id: str) -> Prediction | None: ...
+
+
+FlagFunction = Callable[[FlagWriter, Sequence[Prediction]], int]
+"""Flags what it selects of stored predictions through the writer; returns how many it flagged."""
 
 
 class AlertStore(Protocol):
@@ -49,12 +108,20 @@ class AlertStore(Protocol):
         ...
 
 
-class Storage(AlertStore, Transactional, Protocol):
-    """What the companion needs from a database. Implementations are thread-safe."""
+class IngestHook(Protocol):
+    """Called by storage inside the transaction that stores predictions or feedback."""
 
-    def on_flagged(self, listener: Callable[[Mapping[str, int]], None]) -> None:
-        """Tell ``listener`` ``{reason: count}`` of what each ingest or feedback transaction flags for review."""
+    def predictions_stored(self, writer: FlagWriter, new: Sequence[Prediction], feedback_joined: int) -> int:
+        """``new`` were just stored; ``feedback_joined`` waiting feedback rows were joined to them (0: none)."""
         ...
+
+    def feedback_stored(self, writer: FlagWriter, records: Sequence[FeedbackRecord]) -> int:
+        """``records`` were just stored (duplicates marked ``duplicate``)."""
+        ...
+
+
+class PredictionStorage(Protocol):
+    """The database itself, predictions and their aggregates. Implementations are thread-safe."""
 
     url: str
 
@@ -87,6 +154,36 @@ class Storage(AlertStore, Transactional, Protocol):
 
     def find_predictions_by_span(self, trace_id: str, span_id: str) -> list[Prediction]: ...
 
+    def aggregates(
+        self, model_id: str, start_unix_nano: int, end_unix_nano: int, kinds: Sequence[str] | None = None
+    ) -> list[AggregateRow]:
+        """Cells of ``model_id`` whose hour *starts* in ``[start, end)``, all kinds or those named."""
+        ...
+
+    def compact_aggregates(self, before_unix_nano: int) -> int:
+        """Roll hourly cells of whole days before the cutoff into daily cells; the hourly rows removed."""
+        ...
+
+    def expire_predictions(self, before_unix_nano: int) -> int:
+        """Delete raw predictions older than the retention window; aggregates stay."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Row counts per table, for ``detwatch status`` and tests."""
+        ...
+
+    def add_ingest_hook(self, hook: IngestHook) -> None:
+        """Call ``hook`` inside every later ingest and feedback transaction (after the storage's own writes).
+
+        An exception from a hook rolls the transaction back: the event is stored with its
+        consequences or not at all.
+        """
+        ...
+
+
+class FeedbackStorage(Protocol):
+    """Feedback on predictions, joined to them (also when it arrives first)."""
+
     def add_feedback(self, items: Sequence[FeedbackInput]) -> list[FeedbackRecord]:
         """Store feedback (one transaction); an item whose idempotency key was seen returns the stored record
         with ``duplicate=True`` and is not stored again.
@@ -98,6 +195,10 @@ class Storage(AlertStore, Transactional, Protocol):
         ...
 
     def list_feedback(self, *, model_id: str | None = None, limit: int = 100) -> list[FeedbackRecord]: ...
+
+
+class RegistryStorage(Protocol):
+    """Models and datasets (the registry)."""
 
     def register_model(self, model_id: str, version: str | None, metadata: dict[str, Any]) -> ModelRecord:
         """Create the model (or add ``version`` to it); non-empty ``metadata`` replaces the stored one."""
@@ -117,23 +218,9 @@ class Storage(AlertStore, Transactional, Protocol):
         """A version ordered after the existing ones; raises ``LookupError`` for an unknown dataset."""
         ...
 
-    def aggregates(
-        self, model_id: str, start_unix_nano: int, end_unix_nano: int, kinds: Sequence[str] | None = None
-    ) -> list[AggregateRow]:
-        """Cells of ``model_id`` whose hour *starts* in ``[start, end)``, all kinds or those named."""
-        ...
 
-    def compact_aggregates(self, before_unix_nano: int) -> int:
-        """Roll hourly cells of whole days before the cutoff into daily cells; the hourly rows removed."""
-        ...
-
-    def expire_predictions(self, before_unix_nano: int) -> int:
-        """Delete raw predictions older than the retention window; aggregates stay."""
-        ...
-
-    def counts(self) -> dict[str, int]:
-        """Row counts per table, for ``detwatch status`` and tests."""
-        ...
+class ABTestStorage(Protocol):
+    """A/B tests and the per-arm sums their results read."""
 
     def create_ab_test(
         self,
@@ -188,3 +275,126 @@ class Storage(AlertStore, Transactional, Protocol):
     ) -> list[tuple[int, int, int, int, int, int, int]]:
         """Feedback on one arm's predictions summed per image, then per hour (``_abtests.feedback_image_sums``)."""
         ...
+
+
+class ReviewStorage(Protocol):
+    """The data engine: flagging policies, the review queue, dataset snapshots and training jobs."""
+
+    def set_flag_policy(self, model_id: str, config: Mapping[str, Any], target_dataset_id: str) -> PolicyRecord:
+        """Store the model's flagging policy; ``LookupError`` when the dataset does not exist."""
+        ...
+
+    def get_flag_policy(self, model_id: str) -> PolicyRecord | None: ...
+
+    def box_area_counts(self, model_id: str, since_hour_unix: int) -> list[tuple[str, int]]:
+        """``(key, count)`` of the model's ``box_area`` aggregate cells since an hour (hours summed)."""
+        ...
+
+    def flag_predictions_page(
+        self,
+        model_id: str,
+        *,
+        since_unix_nano: int,
+        until_unix_nano: int,
+        before: tuple[int, str] | None,
+        limit: int,
+        flag: FlagFunction,
+    ) -> FlagPage:
+        """In one write transaction: the model's next ``limit`` predictions of ``[since, until]``, newest first
+        (before the keyset ``(time, id)`` when given), those not in its dataset's queue passed to ``flag``."""
+        ...
+
+    def predictions_named_by_feedback(
+        self, model_id: str, *, since_unix_nano: int, until_unix_nano: int, older_than: int, limit: int
+    ) -> list[str]:
+        """Stored predictions older than ``older_than`` that feedback other than ``correct`` of the window names."""
+        ...
+
+    def flag_named_predictions(self, model_id: str, prediction_ids: Sequence[str], flag: FlagFunction) -> FlagPage:
+        """As :meth:`flag_predictions_page`, for the model's stored predictions among ``prediction_ids``."""
+        ...
+
+    def dataset_exists(self, dataset_id: str) -> bool: ...
+
+    def list_flagged_items(
+        self, dataset_id: str, *, status: str | None, limit: int, after: tuple[int, str] | None = None
+    ) -> ItemPage:
+        """One page of the dataset's items, oldest first, after the keyset ``(created_unix_nano, id)``."""
+        ...
+
+    def get_flagged_item(self, dataset_id: str, item_id: str) -> FlaggedItemRecord | None: ...
+
+    def claim_flagged_items(
+        self, dataset_id: str, *, reviewer: str, limit: int, lease_s: float
+    ) -> list[FlaggedItemRecord]:
+        """Move up to ``limit`` of the oldest ``needs_review`` items to ``in_review``; never one to two reviewers."""
+        ...
+
+    def review_flagged_item(
+        self,
+        dataset_id: str,
+        item_id: str,
+        *,
+        outcome: Literal["labeled", "rejected"],
+        annotations: Sequence[Mapping[str, Any]] | None,
+        reviewer: str | None,
+    ) -> FlaggedItemRecord | None:
+        """Label or reject an item; ``None`` if unknown; ``ConflictError`` if its state forbids it."""
+        ...
+
+    def expire_reviewed(self, before_unix_nano: int, *, chunk: int = 5000) -> int:
+        """Delete reviewed items last changed before the cutoff whose review lives on elsewhere.
+
+        Rejected items go; labelled ones go once a dataset version holds them with the
+        same label. Items waiting for review never expire. Chunked (short write locks).
+        """
+        ...
+
+    def snapshot_dataset_version(
+        self, dataset_id: str, name: str, parent_version_id: str | None
+    ) -> DatasetSnapshotRecord:
+        """An immutable snapshot: the parent's items plus every labelled item; ``LookupError`` for no dataset."""
+        ...
+
+    def get_dataset_snapshot(self, dataset_id: str, version_id: str) -> DatasetSnapshotRecord | None: ...
+
+    def dataset_snapshot_items(self, version_id: str) -> dict[str, dict[str, Any]]:
+        """The snapshot's content: items by prediction id (``{"image": {...}, "annotations": [...]}``)."""
+        ...
+
+    def create_training_job(
+        self,
+        *,
+        name: str,
+        dataset_id: str,
+        version_id: str,
+        base_model_id: str | None,
+        options: Mapping[str, Any],
+        callback_url_base: str | None,
+    ) -> TrainingJobRecord:
+        """Record a job (``queued``, due now); ``LookupError`` naming the unknown field."""
+        ...
+
+    def get_training_job(self, job_id: str) -> TrainingJobRecord | None: ...
+
+    def take_due_training_job(self, *, lease_s: float) -> TrainingJobRecord | None:
+        """Lease the next job due for hand-off (due again ``lease_s`` later), or ``None``; never to two callers."""
+        ...
+
+    def next_training_job_due(self) -> int | None:
+        """When the next job is due (unix nanoseconds), ``None`` when none waits."""
+        ...
+
+    def record_training_dispatch(self, job_id: str, *, error: str | None, retry_in_s: float | None) -> None:
+        """After a hand-off attempt: done (``error`` None), retry later, or give up (``retry_in_s`` None)."""
+        ...
+
+    def update_training_job_status(
+        self, job_id: str, *, status: str, model_version: str | None, message: str | None, metrics: Mapping[str, Any]
+    ) -> TrainingJobRecord | None:
+        """A trainer's status callback; ``ConflictError`` for a transition the job's state forbids."""
+        ...
+
+
+class Storage(PredictionStorage, FeedbackStorage, RegistryStorage, ReviewStorage, ABTestStorage, AlertStore, Protocol):
+    """Everything the companion needs from a database."""

@@ -8,9 +8,10 @@ analyses above it import them from one place below both.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
 from detwatch.contract.feedback import FeedbackType
+from detwatch.contract.predictions import ImageRef, Prediction
 
 AGGREGATE_KINDS: tuple[str, ...] = (
     "images",
@@ -195,6 +196,81 @@ class ABTestRecord:
     end_unix_nano: int
 
 
+# ---------------------------------------------------------------- the data engine (review)
+
+ItemStatus = Literal["needs_review", "in_review", "labeled", "rejected"]
+ITEM_STATUSES: Final[tuple[ItemStatus, ...]] = ("needs_review", "in_review", "labeled", "rejected")
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+JOB_STATUSES: Final[tuple[JobStatus, ...]] = ("queued", "running", "succeeded", "failed")
+
+
+class ConflictError(Exception):
+    """A state change that the item's or job's current state does not allow (409)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    """A model's stored flagging policy (its configuration as given) and the dataset its items go to."""
+
+    model_id: str
+    config: dict[str, Any]
+    target_dataset_id: str
+    updated_unix_nano: int
+
+
+@dataclass(frozen=True)
+class NewFlag:
+    """A prediction the review policy selected, as an ingest hook hands it to storage."""
+
+    dataset_id: str
+    prediction: Prediction
+    reasons: tuple[str, ...]
+    created_unix_nano: int
+
+
+@dataclass(frozen=True)
+class ItemFeedback:
+    """Feedback on a flagged item's prediction, shown beside the item."""
+
+    id: str
+    type: str
+    detection_index: int | None
+    corrected_class: str | None
+    corrected_box: list[float] | None
+    reviewer: str | None
+    comment: str | None
+    time_unix_nano: int
+
+
+@dataclass(frozen=True)
+class FlaggedItemRecord:
+    """A prediction in the review queue: what review needs of it, copied (raw events expire)."""
+
+    id: str
+    dataset_id: str
+    prediction_id: str
+    model_id: str
+    model_version: str | None
+    time_unix_nano: int
+    reasons: list[str]
+    detections: list[dict[str, Any]]
+    """As stored: ``{"class", "confidence", "box"}`` each."""
+    image: ImageRef
+    status: str
+    assignee: str | None
+    claimed_unix_nano: int | None
+    label: list[dict[str, Any]] | None
+    """The reviewer's annotations (``{"class", "box"}``), canonical order; ``None`` until labelled."""
+    reviewer: str | None
+    feedback: tuple[ItemFeedback, ...]
+    created_unix_nano: int
+    updated_unix_nano: int
+
+
 @dataclass(frozen=True)
 class AlertRecord:
     """A stored alert definition; ``definition`` is its input form (``AlertDefinition.to_json``).
@@ -208,6 +284,65 @@ class AlertRecord:
     model_id: str
     definition: dict[str, Any]
     revision: int
+    created_unix_nano: int
+    updated_unix_nano: int
+
+
+@dataclass(frozen=True)
+class ItemPage:
+    """One page of the review queue and the keyset of the next one (``None`` at the end)."""
+
+    items: list[FlaggedItemRecord]
+    next_key: tuple[int, str] | None
+    """``(created_unix_nano, id)`` of the page's last item."""
+
+
+@dataclass(frozen=True)
+class FlagPage:
+    """What one page of a backfill evaluated (:meth:`ReviewStorage.flag_predictions_page`)."""
+
+    examined: int
+    flagged: int
+    last: tuple[int, str]
+    """``(time_unix_nano, prediction_id)`` of the oldest prediction of the page (``(0, "")`` when empty)."""
+
+
+@dataclass(frozen=True)
+class DatasetSnapshotRecord:
+    """An immutable, content-addressed dataset version.
+
+    The fields are in the order of the version's JSON document, which a dataclass keeps.
+    """
+
+    id: str
+    dataset_id: str
+    name: str
+    parent_version_id: str | None
+    created_unix_nano: int
+    content_hash: str
+    item_count: int
+    class_counts: dict[str, int]
+    diff: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainingJobRecord:
+    """A training job; ``callback_url`` and ``callback_token`` are for its trainer only."""
+
+    id: str
+    name: str
+    dataset_id: str
+    version_id: str
+    base_model_id: str | None
+    options: dict[str, Any]
+    status: str
+    callback_url: str | None
+    callback_token: str
+    attempts: int
+    handed_off: bool
+    last_error: str | None
+    model_version: str | None
+    history: list[dict[str, Any]]
     created_unix_nano: int
     updated_unix_nano: int
 
