@@ -70,18 +70,19 @@ def create_app(
     if test_config:
         app.config.update(test_config)
     resolved.data_dir.mkdir(parents=True, exist_ok=True)
-    errors.init_app(app)
-    api.init_app(app)
-    health.init_app(app)
     _configure_own_telemetry()
     # After the telemetry set-up, so that the instruments reach the Collector.
     instruments = CompanionInstruments.create(meter_provider)
     app.extensions["detwatch.instruments"] = instruments
     # The review package decides what is flagged; storage calls it inside its ingest and
-    # feedback transactions once the storage is opened (api._context).
+    # feedback transactions once the storage is opened (api._context). Wired before the
+    # blueprints, since one of them may open the storage at start (the alerts' import).
     flagger = Flagger(instruments.review_flagged)
     app.extensions["detwatch.review.flagger"] = flagger
     app.extensions[INGEST_HOOKS] = (flagger,)
+    errors.init_app(app)
+    api.init_app(app)
+    health.init_app(app)
     app.extensions["detwatch.drift_scheduler"] = start_drift_schedule(
         resolved.extra.get("drift"), resolved.data_dir, resolved.effective_database_url, instruments
     )
