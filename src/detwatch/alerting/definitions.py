@@ -66,6 +66,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final, Literal, get_args
 
+from detwatch.contract.shapes.alerts import EMAIL_PATTERN, SLACK_PATTERN, WEBHOOK_PATTERN
 from detwatch_instrumentation import semconv
 
 __all__ = [
@@ -121,11 +122,6 @@ _MAX_WINDOW_S: Final = 31 * 86400
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}$")
 # Names appear inside templates and quoted strings of generated files: no control character either (NUL included).
 _NAME_FORBIDDEN: Final = re.compile(r"[{}\"'\\\x00-\x1f\x7f]")
-EMAIL_PATTERN: Final = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}"
-"""An email address as notify targets take it (ASCII: one reading in Python and in JSON Schema)."""
-WEBHOOK_PATTERN: Final = r"https?://[!#-&(-~]{1,2000}"
-"""An http(s) URL of printable ASCII without spaces or quotes."""
-SLACK_PATTERN: Final = r"#[a-z0-9_-][a-z0-9._-]{0,79}"
 _EMAIL_RE: Final = re.compile(EMAIL_PATTERN)
 _SLACK_RE: Final = re.compile(SLACK_PATTERN)
 _KNOWN_CONDITION_KEYS: Final = frozenset(

@@ -44,7 +44,8 @@ from typing import IO, Any
 from opentelemetry import metrics
 
 from detwatch.config import ConfigError
-from detwatch.drift._from_storage import AB_VARIANTS, AggregateReader, drift_report
+from detwatch.contract.shapes.drift import AB_VARIANTS
+from detwatch.drift._from_storage import AggregateReader, drift_report
 from detwatch.drift._periods import parse_periods
 from detwatch.drift._report import DriftConfig, DriftReport
 from detwatch.version import __version__

@@ -45,6 +45,7 @@ import orjson
 from opentelemetry import metrics
 
 from detwatch.contract.bins import AREA_BINS, area_edges
+from detwatch.contract.shapes.review import ITEM_STATUSES, JOB_STATUSES
 from detwatch.version import __version__
 from detwatch_instrumentation import semconv
 from detwatch_instrumentation.flagging import FEEDBACK_REASON_PREFIX, FlaggingPolicy, learn_area_ranges
@@ -67,10 +68,6 @@ __all__ = [
     "flag_ingested",
 ]
 
-ItemStatus = Literal["needs_review", "in_review", "labeled", "rejected"]
-ITEM_STATUSES: Final[tuple[ItemStatus, ...]] = ("needs_review", "in_review", "labeled", "rejected")
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
-JOB_STATUSES: Final[tuple[JobStatus, ...]] = ("queued", "running", "succeeded", "failed")
 _JOB_NEXT: Final[dict[str, tuple[str, ...]]] = {
     "queued": ("running", "succeeded", "failed"),
     "running": ("succeeded", "failed"),
