@@ -37,15 +37,16 @@ from typing import Any, Final
 
 import numpy as np
 
-from _report import table, verdict
 from detwatch.abtest.service import results_for
 from detwatch.contract import bins
 from detwatch.storage import Storage, open_storage
 
 REPO: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "instrumentation" / "benchmarks"))  # _report: shared with the decorator's benchmarks
 
-from _postgres import PostgresServer  # noqa: E402  (the tests' helpers, on the path just above)
+from _postgres import PostgresServer  # noqa: E402  (the tests' helpers and _report, on the paths just above)
+from _report import table, verdict  # noqa: E402
 
 TARGET_MS = 100.0
 HOURS = 7 * 24

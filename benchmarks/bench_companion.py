@@ -116,15 +116,16 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from _cpu import CpuUse, measure, processes_named, usable_cores
-from _report import positive_int, table, verdict
 from detwatch.contract.otlp import decode_request, extract_predictions
 from detwatch.storage._schema import MIGRATIONS, SCHEMA_MIGRATIONS_TABLE, statements_for
 from detwatch.storage._sql import _PREDICTION_COLUMNS, _PREDICTION_WIDTH, _prediction_row
 
 REPO: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "instrumentation" / "benchmarks"))  # _report: shared with the decorator's benchmarks
 
-from _postgres import PostgresServer  # noqa: E402  (the tests' helpers, on the path just above)
+from _postgres import PostgresServer  # noqa: E402  (the tests' helpers and _report, on the paths just above)
+from _report import positive_int, table, verdict  # noqa: E402
 from _service import Companion  # noqa: E402
 
 Row = tuple[Any, ...]

@@ -44,13 +44,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _report import table, verdict
 from detwatch.app import create_app
 from detwatch.config import Settings
 from detwatch.contract.predictions import DetectionRecord, ImageRef, Prediction
-from detwatch.review._store import forget_learned
 from detwatch.storage import open_storage
+from detwatch.storage.review import forget_learned
 from detwatch_instrumentation.flagging import FlaggingPolicy
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "instrumentation" / "benchmarks"))  # _report: shared with the decorator's benchmarks
+
+from _report import table, verdict  # noqa: E402  (on the path just above)
 
 SEED_CONFIG: dict[str, Any] = {
     "low_confidence": {"enabled": True, "threshold": 0.6, "sample_rate": 0.3},
@@ -113,7 +117,7 @@ def _ingest_seconds(predictions: Sequence[Prediction], *, with_policy: bool, bat
         storage = open_storage(f"sqlite:///{tmp}/d.db")
         storage.migrate()
         if with_policy:
-            from detwatch.review._store import DataEngineStore
+            from detwatch.storage.review import DataEngineStore
 
             dataset = storage.create_dataset("bench", "")
             DataEngineStore(storage).set_policy("bench", FlaggingPolicy.from_config(SEED_CONFIG), dataset.id)

@@ -41,13 +41,16 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from _report import table, verdict
 from detwatch.contract import bins
 from detwatch.drift import DriftReport, PeriodSample, compare, drift_report
 from detwatch.storage import open_storage
 from detwatch.storage._aggregate import area_bins, aspect_bins, confidence_bins
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "instrumentation" / "benchmarks"))  # _report: shared with the decorator's benchmarks
+
+from _report import table, verdict  # noqa: E402  (on the path just above)
+
 EVIDENTLY_PYTHON = ROOT / ".cache" / "bench-evidently" / "bin" / "python"
 HOUR = 3600
 TARGET_S = 1.0

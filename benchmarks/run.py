@@ -1,4 +1,9 @@
-"""Run every ``benchmarks/bench_*.py`` module's ``main()`` in turn (``./run bench``).
+"""Run every benchmark module's ``main()`` in turn (``./run bench``).
+
+The benchmarks are the ``bench_*.py`` modules of this folder (the companion's) and of
+``instrumentation/benchmarks`` (the decorator's overhead, carried by the distribution it
+measures, as its tests are); that folder also holds the helpers both share (``_report``),
+so it goes on ``sys.path`` here, below the companion's, as the distributions depend.
 
 Each benchmark prints its own table and returns an exit status (0 when its targets
 are met). Arguments after the runner's own are passed to every benchmark's
@@ -16,6 +21,8 @@ from pathlib import Path
 from typing import cast
 
 HERE = Path(__file__).resolve().parent
+INSTRUMENTATION = HERE.parent / "instrumentation" / "benchmarks"
+FOLDERS = (HERE, INSTRUMENTATION)
 
 Main = Callable[[Sequence[str]], int | None]
 
@@ -38,7 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="run only matching benchmarks")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args, rest = parser.parse_known_args(argv)
-    paths = sorted(HERE.glob("bench_*.py"))
+    for folder in FOLDERS:
+        if str(folder) not in sys.path:
+            sys.path.append(str(folder))
+    paths = sorted((p for folder in FOLDERS for p in folder.glob("bench_*.py")), key=lambda p: p.stem)
     if args.only:
         paths = [p for p in paths if any(name in p.stem for name in args.only)]
     if args.list or not paths:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from detwatch.review._store import DataEngineStore
 from detwatch.storage import Storage
+from detwatch.storage.review import DataEngineStore
 
 
 def queued_job(storage: Storage) -> tuple[DataEngineStore, dict[str, Any]]:

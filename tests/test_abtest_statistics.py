@@ -11,7 +11,6 @@ from scipy import integrate, stats
 from detwatch.abtest.statistics import (
     Moments,
     class_mix_test,
-    holm,
     mann_whitney_binned,
     minimum_detectable_effect,
     msprt,
@@ -21,6 +20,7 @@ from detwatch.abtest.statistics import (
     welch_test,
 )
 from detwatch.contract import bins
+from detwatch.stats.multiple_testing import holm
 
 
 def moments(x: np.ndarray) -> Moments:

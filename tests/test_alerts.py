@@ -122,6 +122,8 @@ def test_bad_window_is_refused_with_the_duration_format(window: Any) -> None:
         (with_condition(**{"for": "soon"}), "condition.for"),
         (with_condition(below=0.5), "condition.below"),
         (with_condition(min_images=-1), "condition.min_images"),
+        # The document bounds it (a window holding more images than this is no deployment's): so does the server.
+        (with_condition(min_images=1029463647994336768), "condition.min_images"),
         (with_condition(anomaly={"method": "prophet"}), "condition.anomaly.method"),
         (with_condition(anomaly={"method": "zscore", "baseline": "2h"}, threshold=3), "condition.anomaly.baseline"),
         (with_condition(anomaly={"method": "zscore"}, threshold=0), "condition.threshold"),

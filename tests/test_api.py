@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
-from conftest import Telemetry
+from _telemetry import Telemetry
 from detwatch.app import create_app
 from detwatch.config import Settings
 from detwatch.storage import open_storage

@@ -2,50 +2,60 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+
+from detwatch.app import create_app
+from detwatch.config import Settings
+
 
 def test_accepted_feedback_is_counted_by_type_and_duplicates_are_not(tmp_path: Path) -> None:
-    # A fresh interpreter: the global MeterProvider can be set only once per process.
-    code = textwrap.dedent(
-        f"""
-        from opentelemetry import metrics
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    # The app records on the provider it is given: no global provider, no fresh interpreter.
+    reader = InMemoryMetricReader()
+    app = create_app(Settings(data_dir=tmp_path), meter_provider=MeterProvider(metric_readers=[reader]))
+    client = app.test_client()
+    for key, body in [
+        ("a", {"type": "correct", "prediction_id": "p1"}),
+        ("a", {"type": "correct", "prediction_id": "p1"}),  # retried: counted once
+        ("b", {"type": "wrong_label", "prediction_id": "p2", "corrected_class": "truck"}),
+        ("c", {"type": "wrong_label", "prediction_id": "p3", "corrected_class": "bus"}),
+    ]:
+        assert client.post("/v1/feedback", json=body, headers={"Idempotency-Key": key}).status_code in (200, 201)
+    assert client.post("/v1/feedback", json={"type": "nope"}).status_code == 400
+    counts: dict[str, int] = {}
+    data = reader.get_metrics_data()
+    assert data is not None
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                if m.name == "objdet.feedback":
+                    assert m.unit == "{feedback}"
+                    for p in m.data.data_points:
+                        assert isinstance(p, NumberDataPoint) and p.attributes is not None
+                        counts[str(p.attributes["objdet.feedback.type"])] = int(p.value)
+    assert sorted(counts.items()) == [("correct", 1), ("wrong_label", 2)]
 
-        reader = InMemoryMetricReader()
-        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
 
-        from detwatch.app import create_app
-        from detwatch.config import Settings
-
-        client = create_app(Settings(data_dir={str(tmp_path)!r})).test_client()
-        for key, body in [
-            ("a", {{"type": "correct", "prediction_id": "p1"}}),
-            ("a", {{"type": "correct", "prediction_id": "p1"}}),  # retried: counted once
-            ("b", {{"type": "wrong_label", "prediction_id": "p2", "corrected_class": "truck"}}),
-            ("c", {{"type": "wrong_label", "prediction_id": "p3", "corrected_class": "bus"}}),
-        ]:
-            assert client.post("/v1/feedback", json=body, headers={{"Idempotency-Key": key}}).status_code in (200, 201)
-        assert client.post("/v1/feedback", json={{"type": "nope"}}).status_code == 400
-        counts = {{}}
-        for rm in reader.get_metrics_data().resource_metrics:
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    if m.name == "objdet.feedback":
-                        assert m.unit == "{{feedback}}"
-                        for p in m.data.data_points:
-                            counts[p.attributes["objdet.feedback.type"]] = p.value
-        print(sorted(counts.items()))
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[('correct', 1), ('wrong_label', 2)]"
+def test_two_apps_in_one_process_count_on_their_own_providers(tmp_path: Path) -> None:
+    """Instruments belong to the app, not to the module: a second app does not count into the first's."""
+    readers = [InMemoryMetricReader(), InMemoryMetricReader()]
+    apps = [
+        create_app(Settings(data_dir=tmp_path / str(i)), meter_provider=MeterProvider(metric_readers=[reader]))
+        for i, reader in enumerate(readers)
+    ]
+    apps[1].test_client().post("/v1/feedback", json={"type": "correct", "prediction_id": "p1"})
+    names = []
+    for reader in readers:
+        data = reader.get_metrics_data()
+        names.append(
+            sorted(m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics)
+            if data is not None
+            else []
+        )
+    assert names == [[], ["objdet.feedback"]]
 
 
 def test_under_gunicorn_the_companion_exports_its_metrics_to_the_named_collector(tmp_path: Path) -> None:

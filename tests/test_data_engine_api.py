@@ -23,7 +23,8 @@ from flask.testing import FlaskClient
 from pycocotools.coco import COCO  # type: ignore[import-untyped]
 from scipy import stats
 
-from conftest import Telemetry
+from _telemetry import Telemetry
+from detwatch.config import TrainerSettings
 from detwatch.demo import sample_detector as sd
 from detwatch_instrumentation import monitor_detections
 
@@ -510,53 +511,52 @@ def test_the_decorator_and_the_companion_select_the_same_predictions(
 
 
 def test_flags_are_counted_by_strategy_in_objdet_review_flagged(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-    import textwrap
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
-    # A fresh interpreter: the global MeterProvider can be set only once per process.
-    code = textwrap.dedent(
-        f"""
-        from opentelemetry import metrics
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from detwatch.app import create_app
+    from detwatch.config import Settings
 
-        reader = InMemoryMetricReader()
-        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-
-        from detwatch.app import create_app
-        from detwatch.config import Settings
-
-        client = create_app(Settings(data_dir={str(tmp_path)!r})).test_client()
-        ds = client.post("/v1/datasets", json={{"name": "d"}}).get_json()["id"]
-        config = {{"low_confidence": {{"enabled": True, "threshold": 0.5, "sample_rate": 1.0}},
-                   "edge_cases": {{"enabled": True, "conditions": ["no_detections"]}}}}
-        answer = client.put("/v1/models/m/data-engine", json={{"config": config, "target_dataset_id": ds}})
-        assert answer.status_code == 200
-        box = [1, 1, 50, 50]
-        events = [{{"prediction_id": f"e{{i}}", "time": "2024-02-01T12:00:00Z", "model_id": "m", "detections": []}}
-                  for i in range(3)]
-        events += [{{"prediction_id": f"w{{i}}", "time": "2024-02-01T12:00:00Z", "model_id": "m",
-                     "detections": [{{"class": "car", "confidence": 0.2, "box": box}}]}} for i in range(2)]
-        events += [{{"prediction_id": "ok", "time": "2024-02-01T12:00:00Z", "model_id": "m",
-                     "detections": [{{"class": "car", "confidence": 0.9, "box": box}}]}}]
-        assert client.post("/v1/predictions", json={{"predictions": events}}).status_code == 200
-        body = {{"type": "wrong_label", "prediction_id": "ok", "detection_index": 0, "corrected_class": "bus"}}
-        assert client.post("/v1/feedback", json=body).status_code == 201
-        counts = {{}}
-        for rm in reader.get_metrics_data().resource_metrics:
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    if m.name == "objdet.review.flagged":
-                        assert m.unit == "{{image}}"
-                        for p in m.data.data_points:
-                            counts[p.attributes["objdet.sampling.strategy"]] = p.value
-        print(sorted(counts.items()))
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[('feedback:wrong_label', 1), ('low_confidence', 2), ('no_detections', 3)]"
+    # The app's instruments come from the provider it is given: read in this process.
+    reader = InMemoryMetricReader()
+    app = create_app(Settings(data_dir=tmp_path), meter_provider=MeterProvider(metric_readers=[reader]))
+    client = app.test_client()
+    ds = client.post("/v1/datasets", json={"name": "d"}).get_json()["id"]
+    config = {
+        "low_confidence": {"enabled": True, "threshold": 0.5, "sample_rate": 1.0},
+        "edge_cases": {"enabled": True, "conditions": ["no_detections"]},
+    }
+    answer = client.put("/v1/models/m/data-engine", json={"config": config, "target_dataset_id": ds})
+    assert answer.status_code == 200
+    box = [1, 1, 50, 50]
+    at = "2024-02-01T12:00:00Z"
+    events: list[dict[str, Any]] = [
+        {"prediction_id": f"e{i}", "time": at, "model_id": "m", "detections": []} for i in range(3)
+    ]
+    events += [
+        {"prediction_id": f"w{i}", "time": at, "model_id": "m",
+         "detections": [{"class": "car", "confidence": 0.2, "box": box}]}
+        for i in range(2)
+    ]  # fmt: skip
+    events += [
+        {"prediction_id": "ok", "time": at, "model_id": "m",
+         "detections": [{"class": "car", "confidence": 0.9, "box": box}]}
+    ]  # fmt: skip
+    assert client.post("/v1/predictions", json={"predictions": events}).status_code == 200
+    body = {"type": "wrong_label", "prediction_id": "ok", "detection_index": 0, "corrected_class": "bus"}
+    assert client.post("/v1/feedback", json=body).status_code == 201
+    counts: dict[str, int] = {}
+    data = reader.get_metrics_data()
+    assert data is not None
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                if m.name == "objdet.review.flagged":
+                    assert m.unit == "{image}"
+                    for point in m.data.data_points:
+                        assert isinstance(point, NumberDataPoint) and point.attributes is not None
+                        counts[str(point.attributes["objdet.sampling.strategy"])] = int(point.value)
+    assert sorted(counts.items()) == [("feedback:wrong_label", 1), ("low_confidence", 2), ("no_detections", 3)]
 
 
 def test_unusual_size_learns_the_usual_range_from_the_models_own_aggregates(client: FlaskClient) -> None:
@@ -689,8 +689,6 @@ def test_a_job_without_a_trainer_says_it_will_wait_and_the_service_logs_it(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Without a trainer a job waited in queued forever, and neither answer nor log said so."""
-    for name in ("DETWATCH_TRAINER_URL", "DETWATCH_TRAINER_COMMAND"):
-        monkeypatch.delenv(name, raising=False)
     ds = dataset(client)
     body = {"name": "v2", "dataset_id": ds["id"], "version_id": ds["version"]["id"]}
     with caplog.at_level("WARNING", logger="detwatch.api.review"):
@@ -700,11 +698,12 @@ def test_a_job_without_a_trainer_says_it_will_wait_and_the_service_logs_it(
     assert [r.getMessage() for r in caplog.records] == [f"training job {created['id']} (v2): {created['warning']}"]
     read = ok(client.get(f"/v1/training-jobs/{created['id']}"))
     assert read["trainer"] == "none" and read["warning"] == created["warning"]
-    # Configured later, the trainer takes the waiting job, and the warning goes.
-    monkeypatch.setenv("DETWATCH_TRAINER_COMMAND", "true")
+    # Configured later (a restart with new settings), the trainer takes the waiting job without
+    # a request to trigger it (the dispatcher looks every few seconds), and the warning goes.
     config = client.application.config  # jobs are handed off only with a public URL
-    config["DETWATCH_SETTINGS"] = dataclasses.replace(config["DETWATCH_SETTINGS"], public_url="http://127.0.0.1:8000")
-    client.application.extensions.pop("detwatch.dispatch_checked", None)
+    config["DETWATCH_SETTINGS"] = dataclasses.replace(
+        config["DETWATCH_SETTINGS"], public_url="http://127.0.0.1:8000", trainer=TrainerSettings(command=("true",))
+    )
     deadline = time.monotonic() + 10
     while not (read := ok(client.get(f"/v1/training-jobs/{created['id']}")))["handed_off"]:
         assert time.monotonic() < deadline, read

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from conftest import Telemetry
+from _telemetry import Telemetry
 from detwatch.contract.bins import area_edges
 from detwatch_instrumentation import DataEngine, FolderSink, monitor_detections
 from detwatch_instrumentation.flagging import FlaggingPolicy, PolicyError, learn_area_ranges, sampled

@@ -19,15 +19,15 @@ from detwatch.contract import bins
 from detwatch.drift import DriftConfig, PeriodSample, compare
 from detwatch.drift._statistics import (
     PSI_PSEUDOCOUNT,
-    chi_square_homogeneity,
-    holm,
     jensen_shannon_distance,
     kolmogorov_smirnov,
     population_stability_index,
     rate_test,
-    two_proportion_test,
     wasserstein,
 )
+from detwatch.stats.contingency import chi_square_homogeneity
+from detwatch.stats.multiple_testing import holm
+from detwatch.stats.proportions import two_proportion_test
 
 EDGES = np.array(bins.confidence_edges())
 CENTRES = (EDGES[:-1] + EDGES[1:]) / 2
@@ -131,13 +131,13 @@ def test_psi_is_the_definition_computed_from_numpy_histograms_of_the_raw_values(
 
 def test_two_proportion_test_is_the_2x2_chi_square_or_fisher_exact_for_small_counts() -> None:
     expected = stats.chi2_contingency([[120, 880], [160, 840]], correction=False).pvalue
-    assert two_proportion_test(120, 1000, 160, 1000) == pytest.approx(expected, rel=1e-9)
-    assert two_proportion_test(1, 40, 7, 35) == pytest.approx(stats.fisher_exact([[1, 39], [7, 28]]).pvalue)
+    assert two_proportion_test(120, 1000, 160, 1000).p_value == pytest.approx(expected, rel=1e-9)
+    assert two_proportion_test(1, 40, 7, 35).p_value == pytest.approx(stats.fisher_exact([[1, 39], [7, 28]]).pvalue)
     # Rare outcomes among many trials: the conditional binomial, Fisher's limit.
     for rare in ([0, 3], [2, 9], [7, 1]):
         fisher = stats.fisher_exact([[rare[0], 10**6 - rare[0]], [rare[1], 2 * 10**6 - rare[1]]]).pvalue
-        assert two_proportion_test(rare[0], 10**6, rare[1], 2 * 10**6) == pytest.approx(fisher, rel=0.02)
-        flipped = two_proportion_test(10**6 - rare[0], 10**6, 2 * 10**6 - rare[1], 2 * 10**6)
+        assert two_proportion_test(rare[0], 10**6, rare[1], 2 * 10**6).p_value == pytest.approx(fisher, rel=0.02)
+        flipped = two_proportion_test(10**6 - rare[0], 10**6, 2 * 10**6 - rare[1], 2 * 10**6).p_value
         assert flipped == pytest.approx(fisher, rel=0.02)
 
 

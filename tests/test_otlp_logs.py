@@ -11,7 +11,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
-from conftest import Telemetry
+from _telemetry import Telemetry
 from detwatch.contract import otlp as otlp_logs
 from detwatch.contract.otlp import OTLPDecodeError, decode_request, encode_response, extract_predictions
 from detwatch_instrumentation import monitor_detections, prediction_context

@@ -11,7 +11,7 @@ import pytest
 
 import detwatch
 import detwatch_instrumentation
-from conftest import Telemetry
+from _telemetry import Telemetry
 from detwatch_instrumentation import _monitor, monitor_detections, prediction_context
 
 IMAGE = np.zeros((48, 64, 3), np.uint8)

@@ -25,7 +25,7 @@ from werkzeug.serving import make_server
 
 from _jobs import queued_job
 from detwatch.app import create_app
-from detwatch.config import ConfigError, Settings, load_settings
+from detwatch.config import ConfigError, Settings, TrainerSettings, load_settings
 from detwatch.review.training import Trainer, dispatch_once
 from detwatch.storage import open_storage
 
@@ -120,8 +120,8 @@ def trainer() -> Iterator[TrainerService]:
 @pytest.fixture
 def companion(tmp_path: Path, database_url: str, trainer: TrainerService) -> Iterator[str]:
     """The companion served on loopback, its public URL configured as the address it is bound to."""
-    extra = {"trainer": {"url": f"{trainer.http.url}/jobs", "backoff_s": 0.05}}
-    settings = Settings(data_dir=tmp_path, database_url=database_url, api_token=TOKEN, extra=extra)
+    handoff = TrainerSettings(url=f"{trainer.http.url}/jobs", backoff_s=0.05)
+    settings = Settings(data_dir=tmp_path, database_url=database_url, api_token=TOKEN, trainer=handoff)
     app = create_app(settings)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
@@ -174,8 +174,8 @@ def test_a_job_created_with_an_attackers_host_header_sends_nothing_there(
 def test_without_a_public_url_no_job_is_recorded_or_handed_off(
     tmp_path: Path, trainer: TrainerService, attacker: Recorder
 ) -> None:
-    extra = {"trainer": {"url": f"{trainer.http.url}/jobs"}}
-    client = create_app(Settings(data_dir=tmp_path, api_token=TOKEN, extra=extra)).test_client()
+    handoff = TrainerSettings(url=f"{trainer.http.url}/jobs")
+    client = create_app(Settings(data_dir=tmp_path, api_token=TOKEN, trainer=handoff)).test_client()
     auth = {"Authorization": f"Bearer {TOKEN}"}
     dataset = client.post("/v1/datasets", json={"name": "d"}, headers=auth).get_json()
     body = {"name": "j", "dataset_id": dataset["id"], "version_id": dataset["version"]["id"]}

@@ -14,14 +14,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from opentelemetry import metrics
 
 from detwatch import api
-from detwatch.api import errors, health
-from detwatch.api._context import storage_for
+from detwatch.api import app_settings, errors, health, review_store_for, storage_for
 from detwatch.api.openapi import openapi_document
 from detwatch.config import Settings, load_settings
+from detwatch.instruments import CompanionInstruments
 from detwatch.jobs.drift_schedule import start_drift_schedule
 from detwatch.jobs.retention import RetentionScheduler
+from detwatch.jobs.training_dispatch import TrainingDispatcher
+from detwatch.review.training import trainer_from
 from detwatch.version import __version__
 
 __all__ = ["create_app"]
@@ -47,8 +50,17 @@ def _configure_own_telemetry() -> None:
     _telemetry_configured = True
 
 
-def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] | None = None) -> Flask:
-    """A new companion application; ``settings`` default to the environment/``detwatch.yaml``."""
+def create_app(
+    settings: Settings | None = None,
+    test_config: Mapping[str, Any] | None = None,
+    *,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> Flask:
+    """A new companion application; ``settings`` default to the environment/``detwatch.yaml``.
+
+    The companion's own metrics go to ``meter_provider``; by default to the global provider
+    as it is when the app is built (after :func:`_configure_own_telemetry` set it up).
+    """
     app = Flask("detwatch")
     resolved = settings if settings is not None else load_settings()
     app.config["DETWATCH_SETTINGS"] = resolved
@@ -61,9 +73,11 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     api.init_app(app)
     health.init_app(app)
     _configure_own_telemetry()
-    # After the telemetry set-up, so that the scheduler's gauge reaches the Collector.
+    # After the telemetry set-up, so that the instruments reach the Collector.
+    instruments = CompanionInstruments.create(meter_provider)
+    app.extensions["detwatch.instruments"] = instruments
     app.extensions["detwatch.drift_scheduler"] = start_drift_schedule(
-        resolved.extra.get("drift"), resolved.data_dir, resolved.effective_database_url
+        resolved.extra.get("drift"), resolved.data_dir, resolved.effective_database_url, instruments
     )
 
     retention = RetentionScheduler(
@@ -75,6 +89,11 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     )
     retention.start()  # one daemon thread per process; gunicorn builds the app in each worker, after the fork
     app.extensions["detwatch.jobs.retention"] = retention
+    training = TrainingDispatcher(
+        lambda: review_store_for(app), lambda: trainer_from(app_settings(app).trainer, app_settings(app).public_url)
+    )
+    training.start()
+    app.extensions["detwatch.jobs.training"] = training
 
     @app.get("/openapi.json")
     def openapi() -> Response:

@@ -11,11 +11,17 @@ variable                    meaning                                          def
 ``DETWATCH_RETENTION_INTERVAL`` seconds between expiry runs (detwatch.jobs.retention) 3600
 ``DETWATCH_INGEST_CONCURRENCY`` ingest requests at once on this machine      0 (no limit; ``serve``: workers - 1)
 ``DETWATCH_PUBLIC_URL``     the companion's address as trainers reach it      none (no job hand-off)
+``DETWATCH_TRAINER_URL``    a trainer webhook that training jobs are posted to none
+``DETWATCH_TRAINER_SECRET`` Standard Webhooks secret signing those posts       none
+``DETWATCH_TRAINER_COMMAND`` a local trainer command instead of a webhook     none
+``DETWATCH_TRAINER_BACKOFF_S`` first retry delay of a failed hand-off (doubles) 2
+``DETWATCH_TRAINER_MAX_ATTEMPTS`` hand-off attempts before a job fails        8
 ``DETWATCH_CONFIG``         path of the YAML file                            ``./detwatch.yaml``
 =========================== ================================================ =====================
 
 The YAML file holds the same settings under lowercase names (``database_url``,
-``data_dir``, ``api_token``, ``webhook_secrets``, ``retention_days``, ``public_url``); an environment
+``data_dir``, ``api_token``, ``webhook_secrets``, ``retention_days``, ``public_url``, and
+``trainer: {url, secret, command, backoff_s, max_attempts}``); an environment
 variable wins over the file, so a deployment can override one setting without
 editing it. Mistakes raise :class:`ConfigError` naming the setting.
 """
@@ -23,6 +29,7 @@ editing it. Mistakes raise :class:`ConfigError` naming the setting.
 from __future__ import annotations
 
 import os
+import shlex
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -33,11 +40,30 @@ import yaml
 
 from detwatch.contract.webhooks import parse_secret
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "ConfigError", "Settings", "TrainerSettings", "load_settings", "trainer_settings"]
+
+DEFAULT_MAX_ATTEMPTS = 8
+"""Hand-off attempts of a training job before it fails."""
 
 
 class ConfigError(ValueError):
     """A setting has an invalid value; the message names it."""
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """Where training jobs are handed off: a webhook (optionally signed) or a local command.
+
+    Read at start-up like every setting (``DETWATCH_TRAINER_*`` over ``detwatch.yaml``'s
+    ``trainer``), so a request never reads the environment and a mistake stops the
+    companion at start, naming the setting, instead of failing each job later.
+    """
+
+    url: str | None = None
+    secret: str | None = None
+    command: tuple[str, ...] = ()
+    backoff_s: float = 2.0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
 
 @dataclass(frozen=True)
@@ -55,6 +81,7 @@ class Settings:
     max_body_bytes: int = 32 * 1024 * 1024
     public_url: str | None = None
     """Where a trainer downloads a job's dataset and reports back; never taken from a request's Host."""
+    trainer: TrainerSettings = field(default_factory=TrainerSettings)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -164,12 +191,59 @@ def _public_url(value: Any) -> str | None:
     return url
 
 
+_TRAINER_KEYS = {
+    "url": "DETWATCH_TRAINER_URL",
+    "secret": "DETWATCH_TRAINER_SECRET",
+    "command": "DETWATCH_TRAINER_COMMAND",
+    "backoff_s": "DETWATCH_TRAINER_BACKOFF_S",
+    "max_attempts": "DETWATCH_TRAINER_MAX_ATTEMPTS",
+}
+
+
+def trainer_settings(section: Any, environ: Mapping[str, str] | None = None) -> TrainerSettings:
+    """The trainer of ``environ`` (``DETWATCH_TRAINER_*``) over a ``trainer`` section.
+
+    Raises :class:`ConfigError` naming the setting that is wrong.
+    """
+    env = environ or {}
+    if section is None:
+        section = {}
+    if not isinstance(section, Mapping):
+        raise ConfigError("trainer: expected a mapping with url, secret or command")
+    unknown = sorted(set(section) - set(_TRAINER_KEYS))
+    if unknown:
+        raise ConfigError(f"trainer.{unknown[0]}: unknown setting (expected one of {', '.join(_TRAINER_KEYS)})")
+    raw = {key: env.get(variable) or section.get(key) for key, variable in _TRAINER_KEYS.items()}
+    url, secret, command = raw["url"] or None, raw["secret"] or None, raw["command"] or ""
+    if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        raise ConfigError(f"trainer.url: expected http(s)://..., got {url!r}")
+    if secret is not None and not isinstance(secret, str):
+        raise ConfigError("trainer.secret: expected a string")
+    if isinstance(command, str):
+        argv = tuple(shlex.split(command))
+    elif isinstance(command, (list, tuple)):
+        argv = tuple(str(part) for part in command)
+    else:
+        raise ConfigError("trainer.command: expected a string or a list of strings")
+    try:
+        backoff = float(raw["backoff_s"] or 2.0)
+        attempts = int(raw["max_attempts"] or DEFAULT_MAX_ATTEMPTS)
+    except (TypeError, ValueError):
+        raise ConfigError("trainer.backoff_s, trainer.max_attempts: expected numbers") from None
+    if not 0 < backoff < float("inf"):
+        raise ConfigError("trainer.backoff_s: must be a positive number")
+    if attempts < 1:
+        raise ConfigError("trainer.max_attempts: must be at least 1")
+    return TrainerSettings(url=url, secret=secret, command=argv, backoff_s=backoff, max_attempts=attempts)
+
+
 def load_settings(environ: Mapping[str, str] | None = None, path: str | os.PathLike[str] | None = None) -> Settings:
     """Settings from ``detwatch.yaml`` (if present) overridden by the environment."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     config_path = Path(path or env.get("DETWATCH_CONFIG", "detwatch.yaml"))
     extra: dict[str, Any] = {}
+    section: Any = None
     if config_path.is_file():
         try:
             loaded = yaml.safe_load(config_path.read_text()) or {}
@@ -180,6 +254,8 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | os.PathL
         for key, value in loaded.items():
             if key in _KEYS:
                 values[key] = _coerce(key, value)
+            elif key == "trainer":
+                section = value
             else:
                 extra[key] = value  # alerts, dashboards: read by their own modules
     elif path is not None:
@@ -187,4 +263,4 @@ def load_settings(environ: Mapping[str, str] | None = None, path: str | os.PathL
     for key, variable in _KEYS.items():
         if variable in env:
             values[key] = _coerce(key, env[variable])
-    return Settings(**values, extra=extra)
+    return Settings(**values, trainer=trainer_settings(section, env), extra=extra)

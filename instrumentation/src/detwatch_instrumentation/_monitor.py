@@ -949,50 +949,26 @@ def monitor_detections(
     - ``data_engine``: a :class:`DataEngine` that evaluates the companion's flagging
       policy here and keeps the selected images (needs prediction events).
     """
-    if not isinstance(model_id, str) or not model_id:
-        raise ValueError(f"model_id: must be a non-empty string, got {model_id!r}")
-    if not isinstance(model_version, str):
-        raise TypeError(f"model_version: must be a string, got {type(model_version).__name__}")
-    if batch not in (True, False, "auto"):
-        raise ValueError(f"batch: must be True, False or 'auto', got {batch!r}")
-    if box_format not in _BOX_FORMATS:
-        raise ValueError(f"box_format: must be one of {', '.join(_BOX_FORMATS)}, got {box_format!r}")
-    if isinstance(max_classes, bool) or not isinstance(max_classes, int) or max_classes < 1:
-        raise ValueError(f"max_classes: must be a positive integer, got {max_classes!r}")
-    if adapter is not None and not callable(adapter):
-        raise TypeError("adapter: must be callable")
-    if data_engine is not None and not callable(getattr(data_engine, "offer", None)):
-        raise TypeError("data_engine: must be a detwatch_instrumentation.DataEngine")
-    if label_names is not None and not isinstance(label_names, (Mapping, list, tuple)):
-        raise TypeError(f"label_names: must be a mapping or a list, got {type(label_names).__name__}")
-    if image_arg is not None and not isinstance(image_arg, str):
-        raise TypeError("image_arg: must be a parameter name")
+    _check_arguments(
+        model_id=model_id,
+        model_version=model_version,
+        batch=batch,
+        box_format=box_format,
+        max_classes=max_classes,
+        adapter=adapter,
+        data_engine=data_engine,
+        label_names=label_names,
+        image_arg=image_arg,
+    )
     size = _check_size(image_size)
-    static = dict(metric_attributes or {})
-    allowlist = frozenset(metric_attribute_allowlist)
-    for name in [*static, *allowlist]:
-        if not isinstance(name, str) or name.startswith(_RESERVED_PREFIXES):
-            which = "metric_attributes" if name in static else "metric_attribute_allowlist"
-            raise ValueError(f"{which}: {name!r} is reserved (objdet.* and error.type are set by detwatch)")
-    for name, value in static.items():
-        if not isinstance(value, (str, bool, int, float)):
-            raise TypeError(f"metric_attributes: value of {name!r} must be str, bool, int or float")
+    static, allowlist = _metric_attribute_options(metric_attributes, metric_attribute_allowlist)
     options = OutputOptions(
         box_format=box_format, normalized_boxes=normalized_boxes, label_names=label_names, adapter=adapter
     )
-    if isinstance(class_allowlist, (str, bytes)):  # "car" would allow the classes "c", "a" and "r"
-        raise TypeError(f"class_allowlist: expected a collection of class names, not the string {class_allowlist!r}")
-    folder = ClassFolder(max_classes, class_allowlist)
+    folder = _class_folder(max_classes, class_allowlist)
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-            raise TypeError(
-                f"monitor_detections cannot decorate the generator function {getattr(func, '__qualname__', func)!r}:"
-                " its detections would be produced after the call the decorator times; decorate the function"
-                " that returns one result per call"
-            )
-        if not callable(func):
-            raise TypeError("monitor_detections must decorate a callable")
+        _check_decorable(func)
         position, name = _image_parameter(func, image_arg)
         monitor = _Monitor(
             model_id=model_id,
@@ -1011,42 +987,115 @@ def monitor_detections(
             logger_provider=logger_provider,
             data_engine=data_engine,
         )
-        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__):
-            # A coroutine function, or an object whose __call__ is one (a model class with
-            # ``async def __call__``): timed over the await, not over creating the coroutine.
-            async_func = cast(Callable[P, Awaitable[Any]], func)
+        return _wrap(func, monitor)
 
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                call = monitor.begin(args, kwargs)
-                if call is None:
-                    return await async_func(*args, **kwargs)
-                try:
-                    result = await async_func(*args, **kwargs)
-                except BaseException as exc:
-                    monitor.fail(call, exc)
-                    raise
-                monitor.finish(call, result)
-                return result
+    return decorate
 
-            return cast(Callable[P, R], async_wrapper)
+
+def _check_arguments(
+    *,
+    model_id: Any,
+    model_version: Any,
+    batch: Any,
+    box_format: Any,
+    max_classes: Any,
+    adapter: Any,
+    data_engine: Any,
+    label_names: Any,
+    image_arg: Any,
+) -> None:
+    """Refuse a bad decorator argument at decoration time, naming it (never at the first call)."""
+    if not isinstance(model_id, str) or not model_id:
+        raise ValueError(f"model_id: must be a non-empty string, got {model_id!r}")
+    if not isinstance(model_version, str):
+        raise TypeError(f"model_version: must be a string, got {type(model_version).__name__}")
+    if batch not in (True, False, "auto"):
+        raise ValueError(f"batch: must be True, False or 'auto', got {batch!r}")
+    if box_format not in _BOX_FORMATS:
+        raise ValueError(f"box_format: must be one of {', '.join(_BOX_FORMATS)}, got {box_format!r}")
+    if isinstance(max_classes, bool) or not isinstance(max_classes, int) or max_classes < 1:
+        raise ValueError(f"max_classes: must be a positive integer, got {max_classes!r}")
+    if adapter is not None and not callable(adapter):
+        raise TypeError("adapter: must be callable")
+    if data_engine is not None and not callable(getattr(data_engine, "offer", None)):
+        raise TypeError("data_engine: must be a detwatch_instrumentation.DataEngine")
+    if label_names is not None and not isinstance(label_names, (Mapping, list, tuple)):
+        raise TypeError(f"label_names: must be a mapping or a list, got {type(label_names).__name__}")
+    if image_arg is not None and not isinstance(image_arg, str):
+        raise TypeError("image_arg: must be a parameter name")
+
+
+def _metric_attribute_options(
+    metric_attributes: Mapping[str, AttributeValue] | None, metric_attribute_allowlist: Iterable[str]
+) -> tuple[dict[str, AttributeValue], frozenset[str]]:
+    """The static metric attributes and the allowlist, refusing names detwatch sets itself."""
+    static = dict(metric_attributes or {})
+    allowlist = frozenset(metric_attribute_allowlist)
+    for name in [*static, *allowlist]:
+        if not isinstance(name, str) or name.startswith(_RESERVED_PREFIXES):
+            which = "metric_attributes" if name in static else "metric_attribute_allowlist"
+            raise ValueError(f"{which}: {name!r} is reserved (objdet.* and error.type are set by detwatch)")
+    for name, value in static.items():
+        if not isinstance(value, (str, bool, int, float)):
+            raise TypeError(f"metric_attributes: value of {name!r} must be str, bool, int or float")
+    return static, allowlist
+
+
+def _class_folder(max_classes: int, class_allowlist: Iterable[str] | None) -> ClassFolder:
+    """The cardinality guard for class labels, shared by every call of the decorated function."""
+    if isinstance(class_allowlist, (str, bytes)):  # "car" would allow the classes "c", "a" and "r"
+        raise TypeError(f"class_allowlist: expected a collection of class names, not the string {class_allowlist!r}")
+    return ClassFolder(max_classes, class_allowlist)
+
+
+def _check_decorable(func: Any) -> None:
+    """A generator's detections come after the timed call: refuse it, as anything not callable."""
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        raise TypeError(
+            f"monitor_detections cannot decorate the generator function {getattr(func, '__qualname__', func)!r}:"
+            " its detections would be produced after the call the decorator times; decorate the function"
+            " that returns one result per call"
+        )
+    if not callable(func):
+        raise TypeError("monitor_detections must decorate a callable")
+
+
+def _wrap(func: Callable[P, R], monitor: _Monitor) -> Callable[P, R]:
+    """The wrapper: the wrapped call runs once, outside any telemetry ``try``; its result and exception pass through."""
+    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__):
+        # A coroutine function, or an object whose __call__ is one (a model class with
+        # ``async def __call__``): timed over the await, not over creating the coroutine.
+        async_func = cast(Callable[P, Awaitable[Any]], func)
 
         @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             call = monitor.begin(args, kwargs)
             if call is None:
-                return func(*args, **kwargs)
+                return await async_func(*args, **kwargs)
             try:
-                result = func(*args, **kwargs)
+                result = await async_func(*args, **kwargs)
             except BaseException as exc:
                 monitor.fail(call, exc)
                 raise
             monitor.finish(call, result)
             return result
 
-        return wrapper
+        return cast(Callable[P, R], async_wrapper)
 
-    return decorate
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        call = monitor.begin(args, kwargs)
+        if call is None:
+            return func(*args, **kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            monitor.fail(call, exc)
+            raise
+        monitor.finish(call, result)
+        return result
+
+    return wrapper
 
 
 @overload

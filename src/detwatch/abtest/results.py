@@ -41,7 +41,7 @@ Verdicts (primary metric = the first in ``metrics``):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -52,7 +52,6 @@ from detwatch.abtest.statistics import (
     Moments,
     TestResult,
     class_mix_test,
-    holm,
     mann_whitney_binned,
     minimum_detectable_effect,
     msprt,
@@ -64,6 +63,7 @@ from detwatch.abtest.statistics import (
 )
 from detwatch.contract import bins
 from detwatch.stats.clustered import ImageSums, rao_scott_deff
+from detwatch.stats.multiple_testing import holm
 from detwatch.storage.records import AggregateRow
 
 __all__ = ["HOURLY_KINDS", "KEYED_KINDS", "KINDS", "SRM_ALPHA", "ArmData", "FeedbackCount", "compute_results"]
@@ -369,66 +369,17 @@ def compute_results(
     ended = now_unix_nano >= end
     elapsed_days = max(0.0, (min(now_unix_nano, end) - start) / NS_PER_SECOND / SECONDS_PER_DAY)
     ta, tb = arm_a.total(), arm_b.total()
-    alpha = config.alpha
-
-    # Sequential looks at every hour boundary, cumulative from the start.
-    hours = sorted(set(arm_a.hours) | set(arm_b.hours))
     # Every metric is compared; the configured ones form the family whose p-values are
     # corrected together (and the first decides the verdict).
     compared = [*config.metrics, *(m for m in METRICS if m not in config.metrics)]
-    looks: dict[str, list[tuple[float, float]]] = {m: [] for m in compared}
-    ca, cb = _Hour(), _Hour()
-    for hour in hours:
-        ca = _merge(ca, arm_a.hours.get(hour, _Hour()))
-        cb = _merge(cb, arm_b.hours.get(hour, _Hour()))
-        for metric in compared:
-            looks[metric].append(_look(metric, ca, cb))
-
-    comparisons: dict[str, dict[str, Any]] = {}
-    always_valid: list[float] = []
-    for metric in compared:
-        fixed = _fixed(metric, ta, tb, arm_a=arm_a, arm_b=arm_b, alpha=alpha)
-        min_effect = config.min_effect[metric]
-        seq_p, cs = math.nan, (math.nan, math.nan)
-        if metric != "class_mix":
-            seq = msprt(looks[metric], tau2=min_effect * min_effect, alpha=alpha)
-            seq_p, cs = seq.p_value, (seq.ci_low, seq.ci_high)
-        if metric in config.metrics:
-            always_valid.append(seq_p if metric != "class_mix" else fixed.p_value)
-        comparisons[metric] = {
-            "in_family": metric in config.metrics,
-            "difference": _finite(fixed.difference),
-            "ci_low": _finite(fixed.ci_low),
-            "ci_high": _finite(fixed.ci_high),
-            "confidence_sequence": [_finite(cs[0]), _finite(cs[1])],
-            "p_value_always_valid": _finite(seq_p),
-            "p_value_fixed_horizon": _finite(fixed.p_value),
-            "fixed_horizon_method": fixed.method,
-            "min_effect": min_effect,
-            "higher_is_better": HIGHER_IS_BETTER[metric],
-            **_evidence(metric, ta, tb, arm_a=arm_a, arm_b=arm_b),
-        }
-    corrected = holm(always_valid)
-    for metric in compared:
-        comparisons[metric]["p_value_corrected"] = None
-    for metric, p in zip(config.metrics, corrected, strict=True):
-        comparisons[metric]["p_value_corrected"] = _finite(p)
+    looks = _sequential_looks(compared, arm_a, arm_b)
+    comparisons = _comparisons(compared, looks, config, ta, tb, arm_a=arm_a, arm_b=arm_b)
 
     srm_chi2, srm_p = sample_ratio_mismatch(ta.images.n, tb.images.n, config.traffic_split)
     mismatch = math.isfinite(srm_p) and srm_p < SRM_ALPHA
-    n_total = ta.images.n + tb.images.n
-
     primary = config.metrics[0]
     pc = comparisons[primary]
     verdict, reason = _verdict(config, primary, pc, ta, tb, ended=ended, mismatch=mismatch)
-
-    diff, var = looks[primary][-1] if looks[primary] else (math.nan, math.nan)
-    mde = minimum_detectable_effect(var, alpha=alpha, power=0.8)
-    projected: float | None = None
-    if math.isfinite(mde) and elapsed_days > 0:
-        # Variance falls as 1/n: the days at which the MDE reaches min_effect, at today's rate.
-        needed = elapsed_days * (mde / config.min_effect[primary]) ** 2
-        projected = max(0.0, needed - elapsed_days)
 
     return {
         "id": test["id"],
@@ -450,26 +401,103 @@ def compute_results(
         "verdict_reason": reason,
         "valid": not mismatch,
         "arms_by": arms_by,
-        "sample_ratio": {
-            "expected_from": (
-                "the traffic_split the router applied"
-                if arms_by == "ab_variant"
-                else "the configured traffic_split: the split was made outside detwatch, so a mismatch may"
-                " mean the deployment's weights differ from it"
-            ),
-            "configured": config.traffic_split,
-            "observed": _finite(tb.images.n / n_total) if n_total else None,
-            "chi2": _finite(srm_chi2),
-            "p_value": _finite(srm_p),
-            "mismatch": mismatch,
-        },
-        "power": {
-            "metric": primary,
-            "minimum_detectable_effect": _finite(mde),
-            "min_effect": config.min_effect[primary],
-            "observed_difference": _finite(diff),
-            "projected_days_to_decision": projected,
-        },
+        "sample_ratio": _sample_ratio(config, arms_by, ta, tb, (srm_chi2, srm_p), mismatch=mismatch),
+        "power": _power(config, primary, looks[primary], elapsed_days),
+    }
+
+
+def _sequential_looks(compared: Sequence[str], arm_a: ArmData, arm_b: ArmData) -> dict[str, list[tuple[float, float]]]:
+    """Each metric's ``(difference, variance)`` at every hour boundary, cumulative from the start: the mSPRT's looks."""
+    hours = sorted(set(arm_a.hours) | set(arm_b.hours))
+    looks: dict[str, list[tuple[float, float]]] = {m: [] for m in compared}
+    ca, cb = _Hour(), _Hour()
+    for hour in hours:
+        ca = _merge(ca, arm_a.hours.get(hour, _Hour()))
+        cb = _merge(cb, arm_b.hours.get(hour, _Hour()))
+        for metric in compared:
+            looks[metric].append(_look(metric, ca, cb))
+    return looks
+
+
+def _comparisons(
+    compared: Sequence[str],
+    looks: Mapping[str, list[tuple[float, float]]],
+    config: ABTestConfig,
+    ta: _Hour,
+    tb: _Hour,
+    *,
+    arm_a: ArmData,
+    arm_b: ArmData,
+) -> dict[str, dict[str, Any]]:
+    """Every metric's fixed-horizon test, confidence sequence and evidence; the family's Holm-corrected p-values."""
+    comparisons: dict[str, dict[str, Any]] = {}
+    always_valid: list[float] = []
+    for metric in compared:
+        fixed = _fixed(metric, ta, tb, arm_a=arm_a, arm_b=arm_b, alpha=config.alpha)
+        min_effect = config.min_effect[metric]
+        seq_p, cs = math.nan, (math.nan, math.nan)
+        if metric != "class_mix":
+            seq = msprt(looks[metric], tau2=min_effect * min_effect, alpha=config.alpha)
+            seq_p, cs = seq.p_value, (seq.ci_low, seq.ci_high)
+        if metric in config.metrics:
+            always_valid.append(seq_p if metric != "class_mix" else fixed.p_value)
+        comparisons[metric] = {
+            "in_family": metric in config.metrics,
+            "difference": _finite(fixed.difference),
+            "ci_low": _finite(fixed.ci_low),
+            "ci_high": _finite(fixed.ci_high),
+            "confidence_sequence": [_finite(cs[0]), _finite(cs[1])],
+            "p_value_always_valid": _finite(seq_p),
+            "p_value_fixed_horizon": _finite(fixed.p_value),
+            "fixed_horizon_method": fixed.method,
+            "min_effect": min_effect,
+            "higher_is_better": HIGHER_IS_BETTER[metric],
+            **_evidence(metric, ta, tb, arm_a=arm_a, arm_b=arm_b),
+        }
+    corrected = holm(always_valid)
+    for metric in compared:
+        comparisons[metric]["p_value_corrected"] = None
+    for metric, p in zip(config.metrics, corrected, strict=True):
+        comparisons[metric]["p_value_corrected"] = _finite(p)
+    return comparisons
+
+
+def _sample_ratio(
+    config: ABTestConfig, arms_by: str, ta: _Hour, tb: _Hour, test: tuple[float, float], *, mismatch: bool
+) -> dict[str, Any]:
+    """The sample-ratio check: the arms' share of images against the split the test was configured with."""
+    chi2, p_value = test
+    n_total = ta.images.n + tb.images.n
+    return {
+        "expected_from": (
+            "the traffic_split the router applied"
+            if arms_by == "ab_variant"
+            else "the configured traffic_split: the split was made outside detwatch, so a mismatch may"
+            " mean the deployment's weights differ from it"
+        ),
+        "configured": config.traffic_split,
+        "observed": _finite(tb.images.n / n_total) if n_total else None,
+        "chi2": _finite(chi2),
+        "p_value": _finite(p_value),
+        "mismatch": mismatch,
+    }
+
+
+def _power(config: ABTestConfig, primary: str, looks: list[tuple[float, float]], elapsed_days: float) -> dict[str, Any]:
+    """The primary metric's minimum detectable effect today and the days left until it reaches ``min_effect``."""
+    diff, var = looks[-1] if looks else (math.nan, math.nan)
+    mde = minimum_detectable_effect(var, alpha=config.alpha, power=0.8)
+    projected: float | None = None
+    if math.isfinite(mde) and elapsed_days > 0:
+        # Variance falls as 1/n: the days at which the MDE reaches min_effect, at today's rate.
+        needed = elapsed_days * (mde / config.min_effect[primary]) ** 2
+        projected = max(0.0, needed - elapsed_days)
+    return {
+        "metric": primary,
+        "minimum_detectable_effect": _finite(mde),
+        "min_effect": config.min_effect[primary],
+        "observed_difference": _finite(diff),
+        "projected_days_to_decision": projected,
     }
 
 

@@ -56,12 +56,14 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from detwatch.stats.contingency import chi_square_homogeneity
+from detwatch.stats.proportions import two_proportion_test
+
 __all__ = [
     "Moments",
     "SequentialResult",
     "TestResult",
     "class_mix_test",
-    "holm",
     "mann_whitney_binned",
     "minimum_detectable_effect",
     "msprt",
@@ -72,7 +74,7 @@ __all__ = [
     "welch_test",
 ]
 
-Method = Literal["welch_t", "mann_whitney_u", "two_proportion_z", "fisher_exact", "chi_square"]
+Method = Literal["welch_t", "mann_whitney_u", "two_proportion_z", "fisher_exact", "conditional_binomial", "chi_square"]
 
 
 @dataclass(frozen=True)
@@ -186,12 +188,12 @@ def mann_whitney_binned(counts_a: Sequence[int], counts_b: Sequence[int]) -> Tes
 def rate_test(
     x_a: float, n_a: float, x_b: float, n_b: float, alpha: float = 0.05, *, deff_a: float = 1.0, deff_b: float = 1.0
 ) -> TestResult:
-    """Rate B - rate A: two-proportion z-test, or Fisher's exact test for small expected counts.
+    """Rate B - rate A: the shared two-proportion test (:mod:`detwatch.stats.proportions`) and Wald's interval.
 
     The interval is Wald's (Newcombe's would be tighter near 0 and 1; the sequential
     interval beside it is the one to act on). ``deff_a``/``deff_b`` are design effects
     (:mod:`detwatch.stats.clustered`): each arm's counts are divided by its own, so the test
-    sees its effective sample (counts rounded for Fisher's test).
+    sees its effective sample. An arm without trials gives ``NaN`` everywhere.
     """
     if n_a <= 0 or n_b <= 0:
         return TestResult("two_proportion_z", math.nan, math.nan, math.nan, math.nan, math.nan)
@@ -202,39 +204,25 @@ def rate_test(
     diff = pb - pa
     se_unpooled = math.sqrt(pa * (1 - pa) / n_a + pb * (1 - pb) / n_b)
     half = float(stats.norm.ppf(1.0 - alpha / 2.0)) * se_unpooled
-    pooled = (x_a + x_b) / (n_a + n_b)
-    n = n_a + n_b
-    expected_min = min(n_a, n_b) * min(pooled, 1.0 - pooled)
-    if expected_min < 5.0 or n <= 0:
-        table = [[round(x_a), round(n_a - x_a)], [round(x_b), round(n_b - x_b)]]
-        odds, p = stats.fisher_exact(table)
-        return TestResult("fisher_exact", float(odds), float(p), diff, diff - half, diff + half)
-    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
-    z = diff / se_pooled if se_pooled > 0 else 0.0
-    p = float(2.0 * stats.norm.sf(abs(z)))
-    return TestResult("two_proportion_z", z, p, diff, diff - half, diff + half)
+    test = two_proportion_test(x_a, n_a, x_b, n_b)
+    return TestResult(test.method, test.statistic, test.p_value, diff, diff - half, diff + half)
 
 
 def class_mix_test(counts_a: dict[str, int], counts_b: dict[str, int], deff: float = 1.0) -> TestResult:
-    """Chi-square test of homogeneity of the class mix (2xK, classes seen in either arm).
+    """The shared chi-square test of homogeneity of the class mix (:mod:`detwatch.stats.contingency`).
 
-    ``difference`` is the total variation distance between the two class shares.
-    ``deff`` is Rao and Scott's mean design effect (:func:`detwatch.stats.clustered.rao_scott_deff`):
-    the statistic is divided by it, for detections clustered in images; 1 is
-    ``scipy.stats.chi2_contingency(..., correction=False)``.
+    Classes seen in either arm; rare ones pooled by Cochran's rule, as drift pools them.
+    ``difference`` is the total variation distance between the two class shares. ``deff``
+    is Rao and Scott's mean design effect (:func:`detwatch.stats.clustered.rao_scott_deff`).
     """
     classes = sorted(set(counts_a) | set(counts_b))
-    table = np.array([[counts_a.get(c, 0) for c in classes], [counts_b.get(c, 0) for c in classes]], dtype=float)
-    table = table[:, table.sum(axis=0) > 0]
-    rows = table.sum(axis=1)
-    if table.shape[1] < 2 or (rows == 0).any():
-        return TestResult("chi_square", math.nan, math.nan, math.nan, math.nan, math.nan)
-    chi2, p, dof, _ = stats.chi2_contingency(table, correction=False)
-    if deff > 1.0:
-        chi2 = float(chi2) / deff
-        p = float(stats.chi2.sf(chi2, dof))
-    tvd = 0.5 * float(np.abs(table[0] / rows[0] - table[1] / rows[1]).sum())
-    return TestResult("chi_square", float(chi2), float(p), tvd, math.nan, math.nan)
+    a = np.array([counts_a.get(c, 0) for c in classes], dtype=float)
+    b = np.array([counts_b.get(c, 0) for c in classes], dtype=float)
+    chi = chi_square_homogeneity(a, b, deff=deff)
+    if not a.sum() or not b.sum():
+        return TestResult("chi_square", chi.statistic, chi.p_value, math.nan, math.nan, math.nan)
+    tvd = 0.5 * float(np.abs(a / a.sum() - b / b.sum()).sum())
+    return TestResult("chi_square", chi.statistic, chi.p_value, tvd, math.nan, math.nan)
 
 
 def msprt(looks: Sequence[tuple[float, float]], tau2: float, alpha: float = 0.05) -> SequentialResult:
@@ -263,18 +251,6 @@ def msprt(looks: Sequence[tuple[float, float]], tau2: float, alpha: float = 0.05
     if low > high:  # only possible at alpha-level bad luck; report the last interval's centre
         low = high = (low + high) / 2.0
     return SequentialResult(min(1.0, p), low, high, used)
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjustment (controls the family-wise error under any dependence)."""
-    indexed = sorted((p, i) for i, p in enumerate(p_values) if math.isfinite(p))
-    m = len(indexed)
-    adjusted = [math.nan] * len(p_values)
-    running = 0.0
-    for rank, (p, i) in enumerate(indexed):
-        running = max(running, min(1.0, (m - rank) * p))
-        adjusted[i] = running
-    return adjusted
 
 
 def sample_ratio_mismatch(n_a: int, n_b: int, traffic_split: float) -> tuple[float, float]:

@@ -66,7 +66,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final, Literal, get_args
 
-from detwatch.contract.shapes.alerts import EMAIL_PATTERN, SLACK_PATTERN, WEBHOOK_PATTERN
+from detwatch.contract.shapes.alerts import EMAIL_PATTERN, MAX_MIN_IMAGES, SLACK_PATTERN, WEBHOOK_PATTERN
 from detwatch_instrumentation import semconv
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "DEFAULT_BELOW",
     "DEFAULT_FOR",
     "EMAIL_PATTERN",
+    "MAX_MIN_IMAGES",
     "METRICS",
     "SLACK_PATTERN",
     "WEBHOOK_PATTERN",
@@ -124,6 +125,7 @@ _NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}$")
 _NAME_FORBIDDEN: Final = re.compile(r"[{}\"'\\\x00-\x1f\x7f]")
 _EMAIL_RE: Final = re.compile(EMAIL_PATTERN)
 _SLACK_RE: Final = re.compile(SLACK_PATTERN)
+
 _KNOWN_CONDITION_KEYS: Final = frozenset(
     {"metric", "operator", "threshold", "window", "for", "below", "min_images", "anomaly"}
 )
@@ -499,8 +501,10 @@ def parse_alert(data: Mapping[str, Any]) -> AlertDefinition:
     min_images = condition.get("min_images", default_min)
     if isinstance(min_images, float) and min_images.is_integer():  # JSON's 100.0 is the integer 100
         min_images = int(min_images)
-    if isinstance(min_images, bool) or not isinstance(min_images, int) or min_images < 0:
-        raise AlertDefinitionError("condition.min_images", f"expected a whole number >= 0, got {min_images!r}")
+    if isinstance(min_images, bool) or not isinstance(min_images, int) or not 0 <= min_images <= MAX_MIN_IMAGES:
+        raise AlertDefinitionError(
+            "condition.min_images", f"expected a whole number from 0 to {MAX_MIN_IMAGES:_}, got {min_images!r}"
+        )
     version = data.get("version")
     if version is not None:
         version = _string("version", version)

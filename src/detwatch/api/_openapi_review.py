@@ -24,7 +24,7 @@ from detwatch.contract.shapes import (
     TrainingJobStatus,
 )
 from detwatch.contract.shapes.review import ITEM_STATUSES
-from detwatch.review._store import CURSOR_PATTERN
+from detwatch.storage.review import CURSOR_PATTERN
 
 __all__ = ["paths"]
 

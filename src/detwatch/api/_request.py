@@ -27,6 +27,7 @@ __all__ = [
     "no_nul_in_url",
     "nul_free_body",
     "object_body",
+    "require_token",
     "string_field",
 ]
 
@@ -157,3 +158,9 @@ def no_nul_in_url() -> None:
             return
         raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")
     raise APIError(400, "invalid_field", NUL_MESSAGE, field)
+
+
+def require_token() -> None:
+    """Refuse a ``/v1`` call without the API token (when one is configured): each blueprint's check."""
+    if not bearer_ok():
+        raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")

@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, cast
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 
-from detwatch.api._context import bearer_ok, get_storage, settings, trust_own_authentication
+from detwatch.api._context import bearer_ok, settings, trust_own_authentication, wake_training_dispatcher
+from detwatch.api._context import review_store as store
 from detwatch.api._request import check_shape, json_body
 from detwatch.api.errors import APIError
 from detwatch.contract.predictions import MAX_DETECTIONS, PredictionError, format_time, parse_box
@@ -47,10 +47,10 @@ from detwatch.contract.shapes import (
     TrainingJobStatus,
 )
 from detwatch.contract.textfields import NUL_MESSAGE, holds_nul, name_problem
-from detwatch.review._store import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
 from detwatch.review.export import to_coco, to_yolo_zip
-from detwatch.review.training import Trainer, ensure_dispatcher, trainer_from
+from detwatch.review.training import Trainer, trainer_from
 from detwatch.storage import StorageUnavailable
+from detwatch.storage.review import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
 from detwatch_instrumentation.flagging import FlaggingPolicy, PolicyError
 
 __all__ = ["JOB_TOKEN_ENDPOINTS", "bp", "init_app", "store"]
@@ -60,7 +60,6 @@ bp = Blueprint("data_engine", __name__, url_prefix="/v1")
 
 MAX_PAGE: Final = 1000
 DEFAULT_LEASE_S: Final = 1800.0
-DISPATCH_CHECK_S: Final = 5.0
 
 
 def init_app(app: Flask) -> None:
@@ -68,21 +67,8 @@ def init_app(app: Flask) -> None:
     trust_own_authentication(app, *JOB_TOKEN_ENDPOINTS)
 
 
-def store() -> DataEngineStore:
-    """The process's data-engine store, on the companion's storage."""
-    storage = get_storage()
-    found = current_app.extensions.get("detwatch.review")
-    if found is None or found.storage is not storage:
-        found = DataEngineStore(storage)
-        current_app.extensions["detwatch.review"] = found
-    return cast(DataEngineStore, found)
-
-
 def _trainer() -> Trainer:
-    try:
-        return trainer_from(settings().extra, os.environ, settings().public_url)
-    except ValueError as exc:
-        raise APIError(503, "trainer_misconfigured", str(exc)) from None
+    return trainer_from(settings().trainer, settings().public_url)
 
 
 JOB_TOKEN_ENDPOINTS: Final = frozenset(
@@ -97,12 +83,6 @@ def _authenticate() -> None:
         return  # the job's own callback token is accepted there (checked by the route)
     if not bearer_ok():
         raise APIError(401, "unauthorized", "missing or wrong bearer token", "Authorization")
-    # Jobs left due by a process that stopped (or a dispatcher that stopped on a database
-    # error) are picked up again by the next data-engine request, at most every few seconds.
-    now = time.monotonic()
-    if now >= current_app.extensions.get("detwatch.dispatch_checked", 0.0):
-        current_app.extensions["detwatch.dispatch_checked"] = now + DISPATCH_CHECK_S
-        ensure_dispatcher(store(), _trainer())
 
 
 def _text(data: Mapping[str, Any], key: str, *, required: bool, limit: int = 256) -> str | None:
@@ -419,7 +399,7 @@ def create_training_job() -> tuple[Response, int]:
         raise APIError(
             404, f"{field.removesuffix('_id')}_not_found", f"no such {field.removesuffix('_id')}", field
         ) from None
-    ensure_dispatcher(engine, trainer)
+    wake_training_dispatcher()
     public = _with_trainer(engine.get_job(job["id"]) or job, trainer)
     if public["warning"]:
         _logger.warning("training job %s (%s): %s", public["id"], name, public["warning"])

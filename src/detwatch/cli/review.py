@@ -13,7 +13,7 @@ import click
 
 from detwatch.client import Client
 from detwatch.exceptions import DetwatchError
-from detwatch.review._store import ITEM_STATUSES
+from detwatch.storage.review import ITEM_STATUSES
 
 __all__ = ["export", "items", "job"]
 

@@ -31,7 +31,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 import detwatch_instrumentation
 from detwatch.app import create_app
 from detwatch.client import Client
-from detwatch.config import Settings
+from detwatch.config import Settings, TrainerSettings
 from detwatch.demo import sample_detector as sd
 from detwatch_instrumentation import DataEngine, monitor_detections, prediction_context
 
@@ -55,9 +55,8 @@ class _QuietHandler(WSGIRequestHandler):
 @contextmanager
 def embedded_companion(data_dir: Path) -> Iterator[str]:
     """The companion on a loopback port in this process, with the local trainer command; yields its URL."""
-    trainer = {"command": [sys.executable, "-m", "detwatch.demo.local_trainer", "--output",
-                           str(data_dir / "models")], "backoff_s": 0.5}  # fmt: skip
-    settings = Settings(data_dir=data_dir, extra={"trainer": trainer})
+    command = (sys.executable, "-m", "detwatch.demo.local_trainer", "--output", str(data_dir / "models"))
+    settings = Settings(data_dir=data_dir, trainer=TrainerSettings(command=command, backoff_s=0.5))
     app = create_app(settings)
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
     # The address is known once bound, before the first request: the trainer's URLs start with it.

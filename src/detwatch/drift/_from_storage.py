@@ -103,8 +103,8 @@ MAX_VERSION_LENGTH = 256
 
 def report_for_request(
     storage: AggregateReader, model_id: str, body: Mapping[str, Any], *, now_unix_nano: int | None = None
-) -> dict[str, Any]:
-    """The API's answer to ``POST /v1/models/{model_id}/drift``; raises :class:`DriftInputError` naming the field.
+) -> DriftReport:
+    """The report ``POST /v1/models/{model_id}/drift`` asks for; raises :class:`DriftInputError` naming the field.
 
     ``body`` holds the two periods, optional ``model_version`` and ``ab_variant``
     filters (null means all) and any :class:`DriftConfig` option.
@@ -131,4 +131,4 @@ def report_for_request(
         config=config,
         now_unix_nano=now_unix_nano,
     )
-    return {"model_id": model_id, **report.to_json()}
+    return report

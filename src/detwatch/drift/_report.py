@@ -19,6 +19,9 @@ from numpy.typing import NDArray
 from detwatch.contract import bins
 from detwatch.drift import _statistics as st
 from detwatch.stats.clustered import ImageSums, rao_scott_deff
+from detwatch.stats.contingency import chi_square_homogeneity
+from detwatch.stats.multiple_testing import holm
+from detwatch.stats.proportions import two_proportion_test
 
 __all__ = [
     "AggregateCell",
@@ -442,7 +445,7 @@ def _proportion(
 ) -> Finding:
     h = st.cohen_h(x[0] / n[0], x[1] / n[1])
     (da, _), (db, _) = deffs
-    p = st.two_proportion_test(x[0] / da, n[0] / da, x[1] / db, n[1] / db)
+    p = two_proportion_test(x[0] / da, n[0] / da, x[1] / db, n[1] / db).p_value
     distances = {"cohen_h": abs(h), "difference": x[1] / n[1] - x[0] / n[0]}
     finding = Finding(kind, subject, "two_proportion", h, p, "cohen_h", abs(h), floor, int(n[0]), int(n[1]), distances)
     return _evidence(finding, deffs)
@@ -485,148 +488,197 @@ def _class_dispersion(sample: PeriodSample, name: str) -> float | None:
 
 def compare(reference: PeriodSample, current: PeriodSample, config: DriftConfig | None = None) -> DriftReport:
     """Every test the two samples allow, Holm-corrected together, and the verdict."""
-    config = config or DriftConfig()
-    rho = config.intra_image_correlation
-    floors = (_floor(reference, rho), _floor(current, rho))
-    names = sorted(set(reference.classes) | set(current.classes))
+    run = _Comparison(reference, current, config or DriftConfig())
+    findings = [*run.class_mix_findings(), *run.class_rate_findings(), *run.distribution_findings()]
+    findings.extend(run.empty_rate_findings())
+    adjusted = holm([f.p_value for f in findings])
+    findings = [
+        _with_verdict(f, p_adjusted, p_adjusted <= run.config.alpha and f.effect >= f.effect_floor)
+        for f, p_adjusted in zip(findings, adjusted, strict=True)
+    ]
+    return run.report(findings)
 
-    def deffs(of: Callable[[PeriodSample], tuple[ImageSums, float]]) -> Deffs:
-        """Each side's measured design effect of what ``of`` picks (sums, count), never below the floor."""
-        (d_ref, i_ref), (d_cur, i_cur) = _measured(*of(reference)), _measured(*of(current))
-        return (max(d_ref, floors[0]), i_ref), (max(d_cur, floors[1]), i_cur)
 
-    ref_counts = np.array([reference.classes.get(c, 0) for c in names], dtype=np.int64)
-    cur_counts = np.array([current.classes.get(c, 0) for c in names], dtype=np.int64)
-    n_ref, n_cur = int(ref_counts.sum()), int(cur_counts.sum())
-    findings: list[Finding] = []
-    insufficient: list[str] = []
+class _Comparison:
+    """The two samples, the class names and counts every test reads, and the tests' shortfalls."""
 
-    def enough(what: str, unit: str, sizes: tuple[int, int], minimum: int) -> bool:
+    def __init__(self, reference: PeriodSample, current: PeriodSample, config: DriftConfig) -> None:
+        self.reference, self.current, self.config = reference, current, config
+        rho = config.intra_image_correlation
+        self.floors = (_floor(reference, rho), _floor(current, rho))
+        self.names = sorted(set(reference.classes) | set(current.classes))
+        self.ref_counts = np.array([reference.classes.get(c, 0) for c in self.names], dtype=np.int64)
+        self.cur_counts = np.array([current.classes.get(c, 0) for c in self.names], dtype=np.int64)
+        self.n_ref, self.n_cur = int(self.ref_counts.sum()), int(self.cur_counts.sum())
+        self.insufficient: list[str] = []
+        self.class_drift = (
+            st.jensen_shannon_distance(self.ref_counts, self.cur_counts) if self.n_ref and self.n_cur else None
+        )
+        self.images_ok = self.enough("all tests", "images", (reference.images, current.images), config.min_images)
+        self.detections_ok = self.images_ok and self.enough(
+            "detection tests", "detections", (self.n_ref, self.n_cur), config.min_detections
+        )
+
+    def enough(self, what: str, unit: str, sizes: tuple[int, int], minimum: int) -> bool:
+        """Whether both sides reach ``minimum``; the first that does not is recorded as a shortfall."""
         for side, size in zip(("reference", "current"), sizes, strict=True):
             if size < minimum:
-                insufficient.append(f"{what}: {size} {unit} in the {side} period, fewer than {minimum}")
+                self.insufficient.append(f"{what}: {size} {unit} in the {side} period, fewer than {minimum}")
                 return False
         return True
 
-    class_drift = st.jensen_shannon_distance(ref_counts, cur_counts) if n_ref and n_cur else None
-    images_ok = enough("all tests", "images", (reference.images, current.images), config.min_images)
-    detections_ok = images_ok and enough("detection tests", "detections", (n_ref, n_cur), config.min_detections)
+    def deffs(self, of: Callable[[PeriodSample], tuple[ImageSums, float]]) -> Deffs:
+        """Each side's measured design effect of what ``of`` picks (sums, count), never below the floor."""
+        (d_ref, i_ref), (d_cur, i_cur) = _measured(*of(self.reference)), _measured(*of(self.current))
+        return (max(d_ref, self.floors[0]), i_ref), (max(d_cur, self.floors[1]), i_cur)
 
-    if detections_ok:
-        shares = ([reference.class_share(c) for c in names], [current.class_share(c) for c in names])
-        mix_deff = max(rao_scott_deff(*shares), *floors)
+    def tested_classes(self) -> list[tuple[str, int, int]]:
+        """The classes with enough detections in both periods together to be tested on their own."""
+        return [
+            (name, int(a), int(b))
+            for name, a, b in zip(self.names, self.ref_counts, self.cur_counts, strict=True)
+            if a + b >= self.config.min_detections
+        ]
+
+    def class_mix_findings(self) -> list[Finding]:
+        """The class mix (chi-square, Rao-Scott corrected) and each class's share of the detections."""
+        if not self.detections_ok:
+            return []
+        reference, current, config = self.reference, self.current, self.config
+        shares = ([reference.class_share(c) for c in self.names], [current.class_share(c) for c in self.names])
+        mix_deff = max(rao_scott_deff(*shares), *self.floors)
         independent = reference.unmeasured() + current.unmeasured() > 0
         mix_deffs: Deffs = ((mix_deff, independent), (mix_deff, independent))
-        chi = st.chi_square_homogeneity(ref_counts, cur_counts, deff=mix_deff)
-        assert class_drift is not None
-        distances = {"jensen_shannon": class_drift, "chi_square": chi.statistic, "pooled_classes": float(chi.pooled)}
+        chi = chi_square_homogeneity(self.ref_counts, self.cur_counts, deff=mix_deff)
+        assert self.class_drift is not None
+        distances = {
+            "jensen_shannon": self.class_drift, "chi_square": chi.statistic, "pooled_classes": float(chi.pooled),
+        }  # fmt: skip
         mix = Finding(
-            "class_mix", "", "chi_square", chi.statistic, chi.p_value, "jensen_shannon", class_drift,
-            config.min_jensen_shannon, n_ref, n_cur, distances,
+            "class_mix", "", "chi_square", chi.statistic, chi.p_value, "jensen_shannon", self.class_drift,
+            config.min_jensen_shannon, self.n_ref, self.n_cur, distances,
         )  # fmt: skip
-        findings.append(_evidence(mix, mix_deffs))
-        for name, a, b in zip(names, ref_counts, cur_counts, strict=True):
-            if a + b >= config.min_detections:
-                share_deffs = deffs(functools.partial(_of_share, name=name))
-                findings.append(
-                    _proportion(
-                        "class_share", name, (a, b), (n_ref, n_cur), deffs=share_deffs, floor=config.min_cohen_h
-                    )
-                )
-    if images_ok:
-        # Detections of a class per image: the image is the unit, so a class that vanished
-        # (no detection left in the current period) is still tested. The dispersion is the
-        # class's own, measured from its per-image sums; where they are missing, that of
-        # all detections per image.
+        findings = [_evidence(mix, mix_deffs)]
+        for name, a, b in self.tested_classes():
+            share_deffs = self.deffs(functools.partial(_of_share, name=name))
+            pair = (self.n_ref, self.n_cur)
+            findings.append(_proportion("class_share", name, (a, b), pair, deffs=share_deffs, floor=config.min_cohen_h))
+        return findings
+
+    def class_rate_findings(self) -> list[Finding]:
+        """Detections of each class per image.
+
+        The image is the unit, so a class that vanished (no detection left in the current
+        period) is still tested. The dispersion is the class's own, measured from its
+        per-image sums; where they are missing, that of all detections per image.
+        """
+        if not self.images_ok:
+            return []
+        reference, current = self.reference, self.current
         dispersions = [d for d in (reference.dispersion(), current.dispersion()) if d is not None]
         overall = max(dispersions) if dispersions else 1.0
-        for name, a, b in zip(names, ref_counts, cur_counts, strict=True):
-            if a + b >= config.min_detections:
-                own = [_class_dispersion(sample, name) for sample in (reference, current)]
-                dispersion = overall if None in own else max(d for d in own if d is not None)
-                findings.append(_rate(name, (a, b), (reference.images, current.images), dispersion, config))
+        findings = []
+        for name, a, b in self.tested_classes():
+            own = [_class_dispersion(sample, name) for sample in (reference, current)]
+            dispersion = overall if None in own else max(d for d in own if d is not None)
+            findings.append(_rate(name, (a, b), (reference.images, current.images), dispersion, self.config))
+        return findings
 
-    def distribution(
-        kind: str, subject: str, pair: tuple[IntArray, IntArray], centres: tuple[float, ...], *, unit: Deffs
+    def _distribution(
+        self, kind: str, subject: str, pair: tuple[IntArray, IntArray], centres: tuple[float, ...], *, unit: Deffs
     ) -> Finding:
         # Per-image counts have the image as their unit: no design effect there. Binned
         # distributions of detections take the design effect of their mean (see the package).
         return _distribution(
-            kind, subject, pair, centres=centres, config=config, deffs=unit,
+            kind, subject, pair, centres=centres, config=self.config, deffs=unit,
             psi=kind in ("confidence", "detections_per_image"),
         )  # fmt: skip
 
-    def sizes(pair: tuple[IntArray, IntArray]) -> tuple[int, int]:
-        return int(pair[0].sum()), int(pair[1].sum())
+    def distribution_findings(self) -> list[Finding]:
+        """Binned distributions: confidence (overall and per class), detections per image, box area, aspect ratio."""
+        reference, current, config = self.reference, self.current, self.config
+        findings: list[Finding] = []
+        confidence = (reference.confidence_total(), current.confidence_total())
+        if self.detections_ok and self.enough("confidence", "detections", _sizes(confidence), config.min_detections):
+            unit = self.deffs(lambda s: (s.clustered_confidence(), int(s.confidence_total().sum())))
+            findings.append(self._distribution("confidence", "", confidence, CONFIDENCE_CENTRES, unit=unit))
+            for name in self.names:
+                pair = (
+                    reference.confidence.get(name, _zeros(bins.CONFIDENCE_BINS)),
+                    current.confidence.get(name, _zeros(bins.CONFIDENCE_BINS)),
+                )
+                if min(_sizes(pair)) >= config.min_detections:
+                    unit = self.deffs(functools.partial(_of_class_confidence, name=name))
+                    findings.append(self._distribution("confidence", name, pair, CONFIDENCE_CENTRES, unit=unit))
+        if not self.images_ok:
+            return findings
+        per_image = (reference.image_detections, current.image_detections)
+        if self.enough("detections_per_image", "images", _sizes(per_image), config.min_images):
+            findings.append(self._distribution("detections_per_image", "", per_image, DETECTION_CENTRES, unit=_UNIT))
+        area = (reference.area_total(), current.area_total())
+        if self.enough("box_area", "boxes with an image size", _sizes(area), config.min_detections):
+            unit = self.deffs(lambda s: (s.area_sums, int(s.area_total().sum())))
+            findings.append(self._distribution("box_area", "", area, AREA_CENTRES, unit=unit))
+        aspect = (reference.aspect_ratio, current.aspect_ratio)
+        if self.enough("aspect_ratio", "boxes", _sizes(aspect), config.min_detections):
+            unit = self.deffs(lambda s: (s.aspect_sums, int(s.aspect_ratio.sum())))
+            findings.append(self._distribution("aspect_ratio", "", aspect, ASPECT_CENTRES, unit=unit))
+        return findings
 
-    confidence = (reference.confidence_total(), current.confidence_total())
-    if detections_ok and enough("confidence", "detections", sizes(confidence), config.min_detections):
-        unit = deffs(lambda s: (s.clustered_confidence(), int(s.confidence_total().sum())))
-        findings.append(distribution("confidence", "", confidence, CONFIDENCE_CENTRES, unit=unit))
-        for name in names:
-            pair = (
-                reference.confidence.get(name, _zeros(bins.CONFIDENCE_BINS)),
-                current.confidence.get(name, _zeros(bins.CONFIDENCE_BINS)),
+    def empty_rate_findings(self) -> list[Finding]:
+        """The share of images without a detection."""
+        if not self.images_ok:
+            return []
+        empties = (float(self.reference.empty_images), float(self.current.empty_images))
+        images = (float(self.reference.images), float(self.current.images))
+        return [_proportion("empty_rate", "", empties, images, deffs=_UNIT, floor=self.config.min_cohen_h)]
+
+    def class_breakdown(self, findings: list[Finding]) -> tuple[ClassDrift, ...]:
+        """Each class's counts, shares and contribution, and whether a significant finding names it."""
+        affected = {f.subject for f in findings if f.significant and f.subject}
+        contributions = _contributions(self.reference, self.current, self.names)
+        n_ref, n_cur = self.n_ref, self.n_cur
+        return tuple(
+            ClassDrift(
+                name,
+                int(a),
+                int(b),
+                float(a / n_ref) if n_ref else 0.0,
+                float(b / n_cur) if n_cur else 0.0,
+                contributions.get(name, 0.0),
+                new=bool(a == 0 and b > 0),
+                vanished=bool(a > 0 and b == 0),
+                affected=name in affected,
             )
-            if min(sizes(pair)) >= config.min_detections:
-                unit = deffs(functools.partial(_of_class_confidence, name=name))
-                findings.append(distribution("confidence", name, pair, CONFIDENCE_CENTRES, unit=unit))
-    per_image = (reference.image_detections, current.image_detections)
-    if images_ok and enough("detections_per_image", "images", sizes(per_image), config.min_images):
-        findings.append(distribution("detections_per_image", "", per_image, DETECTION_CENTRES, unit=_UNIT))
-    area = (reference.area_total(), current.area_total())
-    if images_ok and enough("box_area", "boxes with an image size", sizes(area), config.min_detections):
-        unit = deffs(lambda s: (s.area_sums, int(s.area_total().sum())))
-        findings.append(distribution("box_area", "", area, AREA_CENTRES, unit=unit))
-    aspect = (reference.aspect_ratio, current.aspect_ratio)
-    if images_ok and enough("aspect_ratio", "boxes", sizes(aspect), config.min_detections):
-        unit = deffs(lambda s: (s.aspect_sums, int(s.aspect_ratio.sum())))
-        findings.append(distribution("aspect_ratio", "", aspect, ASPECT_CENTRES, unit=unit))
-    if images_ok:
-        empties = (float(reference.empty_images), float(current.empty_images))
-        images = (float(reference.images), float(current.images))
-        findings.append(_proportion("empty_rate", "", empties, images, deffs=_UNIT, floor=config.min_cohen_h))
-
-    adjusted = st.holm([f.p_value for f in findings])
-    findings = [
-        _with_verdict(f, p_adjusted, p_adjusted <= config.alpha and f.effect >= f.effect_floor)
-        for f, p_adjusted in zip(findings, adjusted, strict=True)
-    ]
-    affected = {f.subject for f in findings if f.significant and f.subject}
-    contributions = _contributions(reference, current, names)
-    classes = tuple(
-        ClassDrift(
-            name,
-            int(a),
-            int(b),
-            float(a / n_ref) if n_ref else 0.0,
-            float(b / n_cur) if n_cur else 0.0,
-            contributions.get(name, 0.0),
-            new=bool(a == 0 and b > 0),
-            vanished=bool(a > 0 and b == 0),
-            affected=name in affected,
+            for name, a, b in zip(self.names, self.ref_counts, self.cur_counts, strict=True)
         )
-        for name, a, b in zip(names, ref_counts, cur_counts, strict=True)
-    )
-    ranked = sorted((c for c in classes if c.affected), key=lambda c: (-c.contribution, c.name))
-    significant = any(f.significant for f in findings)
-    status: Status = "insufficient_data" if not images_ok else "drift" if significant else "no_drift"
-    return DriftReport(
-        status=status,
-        significant_drift=significant,
-        class_drift=class_drift,
-        confidence_drift=_headline(findings, "confidence"),
-        count_drift=_headline(findings, "detections_per_image"),
-        affected_classes=tuple(c.name for c in ranked),
-        new_classes=tuple(c.name for c in classes if c.new),
-        vanished_classes=tuple(c.name for c in classes if c.vanished),
-        classes=classes,
-        findings=tuple(findings),
-        insufficient=tuple(insufficient),
-        reference=_summary(reference),
-        current=_summary(current),
-        config=config,
-    )
+
+    def report(self, findings: list[Finding]) -> DriftReport:
+        """The report of the corrected ``findings``: verdict, headlines, classes, shortfalls."""
+        classes = self.class_breakdown(findings)
+        ranked = sorted((c for c in classes if c.affected), key=lambda c: (-c.contribution, c.name))
+        significant = any(f.significant for f in findings)
+        status: Status = "insufficient_data" if not self.images_ok else "drift" if significant else "no_drift"
+        return DriftReport(
+            status=status,
+            significant_drift=significant,
+            class_drift=self.class_drift,
+            confidence_drift=_headline(findings, "confidence"),
+            count_drift=_headline(findings, "detections_per_image"),
+            affected_classes=tuple(c.name for c in ranked),
+            new_classes=tuple(c.name for c in classes if c.new),
+            vanished_classes=tuple(c.name for c in classes if c.vanished),
+            classes=classes,
+            findings=tuple(findings),
+            insufficient=tuple(self.insufficient),
+            reference=_summary(self.reference),
+            current=_summary(self.current),
+            config=self.config,
+        )
+
+
+def _sizes(pair: tuple[IntArray, IntArray]) -> tuple[int, int]:
+    return int(pair[0].sum()), int(pair[1].sum())
 
 
 _PER_IMAGE_KINDS = ("detections", "confidence_all", "box_log10_area", "box_log2_aspect")

@@ -44,11 +44,8 @@ from typing import IO, Any
 from opentelemetry import metrics
 
 from detwatch.config import ConfigError
-from detwatch.contract.shapes.drift import AB_VARIANTS
-from detwatch.drift._from_storage import AggregateReader, drift_report
-from detwatch.drift._periods import parse_periods
-from detwatch.drift._report import DriftConfig, DriftReport
-from detwatch.version import __version__
+from detwatch.drift import AB_VARIANTS, AggregateReader, DriftConfig, DriftReport, drift_report, parse_periods
+from detwatch.instruments import CompanionInstruments
 from detwatch_instrumentation import semconv
 
 __all__ = ["DriftSchedule", "DriftScheduler", "ScheduledDrift", "drift_scores", "start_drift_schedule"]
@@ -174,14 +171,14 @@ class DriftScheduler:
         storage: Callable[[], AggregateReader],
         *,
         meter_provider: metrics.MeterProvider | None = None,
+        instruments: CompanionInstruments | None = None,
         lock_path: Path | None = None,
     ) -> None:
         self.schedule = schedule
         self._storage_factory = storage
         self._storage: AggregateReader | None = None
-        meter = metrics.get_meter("detwatch.companion", __version__, meter_provider=meter_provider)
-        spec = semconv.DRIFT_SCORE
-        self._gauge = meter.create_gauge(spec.name, unit=spec.unit, description=spec.description)
+        own = instruments if instruments is not None else CompanionInstruments.create(meter_provider)
+        self._gauge = own.drift_score
         self._lock_path = lock_path
         self._lock_file: IO[bytes] | None = None
         self._stop = threading.Event()
@@ -249,7 +246,9 @@ class DriftScheduler:
             self._lock_file = None
 
 
-def start_drift_schedule(section: Any, data_dir: Path, database_url: str) -> DriftScheduler | None:
+def start_drift_schedule(
+    section: Any, data_dir: Path, database_url: str, instruments: CompanionInstruments | None = None
+) -> DriftScheduler | None:
     """Start the scheduler for the settings' ``drift:`` section (None when absent or without models).
 
     Raises :class:`~detwatch.config.ConfigError` naming the setting for a bad section.
@@ -270,7 +269,7 @@ def start_drift_schedule(section: Any, data_dir: Path, database_url: str) -> Dri
         opened.migrate()
         return opened
 
-    scheduler = DriftScheduler(schedule, storage, lock_path=data_dir / "drift-schedule.lock")
+    scheduler = DriftScheduler(schedule, storage, instruments=instruments, lock_path=data_dir / "drift-schedule.lock")
     scheduler.start()
     _logger.info(
         "drift schedule: %d models every %.0f s (pid %d)", len(schedule.models), schedule.interval_s, os.getpid()

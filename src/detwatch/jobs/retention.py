@@ -35,8 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from detwatch.review._store import DataEngineStore
 from detwatch.storage import Storage, StorageError
+from detwatch.storage.review import DataEngineStore
 
 __all__ = ["RetentionScheduler"]
 

@@ -10,7 +10,8 @@ The improvement loop of the user guide, on the companion::
 
 - The policy (what to flag, and why) is :mod:`detwatch_instrumentation.flagging`,
   shared with the decorator, which keeps the selected images (``DataEngine``).
-- Ingest and feedback flag in their own transactions (:mod:`._store`); items move
+- Ingest and feedback flag in their own transactions; the SQL of the queue, the
+  snapshots and the jobs lives in storage (:mod:`detwatch.storage.review`); items move
   ``needs_review`` -> ``in_review`` -> ``labeled`` | ``rejected``.
 - Dataset versions are immutable, content-addressed snapshots exported as COCO JSON
   or YOLO txt (:mod:`.export`).

@@ -49,7 +49,6 @@ import os
 import shlex
 import subprocess
 import tempfile
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -58,14 +57,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from detwatch.config import DEFAULT_MAX_ATTEMPTS, TrainerSettings
 from detwatch.contract.webhooks import signed_headers
-from detwatch.review._store import DataEngineStore
+from detwatch.storage.review import DataEngineStore
 
-__all__ = ["MAX_ATTEMPTS", "Trainer", "ensure_dispatcher", "job_document", "trainer_from"]
+__all__ = ["MAX_ATTEMPTS", "Trainer", "dispatch_once", "job_document", "trainer_from"]
 
 _logger = logging.getLogger("detwatch.training")
 
-MAX_ATTEMPTS: Final = 8
+MAX_ATTEMPTS: Final = DEFAULT_MAX_ATTEMPTS
 MAX_BACKOFF_S: Final = 300.0
 WEBHOOK_TIMEOUT_S: Final = 10.0
 COMMAND_TIMEOUT_S: Final = 3600.0
@@ -109,21 +109,15 @@ class Trainer:
         return f"command {shlex.join(self.command)}" if self.command else "none"
 
 
-def trainer_from(extra: Mapping[str, Any], environ: Mapping[str, str], public_url: str | None) -> Trainer:
-    """The trainer of the environment (``DETWATCH_TRAINER_*``) over ``detwatch.yaml``'s ``trainer``."""
-    section = extra.get("trainer") or {}
-    if not isinstance(section, Mapping):
-        raise ValueError("trainer: expected a mapping with url, secret or command")
-    url = environ.get("DETWATCH_TRAINER_URL") or section.get("url") or None
-    secret = environ.get("DETWATCH_TRAINER_SECRET") or section.get("secret") or None
-    command = environ.get("DETWATCH_TRAINER_COMMAND") or section.get("command") or ""
-    argv = tuple(shlex.split(command)) if isinstance(command, str) else tuple(str(c) for c in command)
-    backoff = float(environ.get("DETWATCH_TRAINER_BACKOFF_S") or section.get("backoff_s") or 2.0)
-    attempts = int(environ.get("DETWATCH_TRAINER_MAX_ATTEMPTS") or section.get("max_attempts") or MAX_ATTEMPTS)
-    if url is not None and not str(url).startswith(("http://", "https://")):
-        raise ValueError(f"trainer url: expected http(s)://..., got {url!r}")
+def trainer_from(settings: TrainerSettings, public_url: str | None) -> Trainer:
+    """The trainer of the companion's settings (``DETWATCH_TRAINER_*`` or ``detwatch.yaml``'s ``trainer``)."""
     return Trainer(
-        url=url, secret=secret, command=argv, backoff_s=backoff, max_attempts=attempts, public_url=public_url
+        url=settings.url,
+        secret=settings.secret,
+        command=settings.command,
+        backoff_s=settings.backoff_s,
+        max_attempts=settings.max_attempts,
+        public_url=public_url,
     )
 
 
@@ -208,55 +202,3 @@ def dispatch_once(store: DataEngineStore, trainer: Trainer) -> bool:
         store.record_dispatch(job["id"], error=error, retry_in_s=delay)
     _logger.info("training job %s hand-off attempt %d: %s", job["id"], attempts, error or "ok")
     return True
-
-
-class _Dispatcher(threading.Thread):
-    """Hands off due jobs until none waits, then ends (a new job starts it again)."""
-
-    def __init__(self, store: DataEngineStore, trainer: Trainer) -> None:
-        super().__init__(name="detwatch-trainer-dispatch", daemon=True)
-        self.store = store
-        self.trainer = trainer
-        self.wake = threading.Event()
-
-    def run(self) -> None:
-        while True:
-            try:
-                if dispatch_once(self.store, self.trainer):
-                    continue
-                wait = self.store.next_due_in()
-            except Exception:  # the database is away (or closed): the jobs stay recorded and due
-                _logger.warning(
-                    "training job dispatch stopped; the next data-engine request restarts it", exc_info=True
-                )
-                with _lock:
-                    _dispatchers.pop(id(self.store.storage), None)
-                return
-            if wait is None:
-                with _lock:
-                    # A job created meanwhile set wake: look again rather than end.
-                    if not self.wake.is_set():
-                        _dispatchers.pop(id(self.store.storage), None)
-                        return
-                self.wake.clear()
-                continue
-            self.wake.wait(min(wait, 5.0))
-            self.wake.clear()
-
-
-_lock = threading.Lock()
-_dispatchers: dict[int, _Dispatcher] = {}
-
-
-def ensure_dispatcher(store: DataEngineStore, trainer: Trainer) -> None:
-    """Start this process's dispatcher for ``store`` (or wake it): jobs are due."""
-    if not trainer.ready:
-        return
-    with _lock:
-        current = _dispatchers.get(id(store.storage))
-        if current is not None and current.is_alive():
-            current.wake.set()
-            return
-        dispatcher = _Dispatcher(store, trainer)
-        _dispatchers[id(store.storage)] = dispatcher
-        dispatcher.start()

@@ -47,7 +47,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, cast
@@ -57,10 +57,11 @@ import orjson
 
 from detwatch.contract.bins import CONFIDENCE_BINS, confidence_bin
 from detwatch.contract.feedback import FeedbackInput, FeedbackType
-from detwatch.contract.predictions import DetectionRecord, ImageRef, Prediction
-from detwatch.review import _store as _data_engine
+from detwatch.contract.predictions import Prediction
 from detwatch.storage import _abtests, _compaction
+from detwatch.storage import review as _review
 from detwatch.storage._aggregate import AggregateKey, BatchMeasures, Cell, aggregate_cells
+from detwatch.storage._rows import prediction_from_row as _prediction_from_row
 from detwatch.storage._schema import (
     CELL_SUMS,
     LATEST_VERSION,
@@ -301,6 +302,18 @@ class SQLStorage:
     def __init__(self, url: str, *, pool_size: int, pool_timeout: float) -> None:
         self.url = url
         self._pool: _Pool[Any] = _Pool(self._connect, self._discard, self._usable, pool_size, pool_timeout)
+        self._flag_listeners: list[_review.FlagListener] = []
+
+    def on_flagged(self, listener: _review.FlagListener) -> None:
+        """Tell ``listener`` ``{reason: count}`` of what each ingest or feedback transaction flags for review.
+
+        Called inside the transaction: a rare rollback or retry over-counts, never loses a flag.
+        """
+        self._flag_listeners.append(listener)
+
+    def _notify_flagged(self, counts: Mapping[str, int]) -> None:
+        for listener in self._flag_listeners:
+            listener(counts)
 
     # ------------------------------------------------------------------ backend hooks
 
@@ -362,6 +375,10 @@ class SQLStorage:
         return False
 
     # ------------------------------------------------------------------ transactions
+
+    def run_transaction(self, work: Callable[[Transaction], T], *, write: bool) -> T:
+        """Run ``work`` in one transaction: for storage's own modules (the data engine's SQL)."""
+        return self._run(work, write=write)
 
     def _run(self, work: Callable[[Transaction], T], *, write: bool, bulk: bool = False) -> T:
         """Run ``work`` in one transaction, retrying deadlocks; driver errors become StorageError."""
@@ -513,7 +530,9 @@ class SQLStorage:
             self._record_models(tx, new)
             self._upsert_aggregates(tx, cells)
             joined = self._join_feedback(tx, new)
-            _data_engine.flag_ingested(tx, new, joined)  # after the join: feedback that came first flags too
+            _review.flag_ingested(
+                tx, new, joined, self._notify_flagged
+            )  # after the join: feedback that came first flags too
             self._ingested(len(new))
             return stop, len(new), joined
 
@@ -672,7 +691,7 @@ class SQLStorage:
                     assert stored is not None
                     record = replace(stored, duplicate=True)
                 out.append(record)
-            _data_engine.flag_feedback(tx, out)  # feedback other than "correct" flags its prediction
+            _review.flag_feedback(tx, out, self._notify_flagged)  # feedback other than "correct" flags its prediction
             return out
 
         return self._run(work, write=True)
@@ -1022,7 +1041,6 @@ class SQLStorage:
 
 
 _encode_detections = msgspec.json.Encoder().encode
-_decode_detections = msgspec.json.Decoder(tuple[DetectionRecord, ...]).decode
 
 
 def _prediction_row(p: Prediction, received: int) -> tuple[Any, ...]:
@@ -1043,23 +1061,6 @@ def _prediction_row(p: Prediction, received: int) -> tuple[Any, ...]:
         _encode_detections(p.detections).decode(),
         _dumps(dict(p.attributes)) if p.attributes else "{}",
         received,
-    )
-
-
-def _prediction_from_row(row: Sequence[Any]) -> Prediction:
-    detections = _decode_detections(row[12])
-    return Prediction(
-        prediction_id=row[0],
-        time_unix_nano=int(row[4]),
-        model_id=row[1],
-        model_version=row[2],
-        detections=detections,
-        ab_variant=row[3],
-        latency_ms=None if row[5] is None else float(row[5]),
-        image=ImageRef(key=row[6], uri=row[7], width=row[8], height=row[9]),
-        trace_id=row[10],
-        span_id=row[11],
-        attributes=json.loads(row[13]),
     )
 
 

@@ -8,9 +8,12 @@ opens it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, Protocol, TypeVar
 
-__all__ = ["Transaction"]
+__all__ = ["Dialect", "Transaction", "Transactional"]
+
+T = TypeVar("T")
+Dialect = Literal["sqlite", "postgresql"]
 
 
 class Transaction:
@@ -52,3 +55,16 @@ class Transaction:
         if not rows:
             return []
         return self._returning_many(self._cursor, self._convert(sql), [tuple(r) for r in rows])
+
+
+class Transactional(Protocol):
+    """A backend that runs storage's shared SQL: what the modules of storage (the data engine's) write on."""
+
+    @property
+    def dialect(self) -> Dialect:
+        """Which SQL the backend speaks, where the shared statements differ (``FOR UPDATE``)."""
+        ...
+
+    def run_transaction(self, work: Callable[[Transaction], T], *, write: bool) -> T:
+        """Run ``work`` in one transaction (retrying deadlocks); driver errors become ``StorageError``."""
+        ...

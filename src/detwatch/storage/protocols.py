@@ -5,11 +5,12 @@ A backend is any class with these methods; it need not inherit from anything.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from detwatch.contract.feedback import FeedbackInput
 from detwatch.contract.predictions import Prediction
+from detwatch.storage._transaction import Transactional
 from detwatch.storage.records import (
     ABTestRecord,
     AggregateRow,
@@ -21,8 +22,12 @@ from detwatch.storage.records import (
 )
 
 
-class Storage(Protocol):
+class Storage(Transactional, Protocol):
     """What the companion needs from a database. Implementations are thread-safe."""
+
+    def on_flagged(self, listener: Callable[[Mapping[str, int]], None]) -> None:
+        """Tell ``listener`` ``{reason: count}`` of what each ingest or feedback transaction flags for review."""
+        ...
 
     url: str
 

@@ -22,6 +22,7 @@ from detwatch_instrumentation import semconv
 __all__ = [
     "CROSS_FIELD",
     "EMAIL_PATTERN",
+    "MAX_MIN_IMAGES",
     "SLACK_PATTERN",
     "WEBHOOK_PATTERN",
     "Alert",
@@ -36,6 +37,8 @@ EMAIL_PATTERN: Final = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-
 WEBHOOK_PATTERN: Final = r"https?://[!#-&(-~]{1,2000}"
 """An http(s) URL of printable ASCII without spaces or quotes."""
 SLACK_PATTERN: Final = r"#[a-z0-9_-][a-z0-9._-]{0,79}"
+MAX_MIN_IMAGES: Final = 1_000_000_000
+"""Most images a window may be required to hold (more than any window of any deployment sees)."""
 
 _IDENT: Final = r"^[A-Za-z0-9_.:/+-]{1,128}$"
 # Windows from 1m to 999m, 1h to 99h, 1d to 31d: all inside the validator's 1m..31d.
@@ -59,7 +62,9 @@ def _condition(
         "threshold": threshold,
         "window": {"type": "string", "pattern": window},
         "for": {"type": "string", "pattern": _FOR},
-        "min_images": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000},
+        "min_images": {"type": "integer", "minimum": 0, "maximum": MAX_MIN_IMAGES},
+        # A null anomaly is no anomaly (the server reads it as absent); the anomaly branch overrides it.
+        "anomaly": {"type": "null"},
         **extra,
     }
     return {

@@ -19,8 +19,8 @@ Reported per variant: added wall time per call on the caller's thread (mean and 
 against the mean undecorated call), and added CPU per image: this process's (all
 threads) over the undecorated call's, plus the recorder process's.
 
-Run where torch and torchvision are, from the ``benchmarks`` folder, with the
-OpenTelemetry wheels and both ``src`` folders on ``PYTHONPATH``:
+Run where torch and torchvision are, from the ``instrumentation/benchmarks`` folder, with
+the OpenTelemetry wheels and both ``src`` folders on ``PYTHONPATH``:
 ``python3 bench_gpu.py [--blocks N] [--models ...] [--setups ...]``.
 """
 

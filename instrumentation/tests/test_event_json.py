@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Telemetry
+from _telemetry import Telemetry
 from detwatch_instrumentation import _json, monitor_detections, prediction_context
 
 BODY: dict[str, Any] = {

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from scipy import stats
 
-from conftest import Telemetry
+from _telemetry import Telemetry
 from detwatch_instrumentation import ABRouter, monitor_detections, semconv
 
 KEYS = [f"cam{i % 7}/{i:06d}.jpg" for i in range(100_000)]

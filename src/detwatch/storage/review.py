@@ -1,9 +1,14 @@
-"""The data engine's SQL, on the shared storage's transactions (both backends).
+"""The data engine's storage: review queue, policies, dataset snapshots and training jobs (both backends).
 
-Kept out of :mod:`detwatch.storage._sql` so that the data engine is one home; the
-storage calls two hooks (:func:`flag_ingested`, :func:`flag_feedback`) inside its own
-ingest and feedback transactions, so that a flag is stored exactly when the event or
-feedback that caused it is.
+Every SQL statement of the data engine lives here, in storage, on the shared
+transactions of :mod:`detwatch.storage._sql`; the ingest and feedback transactions
+call :func:`flag_ingested` and :func:`flag_feedback` so that a flag is stored exactly
+when the event or feedback that caused it is. What to flag is the model's
+:class:`~detwatch_instrumentation.flagging.FlaggingPolicy` (a value configured per
+model and stored with it); who hears of a flag (the companion's
+``objdet.review.flagged`` counter) is a listener the application injects
+(:meth:`SQLStorage.on_flagged <detwatch.storage._sql.SQLStorage.on_flagged>`), never an
+instrument created at import.
 
 Decisions the code cannot show:
 
@@ -37,22 +42,20 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import orjson
-from opentelemetry import metrics
 
 from detwatch.contract.bins import AREA_BINS, area_edges
 from detwatch.contract.shapes.review import ITEM_STATUSES, JOB_STATUSES
-from detwatch.version import __version__
-from detwatch_instrumentation import semconv
+from detwatch.storage._rows import prediction_from_row
+from detwatch.storage._transaction import Transaction
 from detwatch_instrumentation.flagging import FEEDBACK_REASON_PREFIX, FlaggingPolicy, learn_area_ranges
 
 if TYPE_CHECKING:
     from detwatch.contract.predictions import Prediction
-    from detwatch.storage._sql import SQLStorage, Transaction
     from detwatch.storage.protocols import Storage
     from detwatch.storage.records import FeedbackRecord
 
@@ -85,10 +88,8 @@ MAX_BACKFILL: Final = 50_000
 CURSOR_PATTERN: Final = re.compile(r"(0|[1-9][0-9]{0,17}|[1-8][0-9]{18}):[0-9a-f]{32}")
 """A page cursor: the last item's creation time (fits a BIGINT) and id."""
 
-_meter = metrics.get_meter("detwatch.companion", __version__)
-_flagged_counter = _meter.create_counter(
-    semconv.REVIEW_FLAGGED.name, unit=semconv.REVIEW_FLAGGED.unit, description=semconv.REVIEW_FLAGGED.description
-)
+FlagListener = Callable[[Mapping[str, int]], None]
+"""Told ``{reason: count}`` of the items a transaction flagged (the companion's ``objdet.review.flagged``)."""
 
 
 class ConflictError(Exception):
@@ -199,7 +200,9 @@ def _detections_json(detections: Iterable[Any]) -> str:
     ).decode()
 
 
-def flag_ingested(tx: Transaction, new: Sequence[Prediction], feedback_joined: int = 1) -> int:
+def flag_ingested(
+    tx: Transaction, new: Sequence[Prediction], feedback_joined: int = 1, notify: FlagListener | None = None
+) -> int:
     """Flag newly stored predictions per their model's policy (inside the ingest transaction).
 
     ``feedback_joined``: how many waiting feedback rows the ingest just joined to these
@@ -245,14 +248,9 @@ def flag_ingested(tx: Transaction, new: Sequence[Prediction], feedback_joined: i
     if rows:
         rows.sort(key=lambda r: (r[1], r[2]))  # lock order: (dataset, prediction)
         tx.executemany(_INSERT_ITEM, rows)
-        _count(counts)
+        if notify is not None and counts:
+            notify(counts)
     return len(rows)
-
-
-def _count(counts: Mapping[str, int]) -> None:
-    # Counted inside the transaction: a rare rollback or retry over-counts, never loses a flag.
-    for reason, n in counts.items():
-        _flagged_counter.add(n, {semconv.ATTR_SAMPLING_STRATEGY: reason})
 
 
 _ITEM_COLUMNS: Final = (
@@ -290,7 +288,7 @@ def _item_row(dataset_id: str, p: Prediction, reasons: Sequence[str], now: int) 
     )
 
 
-def flag_feedback(tx: Transaction, records: Sequence[FeedbackRecord]) -> int:
+def flag_feedback(tx: Transaction, records: Sequence[FeedbackRecord], notify: FlagListener | None = None) -> int:
     """Flag the predictions that feedback other than ``correct`` names (inside the feedback transaction).
 
     Two feedback posts on one prediction may run at once (PostgreSQL, READ COMMITTED):
@@ -312,14 +310,12 @@ def flag_feedback(tx: Transaction, records: Sequence[FeedbackRecord]) -> int:
         reason = FEEDBACK_REASON_PREFIX + record.type
         added = _merge_reason(tx, dataset_id, str(record.prediction_id), reason, now)
         if added is None:
-            from detwatch.storage._sql import _prediction_from_row
-
             rows = tx.query(
                 f"SELECT {_PREDICTION_COLUMNS} FROM predictions WHERE prediction_id = ?", (record.prediction_id,)
             )
             if not rows:
                 continue  # expired: nothing to review any more
-            item = _item_row(dataset_id, _prediction_from_row(rows[0]), [reason], now)
+            item = _item_row(dataset_id, prediction_from_row(rows[0]), [reason], now)
             if tx.execute(_INSERT_ITEM, item):
                 flagged += 1
                 added = True
@@ -327,7 +323,8 @@ def flag_feedback(tx: Transaction, records: Sequence[FeedbackRecord]) -> int:
                 added = _merge_reason(tx, dataset_id, str(record.prediction_id), reason, now)
         if added:
             counts[reason] = counts.get(reason, 0) + 1
-    _count(counts)
+    if notify is not None and counts:
+        notify(counts)
     return flagged
 
 
@@ -418,11 +415,11 @@ class DataEngineStore:
     """Policies, review queue, dataset snapshots and training jobs on a companion storage."""
 
     def __init__(self, storage: Storage) -> None:
-        self.storage = cast("SQLStorage", storage)
-        self.dialect = self.storage.dialect
+        self.storage = storage
+        self.dialect = storage.dialect
 
     def _run(self, work: Any, *, write: bool) -> Any:
-        return self.storage._run(work, write=write)
+        return self.storage.run_transaction(work, write=write)
 
     # ------------------------------------------------------------ policies
 
@@ -469,7 +466,6 @@ class DataEngineStore:
         are inserted ``ON CONFLICT DO NOTHING``, so a prediction flagged by a concurrent
         ingest is not flagged twice.
         """
-        from detwatch.storage._sql import _prediction_from_row
 
         def flag(tx: Transaction, rows: Sequence[tuple[Any, ...]]) -> int:
             config = tx.query("SELECT target_dataset_id FROM data_engine_configs WHERE model_id = ?", (model_id,))
@@ -484,7 +480,7 @@ class DataEngineStore:
                     (config[0][0], *ids),
                 )
             }
-            return flag_ingested(tx, [_prediction_from_row(r) for r in rows if r[0] not in present])
+            return flag_ingested(tx, [prediction_from_row(r) for r in rows if r[0] not in present])
 
         examined = flagged = 0
         oldest, complete = since_unix_nano, True

@@ -91,6 +91,14 @@ inference, even when the Collector is down or hangs.
 The exit status is 1 if a target or a check fails (every call returned its result,
 every image's telemetry arrived, exports were attempted, the decorator's guard
 swallowed no failure).
+
+Where it runs
+-------------
+It lives with the distribution it measures, but the (e) rows and the ``otlp`` set-up
+measure the decorator behind the application's pipeline, the companion's
+``detwatch.configure_opentelemetry``, because that is what a user runs: run it from the
+repository with both distributions installed (``./run bench --only overhead``, or
+``python instrumentation/benchmarks/bench_overhead.py``). The rest needs only the SDK.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 import detwatch_instrumentation as dwi
-from conftest import Telemetry
+from _telemetry import Telemetry
 from detwatch_instrumentation import monitor_detections, prediction_context, semconv
 from detwatch_instrumentation._recorder import RECORDER
 

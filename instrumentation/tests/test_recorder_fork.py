@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Telemetry
+from _telemetry import Telemetry
 from detwatch_instrumentation import _recorder, monitor_detections, semconv
 from detwatch_instrumentation._recorder import RECORDER
 
