@@ -16,7 +16,7 @@ from flask import request
 from detwatch.api._context import authenticates_itself, bearer_ok
 from detwatch.api.errors import APIError
 from detwatch.contract.predictions import PredictionError, load_json
-from detwatch.contract.shapes._common import MAX_BATCH
+from detwatch.contract.shapes import MAX_BATCH
 from detwatch.contract.textfields import NUL_MESSAGE, holds_nul, name_problem
 
 __all__ = [

@@ -21,7 +21,7 @@ from typing import Any, Final
 import msgspec
 
 from detwatch.contract.shapes import _common, abtests, alerts, drift, feedback, ingest, review
-from detwatch.contract.shapes._common import Error, ErrorDetail, RejectedItem
+from detwatch.contract.shapes._common import MAX_BATCH, Error, ErrorDetail, RejectedItem
 from detwatch.contract.shapes.abtests import ABTest, ABTestCreate, ABTestList, ABTestResults
 from detwatch.contract.shapes.alerts import Alert, AlertArtifacts, AlertCreate, AlertCreated, AlertList
 from detwatch.contract.shapes.drift import DriftReport, DriftRequest
@@ -51,6 +51,7 @@ from detwatch.contract.shapes.review import (
 )
 
 __all__ = [
+    "MAX_BATCH",
     "REF_PREFIX",
     "SHAPES",
     "ABTest",
