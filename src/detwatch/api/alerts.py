@@ -36,7 +36,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from flask import Blueprint, Flask, Response, jsonify
 
@@ -50,6 +50,7 @@ from detwatch.api._context import bearer_ok, settings
 from detwatch.api._openapi_alerts import MODEL_ID_PATTERN
 from detwatch.api._request import object_body
 from detwatch.api.errors import APIError, data_dir_unavailable
+from detwatch.contract.shapes import Alert, AlertArtifacts, AlertCreated, AlertList
 
 __all__ = [
     "GRAFANA_TOKEN_VARIABLE",
@@ -178,8 +179,8 @@ def _config() -> GenerateConfig:
     return GenerateConfig(alerts=tuple(merged.values()), stack=stack)
 
 
-def _alert_json(alert: AlertDefinition) -> dict[str, Any]:
-    out = {"id": alert.slug, **alert.to_json()}
+def _alert_json(alert: AlertDefinition) -> Alert:
+    out = cast(Alert, {"id": alert.slug, **alert.to_json()})
     if alert.resolution is not None:  # a latency quantile read between bucket bounds
         out["resolution"] = alert.resolution
     return out
@@ -251,24 +252,26 @@ def create_alert(model_id: str) -> tuple[Response, int]:
             pushed = _grafana(config)
     except OSError as exc:  # the lock or the alert's file
         raise data_dir_unavailable(exc, "the alert is not stored; retry") from None
-    body = _alert_json(alert)
-    body["prometheus_rules"] = {
-        "record": rules.recording_name(alert),
-        "alert": rules.alert_name(alert),
-        "file": f"rules/{rules.RULES_FILE}",
-    }
-    body["grafana_rule_uid"] = grafana_provisioning.rule_uid(alert)
-    body["grafana"] = pushed
+    body = AlertCreated(
+        **_alert_json(alert),
+        prometheus_rules={
+            "record": rules.recording_name(alert),
+            "alert": rules.alert_name(alert),
+            "file": f"rules/{rules.RULES_FILE}",
+        },
+        grafana_rule_uid=grafana_provisioning.rule_uid(alert),
+        grafana=pushed,
+    )
     return jsonify(body), 200 if replaced else 201
 
 
 @bp.get("/models/<model_id>/alerts")
 def list_alerts(model_id: str) -> Response:
     model_id = _model_id(model_id)
-    return jsonify({"alerts": [_alert_json(a) for a in _config().alerts if a.model_id == model_id]})
+    return jsonify(AlertList(alerts=[_alert_json(a) for a in _config().alerts if a.model_id == model_id]))
 
 
 @bp.get("/alerts/artifacts")
 def get_artifacts() -> Response:
     files: Mapping[str, str] = artifacts(_config())
-    return jsonify({"files": dict(files)})
+    return jsonify(AlertArtifacts(files=dict(files)))

@@ -167,12 +167,25 @@ class Alert(TypedDict):
     notify: list[str]
     per: str
     severity: str
+    version: NotRequired[str]
+    arm: NotRequired[str]
+    resolution: NotRequired[
+        Annotated[str, msgspec.Meta(description="a latency quantile read between bucket bounds: the bucket it reads")]
+    ]
+
+
+class PrometheusRules(TypedDict):
+    """The names an alert has in the generated rule file."""
+
+    record: str
+    alert: str
+    file: str
 
 
 class AlertCreated(Alert):
     """The alert, its Prometheus rule names and its Grafana rule uid."""
 
-    prometheus_rules: Object
+    prometheus_rules: PrometheusRules
     grafana_rule_uid: str
     grafana: Annotated[Object | None, msgspec.Meta(description="the push to Grafana, when configured")]
 
