@@ -22,7 +22,9 @@ from detwatch.api.openapi import openapi_document
 from detwatch.app import create_app
 from detwatch.config import Settings
 from detwatch.contract import shapes
+from detwatch.contract.feedback import MAX_TEXT
 from detwatch.contract.shapes import REF_PREFIX, schema_components
+from detwatch.contract.shapes.review import MAX_CLAIM
 
 FOREIGN_BODIES = {
     ("/v1/logs", "post", "request"),  # OTLP's ExportLogsServiceRequest (its own specification)
@@ -137,3 +139,19 @@ def test_the_answers_of_ab_tests_and_drift_are_their_shapes(app: Flask) -> None:
     report = client.post("/v1/models/a/drift", json={"reference_period": "previous 7d", "current_period": "last 7d"})
     assert report.status_code == 200, report.get_json()
     _as(shapes.DriftReport, report.get_json())
+
+
+def test_a_body_outside_its_request_shape_is_a_400_naming_the_field(app: Flask) -> None:
+    client: FlaskClient = app.test_client()
+    dataset = client.post("/v1/datasets", json={"name": "cars"}).get_json()
+    claims = f"/v1/datasets/{dataset['id']}/claims"
+    too_many = client.post(claims, json={"reviewer": "ann", "limit": MAX_CLAIM + 1})
+    assert too_many.status_code == 400
+    assert too_many.get_json()["error"]["code"] == "invalid_field"
+    assert too_many.get_json()["error"]["field"] == "limit"
+    assert client.post(claims, json={"reviewer": "ann", "limit": True}).status_code == 400  # a bool is no integer
+    assert client.post(claims, json={"reviewer": "ann", "limit": 5.0}).status_code == 200  # JSON Schema's integer
+    metadata = client.post("/v1/models", json={"model_id": "m", "metadata": ["not", "an", "object"]})
+    assert metadata.status_code == 400 and metadata.get_json()["error"]["field"] == "metadata"
+    long = client.post("/v1/datasets", json={"name": "d", "description": "x" * (MAX_TEXT + 1)})
+    assert long.status_code == 400 and long.get_json()["error"]["field"] == "description"

@@ -19,6 +19,7 @@ __all__ = [
     "CROSS_FIELD",
     "ITEM_STATUSES",
     "JOB_STATUSES",
+    "MAX_CLAIM",
     "Annotation",
     "Backfill",
     "Claim",
@@ -40,6 +41,8 @@ ItemStatus = Literal["needs_review", "in_review", "labeled", "rejected"]
 ITEM_STATUSES: Final[tuple[ItemStatus, ...]] = ("needs_review", "in_review", "labeled", "rejected")
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 JOB_STATUSES: Final[tuple[JobStatus, ...]] = ("queued", "running", "succeeded", "failed")
+MAX_CLAIM: Final = 100
+"""Most items one claim takes."""
 
 _Rate = Annotated[float, msgspec.Meta(ge=0, le=1)]
 _ReviewName = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NAME_PATTERN, description="not blank")]
@@ -183,7 +186,7 @@ class Claim(TypedDict):
     """Items to claim for one reviewer."""
 
     reviewer: _ReviewName
-    limit: NotRequired[Annotated[int, msgspec.Meta(ge=1, le=100)]]
+    limit: NotRequired[Annotated[int, msgspec.Meta(ge=1, le=MAX_CLAIM)]]
     lease_s: NotRequired[Annotated[float, msgspec.Meta(ge=1, le=604800)]]
 
 
