@@ -30,7 +30,6 @@ __all__ = [
     "Object",
     "RejectedItem",
     "Time",
-    "closed",
     "one_of",
     "present",
 ]
@@ -77,11 +76,6 @@ def one_of(values: tuple[str, ...] | list[str], description: str | None = None) 
 def present(*names: str) -> dict[str, Any]:
     """JSON Schema: the fields are there and not null (null means absent)."""
     return {"required": list(names), "properties": {name: {"not": {"type": "null"}} for name in names}}
-
-
-def closed() -> msgspec.Meta:
-    """An object that takes no other field: the route answers 400 for an unknown one."""
-    return msgspec.Meta(extra_json_schema={"additionalProperties": False})
 
 
 class ErrorDetail(TypedDict):

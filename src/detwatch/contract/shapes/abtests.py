@@ -40,7 +40,6 @@ DIRECTED_METRICS: Final[tuple[DirectedMetric, ...]] = ("confidence", "latency", 
 
 _Effect = Annotated[float, msgspec.Meta(gt=0)]
 _Version = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
-assert MAX_ID_LENGTH == 256
 
 
 class MinEffect(TypedDict, total=False):

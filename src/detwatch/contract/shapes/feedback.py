@@ -11,7 +11,7 @@ from typing import Annotated, Any, Final, NotRequired, TypedDict
 import msgspec
 
 from detwatch.contract.feedback import MAX_TEXT, FeedbackType
-from detwatch.contract.predictions import MAX_DETECTIONS, MAX_ID_LENGTH
+from detwatch.contract.predictions import MAX_DETECTIONS
 from detwatch.contract.shapes._common import (
     MAX_BATCH,
     TIME_DESCRIPTION,
@@ -34,7 +34,6 @@ _Comment = Annotated[
     ),
 ]
 _FeedbackTime = Annotated[Time, msgspec.Meta(description=f"{TIME_DESCRIPTION}; defaults to now")]
-assert MAX_ID_LENGTH < MAX_TEXT
 
 
 class Feedback(TypedDict):
