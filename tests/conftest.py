@@ -55,14 +55,12 @@ def storage(database_url: str) -> Iterator[Any]:
 @pytest.fixture
 def app(tmp_path: Any, database_url: str) -> Iterator[Any]:
     """The companion's Flask app on a fresh database of each backend (as Flask's own tutorial tests it)."""
-    from detwatch.app import create_app
+    from detwatch.app import create_app, shutdown
     from detwatch.config import Settings
 
     application = create_app(Settings(data_dir=tmp_path, database_url=database_url))
     yield application
-    storage = application.extensions.get("detwatch.storage")
-    if storage is not None:
-        storage.close()
+    shutdown(application)
 
 
 @pytest.fixture

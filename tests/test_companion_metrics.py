@@ -6,8 +6,9 @@ import time
 from pathlib import Path
 
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from _telemetry import sums_by
 from detwatch.app import create_app
 from detwatch.config import Settings
 
@@ -25,17 +26,8 @@ def test_accepted_feedback_is_counted_by_type_and_duplicates_are_not(tmp_path: P
     ]:
         assert client.post("/v1/feedback", json=body, headers={"Idempotency-Key": key}).status_code in (200, 201)
     assert client.post("/v1/feedback", json={"type": "nope"}).status_code == 400
-    counts: dict[str, int] = {}
-    data = reader.get_metrics_data()
-    assert data is not None
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                if m.name == "objdet.feedback":
-                    assert m.unit == "{feedback}"
-                    for p in m.data.data_points:
-                        assert isinstance(p, NumberDataPoint) and p.attributes is not None
-                        counts[str(p.attributes["objdet.feedback.type"])] = int(p.value)
+    unit, counts = sums_by(reader, "objdet.feedback", "objdet.feedback.type")
+    assert unit == "{feedback}"
     assert sorted(counts.items()) == [("correct", 1), ("wrong_label", 2)]
 
 

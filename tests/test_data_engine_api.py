@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from pycocotools.coco import COCO  # type: ignore[import-untyped]
 from scipy import stats
 
-from _telemetry import Telemetry
+from _telemetry import Telemetry, sums_by
 from detwatch.config import TrainerSettings
 from detwatch.demo import sample_detector as sd
 from detwatch_instrumentation import monitor_detections
@@ -512,7 +512,7 @@ def test_the_decorator_and_the_companion_select_the_same_predictions(
 
 def test_flags_are_counted_by_strategy_in_objdet_review_flagged(tmp_path: Path) -> None:
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     from detwatch.app import create_app
     from detwatch.config import Settings
@@ -545,17 +545,8 @@ def test_flags_are_counted_by_strategy_in_objdet_review_flagged(tmp_path: Path) 
     assert client.post("/v1/predictions", json={"predictions": events}).status_code == 200
     body = {"type": "wrong_label", "prediction_id": "ok", "detection_index": 0, "corrected_class": "bus"}
     assert client.post("/v1/feedback", json=body).status_code == 201
-    counts: dict[str, int] = {}
-    data = reader.get_metrics_data()
-    assert data is not None
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                if m.name == "objdet.review.flagged":
-                    assert m.unit == "{image}"
-                    for point in m.data.data_points:
-                        assert isinstance(point, NumberDataPoint) and point.attributes is not None
-                        counts[str(point.attributes["objdet.sampling.strategy"])] = int(point.value)
+    unit, counts = sums_by(reader, "objdet.review.flagged", "objdet.sampling.strategy")
+    assert unit == "{image}"
     assert sorted(counts.items()) == [("feedback:wrong_label", 1), ("low_confidence", 2), ("no_detections", 3)]
 
 

@@ -18,14 +18,14 @@ import pytest
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric, NumberDataPoint
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import detwatch_instrumentation
 
-__all__ = ["Telemetry", "telemetry"]
+__all__ = ["Telemetry", "sums_by", "telemetry"]
 
 
 @dataclass
@@ -103,3 +103,20 @@ def telemetry() -> Iterator[Telemetry]:
     meter_provider.shutdown()
     tracer_provider.shutdown()
     logger_provider.shutdown()
+
+
+def sums_by(reader: InMemoryMetricReader, name: str, attribute: str) -> tuple[str | None, dict[str, int]]:
+    """The unit of sum metric ``name`` and its value for each value of ``attribute``, as ``reader`` holds them."""
+    unit: str | None = None
+    sums: dict[str, int] = {}
+    data = reader.get_metrics_data()
+    for resource_metrics in data.resource_metrics if data is not None else ():
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if metric.name != name:
+                    continue
+                unit = metric.unit
+                for point in metric.data.data_points:
+                    assert isinstance(point, NumberDataPoint) and point.attributes is not None
+                    sums[str(point.attributes[attribute])] = int(point.value)
+    return unit, sums

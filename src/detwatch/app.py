@@ -27,7 +27,7 @@ from detwatch.jobs.training_dispatch import TrainingDispatcher
 from detwatch.review.training import trainer_from
 from detwatch.version import __version__
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "shutdown"]
 
 _telemetry_configured = False
 
@@ -100,3 +100,17 @@ def create_app(
         return jsonify(openapi_document())
 
     return app
+
+
+def shutdown(app: Flask) -> None:
+    """Stop ``app``'s jobs and close its storage: for a test, or a process embedding the companion, that ends.
+
+    A gunicorn worker needs none of it: its daemon threads end with the process.
+    """
+    for key in ("detwatch.jobs.training", "detwatch.jobs.retention", "detwatch.drift_scheduler"):
+        job = app.extensions.get(key)
+        if job is not None:
+            job.stop()
+    storage = app.extensions.pop("detwatch.storage", None)
+    if storage is not None:
+        storage.close()

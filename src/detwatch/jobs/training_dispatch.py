@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Final
 
 from detwatch.review.training import Trainer, dispatch_once
+from detwatch.storage import StorageError
 from detwatch.storage.review import DataEngineStore
 
 __all__ = ["CHECK_S", "TrainingDispatcher"]
@@ -80,7 +81,10 @@ class TrainingDispatcher:
             while not self._stop.is_set() and dispatch_once(store, trainer):
                 pass
             due_in = store.next_due_in()
-        except Exception:  # the database is away (or closed): the jobs stay recorded and due
-            _logger.warning("training job dispatch failed; tried again in %.0f s", self.check_s, exc_info=True)
+        except StorageError as exc:  # the database is away (or closed): the jobs stay recorded and due
+            _logger.warning("training job dispatch failed, tried again in %.0f s: %s", self.check_s, exc)
+            return self.check_s
+        except Exception:  # a bug must not end hand-offs for the life of the worker
+            _logger.exception("training job dispatch failed; tried again in %.0f s", self.check_s)
             return self.check_s
         return self.check_s if due_in is None else max(0.0, due_in)
