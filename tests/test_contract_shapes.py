@@ -18,12 +18,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from detwatch.abtest.config import HIGHER_IS_BETTER, METRICS
 from detwatch.api.openapi import openapi_document
 from detwatch.app import create_app
 from detwatch.config import Settings
 from detwatch.contract import shapes
 from detwatch.contract.feedback import MAX_TEXT
 from detwatch.contract.shapes import REF_PREFIX, schema_components
+from detwatch.contract.shapes.abtests import DIRECTED_METRICS
 from detwatch.contract.shapes.review import MAX_CLAIM
 
 FOREIGN_BODIES = {
@@ -155,3 +157,8 @@ def test_a_body_outside_its_request_shape_is_a_400_naming_the_field(app: Flask) 
     assert metadata.status_code == 400 and metadata.get_json()["error"]["field"] == "metadata"
     long = client.post("/v1/datasets", json={"name": "d", "description": "x" * (MAX_TEXT + 1)})
     assert long.status_code == 400 and long.get_json()["error"]["field"] == "description"
+
+
+def test_the_metrics_that_may_decide_an_ab_test_are_those_with_a_better_direction() -> None:
+    directed = tuple(m for m in METRICS if HIGHER_IS_BETTER[m] is not None)
+    assert directed == DIRECTED_METRICS
