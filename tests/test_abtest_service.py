@@ -134,8 +134,8 @@ def _create(client: detwatch.Client, prefix: str, config: dict[str, Any]) -> Any
     model_v2 = client.register_model(model_id=f"{prefix}-v2", version="1")
     return client.create_ab_test(
         name="Detection Model Comparison",
-        model_a_id=model_v1.id,
-        model_b_id=model_v2.id,
+        model_a_id=model_v1["id"],
+        model_b_id=model_v2["id"],
         config=config,
         start=_rfc3339(START),
     )
@@ -168,7 +168,7 @@ def test_results_match_scipy_on_the_raw_values(client: detwatch.Client, companio
     # The user guide's reads.
     assert results["model_a"]["avg_confidence"] == pytest.approx(conf_a.mean())
     assert results["model_b"]["avg_confidence"] == pytest.approx(conf_b.mean())
-    assert 0.0 <= results["p_value"] <= 1.0
+    assert results["p_value"] is not None and 0.0 <= results["p_value"] <= 1.0
     assert results["model_a"]["images"] == 1800
     assert results["model_b"]["images"] == 200
 
@@ -255,7 +255,7 @@ def test_a_clear_difference_gives_a_verdict_and_a_broken_split_is_flagged(client
     results = client.get_ab_test_results(clear.id)
     assert results["status"] == "completed"  # back-dated: its three days are over
     assert results["verdict"] == "a_better"
-    assert results["p_value"] < 0.05
+    assert results["p_value"] is not None and results["p_value"] < 0.05
     _low, high = results["comparisons"]["confidence"]["confidence_sequence"]
     assert high < 0  # B's confidence is lower, with any-time validity
 
@@ -284,8 +284,8 @@ def test_stopping_ends_the_test_and_routers_get_everything_to_a(client: detwatch
         model_b_id="abstop",
         config={"traffic_split": 0.2, "metrics": ["latency"], "duration_days": 7},
     )
-    assert client.get_ab_test(test.id)["traffic_split"] == 0.2
-    stopped = client.stop_ab_test(test.id)
+    assert client.get_ab_test(test["id"])["traffic_split"] == 0.2
+    stopped = client.stop_ab_test(test["id"])
     assert stopped["status"] == "stopped"
     assert stopped["traffic_split"] == 0.0
     assert stopped["end_unix_nano"] <= test["end_unix_nano"]
@@ -325,11 +325,11 @@ def test_a_router_takes_its_split_and_salt_from_the_companion(client: detwatch.C
     test = client.create_ab_test(
         name="routed", model_a_id="abroute", model_b_id="abroute", config={"traffic_split": 0.3, "metrics": ["latency"]}
     )
-    split = CompanionSplit(companion.url, test.id, refresh_s=60)
+    split = CompanionSplit(companion.url, test["id"], refresh_s=60)
     assert split.refresh()
-    assert (split.split, split.salt) == (0.3, test.id)
+    assert (split.split, split.salt) == (0.3, test["id"])
     router = ABRouter(lambda image: "A", lambda image: "B", traffic_split=split)
-    local = ABRouter(lambda image: "A", lambda image: "B", traffic_split=0.3, salt=test.id)
+    local = ABRouter(lambda image: "A", lambda image: "B", traffic_split=0.3, salt=test["id"])
     keys = [f"frame-{i}" for i in range(20_000)]
     arms = [router.route(k) for k in keys]
     assert arms == [local.route(k) for k in keys]  # any process with the test's salt agrees
@@ -338,7 +338,7 @@ def test_a_router_takes_its_split_and_salt_from_the_companion(client: detwatch.C
     assert low <= share_b <= high
     assert router(None, key="frame-1") == ("B" if arms[1] == "b" else "A")
 
-    client.stop_ab_test(test.id)
+    client.stop_ab_test(test["id"])
     assert split.refresh()
     assert {router.route(k) for k in keys[:2000]} == {"a"}
     split.close()
@@ -352,7 +352,7 @@ def test_a_router_keeps_its_last_split_when_the_companion_is_unreachable(
         name="down", model_a_id="abdown", model_b_id="abdown", config={"traffic_split": 0.5, "metrics": ["latency"]}
     )
     # Never reached: everything goes to A, and route() does not wait for the network.
-    dead = CompanionSplit(f"http://127.0.0.1:{free_port()}", test.id, refresh_s=60, timeout_s=0.5)
+    dead = CompanionSplit(f"http://127.0.0.1:{free_port()}", test["id"], refresh_s=60, timeout_s=0.5)
     router = ABRouter(lambda image: "A", lambda image: "B", traffic_split=dead)
     assert {router.route(f"k{i}") for i in range(500)} == {"a"}
     assert not dead.refresh()
@@ -360,9 +360,9 @@ def test_a_router_keeps_its_last_split_when_the_companion_is_unreachable(
     dead.close()
 
     # Reached once, then lost: the last split stays in force.
-    split = CompanionSplit(companion.url, test.id, refresh_s=60, timeout_s=0.5)
+    split = CompanionSplit(companion.url, test["id"], refresh_s=60, timeout_s=0.5)
     assert split.refresh()
-    split.url = f"http://127.0.0.1:{free_port()}/v1/ab-tests/{test.id}"
+    split.url = f"http://127.0.0.1:{free_port()}/v1/ab-tests/{test['id']}"
     assert not split.refresh()
     assert split.split == 0.5
     routed = ABRouter(lambda image: "A", lambda image: "B", traffic_split=split)
@@ -418,11 +418,11 @@ def test_arms_split_outside_detwatch_are_told_apart_by_model_and_version(
         config={**config, "model_a_version": "1", "model_b_version": "2"},
         start=_rfc3339(START),
     )
-    by_version = client.get_ab_test_results(versions.id)
+    by_version = client.get_ab_test_results(versions["id"])
     assert by_version["arms_by"] == "model"
     assert (by_version["model_a"]["images"], by_version["model_b"]["images"]) == (150, 50)
     # Without versions, one model id leaves the router's tag as the only mark: none here.
     tagless = client.create_ab_test(name="tags", model_a_id=one, model_b_id=one, config=config, start=_rfc3339(START))
-    by_tag = client.get_ab_test_results(tagless.id)
+    by_tag = client.get_ab_test_results(tagless["id"])
     assert by_tag["arms_by"] == "ab_variant"
     assert (by_tag["model_a"]["images"], by_tag["model_b"]["images"]) == (0, 0)

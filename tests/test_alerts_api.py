@@ -193,22 +193,22 @@ def test_seed_create_alert_calls_through_the_real_client_push_to_grafana(tmp_pat
         model = client.register_model(model_id="vehicles", version="v2")
         # The seed's two calls, word for word.
         alert = client.create_alert(
-            model_id=model.id,
+            model_id=model["id"],
             name="Low Confidence Alert",
             condition={"metric": "avg_confidence", "operator": "lt", "threshold": 0.7, "window": "1h"},
             notify=["email:team@company.com", "slack:#ml-alerts"],
         )
         latency_alert = client.create_alert(
-            model_id=model.id,
+            model_id=model["id"],
             name="High Latency Alert",
             condition={"metric": "p99_latency_ms", "operator": "gt", "threshold": 500, "window": "15m"},
         )
         with pytest.raises(InvalidRequestError) as refused:
-            client.create_alert(model_id=model.id, name="Bad", condition={**SEED_CONDITION, "threshold": 1.5})
+            client.create_alert(model_id=model["id"], name="Bad", condition={**SEED_CONDITION, "threshold": 1.5})
     assert refused.value.field == "condition.threshold"
-    assert alert.id == "low-confidence-alert" and latency_alert.id == "high-latency-alert"
-    assert alert.grafana == {"url": grafana.url, "pushed": True, "alert_rules": 1, "contact_points": 2}
-    assert latency_alert.grafana["pushed"] is True
+    assert alert["id"] == "low-confidence-alert" and latency_alert["id"] == "high-latency-alert"
+    assert alert["grafana"] == {"url": grafana.url, "pushed": True, "alert_rules": 1, "contact_points": 2}
+    assert latency_alert["grafana"] is not None and latency_alert["grafana"]["pushed"] is True
     assert grafana.problems == []
     assert {auth for _, _, auth, _ in grafana.calls} == {"Bearer glsa_test"}
     assert set(grafana.stored["alert-rules"]) == {"detwatch-low-confidence-alert", "detwatch-high-latency-alert"}

@@ -140,41 +140,43 @@ def test_the_user_guide_loop_ends_with_a_registered_model_version(
     name = f"loop-{companion.port}"
     model = client.register_model(model_id=name, version="v1")
     dataset = client.create_dataset(name=name)
-    version = dataset.version
-    data_engine = client.configure_data_engine(model_id=model.id, config=SEED_CONFIG, target_dataset_id=dataset.id)
-    assert data_engine.target_dataset_id == dataset.id
+    version = dataset["version"]
+    data_engine = client.configure_data_engine(
+        model_id=model["id"], config=SEED_CONFIG, target_dataset_id=dataset["id"]
+    )
+    assert data_engine["target_dataset_id"] == dataset["id"]
     client.send_predictions(events(name, 20, []))  # no detections: every one is an edge case
-    flagged_items = client.get_flagged_items(dataset_id=dataset.id, status="needs_review", limit=100)
+    flagged_items = client.get_flagged_items(dataset_id=dataset["id"], status="needs_review", limit=100)
     assert len(flagged_items) == 20 and flagged_items.next_cursor is None
     for item in flagged_items:
-        assert "no_detections" in item.reasons and item.status == "needs_review"
+        assert "no_detections" in item["reasons"] and item["status"] == "needs_review"
         client.label_item(
-            dataset_id=dataset.id,
-            item_id=item.id,
+            dataset_id=dataset["id"],
+            item_id=item["id"],
             annotations=[{"class": "car", "box": [10, 10, 50, 40]}],
             reviewer="ann",
         )
     new_version = client.create_dataset_version(
-        dataset_id=dataset.id, parent_version_id=version.id, name="v2 - with feedback"
+        dataset_id=dataset["id"], parent_version_id=version["id"], name="v2 - with feedback"
     )
-    assert new_version.item_count == 20 and new_version.class_counts == {"car": 20}
-    coco = client.export_dataset_version(dataset_id=dataset.id, version_id=new_version.id)
+    assert new_version["item_count"] == 20 and new_version["class_counts"] == {"car": 20}
+    coco = client.export_dataset_version(dataset_id=dataset["id"], version_id=new_version["id"])
     assert len(coco["images"]) == 20 and len(coco["annotations"]) == 20
     trainer.failures_before_success[name] = 2
     job = client.create_training_job(
-        name=name, dataset_id=dataset.id, version_id=new_version.id, base_model_id=model.id
+        name=name, dataset_id=dataset["id"], version_id=new_version["id"], base_model_id=model["id"]
     )
-    assert job.status == "queued" and "callback_token" not in job
-    done = wait_for(lambda: (j := client.get_training_job(job.id)).status == "succeeded" and j)
+    assert job["status"] == "queued" and "callback_token" not in job
+    done = wait_for(lambda: (j := client.get_training_job(job["id"]))["status"] == "succeeded" and j)
     assert done.model_version == f"v-{name}" and done.attempts == 3
     messages = [h["message"] for h in done.history]
     assert sum(m.startswith("hand-off failed: trainer webhook answered 503") for m in messages) == 2
     assert [h["status"] for h in done.history][-2:] == ["running", "succeeded"]
-    assert f"v-{name}" in client.get_model(model.id).versions
-    hand_offs = [r for r in trainer.received if r["document"]["job"]["id"] == job.id]
+    assert f"v-{name}" in client.get_model(model["id"])["versions"]
+    hand_offs = [r for r in trainer.received if r["document"]["job"]["id"] == job["id"]]
     assert len(hand_offs) == 3 and len({r["webhook_id"] for r in hand_offs}) == 1  # one message id: de-duplicable
     assert hand_offs[0]["document"]["dataset"]["coco_url"] == (
-        f"{companion.url}/v1/training-jobs/{job.id}/dataset/export?format=coco"
+        f"{companion.url}/v1/training-jobs/{job['id']}/dataset/export?format=coco"
     )
 
 
@@ -184,14 +186,14 @@ def test_a_trainer_that_stays_down_fails_the_job_without_losing_it(
     name = f"down-{companion.port}"
     dataset = client.create_dataset(name=name)
     trainer.failures_before_success[name] = -1
-    job = client.create_training_job(name=name, dataset_id=dataset.id, version_id=dataset.version.id)
-    failed = wait_for(lambda: (j := client.get_training_job(job.id)).status == "failed" and j)
+    job = client.create_training_job(name=name, dataset_id=dataset["id"], version_id=dataset["version"]["id"])
+    failed = wait_for(lambda: (j := client.get_training_job(job["id"]))["status"] == "failed" and j)
     assert failed.attempts == 4 and "503" in failed.last_error
     assert [h["status"] for h in failed.history] == ["queued", "queued", "queued", "queued", "failed"]
     with pytest.raises(detwatch.exceptions.InvalidRequestError):
-        client.create_training_job(name="x", dataset_id=dataset.id, version_id="")
+        client.create_training_job(name="x", dataset_id=dataset["id"], version_id="")
     with pytest.raises(detwatch.exceptions.NotFoundError) as info:
-        client.create_training_job(name="x", dataset_id=dataset.id, version_id="nope")
+        client.create_training_job(name="x", dataset_id=dataset["id"], version_id="nope")
     assert info.value.field == "version_id"
 
 
@@ -200,14 +202,14 @@ def test_concurrent_claims_never_give_an_item_to_two_reviewers(client: detwatch.
     dataset = client.create_dataset(name=name)
     client.configure_data_engine(
         model_id=name, config={"edge_cases": {"enabled": True, "conditions": ["no_detections"]}},
-        target_dataset_id=dataset.id,
+        target_dataset_id=dataset["id"],
     )  # fmt: skip
     client.send_predictions(events(name, 300, []))
     queued = set()
     cursor = None
     while True:
-        page = client.get_flagged_items(dataset_id=dataset.id, limit=128, cursor=cursor)
-        queued |= {i.id for i in page}
+        page = client.get_flagged_items(dataset_id=dataset["id"], limit=128, cursor=cursor)
+        queued |= {i["id"] for i in page}
         cursor = page.next_cursor
         if cursor is None:
             break
@@ -217,19 +219,19 @@ def test_concurrent_claims_never_give_an_item_to_two_reviewers(client: detwatch.
         own = detwatch.Client(base_url=companion.url)
         got: list[str] = []
         while True:
-            batch = own.claim_items(dataset_id=dataset.id, reviewer=f"r{n}", limit=7)
+            batch = own.claim_items(dataset_id=dataset["id"], reviewer=f"r{n}", limit=7)
             if not batch:
                 return got
-            assert all(i.assignee == f"r{n}" and i.status == "in_review" for i in batch)
-            got += [i.id for i in batch]
+            assert all(i["assignee"] == f"r{n}" and i["status"] == "in_review" for i in batch)
+            got += [i["id"] for i in batch]
 
     with ThreadPoolExecutor(8) as pool:
         claimed = list(pool.map(reviewer, range(8)))
     everything = [i for per in claimed for i in per]
     assert len(everything) == len(set(everything)) == 300 and set(everything) == queued
     assert sum(1 for per in claimed if per) >= 2  # the reviewers really competed
-    in_review = client.get_flagged_items(dataset_id=dataset.id, status="in_review", limit=1000)
-    owner = {i.id: i.assignee for i in in_review}
+    in_review = client.get_flagged_items(dataset_id=dataset["id"], status="in_review", limit=1000)
+    owner = {i["id"]: i["assignee"] for i in in_review}
     for n, per in enumerate(claimed):
         assert all(owner[i] == f"r{n}" for i in per)
 
@@ -244,13 +246,13 @@ def test_the_decorators_data_engine_polls_the_policy_and_keeps_the_last_copy(
     dataset = client.create_dataset(name=name)
     engine = DataEngine(companion_url=companion.url, sink=lambda image, n, info: None, refresh_s=0.01)
     assert engine.policy_for(name) is None  # nothing configured: keep nothing
-    client.configure_data_engine(model_id=name, config=SEED_CONFIG, target_dataset_id=dataset.id)
+    client.configure_data_engine(model_id=name, config=SEED_CONFIG, target_dataset_id=dataset["id"])
     time.sleep(0.02)
     served = client.get_data_engine(name)
-    assert engine.policy_for(name) == FlaggingPolicy.from_config(served.policy)
+    assert engine.policy_for(name) == FlaggingPolicy.from_config(served["policy"])
     engine.companion_url = f"http://127.0.0.1:{free_port()}"  # the companion goes away
     time.sleep(0.02)
-    assert engine.policy_for(name) == FlaggingPolicy.from_config(served.policy)  # the last copy keeps working
+    assert engine.policy_for(name) == FlaggingPolicy.from_config(served["policy"])  # the last copy keeps working
 
 
 def test_the_cli_lists_the_queue_exports_a_version_and_shows_a_job(
@@ -264,23 +266,27 @@ def test_the_cli_lists_the_queue_exports_a_version_and_shows_a_job(
     dataset = client.create_dataset(name=name)
     client.configure_data_engine(
         model_id=name, config={"edge_cases": {"enabled": True, "conditions": ["no_detections"]}},
-        target_dataset_id=dataset.id,
+        target_dataset_id=dataset["id"],
     )  # fmt: skip
     client.send_predictions(events(name, 3, []))
     runner = CliRunner()
-    listed = runner.invoke(cli, ["items", dataset.id, "--url", companion.url, "--limit", "2"])
+    listed = runner.invoke(cli, ["items", dataset["id"], "--url", companion.url, "--limit", "2"])
     assert listed.exit_code == 0, listed.output
     lines = listed.output.splitlines()
     assert len(lines) == 3 and all("no_detections" in line for line in lines[:2]) and "--cursor" in lines[2]
-    for item in client.get_flagged_items(dataset_id=dataset.id):
-        client.label_item(dataset_id=dataset.id, item_id=item.id, annotations=[{"class": "car", "box": [1, 1, 9, 9]}])
-    version = client.create_dataset_version(dataset_id=dataset.id, name="v2")
+    for item in client.get_flagged_items(dataset_id=dataset["id"]):
+        client.label_item(
+            dataset_id=dataset["id"], item_id=item["id"], annotations=[{"class": "car", "box": [1, 1, 9, 9]}]
+        )
+    version = client.create_dataset_version(dataset_id=dataset["id"], name="v2")
     out = tmp_path / "coco.json"
-    exported = runner.invoke(cli, ["export", dataset.id, version.id, "-o", str(out), "--url", companion.url])
+    exported = runner.invoke(cli, ["export", dataset["id"], version["id"], "-o", str(out), "--url", companion.url])
     assert exported.exit_code == 0, exported.output
-    assert json.loads(out.read_text()) == client.export_dataset_version(dataset_id=dataset.id, version_id=version.id)
-    job = client.create_training_job(name=name, dataset_id=dataset.id, version_id=version.id)
-    shown = runner.invoke(cli, ["job", job.id, "--url", companion.url])
+    assert json.loads(out.read_text()) == client.export_dataset_version(
+        dataset_id=dataset["id"], version_id=version["id"]
+    )
+    job = client.create_training_job(name=name, dataset_id=dataset["id"], version_id=version["id"])
+    shown = runner.invoke(cli, ["job", job["id"], "--url", companion.url])
     assert shown.exit_code == 0 and shown.output.startswith(f"{name}: ")
     missing = runner.invoke(cli, ["items", "nope", "--url", companion.url])
     assert missing.exit_code == 1 and "dataset_id" in missing.output
@@ -292,7 +298,7 @@ def test_concurrent_feedback_on_one_prediction_keeps_every_reason(
     name = f"race-{companion.port}"
     dataset = client.create_dataset(name=name)
     client.configure_data_engine(
-        model_id=name, config={"random_sample": {"enabled": True, "rate": 0.0}}, target_dataset_id=dataset.id
+        model_id=name, config={"random_sample": {"enabled": True, "rate": 0.0}}, target_dataset_id=dataset["id"]
     )
     box = [10.0, 10.0, 50.0, 50.0]
     client.send_predictions(events(name, 20, [{"class": "car", "confidence": 0.9, "box": box}]))
@@ -308,7 +314,7 @@ def test_concurrent_feedback_on_one_prediction_keeps_every_reason(
 
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(post, [(i, kind) for i in range(20) for kind in kinds]))
-    items = client.get_flagged_items(dataset_id=dataset.id, limit=100)
+    items = client.get_flagged_items(dataset_id=dataset["id"], limit=100)
     assert len(items) == 20
     expected = {"feedback:" + k["type"] for k in kinds}
-    assert all(set(item.reasons) == expected and len(item.reasons) == 3 for item in items)
+    assert all(set(item["reasons"]) == expected and len(item["reasons"]) == 3 for item in items)

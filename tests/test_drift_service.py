@@ -121,7 +121,7 @@ def test_check_drift_as_the_user_guide_calls_it(companion: Companion, data: dict
     client = detwatch.Client(base_url=companion.url)
     model = client.get_model("vehicles")
     drift_report = client.check_drift(
-        model_id=model.id, reference_period="2024-01-01:2024-01-31", current_period="2024-02-01:2024-02-28"
+        model_id=model["id"], reference_period="2024-01-01:2024-01-31", current_period="2024-02-01:2024-02-28"
     )
     lines = [
         f"Class distribution drift: {drift_report['class_drift']:.3f}",

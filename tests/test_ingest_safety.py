@@ -283,7 +283,8 @@ def test_the_document_states_the_name_rule_and_no_nul_for_every_text_field() -> 
     document = openapi_document()
     schemas = document["components"]["schemas"]
     assert schemas["DatasetCreate"]["properties"]["name"]["pattern"] == NAME_PATTERN
-    assert schemas["Label"]["properties"]["annotations"]["items"]["properties"]["class"]["pattern"] == NAME_PATTERN
+    assert schemas["Label"]["properties"]["annotations"]["items"] == {"$ref": "#/components/schemas/Annotation"}
+    assert schemas["Annotation"]["properties"]["class"]["pattern"] == NAME_PATTERN
     text = json.dumps(document)
     assert "\\\\S" not in text and "\\\\s" not in text  # dialects differ on them: explicit classes only
     assert schemas["Prediction"]["properties"]["model_id"]["pattern"] == "^[^\\u0000]*$"

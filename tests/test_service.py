@@ -63,20 +63,20 @@ def test_the_sdk_log_exporter_delivers_prediction_events(
     logger_provider.shutdown()
     assert client.status()["counts"]["predictions"] == before + 100
     model = client.get_model(f"cams-{compression.value}")
-    assert model.versions == ["v1"]
+    assert model["versions"] == ["v1"]
 
 
 def test_the_user_guide_registry_calls_return_objects_with_ids(client: detwatch.Client) -> None:
     model = client.register_model(model_id="vehicles", version="v2")
-    assert model.id == "vehicles"
-    assert client.get_model(model.id).id == "vehicles"
+    assert model["id"] == "vehicles"
+    assert client.get_model(model["id"])["id"] == "vehicles"
     dataset = client.create_dataset(name="vehicles")
-    version = dataset.version
+    version = dataset["version"]
     new_version = client.create_dataset_version(
-        dataset_id=dataset.id, parent_version_id=version.id, name="v2 - with feedback"
+        dataset_id=dataset["id"], parent_version_id=version["id"], name="v2 - with feedback"
     )
-    assert new_version.parent_version_id == version.id
-    assert [v["id"] for v in client.get_dataset(dataset.id).versions] == [version.id, new_version.id]
+    assert new_version["parent_version_id"] == version["id"]
+    assert [v["id"] for v in client.get_dataset(dataset["id"])["versions"]] == [version["id"], new_version["id"]]
 
 
 def test_a_call_the_server_does_not_have_says_it_is_not_available(client: detwatch.Client) -> None:

@@ -9,9 +9,12 @@ Usage::
     dataset = client.create_dataset(name="vehicles")
     client.send_feedback(type="wrong_label", prediction_id="...", corrected_class="truck")
 
-Created objects and reports are :class:`Record` values: dictionaries that also allow
+Each call returns the ``/v1`` shape of its answer (:mod:`detwatch.contract.shapes`, the
+declaration the server and the OpenAPI document share), typed for checkers as that
+``TypedDict``. At runtime the value is a :class:`Record`: a dictionary that also allows
 attribute access, so both ``model.id`` and ``report["class_drift"]`` work as the user
-guide writes them. Errors raise the exceptions of :mod:`detwatch.exceptions`.
+guide writes them (type-checked code reads ``model["id"]``). Errors raise the
+exceptions of :mod:`detwatch.exceptions`.
 
 The client retries 429 and 503 answers (the service says it stored nothing and
 when to come back, in ``Retry-After``) with exponential backoff; it retries a failed
@@ -30,11 +33,26 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import requests
 
+from detwatch.contract.shapes import (
+    ABTest,
+    ABTestResults,
+    AlertCreated,
+    DataEngine,
+    Dataset,
+    DatasetVersion,
+    DriftReport,
+    FeedbackRecord,
+    FlaggedItem,
+    Model,
+    PredictionResult,
+    Status,
+    TrainingJob,
+)
 from detwatch.exceptions import (
     AuthenticationError,
     InvalidRequestError,
@@ -53,8 +71,8 @@ DEFAULT_TIMEOUT_S = 10.0
 MAX_RETRY_AFTER_S = 30.0
 
 
-class Page(list["Record"]):
-    """A list of records, with the cursor of the next page (``None`` at the end)."""
+class Page(list[FlaggedItem]):
+    """A list of flagged items (:class:`Record` values), with the cursor of the next page (``None`` at the end)."""
 
     def __init__(self, items: Any = (), *, next_cursor: str | None = None) -> None:
         super().__init__(items)
@@ -198,44 +216,54 @@ class Client:
 
     def register_model(
         self, *, model_id: str, version: str | None = None, metadata: Mapping[str, Any] | None = None
-    ) -> Record:
+    ) -> Model:
         """Register a model (and version); returns it, with ``.id``."""
         body: dict[str, Any] = {"model_id": model_id, "metadata": dict(metadata or {})}
         if version is not None:
             body["version"] = version
-        return _record(self._request("POST", "/v1/models", json=body, safe_to_repeat=True))
+        return cast(Model, _record(self._request("POST", "/v1/models", json=body, safe_to_repeat=True)))
 
-    def get_model(self, model_id: str) -> Record:
+    def get_model(self, model_id: str) -> Model:
         """A model registered or seen in telemetry; :class:`NotFoundError` if unknown."""
-        return _record(self._request("GET", f"/v1/models/{_segment(model_id)}", safe_to_repeat=True))
+        return cast(Model, _record(self._request("GET", f"/v1/models/{_segment(model_id)}", safe_to_repeat=True)))
 
-    def create_dataset(self, *, name: str, description: str = "") -> Record:
+    def create_dataset(self, *, name: str, description: str = "") -> Dataset:
         """A new dataset with its first, empty version (``dataset.version.id``)."""
-        return _record(self._request("POST", "/v1/datasets", json={"name": name, "description": description}))
+        return cast(
+            Dataset, _record(self._request("POST", "/v1/datasets", json={"name": name, "description": description}))
+        )
 
-    def get_dataset(self, dataset_id: str) -> Record:
-        return _record(self._request("GET", f"/v1/datasets/{_segment(dataset_id)}", safe_to_repeat=True))
+    def get_dataset(self, dataset_id: str) -> Dataset:
+        return cast(Dataset, _record(self._request("GET", f"/v1/datasets/{_segment(dataset_id)}", safe_to_repeat=True)))
 
-    def create_dataset_version(self, *, dataset_id: str, parent_version_id: str | None = None, name: str) -> Record:
+    def create_dataset_version(
+        self, *, dataset_id: str, parent_version_id: str | None = None, name: str
+    ) -> DatasetVersion:
         """A new version of ``dataset_id``, derived from ``parent_version_id``."""
         body: dict[str, Any] = {"name": name}
         if parent_version_id is not None:
             body["parent_version_id"] = parent_version_id
-        return _record(
-            self._request(
-                "POST", f"/v1/datasets/{_segment(dataset_id)}/versions", json=body, call="create_dataset_version"
-            )
+        return cast(
+            DatasetVersion,
+            _record(
+                self._request(
+                    "POST", f"/v1/datasets/{_segment(dataset_id)}/versions", json=body, call="create_dataset_version"
+                )
+            ),
         )
 
     # ------------------------------------------------------------ ingest and feedback
 
-    def send_predictions(self, predictions: Sequence[Mapping[str, Any]]) -> Record:
+    def send_predictions(self, predictions: Sequence[Mapping[str, Any]]) -> PredictionResult:
         """Store prediction events (the decorator's JSON shape); duplicates are recognised."""
-        return _record(
-            self._request("POST", "/v1/predictions", json={"predictions": list(predictions)}, safe_to_repeat=True)
+        return cast(
+            PredictionResult,
+            _record(
+                self._request("POST", "/v1/predictions", json={"predictions": list(predictions)}, safe_to_repeat=True)
+            ),
         )
 
-    def send_feedback(self, *, type: str, idempotency_key: str | None = None, **fields: Any) -> Record:
+    def send_feedback(self, *, type: str, idempotency_key: str | None = None, **fields: Any) -> FeedbackRecord:
         """Post one feedback item (``prediction_id`` or ``trace_id``/``span_id``, plus what was wrong).
 
         An idempotency key is generated when none is given, so the client's own
@@ -243,25 +271,31 @@ class Client:
         """
         key = idempotency_key or uuid.uuid4().hex
         body = {"type": type, **{k: v for k, v in fields.items() if v is not None}}
-        return _record(
-            self._request("POST", "/v1/feedback", json=body, headers={"Idempotency-Key": key}, safe_to_repeat=True)
+        return cast(
+            FeedbackRecord,
+            _record(
+                self._request("POST", "/v1/feedback", json=body, headers={"Idempotency-Key": key}, safe_to_repeat=True)
+            ),
         )
 
-    def status(self) -> Record:
-        return _record(self._request("GET", "/v1/status", safe_to_repeat=True))
+    def status(self) -> Status:
+        return cast(Status, _record(self._request("GET", "/v1/status", safe_to_repeat=True)))
 
     # ------------------------------------------------------------ calls of later companion versions
 
     def create_alert(
         self, *, model_id: str, name: str, condition: Mapping[str, Any], notify: Sequence[str] = ()
-    ) -> Record:
+    ) -> AlertCreated:
         """An alert on a model metric (``avg_confidence``, ``p99_latency_ms``, ...)."""
         body = {"name": name, "condition": dict(condition), "notify": list(notify)}
-        return _record(self._request("POST", f"/v1/models/{_segment(model_id)}/alerts", json=body, call="create_alert"))
+        return cast(
+            AlertCreated,
+            _record(self._request("POST", f"/v1/models/{_segment(model_id)}/alerts", json=body, call="create_alert")),
+        )
 
     def configure_data_engine(
         self, *, model_id: str, config: Mapping[str, Any], target_dataset_id: str, since: str | None = None
-    ) -> Record:
+    ) -> DataEngine:
         """Set the model's flagging policy; flagged predictions go to ``target_dataset_id`` (required, as the server
         requires it: leaving it out is a TypeError naming it here, not a 400 from the server).
 
@@ -271,17 +305,20 @@ class Client:
         body: dict[str, Any] = {"config": dict(config), "target_dataset_id": target_dataset_id}
         if since is not None:
             body["since"] = since
-        return _record(
-            self._request(
-                "PUT",
-                f"/v1/models/{_segment(model_id)}/data-engine",
-                json=body,
-                call="configure_data_engine",
-                safe_to_repeat=True,
-            )
+        return cast(
+            DataEngine,
+            _record(
+                self._request(
+                    "PUT",
+                    f"/v1/models/{_segment(model_id)}/data-engine",
+                    json=body,
+                    call="configure_data_engine",
+                    safe_to_repeat=True,
+                )
+            ),
         )
 
-    def check_drift(self, model_id: str, reference_period: str, current_period: str, **options: Any) -> Record:
+    def check_drift(self, model_id: str, reference_period: str, current_period: str, **options: Any) -> DriftReport:
         """A drift report of ``current_period`` against ``reference_period`` (see :mod:`detwatch.drift`).
 
         Periods: ``"2024-01-01:2024-01-31"``, an ISO interval ``start/end``, ``"last 24h"``
@@ -298,11 +335,14 @@ class Client:
                 "POST", f"/v1/models/{_segment(model_id)}/drift", json=body, call="check_drift", safe_to_repeat=True
             )
         )
-        return _numbers(report, ("class_drift", "confidence_drift", "count_drift"))
+        return cast(DriftReport, _numbers(report, ("class_drift", "confidence_drift", "count_drift")))
 
-    def get_data_engine(self, model_id: str) -> Record:
+    def get_data_engine(self, model_id: str) -> DataEngine:
         """The model's data-engine policy (``config``) and the effective one with learned ranges (``policy``)."""
-        return _record(self._request("GET", f"/v1/models/{_segment(model_id)}/data-engine", safe_to_repeat=True))
+        return cast(
+            DataEngine,
+            _record(self._request("GET", f"/v1/models/{_segment(model_id)}/data-engine", safe_to_repeat=True)),
+        )
 
     def get_flagged_items(
         self, *, dataset_id: str, status: str = "needs_review", limit: int = 100, cursor: str | None = None
@@ -337,27 +377,38 @@ class Client:
         item_id: str,
         annotations: Sequence[Mapping[str, Any]],
         reviewer: str | None = None,
-    ) -> Record:
+    ) -> FlaggedItem:
         """Label an item with its corrected boxes (``[{"class", "box"}]``, xyxy pixels)."""
         body: dict[str, Any] = {"annotations": [dict(a) for a in annotations]}
         if reviewer is not None:
             body["reviewer"] = reviewer
-        return _record(
-            self._request("POST", f"/v1/datasets/{_segment(dataset_id)}/items/{_segment(item_id)}/label", json=body)
+        return cast(
+            FlaggedItem,
+            _record(
+                self._request("POST", f"/v1/datasets/{_segment(dataset_id)}/items/{_segment(item_id)}/label", json=body)
+            ),
         )
 
-    def reject_item(self, *, dataset_id: str, item_id: str, reviewer: str | None = None) -> Record:
+    def reject_item(self, *, dataset_id: str, item_id: str, reviewer: str | None = None) -> FlaggedItem:
         """Reject an item (it goes into no dataset version)."""
         body = {"reviewer": reviewer} if reviewer is not None else {}
-        return _record(
-            self._request("POST", f"/v1/datasets/{_segment(dataset_id)}/items/{_segment(item_id)}/reject", json=body)
+        return cast(
+            FlaggedItem,
+            _record(
+                self._request(
+                    "POST", f"/v1/datasets/{_segment(dataset_id)}/items/{_segment(item_id)}/reject", json=body
+                )
+            ),
         )
 
-    def get_dataset_version(self, *, dataset_id: str, version_id: str) -> Record:
-        return _record(
-            self._request(
-                "GET", f"/v1/datasets/{_segment(dataset_id)}/versions/{_segment(version_id)}", safe_to_repeat=True
-            )
+    def get_dataset_version(self, *, dataset_id: str, version_id: str) -> DatasetVersion:
+        return cast(
+            DatasetVersion,
+            _record(
+                self._request(
+                    "GET", f"/v1/datasets/{_segment(dataset_id)}/versions/{_segment(version_id)}", safe_to_repeat=True
+                )
+            ),
         )
 
     def export_dataset_version(self, *, dataset_id: str, version_id: str, format: str = "coco") -> Any:
@@ -375,8 +426,10 @@ class Client:
             self._answer(response, "")
         return response.content
 
-    def get_training_job(self, job_id: str) -> Record:
-        return _record(self._request("GET", f"/v1/training-jobs/{_segment(job_id)}", safe_to_repeat=True))
+    def get_training_job(self, job_id: str) -> TrainingJob:
+        return cast(
+            TrainingJob, _record(self._request("GET", f"/v1/training-jobs/{_segment(job_id)}", safe_to_repeat=True))
+        )
 
     def create_training_job(
         self,
@@ -387,7 +440,7 @@ class Client:
         base_model_id: str | None = None,
         options: Mapping[str, Any] | None = None,
         **settings: Any,
-    ) -> Record:
+    ) -> TrainingJob:
         """Queue a training job; the trainer's own settings (``epochs=50``, ``model_version=...``, or an
         ``options`` mapping) reach it as the job document's ``options``."""
         body: dict[str, Any] = {
@@ -402,7 +455,7 @@ class Client:
         job = _record(self._request("POST", "/v1/training-jobs", json=body, call="create_training_job"))
         if job.get("warning"):  # e.g. no trainer configured: the job would wait in queued, silently
             _logger.warning("training job %s: %s", job.get("id"), job["warning"])
-        return job
+        return cast(TrainingJob, job)
 
     def create_ab_test(
         self,
@@ -412,7 +465,7 @@ class Client:
         model_b_id: str,
         config: Mapping[str, Any] | None = None,
         start: str | None = None,
-    ) -> Record:
+    ) -> ABTest:
         """Start an A/B test of ``model_b_id`` (the challenger) against ``model_a_id``; returns it with ``.id``.
 
         ``config``: ``traffic_split`` (share to B), ``metrics`` (the first decides the
@@ -428,22 +481,24 @@ class Client:
         }
         if start is not None:
             body["start"] = start
-        return _record(self._request("POST", "/v1/ab-tests", json=body, call="create_ab_test"))
+        return cast(ABTest, _record(self._request("POST", "/v1/ab-tests", json=body, call="create_ab_test")))
 
-    def get_ab_test(self, ab_test_id: str) -> Record:
+    def get_ab_test(self, ab_test_id: str) -> ABTest:
         """The test with its current ``traffic_split`` and ``salt`` (what a router polls)."""
-        return _record(self._request("GET", f"/v1/ab-tests/{_segment(ab_test_id)}", safe_to_repeat=True))
+        return cast(ABTest, _record(self._request("GET", f"/v1/ab-tests/{_segment(ab_test_id)}", safe_to_repeat=True)))
 
-    def list_ab_tests(self) -> list[Record]:
+    def list_ab_tests(self) -> list[ABTest]:
         """Every A/B test, newest first."""
         data = self._request("GET", "/v1/ab-tests", safe_to_repeat=True)
-        return [Record(t) for t in data.get("ab_tests", [])] if isinstance(data, dict) else []
+        return [cast(ABTest, Record(t)) for t in data.get("ab_tests", [])] if isinstance(data, dict) else []
 
-    def stop_ab_test(self, ab_test_id: str) -> Record:
+    def stop_ab_test(self, ab_test_id: str) -> ABTest:
         """End the test now: its results stop at this moment and routers send everything to A."""
-        return _record(self._request("POST", f"/v1/ab-tests/{_segment(ab_test_id)}/stop", safe_to_repeat=True))
+        return cast(
+            ABTest, _record(self._request("POST", f"/v1/ab-tests/{_segment(ab_test_id)}/stop", safe_to_repeat=True))
+        )
 
-    def get_ab_test_results(self, ab_test_id: str) -> Record:
+    def get_ab_test_results(self, ab_test_id: str) -> ABTestResults:
         """Per-arm results, comparisons, ``p_value`` (always-valid, primary metric) and ``verdict``.
 
         ``p_value`` and each arm's ``avg_confidence`` are NaN while the data cannot give them
@@ -460,4 +515,4 @@ class Client:
         for arm in ("model_a", "model_b"):
             if isinstance(results.get(arm), dict):
                 results[arm] = _numbers(Record(results[arm]), ("avg_confidence",))
-        return _numbers(results, ("p_value",))
+        return cast(ABTestResults, _numbers(results, ("p_value",)))

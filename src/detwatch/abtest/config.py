@@ -22,20 +22,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
+
+from detwatch.contract.shapes.abtests import METRICS, Metric
 
 __all__ = ["DEFAULT_MIN_EFFECT", "HIGHER_IS_BETTER", "METRICS", "ABTestConfig", "ConfigError", "parse_config"]
 
-Metric = Literal["confidence", "latency", "feedback_score", "detections_per_image", "empty_image_rate", "class_mix"]
-
-METRICS: Final[tuple[Metric, ...]] = (
-    "confidence",
-    "latency",
-    "feedback_score",
-    "detections_per_image",
-    "empty_image_rate",
-    "class_mix",
-)
 
 DEFAULT_MIN_EFFECT: Final[dict[str, float]] = {
     "confidence": 0.02,

@@ -69,6 +69,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final, Literal, get_args
 
+from detwatch.contract.shapes.alerts import (
+    EMAIL_PATTERN,
+    MAX_MIN_IMAGES,
+    MAX_NOTIFY,
+    MAX_THRESHOLD,
+    SLACK_PATTERN,
+    WEBHOOK_PATTERN,
+)
 from detwatch_instrumentation import semconv
 
 __all__ = [
@@ -129,13 +137,9 @@ _NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}$")
 _NAME_FORBIDDEN: Final = re.compile(r"[{}\"'\\\x00-\x1f\x7f]")
 # A name starts with what its slug keeps (a leading "-" or space would vanish from rule names and uids).
 _NAME_START: Final = re.compile(r"[A-Za-z0-9]")
-EMAIL_PATTERN: Final = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}"
-"""An email address as notify targets take it (ASCII: one reading in Python and in JSON Schema)."""
-WEBHOOK_PATTERN: Final = r"https?://[!#-&(-~]{1,2000}"
-"""An http(s) URL of printable ASCII without spaces or quotes."""
-SLACK_PATTERN: Final = r"#[a-z0-9_-][a-z0-9._-]{0,79}"
 _EMAIL_RE: Final = re.compile(EMAIL_PATTERN)
 _SLACK_RE: Final = re.compile(SLACK_PATTERN)
+
 _KNOWN_CONDITION_KEYS: Final = frozenset(
     {"metric", "operator", "threshold", "window", "for", "below", "min_images", "anomaly"}
 )
@@ -144,13 +148,6 @@ DEFAULT_FOR: Final = "5m"
 _CONFIDENCE_BOUNDS: Final = semconv.DETECTION_CONFIDENCE.bounds or ()
 DEFAULT_BELOW: Final = 0.5
 DEFAULT_ANOMALY_MIN_IMAGES: Final = 100
-MAX_MIN_IMAGES: Final = 1_000_000_000
-"""The largest low-traffic guard: more images than any window sees, and a number every rule engine holds exactly."""
-MAX_NOTIFY: Final = 20
-"""The most notify targets of one alert: each becomes a contact point and a route in every generated file."""
-MAX_THRESHOLD: Final = 1e12
-"""The largest threshold of an unbounded metric (throughput, drift scores): far above any value they take, so a
-larger one is a typo, and a bound the OpenAPI document can state."""
 _OPTIONAL_KEYS: Final = ("notify", "version", "arm")
 _OPTIONAL_CONDITION_KEYS: Final = ("anomaly",)
 

@@ -38,7 +38,7 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
@@ -52,6 +52,7 @@ from detwatch.api._context import bearer_ok, get_storage, settings
 from detwatch.api._openapi_alerts import MODEL_ID_PATTERN
 from detwatch.api._request import object_body
 from detwatch.api.errors import APIError, data_dir_unavailable
+from detwatch.contract.shapes import Alert, AlertArtifacts, AlertCreated, AlertList
 from detwatch.storage import AlertNameTaken, AlertRecord, StorageError
 
 __all__ = ["bp", "init_app"]
@@ -252,8 +253,8 @@ def _refresh_generated(derived: _Derived) -> None:
         _log.warning("the generated alert files could not be refreshed: %s", exc)
 
 
-def _alert_json(alert: AlertDefinition) -> dict[str, Any]:
-    out = {"id": alert.slug, **alert.to_json()}
+def _alert_json(alert: AlertDefinition) -> Alert:
+    out = cast(Alert, {"id": alert.slug, **alert.to_json()})
     if alert.resolution is not None:  # a latency quantile read between bucket bounds
         out["resolution"] = alert.resolution
     return out
@@ -329,14 +330,16 @@ def create_alert(model_id: str) -> tuple[Response, int]:
         pushed = _publish(_current())
     except OSError as exc:
         raise data_dir_unavailable(exc, "the alert is stored, its rules are not; retry") from None
-    body = _alert_json(alert)
-    body["prometheus_rules"] = {
-        "record": rules.recording_name(alert),
-        "alert": rules.alert_name(alert),
-        "file": f"rules/{rules.RULES_FILE}",
-    }
-    body["grafana_rule_uid"] = grafana_provisioning.rule_uid(alert)
-    body["grafana"] = pushed
+    body = AlertCreated(
+        **_alert_json(alert),
+        prometheus_rules={
+            "record": rules.recording_name(alert),
+            "alert": rules.alert_name(alert),
+            "file": f"rules/{rules.RULES_FILE}",
+        },
+        grafana_rule_uid=grafana_provisioning.rule_uid(alert),
+        grafana=pushed,
+    )
     return jsonify(body), 200 if written.replaced else 201
 
 
@@ -345,7 +348,7 @@ def list_alerts(model_id: str) -> Response:
     model_id = _model_id(model_id)
     derived = _current()
     _refresh_generated(derived)
-    return jsonify({"alerts": [_alert_json(a) for a in derived.config.alerts if a.model_id == model_id]})
+    return jsonify(AlertList(alerts=[_alert_json(a) for a in derived.config.alerts if a.model_id == model_id]))
 
 
 @bp.get("/alerts/artifacts")
@@ -353,4 +356,4 @@ def get_artifacts() -> Response:
     derived = _current()
     _refresh_generated(derived)
     files: Mapping[str, str] = _files(derived)
-    return jsonify({"files": dict(files)})
+    return jsonify(AlertArtifacts(files=dict(files)))

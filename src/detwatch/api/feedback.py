@@ -9,13 +9,13 @@ Accepted feedback is counted on the companion's ``objdet.feedback`` counter.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from detwatch.api._context import get_storage, instruments, settings, trust_own_authentication
 from detwatch.api._request import MAX_BATCH, field_error, json_body, require_token
 from detwatch.api.errors import APIError
+from detwatch.contract import shapes
 from detwatch.contract.feedback import FeedbackInput, parse_feedback
 from detwatch.contract.predictions import PredictionError
 from detwatch.contract.textfields import line_problem
@@ -46,21 +46,21 @@ def _authenticate() -> None:
     require_token()
 
 
-def _feedback_json(record: FeedbackRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "type": record.type,
-        "prediction_id": record.prediction_id,
-        "trace_id": record.trace_id,
-        "span_id": record.span_id,
-        "detection_index": record.detection_index,
-        "corrected_class": record.corrected_class,
-        "corrected_box": list(record.corrected_box) if record.corrected_box else None,
-        "reviewer": record.reviewer,
-        "comment": record.comment,
-        "model_id": record.model_id,
-        "duplicate": record.duplicate,
-    }
+def _feedback_json(record: FeedbackRecord) -> shapes.FeedbackRecord:
+    return shapes.FeedbackRecord(
+        id=record.id,
+        type=record.type,
+        prediction_id=record.prediction_id,
+        trace_id=record.trace_id,
+        span_id=record.span_id,
+        detection_index=record.detection_index,
+        corrected_class=record.corrected_class,
+        corrected_box=list(record.corrected_box) if record.corrected_box else None,
+        reviewer=record.reviewer,
+        comment=record.comment,
+        model_id=record.model_id,
+        duplicate=record.duplicate,
+    )
 
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 256
@@ -140,7 +140,7 @@ def post_feedback() -> tuple[Response, int]:
         raise APIError(413, "batch_too_large", f"at most {MAX_BATCH} feedback items per request", "feedback")
     parsed = []
     indexes = []
-    rejected: list[dict[str, Any]] = []
+    rejected: list[shapes.RejectedItem] = []
     for index, item in enumerate(items):
         item_key = _item_key(key, index) if key and batch else key
         try:
@@ -149,7 +149,7 @@ def post_feedback() -> tuple[Response, int]:
         except PredictionError as exc:
             if not batch:
                 raise field_error(exc) from None
-            rejected.append({"index": index, "field": exc.field, "error": str(exc)})
+            rejected.append(shapes.RejectedItem(index=index, field=exc.field, error=str(exc)))
     stored = get_storage().add_feedback(parsed) if parsed else []
     records = []
     for index, given, record in zip(indexes, parsed, stored, strict=True):
@@ -159,7 +159,7 @@ def post_feedback() -> tuple[Response, int]:
             message = f"{header} was already used for a different feedback item: use a fresh key for new feedback"
             if not batch:
                 raise APIError(422, "idempotency_key_reused", message, header)
-            rejected.append({"index": index, "field": header, "error": f"{header}: {message}"})
+            rejected.append(shapes.RejectedItem(index=index, field=header, error=f"{header}: {message}"))
             continue
         records.append(record)
     rejected.sort(key=lambda r: r["index"])
@@ -171,4 +171,4 @@ def post_feedback() -> tuple[Response, int]:
             instruments().feedback.add(1, attributes)
     if not batch:
         return jsonify(_feedback_json(records[0])), 200 if records[0].duplicate else 201
-    return jsonify({"accepted": [_feedback_json(r) for r in records], "rejected": rejected}), 200
+    return jsonify(shapes.FeedbackBatchResult(accepted=[_feedback_json(r) for r in records], rejected=rejected)), 200

@@ -19,6 +19,7 @@ from detwatch.api._request import MAX_BATCH, json_body, require_token
 from detwatch.api.errors import APIError
 from detwatch.contract.otlp import OTLPDecodeError, decode_request, encode_response, extract_predictions
 from detwatch.contract.predictions import PredictionError, parse_prediction
+from detwatch.contract.shapes import PredictionResult, RejectedItem
 
 __all__ = ["bp"]
 
@@ -70,16 +71,16 @@ def post_predictions() -> tuple[Response, int]:
     if len(items) > MAX_BATCH:
         raise APIError(413, "batch_too_large", f"at most {MAX_BATCH} predictions per request", "predictions")
     accepted = []
-    rejected = []
+    rejected: list[RejectedItem] = []
     for index, item in enumerate(items):
         try:
             accepted.append(parse_prediction(item, index=index))
         except PredictionError as exc:
-            rejected.append({"index": index, "field": exc.field, "error": str(exc)})
+            rejected.append(RejectedItem(index=index, field=exc.field, error=str(exc)))
     result = get_storage().ingest_predictions(accepted) if accepted else None
-    body = {
-        "accepted": len(accepted),
-        "duplicates": result.duplicates if result else 0,
-        "rejected": rejected,
-    }
+    body = PredictionResult(
+        accepted=len(accepted),
+        duplicates=result.duplicates if result else 0,
+        rejected=rejected,
+    )
     return jsonify(body), 200

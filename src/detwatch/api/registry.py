@@ -7,14 +7,22 @@ immutable, content-addressed versions built by the data engine (:mod:`detwatch.r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import cast
 
 from flask import Blueprint, Response, jsonify
 
 from detwatch.api._context import get_storage, review_store
-from detwatch.api._request import object_body, require_token, string_field
+from detwatch.api._request import check_shape, object_body, require_token, string_field
 from detwatch.api.errors import APIError
+from detwatch.contract.shapes import (
+    Dataset,
+    DatasetCreate,
+    DatasetVersion,
+    Model,
+    ModelList,
+    ModelRegistration,
+    Status,
+)
 from detwatch.contract.textfields import NUL_MESSAGE, holds_nul
 from detwatch.storage import DatasetRecord, DatasetVersionRecord, ModelRecord
 from detwatch.version import __version__
@@ -25,36 +33,36 @@ bp = Blueprint("registry", __name__, url_prefix="/v1")
 bp.before_request(require_token)
 
 
-def _model_json(model: ModelRecord) -> dict[str, Any]:
-    return {
-        "id": model.id,
-        "model_id": model.id,
-        "versions": list(model.versions),
-        "metadata": model.metadata,
-        "first_seen_unix_nano": model.first_seen_unix_nano,
-        "last_seen_unix_nano": model.last_seen_unix_nano,
-    }
+def _model_json(model: ModelRecord) -> Model:
+    return Model(
+        id=model.id,
+        model_id=model.id,
+        versions=list(model.versions),
+        metadata=dict(model.metadata),
+        first_seen_unix_nano=model.first_seen_unix_nano,
+        last_seen_unix_nano=model.last_seen_unix_nano,
+    )
 
 
-def _version_json(version: DatasetVersionRecord) -> dict[str, Any]:
-    return {
-        "id": version.id,
-        "dataset_id": version.dataset_id,
-        "name": version.name,
-        "parent_version_id": version.parent_version_id,
-        "created_unix_nano": version.created_unix_nano,
-    }
+def _version_json(version: DatasetVersionRecord) -> DatasetVersion:
+    return DatasetVersion(
+        id=version.id,
+        dataset_id=version.dataset_id,
+        name=version.name,
+        parent_version_id=version.parent_version_id,
+        created_unix_nano=version.created_unix_nano,
+    )
 
 
-def _dataset_json(dataset: DatasetRecord) -> dict[str, Any]:
-    return {
-        "id": dataset.id,
-        "name": dataset.name,
-        "description": dataset.description,
-        "created_unix_nano": dataset.created_unix_nano,
-        "versions": [_version_json(v) for v in dataset.versions],
-        "version": _version_json(dataset.version),
-    }
+def _dataset_json(dataset: DatasetRecord) -> Dataset:
+    return Dataset(
+        id=dataset.id,
+        name=dataset.name,
+        description=dataset.description,
+        created_unix_nano=dataset.created_unix_nano,
+        versions=[_version_json(v) for v in dataset.versions],
+        version=_version_json(dataset.version),
+    )
 
 
 @bp.post("/models")
@@ -63,18 +71,14 @@ def register_model() -> tuple[Response, int]:
     model_id = string_field(data, "model_id", required=True)
     assert model_id is not None
     version = string_field(data, "version", required=False)
-    metadata = data.get("metadata")
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, Mapping):
-        raise APIError(400, "invalid_field", "must be an object", "metadata")
-    model = get_storage().register_model(model_id, version, dict(metadata))
+    check_shape(data, ModelRegistration)  # metadata: an object or null
+    model = get_storage().register_model(model_id, version, dict(data.get("metadata") or {}))
     return jsonify(_model_json(model)), 201
 
 
 @bp.get("/models")
 def list_models() -> Response:
-    return jsonify({"models": [_model_json(m) for m in get_storage().list_models()]})
+    return jsonify(ModelList(models=[_model_json(m) for m in get_storage().list_models()]))
 
 
 @bp.get("/models/<model_id>")
@@ -90,9 +94,8 @@ def create_dataset() -> tuple[Response, int]:
     data = object_body()
     name = string_field(data, "name", required=True)
     assert name is not None
-    description = data.get("description", "")
-    if not isinstance(description, str) or len(description) > 4096:
-        raise APIError(400, "invalid_field", "must be a string of at most 4096 characters", "description")
+    check_shape(data, DatasetCreate)  # description: text of at most MAX_TEXT characters
+    description = str(data.get("description", ""))
     if holds_nul(description):
         raise APIError(400, "invalid_field", NUL_MESSAGE, "description")
     return jsonify(_dataset_json(get_storage().create_dataset(name, description))), 201
@@ -119,11 +122,11 @@ def create_dataset_version(dataset_id: str) -> tuple[Response, int]:
     if parent is not None and parent not in {v.id for v in dataset.versions}:
         raise APIError(400, "invalid_field", f"not a version of dataset {dataset_id!r}", "parent_version_id")
     # An immutable, content-addressed snapshot of the parent's items plus the labelled ones.
-    return jsonify(review_store().create_version(dataset_id, name, parent)), 201
+    return jsonify(cast(DatasetVersion, review_store().create_version(dataset_id, name, parent))), 201
 
 
 @bp.get("/status")
 def status() -> Response:
     storage = get_storage()
     url = storage.url.split("@")[-1] if "@" in storage.url else storage.url  # no credentials
-    return jsonify({"version": __version__, "database": url, "counts": storage.counts()})
+    return jsonify(Status(version=__version__, database=url, counts=dict(storage.counts())))

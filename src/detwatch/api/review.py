@@ -28,15 +28,24 @@ import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from detwatch.api._context import bearer_ok, settings, trust_own_authentication, wake_training_dispatcher
 from detwatch.api._context import review_store as store
-from detwatch.api._request import json_body
+from detwatch.api._request import check_shape, json_body
 from detwatch.api.errors import APIError
 from detwatch.contract.predictions import MAX_DETECTIONS, PredictionError, format_time, parse_box
+from detwatch.contract.shapes import (
+    Claim,
+    DataEngine,
+    FlaggedItem,
+    FlaggedItemPage,
+    TrainingJob,
+    TrainingJobCreate,
+    TrainingJobStatus,
+)
 from detwatch.contract.textfields import NUL_MESSAGE, holds_nul, name_problem
 from detwatch.review import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
 from detwatch.review.documents import item_json, job_json, version_json
@@ -52,7 +61,6 @@ _logger = logging.getLogger(__name__)
 bp = Blueprint("data_engine", __name__, url_prefix="/v1")
 
 MAX_PAGE: Final = 1000
-MAX_CLAIM: Final = 100
 DEFAULT_LEASE_S: Final = 1800.0
 
 
@@ -144,20 +152,20 @@ def configure_data_engine(model_id: str) -> Response:
         raise APIError(404, "dataset_not_found", f"no dataset {dataset_id!r}", "target_dataset_id") from None
     done = None if since is None else engine.backfill(model_id, since_unix_nano=since, until_unix_nano=now)
     return jsonify(
-        {
-            "id": model_id,
-            "model_id": model_id,
-            "config": record.config,
-            "target_dataset_id": record.target_dataset_id,
-            "updated_unix_nano": record.updated_unix_nano,
-            "backfill": {
+        DataEngine(
+            id=model_id,
+            model_id=model_id,
+            config=record.config,
+            target_dataset_id=record.target_dataset_id,
+            updated_unix_nano=record.updated_unix_nano,
+            backfill={
                 "since": None if done is None else format_time(done.since_unix_nano),
                 "until": format_time(now),
                 "examined": 0 if done is None else done.examined,
                 "flagged": 0 if done is None else done.flagged,
                 "complete": True if done is None else done.complete,
             },
-        }
+        )
     )
 
 
@@ -201,14 +209,14 @@ def get_data_engine(model_id: str) -> Response:
         raise APIError(404, "data_engine_not_found", f"no data engine configured for {model_id!r}", "model_id")
     record, policy = found
     return jsonify(
-        {
-            "id": model_id,
-            "model_id": model_id,
-            "config": record.config,
-            "policy": policy.to_config(),
-            "target_dataset_id": record.target_dataset_id,
-            "updated_unix_nano": record.updated_unix_nano,
-        }
+        DataEngine(
+            id=model_id,
+            model_id=model_id,
+            config=record.config,
+            policy=policy.to_config(),
+            target_dataset_id=record.target_dataset_id,
+            updated_unix_nano=record.updated_unix_nano,
+        )
     )
 
 
@@ -231,7 +239,11 @@ def list_items(dataset_id: str) -> Response:
             raise APIError(400, "invalid_field", str(exc), "cursor") from None
     engine = _dataset_or_404(dataset_id)
     items, next_cursor = engine.list_items(dataset_id, status=status, limit=limit, cursor=cursor)
-    return jsonify({"items": [item_json(i) for i in items], "next_cursor": next_cursor})
+    page: FlaggedItemPage = {
+        "items": cast(list[FlaggedItem], [item_json(i) for i in items]),
+        "next_cursor": next_cursor,
+    }
+    return jsonify(page)
 
 
 @bp.get("/datasets/<dataset_id>/items/<item_id>")
@@ -247,17 +259,13 @@ def claim_items(dataset_id: str) -> Response:
     data = _object()
     reviewer = _text(data, "reviewer", required=True)
     assert reviewer is not None
-    limit = data.get("limit", 10)
-    if isinstance(limit, float) and limit.is_integer():  # JSON Schema's integer: 5.0 is one
-        limit = int(limit)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CLAIM:
-        raise APIError(400, "invalid_field", f"must be an integer from 1 to {MAX_CLAIM}", "limit")
-    lease = data.get("lease_s", DEFAULT_LEASE_S)
-    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 1 <= lease <= 7 * 86400:
-        raise APIError(400, "invalid_field", "must be a number of seconds from 1 to 604800", "lease_s")
+    check_shape(data, Claim)  # limit from 1 to MAX_CLAIM (the shape says), lease_s from 1 s to a week
+    limit = int(data.get("limit", 10))  # JSON Schema's integer: 5.0 is one
+    lease = float(data.get("lease_s", DEFAULT_LEASE_S))
     engine = _dataset_or_404(dataset_id)
     items = engine.claim_items(dataset_id, reviewer=reviewer, limit=limit, lease_s=float(lease))
-    return jsonify({"items": [item_json(i) for i in items]})
+    page: FlaggedItemPage = {"items": cast(list[FlaggedItem], [item_json(i) for i in items])}
+    return jsonify(page)
 
 
 def _annotations(value: Any) -> list[dict[str, Any]]:
@@ -369,9 +377,8 @@ def create_training_job() -> tuple[Response, int]:
     version_id = _text(data, "version_id", required=True)
     base_model_id = _text(data, "base_model_id", required=False)
     assert name is not None and dataset_id is not None and version_id is not None
+    check_shape(data, TrainingJobCreate)  # options: an object or null
     options = data.get("options") or {}
-    if not isinstance(options, Mapping):
-        raise APIError(400, "invalid_field", "must be an object", "options")
     trainer = _trainer()
     if trainer.configured and not trainer.public_url:
         # Never from the request's Host: whoever sends it would choose where the trainer goes.
@@ -409,7 +416,7 @@ NO_TRAINER: Final = (
 )
 
 
-def _with_trainer(job: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
+def _with_trainer(job: dict[str, Any], trainer: Trainer) -> TrainingJob:
     """The job as the API shows it: which trainer it goes to, and why it waits when nothing will take it.
 
     A job without a trainer is recorded and due, and is handed off as soon as one is
@@ -417,7 +424,7 @@ def _with_trainer(job: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
     waits for a hand-off from one that waits forever.
     """
     waiting = job["status"] == "queued" and not job.get("handed_off") and not trainer.configured
-    return {**job, "trainer": trainer.describe(), "warning": NO_TRAINER if waiting else None}
+    return cast(TrainingJob, {**job, "trainer": trainer.describe(), "warning": NO_TRAINER if waiting else None})
 
 
 @bp.get("/training-jobs/<job_id>")
@@ -485,14 +492,11 @@ def post_job_status(job_id: str) -> Response:
     if status not in JOB_STATUSES:
         raise APIError(400, "invalid_field", f"must be one of: {', '.join(JOB_STATUSES)}", "status")
     model_version = _text(data, "model_version", required=False)
+    check_shape(data, TrainingJobStatus)  # message: text of at most 4096 characters; metrics: an object
     message = data.get("message")
-    if message is not None and (not isinstance(message, str) or len(message) > 4096):
-        raise APIError(400, "invalid_field", "must be a string of at most 4096 characters", "message")
     if message is not None and holds_nul(message):
         raise APIError(400, "invalid_field", NUL_MESSAGE, "message")
     metrics = data.get("metrics") or {}
-    if not isinstance(metrics, Mapping):
-        raise APIError(400, "invalid_field", "must be an object", "metrics")
     if job is None:
         raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
     try:

@@ -43,8 +43,9 @@ def items(  # noqa: PLR0917 - click passes every option as an argument
         click.echo(json.dumps({"items": list(page), "next_cursor": page.next_cursor}, indent=2))
         return
     for item in page:
-        image = item.image.get("uri") or item.image.get("key") or "-"
-        click.echo(f"{item.id}  {item.status:<12} {len(item.detections):>4} det  {','.join(item.reasons):<40} {image}")
+        image = item["image"].get("uri") or item["image"].get("key") or "-"
+        reasons = ",".join(item["reasons"])
+        click.echo(f"{item['id']}  {item['status']:<12} {len(item['detections']):>4} det  {reasons:<40} {image}")
     if page.next_cursor:
         click.echo(f"next page: --cursor {page.next_cursor}")
 
@@ -80,7 +81,7 @@ def job(job_id: str, url: str, token: str | None) -> None:
         record = Client(base_url=url, token=token).get_training_job(job_id)
     except DetwatchError as exc:
         raise click.ClickException(str(exc)) from None
-    version = f", model version {record.model_version}" if record.get("model_version") else ""
-    click.echo(f"{record.name}: {record.status} after {record.attempts} hand-off attempt(s){version}")
-    for entry in record.history:
+    version = f", model version {record['model_version']}" if record.get("model_version") else ""
+    click.echo(f"{record['name']}: {record['status']} after {record['attempts']} hand-off attempt(s){version}")
+    for entry in record["history"]:
         click.echo(f"  {entry['status']:<10} {entry.get('message', '')}")

@@ -100,9 +100,9 @@ def _loop(url: str, base: Path, out: TextIO) -> dict[str, Any]:
     # 1. Deploy: register the model and the dataset its flagged items go to; set the policy.
     model = client.register_model(model_id=MODEL, version="haar-n3")
     dataset = client.create_dataset(name="faces")
-    version = dataset.version
-    client.configure_data_engine(model_id=model.id, config=POLICY, target_dataset_id=dataset.id)
-    out.write(f"1. model {model.id!r} version haar-n3; dataset {dataset.id[:8]}; the user guide's data engine\n")
+    version = dataset["version"]
+    client.configure_data_engine(model_id=model["id"], config=POLICY, target_dataset_id=dataset["id"])
+    out.write(f"1. model {model['id']!r} version haar-n3; dataset {dataset['id'][:8]}; the user guide's data engine\n")
 
     # 2. Monitor: the decorated detector exports its events to the companion over OTLP; its
     #    DataEngine evaluates the companion's policy and keeps the selected images.
@@ -130,55 +130,55 @@ def _loop(url: str, base: Path, out: TextIO) -> dict[str, Any]:
     out.write(f"2. detector on {len(images)} images: " + ", ".join(f"{k} {len(v)}" for k, v in found.items()) + "\n")
 
     # 3. Feedback: an application reports what it saw.
-    flagged = client.get_flagged_items(dataset_id=dataset.id, status="needs_review", limit=100)
-    by_key = {item.image["key"]: item for item in flagged}
+    flagged = client.get_flagged_items(dataset_id=dataset["id"], status="needs_review", limit=100)
+    by_key = {item["image"]["key"]: item for item in flagged}
     feedback = 0
     if "photos/coins" in by_key:  # the "faces" on coins are false positives
         for index in range(len(found["photos/coins"])):
-            client.send_feedback(type="false_positive", prediction_id=by_key["photos/coins"].prediction_id,
+            client.send_feedback(type="false_positive", prediction_id=by_key["photos/coins"]["prediction_id"],
                                  detection_index=index)  # fmt: skip
             feedback += 1
     out.write(f"3. feedback posted: {feedback} false positives on photos/coins\n")
 
     # 4. Flagged items: every reason, the image the decorator kept, the feedback joined.
-    flagged_items = client.get_flagged_items(dataset_id=dataset.id, status="needs_review", limit=100)
+    flagged_items = client.get_flagged_items(dataset_id=dataset["id"], status="needs_review", limit=100)
     rows = [["image", "reasons", "detections", "feedback", "image kept at"]]
     for item in flagged_items:
-        uri = str(item.image.get("uri") or "-")
-        rows.append([item.image["key"], ",".join(item.reasons), str(len(item.detections)),
-                     str(len(item.feedback)), uri.replace(f"file://{base}", "<tmp>")])  # fmt: skip
+        uri = str(item["image"].get("uri") or "-")
+        rows.append([item["image"]["key"], ",".join(item["reasons"]), str(len(item["detections"])),
+                     str(len(item["feedback"])), uri.replace(f"file://{base}", "<tmp>")])  # fmt: skip
     out.write(f"4. flagged items ({len(flagged_items)}):\n")
     _table(rows, out)
-    opened = sum(1 for i in flagged_items if i.image.get("uri") and Path(i.image["uri"][7:]).is_file())
+    opened = sum(1 for i in flagged_items if i["image"].get("uri") and Path(i["image"]["uri"][7:]).is_file())
 
     # 5. Review: a reviewer claims the queue and accepts the labels feedback pre-filled.
-    claimed = client.claim_items(dataset_id=dataset.id, reviewer="demo-reviewer", limit=100)
+    claimed = client.claim_items(dataset_id=dataset["id"], reviewer="demo-reviewer", limit=100)
     for item in claimed:
-        client.label_item(dataset_id=dataset.id, item_id=item.id, annotations=item.suggested_label,
+        client.label_item(dataset_id=dataset["id"], item_id=item["id"], annotations=item["suggested_label"],
                           reviewer="demo-reviewer")  # fmt: skip
     new_version = client.create_dataset_version(
-        dataset_id=dataset.id, parent_version_id=version.id, name="v2 - with feedback"
+        dataset_id=dataset["id"], parent_version_id=version["id"], name="v2 - with feedback"
     )
     out.write(
-        f"5. labelled {len(claimed)} items -> version {new_version.name!r}: {new_version.item_count} images, "
-        f"{new_version.class_counts}, {new_version.content_hash[:19]}..., diff +{new_version.diff['added']}\n"
+        f"5. labelled {len(claimed)} items -> version {new_version['name']!r}: {new_version['item_count']} images, "
+        f"{new_version['class_counts']}, {new_version['content_hash'][:19]}..., diff +{new_version['diff']['added']}\n"
     )
 
     # 6. Retrain: the job goes to the local trainer, which reports back; the new version is registered.
     job = client.create_training_job(
-        name="Face detection v2", dataset_id=dataset.id, version_id=new_version.id, base_model_id=model.id
+        name="Face detection v2", dataset_id=dataset["id"], version_id=new_version["id"], base_model_id=model["id"]
     )
-    trainer = job.trainer
+    trainer = job["trainer"]
     deadline = time.monotonic() + 60
-    while (job := client.get_training_job(job.id)).status not in ("succeeded", "failed"):
+    while (job := client.get_training_job(job["id"]))["status"] not in ("succeeded", "failed"):
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    registered = client.get_model(model.id)
-    steps = " -> ".join(h["status"] for h in job.history)
+    registered = client.get_model(model["id"])
+    steps = " -> ".join(h["status"] for h in job["history"])
     out.write(
-        f"6. training job {job.status} ({trainer.split(' ')[0]} trainer): {steps}; "
-        f"model versions now {list(registered.versions)}\n"
+        f"6. training job {job['status']} ({trainer.split(' ')[0]} trainer): {steps}; "
+        f"model versions now {list(registered['versions'])}\n"
     )
     elapsed = time.perf_counter() - started
     out.write(f"\nLoop done in {elapsed:.1f} s.\n")
@@ -188,6 +188,6 @@ def _loop(url: str, base: Path, out: TextIO) -> dict[str, Any]:
         "feedback": feedback,
         "version": dict(new_version),
         "job": dict(job),
-        "model_versions": list(registered.versions),
+        "model_versions": list(registered["versions"]),
         "detections": {k: len(v) for k, v in found.items()},
     }

@@ -124,8 +124,8 @@ version 6) are taken as independent, and the report says so:
   windows re-tests much the same data, so alert on a sustained score, not one run.
 """
 
+from detwatch.contract.shapes.drift import AB_VARIANTS, MAX_PERIOD_LENGTH, PERIOD_PATTERN
 from detwatch.drift._from_storage import (
-    AB_VARIANTS,
     DRIFT_KINDS,
     REQUEST_FIELDS,
     AggregateReader,
@@ -133,8 +133,6 @@ from detwatch.drift._from_storage import (
     report_for_request,
 )
 from detwatch.drift._periods import (
-    MAX_PERIOD_LENGTH,
-    PERIOD_PATTERN,
     DriftInputError,
     Period,
     PeriodError,

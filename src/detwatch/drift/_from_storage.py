@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+from detwatch.contract.shapes.drift import AB_VARIANTS
 from detwatch.drift._periods import DriftInputError, Period, parse_periods
 from detwatch.drift._report import AggregateCell, DriftConfig, DriftReport, PeriodSample, compare
 
-__all__ = ["AB_VARIANTS", "DRIFT_KINDS", "REQUEST_FIELDS", "AggregateReader", "drift_report", "report_for_request"]
+__all__ = ["DRIFT_KINDS", "REQUEST_FIELDS", "AggregateReader", "drift_report", "report_for_request"]
 
 DRIFT_KINDS: tuple[str, ...] = (
     "images",
@@ -96,8 +97,6 @@ def drift_report(
 
 REQUEST_FIELDS: tuple[str, ...] = ("reference_period", "current_period", "model_version", "ab_variant")
 """The fields of a drift request besides :class:`DriftConfig`'s options."""
-AB_VARIANTS: tuple[str, ...] = ("a", "b", "")
-"""``ab_variant`` filters: an arm, or "" for traffic outside an A/B test."""
 MAX_VERSION_LENGTH = 256
 
 

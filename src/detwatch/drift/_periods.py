@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from detwatch.contract.shapes.drift import DATE_PATTERN, MAX_PERIOD_LENGTH
+
 __all__ = ["DriftInputError", "Period", "PeriodError", "parse_periods"]
 
 NS_PER_SECOND = 1_000_000_000
@@ -32,16 +34,11 @@ MIN_YEAR, MAX_YEAR = 1970, 2261
 
 # ASCII digits and plain spaces only, without case folding: the OpenAPI pattern
 # (an ECMA regular expression) must accept exactly the same strings.
-_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_DATE = DATE_PATTERN
 _DAYS = re.compile(rf"({_DATE}):({_DATE})")
 _RELATIVE = re.compile(r"(last|previous) +([0-9]{1,6}) *(m|min|h|d|w)")
 _UNITS = {"m": timedelta(minutes=1), "min": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1),
           "w": timedelta(weeks=1)}  # fmt: skip
-
-
-PERIOD_PATTERN = rf"^(?:{_DATE}:{_DATE}|[^/]+/[^/]+|(?:last|previous) +[0-9]{{1,6}} *(?:m|min|h|d|w))$"
-"""Every period :func:`parse_periods` may accept matches this (the OpenAPI document's pattern)."""
-MAX_PERIOD_LENGTH = 200
 
 
 class DriftInputError(ValueError):

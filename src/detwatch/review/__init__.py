@@ -26,6 +26,7 @@ The HTTP routes are in :mod:`detwatch.api.review`; the JSON of the records in :m
 
 from __future__ import annotations
 
+from detwatch.contract.shapes.review import ITEM_STATUSES, JOB_STATUSES
 from detwatch.review._store import (
     CURSOR_PATTERN,
     DataEngineStore,
@@ -34,7 +35,7 @@ from detwatch.review._store import (
     decode_cursor,
     forget_learned,
 )
-from detwatch.storage.records import ITEM_STATUSES, JOB_STATUSES, ConflictError
+from detwatch.storage.records import ConflictError
 
 __all__ = [
     "CURSOR_PATTERN",

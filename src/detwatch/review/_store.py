@@ -29,10 +29,9 @@ from typing import Any, Final, Literal, Protocol
 
 from detwatch.contract.bins import AREA_BINS, area_edges
 from detwatch.contract.predictions import Prediction
+from detwatch.contract.shapes.review import ITEM_STATUSES, JOB_STATUSES
 from detwatch.storage.protocols import FlagWriter, Storage
 from detwatch.storage.records import (
-    ITEM_STATUSES,
-    JOB_STATUSES,
     ConflictError,
     DatasetSnapshotRecord,
     FeedbackRecord,

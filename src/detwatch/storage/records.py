@@ -8,7 +8,7 @@ analyses above it import them from one place below both.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any
 
 from detwatch.contract.feedback import FeedbackType
 from detwatch.contract.predictions import ImageRef, Prediction
@@ -198,10 +198,7 @@ class ABTestRecord:
 
 # ---------------------------------------------------------------- the data engine (review)
 
-ItemStatus = Literal["needs_review", "in_review", "labeled", "rejected"]
-ITEM_STATUSES: Final[tuple[ItemStatus, ...]] = ("needs_review", "in_review", "labeled", "rejected")
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
-JOB_STATUSES: Final[tuple[JobStatus, ...]] = ("queued", "running", "succeeded", "failed")
+# The statuses are the wire's (one home: the contract's review shapes).
 
 
 class ConflictError(Exception):

@@ -1,0 +1,277 @@
+"""Shapes of the data engine's routes: the flagging policy, the review queue, training jobs.
+
+The item and job states live here, on the wire; :mod:`detwatch.review` imports them.
+The policy's semantics are :mod:`detwatch_instrumentation.flagging`'s.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal, NotRequired, TypedDict
+
+import msgspec
+
+from detwatch.contract.predictions import MAX_COORDINATE, MAX_DETECTIONS
+from detwatch.contract.shapes._common import Object, one_of
+from detwatch.contract.textfields import NAME_PATTERN
+from detwatch_instrumentation.flagging import EDGE_CONDITIONS
+
+__all__ = [
+    "CROSS_FIELD",
+    "ITEM_STATUSES",
+    "JOB_STATUSES",
+    "MAX_CLAIM",
+    "Annotation",
+    "Backfill",
+    "Claim",
+    "DataEngine",
+    "DataEngineConfig",
+    "FlaggedItem",
+    "FlaggedItemPage",
+    "FlaggingPolicy",
+    "ItemStatus",
+    "JobStatus",
+    "Label",
+    "Reject",
+    "TrainingJob",
+    "TrainingJobCreate",
+    "TrainingJobStatus",
+]
+
+ItemStatus = Literal["needs_review", "in_review", "labeled", "rejected"]
+ITEM_STATUSES: Final[tuple[ItemStatus, ...]] = ("needs_review", "in_review", "labeled", "rejected")
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+JOB_STATUSES: Final[tuple[JobStatus, ...]] = ("queued", "running", "succeeded", "failed")
+MAX_CLAIM: Final = 100
+"""Most items one claim takes."""
+
+_Rate = Annotated[float, msgspec.Meta(ge=0, le=1)]
+_ReviewName = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NAME_PATTERN, description="not blank")]
+
+
+class LowConfidencePolicy(TypedDict, total=False):
+    """An image with a detection below threshold (mode any; max: its best one), sampled at sample_rate."""
+
+    enabled: bool
+    threshold: _Rate
+    sample_rate: _Rate
+    mode: Literal["any", "max"]
+
+
+class HighDensityPolicy(TypedDict, total=False):
+    """Many detections, many of them overlapping."""
+
+    min_detections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    iou_threshold: _Rate
+    min_overlapping: Annotated[int, msgspec.Meta(ge=2, le=1_000_000)]
+
+
+class UnusualSizePolicy(TypedDict, total=False):
+    """Boxes outside the usual area range, given or learned per class."""
+
+    min_area: _Rate
+    max_area: Annotated[float, msgspec.Meta(ge=0)]
+    learn: bool
+    quantile: Annotated[float, msgspec.Meta(ge=0, le=0.5)]
+    min_samples: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+
+
+class EdgeCasePolicy(TypedDict, total=False):
+    """Images that are unusual in themselves."""
+
+    enabled: bool
+    conditions: list[Annotated[str, one_of(EDGE_CONDITIONS)]]
+    sample_rate: _Rate
+    high_density: HighDensityPolicy
+    unusual_size: UnusualSizePolicy
+
+
+class RandomSamplePolicy(TypedDict, total=False):
+    """A random share of all images."""
+
+    enabled: bool
+    rate: _Rate
+
+
+class FlaggingPolicy(TypedDict, total=False):
+    """The user guide's data-engine config; semantics in detwatch_instrumentation.flagging."""
+
+    low_confidence: LowConfidencePolicy
+    edge_cases: EdgeCasePolicy
+    random_sample: RandomSamplePolicy
+
+
+class DataEngineConfig(TypedDict):
+    """A model's flagging policy and the dataset its flagged items go to."""
+
+    config: FlaggingPolicy
+    target_dataset_id: _ReviewName
+    since: NotRequired[
+        Annotated[
+            str,
+            msgspec.Meta(
+                description="apply the policy to the retained predictions since then: a duration back from now "
+                '("24h", "30m", "7d"), an RFC 3339 time, or "none"',
+                extra_json_schema={
+                    "anyOf": [
+                        {"pattern": "^[0-9]{1,6} *(m|min|h|d|w)$"},
+                        {"format": "date-time"},
+                        {"const": "none"},
+                    ],
+                    "default": "24h",
+                },
+            ),
+        ]
+    ]
+
+
+class Backfill(TypedDict, total=False):
+    """PUT only: the policy applied to the retained predictions of a window."""
+
+    since: str | None
+    until: str
+    examined: Annotated[int, msgspec.Meta(description="predictions evaluated")]
+    flagged: Annotated[int, msgspec.Meta(description="items added to the review queue")]
+    complete: Annotated[
+        bool,
+        msgspec.Meta(
+            description="false when cut at the most predictions one change evaluates (newest first); since then "
+            "says where it stopped"
+        ),
+    ]
+
+
+class DataEngine(TypedDict):
+    """A model's stored data-engine policy."""
+
+    id: str
+    model_id: str
+    config: Object
+    policy: NotRequired[Annotated[Object, msgspec.Meta(description="the effective policy, with learned size ranges")]]
+    target_dataset_id: str
+    updated_unix_nano: NotRequired[int]
+    backfill: NotRequired[Backfill]
+
+
+class FlaggedItem(TypedDict):
+    """A flagged prediction in the review queue."""
+
+    id: str
+    dataset_id: str
+    prediction_id: str
+    model_id: str
+    model_version: str | None
+    time_unix_nano: int
+    reasons: list[str]
+    detections: list[Any]
+    image: Object
+    status: ItemStatus
+    assignee: Annotated[str | None, msgspec.Meta(description="the reviewer who claimed it")]
+    claimed_unix_nano: int | None
+    label: list[Any] | None
+    reviewer: str | None
+    feedback: list[Any]
+    suggested_label: list[Any]
+    created_unix_nano: int
+    updated_unix_nano: int
+
+
+class FlaggedItemPage(TypedDict):
+    """One page of the review queue; ``next_cursor`` fetches the next (null at the end)."""
+
+    items: list[FlaggedItem]
+    next_cursor: NotRequired[str | None]
+
+
+class Claim(TypedDict):
+    """Items to claim for one reviewer."""
+
+    reviewer: _ReviewName
+    limit: NotRequired[Annotated[int, msgspec.Meta(ge=1, le=MAX_CLAIM)]]
+    lease_s: NotRequired[Annotated[float, msgspec.Meta(ge=1, le=604800)]]
+
+
+Annotation = TypedDict(
+    "Annotation",
+    {
+        "class": _ReviewName,
+        "box": Annotated[
+            list[Annotated[float, msgspec.Meta(ge=-MAX_COORDINATE, le=MAX_COORDINATE)]],
+            msgspec.Meta(min_length=4, max_length=4, description="[x1, y1, x2, y2] in pixels, x2 > x1 and y2 > y1"),
+        ],
+    },
+)
+Annotation.__doc__ = "A corrected box and its class."
+
+
+class Label(TypedDict):
+    """The corrected boxes and classes of an item."""
+
+    annotations: Annotated[list[Annotation], msgspec.Meta(max_length=MAX_DETECTIONS)]
+    reviewer: NotRequired[_ReviewName]
+
+
+class Reject(TypedDict, total=False):
+    """Who rejects the item."""
+
+    reviewer: _ReviewName
+
+
+class TrainingJobCreate(TypedDict):
+    """A training job to record and hand to the trainer; the trainer's own settings go in options."""
+
+    name: _ReviewName
+    dataset_id: _ReviewName
+    version_id: _ReviewName
+    base_model_id: NotRequired[Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NAME_PATTERN)] | None]
+    options: NotRequired[Object | None]
+
+
+class TrainingJob(TypedDict):
+    """A training job with its history."""
+
+    id: str
+    name: str
+    dataset_id: str
+    version_id: str
+    base_model_id: str | None
+    options: Object
+    status: JobStatus
+    attempts: int
+    handed_off: bool
+    last_error: str | None
+    model_version: str | None
+    history: list[Any]
+    created_unix_nano: int
+    updated_unix_nano: int
+    trainer: NotRequired[
+        Annotated[str, msgspec.Meta(description="where the job goes: 'webhook URL', 'command ...' or 'none'")]
+    ]
+    warning: NotRequired[
+        Annotated[
+            str | None, msgspec.Meta(description="why the job cannot progress (no trainer configured), null otherwise")
+        ]
+    ]
+
+
+class TrainingJobStatus(TypedDict):
+    """The trainer's status callback."""
+
+    status: JobStatus
+    model_version: NotRequired[Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NAME_PATTERN)] | None]
+    message: NotRequired[Annotated[str, msgspec.Meta(max_length=4096)] | None]
+    metrics: NotRequired[Object | None]
+
+
+CROSS_FIELD: Final[dict[str, dict[str, Any]]] = {
+    name: {"additionalProperties": False}
+    for name in (
+        "DataEngineConfig",
+        "FlaggingPolicy",
+        "LowConfidencePolicy",
+        "EdgeCasePolicy",
+        "HighDensityPolicy",
+        "UnusualSizePolicy",
+        "RandomSamplePolicy",
+        "TrainingJobCreate",
+    )
+}
