@@ -75,6 +75,10 @@ def _schema(mode: GenerationMode) -> BaseSchema:
     config = schemathesis.Config.from_dict(
         {
             "auth": {"openapi": {"bearer": {"bearer": TOKEN}}},
+            # Hypothesis also draws the string constants of the project's own modules, so which
+            # drafts are filtered out moves with any change of the source; a GET's path ids take
+            # nearly any string, and breaking one is mostly filtering.
+            **({"suppress-health-check": ["filter_too_much"]} if mode is GenerationMode.NEGATIVE else {}),
             "generation": {
                 "mode": mode.value,
                 "max-examples": MAX_EXAMPLES,

@@ -1,9 +1,10 @@
 """SQL of the data engine's review queue: flagging policies, flagged items, claims, reviews, expiry.
 
 What gets flagged is decided above storage (:mod:`detwatch.review`); this module
-stores and reads what that policy decides, on the transactions of the storage
-(:class:`FlagWriter` is what an ingest hook writes through, inside the ingest or
-feedback transaction, so a flag is stored exactly when the event that caused it is).
+stores and reads what that policy decides, on the transactions of the storage.
+:class:`SQLFlagWriter` (a :class:`~detwatch.storage.protocols.FlagWriter`) is what an
+ingest hook writes through, inside the ingest or feedback transaction, so a flag is
+stored exactly when the event that caused it is.
 
 Decisions the code cannot show:
 
@@ -155,7 +156,7 @@ def _item_row(flag: NewFlag) -> tuple[Any, ...]:
     )
 
 
-class FlagWriter:
+class SQLFlagWriter:
     """What an ingest hook reads and writes inside the storage's transaction (no SQL above storage)."""
 
     def __init__(self, tx: Transaction, dialect: Dialect) -> None:
@@ -218,7 +219,7 @@ class FlagWriter:
 
 
 def _flag_unflagged(
-    tx: Transaction, writer: FlagWriter, model_id: str, rows: Sequence[tuple[Any, ...]], flag: FlagFunction
+    tx: Transaction, writer: SQLFlagWriter, model_id: str, rows: Sequence[tuple[Any, ...]], flag: FlagFunction
 ) -> int:
     config = tx.query("SELECT target_dataset_id FROM data_engine_configs WHERE model_id = ?", (model_id,))
     if not config or not rows:
@@ -236,7 +237,7 @@ def _flag_unflagged(
 
 def flag_page(
     tx: Transaction,
-    writer: FlagWriter,
+    writer: SQLFlagWriter,
     model_id: str,
     *,
     since_unix_nano: int,
@@ -276,7 +277,7 @@ def named_by_feedback(
 
 
 def flag_named(
-    tx: Transaction, writer: FlagWriter, model_id: str, prediction_ids: Sequence[str], flag: FlagFunction
+    tx: Transaction, writer: SQLFlagWriter, model_id: str, prediction_ids: Sequence[str], flag: FlagFunction
 ) -> FlagPage:
     rows = tx.query(
         f"SELECT {_PREDICTION_COLUMNS} FROM predictions WHERE model_id = ? "

@@ -514,7 +514,7 @@ class SQLStorage:
             self._upsert_aggregates(tx, cells)
             joined = self._join_feedback(tx, new)
             if self._ingest_hooks:  # after the join: feedback that came first counts too
-                writer = _review.FlagWriter(tx, self.dialect)
+                writer = _review.SQLFlagWriter(tx, self.dialect)
                 for hook in self._ingest_hooks:
                     hook.predictions_stored(writer, new, joined)
             self._ingested(len(new))
@@ -676,7 +676,7 @@ class SQLStorage:
                     record = replace(stored, duplicate=True)
                 out.append(record)
             if self._ingest_hooks:
-                writer = _review.FlagWriter(tx, self.dialect)
+                writer = _review.SQLFlagWriter(tx, self.dialect)
                 for hook in self._ingest_hooks:
                     hook.feedback_stored(writer, out)
             return out
@@ -1073,7 +1073,7 @@ class SQLStorage:
         return self._run(
             lambda tx: _review.flag_page(
                 tx,
-                _review.FlagWriter(tx, self.dialect),
+                _review.SQLFlagWriter(tx, self.dialect),
                 model_id,
                 since_unix_nano=since_unix_nano,
                 until_unix_nano=until_unix_nano,
@@ -1101,7 +1101,7 @@ class SQLStorage:
 
     def flag_named_predictions(self, model_id: str, prediction_ids: Sequence[str], flag: FlagFunction) -> FlagPage:
         return self._run(
-            lambda tx: _review.flag_named(tx, _review.FlagWriter(tx, self.dialect), model_id, prediction_ids, flag),
+            lambda tx: _review.flag_named(tx, _review.SQLFlagWriter(tx, self.dialect), model_id, prediction_ids, flag),
             write=True,
         )
 
