@@ -69,8 +69,6 @@ def _condition(
         "window": {"type": "string", "pattern": window},
         "for": {"type": "string", "pattern": _FOR},
         "min_images": {"type": "integer", "minimum": 0, "maximum": MAX_MIN_IMAGES},
-        # A null anomaly is no anomaly (the server reads it as absent); the anomaly branch overrides it.
-        "anomaly": {"type": "null"},
         **extra,
     }
     return {
