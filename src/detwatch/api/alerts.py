@@ -23,9 +23,9 @@ is renamed ``alerts.imported`` (kept as a backup, never read again).
 
 The set has one revision, raised by every write. What is derived from it (the merged
 configuration, the generated files) is kept per app for one revision and rebuilt
-only when the database's revision differs: after a write on any replica, the next
-request anywhere rebuilds, and a replica's ``<data_dir>/generated/`` is rewritten
-then. No lock spans the regeneration: a writer that wrote files from a set that has
+only when the database's revision differs: after a write on any replica, each
+replica's next alert request rebuilds, and rewrites that replica's
+``<data_dir>/generated/``. No lock spans the regeneration: a writer that wrote files from a set that has
 meanwhile changed writes them again from the newer one, so the files last written
 are always those of the latest set.
 """
@@ -132,13 +132,19 @@ def _write_missing_artifacts() -> None:
 
     A vmalert that reads ``<data_dir>/generated/rules`` (the compose stack's does, and
     re-reads it when it changes) then starts with detwatch.yaml's alerts, before any
-    alert is created through the API.
+    alert is created through the API. The database is not opened for it (storage opens
+    on first use, after a gunicorn fork): the stored alerts join the files at the first
+    alert request of the process, which finds its revision not yet written here. Only an
+    import at this start has opened it already; then the files hold the imported alerts.
     """
     target = settings().data_dir / "generated"
     if (target / "rules" / rules.RULES_FILE).exists():
         return
     try:
-        _write_generated(_current())
+        if current_app.extensions.get("detwatch.storage") is not None:
+            _write_generated(_current())
+        else:
+            write_artifacts(_configured(), target)
     except (OSError, APIError, StorageError) as exc:  # read-only data dir, invalid detwatch.yaml, database down
         _log.warning("the generated alert rules could not be written at start: %s", exc)
 
@@ -172,6 +178,15 @@ def _stored(cache: _AlertCache, records: list[AlertRecord]) -> list[AlertDefinit
     return found
 
 
+def _configured() -> GenerateConfig:
+    """detwatch.yaml's alerts and stack; 503 when they are invalid (reported where used, never hidden)."""
+    extra = settings().extra
+    try:
+        return GenerateConfig(alerts=parse_alerts(extra.get("alerts")), stack=parse_stack(extra.get("stack")))
+    except (AlertDefinitionError, StackSettingsError) as exc:
+        raise APIError(503, "configuration_invalid", f"detwatch.yaml: {exc}") from None
+
+
 def _current() -> _Derived:
     """The configuration of the database's current revision, rebuilt only when that revision changed."""
     cache = _cache()
@@ -187,15 +202,11 @@ def _current() -> _Derived:
         # Read the set and its revision apart: a write in between makes the revision read
         # here older than the rows, and the next request rebuilds once more (never the reverse).
         stored = _stored(cache, storage.list_alerts())
-        extra = settings().extra
-        try:
-            configured = parse_alerts(extra.get("alerts"))
-            stack = parse_stack(extra.get("stack"))
-        except (AlertDefinitionError, StackSettingsError) as exc:
-            raise APIError(503, "configuration_invalid", f"detwatch.yaml: {exc}") from None
-        merged = {a.slug: a for a in configured}
+        configured = _configured()
+        merged = {a.slug: a for a in configured.alerts}
         merged.update({a.slug: a for a in stored})  # stored ones win by name
-        derived = _Derived(revision=revision, config=GenerateConfig(alerts=tuple(merged.values()), stack=stack))
+        config = GenerateConfig(alerts=tuple(merged.values()), stack=configured.stack)
+        derived = _Derived(revision=revision, config=config)
         cache.derived = derived
     return derived
 
