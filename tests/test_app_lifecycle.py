@@ -7,6 +7,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from detwatch.app import create_app, shutdown
 from detwatch.config import Settings
 
@@ -38,3 +40,24 @@ def test_create_app_starts_its_jobs_and_shutdown_stops_them(tmp_path: Path) -> N
     shutdown(app)
     assert all(not job._thread.is_alive() for job in started)
     assert threading.active_count() <= before
+
+
+def test_a_job_whose_storage_was_closed_ends_quietly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A test's app closed its storage without shutdown: its training dispatcher logged every 5 s for good."""
+    from detwatch.config import TrainerSettings
+    from detwatch.jobs.training_dispatch import TrainingDispatcher
+    from detwatch.review import DataEngineStore
+    from detwatch.review.training import trainer_from
+    from detwatch.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'd.db'}")
+    storage.migrate()
+    storage.close()
+    trainer = trainer_from(TrainerSettings(command=("true",)), "http://127.0.0.1:8000")
+    dispatcher = TrainingDispatcher(lambda: DataEngineStore(storage), lambda: trainer, check_s=0.01)
+    with caplog.at_level("WARNING", logger="detwatch.jobs.training_dispatch"):
+        dispatcher.start()
+        assert dispatcher._thread is not None
+        dispatcher._thread.join(5)
+    assert not dispatcher._thread.is_alive()
+    assert caplog.records == []

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from detwatch.storage import Storage, StorageError
+from detwatch.storage import Storage, StorageClosed, StorageError
 
 __all__ = ["RetentionScheduler"]
 
@@ -111,6 +111,9 @@ class RetentionScheduler:
                 reviewed = self.storage.expire_reviewed(cutoff)
                 # Hourly aggregate cells older than hourly_days become daily cells (totals unchanged).
                 self.storage.compact_aggregates(self._clock() - int(self.hourly_days * NS_PER_DAY))
+            except StorageClosed:  # the app shut down: no more runs
+                self._stop.set()
+                return None
             except StorageError as exc:
                 _logger.warning("retention: expiry failed, retried at the next interval: %s", exc)
                 return None

@@ -19,7 +19,7 @@ from typing import Final
 
 from detwatch.review import DataEngineStore
 from detwatch.review.training import Trainer, dispatch_once
-from detwatch.storage import StorageError
+from detwatch.storage import StorageClosed, StorageError
 
 __all__ = ["CHECK_S", "TrainingDispatcher"]
 
@@ -81,7 +81,10 @@ class TrainingDispatcher:
             while not self._stop.is_set() and dispatch_once(store, trainer):
                 pass
             due_in = store.next_due_in()
-        except StorageError as exc:  # the database is away (or closed): the jobs stay recorded and due
+        except StorageClosed:  # the app shut down: no more rounds
+            self._stop.set()
+            return 0.0
+        except StorageError as exc:  # the database is away: the jobs stay recorded and due
             _logger.warning("training job dispatch failed, tried again in %.0f s: %s", self.check_s, exc)
             return self.check_s
         except Exception:  # a bug must not end hand-offs for the life of the worker

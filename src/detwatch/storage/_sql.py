@@ -90,6 +90,7 @@ from detwatch.storage.records import (
     ItemPage,
     ModelRecord,
     PolicyRecord,
+    StorageClosed,
     StorageError,
     StorageUnavailable,
     TrainingJobRecord,
@@ -159,7 +160,7 @@ class _Pool(Generic[C]):
         if self._pid != os.getpid():
             self._after_fork()
         if self._closed:
-            raise StorageError("storage is closed")
+            raise StorageClosed("storage is closed")
         slots = self._slots
         if not slots.acquire(timeout=self._timeout):
             raise StorageUnavailable(

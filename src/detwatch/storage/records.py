@@ -34,6 +34,10 @@ class StorageError(Exception):
     """Base class of storage failures."""
 
 
+class StorageClosed(StorageError):
+    """The storage was closed by its owner (the app shut down): nothing more will be done on it."""
+
+
 class StorageUnavailable(StorageError):
     """The database cannot take writes now (disk full, read-only, locked, down): retry later (503).
 
