@@ -232,11 +232,6 @@ def test_two_first_requests_at_once_share_one_storage(tmp_path: Path, monkeypatc
     from detwatch.api import _context
 
     app = create_app(Settings(data_dir=tmp_path))
-    # The app may open its storage at start (writing the alert rules a vmalert reads):
-    # forget it, so that two requests race to open it again.
-    at_start = app.extensions.pop("detwatch.storage", None)
-    if at_start is not None:
-        at_start.close()
     opened: list[Any] = []
     both_asked = threading.Barrier(2)
 

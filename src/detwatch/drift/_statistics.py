@@ -19,6 +19,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from detwatch.stats.class_mix import count_vector as _counts
+
 __all__ = [
     "PSI_PSEUDOCOUNT",
     "cohen_h",
@@ -31,13 +33,6 @@ __all__ = [
 
 PSI_PSEUDOCOUNT = 0.5
 """Added to every bin before PSI's logarithms (Jeffreys' prior): an empty bin would make PSI infinite."""
-
-
-def _counts(values: ArrayLike) -> NDArray[np.float64]:
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1 or (array < 0).any() or not np.isfinite(array).all():
-        raise ValueError("counts must be a 1-d array of finite, non-negative numbers")
-    return array
 
 
 def jensen_shannon_distance(a: ArrayLike, b: ArrayLike) -> float:

@@ -25,7 +25,7 @@ from scipy import stats
 
 from detwatch.stats.rates import MIN_EXPECTED
 
-__all__ = ["ChiSquareResult", "chi_square_homogeneity"]
+__all__ = ["ChiSquareResult", "chi_square_homogeneity", "count_vector"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ class ChiSquareResult:
     pooled: int
 
 
-def _counts(values: ArrayLike) -> NDArray[np.float64]:
+def count_vector(values: ArrayLike) -> NDArray[np.float64]:
+    """``values`` as counts over bins or categories; ``ValueError`` for anything else."""
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 1 or (array < 0).any() or not np.isfinite(array).all():
         raise ValueError("counts must be a 1-d array of finite, non-negative numbers")
@@ -47,7 +48,7 @@ def _counts(values: ArrayLike) -> NDArray[np.float64]:
 
 def chi_square_homogeneity(a: ArrayLike, b: ArrayLike, *, deff: float = 1.0) -> ChiSquareResult:
     """Pearson's chi-square test of homogeneity of the 2 x K table ``[a, b]`` (see the module)."""
-    p, q = _counts(a), _counts(b)
+    p, q = count_vector(a), count_vector(b)
     if p.shape != q.shape:
         raise ValueError("both samples need the same categories")
     keep = (p + q) > 0
