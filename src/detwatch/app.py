@@ -26,6 +26,7 @@ from detwatch.jobs.retention import RetentionScheduler
 from detwatch.jobs.training_dispatch import TrainingDispatcher
 from detwatch.review import Flagger
 from detwatch.review.training import trainer_from
+from detwatch.storage import backend_for
 from detwatch.version import __version__
 
 __all__ = ["create_app", "shutdown"]
@@ -64,6 +65,7 @@ def create_app(
     """
     app = Flask("detwatch")
     resolved = settings if settings is not None else load_settings()
+    backend_for(resolved.effective_database_url)  # an unknown scheme fails here, not at the first request
     app.config["DETWATCH_SETTINGS"] = resolved
     app.config["MAX_CONTENT_LENGTH"] = resolved.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

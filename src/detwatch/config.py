@@ -31,6 +31,7 @@ editing it. Mistakes raise :class:`ConfigError` naming the setting.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import urllib.parse
 from collections.abc import Mapping
@@ -106,6 +107,9 @@ class Settings:
         return replace(self, **changes)
 
 
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+"""A database URL starts with a scheme; which ones open is storage's to say."""
+
 _KEYS = {
     "data_dir": "DETWATCH_DATA_DIR",
     "database_url": "DETWATCH_DATABASE_URL",
@@ -142,8 +146,9 @@ def _coerce(name: str, value: Any) -> Any:
             return "" if name == "database_url" else None
         if not isinstance(value, str):
             raise ConfigError(f"{name}: expected a string")
-        if name == "database_url" and not value.startswith(("sqlite:", "postgresql:", "postgres:")):
-            raise ConfigError(f"database_url: expected sqlite:///path or postgresql://..., got {value!r}")
+        # Any scheme: storage knows the backends, including ones a program registered.
+        if name == "database_url" and not _URL_SCHEME.match(value):
+            raise ConfigError(f"database_url: expected a URL such as sqlite:///path or postgresql://..., got {value!r}")
         return value
     if name == "public_url":
         return _public_url(value)

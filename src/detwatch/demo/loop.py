@@ -53,10 +53,15 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @contextmanager
-def embedded_companion(data_dir: Path) -> Iterator[str]:
-    """The companion on a loopback port in this process, with the local trainer command; yields its URL."""
+def embedded_companion(data_dir: Path, database_url: str = "") -> Iterator[str]:
+    """The companion on a loopback port in this process, with the local trainer command; yields its URL.
+
+    ``database_url`` defaults to SQLite under ``data_dir``.
+    """
     command = (sys.executable, "-m", "detwatch.demo.local_trainer", "--output", str(data_dir / "models"))
-    settings = Settings(data_dir=data_dir, trainer=TrainerSettings(command=command, backoff_s=0.5))
+    settings = Settings(
+        data_dir=data_dir, database_url=database_url, trainer=TrainerSettings(command=command, backoff_s=0.5)
+    )
     app = create_app(settings)
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
     # The address is known once bound, before the first request: the trainer's URLs start with it.
@@ -84,11 +89,11 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
         out.write(_row(r, widths).rstrip() + "\n")
 
 
-def run_loop(out: TextIO = sys.stdout, workdir: Path | None = None) -> dict[str, Any]:
-    """Run the loop, print each step; returns what a test checks."""
+def run_loop(out: TextIO = sys.stdout, workdir: Path | None = None, database_url: str = "") -> dict[str, Any]:
+    """Run the loop, print each step; returns what a test checks (``database_url``: see :func:`embedded_companion`)."""
     with tempfile.TemporaryDirectory(prefix="detwatch-loop-") as tmp:
         base = Path(workdir) if workdir is not None else Path(tmp)
-        with embedded_companion(base / "companion") as url:
+        with embedded_companion(base / "companion", database_url) as url:
             return _loop(url, base, out)
 
 
