@@ -296,7 +296,7 @@ def test_stopping_ends_the_test_and_routers_get_everything_to_a(client: detwatch
     [
         ({"traffic_split": 1.5}, "config.traffic_split"),
         ({"traffic_split": "ten"}, "config.traffic_split"),
-        ({"metrics": ["accuracy"]}, "config.metrics"),
+        ({"metrics": ["accuracy"]}, "config.metrics[0]"),
         ({"metrics": ["class_mix", "confidence"]}, "config.metrics"),
         ({"duration_days": 0}, "config.duration_days"),
         ({"min_effect": {"confidence": -1}}, "config.min_effect.confidence"),

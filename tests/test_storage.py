@@ -768,7 +768,7 @@ def test_postgres_session_ended_by_the_server_is_replaced(pg_url: str) -> None:
 
 
 def test_open_storage_rejects_what_it_cannot_open() -> None:
-    with pytest.raises(ValueError, match="expected sqlite.*schemes: sqlite:, postgresql:, postgres:"):
+    with pytest.raises(ValueError, match=r"expected sqlite.*schemes: sqlite:, postgresql:, postgres:"):
         open_storage("mysql://localhost/db")
     with pytest.raises(ValueError, match="in-memory"):
         open_storage("sqlite:///:memory:")

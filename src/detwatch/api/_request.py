@@ -6,17 +6,16 @@ never each other.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
-import msgspec
 from flask import request
 
 from detwatch.api._context import authenticates_itself, bearer_ok
 from detwatch.api.errors import APIError
 from detwatch.contract.predictions import PredictionError, load_json
 from detwatch.contract.shapes import MAX_BATCH
+from detwatch.contract.shapes.conform import conform
 from detwatch.contract.textfields import NUL_MESSAGE, holds_nul, name_problem
 
 __all__ = [
@@ -59,44 +58,16 @@ def string_field(data: Mapping[str, Any], key: str, *, required: bool, limit: in
     return value
 
 
-_MISSING: Final = re.compile(r"Object missing required field `(?P<name>[^`]*)`(?: - at `\$(?P<at>[^`]*)`)?")
-_AT: Final = re.compile(r"(?P<message>.*) - at `\$(?P<at>[^`]*)`", re.DOTALL)
-
-
 def check_shape(data: Mapping[str, Any], shape: object) -> None:
     """Check ``data`` against its declared request shape (:mod:`detwatch.contract.shapes`): types, bounds, enums.
 
     The shape's error becomes the API's: 400 ``invalid_field``, the message, and the
-    field's path (``annotations[0].box``). The route still reads the values from
-    ``data``: free-form objects are stored as sent. Numbers are read as JSON Schema
-    reads them (``5.0`` is an integer), so that what the document allows is accepted.
+    field's path (``annotations[0].box``); see :func:`~detwatch.contract.shapes.conform.conform`.
     """
     try:
-        msgspec.convert(_json_numbers(data), shape, strict=True)
-    except msgspec.ValidationError as exc:
-        raise _shape_error(str(exc)) from None
-
-
-def _shape_error(message: str) -> APIError:
-    missing = _MISSING.fullmatch(message)
-    if missing is not None:
-        at = (missing.group("at") or "").lstrip(".")
-        return APIError(400, "invalid_field", "is required", f"{at}.{missing['name']}" if at else missing["name"])
-    found = _AT.fullmatch(message)
-    if found is None:
-        return APIError(400, "invalid_field", message, "body")
-    return APIError(400, "invalid_field", found["message"], found["at"].lstrip(".") or "body")
-
-
-def _json_numbers(value: Any) -> Any:
-    """``value`` with every integral float an ``int``: JSON Schema's integer, which msgspec's is not."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Mapping):
-        return {k: _json_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_numbers(v) for v in value]
-    return value
+        conform(data, shape)
+    except PredictionError as exc:
+        raise field_error(exc) from None
 
 
 def object_body() -> Mapping[str, Any]:

@@ -12,8 +12,9 @@ from flask import Blueprint, Response, jsonify
 from detwatch.abtest import service as abtest_service
 from detwatch.api._analysis_json import ab_results_json
 from detwatch.api._context import get_storage
-from detwatch.api._request import nul_free_body, require_token
+from detwatch.api._request import check_shape, nul_free_body, require_token
 from detwatch.api.errors import APIError
+from detwatch.contract.shapes import ABTestCreate
 from detwatch.storage import ABTestRecord, Storage
 
 __all__ = ["bp"]
@@ -34,8 +35,10 @@ _AB_TEST_FIELDS = ("name", "model_a_id", "model_b_id", "start", "config")
 
 @bp.post("/ab-tests")
 def create_ab_test() -> tuple[Response, int]:
+    body = nul_free_body(*_AB_TEST_FIELDS)
+    check_shape(body, ABTestCreate)  # types and bounds; the analysis reads the arms, the metrics and the start
     try:
-        record = abtest_service.create_for_request(get_storage(), nul_free_body(*_AB_TEST_FIELDS))
+        record = abtest_service.create_for_request(get_storage(), body)
     except abtest_service.ABTestInputError as exc:
         raise APIError(exc.status, "invalid_field", exc.message, exc.field) from None
     return jsonify(abtest_service.test_json(record)), 201

@@ -50,9 +50,9 @@ from detwatch.alerting.grafana_push import GrafanaPushError, push
 from detwatch.alerting.stack import StackSettingsError, parse_stack
 from detwatch.api._context import bearer_ok, get_storage, settings
 from detwatch.api._openapi_alerts import MODEL_ID_PATTERN
-from detwatch.api._request import object_body
+from detwatch.api._request import check_shape, object_body
 from detwatch.api.errors import APIError, data_dir_unavailable
-from detwatch.contract.shapes import Alert, AlertArtifacts, AlertCreated, AlertList
+from detwatch.contract.shapes import Alert, AlertArtifacts, AlertCreate, AlertCreated, AlertList
 from detwatch.storage import AlertNameTaken, AlertRecord, StorageError
 
 __all__ = ["bp", "init_app"]
@@ -326,6 +326,7 @@ def create_alert(model_id: str) -> tuple[Response, int]:
     if unknown:
         valid = ", ".join(sorted(_BODY_KEYS))
         raise APIError(400, "invalid_field", f"unknown key; valid keys: {valid}", unknown[0] or "body")
+    check_shape(data, AlertCreate)  # types and bounds; the definition's parser reads the rest
     try:
         alert = parse_alert({**data, "model_id": model_id})
     except AlertDefinitionError as exc:

@@ -6,8 +6,9 @@ from flask import Blueprint, Response, jsonify
 
 from detwatch.api._analysis_json import drift_report_json
 from detwatch.api._context import get_storage
-from detwatch.api._request import nul_free_body, require_token
+from detwatch.api._request import check_shape, nul_free_body, require_token
 from detwatch.api.errors import APIError
+from detwatch.contract.shapes import DriftRequest
 from detwatch.drift import DriftInputError, report_for_request
 
 __all__ = ["bp"]
@@ -22,7 +23,9 @@ def check_drift(model_id: str) -> Response:
     # The model first: an unknown one is a 404 whatever the body says.
     if storage.get_model(model_id) is None:
         raise APIError(404, "model_not_found", f"no model {model_id!r} (register it or send its telemetry)", "model_id")
+    body = nul_free_body()
+    check_shape(body, DriftRequest)  # types and bounds; the analysis reads the periods and their calendar
     try:
-        return jsonify(drift_report_json(report_for_request(storage, model_id, nul_free_body()), model_id))
+        return jsonify(drift_report_json(report_for_request(storage, model_id, body), model_id))
     except DriftInputError as exc:
         raise APIError(400, "invalid_field", exc.message, exc.field) from None

@@ -18,6 +18,7 @@ from detwatch.contract.shapes import (
     Dataset,
     DatasetCreate,
     DatasetVersion,
+    DatasetVersionCreate,
     Model,
     ModelList,
     ModelRegistration,
@@ -112,6 +113,7 @@ def get_dataset(dataset_id: str) -> Response:
 @bp.post("/datasets/<dataset_id>/versions")
 def create_dataset_version(dataset_id: str) -> tuple[Response, int]:
     data = object_body()
+    check_shape(data, DatasetVersionCreate)
     name = string_field(data, "name", required=True)
     assert name is not None
     parent = string_field(data, "parent_version_id", required=False)

@@ -40,8 +40,11 @@ from detwatch.contract.predictions import MAX_DETECTIONS, PredictionError, forma
 from detwatch.contract.shapes import (
     Claim,
     DataEngine,
+    DataEngineConfig,
     FlaggedItem,
     FlaggedItemPage,
+    Label,
+    Reject,
     TrainingJob,
     TrainingJobCreate,
     TrainingJobStatus,
@@ -135,6 +138,7 @@ def _dataset_or_404(dataset_id: str) -> DataEngineStore:
 @bp.put("/models/<model_id>/data-engine")
 def configure_data_engine(model_id: str) -> Response:
     data = _object()
+    check_shape(data, DataEngineConfig)  # types and bounds; the policy's parser reads the strategies
     dataset_id = _text(data, "target_dataset_id", required=True)
     assert dataset_id is not None
     if "config" not in data:
@@ -295,6 +299,7 @@ def _review(dataset_id: str, item_id: str, outcome: Literal["labeled", "rejected
     if engine.get_item(dataset_id, item_id) is None:  # the item first: what to fix comes after
         raise APIError(404, "item_not_found", f"no item {item_id!r} in dataset {dataset_id!r}", "item_id")
     data = _object()
+    check_shape(data, Label if outcome == "labeled" else Reject)
     reviewer = _text(data, "reviewer", required=False)
     annotations = _annotations(data.get("annotations")) if outcome == "labeled" else None
     try:

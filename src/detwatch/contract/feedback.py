@@ -20,15 +20,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final
 
-from detwatch.contract.predictions import MAX_DETECTIONS, PredictionError, json_integer, parse_box, parse_time
-from detwatch.contract.textfields import name_problem
+from detwatch.contract.predictions import PredictionError, parse_box, parse_time
+from detwatch.contract.shapes.conform import conform
+from detwatch.contract.shapes.feedback import FEEDBACK_TYPES, Feedback, FeedbackType
+from detwatch.contract.textfields import MAX_TEXT, name_problem
 
-__all__ = ["FEEDBACK_TYPES", "FeedbackInput", "FeedbackType", "parse_feedback"]
-
-FeedbackType = Literal["correct", "wrong_label", "wrong_box", "false_positive", "missed_object"]
-FEEDBACK_TYPES: tuple[FeedbackType, ...] = ("correct", "wrong_label", "wrong_box", "false_positive", "missed_object")
+__all__ = ["FEEDBACK_TYPES", "MAX_TEXT", "FeedbackInput", "FeedbackType", "parse_feedback"]
 
 
 @dataclass(frozen=True)
@@ -49,37 +48,35 @@ class FeedbackInput:
     """When the feedback was given; 0 means when it is stored."""
 
 
-# fullmatch, not match with "$": "$" also matches before a trailing newline.
-_HEX32 = re.compile(r"[0-9a-f]{32}")
-_HEX16 = re.compile(r"[0-9a-f]{16}")
-MAX_TEXT = 4096
+_HEX32: Final = re.compile(r"[0-9a-f]{32}")
+_HEX16: Final = re.compile(r"[0-9a-f]{16}")
 
 
-def _text(obj: Mapping[str, Any], key: str, limit: int = 256) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise PredictionError(key, "must be a non-empty string")
-    problem = name_problem(value)
-    if problem is not None:
+def _text(obj: Mapping[str, Any], key: str) -> str | None:
+    """A text field the shape already bounded; a name must also hold a visible character."""
+    value: str | None = obj.get(key)
+    if value is not None and (problem := name_problem(value)) is not None:
+        # The exact rule: the shape's pattern ends in JSON Schema's "$", which lets a final newline pass.
         raise PredictionError(key, problem)
-    if len(value) > limit:
-        raise PredictionError(key, f"longer than {limit} characters")
     return value
 
 
 def parse_feedback(obj: Any, *, idempotency_key: str | None = None) -> FeedbackInput:
-    """Validate one feedback item; raises :class:`PredictionError` naming the field."""
+    """Validate one feedback item; raises :class:`PredictionError` naming the field.
+
+    The :class:`~detwatch.contract.shapes.feedback.Feedback` shape checks types, bounds,
+    the hex ids and the type's enum; then come the rules across fields (which
+    prediction; what each type needs, as ``CROSS_FIELD`` declares them), a box's corner
+    order and the time's calendar.
+    """
     if not isinstance(obj, Mapping):
         raise PredictionError("feedback", "must be a JSON object")
-    kind = obj.get("type")
-    if kind not in FEEDBACK_TYPES:
-        raise PredictionError("type", f"must be one of {', '.join(FEEDBACK_TYPES)}")
-    feedback_type: FeedbackType = kind
+    conform(obj, Feedback)
+    feedback_type: FeedbackType = obj["type"]
     prediction_id = _text(obj, "prediction_id")
-    trace_id = _text(obj, "trace_id")
-    span_id = _text(obj, "span_id")
+    trace_id: str | None = obj.get("trace_id")
+    span_id: str | None = obj.get("span_id")
+    # The shape's patterns end in JSON Schema's "$", which lets a final newline pass; these are exact.
     if trace_id is not None and not _HEX32.fullmatch(trace_id):
         raise PredictionError("trace_id", "must be 32 lowercase hex digits")
     if span_id is not None and not _HEX16.fullmatch(span_id):
@@ -87,14 +84,9 @@ def parse_feedback(obj: Any, *, idempotency_key: str | None = None) -> FeedbackI
     if prediction_id is None and (trace_id is None or span_id is None):
         raise PredictionError("prediction_id", "name the prediction: prediction_id, or trace_id and span_id")
     raw_index = obj.get("detection_index")
-    index = None if raw_index is None else json_integer(raw_index)
-    if raw_index is not None and (index is None or not 0 <= index < MAX_DETECTIONS):
-        raise PredictionError("detection_index", f"must be an integer from 0 to {MAX_DETECTIONS - 1}")
     corrected_class = _text(obj, "corrected_class")
     raw_box = obj.get("corrected_box")
-    corrected_box: tuple[float, float, float, float] | None = None
-    if raw_box is not None:
-        corrected_box = parse_box(raw_box, "corrected_box")
+    corrected_box = None if raw_box is None else parse_box(raw_box, "corrected_box")
     if feedback_type in ("wrong_label", "missed_object") and corrected_class is None:
         raise PredictionError("corrected_class", f"is required for {feedback_type}")
     if feedback_type in ("wrong_box", "missed_object") and corrected_box is None:
@@ -106,11 +98,11 @@ def parse_feedback(obj: Any, *, idempotency_key: str | None = None) -> FeedbackI
         prediction_id=prediction_id,
         trace_id=trace_id,
         span_id=span_id,
-        detection_index=index,
+        detection_index=None if raw_index is None else int(raw_index),
         corrected_class=corrected_class,
         corrected_box=corrected_box,
         reviewer=_text(obj, "reviewer"),
-        comment=_text(obj, "comment", MAX_TEXT),
+        comment=_text(obj, "comment"),
         idempotency_key=idempotency_key,
         time_unix_nano=stamp,
     )

@@ -26,6 +26,7 @@ from typing import Final
 
 __all__ = [
     "LINE_PATTERN",
+    "MAX_TEXT",
     "NAME_PATTERN",
     "NO_NUL_PATTERN",
     "NUL",
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 NUL: Final = "\x00"
+MAX_TEXT: Final = 4096
+"""Longest free text (a comment, a description), in characters."""
 
 _INVISIBLE: Final = r"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 """Control characters (C0, DEL, C1) and every character either dialect calls whitespace."""

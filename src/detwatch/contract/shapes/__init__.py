@@ -1,8 +1,12 @@
 """The ``/v1`` wire format, declared once: the request and response shape of every route.
 
 Each shape is a ``TypedDict`` whose fields carry their bounds (``Annotated[...,
-msgspec.Meta(...)]``). Three parties read them:
+msgspec.Meta(...)]``). Four parties read them:
 
+- the server's validation: every request body is checked against its shape
+  (:func:`detwatch.contract.shapes.conform.conform`) before the rules a shape cannot
+  say; prediction events, on the ingest path, are decoded by their own msgspec structs,
+  which ``tests/test_contract_agreement.py`` holds to the shape;
 - the OpenAPI document (:mod:`detwatch.api.openapi`), whose ``components.schemas`` are
   :func:`schema_components` of :data:`SHAPES`;
 - the routes, which build their answers as these shapes;

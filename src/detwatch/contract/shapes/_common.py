@@ -14,7 +14,7 @@ from typing import Annotated, Any, Final, NotRequired, TypedDict
 import msgspec
 
 from detwatch.contract.predictions import MAX_COORDINATE, MAX_ID_LENGTH, MAX_YEAR, MIN_YEAR
-from detwatch.contract.textfields import LINE_PATTERN, NAME_PATTERN
+from detwatch.contract.textfields import LINE_PATTERN, NAME_PATTERN, NO_NUL_PATTERN
 
 __all__ = [
     "MAX_BATCH",
@@ -40,7 +40,7 @@ MAX_BATCH: Final = 10_000
 Object = dict[str, Any]
 """A free-form JSON object (``metadata``, ``options``, ``attributes``): stored as JSON text."""
 
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=NO_NUL_PATTERN, description="no NUL")]
 Name = Annotated[
     str,
     msgspec.Meta(

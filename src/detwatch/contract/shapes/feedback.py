@@ -6,11 +6,10 @@ is :data:`detwatch.contract.feedback.FeedbackType`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, NotRequired, TypedDict
+from typing import Annotated, Any, Final, Literal, NotRequired, TypedDict
 
 import msgspec
 
-from detwatch.contract.feedback import MAX_TEXT, FeedbackType
 from detwatch.contract.predictions import MAX_DETECTIONS
 from detwatch.contract.shapes._common import (
     MAX_BATCH,
@@ -23,9 +22,26 @@ from detwatch.contract.shapes._common import (
     Time,
     present,
 )
-from detwatch.contract.textfields import NAME_PATTERN
+from detwatch.contract.textfields import MAX_TEXT, NAME_PATTERN
 
-__all__ = ["CROSS_FIELD", "Feedback", "FeedbackBatch", "FeedbackBatchResult", "FeedbackRecord"]
+__all__ = [
+    "CROSS_FIELD",
+    "FEEDBACK_TYPES",
+    "Feedback",
+    "FeedbackBatch",
+    "FeedbackBatchResult",
+    "FeedbackRecord",
+    "FeedbackType",
+]
+
+FeedbackType = Literal["correct", "wrong_label", "wrong_box", "false_positive", "missed_object"]
+FEEDBACK_TYPES: Final[tuple[FeedbackType, ...]] = (
+    "correct",
+    "wrong_label",
+    "wrong_box",
+    "false_positive",
+    "missed_object",
+)
 
 _Comment = Annotated[
     str,

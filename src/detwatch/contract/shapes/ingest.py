@@ -1,7 +1,11 @@
 """Shapes of the ingest routes: ``POST /v1/predictions`` (and the event body ``/v1/logs`` carries).
 
-The validator (:func:`detwatch.contract.predictions.parse_prediction`) is the truth for
-what a schema cannot say (x2 > x1, label/score/bbox aliases, time or time_unix_nano).
+The validator (:func:`detwatch.contract.predictions.parse_prediction`) decodes events
+with its own msgspec structs (checking an event against this ``TypedDict`` would cost
+about four times the decoding, on the path every event takes), and is the truth for what
+a schema cannot say (x2 > x1, label/score/bbox aliases, RFC 3339 times). A test holds
+the two together: whatever ingest accepts, this shape accepts, and ingest refuses only
+for those rules.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from detwatch.contract.shapes._common import (
     Time,
     present,
 )
+from detwatch.contract.textfields import NO_NUL_PATTERN
 
 __all__ = [
     "CROSS_FIELD",
@@ -52,7 +57,7 @@ def decimal_at_most(limit: int) -> str:
 Detection = TypedDict(
     "Detection",
     {
-        "class": Annotated[str, msgspec.Meta(min_length=1)],
+        "class": Annotated[str, msgspec.Meta(min_length=1, pattern=NO_NUL_PATTERN, description="no NUL")],
         "confidence": Annotated[float, msgspec.Meta(ge=0, le=1)],
         "box": Box,
     },

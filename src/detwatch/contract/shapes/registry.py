@@ -6,8 +6,8 @@ from typing import Annotated, NotRequired, TypedDict
 
 import msgspec
 
-from detwatch.contract.feedback import MAX_TEXT
 from detwatch.contract.shapes._common import Name, Object
+from detwatch.contract.textfields import MAX_TEXT
 
 __all__ = [
     "Dataset",
