@@ -22,10 +22,12 @@ from detwatch.contract.shapes import (
     Model,
     ModelList,
     ModelRegistration,
+    ReviewProgress,
     Status,
 )
 from detwatch.contract.textfields import NUL_MESSAGE, holds_nul
 from detwatch.storage import DatasetRecord, DatasetVersionRecord, ModelRecord
+from detwatch.storage import ReviewProgress as ReviewProgressRecord
 from detwatch.version import __version__
 
 __all__ = ["bp"]
@@ -55,14 +57,32 @@ def _version_json(version: DatasetVersionRecord) -> DatasetVersion:
     )
 
 
-def _dataset_json(dataset: DatasetRecord) -> Dataset:
-    return Dataset(
+def _dataset_json(dataset: DatasetRecord, progress: ReviewProgressRecord | None = None) -> Dataset:
+    body = Dataset(
         id=dataset.id,
         name=dataset.name,
         description=dataset.description,
         created_unix_nano=dataset.created_unix_nano,
         versions=[_version_json(v) for v in dataset.versions],
         version=_version_json(dataset.version),
+    )
+    if progress is not None:
+        body["review"] = progress_json(progress)
+    return body
+
+
+def progress_json(progress: ReviewProgressRecord) -> ReviewProgress:
+    """The review queue's progress as the API and the review page show it."""
+    by = progress.by_status
+    return ReviewProgress(
+        waiting=by.get("needs_review", 0),
+        claimed=by.get("in_review", 0),
+        labeled=by.get("labeled", 0),
+        rejected=by.get("rejected", 0),
+        by_reviewer={
+            name: {"claimed" if s == "in_review" else s: n for s, n in counts.items() if s != "needs_review"}
+            for name, counts in progress.by_reviewer.items()
+        },
     )
 
 
@@ -104,10 +124,11 @@ def create_dataset() -> tuple[Response, int]:
 
 @bp.get("/datasets/<dataset_id>")
 def get_dataset(dataset_id: str) -> Response:
-    dataset = get_storage().get_dataset(dataset_id)
+    storage = get_storage()
+    dataset = storage.get_dataset(dataset_id)
     if dataset is None:
         raise APIError(404, "dataset_not_found", f"no dataset {dataset_id!r}", "dataset_id")
-    return jsonify(_dataset_json(dataset))
+    return jsonify(_dataset_json(dataset, storage.review_progress(dataset_id)))
 
 
 @bp.post("/datasets/<dataset_id>/versions")

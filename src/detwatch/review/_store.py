@@ -38,6 +38,7 @@ from detwatch.storage.records import (
     FlaggedItemRecord,
     NewFlag,
     PolicyRecord,
+    ReviewProgress,
     TrainingJobRecord,
 )
 from detwatch_instrumentation import semconv
@@ -360,6 +361,29 @@ class DataEngineStore:
     def claim_items(self, dataset_id: str, *, reviewer: str, limit: int, lease_s: float) -> list[FlaggedItemRecord]:
         """Move up to ``limit`` of the oldest ``needs_review`` items to ``in_review`` for ``reviewer``."""
         return self.storage.claim_flagged_items(dataset_id, reviewer=reviewer, limit=limit, lease_s=lease_s)
+
+    def next_for(
+        self, dataset_id: str, *, reviewer: str, lease_s: float, skip: Sequence[str] = ()
+    ) -> FlaggedItemRecord | None:
+        """What ``reviewer`` works on next: an item they hold already (oldest), else a newly claimed one.
+
+        An item they hold comes first so that a reload, or a second tab, shows the same
+        item instead of claiming another; ``skip`` (what they skipped this session) is
+        never offered again, also when they still hold it.
+        """
+        for item in self.storage.claimed_flagged_items(dataset_id, reviewer=reviewer, lease_s=lease_s):
+            if item.id not in skip:
+                return item
+        claimed = self.storage.claim_flagged_items(dataset_id, reviewer=reviewer, limit=1, lease_s=lease_s, skip=skip)
+        return claimed[0] if claimed else None
+
+    def skip_item(self, dataset_id: str, item_id: str, *, reviewer: str) -> bool:
+        """Give the item back to the queue, for another reviewer; whether ``reviewer`` held it."""
+        return self.storage.release_flagged_item(dataset_id, item_id, reviewer=reviewer)
+
+    def progress(self, dataset_id: str) -> ReviewProgress:
+        """Items per status, and per reviewer (see :class:`~detwatch.storage.records.ReviewProgress`)."""
+        return self.storage.review_progress(dataset_id)
 
     def review_item(
         self,

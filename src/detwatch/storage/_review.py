@@ -46,6 +46,7 @@ from detwatch.storage.records import (
     ItemPage,
     NewFlag,
     PolicyRecord,
+    ReviewProgress,
 )
 
 if TYPE_CHECKING:
@@ -370,9 +371,18 @@ def get_item(tx: Transaction, dataset_id: str, item_id: str) -> FlaggedItemRecor
 
 
 def claim(
-    tx: Transaction, dialect: Dialect, dataset_id: str, *, reviewer: str, limit: int, lease_s: float, now: int
+    tx: Transaction,
+    dialect: Dialect,
+    dataset_id: str,
+    *,
+    reviewer: str,
+    limit: int,
+    lease_s: float,
+    now: int,
+    skip: Sequence[str] = (),
 ) -> list[FlaggedItemRecord]:
     skip_locked = " FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else ""
+    not_skipped = f" AND id NOT IN ({_marks(len(skip))})" if skip else ""
     # Claims past their lease go back to the queue first (a reviewer who left).
     tx.execute(
         "UPDATE flagged_items SET status = 'needs_review', assignee = NULL, claimed_unix_nano = NULL "
@@ -382,9 +392,9 @@ def claim(
     picked = [
         r[0]
         for r in tx.query(
-            "SELECT id FROM flagged_items WHERE dataset_id = ? AND status = 'needs_review' "
+            f"SELECT id FROM flagged_items WHERE dataset_id = ? AND status = 'needs_review'{not_skipped} "
             f"ORDER BY created_unix_nano, id LIMIT ?{skip_locked}",
-            (dataset_id, limit),
+            (dataset_id, *skip, limit),
         )
     ]
     if not picked:
@@ -401,6 +411,43 @@ def claim(
         (*picked, reviewer, now),
     )
     return _items(tx, rows)
+
+
+def claimed_by(tx: Transaction, dataset_id: str, reviewer: str, *, lease_s: float, now: int) -> list[FlaggedItemRecord]:
+    """The items ``reviewer`` holds in ``dataset_id`` whose claim has not run out, oldest first."""
+    rows = tx.query(
+        f"SELECT {_ITEM_COLUMNS} FROM flagged_items WHERE dataset_id = ? AND status = 'in_review' AND assignee = ? "
+        "AND claimed_unix_nano >= ? ORDER BY created_unix_nano, id",
+        (dataset_id, reviewer, now - int(lease_s * 1e9)),
+    )
+    return _items(tx, rows)
+
+
+def release(tx: Transaction, dataset_id: str, item_id: str, reviewer: str, now: int) -> bool:
+    """Give ``reviewer``'s claim on the item back to the queue; whether they held it."""
+    changed = tx.execute(
+        "UPDATE flagged_items SET status = 'needs_review', assignee = NULL, claimed_unix_nano = NULL, "
+        "updated_unix_nano = ? WHERE dataset_id = ? AND id = ? AND status = 'in_review' AND assignee = ?",
+        (now, dataset_id, item_id, reviewer),
+    )
+    return changed > 0
+
+
+def progress(tx: Transaction, dataset_id: str) -> ReviewProgress:
+    """Items per status, and per reviewer (the claim's holder, or who reviewed) per status."""
+    rows = tx.query(
+        "SELECT status, COALESCE(reviewer, assignee), COUNT(*) FROM flagged_items WHERE dataset_id = ? "
+        "GROUP BY status, COALESCE(reviewer, assignee)",
+        (dataset_id,),
+    )
+    by_status = dict.fromkeys(("needs_review", "in_review", "labeled", "rejected"), 0)
+    by_reviewer: dict[str, dict[str, int]] = {}
+    for status, person, count in rows:
+        by_status[status] = by_status.get(status, 0) + int(count)
+        if person is not None:
+            mine = by_reviewer.setdefault(person, {})
+            mine[status] = mine.get(status, 0) + int(count)
+    return ReviewProgress(by_status=by_status, by_reviewer=dict(sorted(by_reviewer.items())))
 
 
 def review(

@@ -90,6 +90,7 @@ from detwatch.storage.records import (
     ItemPage,
     ModelRecord,
     PolicyRecord,
+    ReviewProgress,
     StorageClosed,
     StorageError,
     StorageUnavailable,
@@ -1120,15 +1121,26 @@ class SQLStorage:
         return self._run(lambda tx: _review.get_item(tx, dataset_id, item_id), write=False)
 
     def claim_flagged_items(
-        self, dataset_id: str, *, reviewer: str, limit: int, lease_s: float
+        self, dataset_id: str, *, reviewer: str, limit: int, lease_s: float, skip: Sequence[str] = ()
     ) -> list[FlaggedItemRecord]:
         now = time.time_ns()
         return self._run(
             lambda tx: _review.claim(
-                tx, self.dialect, dataset_id, reviewer=reviewer, limit=limit, lease_s=lease_s, now=now
+                tx, self.dialect, dataset_id, reviewer=reviewer, limit=limit, lease_s=lease_s, now=now, skip=skip
             ),
             write=True,
         )
+
+    def claimed_flagged_items(self, dataset_id: str, *, reviewer: str, lease_s: float) -> list[FlaggedItemRecord]:
+        now = time.time_ns()
+        return self._run(lambda tx: _review.claimed_by(tx, dataset_id, reviewer, lease_s=lease_s, now=now), write=False)
+
+    def release_flagged_item(self, dataset_id: str, item_id: str, *, reviewer: str) -> bool:
+        now = time.time_ns()
+        return self._run(lambda tx: _review.release(tx, dataset_id, item_id, reviewer, now), write=True)
+
+    def review_progress(self, dataset_id: str) -> ReviewProgress:
+        return self._run(lambda tx: _review.progress(tx, dataset_id), write=False)
 
     def review_flagged_item(
         self,

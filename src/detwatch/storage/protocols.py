@@ -33,6 +33,7 @@ from detwatch.storage.records import (
     ModelRecord,
     NewFlag,
     PolicyRecord,
+    ReviewProgress,
     TrainingJobRecord,
 )
 
@@ -325,9 +326,24 @@ class ReviewStorage(Protocol):
     def get_flagged_item(self, dataset_id: str, item_id: str) -> FlaggedItemRecord | None: ...
 
     def claim_flagged_items(
-        self, dataset_id: str, *, reviewer: str, limit: int, lease_s: float
+        self, dataset_id: str, *, reviewer: str, limit: int, lease_s: float, skip: Sequence[str] = ()
     ) -> list[FlaggedItemRecord]:
-        """Move up to ``limit`` of the oldest ``needs_review`` items to ``in_review``; never one to two reviewers."""
+        """Move up to ``limit`` of the oldest ``needs_review`` items (not in ``skip``) to ``in_review``.
+
+        Never one item to two reviewers; claims older than ``lease_s`` go back to the queue first.
+        """
+        ...
+
+    def claimed_flagged_items(self, dataset_id: str, *, reviewer: str, lease_s: float) -> list[FlaggedItemRecord]:
+        """The items ``reviewer`` holds (claims younger than ``lease_s``), oldest first."""
+        ...
+
+    def release_flagged_item(self, dataset_id: str, item_id: str, *, reviewer: str) -> bool:
+        """Give ``reviewer``'s claim on the item back to the queue; whether they held it."""
+        ...
+
+    def review_progress(self, dataset_id: str) -> ReviewProgress:
+        """Items per status, and per reviewer per status."""
         ...
 
     def review_flagged_item(

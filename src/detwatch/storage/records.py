@@ -299,6 +299,16 @@ class ItemPage:
 
 
 @dataclass(frozen=True)
+class ReviewProgress:
+    """How far a dataset's review queue is: items per status, and per reviewer per status."""
+
+    by_status: dict[str, int]
+    """``needs_review``, ``in_review``, ``labeled``, ``rejected``: every status, 0 when none."""
+    by_reviewer: dict[str, dict[str, int]]
+    """Per reviewer (the one who holds the claim, or who reviewed), items per status they hold."""
+
+
+@dataclass(frozen=True)
 class FlagPage:
     """What one page of a backfill evaluated (:meth:`ReviewStorage.flag_predictions_page`)."""
 

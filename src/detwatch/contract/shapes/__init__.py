@@ -39,6 +39,7 @@ from detwatch.contract.shapes.registry import (
     Model,
     ModelList,
     ModelRegistration,
+    ReviewProgress,
     Status,
 )
 from detwatch.contract.shapes.review import (
@@ -94,6 +95,7 @@ __all__ = [
     "PredictionResult",
     "Reject",
     "RejectedItem",
+    "ReviewProgress",
     "Status",
     "TrainingJob",
     "TrainingJobCreate",

@@ -17,6 +17,7 @@ __all__ = [
     "Model",
     "ModelList",
     "ModelRegistration",
+    "ReviewProgress",
     "Status",
 ]
 
@@ -78,8 +79,21 @@ class DatasetVersion(TypedDict):
     ]
 
 
+class ReviewProgress(TypedDict):
+    """How far the dataset's review queue is (GET /v1/datasets/{id}, and the review page)."""
+
+    waiting: Annotated[int, msgspec.Meta(ge=0, description="needs_review: in the queue, not claimed")]
+    claimed: Annotated[int, msgspec.Meta(ge=0, description="in_review: held by a reviewer")]
+    labeled: Annotated[int, msgspec.Meta(ge=0)]
+    rejected: Annotated[int, msgspec.Meta(ge=0)]
+    by_reviewer: Annotated[
+        dict[str, dict[str, int]],
+        msgspec.Meta(description="per reviewer: claimed, labeled and rejected items they hold or reviewed"),
+    ]
+
+
 class Dataset(TypedDict):
-    """A dataset with its versions; ``version`` is the latest."""
+    """A dataset with its versions (``version`` is the latest) and its review progress."""
 
     id: str
     name: str
@@ -87,6 +101,7 @@ class Dataset(TypedDict):
     created_unix_nano: NotRequired[int]
     versions: list[DatasetVersion]
     version: DatasetVersion
+    review: NotRequired[ReviewProgress]
 
 
 class Status(TypedDict):
