@@ -43,7 +43,15 @@ import yaml
 
 from detwatch.contract.webhooks import parse_secret
 
-__all__ = ["DEFAULT_MAX_ATTEMPTS", "ConfigError", "Settings", "TrainerSettings", "load_settings", "trainer_settings"]
+__all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
+    "ConfigError",
+    "Reviewer",
+    "Settings",
+    "TrainerSettings",
+    "load_settings",
+    "trainer_settings",
+]
 
 DEFAULT_MAX_ATTEMPTS = 8
 """Hand-off attempts of a training job before it fails."""
@@ -70,6 +78,14 @@ class TrainerSettings:
 
 
 @dataclass(frozen=True)
+class Reviewer:
+    """A person who reviews flagged items in the browser (``/review``), signing in with ``token``."""
+
+    name: str
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the companion reads at start-up."""
 
@@ -89,12 +105,21 @@ class Settings:
     """A Grafana the alerting objects of created alerts are pushed to (``detwatch.alerting.grafana_push``)."""
     grafana_token: str | None = None
     """The service-account token for ``grafana_url``."""
+    images_root: Path | None = None
+    """The folder whose images the companion serves to reviewers (the folder sink's); none: it serves none."""
+    reviewers: tuple[Reviewer, ...] = ()
+    """Who may sign in to the review page; none: the page only says how to add reviewers."""
+    session_secret: str | None = None
+    """Signs the review page's session cookie; by default derived from the reviewers' tokens,
+    so that every replica with the same configuration reads the others' cookies."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Accept a str for data_dir from code as from the environment.
         if not isinstance(self.data_dir, Path):
             object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.images_root is not None and not isinstance(self.images_root, Path):
+            object.__setattr__(self, "images_root", Path(self.images_root))
 
     @property
     def effective_database_url(self) -> str:
@@ -122,6 +147,9 @@ _KEYS = {
     "public_url": "DETWATCH_PUBLIC_URL",
     "grafana_url": "DETWATCH_GRAFANA_URL",
     "grafana_token": "DETWATCH_GRAFANA_TOKEN",
+    "images_root": "DETWATCH_IMAGES_ROOT",
+    "reviewers": "DETWATCH_REVIEWERS",
+    "session_secret": "DETWATCH_SESSION_SECRET",
 }
 
 
@@ -159,6 +187,20 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{name}: expected a string")
         return value.strip()
+    if name == "reviewers":
+        return _reviewers(value)
+    if name == "images_root":
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, (str, os.PathLike)):
+            raise ConfigError(f"images_root: expected a path, got {value!r}")
+        return Path(value)
+    if name == "session_secret":
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str) or len(value.strip()) < 16:
+            raise ConfigError("session_secret: expected a string of at least 16 characters")
+        return value.strip()
     if name == "webhook_secrets":
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or not all(isinstance(s, str) for s in items):
@@ -190,6 +232,31 @@ def _coerce(name: str, value: Any) -> Any:
             raise ConfigError("ingest_concurrency: must be 0 (no limit) or more")
         return slots
     raise ConfigError(f"{name}: unknown setting")  # pragma: no cover - _KEYS is closed
+
+
+def _reviewers(value: Any) -> tuple[Reviewer, ...]:
+    """``name:token,name:token`` (the environment), or a list of ``{name, token}`` / a mapping name -> token (YAML)."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        pairs = [item.strip().partition(":")[::2] for item in value.split(",") if item.strip()]
+    elif isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, (list, tuple)) and all(isinstance(item, Mapping) for item in value):
+        pairs = [(item.get("name"), item.get("token")) for item in value]
+    else:
+        raise ConfigError("reviewers: expected name:token,... or a list of {name, token}")
+    reviewers: list[Reviewer] = []
+    for name, token in pairs:
+        if not isinstance(name, str) or not name.strip() or not name.isprintable():
+            raise ConfigError(f"reviewers: a reviewer needs a printable name, got {name!r}")
+        if not isinstance(token, str) or len(token.strip()) < 8:
+            raise ConfigError(f"reviewers: {name!r} needs a token of at least 8 characters")
+        reviewers.append(Reviewer(name.strip(), token.strip()))
+    names, tokens = [r.name for r in reviewers], [r.token for r in reviewers]
+    if len(set(names)) < len(names) or len(set(tokens)) < len(tokens):
+        raise ConfigError("reviewers: each name and each token may appear once")
+    return tuple(reviewers)
 
 
 def _public_url(value: Any) -> str | None:

@@ -13,6 +13,8 @@ Routes (the OpenAPI document at ``/openapi.json`` describes each body):
   ``POST /v1/ab-tests/{id}/stop``, ``GET /v1/ab-tests/{id}/results`` (:mod:`detwatch.abtest`).
 - ``POST /v1/models/{id}/drift``: a drift report between two periods (:mod:`detwatch.drift`).
 - ``GET /v1/status``: counts and version.
+- ``/review``: the review page for people (:mod:`detwatch.api.review_page`), signed in
+  with a reviewer token and a session cookie instead of the API token.
 
 Each blueprint module (``ingest``, ``feedback``, ``registry``, ``drift``, ``abtests``,
 ``alerts``, ``review``) imports the shared :mod:`detwatch.api._request` and
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from detwatch.api import abtests, alerts, drift, feedback, ingest, registry, review
+from detwatch.api import abtests, alerts, drift, feedback, ingest, registry, review, review_page
 from detwatch.api._context import INGEST_HOOKS, app_settings, get_storage, review_store_for, storage_for
 from detwatch.api._request import no_nul_in_url
 
@@ -38,7 +40,7 @@ def init_app(app: Flask) -> None:
     """Register every ``/v1`` blueprint and the checks they share."""
     for module in (ingest, registry, drift, abtests):
         app.register_blueprint(module.bp)
-    for with_own_auth in (feedback, alerts, review):
+    for with_own_auth in (feedback, alerts, review, review_page):
         with_own_auth.init_app(app)
     app.before_request(no_nul_in_url)
 
