@@ -26,6 +26,7 @@ from detwatch.contract.shapes.abtests import ABTest, ABTestCreate, ABTestList, A
 from detwatch.contract.shapes.alerts import Alert, AlertArtifacts, AlertCreate, AlertCreated, AlertList
 from detwatch.contract.shapes.drift import DriftReport, DriftRequest
 from detwatch.contract.shapes.feedback import Feedback, FeedbackBatch, FeedbackBatchResult, FeedbackRecord
+from detwatch.contract.shapes.images import ImageLocation
 from detwatch.contract.shapes.ingest import Detection, Prediction, PredictionBatch, PredictionResult
 from detwatch.contract.shapes.registry import (
     Dataset,
@@ -81,6 +82,7 @@ __all__ = [
     "FeedbackRecord",
     "FlaggedItem",
     "FlaggedItemPage",
+    "ImageLocation",
     "Label",
     "Model",
     "ModelList",
@@ -135,6 +137,7 @@ SHAPES: Final[tuple[Any, ...]] = (
     AlertCreated,
     AlertList,
     AlertArtifacts,
+    ImageLocation,
 )
 """Every shape a route reads or answers (the shapes they contain come along)."""
 
