@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final, Literal
 
-__all__ = ["STATUS", "ImageElsewhere", "ImageFile", "ImageRefused", "RefusalCode", "locate_image"]
+__all__ = ["STATUS", "ImageElsewhere", "ImageFile", "ImageRefused", "RefusalCode", "browser_url", "locate_image"]
 
 RefusalCode = Literal["no_image", "image_uri_invalid", "image_outside_root", "image_not_found", "image_not_served"]
 
@@ -120,3 +120,22 @@ def locate_image(uri: str | None, root: Path) -> ImageFile | ImageElsewhere:
 
 def _inside(path: Path, base: Path) -> bool:
     return path == base or path.is_relative_to(base)
+
+
+def browser_url(uri: str | None, *, dataset_id: str, item_id: str, root: Path, public_url: str | None) -> str | None:
+    """A URL a reviewer's browser (or Label Studio) opens the item's image at, or ``None`` when there is none.
+
+    An ``http(s)`` URI is that URL; a file the companion serves (:func:`locate_image`) is
+    its image route under the configured public URL, never under a request's Host (who
+    sends the request would choose where reviewers' browsers go).
+    """
+    try:
+        found = locate_image(uri, root)
+    except ImageRefused:
+        return None
+    if isinstance(found, ImageElsewhere):
+        return found.url
+    if public_url is None:
+        return None
+    quoted = urllib.parse.quote
+    return f"{public_url}/v1/datasets/{quoted(dataset_id, safe='')}/items/{quoted(item_id, safe='')}/image"
