@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from detwatch.contract.label_studio import config_classes, labeling_config
 from detwatch.contract.predictions import ImageRef
 from detwatch.review.label_studio import (
     PIXEL_DECIMALS,
@@ -17,7 +18,6 @@ from detwatch.review.label_studio import (
     box_to_percent,
     chosen_annotation,
     item_id_of,
-    labeling_config,
     percent_to_box,
     to_task,
 )
@@ -138,6 +138,7 @@ def test_the_labeling_config_names_every_class_once_and_escapes_them() -> None:
     assert image.attrib == {"name": "image", "value": "$image"}
     assert labels.attrib == {"name": "label", "toName": "image"}
     assert [label.attrib["value"] for label in labels] == ['a "quoted" <class>', "car"]
+    assert config_classes(labeling_config(["car", "bus"])) == ["bus", "car"]
 
 
 def test_the_latest_annotation_that_was_not_cancelled_counts() -> None:

@@ -11,7 +11,7 @@ Export (:func:`to_task`): one Label Studio task per flagged item, ready for its 
           "value": {"x": 15.625, "y": 20.0, "width": 12.5, "height": 10.0, "rotation": 0,
                     "rectanglelabels": ["car"]}}]}]}
 
-for the labeling config :func:`labeling_config` writes (``RectangleLabels`` named
+for the labeling config :func:`~detwatch.contract.label_studio.labeling_config` writes (``RectangleLabels`` named
 ``label`` on an ``Image`` named ``image``). The item id is in ``meta`` (what the issue
 asks) and in ``data`` too: Label Studio's JSON export and its webhooks always carry
 ``data``, so an annotation finds its item whichever way it comes back. ``score`` of the
@@ -49,10 +49,10 @@ the two directions never meet that limit:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
-from xml.sax.saxutils import quoteattr
 
+from detwatch.contract.label_studio import FROM_NAME, TO_NAME, labeling_config
 from detwatch.contract.predictions import PredictionError, parse_box
 from detwatch.contract.textfields import name_problem
 from detwatch.storage.records import FlaggedItemRecord
@@ -71,10 +71,6 @@ __all__ = [
     "to_task",
 ]
 
-FROM_NAME: Final = "label"
-"""The ``RectangleLabels`` control of :func:`labeling_config` (``from_name`` of every result)."""
-TO_NAME: Final = "image"
-"""The ``Image`` object of :func:`labeling_config` (``to_name``), read from ``data.image``."""
 PIXEL_DECIMALS: Final = 3
 """Decimals of a pixel a box from Label Studio is read to (see the module docstring)."""
 ITEM_KEY: Final = "detwatch_item_id"
@@ -87,15 +83,6 @@ class LabelStudioError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
-
-
-def labeling_config(classes: Iterable[str]) -> str:
-    """The Label Studio labeling config the tasks are made for: rectangles with one of ``classes`` each."""
-    labels = "".join(f"<Label value={quoteattr(c)}/>" for c in sorted(set(classes)))
-    return (
-        f'<View><Image name="{TO_NAME}" value="$image"/>'
-        f'<RectangleLabels name="{FROM_NAME}" toName="{TO_NAME}">{labels}</RectangleLabels></View>'
-    )
 
 
 def box_to_percent(box: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:

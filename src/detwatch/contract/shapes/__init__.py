@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import msgspec
 
-from detwatch.contract.shapes import _common, abtests, alerts, drift, feedback, ingest, review
+from detwatch.contract.shapes import _common, abtests, alerts, drift, feedback, ingest, label_studio, review
 from detwatch.contract.shapes._common import MAX_BATCH, Error, ErrorDetail, RejectedItem
 from detwatch.contract.shapes.abtests import ABTest, ABTestCreate, ABTestList, ABTestResults
 from detwatch.contract.shapes.alerts import Alert, AlertArtifacts, AlertCreate, AlertCreated, AlertList
@@ -28,6 +28,13 @@ from detwatch.contract.shapes.drift import DriftReport, DriftRequest
 from detwatch.contract.shapes.feedback import Feedback, FeedbackBatch, FeedbackBatchResult, FeedbackRecord
 from detwatch.contract.shapes.images import ImageLocation
 from detwatch.contract.shapes.ingest import Detection, Prediction, PredictionBatch, PredictionResult
+from detwatch.contract.shapes.label_studio import (
+    LabelStudioImport,
+    LabelStudioImportResult,
+    LabelStudioTaskPage,
+    LabelStudioWebhook,
+    LabelStudioWebhookResult,
+)
 from detwatch.contract.shapes.registry import (
     Dataset,
     DatasetCreate,
@@ -84,6 +91,11 @@ __all__ = [
     "FlaggedItemPage",
     "ImageLocation",
     "Label",
+    "LabelStudioImport",
+    "LabelStudioImportResult",
+    "LabelStudioTaskPage",
+    "LabelStudioWebhook",
+    "LabelStudioWebhookResult",
     "Model",
     "ModelList",
     "ModelRegistration",
@@ -138,6 +150,11 @@ SHAPES: Final[tuple[Any, ...]] = (
     AlertList,
     AlertArtifacts,
     ImageLocation,
+    LabelStudioTaskPage,
+    LabelStudioImport,
+    LabelStudioImportResult,
+    LabelStudioWebhook,
+    LabelStudioWebhookResult,
 )
 """Every shape a route reads or answers (the shapes they contain come along)."""
 
@@ -149,6 +166,7 @@ _CROSS_FIELD: Final[dict[str, dict[str, Any]]] = {
     **abtests.CROSS_FIELD,
     **alerts.CROSS_FIELD,
     **review.CROSS_FIELD,
+    **label_studio.CROSS_FIELD,
 }
 
 
