@@ -185,3 +185,44 @@ def test_a_box_detwatch_cannot_hold_is_refused_naming_the_result(
     with pytest.raises(LabelStudioError) as caught:
         annotation_boxes({"result": [{"type": "rectanglelabels", "value": value}]}, width=640, height=480)
     assert caught.value.field == field and message in caught.value.message
+
+
+def _config_names(config: str) -> tuple[str, str, set[str]]:
+    root = ET.fromstring(config)
+    (image,) = root.iter("Image")
+    (control,) = root.iter("RectangleLabels")
+    assert control.attrib["toName"] == image.attrib["name"] and image.attrib["value"] == "$image"
+    return control.attrib["name"], image.attrib["name"], {label.attrib["value"] for label in control}
+
+
+def test_exported_tasks_follow_label_studios_documented_task_format() -> None:
+    """The rules of Label Studio's task format (labelstud.io/guide/task_format, ``predictions``) and of
+    label-studio-sdk's ``LabelInterface.validate_prediction``: every region names the config's control and
+    object, holds the fields of a ``rectanglelabels`` value and only labels the config declares; a score
+    lies in [0, 1]."""
+    rng = random.Random(5)
+    for _ in range(500):
+        width, height = rng.randint(1, 5000), rng.randint(1, 5000)
+        detections = [
+            {
+                "class": rng.choice(["car", "bus", "a b"]),
+                "confidence": rng.random(),
+                "box": random_box(rng, width, height, grid=False),
+            }
+            for _ in range(rng.randint(0, 4))
+        ]
+        task = json.loads(json.dumps(to_task(item(detections, width, height), image_url="https://x.example/1.jpg")))
+        control, image, labels = _config_names(labeling_config(str(d["class"]) for d in detections))
+        assert isinstance(task["data"]["image"], str) and isinstance(task["meta"], dict)
+        (prediction,) = task["predictions"]
+        assert isinstance(prediction["model_version"], str) and isinstance(prediction["result"], list)
+        assert "score" not in prediction or 0 <= prediction["score"] <= 1
+        for region in prediction["result"]:
+            assert (region["from_name"], region["to_name"], region["type"]) == (control, image, "rectanglelabels")
+            assert isinstance(region["id"], str) and region["id"]
+            assert (region["original_width"], region["original_height"]) == (width, height)
+            assert set(region["value"]) == {"x", "y", "width", "height", "rotation", "rectanglelabels"}
+            assert all(isinstance(region["value"][k], float) for k in ("x", "y", "width", "height"))
+            assert region["value"]["width"] > 0 and region["value"]["height"] > 0
+            assert set(region["value"]["rectanglelabels"]) <= labels and len(region["value"]["rectanglelabels"]) == 1
+            assert 0 <= region["score"] <= 1
