@@ -20,7 +20,10 @@ def paths() -> dict[str, Any]:
                 {
                     "200": {
                         "description": "the image file",
-                        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                        "content": {
+                            "image/*": {"schema": {"type": "string", "format": "binary"}},
+                            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                        },
                     },
                     "303": answer("the image is at an http(s) URL (Location); the companion does not fetch it",
                                   ImageLocation),
