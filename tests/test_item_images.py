@@ -171,3 +171,25 @@ def test_the_images_root_defaults_to_the_folder_sinks_directory(tmp_path: Path) 
     assert load_settings(environ).effective_images_root == tmp_path / "imgs"
     (tmp_path / "detwatch.yaml").write_text(f"images_root: {tmp_path / 'from-file'}\n")
     assert load_settings({}, path=tmp_path / "detwatch.yaml").effective_images_root == tmp_path / "from-file"
+
+
+def test_a_signed_url_opens_its_own_image_without_the_token_and_nothing_else(client: FlaskClient, root: Path) -> None:
+    from detwatch.review.images import image_signature
+
+    (root / "cam" / "b.png").write_bytes(PNG + b"b")
+    dataset_id, item_id = _item(client, (root / "cam" / "a.png").as_uri())
+    _, other_id = _item(client, (root / "cam" / "b.png").as_uri())
+    url = f"/v1/datasets/{dataset_id}/items/{item_id}/image"
+    signed = client.get(f"{url}?sig={image_signature(TOKEN, dataset_id, item_id)}")
+    assert signed.status_code == 200 and signed.get_data() == PNG
+    signed.close()
+    refused = [
+        f"{url}?sig={image_signature(TOKEN, dataset_id, other_id)}",  # another item's signature
+        f"{url}?sig={image_signature('another-token', dataset_id, item_id)}",
+        f"{url}?sig={'0' * 64}",
+        f"/v1/datasets/{dataset_id}/items?sig={image_signature(TOKEN, dataset_id, item_id)}",  # another route
+    ]
+    for path in refused:
+        response = client.get(path)
+        assert response.status_code == 401, path
+        assert response.get_json()["error"]["field"] == "Authorization"

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from detwatch.app import create_app, shutdown
 from detwatch.config import Settings
+from detwatch.review.images import image_signature
 
 TOKEN = "api-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -124,7 +125,8 @@ def test_tasks_name_a_url_the_browser_opens_and_the_boxes_in_percent(client: Fla
     )
     tasks = {t["meta"]["detwatch_prediction_id"]: t for t in export(client, dataset)}
     item_id = tasks["p1"]["meta"]["detwatch_item_id"]
-    assert tasks["p1"]["data"]["image"] == f"{PUBLIC}/v1/datasets/{dataset}/items/{item_id}/image"
+    signature = image_signature(TOKEN, dataset, item_id)  # the reviewer's browser holds no API token
+    assert tasks["p1"]["data"]["image"] == f"{PUBLIC}/v1/datasets/{dataset}/items/{item_id}/image?sig={signature}"
     assert tasks["p2"]["data"]["image"] == "https://cdn.example/b.jpg"
     assert tasks["p3"]["data"]["image"] == "file:///elsewhere/c.png"
     assert "no URL a browser can open" in tasks["p3"]["meta"]["detwatch_image_note"]
@@ -136,9 +138,9 @@ def test_tasks_name_a_url_the_browser_opens_and_the_boxes_in_percent(client: Fla
     assert tasks["p2"]["predictions"][0]["result"] == []
     page = ok(client.get(f"/v1/datasets/{dataset}/label-studio/tasks", headers=AUTH))
     assert '<Label value="bus"/><Label value="car"/>' in page["label_config"]
-    # The image route answers the URL the task names (its path, under the public URL).
+    # The image route answers the URL the task names (its path, under the public URL), without the token.
     path = tasks["p1"]["data"]["image"].removeprefix(PUBLIC)
-    response = client.get(path, headers=AUTH)
+    response = client.get(path)
     assert response.get_data() == b"png"
     response.close()
 

@@ -32,7 +32,14 @@ def paths() -> dict[str, Any]:
                     **NOT_FOUND,
                     **READ_ERRORS,
                 },
-                parameters=[path_id("dataset_id"), path_id("item_id")],
+                parameters=[
+                    path_id("dataset_id"),
+                    path_id("item_id"),
+                    {"name": "sig", "in": "query", "required": False,
+                     "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                     "description": "the signature an exported Label Studio task's image URL carries "
+                     "(instead of the API token)"},
+                ],
                 description="Files are served only from the images root, every symlink resolved; any other URI is "
                 "refused with the reason (error code image_outside_root, image_not_found, image_not_served, "
                 "no_image or image_uri_invalid).",

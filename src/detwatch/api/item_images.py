@@ -7,7 +7,9 @@ are :func:`detwatch.review.images.locate_image`'s. An ``http(s)`` URI answers 30
 the URL in ``Location`` (and in the body), never fetched; a refusal is the API's JSON
 error naming the reason.
 
-Authenticated like the other review routes (the companion's bearer token). The file is
+Authenticated like the other review routes (the companion's bearer token), or by the
+URL's own ``sig`` (:func:`detwatch.review.images.image_signature`): the image URLs of
+Label Studio tasks carry it, since the reviewer's browser cannot send the token. The file is
 sent with ``nosniff`` and a sandboxing Content-Security-Policy: an SVG or HTML file under
 the root is shown as an inert document, never run with the companion's origin.
 """
@@ -15,23 +17,35 @@ the root is shown as an inert document, never run with the companion's origin.
 from __future__ import annotations
 
 import mimetypes
+from typing import Final
 
-from flask import Blueprint, Flask, Response, jsonify, send_file
+from flask import Blueprint, Flask, Response, jsonify, request, send_file
 
-from detwatch.api._context import review_store, settings
+from detwatch.api._context import review_store, settings, trust_own_authentication
 from detwatch.api._request import require_token
 from detwatch.api.errors import APIError
 from detwatch.contract.shapes.images import ImageLocation
-from detwatch.review.images import STATUS, ImageElsewhere, ImageRefused, locate_image
+from detwatch.review.images import STATUS, ImageElsewhere, ImageRefused, locate_image, signature_ok
 
 __all__ = ["bp", "init_app"]
 
 bp = Blueprint("item_images", __name__, url_prefix="/v1")
-bp.before_request(require_token)
+_IMAGE: Final = "item_images.get_item_image"
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    trust_own_authentication(app, _IMAGE)
+
+
+@bp.before_request
+def _authenticate() -> None:
+    """The API token, or the image URL's own signature (what a task exported for Label Studio carries)."""
+    token, given, args = settings().api_token, request.args.get("sig"), request.view_args or {}
+    signed = bool(token and given and request.endpoint == _IMAGE)
+    if signed and signature_ok(str(token), str(args.get("dataset_id", "")), str(args.get("item_id", "")), str(given)):
+        return
+    require_token()
 
 
 @bp.get("/datasets/<dataset_id>/items/<item_id>/image")

@@ -104,6 +104,7 @@ def label_studio_tasks(dataset_id: str) -> Response:
         cursor=cursor,
         images_root=config.effective_images_root,
         public_url=config.public_url,
+        signing_key=config.api_token,
     )
     return jsonify(
         cast(

@@ -21,13 +21,25 @@ file the companion can (``file:///etc/passwd``, ``../../.ssh/id_rsa``).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final, Literal
 
-__all__ = ["STATUS", "ImageElsewhere", "ImageFile", "ImageRefused", "RefusalCode", "browser_url", "locate_image"]
+__all__ = [
+    "STATUS",
+    "ImageElsewhere",
+    "ImageFile",
+    "ImageRefused",
+    "RefusalCode",
+    "browser_url",
+    "image_signature",
+    "locate_image",
+    "signature_ok",
+]
 
 RefusalCode = Literal["no_image", "image_uri_invalid", "image_outside_root", "image_not_found", "image_not_served"]
 
@@ -122,12 +134,39 @@ def _inside(path: Path, base: Path) -> bool:
     return path == base or path.is_relative_to(base)
 
 
-def browser_url(uri: str | None, *, dataset_id: str, item_id: str, root: Path, public_url: str | None) -> str | None:
+def image_signature(key: str, dataset_id: str, item_id: str) -> str:
+    """The ``sig`` that lets a browser without the API token load one item's image (HMAC-SHA256, hex).
+
+    Label Studio loads ``data.image`` in the reviewer's browser, which cannot send the
+    companion's bearer token; the URL carries this signature instead. Keyed by the API
+    token, so it is worth nothing without it and stops working when the token changes;
+    it opens that one image and nothing else. The parts are length-prefixed, so that
+    ids with a ``/`` cannot be shifted from one to the other.
+    """
+    message = f"detwatch.image:{len(dataset_id)}:{dataset_id}:{len(item_id)}:{item_id}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signature_ok(key: str, dataset_id: str, item_id: str, given: str) -> bool:
+    """Whether ``given`` is :func:`image_signature` of the item (compared in constant time)."""
+    return hmac.compare_digest(given.encode(), image_signature(key, dataset_id, item_id).encode())
+
+
+def browser_url(
+    uri: str | None,
+    *,
+    dataset_id: str,
+    item_id: str,
+    root: Path,
+    public_url: str | None,
+    signing_key: str | None = None,
+) -> str | None:
     """A URL a reviewer's browser (or Label Studio) opens the item's image at, or ``None`` when there is none.
 
     An ``http(s)`` URI is that URL; a file the companion serves (:func:`locate_image`) is
     its image route under the configured public URL, never under a request's Host (who
-    sends the request would choose where reviewers' browsers go).
+    sends the request would choose where reviewers' browsers go), signed with
+    ``signing_key`` (the API token, when one is set) so that the browser needs no token.
     """
     try:
         found = locate_image(uri, root)
@@ -138,4 +177,7 @@ def browser_url(uri: str | None, *, dataset_id: str, item_id: str, root: Path, p
     if public_url is None:
         return None
     quoted = urllib.parse.quote
-    return f"{public_url}/v1/datasets/{quoted(dataset_id, safe='')}/items/{quoted(item_id, safe='')}/image"
+    url = f"{public_url}/v1/datasets/{quoted(dataset_id, safe='')}/items/{quoted(item_id, safe='')}/image"
+    if signing_key:
+        url += f"?sig={image_signature(signing_key, dataset_id, item_id)}"
+    return url

@@ -81,14 +81,24 @@ def export_tasks(
     cursor: tuple[int, str] | None,
     images_root: Path,
     public_url: str | None,
+    signing_key: str | None = None,
 ) -> TaskPage:
-    """One page of the dataset's items (``status``; ``None``: all) as Label Studio tasks."""
+    """One page of the dataset's items (``status``; ``None``: all) as Label Studio tasks.
+
+    ``signing_key`` (the API token) signs the image URLs of files the companion serves, so
+    that Label Studio's browser loads them without the token (:func:`.images.image_signature`).
+    """
     items, next_cursor = engine.list_items(dataset_id, status=status, limit=limit, cursor=cursor)
     tasks = []
     classes: set[str] = set()
     for item in items:
         url = browser_url(
-            item.image.uri, dataset_id=item.dataset_id, item_id=item.id, root=images_root, public_url=public_url
+            item.image.uri,
+            dataset_id=item.dataset_id,
+            item_id=item.id,
+            root=images_root,
+            public_url=public_url,
+            signing_key=signing_key,
         )
         tasks.append(to_task(item, image_url=url))
         classes.update(str(d["class"]) for d in item.detections)
