@@ -279,3 +279,17 @@ def test_export_annotate_import_version_holds_the_reviewers_boxes_exactly(client
             (names[a["category_id"]], a["bbox"]) for a in coco["annotations"] if a["image_id"] == image["id"]
         )
         assert boxes == [(name, [x1, y1, x2 - x1, y2 - y1]) for name, (x1, y1, x2, y2) in expected]
+
+
+def test_the_webhook_secret_is_read_from_the_environment_and_the_file(tmp_path: Path) -> None:
+    from detwatch.config import ConfigError, load_settings
+
+    missing = str(tmp_path / "none.yaml")
+    assert load_settings(
+        {"DETWATCH_LABEL_STUDIO_SECRET": " s3 \n", "DETWATCH_CONFIG": missing}
+    ).label_studio_secret == ("s3")  # a secret read from a file ends in a newline: it would never match
+    assert load_settings({"DETWATCH_LABEL_STUDIO_SECRET": "", "DETWATCH_CONFIG": missing}).label_studio_secret is None
+    (tmp_path / "detwatch.yaml").write_text("label_studio_secret: from-file\n")
+    assert load_settings({}, path=tmp_path / "detwatch.yaml").label_studio_secret == "from-file"
+    with pytest.raises(ConfigError, match="label_studio_secret"):
+        load_settings({"DETWATCH_LABEL_STUDIO_SECRET": "a\x01b", "DETWATCH_CONFIG": missing})
