@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 import requests
 
+from detwatch.contract.label_studio import config_classes, labeling_config
 from detwatch.contract.shapes import (
     ABTest,
     ABTestResults,
@@ -53,6 +54,12 @@ from detwatch.contract.shapes import (
     Status,
     TrainingJob,
 )
+from detwatch.contract.shapes.label_studio import (
+    MAX_IMPORT_TASKS,
+    LabelStudioImportResult,
+    LabelStudioTask,
+    LabelStudioTaskOutcome,
+)
 from detwatch.exceptions import (
     AuthenticationError,
     InvalidRequestError,
@@ -63,7 +70,7 @@ from detwatch.exceptions import (
     UnavailableError,
 )
 
-__all__ = ["Client", "Page", "Record"]
+__all__ = ["Client", "LabelStudioTasks", "Page", "Record"]
 
 _logger = logging.getLogger("detwatch.client")
 
@@ -77,6 +84,14 @@ class Page(list[FlaggedItem]):
     def __init__(self, items: Any = (), *, next_cursor: str | None = None) -> None:
         super().__init__(items)
         self.next_cursor = next_cursor
+
+
+class LabelStudioTasks(list[LabelStudioTask]):
+    """Label Studio tasks, with ``label_config``: the labeling config (XML) they are made for."""
+
+    def __init__(self, tasks: Any = (), *, label_config: str = "") -> None:
+        super().__init__(tasks)
+        self.label_config = label_config
 
 
 class Record(dict[str, Any]):
@@ -400,6 +415,58 @@ class Client:
                 )
             ),
         )
+
+    def export_label_studio_tasks(
+        self, *, dataset_id: str, status: str = "needs_review", page_size: int = 500
+    ) -> LabelStudioTasks:
+        """The dataset's items (``status``, or ``"all"``) as Label Studio tasks, ready for its import.
+
+        Every page is fetched; ``.label_config`` is the labeling config the tasks are made for.
+        """
+        path = f"/v1/datasets/{_segment(dataset_id)}/label-studio/tasks"
+        tasks = LabelStudioTasks()
+        classes: set[str] = set()
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"status": status, "limit": page_size}
+            if cursor is not None:
+                params["cursor"] = cursor
+            page = _record(
+                self._request("GET", path, params=params, call="export_label_studio_tasks", safe_to_repeat=True)
+            )
+            tasks.extend(cast(list[LabelStudioTask], page.get("tasks", [])))
+            classes.update(config_classes(str(page.get("label_config") or labeling_config(()))))
+            cursor = page.get("next_cursor")
+            if not cursor:
+                tasks.label_config = labeling_config(classes)  # every page's classes, in one config
+                return tasks
+
+    def import_label_studio_annotations(
+        self, *, dataset_id: str, tasks: Sequence[Mapping[str, Any]], reviewer: str | None = None
+    ) -> LabelStudioImportResult:
+        """Label the items of Label Studio's JSON export (tasks with ``annotations``).
+
+        Each task gets an outcome (``labeled``, ``unchanged``, or ``failed`` with its
+        error); a task that fails costs the others nothing. Idempotent, so a failed call
+        may be repeated; sent in parts of at most ``MAX_IMPORT_TASKS`` tasks.
+        """
+        path = f"/v1/datasets/{_segment(dataset_id)}/label-studio/annotations"
+        merged: LabelStudioImportResult = {"results": [], "labeled": 0, "unchanged": 0, "failed": 0}
+        for start in range(0, len(tasks), MAX_IMPORT_TASKS):
+            body: dict[str, Any] = {"tasks": [dict(t) for t in tasks[start : start + MAX_IMPORT_TASKS]]}
+            if reviewer is not None:
+                body["reviewer"] = reviewer
+            part = _record(
+                self._request("POST", path, json=body, call="import_label_studio_annotations", safe_to_repeat=True)
+            )
+            for outcome in part.get("results", []):
+                merged["results"].append(
+                    cast(LabelStudioTaskOutcome, {**outcome, "index": int(outcome["index"]) + start})
+                )
+            merged["labeled"] += int(part.get("labeled", 0))
+            merged["unchanged"] += int(part.get("unchanged", 0))
+            merged["failed"] += int(part.get("failed", 0))
+        return merged
 
     def get_dataset_version(self, *, dataset_id: str, version_id: str) -> DatasetVersion:
         return cast(

@@ -18,12 +18,17 @@ variable                    meaning                                          def
 ``DETWATCH_TRAINER_MAX_ATTEMPTS`` hand-off attempts before a job fails        8
 ``DETWATCH_GRAFANA_URL``    a Grafana to push created alerts to              none (no push)
 ``DETWATCH_GRAFANA_TOKEN``  that Grafana's service-account token             none
+``DETWATCH_IMAGES_ROOT``    the folder item images are served from           ``<data dir>/flagged``
+``DETWATCH_LABEL_STUDIO_SECRET`` the secret Label Studio's webhook sends      none (API token rule)
+``DETWATCH_REVIEWERS``      who signs in to ``/review``: ``name:token,...``  none (no sign-in)
+``DETWATCH_SESSION_SECRET`` signs the review page's session cookie           from the reviewers' tokens
 ``DETWATCH_CONFIG``         path of the YAML file                            ``./detwatch.yaml``
 =========================== ================================================ =====================
 
 The YAML file holds the same settings under lowercase names (``database_url``,
 ``data_dir``, ``api_token``, ``webhook_secrets``, ``retention_days``, ``public_url``, ``grafana_url``,
-``grafana_token``, and ``trainer: {url, secret, command, backoff_s, max_attempts}``); an environment
+``grafana_token``, ``images_root``, ``label_studio_secret``, ``reviewers`` (a list of
+``{name, token}``), ``session_secret``, and ``trainer: {url, secret, command, backoff_s, max_attempts}``); an environment
 variable wins over the file, so a deployment can override one setting without
 editing it. Mistakes raise :class:`ConfigError` naming the setting.
 """
@@ -106,7 +111,10 @@ class Settings:
     grafana_token: str | None = None
     """The service-account token for ``grafana_url``."""
     images_root: Path | None = None
-    """The folder whose images the companion serves to reviewers (the folder sink's); none: it serves none."""
+    """The one folder item images are served from (the review page, ``GET .../items/{id}/image``);
+    see :attr:`effective_images_root`."""
+    label_studio_secret: str | None = None
+    """What Label Studio's webhook must send (header or ``?secret=``); ``None``: the API token rule."""
     reviewers: tuple[Reviewer, ...] = ()
     """Who may sign in to the review page; none: the page only says how to add reviewers."""
     session_secret: str | None = None
@@ -128,6 +136,18 @@ class Settings:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'detwatch.db').resolve()}"
 
+    @property
+    def effective_images_root(self) -> Path:
+        """The images root, defaulting to the folder sink's default directory under the data dir.
+
+        The decorator's ``DataEngine`` keeps images in ``./.detwatch/flagged`` unless told
+        otherwise, which is ``flagged`` under the default data dir: a companion started
+        beside the inference process serves them with no setting.
+        """
+        if self.images_root is not None:
+            return self.images_root
+        return self.data_dir / "flagged"
+
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
@@ -148,6 +168,7 @@ _KEYS = {
     "grafana_url": "DETWATCH_GRAFANA_URL",
     "grafana_token": "DETWATCH_GRAFANA_TOKEN",
     "images_root": "DETWATCH_IMAGES_ROOT",
+    "label_studio_secret": "DETWATCH_LABEL_STUDIO_SECRET",
     "reviewers": "DETWATCH_REVIEWERS",
     "session_secret": "DETWATCH_SESSION_SECRET",
 }
@@ -180,6 +201,18 @@ def _coerce(name: str, value: Any) -> Any:
         return value
     if name == "public_url":
         return _public_url(value)
+    if name == "images_root":
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, (str, os.PathLike)) or "\x00" in str(value):
+            raise ConfigError(f"images_root: expected a folder path, got {value!r}")
+        return Path(value)
+    if name == "label_studio_secret":
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str) or not value.strip().isprintable():
+            raise ConfigError("label_studio_secret: expected a string of printable characters")
+        return value.strip()
     if name in ("grafana_url", "grafana_token"):
         # Blank is none: compose passes ${DETWATCH_GRAFANA_TOKEN:-} through as "".
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -189,12 +222,6 @@ def _coerce(name: str, value: Any) -> Any:
         return value.strip()
     if name == "reviewers":
         return _reviewers(value)
-    if name == "images_root":
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        if not isinstance(value, (str, os.PathLike)):
-            raise ConfigError(f"images_root: expected a path, got {value!r}")
-        return Path(value)
     if name == "session_secret":
         if value is None or (isinstance(value, str) and not value.strip()):
             return None

@@ -29,7 +29,18 @@ from __future__ import annotations
 
 from flask import Flask
 
-from detwatch.api import abtests, alerts, drift, feedback, ingest, registry, review, review_page
+from detwatch.api import (
+    abtests,
+    alerts,
+    drift,
+    feedback,
+    ingest,
+    item_images,
+    label_studio,
+    registry,
+    review,
+    review_page,
+)
 from detwatch.api._context import INGEST_HOOKS, app_settings, get_storage, review_store_for, storage_for
 from detwatch.api._request import no_nul_in_url
 
@@ -40,7 +51,7 @@ def init_app(app: Flask) -> None:
     """Register every ``/v1`` blueprint and the checks they share."""
     for module in (ingest, registry, drift, abtests):
         app.register_blueprint(module.bp)
-    for with_own_auth in (feedback, alerts, review, review_page):
+    for with_own_auth in (feedback, alerts, review, item_images, label_studio, review_page):
         with_own_auth.init_app(app)
     app.before_request(no_nul_in_url)
 

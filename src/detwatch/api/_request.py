@@ -109,8 +109,8 @@ def no_nul_in_url() -> None:
     caller without the API token hears 401 first, as anywhere else, unless the route
     authenticates it otherwise and does not read the part that holds the NUL.
     """
-    if not request.path.startswith("/v1/"):
-        return
+    if not request.path.startswith("/v1/") or request.routing_exception is not None:
+        return  # no route for it (404, 405): the routing error answers, whatever the URL holds
     field = None
     for name, value in (request.view_args or {}).items():
         if isinstance(value, str) and holds_nul(value):

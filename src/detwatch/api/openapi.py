@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
-from detwatch.api import _openapi_review
+from detwatch.api import _openapi_item_images, _openapi_label_studio, _openapi_review
 from detwatch.api._openapi_alerts import alert_paths
 from detwatch.api._openapi_paths import (
     BODY_ERRORS,
@@ -97,6 +97,8 @@ def _paths() -> dict[str, Any]:
         **_registry_paths(),
         **_ab_test_paths(),
         **_openapi_review.paths(),
+        **_openapi_item_images.paths(),
+        **_openapi_label_studio.paths(),
         **alert_paths(),
         "/v1/status": {"get": operation("Counts and version", {"200": answer("status", Status), **READ_ERRORS})},
     }

@@ -47,7 +47,7 @@ from detwatch.contract.predictions import PredictionError, parse_box
 from detwatch.contract.textfields import name_problem
 from detwatch.review import ConflictError
 from detwatch.review.documents import suggested_label
-from detwatch.review.images import locate_image
+from detwatch.review.images import STATUS, ImageElsewhere, ImageRefused, locate_image
 from detwatch.storage.records import FlaggedItemRecord
 
 __all__ = ["bp", "init_app"]
@@ -234,7 +234,7 @@ def next_item(dataset_id: str) -> str | tuple[str, int]:
         item=item,
         progress=progress,
         page=_page_data(item),
-        image=locate_image(item.image.uri, settings().images_root),
+        image=_image_view(item),
         csrf_token=_csrf_token(),
     )
 
@@ -272,16 +272,33 @@ def _page_data(item: FlaggedItemRecord) -> dict[str, Any]:
     }
 
 
+def _image_view(item: FlaggedItemRecord) -> dict[str, Any]:
+    """Whether the page shows the image (served from the images root) or says where it is, and why."""
+    try:
+        found = locate_image(item.image.uri, settings().effective_images_root)
+    except ImageRefused as exc:
+        return {"served": False, "reason": exc.reason, "uri": item.image.uri}
+    if isinstance(found, ImageElsewhere):
+        # Not loaded into the reviewer's browser from whatever host an event named.
+        return {"served": False, "reason": "the image is on another server", "uri": found.url}
+    return {"served": True, "reason": None, "uri": item.image.uri}
+
+
 @bp.get("/<dataset_id>/items/<item_id>/image")
 def image(dataset_id: str, item_id: str) -> Response:
     _signed_in()
     item = review_store().get_item(dataset_id, item_id)
     if item is None:
         abort(404)
-    located = locate_image(item.image.uri, settings().images_root)
-    if located.path is None:
-        raise APIError(404, "image_not_served", located.reason or "not served", "image.uri")
-    return send_file(located.path, max_age=0, conditional=True)
+    try:
+        found = locate_image(item.image.uri, settings().effective_images_root)
+    except ImageRefused as exc:
+        raise APIError(STATUS[exc.code], exc.code, exc.reason, "image.uri") from None
+    if isinstance(found, ImageElsewhere):
+        raise APIError(404, "image_not_served", f"the image is at {found.url}", "image.uri")
+    response = send_file(found.path, max_age=0, conditional=True)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 # ------------------------------------------------------------------ submitting

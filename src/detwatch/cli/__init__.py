@@ -234,6 +234,15 @@ def _data_engine_commands() -> None:
 _data_engine_commands()
 
 
+def _label_studio_commands() -> None:
+    from detwatch.cli.label_studio import label_studio
+
+    main.add_command(label_studio)
+
+
+_label_studio_commands()
+
+
 @main.command()
 @click.option("--limit", type=click.IntRange(1), default=None, help="only the first N images")
 def demo(limit: int | None) -> None:

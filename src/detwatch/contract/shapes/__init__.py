@@ -24,13 +24,21 @@ from typing import Any, Final
 
 import msgspec
 
-from detwatch.contract.shapes import _common, abtests, alerts, drift, feedback, ingest, review
+from detwatch.contract.shapes import _common, abtests, alerts, drift, feedback, ingest, label_studio, review
 from detwatch.contract.shapes._common import MAX_BATCH, Error, ErrorDetail, RejectedItem
 from detwatch.contract.shapes.abtests import ABTest, ABTestCreate, ABTestList, ABTestResults
 from detwatch.contract.shapes.alerts import Alert, AlertArtifacts, AlertCreate, AlertCreated, AlertList
 from detwatch.contract.shapes.drift import DriftReport, DriftRequest
 from detwatch.contract.shapes.feedback import Feedback, FeedbackBatch, FeedbackBatchResult, FeedbackRecord
+from detwatch.contract.shapes.images import ImageLocation
 from detwatch.contract.shapes.ingest import Detection, Prediction, PredictionBatch, PredictionResult
+from detwatch.contract.shapes.label_studio import (
+    LabelStudioImport,
+    LabelStudioImportResult,
+    LabelStudioTaskPage,
+    LabelStudioWebhook,
+    LabelStudioWebhookResult,
+)
 from detwatch.contract.shapes.registry import (
     Dataset,
     DatasetCreate,
@@ -86,7 +94,13 @@ __all__ = [
     "FeedbackRecord",
     "FlaggedItem",
     "FlaggedItemPage",
+    "ImageLocation",
     "Label",
+    "LabelStudioImport",
+    "LabelStudioImportResult",
+    "LabelStudioTaskPage",
+    "LabelStudioWebhook",
+    "LabelStudioWebhookResult",
     "Model",
     "ModelList",
     "ModelRegistration",
@@ -141,6 +155,12 @@ SHAPES: Final[tuple[Any, ...]] = (
     AlertCreated,
     AlertList,
     AlertArtifacts,
+    ImageLocation,
+    LabelStudioTaskPage,
+    LabelStudioImport,
+    LabelStudioImportResult,
+    LabelStudioWebhook,
+    LabelStudioWebhookResult,
 )
 """Every shape a route reads or answers (the shapes they contain come along)."""
 
@@ -152,6 +172,7 @@ _CROSS_FIELD: Final[dict[str, dict[str, Any]]] = {
     **abtests.CROSS_FIELD,
     **alerts.CROSS_FIELD,
     **review.CROSS_FIELD,
+    **label_studio.CROSS_FIELD,
 }
 
 
