@@ -272,3 +272,27 @@ def test_reviewers_are_read_from_the_environment_and_checked(tmp_path: Path) -> 
     for bad in ("ann:short", "ann:token-aaaa1,ann:token-bbbb2", ":token-aaaa1", "ann:token-aaaa1,bob:token-aaaa1"):
         with pytest.raises(ConfigError, match="reviewers"):
             load_settings({"DETWATCH_REVIEWERS": bad, "DETWATCH_CONFIG": absent})
+
+
+def test_the_page_works_without_the_api_token_in_the_browser(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 64)
+    app = create_app(
+        Settings(data_dir=tmp_path / "data", images_root=images, reviewers=(ANN,), api_token="api-token-secret")
+    )
+    try:
+        api = app.test_client()
+        api.environ_base["HTTP_AUTHORIZATION"] = "Bearer api-token-secret"
+        dataset_id = queue(api, 1, root=images)
+        browser = signed_in(app, ANN)  # no Authorization header anywhere below
+        item_id, token = shown_item(browser, dataset_id)
+        with browser.get(f"/review/{dataset_id}/items/{item_id}/image") as served:
+            assert served.status_code == 200
+        done = browser.post(
+            f"/review/{dataset_id}/items/{item_id}", json={"action": "reject"}, headers={"X-CSRF-Token": token}
+        )
+        assert done.status_code == 200
+        assert browser.get("/v1/models").status_code == 401  # and the session opens nothing of /v1
+    finally:
+        shutdown(app)
