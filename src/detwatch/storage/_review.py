@@ -115,10 +115,10 @@ def box_area_counts(tx: Transaction, model_id: str, since_hour_unix: int) -> lis
 _ITEM_COLUMNS: Final = (
     "id, dataset_id, prediction_id, model_id, model_version, time_unix_nano, reasons, detections, image_key, "
     "image_uri, image_width, image_height, status, assignee, claimed_unix_nano, label, reviewer, created_unix_nano, "
-    "updated_unix_nano"
+    "updated_unix_nano, inclusion_probability"
 )
 _INSERT_ITEM: Final = (
-    f"INSERT INTO flagged_items ({_ITEM_COLUMNS}) VALUES ({_marks(19)}) "
+    f"INSERT INTO flagged_items ({_ITEM_COLUMNS}) VALUES ({_marks(20)}) "
     "ON CONFLICT (dataset_id, prediction_id) DO NOTHING"
 )
 
@@ -153,6 +153,7 @@ def _item_row(flag: NewFlag) -> tuple[Any, ...]:
         None,
         now,
         now,
+        flag.inclusion_probability,
     )
 
 
@@ -340,6 +341,7 @@ def _item(r: Sequence[Any], feedback: tuple[ItemFeedback, ...]) -> FlaggedItemRe
         feedback=feedback,
         created_unix_nano=int(r[17]),
         updated_unix_nano=int(r[18]),
+        inclusion_probability=None if r[19] is None else float(r[19]),
     )
 
 
