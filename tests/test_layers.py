@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "detwatch.abtest": 4,
     "detwatch.review": 4,
     "detwatch.alerting": 4,
+    "detwatch.quality": 4,
     "detwatch.api": 5,
     "detwatch.jobs": 6,
     "detwatch.client": 7,
