@@ -51,7 +51,7 @@ def coco_reference(images: Sequence[LabelledImage]) -> dict[str, dict[str, float
                     "image_id": index + 1,
                     "category_id": cat[d.class_name],
                     "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": d.score,
+                    "score": d.confidence,
                 }
             )
     with contextlib.redirect_stdout(io.StringIO()):

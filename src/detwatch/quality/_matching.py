@@ -47,7 +47,7 @@ class Detection:
     """A stored prediction's detection: class, confidence, ``[x1, y1, x2, y2]``."""
 
     class_name: str
-    score: float
+    confidence: float
     box: Box
 
 
@@ -149,7 +149,7 @@ def match_images(images: Sequence[LabelledImage]) -> dict[str, ClassMatches]:
             ground_truth[index] = len(gts)
             if not dts:
                 continue
-            score = np.asarray([d.score for d in dts], dtype=np.float64)
+            score = np.asarray([d.confidence for d in dts], dtype=np.float64)
             order = np.argsort(-score, kind="mergesort")[:MAX_DETECTIONS]
             dt = _xywh([dts[k].box for k in order])
             matched = _match(_ious(dt, _xywh(gts)))
