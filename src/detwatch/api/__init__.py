@@ -12,10 +12,12 @@ Routes (the OpenAPI document at ``/openapi.json`` describes each body):
 - ``POST/GET /v1/ab-tests``, ``GET /v1/ab-tests/{id}`` (what a router polls),
   ``POST /v1/ab-tests/{id}/stop``, ``GET /v1/ab-tests/{id}/results`` (:mod:`detwatch.abtest`).
 - ``POST /v1/models/{id}/drift``: a drift report between two periods (:mod:`detwatch.drift`).
+- ``GET /v1/models/{id}/quality``: precision, recall and AP estimated from reviewed labels
+  (:mod:`detwatch.quality`).
 - ``GET /v1/status``: counts and version.
 
 Each blueprint module (``ingest``, ``feedback``, ``registry``, ``drift``, ``abtests``,
-``alerts``, ``review``) imports the shared :mod:`detwatch.api._request` and
+``alerts``, ``review``, ``quality``) imports the shared :mod:`detwatch.api._request` and
 :mod:`detwatch.api._context`, never another blueprint.
 
 Authentication: with ``DETWATCH_API_TOKEN`` set, every ``/v1`` call needs
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from detwatch.api import abtests, alerts, drift, feedback, ingest, registry, review
+from detwatch.api import abtests, alerts, drift, feedback, ingest, quality, registry, review
 from detwatch.api._context import INGEST_HOOKS, app_settings, get_storage, review_store_for, storage_for
 from detwatch.api._request import no_nul_in_url
 
@@ -36,7 +38,7 @@ __all__ = ["INGEST_HOOKS", "app_settings", "get_storage", "init_app", "review_st
 
 def init_app(app: Flask) -> None:
     """Register every ``/v1`` blueprint and the checks they share."""
-    for module in (ingest, registry, drift, abtests):
+    for module in (ingest, registry, drift, abtests, quality):
         app.register_blueprint(module.bp)
     for with_own_auth in (feedback, alerts, review):
         with_own_auth.init_app(app)

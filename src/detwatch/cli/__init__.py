@@ -234,6 +234,15 @@ def _data_engine_commands() -> None:
 _data_engine_commands()
 
 
+def _quality_commands() -> None:
+    from detwatch.cli import quality as quality_cli
+
+    main.add_command(quality_cli.quality)
+
+
+_quality_commands()
+
+
 @main.command()
 @click.option("--limit", type=click.IntRange(1), default=None, help="only the first N images")
 def demo(limit: int | None) -> None:

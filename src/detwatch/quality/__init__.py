@@ -38,6 +38,8 @@ from ._estimates import (
 from ._estimates import (
     estimate_sample as estimate_sample,
 )
+from ._from_storage import ModelQuality as ModelQuality
+from ._from_storage import model_quality as model_quality
 from ._matching import IOU_THRESHOLDS as IOU_THRESHOLDS
 from ._matching import MAX_DETECTIONS as MAX_DETECTIONS
 from ._matching import ClassMatches as ClassMatches
@@ -51,6 +53,7 @@ from ._scoring import RECALL_THRESHOLDS as RECALL_THRESHOLDS
 from ._scoring import ClassScores as ClassScores
 from ._scoring import Scores as Scores
 from ._scoring import score as score
+from ._window import parse_window as parse_window
 
 __all__ = [
     "IOU_THRESHOLDS",
@@ -66,6 +69,7 @@ __all__ = [
     "LabelledItems",
     "Metric",
     "MetricSet",
+    "ModelQuality",
     "QualityEstimate",
     "SampleEstimate",
     "Scores",
@@ -73,5 +77,7 @@ __all__ = [
     "estimate_sample",
     "labelled_images",
     "match_images",
+    "model_quality",
+    "parse_window",
     "score",
 ]

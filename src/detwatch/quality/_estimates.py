@@ -57,7 +57,8 @@ MIN_IMAGES: Final = 30
 RESAMPLES: Final = 400
 """Bootstrap resamples per estimate: enough for stable 2.5 % and 97.5 % percentiles."""
 CONFIDENCE: Final = 0.95
-_CHUNK: Final = 64
+_CELLS: Final = 1 << 20
+"""Floats one batch of bootstrap AP holds per array (8 MiB)."""
 
 Status = Literal["ok", "insufficient_data"]
 
@@ -123,9 +124,11 @@ def _replicates(matches: Mapping[str, ClassMatches], weights: NDArray[np.float64
         totals += np.column_stack([tp, dets, gts])
         rows = np.empty((weights.shape[0], 4))
         rows[:, 0], rows[:, 1] = _ratio(tp, dets), _ratio(tp, gts)
-        for start in range(0, weights.shape[0], _CHUNK):  # bounded memory: [resamples, thresholds, detections]
-            aps = average_precision(m, weights[start : start + _CHUNK])
-            rows[start : start + _CHUNK, 2], rows[start : start + _CHUNK, 3] = aps[:, 0], aps.mean(axis=1)
+        # Resamples in chunks of bounded memory: [resamples, thresholds, detections] floats.
+        chunk = max(1, _CELLS // max(1, m.matched.size))
+        for start in range(0, weights.shape[0], chunk):
+            aps = average_precision(m, weights[start : start + chunk])
+            rows[start : start + chunk, 2], rows[start : start + chunk, 3] = aps[:, 0], aps.mean(axis=1)
         out[name] = rows
     overall = np.empty((weights.shape[0], 4))
     overall[:, 0], overall[:, 1] = _ratio(totals[:, 0], totals[:, 1]), _ratio(totals[:, 0], totals[:, 2])

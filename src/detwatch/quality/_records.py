@@ -42,9 +42,12 @@ def labelled_images(records: Iterable[FlaggedItemRecord]) -> LabelledItems:
     sampled: list[tuple[LabelledImage, float]] = []
     feedback: list[LabelledImage] = []
     without = 0
+    seen: set[str] = set()
     for record in records:
-        if record.label is None:
+        # A prediction labelled in two datasets is one image of production traffic.
+        if record.label is None or record.prediction_id in seen:
             continue
+        seen.add(record.prediction_id)
         p = record.inclusion_probability
         if p is not None and p > 0.0:
             sampled.append((_image(record), p))

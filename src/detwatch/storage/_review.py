@@ -345,6 +345,23 @@ def _item(r: Sequence[Any], feedback: tuple[ItemFeedback, ...]) -> FlaggedItemRe
     )
 
 
+def labelled_items(
+    tx: Transaction, model_id: str, *, since_unix_nano: int, until_unix_nano: int, model_version: str | None, limit: int
+) -> list[FlaggedItemRecord]:
+    """The model's labelled items whose prediction falls in ``[since, until)``, oldest first, the newest ``limit``."""
+    sql = (
+        f"SELECT {_ITEM_COLUMNS} FROM flagged_items WHERE model_id = ? AND status = 'labeled' "
+        "AND time_unix_nano >= ? AND time_unix_nano < ?"
+    )
+    params: list[Any] = [model_id, since_unix_nano, until_unix_nano]
+    if model_version is not None:
+        sql += " AND model_version = ?"
+        params.append(model_version)
+    rows = tx.query(sql + " ORDER BY time_unix_nano DESC, id DESC LIMIT ?", [*params, limit])
+    # No feedback join: quality reads the boxes, not the comments on them.
+    return [_item(r, ()) for r in reversed(rows)]
+
+
 def list_items(
     tx: Transaction, dataset_id: str, *, status: str | None, limit: int, after: tuple[int, str] | None
 ) -> ItemPage:

@@ -337,6 +337,8 @@ _V8: Final[tuple[Statement, ...]] = (
     # its inverse, and the policy that decided may have changed since. NULL for items
     # only feedback flagged (not a probability sample) and for items flagged before.
     "ALTER TABLE flagged_items ADD COLUMN inclusion_probability DOUBLE PRECISION",
+    # Quality reads a model's labelled items of a period (storage.labelled_items).
+    "CREATE INDEX flagged_items_model ON flagged_items (model_id, status, time_unix_nano)",
 )
 
 MIGRATIONS: Final[tuple[tuple[int, tuple[Statement, ...]], ...]] = (

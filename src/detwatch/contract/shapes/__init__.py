@@ -27,6 +27,7 @@ from detwatch.contract.shapes.alerts import Alert, AlertArtifacts, AlertCreate, 
 from detwatch.contract.shapes.drift import DriftReport, DriftRequest
 from detwatch.contract.shapes.feedback import Feedback, FeedbackBatch, FeedbackBatchResult, FeedbackRecord
 from detwatch.contract.shapes.ingest import Detection, Prediction, PredictionBatch, PredictionResult
+from detwatch.contract.shapes.quality import QualityReport
 from detwatch.contract.shapes.registry import (
     Dataset,
     DatasetCreate,
@@ -88,6 +89,7 @@ __all__ = [
     "Prediction",
     "PredictionBatch",
     "PredictionResult",
+    "QualityReport",
     "Reject",
     "RejectedItem",
     "Status",
@@ -135,6 +137,7 @@ SHAPES: Final[tuple[Any, ...]] = (
     AlertCreated,
     AlertList,
     AlertArtifacts,
+    QualityReport,
 )
 """Every shape a route reads or answers (the shapes they contain come along)."""
 
