@@ -20,6 +20,7 @@ from pycocotools.coco import COCO  # type: ignore[import-untyped]
 from pycocotools.cocoeval import COCOeval  # type: ignore[import-untyped]
 
 from detwatch.quality import Detection, GroundTruth, LabelledImage, Scores, match_images, score
+from detwatch.quality._scoring import average_precision
 
 
 def coco_reference(images: Sequence[LabelledImage]) -> dict[str, dict[str, float]]:
@@ -214,3 +215,17 @@ def test_weights_of_one_change_nothing_and_whole_weights_count_an_image_that_man
     for name in copies.classes:
         assert weighted.classes[name].precision == pytest.approx(copies.classes[name].precision, nan_ok=True)
         assert weighted.classes[name].recall == pytest.approx(copies.classes[name].recall, nan_ok=True)
+
+
+def test_a_batch_of_resample_weights_gives_each_resample_s_average_precision() -> None:
+    rng = np.random.default_rng(9)
+    images = random_images(rng, 40, ["car", "dog"])
+    matches = match_images(images)
+    weights = rng.integers(0, 3, (25, len(images))).astype(float)
+    weights[0] = 0.0  # a resample of nothing: no reviewer boxes, no AP
+    weights[1, : len(images) // 2] = 0.0
+    for name, m in matches.items():
+        batch = average_precision(m, weights)
+        single = np.stack([average_precision(m, w) for w in weights])
+        np.testing.assert_allclose(batch, single, rtol=1e-9, atol=1e-12, err_msg=name)
+        assert np.isnan(batch[0]).all()

@@ -66,20 +66,15 @@ def average_precision(matches: ClassMatches, weights: NDArray[np.float64]) -> ND
         w = batch[:, matches.image][:, None, :]
         tp = np.cumsum(matches.matched * w, axis=2).reshape(b * t, d)
         fp = np.cumsum(~matches.matched * w, axis=2).reshape(b * t, d)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            recall = tp / np.repeat(n_gt, t)[:, None]
+        per_row = np.repeat(n_gt, t)[:, None]
+        # A resample without reviewer boxes has no recall (its AP is NaN below): 0 keeps the rows sorted.
+        recall = tp / np.where(per_row > 0.0, per_row, np.inf)
         precision = tp / (fp + tp + np.spacing(1))
         envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
         rows = np.arange(b * t)
-        if b == 1:  # exact, one search per threshold: the figures COCOeval gives
-            indices = np.stack([np.searchsorted(r, RECALL_THRESHOLDS, side="left") for r in recall])
-        else:
-            # One search for all rows: row k shifted by 2k keeps the flattened recalls sorted.
-            # The shift may round a recall within 1e-14 of a recall point to the other side,
-            # which moves a resample's AP by at most 1/101 of one step: noise in an interval.
-            shift = 2.0 * rows[:, None]
-            found = np.searchsorted(np.nan_to_num(recall + shift).ravel(), (RECALL_THRESHOLDS + shift).ravel())
-            indices = found.reshape(b * t, -1) - rows[:, None] * d
+        # One exact search per row (a shared search over shifted rows would round recalls that
+        # sit next to a recall point, e.g. 3/10 and 0.30000000000000004, onto it).
+        indices = np.stack([np.searchsorted(r, RECALL_THRESHOLDS, side="left") for r in recall])
         q = np.where(indices < d, envelope[rows[:, None], np.minimum(indices, d - 1)], 0.0)
         result = q.mean(axis=1).reshape(b, t)
     result[n_gt <= 0.0] = math.nan
