@@ -176,7 +176,12 @@ def test_few_labels_are_insufficient_and_undefined_figures_are_null(client: Flas
 
 @pytest.mark.parametrize(
     ("query", "status", "field"),
-    [("period=7x", 400, "period"), ("period=", 400, "period"), ("model_version=", 400, "model_version")],
+    [
+        ("period=7x", 400, "period"),
+        ("period=", 400, "period"),
+        ("period=0d", 400, "period"),
+        ("model_version=", 400, "model_version"),
+    ],
 )
 def test_bad_parameters_are_named(client: FlaskClient, query: str, status: int, field: str) -> None:
     ok(client.post("/v1/models", json={"model_id": "cams"}), 201)

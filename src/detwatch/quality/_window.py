@@ -23,9 +23,7 @@ def parse_window(text: str, *, now_unix_nano: int) -> tuple[int, int]:
     """``(since, until)`` in unix nanoseconds of ``text`` ending at ``now``; ``ValueError`` for another form."""
     parts = _PARTS.fullmatch(text) if _WINDOW.fullmatch(text) else None
     if parts is None:
-        raise ValueError("a window ending now, e.g. 7d, 24h or last 2w (units m, h, d, w)")
+        raise ValueError("a window ending now, e.g. 7d, 24h or last 2w (a whole number from 1, units m, h, d, w)")
     amount, unit = parts.groups()
-    length = int(amount) * _UNIT_S[unit] * _NS
-    if length <= 0:
-        raise ValueError("the window must be longer than 0")
+    length = int(amount) * _UNIT_S[unit] * _NS  # the pattern admits no 0
     return (max(0, now_unix_nano - length), now_unix_nano)

@@ -21,7 +21,7 @@ __all__ = [
     "QualitySample",
 ]
 
-WINDOW_PATTERN: Final = r"^(?:last +)?[0-9]{1,6} *(?:m|min|h|d|w)$"
+WINDOW_PATTERN: Final = r"^(?:last +)?[1-9][0-9]{0,5} *(?:m|min|h|d|w)$"
 """A window ending now: ``7d``, ``24h``, ``last 2w`` (minutes, hours, days, weeks)."""
 
 QualityStatus = Literal["ok", "insufficient_data"]
