@@ -258,3 +258,70 @@ def test_the_density_sweep_agrees_with_pairwise_iou_on_random_boxes() -> None:
                 if inter > 0 and inter / union >= 0.3:
                     overlapping |= {i, j}
         assert bool(policy.evaluate("k", dets, 640, 480)) == (len(overlapping) >= 3)
+
+
+INCLUSION_CONFIG: dict[str, Any] = {
+    "low_confidence": {"enabled": True, "threshold": 0.6, "sample_rate": 0.3},
+    "edge_cases": {"enabled": True, "conditions": ["no_detections", "high_density"], "sample_rate": 0.5},
+    "random_sample": {"enabled": True, "rate": 0.1},
+}
+WEAK_CROWD = [Det("car", 0.3, (x, 0.0, x + 2.0, 2.0)) for x in (0.0, 0.1, 0.2, 0.3)]
+SURE_CROWD = [Det("car", 0.9, (x, 0.0, x + 2.0, 2.0)) for x in (0.0, 0.1, 0.2, 0.3)]
+INCLUSION_CASES: dict[str, tuple[list[Det], dict[str, float]]] = {
+    # image -> its detections and the rate of each strategy whose condition it meets
+    "confident": ([Det("car", 0.9, CAR)], {"random_sample": 0.1}),
+    "weak": ([Det("car", 0.3, CAR)], {"low_confidence": 0.3, "random_sample": 0.1}),
+    "empty": ([], {"edge": 0.5, "random_sample": 0.1}),
+    "sure crowd": (SURE_CROWD, {"edge": 0.5, "random_sample": 0.1}),
+    "weak crowd": (WEAK_CROWD, {"low_confidence": 0.3, "edge": 0.5, "random_sample": 0.1}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INCLUSION_CASES))
+def test_inclusion_probability_is_the_share_of_keys_the_policy_flags(case: str) -> None:
+    policy = FlaggingPolicy.from_config(INCLUSION_CONFIG)
+    detections, rates = INCLUSION_CASES[case]
+    expected = 1.0 - float(np.prod([1.0 - r for r in rates.values()]))
+    assert policy.inclusion_probability(detections, 640, 480) == pytest.approx(expected)
+    n = 20_000
+    flagged = sum(bool(policy.evaluate(f"{i:08x}-{case}", detections, 640, 480)) for i in range(n))
+    low, high = binomial_bounds(n, expected)
+    assert low <= flagged <= high, (flagged, low, high, expected)
+
+
+@pytest.mark.parametrize("case", sorted(INCLUSION_CASES))
+def test_every_combination_of_reasons_occurs_at_the_product_of_the_strategies_rates(case: str) -> None:
+    # The strategies draw independently: a combination of reasons has the probability
+    # that exactly those strategies (among the eligible ones) sampled the key. This is
+    # what makes 1 - prod(1 - rate) the inclusion probability of an item flagged for
+    # any of them (one flagged by random_sample that was also weak had the larger chance).
+    policy = FlaggingPolicy.from_config(INCLUSION_CONFIG)
+    detections, rates = INCLUSION_CASES[case]
+    edge_reason = "no_detections" if not detections else "high_density"
+    named = {("edge" if s in EDGE_REASONS else s): s for s in ("low_confidence", "random_sample", edge_reason)}
+    n = 20_000
+    seen: dict[frozenset[str], int] = {}
+    for i in range(n):
+        reasons = frozenset(policy.evaluate(f"{i:08x}-combo-{case}", detections, 640, 480))
+        seen[reasons] = seen.get(reasons, 0) + 1
+    strategies = sorted(rates)
+    for mask in range(1 << len(strategies)):
+        chosen = {s for j, s in enumerate(strategies) if mask >> j & 1}
+        p = float(np.prod([rates[s] if s in chosen else 1.0 - rates[s] for s in strategies]))
+        observed = seen.pop(frozenset(named[s] for s in chosen), 0)
+        low, high = binomial_bounds(n, p)
+        assert low <= observed <= high, (chosen, observed, low, high)
+    assert not seen, f"reasons no eligible strategy gives: {seen}"
+
+
+EDGE_REASONS = ("no_detections", "high_density", "unusual_size")
+
+
+def test_inclusion_probability_counts_only_enabled_strategies() -> None:
+    weak = [Det("car", 0.3, CAR)]
+    assert FlaggingPolicy().inclusion_probability(weak) == 0.0
+    assert only("low_confidence", sample_rate=0.25).inclusion_probability(weak) == pytest.approx(0.25)
+    assert only("low_confidence", sample_rate=0.25).inclusion_probability([Det("car", 0.9, CAR)]) == 0.0
+    assert only("no_detections").inclusion_probability([]) == 1.0
+    assert only("no_detections").inclusion_probability(weak) == 0.0
+    assert only("random_sample", rate=0.05).inclusion_probability([]) == pytest.approx(0.05)

@@ -1,7 +1,7 @@
 """The companion's tree shows its architecture: layers import downward only, with no cycles.
 
 DESIGN.md's "Companion layout": the wire format (``contract/``) at the bottom, then
-storage, then the analyses (drift, A/B tests, review, alerting), then the HTTP layer
+storage, then the analyses (drift, A/B tests, review, quality, alerting), then the HTTP layer
 (``api/``), the background jobs, and the entry points on top. A module may import
 from its own layer's package and from any layer below it, never from above, and the
 analyses do not import each other (what they share lives lower, in ``stats/``,
@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "detwatch.abtest": 4,
     "detwatch.review": 4,
     "detwatch.alerting": 4,
+    "detwatch.quality": 4,
     "detwatch.api": 5,
     "detwatch.jobs": 6,
     "detwatch.client": 7,

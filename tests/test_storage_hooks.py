@@ -98,3 +98,31 @@ def test_a_failing_hook_rolls_its_event_back(storage: Storage, what: str) -> Non
             storage.add_feedback([FeedbackInput(type="false_positive", prediction_id="stored", detection_index=0)])
     assert storage.get_prediction("new") is None
     assert storage.list_feedback() == []
+
+
+def test_a_flagged_item_keeps_the_chance_the_policy_selected_it_and_feedback_items_have_none(
+    storage: Storage,
+) -> None:
+    dataset = storage.create_dataset("review", "")
+    config = {
+        "edge_cases": {"enabled": True, "conditions": ["no_detections"], "sample_rate": 1.0},
+        "random_sample": {"enabled": True, "rate": 0.25},
+    }
+    DataEngineStore(storage).set_policy("m", FlaggingPolicy.from_config(config), dataset.id)
+    storage.add_ingest_hook(Flagger())
+    # Empty images: the edge case takes all of them (1); busy ones only the random 25 %.
+    storage.ingest_predictions([event("empty", 0), *(event(f"busy{i}", 1) for i in range(40))])
+    storage.add_feedback([FeedbackInput(type="wrong_label", prediction_id="busy0", detection_index=0)])
+    storage.add_feedback([FeedbackInput(type="false_positive", prediction_id="empty", detection_index=0)])
+    items = {i.prediction_id: i for i in storage.list_flagged_items(dataset.id, status=None, limit=100).items}
+    assert items["empty"].inclusion_probability == pytest.approx(1.0)
+    assert items["empty"].reasons == ["no_detections", "feedback:false_positive"]
+    busy = {p: i for p, i in items.items() if p.startswith("busy")}
+    by_policy = {p for p, i in busy.items() if "random_sample" in i.reasons}
+    assert by_policy, "no busy image sampled: the test needs one"
+    assert all(busy[p].inclusion_probability == pytest.approx(0.25) for p in by_policy)
+    # busy0's key is not in the random 25 % (the hash is deterministic): its feedback
+    # alone flagged it, and that is not a probability sample.
+    assert "busy0" not in by_policy
+    assert busy["busy0"].inclusion_probability is None
+    assert busy["busy0"].reasons == ["feedback:wrong_label"]

@@ -51,6 +51,7 @@ from detwatch.contract.shapes import (
     FlaggedItem,
     Model,
     PredictionResult,
+    QualityReport,
     Status,
     TrainingJob,
 )
@@ -351,6 +352,36 @@ class Client:
             )
         )
         return cast(DriftReport, _numbers(report, ("class_drift", "confidence_drift", "count_drift")))
+
+    def get_model_quality(
+        self, *, model_id: str, period: str = "7d", model_version: str | None = None
+    ) -> QualityReport:
+        """Precision, recall, AP50 and AP of the model in production, estimated from reviewed labels.
+
+        ``period``: a window ending now (``"7d"``, ``"24h"``, ``"last 2w"``). Per class
+        (``classes``) and ``overall``, each figure is ``{"estimate", "ci", "n_images"}``:
+        labelled images weighted by the inverse of the chance the review policy picked
+        them, a 95 % bootstrap interval over images, and how many images it rests on.
+        ``status`` is ``insufficient_data`` below 30 labelled images; items that only
+        feedback flagged are scored apart (``feedback_flagged``). A figure that cannot be
+        computed (no detections, no reviewer boxes) is None. Items do not record an A/B
+        arm, so there is no ``ab_variant`` filter; filter by ``model_version``.
+        """
+        params: dict[str, Any] = {"period": period}
+        if model_version is not None:
+            params["model_version"] = model_version
+        return cast(
+            QualityReport,
+            _record(
+                self._request(
+                    "GET",
+                    f"/v1/models/{_segment(model_id)}/quality",
+                    params=params,
+                    call="get_model_quality",
+                    safe_to_repeat=True,
+                )
+            ),
+        )
 
     def get_data_engine(self, model_id: str) -> DataEngine:
         """The model's data-engine policy (``config``) and the effective one with learned ranges (``policy``)."""

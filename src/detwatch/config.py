@@ -28,8 +28,8 @@ variable                    meaning                                          def
 The YAML file holds the same settings under lowercase names (``database_url``,
 ``data_dir``, ``api_token``, ``webhook_secrets``, ``retention_days``, ``public_url``, ``grafana_url``,
 ``grafana_token``, ``images_root``, ``label_studio_secret``, ``reviewers`` (a list of
-``{name, token}``), ``session_secret``, and ``trainer: {url, secret, command, backoff_s, max_attempts}``); an environment
-variable wins over the file, so a deployment can override one setting without
+``{name, token}``), ``session_secret``, and ``trainer: {url, secret, command, backoff_s,
+max_attempts}``); an environment variable wins over the file, so a deployment can override one setting without
 editing it. Mistakes raise :class:`ConfigError` naming the setting.
 """
 

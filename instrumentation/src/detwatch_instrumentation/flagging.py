@@ -412,13 +412,8 @@ class FlaggingPolicy:
         reasons: list[str] = []
         n = len(detections)
         low = self.low_confidence
-        if low is not None and n:
-            if low.mode == "any":
-                hit = min(d.confidence for d in detections) < low.threshold
-            else:
-                hit = max(d.confidence for d in detections) < low.threshold
-            if hit and sampled(key, "low_confidence", low.sample_rate):
-                reasons.append("low_confidence")
+        if low is not None and self._low(detections) and sampled(key, "low_confidence", low.sample_rate):
+            reasons.append("low_confidence")
         conditions = self.edge_conditions
         if conditions and sampled(key, "edge_cases", self.edge_sample_rate):
             if "no_detections" in conditions and not n:
@@ -430,6 +425,52 @@ class FlaggingPolicy:
         if self.random_rate is not None and sampled(key, "random_sample", self.random_rate):
             reasons.append("random_sample")
         return tuple(reasons)
+
+    def inclusion_probability(
+        self,
+        detections: Sequence[DetectionLike],
+        width: float | None = None,
+        height: float | None = None,
+    ) -> float:
+        """The chance that a prediction with these detections is flagged by this policy, whatever its key.
+
+        Each strategy samples with its own salted hash, so the draws are independent
+        and the probability is ``1 - prod(1 - rate)`` over the strategies whose
+        condition the prediction meets: ``random_sample`` always, ``low_confidence``
+        when a detection is under the threshold, the edge cases (one draw shared by
+        all conditions) when any enabled condition holds. The condition is evaluated
+        here whatever the hash decided: a prediction flagged by ``random_sample`` that
+        was also low-confidence had the larger chance. Quality estimates weight each
+        labelled image by the inverse of this, so it must be taken when the item is
+        flagged: the policy and its learned area ranges change later.
+        """
+        missed = 1.0
+        low = self.low_confidence
+        if low is not None and self._low(detections):
+            missed *= 1.0 - low.sample_rate
+        if self._edge(detections, width, height):
+            missed *= 1.0 - self.edge_sample_rate
+        if self.random_rate is not None:
+            missed *= 1.0 - self.random_rate
+        return 1.0 - missed
+
+    def _low(self, detections: Sequence[DetectionLike]) -> bool:
+        low = self.low_confidence
+        if low is None or not detections:
+            return False
+        if low.mode == "any":
+            return min(d.confidence for d in detections) < low.threshold
+        return max(d.confidence for d in detections) < low.threshold
+
+    def _edge(self, detections: Sequence[DetectionLike], width: float | None, height: float | None) -> bool:
+        conditions = self.edge_conditions
+        if not conditions:
+            return False
+        if not detections:
+            return "no_detections" in conditions
+        return ("high_density" in conditions and self._dense(detections)) or (
+            "unusual_size" in conditions and self._unusual(detections, width, height)
+        )
 
     def _dense(self, detections: Sequence[DetectionLike]) -> bool:
         hd = self.high_density

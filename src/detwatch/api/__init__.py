@@ -12,12 +12,14 @@ Routes (the OpenAPI document at ``/openapi.json`` describes each body):
 - ``POST/GET /v1/ab-tests``, ``GET /v1/ab-tests/{id}`` (what a router polls),
   ``POST /v1/ab-tests/{id}/stop``, ``GET /v1/ab-tests/{id}/results`` (:mod:`detwatch.abtest`).
 - ``POST /v1/models/{id}/drift``: a drift report between two periods (:mod:`detwatch.drift`).
+- ``GET /v1/models/{id}/quality``: precision, recall and AP estimated from reviewed labels
+  (:mod:`detwatch.quality`).
 - ``GET /v1/status``: counts and version.
 - ``/review``: the review page for people (:mod:`detwatch.api.review_page`), signed in
   with a reviewer token and a session cookie instead of the API token.
 
 Each blueprint module (``ingest``, ``feedback``, ``registry``, ``drift``, ``abtests``,
-``alerts``, ``review``) imports the shared :mod:`detwatch.api._request` and
+``alerts``, ``review``, ``quality``) imports the shared :mod:`detwatch.api._request` and
 :mod:`detwatch.api._context`, never another blueprint.
 
 Authentication: with ``DETWATCH_API_TOKEN`` set, every ``/v1`` call needs
@@ -37,6 +39,7 @@ from detwatch.api import (
     ingest,
     item_images,
     label_studio,
+    quality,
     registry,
     review,
     review_page,
@@ -49,7 +52,7 @@ __all__ = ["INGEST_HOOKS", "app_settings", "get_storage", "init_app", "review_st
 
 def init_app(app: Flask) -> None:
     """Register every ``/v1`` blueprint and the checks they share."""
-    for module in (ingest, registry, drift, abtests):
+    for module in (ingest, registry, drift, abtests, quality):
         app.register_blueprint(module.bp)
     for with_own_auth in (feedback, alerts, review, item_images, label_studio, review_page):
         with_own_auth.init_app(app)

@@ -15,8 +15,9 @@ from typing import Any
 
 from detwatch.abtest.outcomes import ABResults, ArmSummary, Comparison
 from detwatch.drift import DriftReport, PeriodSummary
+from detwatch.quality import Metric, MetricSet, ModelQuality, SampleEstimate
 
-__all__ = ["ab_results_json", "drift_report_json"]
+__all__ = ["ab_results_json", "drift_report_json", "quality_json"]
 
 
 def drift_report_json(report: DriftReport, model_id: str | None = None) -> dict[str, Any]:
@@ -152,4 +153,40 @@ def _comparison_json(c: Comparison) -> dict[str, Any]:
         "design_effect": {"a": _finite(c.design_effect[0]), "b": _finite(c.design_effect[1])},
         "variance_assumes_independence": c.variance_assumes_independence,
         "p_value_corrected": _corrected(c.p_value_corrected),
+    }
+
+
+def quality_json(quality: ModelQuality, period: str) -> dict[str, Any]:
+    """The answer of ``GET /v1/models/{model_id}/quality`` (shape ``QualityReport``; NaN written null)."""
+    production = quality.estimate.production
+    return {
+        "model_id": quality.model_id,
+        "model_version": quality.model_version,
+        "period": period,
+        "since_unix_nano": quality.since_unix_nano,
+        "until_unix_nano": quality.until_unix_nano,
+        **_sample_json(production),
+        "feedback_flagged": _sample_json(quality.estimate.feedback_flagged),
+        "without_probability": quality.without_probability,
+    }
+
+
+def _sample_json(sample: SampleEstimate) -> dict[str, Any]:
+    return {
+        "status": sample.status,
+        "n_images": sample.n_images,
+        "classes": {name: _metrics_json(m) for name, m in sorted(sample.classes.items())},
+        "overall": _metrics_json(sample.overall),
+    }
+
+
+def _metrics_json(metrics: MetricSet) -> dict[str, Any]:
+    return {name: _metric_json(getattr(metrics, name)) for name in ("precision", "recall", "ap50", "ap")}
+
+
+def _metric_json(metric: Metric) -> dict[str, Any]:
+    return {
+        "estimate": _finite(metric.estimate),
+        "ci": [_finite(metric.ci[0]), _finite(metric.ci[1])],
+        "n_images": metric.n_images,
     }

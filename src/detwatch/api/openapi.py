@@ -28,6 +28,7 @@ from detwatch.api._openapi_paths import (
     path_id,
     ref,
 )
+from detwatch.api._openapi_quality import quality_paths
 from detwatch.contract.predictions import MAX_JSON_DEPTH
 from detwatch.contract.shapes import (
     ABTest,
@@ -100,6 +101,7 @@ def _paths() -> dict[str, Any]:
         **_openapi_item_images.paths(),
         **_openapi_label_studio.paths(),
         **alert_paths(),
+        **quality_paths(),
         "/v1/status": {"get": operation("Counts and version", {"200": answer("status", Status), **READ_ERRORS})},
     }
 

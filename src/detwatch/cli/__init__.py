@@ -243,6 +243,15 @@ def _label_studio_commands() -> None:
 _label_studio_commands()
 
 
+def _quality_commands() -> None:
+    from detwatch.cli import quality as quality_cli
+
+    main.add_command(quality_cli.quality)
+
+
+_quality_commands()
+
+
 @main.command()
 @click.option("--limit", type=click.IntRange(1), default=None, help="only the first N images")
 def demo(limit: int | None) -> None:

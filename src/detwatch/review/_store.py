@@ -184,13 +184,16 @@ class Flagger:
         flags: list[NewFlag] = []
         counts: dict[str, int] = {}
         for p in candidates:
-            reasons = list(policies[p.model_id].evaluate(p.prediction_id, p.detections, p.image.width, p.image.height))
+            policy = policies[p.model_id]
+            reasons = list(policy.evaluate(p.prediction_id, p.detections, p.image.width, p.image.height))
+            # Only a policy's selection is a probability sample; feedback alone is not.
+            chance = policy.inclusion_probability(p.detections, p.image.width, p.image.height) if reasons else None
             reasons += sorted(FEEDBACK_REASON_PREFIX + kind for kind in objections.get(p.prediction_id, ()))
             if not reasons:
                 continue
             for reason in reasons:
                 counts[reason] = counts.get(reason, 0) + 1
-            flags.append(NewFlag(configs[p.model_id].target_dataset_id, p, tuple(reasons), now))
+            flags.append(NewFlag(configs[p.model_id].target_dataset_id, p, tuple(reasons), now, chance))
         if flags:
             writer.insert_flags(flags)
             self._count(counts)

@@ -116,10 +116,10 @@ def box_area_counts(tx: Transaction, model_id: str, since_hour_unix: int) -> lis
 _ITEM_COLUMNS: Final = (
     "id, dataset_id, prediction_id, model_id, model_version, time_unix_nano, reasons, detections, image_key, "
     "image_uri, image_width, image_height, status, assignee, claimed_unix_nano, label, reviewer, created_unix_nano, "
-    "updated_unix_nano"
+    "updated_unix_nano, inclusion_probability"
 )
 _INSERT_ITEM: Final = (
-    f"INSERT INTO flagged_items ({_ITEM_COLUMNS}) VALUES ({_marks(19)}) "
+    f"INSERT INTO flagged_items ({_ITEM_COLUMNS}) VALUES ({_marks(20)}) "
     "ON CONFLICT (dataset_id, prediction_id) DO NOTHING"
 )
 
@@ -154,6 +154,7 @@ def _item_row(flag: NewFlag) -> tuple[Any, ...]:
         None,
         now,
         now,
+        flag.inclusion_probability,
     )
 
 
@@ -341,7 +342,25 @@ def _item(r: Sequence[Any], feedback: tuple[ItemFeedback, ...]) -> FlaggedItemRe
         feedback=feedback,
         created_unix_nano=int(r[17]),
         updated_unix_nano=int(r[18]),
+        inclusion_probability=None if r[19] is None else float(r[19]),
     )
+
+
+def labelled_items(
+    tx: Transaction, model_id: str, *, since_unix_nano: int, until_unix_nano: int, model_version: str | None, limit: int
+) -> list[FlaggedItemRecord]:
+    """The model's labelled items whose prediction falls in ``[since, until)``, oldest first, the newest ``limit``."""
+    sql = (
+        f"SELECT {_ITEM_COLUMNS} FROM flagged_items WHERE model_id = ? AND status = 'labeled' "
+        "AND time_unix_nano >= ? AND time_unix_nano < ?"
+    )
+    params: list[Any] = [model_id, since_unix_nano, until_unix_nano]
+    if model_version is not None:
+        sql += " AND model_version = ?"
+        params.append(model_version)
+    rows = tx.query(sql + " ORDER BY time_unix_nano DESC, id DESC LIMIT ?", [*params, limit])
+    # No feedback join: quality reads the boxes, not the comments on them.
+    return [_item(r, ()) for r in reversed(rows)]
 
 
 def list_items(

@@ -331,6 +331,16 @@ _V7: Final[tuple[Statement, ...]] = (
     "INSERT INTO alerts_revision (id, revision) VALUES (1, 0)",
 )
 
+_V8: Final[tuple[Statement, ...]] = (
+    # The chance that the flagging policy selected the item, taken when it was flagged
+    # (FlaggingPolicy.inclusion_probability): quality estimates weight a labelled item by
+    # its inverse, and the policy that decided may have changed since. NULL for items
+    # only feedback flagged (not a probability sample) and for items flagged before.
+    "ALTER TABLE flagged_items ADD COLUMN inclusion_probability DOUBLE PRECISION",
+    # Quality reads a model's labelled items of a period (storage.labelled_items).
+    "CREATE INDEX flagged_items_model ON flagged_items (model_id, status, time_unix_nano)",
+)
+
 MIGRATIONS: Final[tuple[tuple[int, tuple[Statement, ...]], ...]] = (
     (1, _V1),
     (2, _V2),
@@ -339,6 +349,7 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[Statement, ...]], ...]] = (
     (5, _V5),
     (6, _V6),
     (7, _V7),
+    (8, _V8),
 )
 """Every migration, in order; versions are consecutive from 1."""
 

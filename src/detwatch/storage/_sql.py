@@ -74,7 +74,7 @@ from detwatch.storage._schema import (
     statements_for,
 )
 from detwatch.storage._transaction import Transaction
-from detwatch.storage.protocols import FlagFunction, IngestHook
+from detwatch.storage.protocols import MAX_LABELLED_ITEMS, FlagFunction, IngestHook
 from detwatch.storage.records import (
     ABTestRecord,
     AggregateRow,
@@ -1115,6 +1115,27 @@ class SQLStorage:
     ) -> ItemPage:
         return self._run(
             lambda tx: _review.list_items(tx, dataset_id, status=status, limit=limit, after=after), write=False
+        )
+
+    def labelled_items(
+        self,
+        model_id: str,
+        *,
+        since_unix_nano: int,
+        until_unix_nano: int,
+        model_version: str | None = None,
+        limit: int = MAX_LABELLED_ITEMS,
+    ) -> list[FlaggedItemRecord]:
+        return self._run(
+            lambda tx: _review.labelled_items(
+                tx,
+                model_id,
+                since_unix_nano=since_unix_nano,
+                until_unix_nano=until_unix_nano,
+                model_version=model_version,
+                limit=limit,
+            ),
+            write=False,
         )
 
     def get_flagged_item(self, dataset_id: str, item_id: str) -> FlaggedItemRecord | None:

@@ -13,7 +13,7 @@ the event that caused it is, without SQL above storage.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from detwatch.contract.feedback import FeedbackInput
 from detwatch.contract.predictions import Prediction
@@ -38,12 +38,14 @@ from detwatch.storage.records import (
 )
 
 __all__ = [
+    "MAX_LABELLED_ITEMS",
     "ABTestStorage",
     "FeedbackStorage",
     "FlagFunction",
     "FlagWriter",
     "IngestHook",
     "PredictionStorage",
+    "QualityStorage",
     "RegistryStorage",
     "ReviewStorage",
     "Storage",
@@ -412,5 +414,38 @@ class ReviewStorage(Protocol):
         ...
 
 
-class Storage(PredictionStorage, FeedbackStorage, RegistryStorage, ReviewStorage, ABTestStorage, AlertStore, Protocol):
+MAX_LABELLED_ITEMS: Final = 100_000
+"""Most labelled items one quality read returns (the newest): bounds a report's memory and time."""
+
+
+class QualityStorage(Protocol):
+    """What model quality reads: the reviewers' labels beside the predictions they judge."""
+
+    def labelled_items(
+        self,
+        model_id: str,
+        *,
+        since_unix_nano: int,
+        until_unix_nano: int,
+        model_version: str | None = None,
+        limit: int = MAX_LABELLED_ITEMS,
+    ) -> list[FlaggedItemRecord]:
+        """The model's labelled items (any dataset) predicted in ``[since, until)``, oldest first.
+
+        At most ``limit``, the newest. Each carries its ``inclusion_probability``; the
+        feedback on it is left out (empty).
+        """
+        ...
+
+
+class Storage(
+    PredictionStorage,
+    FeedbackStorage,
+    RegistryStorage,
+    ReviewStorage,
+    QualityStorage,
+    ABTestStorage,
+    AlertStore,
+    Protocol,
+):
     """Everything the companion needs from a database."""

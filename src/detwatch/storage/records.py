@@ -231,6 +231,8 @@ class NewFlag:
     prediction: Prediction
     reasons: tuple[str, ...]
     created_unix_nano: int
+    inclusion_probability: float | None = None
+    """The chance the policy selected it (``None``: flagged by feedback only, not a probability sample)."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +272,9 @@ class FlaggedItemRecord:
     feedback: tuple[ItemFeedback, ...]
     created_unix_nano: int
     updated_unix_nano: int
+    inclusion_probability: float | None = None
+    """The chance the flagging policy selected it, taken at flag time; ``None`` when only
+    feedback flagged it (not a probability sample) or it was flagged before this was stored."""
 
 
 @dataclass(frozen=True)

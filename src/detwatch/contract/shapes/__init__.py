@@ -39,6 +39,7 @@ from detwatch.contract.shapes.label_studio import (
     LabelStudioWebhook,
     LabelStudioWebhookResult,
 )
+from detwatch.contract.shapes.quality import QualityReport
 from detwatch.contract.shapes.registry import (
     Dataset,
     DatasetCreate,
@@ -107,6 +108,7 @@ __all__ = [
     "Prediction",
     "PredictionBatch",
     "PredictionResult",
+    "QualityReport",
     "Reject",
     "RejectedItem",
     "ReviewProgress",
@@ -161,6 +163,7 @@ SHAPES: Final[tuple[Any, ...]] = (
     LabelStudioImportResult,
     LabelStudioWebhook,
     LabelStudioWebhookResult,
+    QualityReport,
 )
 """Every shape a route reads or answers (the shapes they contain come along)."""
 

@@ -1,0 +1,77 @@
+"""Shapes of ``GET /v1/models/{model_id}/quality``: model quality scored on reviewed labels.
+
+The window grammar is :func:`detwatch.quality.parse_window`'s; its pattern lives here,
+on the wire, and the parser imports it. A figure that cannot be computed (precision
+without detections, recall or AP without reviewer boxes) is null, as are the ends of
+an interval without resamples to take them from.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal, TypedDict
+
+import msgspec
+
+__all__ = [
+    "QUALITY_STATUSES",
+    "WINDOW_PATTERN",
+    "QualityMetric",
+    "QualityMetrics",
+    "QualityReport",
+    "QualitySample",
+]
+
+WINDOW_PATTERN: Final = r"^(?:last +)?[1-9][0-9]{0,5} *(?:m|min|h|d|w)$"
+"""A window ending now: ``7d``, ``24h``, ``last 2w`` (minutes, hours, days, weeks)."""
+
+QualityStatus = Literal["ok", "insufficient_data"]
+QUALITY_STATUSES: Final[tuple[QualityStatus, ...]] = ("ok", "insufficient_data")
+
+_Share = Annotated[float, msgspec.Meta(ge=0, le=1)] | None
+
+
+class QualityMetric(TypedDict):
+    """An estimate, its bootstrap interval (95 %) and the labelled images it rests on."""
+
+    estimate: _Share
+    ci: Annotated[list[_Share], msgspec.Meta(min_length=2, max_length=2, description="[low, high]")]
+    n_images: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class QualityMetrics(TypedDict):
+    """Precision and recall at IoU 0.5, AP50, and AP averaged over IoU .50:.95 (COCO's)."""
+
+    precision: QualityMetric
+    recall: QualityMetric
+    ap50: QualityMetric
+    ap: QualityMetric
+
+
+class QualitySample(TypedDict):
+    """The figures of one sample of labelled images."""
+
+    status: QualityStatus
+    n_images: Annotated[int, msgspec.Meta(ge=0)]
+    classes: dict[str, QualityMetrics]
+    overall: QualityMetrics
+
+
+class QualityReport(TypedDict):
+    """Production estimates (labelled images weighted by inverse inclusion probability), feedback apart."""
+
+    model_id: str
+    model_version: str | None
+    period: str
+    since_unix_nano: int
+    until_unix_nano: int
+    status: QualityStatus
+    n_images: Annotated[int, msgspec.Meta(ge=0, description="labelled images of the policy's sample")]
+    classes: dict[str, QualityMetrics]
+    overall: QualityMetrics
+    feedback_flagged: Annotated[
+        QualitySample, msgspec.Meta(description="items only feedback flagged: not a probability sample, unweighted")
+    ]
+    without_probability: Annotated[
+        int,
+        msgspec.Meta(ge=0, description="labelled items flagged before inclusion probabilities were kept (left out)"),
+    ]

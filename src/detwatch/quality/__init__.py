@@ -1,0 +1,83 @@
+"""Model quality scored on reviewed labels: what precision, recall and AP are in production.
+
+Reviewers label flagged items; :mod:`._matching` matches a model's stored detections
+on those items to the reviewers' boxes the COCO way, :mod:`._scoring` scores them
+(equal to ``pycocotools.COCOeval`` on the same boxes), and :mod:`._estimates` turns
+the review queue's biased sample into estimates for all production traffic: each
+labelled image weighted by the inverse of the chance the flagging policy selected it
+(:meth:`detwatch_instrumentation.flagging.FlaggingPolicy.inclusion_probability`, kept
+with the item), with bootstrap intervals over images. Items that only feedback
+flagged are no probability sample: they are scored apart, unweighted.
+
+An analysis: numpy only, records in, frozen dataclasses out; no SQL, no Flask.
+"""
+
+from __future__ import annotations
+
+from ._estimates import (
+    MIN_IMAGES as MIN_IMAGES,
+)
+from ._estimates import (
+    RESAMPLES as RESAMPLES,
+)
+from ._estimates import (
+    Metric as Metric,
+)
+from ._estimates import (
+    MetricSet as MetricSet,
+)
+from ._estimates import (
+    QualityEstimate as QualityEstimate,
+)
+from ._estimates import (
+    SampleEstimate as SampleEstimate,
+)
+from ._estimates import (
+    estimate_quality as estimate_quality,
+)
+from ._estimates import (
+    estimate_sample as estimate_sample,
+)
+from ._from_storage import ModelQuality as ModelQuality
+from ._from_storage import model_quality as model_quality
+from ._matching import IOU_THRESHOLDS as IOU_THRESHOLDS
+from ._matching import MAX_DETECTIONS as MAX_DETECTIONS
+from ._matching import ClassMatches as ClassMatches
+from ._matching import Detection as Detection
+from ._matching import GroundTruth as GroundTruth
+from ._matching import LabelledImage as LabelledImage
+from ._matching import match_images as match_images
+from ._records import LabelledItems as LabelledItems
+from ._records import labelled_images as labelled_images
+from ._scoring import RECALL_THRESHOLDS as RECALL_THRESHOLDS
+from ._scoring import ClassScores as ClassScores
+from ._scoring import Scores as Scores
+from ._scoring import score as score
+from ._window import parse_window as parse_window
+
+__all__ = [
+    "IOU_THRESHOLDS",
+    "MAX_DETECTIONS",
+    "MIN_IMAGES",
+    "RECALL_THRESHOLDS",
+    "RESAMPLES",
+    "ClassMatches",
+    "ClassScores",
+    "Detection",
+    "GroundTruth",
+    "LabelledImage",
+    "LabelledItems",
+    "Metric",
+    "MetricSet",
+    "ModelQuality",
+    "QualityEstimate",
+    "SampleEstimate",
+    "Scores",
+    "estimate_quality",
+    "estimate_sample",
+    "labelled_images",
+    "match_images",
+    "model_quality",
+    "parse_window",
+    "score",
+]
