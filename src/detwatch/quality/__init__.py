@@ -6,7 +6,8 @@ on those items to the reviewers' boxes the COCO way, :mod:`._scoring` scores the
 the review queue's biased sample into estimates for all production traffic: each
 labelled image weighted by the inverse of the chance the flagging policy selected it
 (:meth:`detwatch_instrumentation.flagging.FlaggingPolicy.inclusion_probability`, kept
-with the item), with bootstrap intervals over images. Items that only feedback
+with the item), with bootstrap intervals over images; :mod:`._calibration` fits, on the same
+weighted sample, how confidence maps to the chance of a true positive. Items that only feedback
 flagged are no probability sample: they are scored apart, unweighted.
 
 An analysis: numpy only, records in, frozen dataclasses out; no SQL, no Flask.
@@ -14,6 +15,9 @@ An analysis: numpy only, records in, frozen dataclasses out; no SQL, no Flask.
 
 from __future__ import annotations
 
+from ._calibration import ClassCalibration as ClassCalibration
+from ._calibration import calibrate as calibrate
+from ._calibration import fit_isotonic as fit_isotonic
 from ._estimates import (
     MIN_IMAGES as MIN_IMAGES,
 )
@@ -61,6 +65,7 @@ __all__ = [
     "MIN_IMAGES",
     "RECALL_THRESHOLDS",
     "RESAMPLES",
+    "ClassCalibration",
     "ClassMatches",
     "ClassScores",
     "Detection",
@@ -73,8 +78,10 @@ __all__ = [
     "QualityEstimate",
     "SampleEstimate",
     "Scores",
+    "calibrate",
     "estimate_quality",
     "estimate_sample",
+    "fit_isotonic",
     "labelled_images",
     "match_images",
     "model_quality",
