@@ -3,7 +3,8 @@
 - :mod:`.clustered`: variances with the image as the unit, from mergeable per-image sums;
 - :mod:`.multiple_testing`: Holm's correction;
 - :mod:`.rates`: two proportions (z or Fisher) and two rates per image (quasi-Poisson);
-- :mod:`.class_mix`: the chi-square test of homogeneity of two category mixes.
+- :mod:`.class_mix`: the chi-square test of homogeneity of two category mixes;
+- :mod:`.binned_ks`: the binned two-sample Kolmogorov-Smirnov test (drift, quality).
 
 One rule for what cannot be computed, in every module: a test without data to
 compute it (a sample without trials, images or observations) answers a NaN p-value;
