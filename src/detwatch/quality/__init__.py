@@ -44,6 +44,9 @@ from ._estimates import (
 )
 from ._from_storage import ModelQuality as ModelQuality
 from ._from_storage import model_quality as model_quality
+from ._labelfree import EstimatedPrecision as EstimatedPrecision
+from ._labelfree import LabelFreePrecision as LabelFreePrecision
+from ._labelfree import estimate_precision as estimate_precision
 from ._matching import IOU_THRESHOLDS as IOU_THRESHOLDS
 from ._matching import MAX_DETECTIONS as MAX_DETECTIONS
 from ._matching import ClassMatches as ClassMatches
@@ -69,7 +72,9 @@ __all__ = [
     "ClassMatches",
     "ClassScores",
     "Detection",
+    "EstimatedPrecision",
     "GroundTruth",
+    "LabelFreePrecision",
     "LabelledImage",
     "LabelledItems",
     "Metric",
@@ -79,6 +84,7 @@ __all__ = [
     "SampleEstimate",
     "Scores",
     "calibrate",
+    "estimate_precision",
     "estimate_quality",
     "estimate_sample",
     "fit_isotonic",

@@ -33,7 +33,7 @@ from scipy.optimize import isotonic_regression
 
 from ._matching import MAX_DETECTIONS, LabelledImage, match_images
 
-__all__ = ["ClassCalibration", "calibrate", "fit_isotonic"]
+__all__ = ["ClassCalibration", "calibrate", "fit_isotonic", "labelled_points"]
 
 
 @dataclass(frozen=True)
@@ -105,23 +105,34 @@ def _class_points(images: Sequence[LabelledImage], name: str) -> tuple[NDArray[n
     return all_scores[rank], np.concatenate(owners)[rank]
 
 
+def labelled_points(
+    sample: Sequence[tuple[LabelledImage, float]],
+) -> dict[str, tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.intp]]]:
+    """Per class with detections: each labelled detection's confidence, IoU-0.5 outcome and image index.
+
+    Matched once, so that a bootstrap over images only reweights these points.
+    """
+    images = [image for image, _ in sample]
+    result: dict[str, tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.intp]]] = {}
+    for name, matches in match_images(images).items():
+        confidence, owner = _class_points(images, name)
+        if confidence.size:
+            result[name] = (confidence, matches.matched[0].astype(np.float64), owner)
+    return result
+
+
 def calibrate(sample: Sequence[tuple[LabelledImage, float]]) -> Mapping[str, ClassCalibration]:
     """Per class with detections, the calibration fitted on ``sample`` (image, inclusion probability).
 
     Pass the policy's sample only (:attr:`~._records.LabelledItems.sampled`): the
     weights are the inverse inclusion probabilities.
     """
-    images = [image for image, _ in sample]
     probabilities = np.asarray([p for _, p in sample], dtype=np.float64)
     if np.any(~np.isfinite(probabilities)) or np.any(probabilities <= 0) or np.any(probabilities > 1):
         raise ValueError("inclusion probabilities: in (0, 1]")
     weights = 1.0 / probabilities
     result: dict[str, ClassCalibration] = {}
-    for name, matches in match_images(images).items():
-        confidence, owner = _class_points(images, name)
-        if not confidence.size:
-            continue
-        outcome = matches.matched[0].astype(np.float64)
+    for name, (confidence, outcome, owner) in labelled_points(sample).items():
         knots, fitted = fit_isotonic(confidence, outcome, weights[owner])
         result[name] = ClassCalibration(knots, fitted, int(np.unique(owner).size), int(confidence.size))
     return result
