@@ -1,0 +1,86 @@
+"""A period's label-free precision, read through the storage protocols (no SQL here).
+
+Two reads: the model's labelled items (the calibration, as the labelled quality reads
+them) and the period's stored per-class confidence cells (kind ``confidence``, key
+``"<class>|<bin>"``, the cells drift reads), summed over the period's hours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detwatch.contract import bins
+from detwatch.storage.protocols import QualityStorage
+
+from ._estimates import MIN_IMAGES, RESAMPLES
+from ._labelfree import LabelFreePrecision, estimate_precision
+from ._records import labelled_images
+
+__all__ = ["ConfidenceCells", "period_confidence", "period_precision"]
+
+CONFIDENCE_KIND = "confidence"
+
+
+class _Cell(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def model_version(self) -> str: ...
+
+
+class ConfidenceCells(Protocol):
+    """The one aggregate read the estimate needs (``detwatch.storage.Storage`` has it)."""
+
+    def aggregates(
+        self, model_id: str, start_unix_nano: int, end_unix_nano: int, kinds: Sequence[str] | None = None
+    ) -> Sequence[_Cell]: ...
+
+
+def period_confidence(
+    cells: ConfidenceCells, model_id: str, *, since_unix_nano: int, until_unix_nano: int, model_version: str | None
+) -> dict[str, NDArray[np.float64]]:
+    """Per class, the period's detections per confidence bin."""
+    result: dict[str, NDArray[np.float64]] = {}
+    for cell in cells.aggregates(model_id, since_unix_nano, until_unix_nano, (CONFIDENCE_KIND,)):
+        if cell.kind != CONFIDENCE_KIND or (model_version is not None and cell.model_version != model_version):
+            continue
+        name, _, index_text = cell.key.rpartition("|")
+        if not index_text.isdigit() or int(index_text) >= bins.CONFIDENCE_BINS:
+            continue  # a cell of another binning is no evidence about these bins
+        histogram = result.setdefault(name, np.zeros(bins.CONFIDENCE_BINS))
+        histogram[int(index_text)] += cell.count
+    return result
+
+
+class _Both(QualityStorage, ConfidenceCells, Protocol):
+    """Storage that has both reads."""
+
+
+def period_precision(
+    storage: _Both,
+    model_id: str,
+    *,
+    since_unix_nano: int,
+    until_unix_nano: int,
+    model_version: str | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    min_images: int = MIN_IMAGES,
+) -> LabelFreePrecision:
+    """The period's expected precision, calibrated on the model's labelled items of the same period."""
+    records = storage.labelled_items(
+        model_id, since_unix_nano=since_unix_nano, until_unix_nano=until_unix_nano, model_version=model_version
+    )
+    histograms = period_confidence(
+        storage, model_id, since_unix_nano=since_unix_nano, until_unix_nano=until_unix_nano, model_version=model_version
+    )
+    sample = labelled_images(records).sampled
+    return estimate_precision(sample, histograms, resamples=resamples, seed=seed, min_images=min_images)
