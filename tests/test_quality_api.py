@@ -141,6 +141,13 @@ def test_the_route_answers_the_weighted_estimate_of_the_labelled_items(client: F
         expected.feedback_flagged.overall.recall.estimate
     )
     assert report["without_probability"] == 0
+    # Label-free: every detection of the period, the calibration fitted on the same sample.
+    estimated = report["estimated_precision"]
+    assert set(estimated["classes"]) == {"car", "person"} and "recall" in estimated["recall_note"]
+    car = estimated["classes"]["car"]
+    assert car["estimate"] == 1.0 and car["expected_false_positives"] == 0.0  # the sure cars are all right
+    assert car["detections"] == sum(1 for i in range(150) if detections(i))
+    assert 0.0 < estimated["classes"]["person"]["estimate"] < 1.0
 
 
 def _det(d: dict[str, Any]) -> Detection:
@@ -222,6 +229,8 @@ def test_the_client_and_the_cli_show_the_report(companion: Companion, tmp_path: 
     assert printed.exit_code == 0, printed.output
     assert "cams (all versions), 7d: ok" in printed.output
     assert "car" in printed.output and "person" in printed.output and "(overall)" in printed.output
+    assert "estimated precision of all the period's detections" in printed.output
+    assert "recall has no label-free estimate" in printed.output
     as_json = CliRunner().invoke(cli, ["quality", "cams", "--json", "--url", companion.url])
     assert as_json.exit_code == 0 and '"n_images"' in as_json.output
     missing = CliRunner().invoke(cli, ["quality", "nobody", "--url", companion.url])

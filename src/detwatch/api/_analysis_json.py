@@ -15,7 +15,7 @@ from typing import Any
 
 from detwatch.abtest.outcomes import ABResults, ArmSummary, Comparison
 from detwatch.drift import DriftReport, PeriodSummary
-from detwatch.quality import Metric, MetricSet, ModelQuality, SampleEstimate
+from detwatch.quality import EstimatedPrecision, LabelFreePrecision, Metric, MetricSet, ModelQuality, SampleEstimate
 
 __all__ = ["ab_results_json", "drift_report_json", "quality_json"]
 
@@ -156,7 +156,7 @@ def _comparison_json(c: Comparison) -> dict[str, Any]:
     }
 
 
-def quality_json(quality: ModelQuality, period: str) -> dict[str, Any]:
+def quality_json(quality: ModelQuality, period: str, estimated: LabelFreePrecision) -> dict[str, Any]:
     """The answer of ``GET /v1/models/{model_id}/quality`` (shape ``QualityReport``; NaN written null)."""
     production = quality.estimate.production
     return {
@@ -168,6 +168,29 @@ def quality_json(quality: ModelQuality, period: str) -> dict[str, Any]:
         **_sample_json(production),
         "feedback_flagged": _sample_json(quality.estimate.feedback_flagged),
         "without_probability": quality.without_probability,
+        "estimated_precision": {
+            "classes": {name: _estimated_json(e) for name, e in sorted(estimated.classes.items())},
+            "overall": _estimated_json(estimated.overall),
+            "recall_note": RECALL_NOTE,
+        },
+    }
+
+
+RECALL_NOTE = (
+    "recall has no label-free estimate: a detector's output says nothing of the objects it missed;"
+    " recall is the labelled figure above"
+)
+
+
+def _estimated_json(e: EstimatedPrecision) -> dict[str, Any]:
+    return {
+        "estimate": _finite(e.estimate),
+        "ci": [_finite(e.ci[0]), _finite(e.ci[1])],
+        "expected_false_positives": _finite(e.expected_false_positives),
+        "detections": e.detections,
+        "trusted": e.trusted,
+        "reason": e.reason,
+        "n_images": e.n_images,
     }
 
 

@@ -16,7 +16,7 @@ from detwatch.api._context import get_storage
 from detwatch.api._request import require_token
 from detwatch.api.errors import APIError
 from detwatch.contract.predictions import MAX_ID_LENGTH
-from detwatch.quality import model_quality, parse_window
+from detwatch.quality import model_quality, parse_window, period_precision
 
 __all__ = ["DEFAULT_PERIOD", "bp"]
 
@@ -40,4 +40,5 @@ def get_quality(model_id: str) -> Response:
     if version is not None and not 1 <= len(version) <= MAX_ID_LENGTH:
         raise APIError(400, "invalid_field", f"1 to {MAX_ID_LENGTH} characters", "model_version")
     quality = model_quality(storage, model_id, since_unix_nano=since, until_unix_nano=until, model_version=version)
-    return jsonify(quality_json(quality, period))
+    estimated = period_precision(storage, model_id, since_unix_nano=since, until_unix_nano=until, model_version=version)
+    return jsonify(quality_json(quality, period, estimated))

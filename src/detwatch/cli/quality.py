@@ -38,6 +38,18 @@ def _rows(sample: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _estimated_rows(estimated: Mapping[str, Any] | None) -> list[str]:
+    """The label-free precision of all the period's detections, with why an estimate is not trusted."""
+    if not estimated:
+        return []
+    lines = ["estimated precision of all the period's detections (no labels; calibrated on the sample):"]
+    for name, e in [*sorted(estimated["classes"].items()), ("(overall)", estimated["overall"])]:
+        trust = "trusted" if e["trusted"] else f"not trusted: {e['reason']}"
+        lines.append(f"  {name:<16}{_cell(e):<22}{e['detections']} detections, {trust}")
+    lines.append(f"  {estimated['recall_note']}")
+    return lines
+
+
 def format_quality(report: Mapping[str, Any]) -> str:
     """The report as a table: estimate and 95 % interval per class and metric."""
     version = report.get("model_version") or "all versions"
@@ -49,6 +61,7 @@ def format_quality(report: Mapping[str, Any]) -> str:
     feedback = report["feedback_flagged"]
     if feedback["n_images"]:
         lines += [f"flagged by feedback only ({feedback['n_images']} images, unweighted):", *_rows(feedback)]
+    lines += _estimated_rows(report.get("estimated_precision"))
     if report.get("without_probability"):
         lines.append(f"{report['without_probability']} labelled items flagged before inclusion probabilities: left out")
     return "\n".join(lines)

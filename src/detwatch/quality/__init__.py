@@ -47,6 +47,7 @@ from ._from_storage import model_quality as model_quality
 from ._labelfree import EstimatedPrecision as EstimatedPrecision
 from ._labelfree import LabelFreePrecision as LabelFreePrecision
 from ._labelfree import estimate_precision as estimate_precision
+from ._labelfree_from_storage import period_precision as period_precision
 from ._matching import IOU_THRESHOLDS as IOU_THRESHOLDS
 from ._matching import MAX_DETECTIONS as MAX_DETECTIONS
 from ._matching import ClassMatches as ClassMatches
@@ -92,5 +93,6 @@ __all__ = [
     "match_images",
     "model_quality",
     "parse_window",
+    "period_precision",
     "score",
 ]

@@ -15,6 +15,8 @@ import msgspec
 __all__ = [
     "QUALITY_STATUSES",
     "WINDOW_PATTERN",
+    "EstimatedPrecision",
+    "EstimatedPrecisions",
     "QualityMetric",
     "QualityMetrics",
     "QualityReport",
@@ -56,6 +58,26 @@ class QualitySample(TypedDict):
     overall: QualityMetrics
 
 
+class EstimatedPrecision(TypedDict):
+    """Label-free expected precision of the period's detections (the calibration applied to its histograms)."""
+
+    estimate: _Share
+    ci: Annotated[list[_Share], msgspec.Meta(min_length=2, max_length=2, description="[low, high]")]
+    expected_false_positives: Annotated[float, msgspec.Meta(ge=0)] | None
+    detections: Annotated[int, msgspec.Meta(ge=0)]
+    trusted: bool
+    reason: str | None
+    n_images: Annotated[int, msgspec.Meta(ge=0, description="labelled images the calibration rests on")]
+
+
+class EstimatedPrecisions(TypedDict):
+    """Per class and overall; recall has no label-free estimate (see ``recall_note``)."""
+
+    classes: dict[str, EstimatedPrecision]
+    overall: EstimatedPrecision
+    recall_note: str
+
+
 class QualityReport(TypedDict):
     """Production estimates (labelled images weighted by inverse inclusion probability), feedback apart."""
 
@@ -74,4 +96,8 @@ class QualityReport(TypedDict):
     without_probability: Annotated[
         int,
         msgspec.Meta(ge=0, description="labelled items flagged before inclusion probabilities were kept (left out)"),
+    ]
+    estimated_precision: Annotated[
+        EstimatedPrecisions,
+        msgspec.Meta(description="all the period's detections, without labels: the calibration on its histograms"),
     ]
