@@ -7,7 +7,9 @@ is valid for binned data. ``deff`` arguments are design effects (>= 1): the fact
 which clustering of detections within images inflates the variance, so that the
 test sees ``n / deff`` effective observations (Kish's effective sample size).
 The tests the A/B results run too (two proportions, rates, the class mix, Holm)
-live in :mod:`detwatch.stats`; here are the distribution distances only drift uses.
+live in :mod:`detwatch.stats`, as does the binned KS (the label-free quality estimate
+runs it too; imported here so drift keeps one place to name its statistics); here are
+the distribution distances only drift uses.
 """
 
 from __future__ import annotations
