@@ -8,12 +8,18 @@ labelled image weighted by the inverse of the chance the flagging policy selecte
 (:meth:`detwatch_instrumentation.flagging.FlaggingPolicy.inclusion_probability`, kept
 with the item), with bootstrap intervals over images. Items that only feedback
 flagged are no probability sample: they are scored apart, unweighted.
+:mod:`._comparison` scores two versions on the same labelled images, paired.
 
 An analysis: numpy only, records in, frozen dataclasses out; no SQL, no Flask.
 """
 
 from __future__ import annotations
 
+from ._comparison import Difference as Difference
+from ._comparison import DifferenceSet as DifferenceSet
+from ._comparison import PairedImage as PairedImage
+from ._comparison import VersionComparison as VersionComparison
+from ._comparison import compare_versions as compare_versions
 from ._estimates import (
     MIN_IMAGES as MIN_IMAGES,
 )
@@ -64,15 +70,20 @@ __all__ = [
     "ClassMatches",
     "ClassScores",
     "Detection",
+    "Difference",
+    "DifferenceSet",
     "GroundTruth",
     "LabelledImage",
     "LabelledItems",
     "Metric",
     "MetricSet",
     "ModelQuality",
+    "PairedImage",
     "QualityEstimate",
     "SampleEstimate",
     "Scores",
+    "VersionComparison",
+    "compare_versions",
     "estimate_quality",
     "estimate_sample",
     "labelled_images",
