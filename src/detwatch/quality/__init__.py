@@ -59,6 +59,9 @@ from ._scoring import RECALL_THRESHOLDS as RECALL_THRESHOLDS
 from ._scoring import ClassScores as ClassScores
 from ._scoring import Scores as Scores
 from ._scoring import score as score
+from ._version_comparison import ComparisonStorage as ComparisonStorage
+from ._version_comparison import ModelVersionComparison as ModelVersionComparison
+from ._version_comparison import compare_model_versions as compare_model_versions
 from ._window import parse_window as parse_window
 
 __all__ = [
@@ -69,6 +72,7 @@ __all__ = [
     "RESAMPLES",
     "ClassMatches",
     "ClassScores",
+    "ComparisonStorage",
     "Detection",
     "Difference",
     "DifferenceSet",
@@ -78,11 +82,13 @@ __all__ = [
     "Metric",
     "MetricSet",
     "ModelQuality",
+    "ModelVersionComparison",
     "PairedImage",
     "QualityEstimate",
     "SampleEstimate",
     "Scores",
     "VersionComparison",
+    "compare_model_versions",
     "compare_versions",
     "estimate_quality",
     "estimate_sample",
