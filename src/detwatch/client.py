@@ -54,6 +54,7 @@ from detwatch.contract.shapes import (
     QualityReport,
     Status,
     TrainingJob,
+    VersionComparisonReport,
 )
 from detwatch.contract.shapes.label_studio import (
     MAX_IMPORT_TASKS,
@@ -378,6 +379,31 @@ class Client:
                     f"/v1/models/{_segment(model_id)}/quality",
                     params=params,
                     call="get_model_quality",
+                    safe_to_repeat=True,
+                )
+            ),
+        )
+
+    def compare_model_versions(
+        self, *, model_id: str, version_a: str, version_b: str, dataset_id: str
+    ) -> VersionComparisonReport:
+        """Version B against version A on the same labelled images of ``dataset_id``.
+
+        The reviewers' labels are the truth; each version's detections on an image are
+        its stored predictions with the image's key. Per class (``classes``) and
+        ``overall``, each figure is ``{"a", "b", "difference", "ci"}``: both versions'
+        values, ``b - a``, and a 95 % paired bootstrap interval over the images both
+        versions predicted (``n_images``; ``status`` is ``insufficient_data`` below 30).
+        """
+        params = {"version_a": version_a, "version_b": version_b, "dataset_id": dataset_id}
+        return cast(
+            VersionComparisonReport,
+            _record(
+                self._request(
+                    "GET",
+                    f"/v1/models/{_segment(model_id)}/quality/compare",
+                    params=params,
+                    call="compare_model_versions",
                     safe_to_repeat=True,
                 )
             ),

@@ -14,6 +14,7 @@ Routes (the OpenAPI document at ``/openapi.json`` describes each body):
 - ``POST /v1/models/{id}/drift``: a drift report between two periods (:mod:`detwatch.drift`).
 - ``GET /v1/models/{id}/quality``: precision, recall and AP estimated from reviewed labels
   (:mod:`detwatch.quality`).
+- ``GET /v1/models/{id}/quality/compare``: two versions on the same labelled images, paired.
 - ``GET /v1/status``: counts and version.
 - ``/review``: the review page for people (:mod:`detwatch.api.review_page`), signed in
   with a reviewer token and a session cookie instead of the API token.
@@ -40,6 +41,7 @@ from detwatch.api import (
     item_images,
     label_studio,
     quality,
+    quality_comparison,
     registry,
     review,
     review_page,
@@ -52,7 +54,7 @@ __all__ = ["INGEST_HOOKS", "app_settings", "get_storage", "init_app", "review_st
 
 def init_app(app: Flask) -> None:
     """Register every ``/v1`` blueprint and the checks they share."""
-    for module in (ingest, registry, drift, abtests, quality):
+    for module in (ingest, registry, drift, abtests, quality, quality_comparison):
         app.register_blueprint(module.bp)
     for with_own_auth in (feedback, alerts, review, item_images, label_studio, review_page):
         with_own_auth.init_app(app)

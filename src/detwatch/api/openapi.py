@@ -29,6 +29,7 @@ from detwatch.api._openapi_paths import (
     ref,
 )
 from detwatch.api._openapi_quality import quality_paths
+from detwatch.api._openapi_quality_comparison import quality_comparison_paths
 from detwatch.contract.predictions import MAX_JSON_DEPTH
 from detwatch.contract.shapes import (
     ABTest,
@@ -102,6 +103,7 @@ def _paths() -> dict[str, Any]:
         **_openapi_label_studio.paths(),
         **alert_paths(),
         **quality_paths(),
+        **quality_comparison_paths(),
         "/v1/status": {"get": operation("Counts and version", {"200": answer("status", Status), **READ_ERRORS})},
     }
 

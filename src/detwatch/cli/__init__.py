@@ -247,6 +247,9 @@ def _quality_commands() -> None:
     from detwatch.cli import quality as quality_cli
 
     main.add_command(quality_cli.quality)
+    from detwatch.cli import quality_compare as quality_compare_cli
+
+    main.add_command(quality_compare_cli.quality_compare)
 
 
 _quality_commands()

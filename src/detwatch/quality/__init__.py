@@ -9,6 +9,7 @@ labelled image weighted by the inverse of the chance the flagging policy selecte
 with the item), with bootstrap intervals over images; :mod:`._calibration` fits, on the same
 weighted sample, how confidence maps to the chance of a true positive. Items that only feedback
 flagged are no probability sample: they are scored apart, unweighted.
+:mod:`._comparison` scores two versions on the same labelled images, paired.
 
 An analysis: numpy only, records in, frozen dataclasses out; no SQL, no Flask.
 """
@@ -18,6 +19,11 @@ from __future__ import annotations
 from ._calibration import ClassCalibration as ClassCalibration
 from ._calibration import calibrate as calibrate
 from ._calibration import fit_isotonic as fit_isotonic
+from ._comparison import Difference as Difference
+from ._comparison import DifferenceSet as DifferenceSet
+from ._comparison import PairedImage as PairedImage
+from ._comparison import VersionComparison as VersionComparison
+from ._comparison import compare_versions as compare_versions
 from ._estimates import (
     MIN_IMAGES as MIN_IMAGES,
 )
@@ -61,6 +67,9 @@ from ._scoring import RECALL_THRESHOLDS as RECALL_THRESHOLDS
 from ._scoring import ClassScores as ClassScores
 from ._scoring import Scores as Scores
 from ._scoring import score as score
+from ._version_comparison import ComparisonStorage as ComparisonStorage
+from ._version_comparison import ModelVersionComparison as ModelVersionComparison
+from ._version_comparison import compare_model_versions as compare_model_versions
 from ._window import parse_window as parse_window
 
 __all__ = [
@@ -72,7 +81,10 @@ __all__ = [
     "ClassCalibration",
     "ClassMatches",
     "ClassScores",
+    "ComparisonStorage",
     "Detection",
+    "Difference",
+    "DifferenceSet",
     "EstimatedPrecision",
     "GroundTruth",
     "LabelFreePrecision",
@@ -81,10 +93,15 @@ __all__ = [
     "Metric",
     "MetricSet",
     "ModelQuality",
+    "ModelVersionComparison",
+    "PairedImage",
     "QualityEstimate",
     "SampleEstimate",
     "Scores",
+    "VersionComparison",
     "calibrate",
+    "compare_model_versions",
+    "compare_versions",
     "estimate_precision",
     "estimate_quality",
     "estimate_sample",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +11,7 @@ from detwatch_instrumentation.flagging import FEEDBACK_REASON_PREFIX
 
 from ._matching import Detection, GroundTruth, LabelledImage
 
-__all__ = ["LabelledItems", "labelled_images"]
+__all__ = ["LabelledItems", "detections_of", "labelled_images", "labels_of"]
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,18 @@ def _box(value: Any) -> tuple[float, float, float, float]:
     return (x1, y1, x2, y2)
 
 
+def detections_of(detections: Iterable[Mapping[str, Any]]) -> tuple[Detection, ...]:
+    """Stored detections (``{"class", "confidence", "box"}``) as the scoring's."""
+    return tuple(Detection(str(d["class"]), float(d["confidence"]), _box(d["box"])) for d in detections)
+
+
+def labels_of(record: FlaggedItemRecord) -> tuple[GroundTruth, ...]:
+    """The reviewer's boxes of an item (none when unlabelled)."""
+    return tuple(GroundTruth(str(g["class"]), _box(g["box"])) for g in record.label or ())
+
+
 def _image(record: FlaggedItemRecord) -> LabelledImage:
-    detections = tuple(Detection(str(d["class"]), float(d["confidence"]), _box(d["box"])) for d in record.detections)
-    labels = tuple(GroundTruth(str(g["class"]), _box(g["box"])) for g in record.label or ())
-    return LabelledImage(record.prediction_id, detections, labels)
+    return LabelledImage(record.prediction_id, detections_of(record.detections), labels_of(record))
 
 
 def labelled_images(records: Iterable[FlaggedItemRecord]) -> LabelledItems:

@@ -55,7 +55,7 @@ from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, cast
 from detwatch.contract.bins import CONFIDENCE_BINS, confidence_bin
 from detwatch.contract.feedback import FeedbackInput, FeedbackType
 from detwatch.contract.predictions import Prediction
-from detwatch.storage import _abtests, _alerts, _compaction, _review, _snapshots, _training_jobs
+from detwatch.storage import _abtests, _alerts, _compaction, _review, _snapshots, _training_jobs, _version_predictions
 from detwatch.storage._aggregate import AggregateKey, BatchMeasures, Cell, aggregate_cells
 from detwatch.storage._rows import (
     _PREDICTION_COLUMNS,
@@ -1115,6 +1115,14 @@ class SQLStorage:
     ) -> ItemPage:
         return self._run(
             lambda tx: _review.list_items(tx, dataset_id, status=status, limit=limit, after=after), write=False
+        )
+
+    def detections_by_image_key(
+        self, model_id: str, model_version: str, image_keys: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        return self._run(
+            lambda tx: _version_predictions.detections_by_image_key(tx, model_id, model_version, image_keys),
+            write=False,
         )
 
     def labelled_items(

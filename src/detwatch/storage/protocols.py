@@ -437,6 +437,16 @@ class QualityStorage(Protocol):
         """
         ...
 
+    def detections_by_image_key(
+        self, model_id: str, model_version: str, image_keys: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Per image key, the detections of the version's newest stored prediction on it.
+
+        Keys the version has no stored prediction for (never sent, or past retention)
+        are absent: comparing two versions pairs only images both predicted.
+        """
+        ...
+
 
 class Storage(
     PredictionStorage,

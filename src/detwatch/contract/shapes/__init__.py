@@ -40,6 +40,7 @@ from detwatch.contract.shapes.label_studio import (
     LabelStudioWebhookResult,
 )
 from detwatch.contract.shapes.quality import QualityReport
+from detwatch.contract.shapes.quality_comparison import VersionComparisonReport
 from detwatch.contract.shapes.registry import (
     Dataset,
     DatasetCreate,
@@ -116,6 +117,7 @@ __all__ = [
     "TrainingJob",
     "TrainingJobCreate",
     "TrainingJobStatus",
+    "VersionComparisonReport",
     "schema_components",
 ]
 
@@ -164,6 +166,7 @@ SHAPES: Final[tuple[Any, ...]] = (
     LabelStudioWebhook,
     LabelStudioWebhookResult,
     QualityReport,
+    VersionComparisonReport,
 )
 """Every shape a route reads or answers (the shapes they contain come along)."""
 

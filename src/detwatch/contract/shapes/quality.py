@@ -21,6 +21,7 @@ __all__ = [
     "QualityMetrics",
     "QualityReport",
     "QualitySample",
+    "QualityStatus",
 ]
 
 WINDOW_PATTERN: Final = r"^(?:last +)?[1-9][0-9]{0,5} *(?:m|min|h|d|w)$"
