@@ -21,11 +21,11 @@ from typing import Final
 
 from flask import Blueprint, Flask, Response, jsonify, request, send_file
 
-from detwatch.api._context import review_store, settings, trust_own_authentication
+from detwatch.api._context import settings, trust_own_authentication
+from detwatch.api._lookups import image_or_error, item_or_404
 from detwatch.api._request import require_token
-from detwatch.api.errors import APIError
 from detwatch.contract.shapes.images import ImageLocation
-from detwatch.review.images import STATUS, ImageElsewhere, ImageRefused, locate_image, signature_ok
+from detwatch.review.images import ImageElsewhere, signature_ok
 
 __all__ = ["bp", "init_app"]
 
@@ -50,13 +50,7 @@ def _authenticate() -> None:
 
 @bp.get("/datasets/<dataset_id>/items/<item_id>/image")
 def get_item_image(dataset_id: str, item_id: str) -> Response:
-    item = review_store().get_item(dataset_id, item_id)
-    if item is None:
-        raise APIError(404, "item_not_found", f"no item {item_id!r} in dataset {dataset_id!r}", "item_id")
-    try:
-        found = locate_image(item.image.uri, settings().effective_images_root)
-    except ImageRefused as exc:
-        raise APIError(STATUS[exc.code], exc.code, exc.reason, "image.uri") from None
+    found = image_or_error(item_or_404(dataset_id, item_id))
     if isinstance(found, ImageElsewhere):
         response = jsonify(ImageLocation(uri=found.url, served=False))
         response.status_code = 303

@@ -19,7 +19,8 @@ from typing import Any, Final, cast
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
-from detwatch.api._context import bearer_ok, review_store, settings, trust_own_authentication
+from detwatch.api._context import bearer_ok, settings, trust_own_authentication
+from detwatch.api._lookups import dataset_or_404
 from detwatch.api._request import check_shape, object_body
 from detwatch.api.errors import APIError
 from detwatch.contract.shapes.label_studio import (
@@ -33,7 +34,7 @@ from detwatch.contract.shapes.label_studio import (
     LabelStudioWebhookResult,
 )
 from detwatch.contract.textfields import name_problem
-from detwatch.review import ITEM_STATUSES, DataEngineStore, decode_cursor
+from detwatch.review import ITEM_STATUSES, decode_cursor
 from detwatch.review.label_studio_sync import (
     DEFAULT_REVIEWER,
     WEBHOOK_ACTIONS,
@@ -71,13 +72,6 @@ def _secret_ok() -> bool:
     return hmac.compare_digest(given.encode(), secret.encode())
 
 
-def _dataset_or_404(dataset_id: str) -> DataEngineStore:
-    engine = review_store()
-    if not engine.dataset_exists(dataset_id):
-        raise APIError(404, "dataset_not_found", f"no dataset {dataset_id!r}", "dataset_id")
-    return engine
-
-
 @bp.get("/datasets/<dataset_id>/label-studio/tasks")
 def label_studio_tasks(dataset_id: str) -> Response:
     status: str | None = request.args.get("status", "needs_review")
@@ -94,7 +88,7 @@ def label_studio_tasks(dataset_id: str) -> Response:
             cursor = decode_cursor(request.args["cursor"])
         except ValueError as exc:
             raise APIError(400, "invalid_field", str(exc), "cursor") from None
-    engine = _dataset_or_404(dataset_id)
+    engine = dataset_or_404(dataset_id)
     config = settings()
     page = export_tasks(
         engine,
@@ -131,7 +125,7 @@ def import_label_studio_annotations(dataset_id: str) -> Response:
     problem = name_problem(reviewer)
     if problem is not None:
         raise APIError(400, "invalid_field", problem, "reviewer")
-    engine = _dataset_or_404(dataset_id)
+    engine = dataset_or_404(dataset_id)
     outcomes = import_tasks(engine, dataset_id, data["tasks"], reviewer=reviewer)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("labeled", "unchanged", "failed")}
     result: LabelStudioImportResult = {
@@ -147,7 +141,7 @@ def import_label_studio_annotations(dataset_id: str) -> Response:
 def label_studio_webhook(dataset_id: str) -> Response:
     data = object_body()
     check_shape(data, LabelStudioWebhook)
-    engine = _dataset_or_404(dataset_id)  # the dataset first: what to fix in the body comes after
+    engine = dataset_or_404(dataset_id)  # the dataset first: what to fix in the body comes after
     action = str(data["action"])
     if action not in WEBHOOK_ACTIONS:
         return jsonify(LabelStudioWebhookResult(action=action, status="ignored", item_id=None))

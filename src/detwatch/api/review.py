@@ -34,6 +34,7 @@ from flask import Blueprint, Flask, Response, jsonify, request
 
 from detwatch.api._context import bearer_ok, settings, trust_own_authentication, wake_training_dispatcher
 from detwatch.api._context import review_store as store
+from detwatch.api._lookups import dataset_or_404, item_or_404
 from detwatch.api._request import check_shape, json_body
 from detwatch.api.errors import APIError
 from detwatch.contract.predictions import MAX_DETECTIONS, PredictionError, format_time, parse_box
@@ -123,13 +124,6 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise APIError(400, "invalid_field", f"must be an integer from {low} to {high}", name)
     return value
-
-
-def _dataset_or_404(dataset_id: str) -> DataEngineStore:
-    engine = store()
-    if not engine.dataset_exists(dataset_id):
-        raise APIError(404, "dataset_not_found", f"no dataset {dataset_id!r}", "dataset_id")
-    return engine
 
 
 # ------------------------------------------------------------------ policy
@@ -241,7 +235,7 @@ def list_items(dataset_id: str) -> Response:
             cursor = decode_cursor(request.args["cursor"])
         except ValueError as exc:
             raise APIError(400, "invalid_field", str(exc), "cursor") from None
-    engine = _dataset_or_404(dataset_id)
+    engine = dataset_or_404(dataset_id)
     items, next_cursor = engine.list_items(dataset_id, status=status, limit=limit, cursor=cursor)
     page: FlaggedItemPage = {
         "items": cast(list[FlaggedItem], [item_json(i) for i in items]),
@@ -252,10 +246,7 @@ def list_items(dataset_id: str) -> Response:
 
 @bp.get("/datasets/<dataset_id>/items/<item_id>")
 def get_item(dataset_id: str, item_id: str) -> Response:
-    item = store().get_item(dataset_id, item_id)
-    if item is None:
-        raise APIError(404, "item_not_found", f"no item {item_id!r} in dataset {dataset_id!r}", "item_id")
-    return jsonify(item_json(item))
+    return jsonify(item_json(item_or_404(dataset_id, item_id)))
 
 
 @bp.post("/datasets/<dataset_id>/claims")
@@ -266,7 +257,7 @@ def claim_items(dataset_id: str) -> Response:
     check_shape(data, Claim)  # limit from 1 to MAX_CLAIM (the shape says), lease_s from 1 s to a week
     limit = int(data.get("limit", 10))  # JSON Schema's integer: 5.0 is one
     lease = float(data.get("lease_s", DEFAULT_LEASE_S))
-    engine = _dataset_or_404(dataset_id)
+    engine = dataset_or_404(dataset_id)
     items = engine.claim_items(dataset_id, reviewer=reviewer, limit=limit, lease_s=float(lease))
     page: FlaggedItemPage = {"items": cast(list[FlaggedItem], [item_json(i) for i in items])}
     return jsonify(page)

@@ -28,7 +28,6 @@ from flask import (
     Blueprint,
     Flask,
     Response,
-    abort,
     jsonify,
     redirect,
     render_template,
@@ -40,6 +39,7 @@ from flask import (
 from werkzeug.wrappers import Response as BaseResponse
 
 from detwatch.api._context import app_settings, get_storage, review_store, settings
+from detwatch.api._lookups import image_or_error, item_or_404
 from detwatch.api.errors import APIError
 from detwatch.config import Reviewer, Settings
 from detwatch.contract.feedback import FeedbackInput, parse_feedback
@@ -47,7 +47,7 @@ from detwatch.contract.predictions import PredictionError, parse_box
 from detwatch.contract.textfields import name_problem
 from detwatch.review import ConflictError
 from detwatch.review.documents import suggested_label
-from detwatch.review.images import STATUS, ImageElsewhere, ImageRefused, locate_image
+from detwatch.review.images import ImageElsewhere, ImageRefused, locate_image
 from detwatch.storage.records import FlaggedItemRecord
 
 __all__ = ["bp", "init_app"]
@@ -287,13 +287,7 @@ def _image_view(item: FlaggedItemRecord) -> dict[str, Any]:
 @bp.get("/<dataset_id>/items/<item_id>/image")
 def image(dataset_id: str, item_id: str) -> Response:
     _signed_in()
-    item = review_store().get_item(dataset_id, item_id)
-    if item is None:
-        abort(404)
-    try:
-        found = locate_image(item.image.uri, settings().effective_images_root)
-    except ImageRefused as exc:
-        raise APIError(STATUS[exc.code], exc.code, exc.reason, "image.uri") from None
+    found = image_or_error(item_or_404(dataset_id, item_id))
     if isinstance(found, ImageElsewhere):
         raise APIError(404, "image_not_served", f"the image is at {found.url}", "image.uri")
     response = send_file(found.path, max_age=0, conditional=True)
