@@ -261,7 +261,9 @@ def test_a_browser_without_a_session_gets_the_sign_in_page(companion: Companion)
         assert driver.find_elements(By.ID, "sign-in") and not driver.find_elements(By.ID, "review")
         driver.find_element(By.ID, "token").send_keys("not-a-token")
         driver.find_element(By.ID, "sign-in-button").click()
-        assert driver.find_element(By.ID, "sign-in-error").text == "unknown token"
+        # The form posts and the answer is a new page: wait for it rather than read the old one.
+        error = WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.ID, "sign-in-error"))
+        assert error[0].text == "unknown token"
         cookie = driver.get_cookie("detwatch_review")
         assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert cookie["path"] == "/review"
