@@ -53,6 +53,7 @@ from detwatch.contract.shapes import (
     PredictionResult,
     QualityReport,
     Status,
+    TrainingGate,
     TrainingJob,
     VersionComparisonReport,
 )
@@ -563,16 +564,26 @@ class Client:
         version_id: str,
         base_model_id: str | None = None,
         options: Mapping[str, Any] | None = None,
+        gate: TrainingGate | None = None,
         **settings: Any,
     ) -> TrainingJob:
         """Queue a training job; the trainer's own settings (``epochs=50``, ``model_version=...``, or an
-        ``options`` mapping) reach it as the job document's ``options``."""
+        ``options`` mapping) reach it as the job document's ``options``.
+
+        ``gate={"metric": "ap50", "max_drop": 0.02}`` (metric ``precision``, ``recall``,
+        ``ap50`` or ``ap``; ``max_drop`` in [0, 1]) registers the new version only if its
+        metric on the base model's labelled images is not worse than the base's by more
+        than ``max_drop``; otherwise the job ends ``gated`` with the comparison in
+        ``gate_result``. Needs ``base_model_id``.
+        """
         body: dict[str, Any] = {
             "name": name,
             "dataset_id": dataset_id,
             "version_id": version_id,
             "base_model_id": base_model_id,
         }
+        if gate is not None:
+            body["gate"] = dict(gate)
         merged = {**(options or {}), **settings}
         if merged:
             body["options"] = merged

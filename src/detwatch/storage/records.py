@@ -361,6 +361,10 @@ class TrainingJobRecord:
     history: list[dict[str, Any]]
     created_unix_nano: int
     updated_unix_nano: int
+    gate: dict[str, Any] | None = None
+    """The rule the new version must pass to be registered (``{"metric", "max_drop"}``), or ``None``."""
+    gate_result: dict[str, Any] | None = None
+    """The gate's judgement, made when the trainer reported success."""
 
 
 @dataclass(frozen=True)
