@@ -11,7 +11,7 @@ from typing import Annotated, Any, Final, Literal, NotRequired, TypedDict
 import msgspec
 
 from detwatch.contract.predictions import MAX_COORDINATE, MAX_DETECTIONS
-from detwatch.contract.shapes._common import Object, RejectedItem, one_of
+from detwatch.contract.shapes._common import Object, RejectedItem, one_of, present
 from detwatch.contract.shapes.ingest import Detection
 from detwatch.contract.textfields import NAME_PATTERN
 from detwatch_instrumentation.flagging import EDGE_CONDITIONS
@@ -347,7 +347,9 @@ CROSS_FIELD: Final[dict[str, dict[str, Any]]] = {
         "HighDensityPolicy",
         "UnusualSizePolicy",
         "RandomSamplePolicy",
-        "TrainingJobCreate",
         "TrainingGate",
     )
+} | {
+    # A gate compares the new version with its base: no base, no gate.
+    "TrainingJobCreate": {"additionalProperties": False, "anyOf": [{"not": present("gate")}, present("base_model_id")]},
 }
