@@ -356,7 +356,7 @@ class Client:
         return cast(DriftReport, _numbers(report, ("class_drift", "confidence_drift", "count_drift")))
 
     def get_model_quality(
-        self, *, model_id: str, period: str = "7d", model_version: str | None = None
+        self, *, model_id: str, period: str = "7d", model_version: str | None = None, ab_variant: str | None = None
     ) -> QualityReport:
         """Precision, recall, AP50 and AP of the model in production, estimated from reviewed labels.
 
@@ -366,12 +366,14 @@ class Client:
         them, a 95 % bootstrap interval over images, and how many images it rests on.
         ``status`` is ``insufficient_data`` below 30 labelled images; items that only
         feedback flagged are scored apart (``feedback_flagged``). A figure that cannot be
-        computed (no detections, no reviewer boxes) is None. Items do not record an A/B
-        arm, so there is no ``ab_variant`` filter; filter by ``model_version``.
+        computed (no detections, no reviewer boxes) is None. ``ab_variant`` (``"a"`` or
+        ``"b"``) scores only the items whose prediction was routed to that arm.
         """
         params: dict[str, Any] = {"period": period}
         if model_version is not None:
             params["model_version"] = model_version
+        if ab_variant is not None:
+            params["ab_variant"] = ab_variant
         return cast(
             QualityReport,
             _record(

@@ -363,6 +363,16 @@ _V9: Final[tuple[Statement, ...]] = (
     "CREATE INDEX predictions_version_image ON predictions (model_id, model_version, image_key)",
 )
 
+_V10: Final[tuple[Statement, ...]] = (
+    # The A/B arm of a flagged item's prediction, kept with the item like its detections:
+    # quality per arm (storage.labelled_items(ab_variant=)) must not depend on raw
+    # predictions, which expire long before a labelled item does. Items flagged before
+    # take it from their prediction while it is retained; the rest stay NULL (no arm).
+    "ALTER TABLE flagged_items ADD COLUMN ab_variant TEXT",
+    "UPDATE flagged_items SET ab_variant = "
+    "(SELECT p.ab_variant FROM predictions p WHERE p.prediction_id = flagged_items.prediction_id)",
+)
+
 MIGRATIONS: Final[tuple[tuple[int, tuple[Statement, ...]], ...]] = (
     (1, _V1),
     (2, _V2),
@@ -373,6 +383,7 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[Statement, ...]], ...]] = (
     (7, _V7),
     (8, _V8),
     (9, _V9),
+    (10, _V10),
 )
 """Every migration, in order; versions are consecutive from 1."""
 

@@ -1133,6 +1133,7 @@ class SQLStorage:
         until_unix_nano: int,
         model_version: str | None = None,
         limit: int = MAX_LABELLED_ITEMS,
+        ab_variant: str | None = None,
     ) -> list[FlaggedItemRecord]:
         return self._run(
             lambda tx: _review.labelled_items(
@@ -1142,6 +1143,7 @@ class SQLStorage:
                 until_unix_nano=until_unix_nano,
                 model_version=model_version,
                 limit=limit,
+                ab_variant=ab_variant,
             ),
             write=False,
         )

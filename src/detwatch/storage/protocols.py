@@ -446,11 +446,12 @@ class QualityStorage(Protocol):
         until_unix_nano: int,
         model_version: str | None = None,
         limit: int = MAX_LABELLED_ITEMS,
+        ab_variant: str | None = None,
     ) -> list[FlaggedItemRecord]:
         """The model's labelled items (any dataset) predicted in ``[since, until)``, oldest first.
 
         At most ``limit``, the newest. Each carries its ``inclusion_probability``; the
-        feedback on it is left out (empty).
+        feedback on it is left out (empty). ``ab_variant``: only that arm's items.
         """
         ...
 
