@@ -53,6 +53,7 @@ from detwatch.contract.shapes import (
     PredictionResult,
     QualityReport,
     Status,
+    TrainingGate,
     TrainingJob,
     VersionComparisonReport,
 )
@@ -355,7 +356,7 @@ class Client:
         return cast(DriftReport, _numbers(report, ("class_drift", "confidence_drift", "count_drift")))
 
     def get_model_quality(
-        self, *, model_id: str, period: str = "7d", model_version: str | None = None
+        self, *, model_id: str, period: str = "7d", model_version: str | None = None, ab_variant: str | None = None
     ) -> QualityReport:
         """Precision, recall, AP50 and AP of the model in production, estimated from reviewed labels.
 
@@ -365,12 +366,14 @@ class Client:
         them, a 95 % bootstrap interval over images, and how many images it rests on.
         ``status`` is ``insufficient_data`` below 30 labelled images; items that only
         feedback flagged are scored apart (``feedback_flagged``). A figure that cannot be
-        computed (no detections, no reviewer boxes) is None. Items do not record an A/B
-        arm, so there is no ``ab_variant`` filter; filter by ``model_version``.
+        computed (no detections, no reviewer boxes) is None. ``ab_variant`` (``"a"`` or
+        ``"b"``) scores only the items whose prediction was routed to that arm.
         """
         params: dict[str, Any] = {"period": period}
         if model_version is not None:
             params["model_version"] = model_version
+        if ab_variant is not None:
+            params["ab_variant"] = ab_variant
         return cast(
             QualityReport,
             _record(
@@ -563,16 +566,26 @@ class Client:
         version_id: str,
         base_model_id: str | None = None,
         options: Mapping[str, Any] | None = None,
+        gate: TrainingGate | None = None,
         **settings: Any,
     ) -> TrainingJob:
         """Queue a training job; the trainer's own settings (``epochs=50``, ``model_version=...``, or an
-        ``options`` mapping) reach it as the job document's ``options``."""
+        ``options`` mapping) reach it as the job document's ``options``.
+
+        ``gate={"metric": "ap50", "max_drop": 0.02}`` (metric ``precision``, ``recall``,
+        ``ap50`` or ``ap``; ``max_drop`` in [0, 1]) registers the new version only if its
+        metric on the base model's labelled images is not worse than the base's by more
+        than ``max_drop``; otherwise the job ends ``gated`` with the comparison in
+        ``gate_result``. Needs ``base_model_id``.
+        """
         body: dict[str, Any] = {
             "name": name,
             "dataset_id": dataset_id,
             "version_id": version_id,
             "base_model_id": base_model_id,
         }
+        if gate is not None:
+            body["gate"] = dict(gate)
         merged = {**(options or {}), **settings}
         if merged:
             body["options"] = merged

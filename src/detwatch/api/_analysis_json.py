@@ -162,6 +162,7 @@ def quality_json(quality: ModelQuality, period: str, estimated: LabelFreePrecisi
     return {
         "model_id": quality.model_id,
         "model_version": quality.model_version,
+        "ab_variant": quality.ab_variant,
         "period": period,
         "since_unix_nano": quality.since_unix_nano,
         "until_unix_nano": quality.until_unix_nano,

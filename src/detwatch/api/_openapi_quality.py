@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from detwatch.api._openapi_paths import NOT_FOUND, READ_ERRORS, answer, operation, path_id
-from detwatch.contract.predictions import MAX_ID_LENGTH
+from detwatch.contract.predictions import AB_ARMS, MAX_ID_LENGTH
 from detwatch.contract.shapes import Error, QualityReport
 from detwatch.contract.shapes.quality import WINDOW_PATTERN
 
@@ -26,6 +26,9 @@ def quality_paths() -> dict[str, Any]:
         {"name": "model_version", "in": "query", "required": False,
          "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
          "description": "only this version's predictions (all versions without it)"},
+        {"name": "ab_variant", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": list(AB_ARMS)},
+         "description": "only the items whose prediction was routed to this A/B arm (every item without it)"},
     ]  # fmt: skip
     return {
         "/v1/models/{model_id}/quality": {

@@ -10,6 +10,8 @@ from typing import Any, Final
 
 from detwatch.api._openapi_paths import BODY_ERRORS, JSON, NOT_FOUND, READ_ERRORS, answer, operation, path_id
 from detwatch.contract.shapes import (
+    CandidatePredictions,
+    CandidateResult,
     Claim,
     DataEngine,
     DataEngineConfig,
@@ -193,6 +195,25 @@ def _trainer_paths() -> dict[str, Any]:
                 {"200": answer("the job", TrainingJob), **NOT_FOUND, **_CONFLICT, **BODY_ERRORS},
                 request=TrainingJobStatus,
                 parameters=[_JOB],
+                description="A reported success of a job with a gate is judged first: a candidate worse than its "
+                "base by more than gate.max_drop ends the job gated (gate_result says why) and registers no version.",
+            )
+        },
+        "/v1/training-jobs/{job_id}/predictions": {
+            "post": operation(
+                "A gated job's candidate detections on the base model's labelled images, by image key (the job's "
+                "callback token until the job has finished, or the API token)",
+                {
+                    "200": answer("what was stored and what was rejected", CandidateResult),
+                    **_FINISHED,
+                    **NOT_FOUND,
+                    **_CONFLICT,
+                    **BODY_ERRORS,
+                },
+                request=CandidatePredictions,
+                parameters=[_JOB],
+                description="Kept apart from production predictions: no aggregates, no flagging, no version. An "
+                "image key that is not a labelled image of the base model in the job's dataset is rejected.",
             )
         },
     }

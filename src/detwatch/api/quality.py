@@ -1,8 +1,10 @@
 """``GET /v1/models/{model_id}/quality``: model quality scored on reviewed labels (:mod:`detwatch.quality`).
 
 Query: ``period`` (a window ending now, default ``7d``), ``model_version`` (all
-versions without it). The answer is the ``QualityReport`` shape: production
-estimates from the policy's sample, the feedback-flagged items apart.
+versions without it), ``ab_variant`` (``a`` or ``b``: only the items whose prediction
+was routed to that arm, and that arm's detections for the label-free estimate). The
+answer is the ``QualityReport`` shape: production estimates from the policy's sample,
+the feedback-flagged items apart.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from detwatch.api._analysis_json import quality_json
 from detwatch.api._context import get_storage
 from detwatch.api._request import require_token
 from detwatch.api.errors import APIError
-from detwatch.contract.predictions import MAX_ID_LENGTH
+from detwatch.contract.predictions import AB_ARMS, MAX_ID_LENGTH
 from detwatch.quality import model_quality, parse_window, period_precision
 
 __all__ = ["DEFAULT_PERIOD", "bp"]
@@ -39,6 +41,13 @@ def get_quality(model_id: str) -> Response:
     version = request.args.get("model_version")
     if version is not None and not 1 <= len(version) <= MAX_ID_LENGTH:
         raise APIError(400, "invalid_field", f"1 to {MAX_ID_LENGTH} characters", "model_version")
-    quality = model_quality(storage, model_id, since_unix_nano=since, until_unix_nano=until, model_version=version)
-    estimated = period_precision(storage, model_id, since_unix_nano=since, until_unix_nano=until, model_version=version)
+    arm = request.args.get("ab_variant")
+    if arm is not None and arm not in AB_ARMS:
+        raise APIError(400, "invalid_field", f"must be one of: {', '.join(AB_ARMS)}", "ab_variant")
+    quality = model_quality(
+        storage, model_id, since_unix_nano=since, until_unix_nano=until, model_version=version, ab_variant=arm
+    )
+    estimated = period_precision(
+        storage, model_id, since_unix_nano=since, until_unix_nano=until, model_version=version, ab_variant=arm
+    )
     return jsonify(quality_json(quality, period, estimated))

@@ -15,7 +15,8 @@
   (``POST /v1/datasets/{id}/versions`` is in :mod:`detwatch.api` and snapshots here).
 - ``POST /v1/training-jobs``, ``GET /v1/training-jobs/{id}``, ``POST
   /v1/training-jobs/{id}/status`` (the trainer's callback: the API token or the job's
-  own callback token).
+  own callback token), ``POST /v1/training-jobs/{id}/predictions`` (a gated job's
+  candidate detections on the base model's labelled images, same tokens).
 
 Authentication is the companion's bearer token, as on every ``/v1`` route.
 """
@@ -39,6 +40,7 @@ from detwatch.api._request import check_shape, json_body
 from detwatch.api.errors import APIError
 from detwatch.contract.predictions import MAX_DETECTIONS, PredictionError, format_time, parse_box
 from detwatch.contract.shapes import (
+    CandidatePredictions,
     Claim,
     DataEngine,
     DataEngineConfig,
@@ -46,12 +48,15 @@ from detwatch.contract.shapes import (
     FlaggedItemPage,
     Label,
     Reject,
+    TrainingGate,
     TrainingJob,
     TrainingJobCreate,
     TrainingJobStatus,
 )
+from detwatch.contract.shapes.review import FINISHED_JOB_STATUSES, REPORTED_JOB_STATUSES
 from detwatch.contract.textfields import NUL_MESSAGE, holds_nul, name_problem
-from detwatch.review import ITEM_STATUSES, JOB_STATUSES, ConflictError, DataEngineStore, decode_cursor
+from detwatch.quality import base_image_keys, judge_job_gate
+from detwatch.review import ITEM_STATUSES, ConflictError, DataEngineStore, decode_cursor
 from detwatch.review.documents import item_json, job_json, version_json
 from detwatch.review.export import to_coco, to_yolo_zip
 from detwatch.review.training import Trainer, trainer_from
@@ -78,8 +83,9 @@ def _trainer() -> Trainer:
 
 
 JOB_TOKEN_ENDPOINTS: Final = frozenset(
-    {"data_engine.post_job_status", "data_engine.get_job_dataset", "data_engine.export_job_dataset"}
-)
+    {"data_engine.post_job_status", "data_engine.get_job_dataset", "data_engine.export_job_dataset",
+     "data_engine.post_job_predictions"}
+)  # fmt: skip
 """Routes that take the job's callback token instead of the API token (each checks it)."""
 
 
@@ -354,7 +360,21 @@ def _export(engine: DataEngineStore, version: DatasetSnapshotRecord, form: str) 
 # ------------------------------------------------------------------ training jobs
 
 
-_JOB_KEYS: Final = frozenset({"name", "dataset_id", "version_id", "base_model_id", "options"})
+_JOB_KEYS: Final = frozenset({"name", "dataset_id", "version_id", "base_model_id", "options", "gate"})
+_GATE_KEYS: Final = frozenset(TrainingGate.__annotations__)
+
+
+def _gate(data: Mapping[str, Any], base_model_id: str | None) -> dict[str, Any] | None:
+    """The job's gate (already of the ``TrainingGate`` shape), or ``None``; 400 naming ``gate...``."""
+    gate = data.get("gate")
+    if gate is None:
+        return None
+    unknown = sorted(set(gate) - _GATE_KEYS)
+    if unknown:
+        raise APIError(400, "invalid_field", "unknown key of the gate (metric, max_drop)", f"gate.{unknown[0]}")
+    if base_model_id is None:
+        raise APIError(400, "invalid_field", "a gate compares with the base model: give base_model_id", "gate")
+    return {"metric": gate["metric"], "max_drop": float(gate["max_drop"])}
 
 
 @bp.post("/training-jobs")
@@ -373,8 +393,9 @@ def create_training_job() -> tuple[Response, int]:
     version_id = _text(data, "version_id", required=True)
     base_model_id = _text(data, "base_model_id", required=False)
     assert name is not None and dataset_id is not None and version_id is not None
-    check_shape(data, TrainingJobCreate)  # options: an object or null
+    check_shape(data, TrainingJobCreate)  # options: an object or null; gate: metric and max_drop in [0, 1]
     options = data.get("options") or {}
+    gate = _gate(data, base_model_id)
     trainer = _trainer()
     if trainer.configured and not trainer.public_url:
         # Never from the request's Host: whoever sends it would choose where the trainer goes.
@@ -393,6 +414,7 @@ def create_training_job() -> tuple[Response, int]:
             base_model_id=base_model_id,
             options=dict(options),
             callback_base=trainer.public_url,
+            gate=gate,
         )
     except LookupError as exc:
         field = str(exc.args[0])
@@ -460,7 +482,7 @@ def _job_version(job_id: str) -> tuple[DataEngineStore, DatasetSnapshotRecord]:
     engine, job, token_ok = _job_for_token(job_id)
     if job is None:
         raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
-    if token_ok and not bearer_ok() and job.status in ("succeeded", "failed"):
+    if token_ok and not bearer_ok() and job.status in FINISHED_JOB_STATUSES:
         raise APIError(403, "job_finished", "the job has finished: its callback token no longer reads its dataset")
     version = engine.get_version(job.dataset_id, job.version_id)
     if version is None:
@@ -485,8 +507,8 @@ def post_job_status(job_id: str) -> Response:
     engine, job, _token_ok = _job_for_token(job_id)
     data = _object()
     status = data.get("status")
-    if status not in JOB_STATUSES:
-        raise APIError(400, "invalid_field", f"must be one of: {', '.join(JOB_STATUSES)}", "status")
+    if status not in REPORTED_JOB_STATUSES:
+        raise APIError(400, "invalid_field", f"must be one of: {', '.join(REPORTED_JOB_STATUSES)}", "status")
     model_version = _text(data, "model_version", required=False)
     check_shape(data, TrainingJobStatus)  # message: text of at most 4096 characters; metrics: an object
     message = data.get("message")
@@ -495,12 +517,57 @@ def post_job_status(job_id: str) -> Response:
     metrics = data.get("metrics") or {}
     if job is None:
         raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
+    gate_result: dict[str, Any] | None = None
+    if status == "succeeded" and job.gate is not None and job.status not in FINISHED_JOB_STATUSES:
+        verdict = judge_job_gate(engine.storage, job)
+        gate_result = verdict.as_record()
+        if not verdict.passed:
+            status, message = "gated", f"gate: {verdict.message} (trainer: {message or 'succeeded'})"
     try:
         updated = engine.update_job_status(
-            job_id, status=str(status), model_version=model_version, message=message, metrics=metrics
+            job_id,
+            status=str(status),
+            model_version=model_version,
+            message=message,
+            metrics=metrics,
+            gate_result=gate_result,
         )
     except ConflictError as exc:
         raise APIError(409, "conflict", str(exc), exc.field) from None
     if updated is None:
         raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
     return jsonify(job_json(updated))
+
+
+@bp.post("/training-jobs/<job_id>/predictions")
+def post_job_predictions(job_id: str) -> Response:
+    """A gated job's candidate detections on the base model's labelled images (the job's token until it finishes).
+
+    Kept apart from production predictions (no aggregates, no flagging). An image key
+    that is not one of the base model's labelled images of the job's dataset is
+    rejected (``rejected``, with its index); the others replace what the key had.
+    """
+    engine, job, token_ok = _job_for_token(job_id)
+    if job is None:
+        raise APIError(404, "job_not_found", f"no training job {job_id!r}", "job_id")
+    if job.gate is None:
+        raise APIError(409, "conflict", "the job has no gate: its candidate's detections would be judged by nothing")
+    if token_ok and not bearer_ok() and job.status in FINISHED_JOB_STATUSES:
+        raise APIError(403, "job_finished", "the job has finished: its callback token no longer posts predictions")
+    data = _object()
+    check_shape(data, CandidatePredictions)
+    keys = base_image_keys(engine.storage, job)
+    accepted: dict[str, list[dict[str, Any]]] = {}
+    rejected: list[dict[str, Any]] = []
+    for index, image in enumerate(data["predictions"]):
+        key = image["image_key"]
+        if key not in keys:
+            error = "not a labelled image of the base model in the job's dataset"
+            rejected.append({"index": index, "field": f"predictions[{index}].image_key", "error": error})
+            continue
+        found = [{"class": d["class"], "confidence": float(d["confidence"]), "box": [float(v) for v in d["box"]]}
+                 for d in image["detections"]]  # fmt: skip
+        accepted[key] = found
+    if accepted:
+        engine.put_candidate_detections(job.id, accepted)
+    return jsonify({"accepted": len(accepted), "rejected": rejected})

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from detwatch.client import Client
+from detwatch.contract.predictions import AB_ARMS
 from detwatch.exceptions import DetwatchError
 
 __all__ = ["format_quality", "quality"]
@@ -53,6 +54,8 @@ def _estimated_rows(estimated: Mapping[str, Any] | None) -> list[str]:
 def format_quality(report: Mapping[str, Any]) -> str:
     """The report as a table: estimate and 95 % interval per class and metric."""
     version = report.get("model_version") or "all versions"
+    if report.get("ab_variant"):
+        version += f", arm {report['ab_variant']}"
     head = (
         f"{report['model_id']} ({version}), {report['period']}: {report['status']}, "
         f"{report['n_images']} labelled images of the review sample (weighted to production)"
@@ -71,16 +74,23 @@ def format_quality(report: Mapping[str, Any]) -> str:
 @click.argument("model_id")
 @click.option("--period", default="7d", show_default=True, help="a window ending now: 7d, 24h, 'last 2w'")
 @click.option("--model-version", default=None, help="only this model version")
+@click.option("--ab-variant", type=click.Choice(AB_ARMS), default=None, help="only this A/B arm's items")
 @click.option("--json", "as_json", is_flag=True, help="print the API's JSON answer")
 @_url
 @_token
 def quality(  # noqa: PLR0917 - click passes every option as an argument
-    model_id: str, period: str, model_version: str | None, as_json: bool, url: str, token: str | None
+    model_id: str,
+    period: str,
+    model_version: str | None,
+    ab_variant: str | None,
+    as_json: bool,
+    url: str,
+    token: str | None,
 ) -> None:
     """Show a model's precision, recall and AP in production, estimated from reviewed labels."""
     try:
         report = Client(base_url=url, token=token).get_model_quality(
-            model_id=model_id, period=period, model_version=model_version
+            model_id=model_id, period=period, model_version=model_version, ab_variant=ab_variant
         )
     except DetwatchError as exc:
         raise click.ClickException(str(exc)) from None

@@ -54,6 +54,8 @@ _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 MAX_ID_LENGTH = 256
 MAX_DETECTIONS = 10_000
+AB_ARMS = ("a", "b")
+"""The arms a prediction may be routed to (``ab_variant``): a closed set."""
 MAX_INT64 = 2**63 - 1
 """Nanosecond times are stored as BIGINT."""
 MAX_INT32 = 2**31 - 1
@@ -389,7 +391,7 @@ def parse_prediction(obj: Any, *, index: int = 0) -> Prediction:
         raise PredictionError("detections", f"more than {MAX_DETECTIONS} detections")
     detections = tuple(_detection(d, i) for i, d in enumerate(raw_detections))
     variant = _string(obj, "ab_variant")
-    if variant is not None and variant not in ("a", "b"):
+    if variant is not None and variant not in AB_ARMS:
         raise PredictionError("ab_variant", "must be 'a' or 'b'")
     latency = obj.get("latency_ms")
     latency_ms = None if latency is None else _number(latency, "latency_ms")

@@ -11,6 +11,12 @@ The training here is a stand-in that fits in a second: per-class box statistics 
 the labelled data, written as the model artifact (``--output``, default
 ``./.detwatch/models``). Replace the :func:`train` body with a real fine-tuning run;
 the protocol around it stays the same. Standard library only, so that it starts fast.
+
+A job with a gate (the document's ``gate.predictions_url``) is judged on what the new
+model detects on the labelled images: before reporting success the trainer posts its
+detections per image key there (:func:`candidate_predictions`). The stand-in "detects"
+the labelled boxes at confidence 0.9, leaving out the classes named in the job's
+``options.drop_classes``, so that a worse model, and the gate stopping it, can be shown.
 """
 
 from __future__ import annotations
@@ -25,7 +31,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "train"]
+__all__ = ["CANDIDATE_CONFIDENCE", "candidate_predictions", "main", "train"]
+
+CANDIDATE_CONFIDENCE = 0.9
+"""The stand-in model's confidence in every box it "detects"."""
+_POST_BATCH = 500
+"""Images per post of the candidate's detections (the companion takes up to 1000)."""
 
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,127}")
 """What a model id or version must be to name the artifact's directory or file: one path component."""
@@ -65,6 +76,23 @@ def train(coco: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def candidate_predictions(coco: dict[str, Any], drop_classes: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """What the stand-in model detects on each image with a key: its labelled boxes, less ``drop_classes``."""
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    found: dict[int, list[dict[str, Any]]] = {i["id"]: [] for i in coco["images"]}
+    for a in coco["annotations"]:
+        name = names[a["category_id"]]
+        if name in drop_classes:
+            continue
+        x, y, w, h = a["bbox"]
+        found[a["image_id"]].append({"class": name, "confidence": CANDIDATE_CONFIDENCE, "box": [x, y, x + w, y + h]})
+    return [
+        {"image_key": image["detwatch_image_key"], "detections": found[image["id"]]}
+        for image in coco["images"]
+        if image.get("detwatch_image_key")
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="detwatch-local-trainer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default=os.environ.get("DETWATCH_TRAINER_OUTPUT", ".detwatch/models"))
@@ -85,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.output) / _file_name(job["base_model_id"] or "model", "base_model_id")
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{version}.json").write_text(json.dumps({"job": job, "model": model}, indent=2))
+        gate = document.get("gate")
+        if gate:
+            drop = frozenset(str(c) for c in job["options"].get("drop_classes") or ())
+            predictions = candidate_predictions(coco, drop)
+            for start in range(0, len(predictions), _POST_BATCH):
+                _call(
+                    gate["predictions_url"], token=token, body={"predictions": predictions[start : start + _POST_BATCH]}
+                )
     except (OSError, ValueError, KeyError, TypeError, ArithmeticError) as exc:  # the job must hear of it
         report("failed", message=f"{type(exc).__name__}: {exc}")
         return 0  # handed off and reported: the job is failed, not to be retried

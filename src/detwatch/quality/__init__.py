@@ -9,7 +9,8 @@ labelled image weighted by the inverse of the chance the flagging policy selecte
 with the item), with bootstrap intervals over images; :mod:`._calibration` fits, on the same
 weighted sample, how confidence maps to the chance of a true positive. Items that only feedback
 flagged are no probability sample: they are scored apart, unweighted.
-:mod:`._comparison` scores two versions on the same labelled images, paired.
+:mod:`._comparison` scores two versions on the same labelled images, paired; :mod:`._gate`
+judges a training job's candidate against its base that way.
 
 An analysis: numpy only, records in, frozen dataclasses out; no SQL, no Flask.
 """
@@ -50,6 +51,11 @@ from ._estimates import (
 )
 from ._from_storage import ModelQuality as ModelQuality
 from ._from_storage import model_quality as model_quality
+from ._gate import GateVerdict as GateVerdict
+from ._gate import base_image_keys as base_image_keys
+from ._gate import gate_images as gate_images
+from ._gate import judge_job_gate as judge_job_gate
+from ._gate import judge_training_gate as judge_training_gate
 from ._labelfree import EstimatedPrecision as EstimatedPrecision
 from ._labelfree import LabelFreePrecision as LabelFreePrecision
 from ._labelfree import estimate_precision as estimate_precision
@@ -86,6 +92,7 @@ __all__ = [
     "Difference",
     "DifferenceSet",
     "EstimatedPrecision",
+    "GateVerdict",
     "GroundTruth",
     "LabelFreePrecision",
     "LabelledImage",
@@ -99,6 +106,7 @@ __all__ = [
     "SampleEstimate",
     "Scores",
     "VersionComparison",
+    "base_image_keys",
     "calibrate",
     "compare_model_versions",
     "compare_versions",
@@ -106,6 +114,9 @@ __all__ = [
     "estimate_quality",
     "estimate_sample",
     "fit_isotonic",
+    "gate_images",
+    "judge_job_gate",
+    "judge_training_gate",
     "labelled_images",
     "match_images",
     "model_quality",

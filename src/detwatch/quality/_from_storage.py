@@ -23,6 +23,8 @@ class ModelQuality:
     estimate: QualityEstimate
     without_probability: int
     """Labelled items flagged before inclusion probabilities were kept: left out of both samples."""
+    ab_variant: str | None = None
+    """The A/B arm the items were read for (``None``: every item, routed or not)."""
 
 
 def model_quality(
@@ -32,20 +34,28 @@ def model_quality(
     since_unix_nano: int,
     until_unix_nano: int,
     model_version: str | None = None,
+    ab_variant: str | None = None,
     resamples: int = RESAMPLES,
     seed: int = 0,
     min_images: int = MIN_IMAGES,
 ) -> ModelQuality:
     """Production estimates from the model's labelled items predicted in ``[since, until)``.
 
-    ``seed`` fixes the bootstrap: the same items give the same intervals on every
-    replica and every call.
+    ``ab_variant`` (``"a"``/``"b"``) reads only the items whose prediction was routed to
+    that arm: each arm's figures rest on its own items. ``seed`` fixes the bootstrap:
+    the same items give the same intervals on every replica and every call.
     """
     records = storage.labelled_items(
-        model_id, since_unix_nano=since_unix_nano, until_unix_nano=until_unix_nano, model_version=model_version
+        model_id,
+        since_unix_nano=since_unix_nano,
+        until_unix_nano=until_unix_nano,
+        model_version=model_version,
+        ab_variant=ab_variant,
     )
     items = labelled_images(records)
     estimate = estimate_quality(
         items.sampled, items.feedback_flagged, resamples=resamples, seed=seed, min_images=min_images
     )
-    return ModelQuality(model_id, model_version, since_unix_nano, until_unix_nano, estimate, items.without_probability)
+    return ModelQuality(
+        model_id, model_version, since_unix_nano, until_unix_nano, estimate, items.without_probability, ab_variant
+    )

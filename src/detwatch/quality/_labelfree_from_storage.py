@@ -34,6 +34,8 @@ class _Cell(Protocol):
     def count(self) -> int: ...
     @property
     def model_version(self) -> str: ...
+    @property
+    def ab_variant(self) -> str: ...
 
 
 class ConfidenceCells(Protocol):
@@ -45,12 +47,20 @@ class ConfidenceCells(Protocol):
 
 
 def period_confidence(
-    cells: ConfidenceCells, model_id: str, *, since_unix_nano: int, until_unix_nano: int, model_version: str | None
+    cells: ConfidenceCells,
+    model_id: str,
+    *,
+    since_unix_nano: int,
+    until_unix_nano: int,
+    model_version: str | None,
+    ab_variant: str | None = None,
 ) -> dict[str, NDArray[np.float64]]:
-    """Per class, the period's detections per confidence bin."""
+    """Per class, the period's detections per confidence bin (of one version, one arm, where given)."""
     result: dict[str, NDArray[np.float64]] = {}
     for cell in cells.aggregates(model_id, since_unix_nano, until_unix_nano, (CONFIDENCE_KIND,)):
         if cell.kind != CONFIDENCE_KIND or (model_version is not None and cell.model_version != model_version):
+            continue
+        if ab_variant is not None and cell.ab_variant != ab_variant:
             continue
         name, _, index_text = cell.key.rpartition("|")
         if not index_text.isdigit() or int(index_text) >= bins.CONFIDENCE_BINS:
@@ -71,16 +81,29 @@ def period_precision(
     since_unix_nano: int,
     until_unix_nano: int,
     model_version: str | None = None,
+    ab_variant: str | None = None,
     resamples: int = RESAMPLES,
     seed: int = 0,
     min_images: int = MIN_IMAGES,
 ) -> LabelFreePrecision:
-    """The period's expected precision, calibrated on the model's labelled items of the same period."""
+    """The period's expected precision, calibrated on the model's labelled items of the same period.
+
+    ``ab_variant``: one arm's detections, calibrated on that arm's labelled items.
+    """
     records = storage.labelled_items(
-        model_id, since_unix_nano=since_unix_nano, until_unix_nano=until_unix_nano, model_version=model_version
+        model_id,
+        since_unix_nano=since_unix_nano,
+        until_unix_nano=until_unix_nano,
+        model_version=model_version,
+        ab_variant=ab_variant,
     )
     histograms = period_confidence(
-        storage, model_id, since_unix_nano=since_unix_nano, until_unix_nano=until_unix_nano, model_version=model_version
+        storage,
+        model_id,
+        since_unix_nano=since_unix_nano,
+        until_unix_nano=until_unix_nano,
+        model_version=model_version,
+        ab_variant=ab_variant,
     )
     sample = labelled_images(records).sampled
     return estimate_precision(sample, histograms, resamples=resamples, seed=seed, min_images=min_images)

@@ -21,7 +21,7 @@ from ._estimates import MIN_IMAGES, RESAMPLES
 from ._matching import Detection, GroundTruth
 from ._records import detections_of, labels_of
 
-__all__ = ["ModelVersionComparison", "compare_model_versions"]
+__all__ = ["ModelVersionComparison", "compare_model_versions", "labelled_items_of"]
 
 _PAGE: Final = 500
 
@@ -43,7 +43,8 @@ class ComparisonStorage(QualityStorage, ReviewStorage, Protocol):
     """What the comparison reads: the dataset's labelled items and predictions by image key."""
 
 
-def _labelled(storage: ComparisonStorage, dataset_id: str, model_id: str) -> Iterator[FlaggedItemRecord]:
+def labelled_items_of(storage: ReviewStorage, dataset_id: str, model_id: str) -> Iterator[FlaggedItemRecord]:
+    """The dataset's labelled items of ``model_id``, in queue order (paged)."""
     after: tuple[int, str] | None = None
     while True:
         page = storage.list_flagged_items(dataset_id, status="labeled", limit=_PAGE, after=after)
@@ -74,7 +75,7 @@ def compare_model_versions(
         raise LookupError(dataset_id)
     truth: dict[str, tuple[GroundTruth, ...]] = {}
     own: dict[str, dict[str, tuple[Detection, ...]]] = {}
-    for item in _labelled(storage, dataset_id, model_id):
+    for item in labelled_items_of(storage, dataset_id, model_id):
         key = item.image.key
         if not key or key in truth:
             continue

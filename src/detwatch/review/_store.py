@@ -430,6 +430,7 @@ class DataEngineStore:
         base_model_id: str | None,
         options: Mapping[str, Any],
         callback_base: str | None,
+        gate: Mapping[str, Any] | None = None,
     ) -> TrainingJobRecord:
         """Record a job (``queued``, due for hand-off now); ``LookupError`` naming the unknown field.
 
@@ -443,6 +444,7 @@ class DataEngineStore:
             base_model_id=base_model_id,
             options=options,
             callback_url_base=callback_base,
+            gate=gate,
         )
 
     def get_job(self, job_id: str) -> TrainingJobRecord | None:
@@ -466,9 +468,29 @@ class DataEngineStore:
         self.storage.record_training_dispatch(job_id, error=error, retry_in_s=retry_in_s)
 
     def update_job_status(
-        self, job_id: str, *, status: str, model_version: str | None, message: str | None, metrics: Mapping[str, Any]
+        self,
+        job_id: str,
+        *,
+        status: str,
+        model_version: str | None,
+        message: str | None,
+        metrics: Mapping[str, Any],
+        gate_result: Mapping[str, Any] | None = None,
     ) -> TrainingJobRecord | None:
-        """A trainer's status callback; a ``succeeded`` job registers ``model_version`` of its base model."""
+        """A trainer's status callback; a ``succeeded`` job registers ``model_version`` of its base model.
+
+        ``gated`` (with the gate's ``gate_result``) ends a job whose reported success its
+        gate refused: no version is registered.
+        """
         return self.storage.update_training_job_status(
-            job_id, status=status, model_version=model_version, message=message, metrics=metrics
+            job_id,
+            status=status,
+            model_version=model_version,
+            message=message,
+            metrics=metrics,
+            gate_result=gate_result,
         )
+
+    def put_candidate_detections(self, job_id: str, detections: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """Keep what a job's candidate detected per image key, for its gate (never as production predictions)."""
+        self.storage.put_training_job_detections(job_id, detections)

@@ -110,6 +110,8 @@ def job_json(job: TrainingJobRecord, *, secret: bool = False) -> dict[str, Any]:
         "history": job.history,
         "created_unix_nano": job.created_unix_nano,
         "updated_unix_nano": job.updated_unix_nano,
+        "gate": job.gate,
+        "gate_result": job.gate_result,
     }
     if secret:
         out["callback_url"] = job.callback_url

@@ -16,6 +16,10 @@ version (COCO and YOLO export URLs) and where to report back: ``POST
 {callback.url}`` with ``Authorization: Bearer {callback.token}`` and ``{"status":
 "running" | "succeeded" | "failed", "model_version": ..., "message": ...}``. A
 succeeded job registers ``model_version`` of the base model, ready for an A/B test.
+A job with a gate (``gate: {"metric", "max_drop"}``) also gives ``gate.predictions_url``:
+the trainer posts its candidate's detections on the labelled images there before
+reporting success, and a candidate worse than the base by more than ``max_drop``
+ends ``gated``, unregistered (:mod:`detwatch.quality._gate`).
 
 What a trainer is trusted with, and why:
 
@@ -57,6 +61,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from detwatch.config import DEFAULT_MAX_ATTEMPTS, TrainerSettings
+from detwatch.contract.shapes.review import FINISHED_JOB_STATUSES
 from detwatch.contract.webhooks import signed_headers
 from detwatch.review._store import DataEngineStore
 from detwatch.storage.records import TrainingJobRecord
@@ -128,14 +133,19 @@ def job_document(job: TrainingJobRecord, base_url: str) -> dict[str, Any]:
     routes, so that the token reads nothing but this job's dataset version.
     """
     own = f"{base_url}/v1/training-jobs/{job.id}"
-    return {
+    document: dict[str, Any] = {
         "type": "training_job.created",
         "job": {"id": job.id, "name": job.name, "dataset_id": job.dataset_id, "version_id": job.version_id,
-                "base_model_id": job.base_model_id, "options": job.options},
+                "base_model_id": job.base_model_id, "options": job.options, "gate": job.gate},
         "dataset": {"version_url": f"{own}/dataset", "coco_url": f"{own}/dataset/export?format=coco",
                     "yolo_url": f"{own}/dataset/export?format=yolo"},
         "callback": {"url": f"{own}/status", "token": job.callback_token},
     }  # fmt: skip
+    if job.gate is not None:
+        # Where the candidate's detections on the labelled images go before it reports
+        # success (image keys: the COCO export's ``detwatch_image_key``), same token.
+        document["gate"] = {"predictions_url": f"{own}/predictions", **job.gate}
+    return document
 
 
 _SECRET_VARIABLES: Final = frozenset(
@@ -189,7 +199,7 @@ def dispatch_once(store: DataEngineStore, trainer: Trainer) -> bool:
     job = store.take_due_job(lease_s=trainer.lease_s)
     if job is None:
         return False
-    if job.status in ("succeeded", "failed"):
+    if job.status in FINISHED_JOB_STATUSES:
         store.record_dispatch(job.id, error=None, retry_in_s=None)
         return True
     error = hand_off(trainer, job)

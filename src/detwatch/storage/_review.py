@@ -116,10 +116,10 @@ def box_area_counts(tx: Transaction, model_id: str, since_hour_unix: int) -> lis
 _ITEM_COLUMNS: Final = (
     "id, dataset_id, prediction_id, model_id, model_version, time_unix_nano, reasons, detections, image_key, "
     "image_uri, image_width, image_height, status, assignee, claimed_unix_nano, label, reviewer, created_unix_nano, "
-    "updated_unix_nano, inclusion_probability"
+    "updated_unix_nano, inclusion_probability, ab_variant"
 )
 _INSERT_ITEM: Final = (
-    f"INSERT INTO flagged_items ({_ITEM_COLUMNS}) VALUES ({_marks(20)}) "
+    f"INSERT INTO flagged_items ({_ITEM_COLUMNS}) VALUES ({_marks(21)}) "
     "ON CONFLICT (dataset_id, prediction_id) DO NOTHING"
 )
 
@@ -155,6 +155,7 @@ def _item_row(flag: NewFlag) -> tuple[Any, ...]:
         now,
         now,
         flag.inclusion_probability,
+        p.ab_variant,
     )
 
 
@@ -343,13 +344,25 @@ def _item(r: Sequence[Any], feedback: tuple[ItemFeedback, ...]) -> FlaggedItemRe
         created_unix_nano=int(r[17]),
         updated_unix_nano=int(r[18]),
         inclusion_probability=None if r[19] is None else float(r[19]),
+        ab_variant=r[20],
     )
 
 
 def labelled_items(
-    tx: Transaction, model_id: str, *, since_unix_nano: int, until_unix_nano: int, model_version: str | None, limit: int
+    tx: Transaction,
+    model_id: str,
+    *,
+    since_unix_nano: int,
+    until_unix_nano: int,
+    model_version: str | None,
+    limit: int,
+    ab_variant: str | None = None,
 ) -> list[FlaggedItemRecord]:
-    """The model's labelled items whose prediction falls in ``[since, until)``, oldest first, the newest ``limit``."""
+    """The model's labelled items whose prediction falls in ``[since, until)``, oldest first, the newest ``limit``.
+
+    ``ab_variant``: only items whose prediction was routed to that arm (kept with the item
+    when it was flagged, as raw predictions expire).
+    """
     sql = (
         f"SELECT {_ITEM_COLUMNS} FROM flagged_items WHERE model_id = ? AND status = 'labeled' "
         "AND time_unix_nano >= ? AND time_unix_nano < ?"
@@ -358,6 +371,9 @@ def labelled_items(
     if model_version is not None:
         sql += " AND model_version = ?"
         params.append(model_version)
+    if ab_variant is not None:
+        sql += " AND ab_variant = ?"
+        params.append(ab_variant)
     rows = tx.query(sql + " ORDER BY time_unix_nano DESC, id DESC LIMIT ?", [*params, limit])
     # No feedback join: quality reads the boxes, not the comments on them.
     return [_item(r, ()) for r in reversed(rows)]

@@ -341,6 +341,38 @@ _V8: Final[tuple[Statement, ...]] = (
     "CREATE INDEX flagged_items_model ON flagged_items (model_id, status, time_unix_nano)",
 )
 
+_V9: Final[tuple[Statement, ...]] = (
+    # A training job's gate (detwatch.quality._gate): the rule it was given, and the
+    # judgement made when its trainer reported success (JSON; NULL without a gate).
+    "ALTER TABLE training_jobs ADD COLUMN gate TEXT",
+    "ALTER TABLE training_jobs ADD COLUMN gate_result TEXT",
+    # What a gated job's candidate detected on the base model's labelled images. Its own
+    # table, not ``predictions``: there they would enter the model's aggregates (drift,
+    # A/B, the label-free histograms), the flagging backfill and feedback joins.
+    """
+    CREATE TABLE training_job_detections (
+        job_id TEXT NOT NULL,
+        image_key TEXT NOT NULL,
+        detections TEXT NOT NULL,
+        received_unix_nano BIGINT NOT NULL,
+        PRIMARY KEY (job_id, image_key)
+    )
+    """,
+    # Comparing versions reads a version's predictions by image key
+    # (storage._version_predictions); without it, every prediction of the model is scanned.
+    "CREATE INDEX predictions_version_image ON predictions (model_id, model_version, image_key)",
+)
+
+_V10: Final[tuple[Statement, ...]] = (
+    # The A/B arm of a flagged item's prediction, kept with the item like its detections:
+    # quality per arm (storage.labelled_items(ab_variant=)) must not depend on raw
+    # predictions, which expire long before a labelled item does. Items flagged before
+    # take it from their prediction while it is retained; the rest stay NULL (no arm).
+    "ALTER TABLE flagged_items ADD COLUMN ab_variant TEXT",
+    "UPDATE flagged_items SET ab_variant = "
+    "(SELECT p.ab_variant FROM predictions p WHERE p.prediction_id = flagged_items.prediction_id)",
+)
+
 MIGRATIONS: Final[tuple[tuple[int, tuple[Statement, ...]], ...]] = (
     (1, _V1),
     (2, _V2),
@@ -350,6 +382,8 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[Statement, ...]], ...]] = (
     (6, _V6),
     (7, _V7),
     (8, _V8),
+    (9, _V9),
+    (10, _V10),
 )
 """Every migration, in order; versions are consecutive from 1."""
 
@@ -369,6 +403,7 @@ TABLES: Final = (
     "dataset_version_contents",
     "dataset_version_items",
     "training_jobs",
+    "training_job_detections",
     "aggregates_daily",
     "alerts",
 )

@@ -1133,6 +1133,7 @@ class SQLStorage:
         until_unix_nano: int,
         model_version: str | None = None,
         limit: int = MAX_LABELLED_ITEMS,
+        ab_variant: str | None = None,
     ) -> list[FlaggedItemRecord]:
         return self._run(
             lambda tx: _review.labelled_items(
@@ -1142,6 +1143,7 @@ class SQLStorage:
                 until_unix_nano=until_unix_nano,
                 model_version=model_version,
                 limit=limit,
+                ab_variant=ab_variant,
             ),
             write=False,
         )
@@ -1224,6 +1226,7 @@ class SQLStorage:
         base_model_id: str | None,
         options: Mapping[str, Any],
         callback_url_base: str | None,
+        gate: Mapping[str, Any] | None = None,
     ) -> TrainingJobRecord:
         now = time.time_ns()
         job_id = uuid.uuid4().hex
@@ -1239,6 +1242,7 @@ class SQLStorage:
                 options=options,
                 callback_url=callback_url,
                 now=now,
+                gate=gate,
             ),
             write=True,
         )
@@ -1263,7 +1267,14 @@ class SQLStorage:
         )
 
     def update_training_job_status(
-        self, job_id: str, *, status: str, model_version: str | None, message: str | None, metrics: Mapping[str, Any]
+        self,
+        job_id: str,
+        *,
+        status: str,
+        model_version: str | None,
+        message: str | None,
+        metrics: Mapping[str, Any],
+        gate_result: Mapping[str, Any] | None = None,
     ) -> TrainingJobRecord | None:
         now = time.time_ns()
         return self._run(
@@ -1276,9 +1287,17 @@ class SQLStorage:
                 message=message,
                 metrics=metrics,
                 now=now,
+                gate_result=gate_result,
             ),
             write=True,
         )
+
+    def put_training_job_detections(self, job_id: str, detections: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        now = time.time_ns()
+        self._run(lambda tx: _training_jobs.put_detections(tx, job_id, detections, now), write=True)
+
+    def training_job_detections(self, job_id: str) -> dict[str, list[dict[str, Any]]]:
+        return self._run(lambda tx: _training_jobs.detections(tx, job_id), write=False)
 
 
 def _box(values: Sequence[Any]) -> tuple[float, float, float, float]:

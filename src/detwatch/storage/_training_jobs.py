@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from detwatch.contract.shapes.review import FINISHED_JOB_STATUSES
 from detwatch.storage._schema import Dialect
 from detwatch.storage.records import ConflictError, TrainingJobRecord
 
@@ -22,15 +23,16 @@ if TYPE_CHECKING:
     from detwatch.storage._transaction import Transaction
 
 _JOB_NEXT: Final[dict[str, tuple[str, ...]]] = {
-    "queued": ("running", "succeeded", "failed"),
-    "running": ("succeeded", "failed"),
+    "queued": ("running", "succeeded", "failed", "gated"),
+    "running": ("succeeded", "failed", "gated"),
     "succeeded": (),
     "failed": (),
+    "gated": (),
 }
 _COLUMNS: Final = (
     "id, name, dataset_id, version_id, base_model_id, options, status, callback_url, callback_token, attempts, "
     "next_attempt_unix_nano, dispatched_unix_nano, last_error, model_version, history, created_unix_nano, "
-    "updated_unix_nano"
+    "updated_unix_nano, gate, gate_result"
 )
 
 
@@ -60,6 +62,8 @@ def _record(r: Sequence[Any]) -> TrainingJobRecord:
         history=json.loads(r[14]),
         created_unix_nano=int(r[15]),
         updated_unix_nano=int(r[16]),
+        gate=None if r[17] is None else json.loads(r[17]),
+        gate_result=None if r[18] is None else json.loads(r[18]),
     )
 
 
@@ -79,6 +83,7 @@ def insert(
     options: Mapping[str, Any],
     callback_url: str | None,
     now: int,
+    gate: Mapping[str, Any] | None = None,
 ) -> TrainingJobRecord:
     """Record a job (``queued``, due for hand-off now); ``LookupError`` naming the unknown field."""
     if not tx.query("SELECT 1 FROM dataset_versions WHERE id = ? AND dataset_id = ?", (version_id, dataset_id)):
@@ -88,10 +93,10 @@ def insert(
     tx.execute(
         "INSERT INTO training_jobs (id, name, dataset_id, version_id, base_model_id, options, status, "
         "callback_url, callback_token, attempts, next_attempt_unix_nano, dispatched_unix_nano, last_error, "
-        "model_version, history, created_unix_nano, updated_unix_nano) "
-        "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, 0, ?, NULL, NULL, NULL, ?, ?, ?)",
+        "model_version, history, created_unix_nano, updated_unix_nano, gate) "
+        "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, 0, ?, NULL, NULL, NULL, ?, ?, ?, ?)",
         (job_id, name, dataset_id, version_id, base_model_id, _dumps(dict(options)), callback_url,
-         secrets.token_urlsafe(24), now, _dumps(history), now, now),
+         secrets.token_urlsafe(24), now, _dumps(history), now, now, None if gate is None else _dumps(dict(gate))),
     )  # fmt: skip
     found = get(tx, job_id)
     assert found is not None
@@ -130,7 +135,7 @@ def record_dispatch(
         return
     status, history_text = rows[0]
     history = json.loads(history_text)
-    if status in ("succeeded", "failed"):  # the trainer reported before the hand-off returned
+    if status in FINISHED_JOB_STATUSES:  # the trainer reported before the hand-off returned
         tx.execute("UPDATE training_jobs SET next_attempt_unix_nano = NULL WHERE id = ?", (job_id,))
         return
     if error is None:
@@ -167,14 +172,19 @@ def update_status(
     message: str | None,
     metrics: Mapping[str, Any],
     now: int,
+    gate_result: Mapping[str, Any] | None = None,
 ) -> TrainingJobRecord | None:
-    """A trainer's status callback; a ``succeeded`` job registers ``model_version`` of its base model."""
+    """A trainer's status callback; a ``succeeded`` job registers ``model_version`` of its base model.
+
+    ``gated`` is what a success becomes when the job's gate judged the candidate worse
+    than its base (``gate_result`` says why): terminal, and no version is registered.
+    """
     rows = tx.query(f"SELECT status, history, base_model_id FROM training_jobs WHERE id = ?{_lock(dialect)}", (job_id,))
     if not rows:
         return None
     current, history_text, base_model_id = rows[0]
-    if status == current:
-        return get(tx, job_id)  # a repeated callback: nothing changes
+    if status == current or (current == "gated" and status == "succeeded"):
+        return get(tx, job_id)  # a repeated callback (a trainer retrying its success): nothing changes
     if status not in _JOB_NEXT[current]:
         raise ConflictError(f"a {current} job cannot become {status}", "status")
     version = model_version
@@ -189,10 +199,28 @@ def update_status(
     history.append(entry)
     tx.execute(
         "UPDATE training_jobs SET status = ?, model_version = COALESCE(?, model_version), history = ?, "
-        "next_attempt_unix_nano = NULL, updated_unix_nano = ? WHERE id = ?",
-        (status, version if status == "succeeded" else None, _dumps(history), now, job_id),
-    )
+        "next_attempt_unix_nano = NULL, updated_unix_nano = ?, gate_result = COALESCE(?, gate_result) WHERE id = ?",
+        (status, version if status == "succeeded" else None, _dumps(history), now,
+         None if gate_result is None else _dumps(dict(gate_result)), job_id),
+    )  # fmt: skip
     return get(tx, job_id)
+
+
+def put_detections(tx: Transaction, job_id: str, detections: Mapping[str, Any], now: int) -> None:
+    """Store the candidate's detections per image key; a key sent again replaces what it had."""
+    rows = sorted((job_id, key, _dumps(list(found)), now) for key, found in detections.items())
+    tx.executemany(
+        "INSERT INTO training_job_detections (job_id, image_key, detections, received_unix_nano) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (job_id, image_key) DO UPDATE SET detections = excluded.detections, "
+        "received_unix_nano = excluded.received_unix_nano",
+        rows,
+    )
+
+
+def detections(tx: Transaction, job_id: str) -> dict[str, list[dict[str, Any]]]:
+    """The candidate's detections per image key, as its trainer last sent them."""
+    rows = tx.query("SELECT image_key, detections FROM training_job_detections WHERE job_id = ?", (job_id,))
+    return {str(key): json.loads(found) for key, found in rows}
 
 
 def _register_version(tx: Transaction, model_id: str, version: str, now: int) -> None:

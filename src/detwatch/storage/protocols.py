@@ -389,6 +389,7 @@ class ReviewStorage(Protocol):
         base_model_id: str | None,
         options: Mapping[str, Any],
         callback_url_base: str | None,
+        gate: Mapping[str, Any] | None = None,
     ) -> TrainingJobRecord:
         """Record a job (``queued``, due now); ``LookupError`` naming the unknown field."""
         ...
@@ -408,9 +409,25 @@ class ReviewStorage(Protocol):
         ...
 
     def update_training_job_status(
-        self, job_id: str, *, status: str, model_version: str | None, message: str | None, metrics: Mapping[str, Any]
+        self,
+        job_id: str,
+        *,
+        status: str,
+        model_version: str | None,
+        message: str | None,
+        metrics: Mapping[str, Any],
+        gate_result: Mapping[str, Any] | None = None,
     ) -> TrainingJobRecord | None:
-        """A trainer's status callback; ``ConflictError`` for a transition the job's state forbids."""
+        """A trainer's status callback (``gated``: a success its gate refused); ``ConflictError`` for a
+        transition the job's state forbids."""
+        ...
+
+    def put_training_job_detections(self, job_id: str, detections: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """Store a job's candidate detections per image key (a key sent again replaces its detections)."""
+        ...
+
+    def training_job_detections(self, job_id: str) -> dict[str, list[dict[str, Any]]]:
+        """A job's candidate detections per image key."""
         ...
 
 
@@ -429,11 +446,12 @@ class QualityStorage(Protocol):
         until_unix_nano: int,
         model_version: str | None = None,
         limit: int = MAX_LABELLED_ITEMS,
+        ab_variant: str | None = None,
     ) -> list[FlaggedItemRecord]:
         """The model's labelled items (any dataset) predicted in ``[since, until)``, oldest first.
 
         At most ``limit``, the newest. Each carries its ``inclusion_probability``; the
-        feedback on it is left out (empty).
+        feedback on it is left out (empty). ``ab_variant``: only that arm's items.
         """
         ...
 

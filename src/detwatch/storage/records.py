@@ -275,6 +275,9 @@ class FlaggedItemRecord:
     inclusion_probability: float | None = None
     """The chance the flagging policy selected it, taken at flag time; ``None`` when only
     feedback flagged it (not a probability sample) or it was flagged before this was stored."""
+    ab_variant: str | None = None
+    """The A/B arm (``"a"``/``"b"``) its prediction was routed to; ``None`` outside a test, or for an
+    item whose prediction had expired before arms were kept with items."""
 
 
 @dataclass(frozen=True)
@@ -361,6 +364,10 @@ class TrainingJobRecord:
     history: list[dict[str, Any]]
     created_unix_nano: int
     updated_unix_nano: int
+    gate: dict[str, Any] | None = None
+    """The rule the new version must pass to be registered (``{"metric", "max_drop"}``), or ``None``."""
+    gate_result: dict[str, Any] | None = None
+    """The gate's judgement, made when the trainer reported success."""
 
 
 @dataclass(frozen=True)

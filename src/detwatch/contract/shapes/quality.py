@@ -84,6 +84,9 @@ class QualityReport(TypedDict):
 
     model_id: str
     model_version: str | None
+    ab_variant: Annotated[
+        Literal["a", "b"] | None, msgspec.Meta(description="the A/B arm the figures are of; null: every item")
+    ]
     period: str
     since_unix_nano: int
     until_unix_nano: int

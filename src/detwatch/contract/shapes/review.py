@@ -11,27 +11,39 @@ from typing import Annotated, Any, Final, Literal, NotRequired, TypedDict
 import msgspec
 
 from detwatch.contract.predictions import MAX_COORDINATE, MAX_DETECTIONS
-from detwatch.contract.shapes._common import Object, one_of
+from detwatch.contract.shapes._common import Object, RejectedItem, one_of, present
+from detwatch.contract.shapes.ingest import Detection
 from detwatch.contract.textfields import NAME_PATTERN
 from detwatch_instrumentation.flagging import EDGE_CONDITIONS
 
 __all__ = [
     "CROSS_FIELD",
+    "FINISHED_JOB_STATUSES",
+    "GATE_METRICS",
     "ITEM_STATUSES",
     "JOB_STATUSES",
+    "MAX_CANDIDATE_IMAGES",
     "MAX_CLAIM",
+    "REPORTED_JOB_STATUSES",
     "Annotation",
     "Backfill",
+    "CandidateImage",
+    "CandidatePredictions",
+    "CandidateResult",
     "Claim",
     "DataEngine",
     "DataEngineConfig",
     "FlaggedItem",
     "FlaggedItemPage",
     "FlaggingPolicy",
+    "GateMetric",
+    "GateResult",
     "ItemStatus",
     "JobStatus",
     "Label",
     "Reject",
+    "ReportedJobStatus",
+    "TrainingGate",
     "TrainingJob",
     "TrainingJobCreate",
     "TrainingJobStatus",
@@ -39,8 +51,16 @@ __all__ = [
 
 ItemStatus = Literal["needs_review", "in_review", "labeled", "rejected"]
 ITEM_STATUSES: Final[tuple[ItemStatus, ...]] = ("needs_review", "in_review", "labeled", "rejected")
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
-JOB_STATUSES: Final[tuple[JobStatus, ...]] = ("queued", "running", "succeeded", "failed")
+JobStatus = Literal["queued", "running", "succeeded", "failed", "gated"]
+JOB_STATUSES: Final[tuple[JobStatus, ...]] = ("queued", "running", "succeeded", "failed", "gated")
+ReportedJobStatus = Literal["running", "succeeded", "failed"]
+REPORTED_JOB_STATUSES: Final[tuple[ReportedJobStatus, ...]] = ("running", "succeeded", "failed")
+"""What a trainer may report; ``gated`` is the companion's verdict on a reported success, never the trainer's."""
+FINISHED_JOB_STATUSES: Final[tuple[JobStatus, ...]] = ("succeeded", "failed", "gated")
+GateMetric = Literal["precision", "recall", "ap50", "ap"]
+GATE_METRICS: Final[tuple[GateMetric, ...]] = ("precision", "recall", "ap50", "ap")
+MAX_CANDIDATE_IMAGES: Final = 1000
+"""Most images one post of a candidate's detections carries."""
 MAX_CLAIM: Final = 100
 """Most items one claim takes."""
 
@@ -210,10 +230,62 @@ class Label(TypedDict):
     reviewer: NotRequired[_ReviewName]
 
 
+class CandidateImage(TypedDict):
+    """What a job's candidate detected on one labelled image, found by its key."""
+
+    image_key: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    detections: Annotated[list[Detection], msgspec.Meta(max_length=MAX_DETECTIONS)]
+
+
+class CandidatePredictions(TypedDict):
+    """A trainer's post of its candidate's detections on the base model's labelled images."""
+
+    predictions: Annotated[list[CandidateImage], msgspec.Meta(min_length=1, max_length=MAX_CANDIDATE_IMAGES)]
+
+
+class CandidateResult(TypedDict):
+    """Stored per image key; a key that is not a labelled image of the base model is rejected."""
+
+    accepted: Annotated[int, msgspec.Meta(ge=0)]
+    rejected: list[RejectedItem]
+
+
 class Reject(TypedDict, total=False):
     """Who rejects the item."""
 
     reviewer: _ReviewName
+
+
+class TrainingGate(TypedDict):
+    """Register the new version only if ``metric`` is not worse than the base's by more than ``max_drop``.
+
+    Judged on the base model's labelled images of the job's dataset, when the trainer
+    reports success: the candidate's detections (posted by the trainer) against what
+    the base detected, paired on the same images.
+    """
+
+    metric: Annotated[GateMetric, msgspec.Meta(description="precision, recall (IoU 0.5), ap50 or ap (AP@[.5:.95])")]
+    max_drop: Annotated[float, msgspec.Meta(ge=0, le=1, description="largest allowed base - candidate")]
+
+
+class GateResult(TypedDict):
+    """The gate's judgement of a job's candidate, made when its trainer reported success."""
+
+    passed: bool
+    reason: Annotated[
+        Literal["not_worse", "worse", "insufficient_data"],
+        msgspec.Meta(description="insufficient_data: fewer paired images than the floor, or the metric undefined"),
+    ]
+    message: str
+    metric: GateMetric
+    max_drop: float
+    base: float | None
+    candidate: float | None
+    difference: Annotated[float | None, msgspec.Meta(description="candidate - base on the paired images")]
+    ci: Annotated[list[float | None], msgspec.Meta(description="95 % paired bootstrap interval of the difference")]
+    n_images: Annotated[int, msgspec.Meta(ge=0, description="labelled images both base and candidate predicted")]
+    labelled_images: Annotated[int, msgspec.Meta(ge=0, description="the base model's labelled images (by key)")]
+    min_images: int
 
 
 class TrainingJobCreate(TypedDict):
@@ -224,6 +296,7 @@ class TrainingJobCreate(TypedDict):
     version_id: _ReviewName
     base_model_id: NotRequired[Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NAME_PATTERN)] | None]
     options: NotRequired[Object | None]
+    gate: NotRequired[TrainingGate | None]
 
 
 class TrainingJob(TypedDict):
@@ -243,6 +316,8 @@ class TrainingJob(TypedDict):
     history: list[Any]
     created_unix_nano: int
     updated_unix_nano: int
+    gate: Annotated[TrainingGate | None, msgspec.Meta(description="the rule the new version must pass, or null")]
+    gate_result: Annotated[GateResult | None, msgspec.Meta(description="the gate's judgement, once made")]
     trainer: NotRequired[
         Annotated[str, msgspec.Meta(description="where the job goes: 'webhook URL', 'command ...' or 'none'")]
     ]
@@ -256,7 +331,7 @@ class TrainingJob(TypedDict):
 class TrainingJobStatus(TypedDict):
     """The trainer's status callback."""
 
-    status: JobStatus
+    status: ReportedJobStatus
     model_version: NotRequired[Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NAME_PATTERN)] | None]
     message: NotRequired[Annotated[str, msgspec.Meta(max_length=4096)] | None]
     metrics: NotRequired[Object | None]
@@ -272,6 +347,9 @@ CROSS_FIELD: Final[dict[str, dict[str, Any]]] = {
         "HighDensityPolicy",
         "UnusualSizePolicy",
         "RandomSamplePolicy",
-        "TrainingJobCreate",
+        "TrainingGate",
     )
+} | {
+    # A gate compares the new version with its base: no base, no gate.
+    "TrainingJobCreate": {"additionalProperties": False, "anyOf": [{"not": present("gate")}, present("base_model_id")]},
 }
