@@ -177,3 +177,34 @@ def test_compaction_while_ingest_writes_into_the_same_days_loses_nothing(storage
     everything = first + [e for batch in batches for e in batch]
     assert_same(stored_per_day(storage), per_day(everything))
     assert hours_stored(storage) == set()
+
+
+def expected_counts(
+    events: Iterable[Prediction], start_s: int, end_s: int, kind: str, version: str | None, variant: str | None
+) -> dict[str, int]:
+    """Per key, the counts of the independently computed hourly cells in ``[start, end)`` of that version and arm."""
+    out: dict[str, int] = defaultdict(int)
+    for (_, v, arm, hour, k, key), sums in expected_cells(events).items():
+        if k == kind and start_s <= hour < end_s and version in (None, v) and variant in (None, arm):
+            out[key] += int(sums[0])
+    return dict(out)
+
+
+@pytest.mark.parametrize(("version", "variant"), [(None, None), ("v1", None), (None, "a"), ("v2", "b"), (None, "")])
+def test_aggregate_counts_sums_one_kinds_cells_per_key_in_the_database(
+    storage: Storage, version: str | None, variant: str | None
+) -> None:
+    """What the label-free quality reads: before and after compaction, of one version and arm where given."""
+    events = make_events(5, 500)
+    storage.ingest_predictions(events)
+    start_s, end_s = BASE_DAY + 2 * DAY_S, BASE_DAY + 8 * DAY_S  # whole days: compaction changes nothing
+    for _ in ("hourly", "compacted"):
+        for kind in ("confidence", "detections"):
+            got = storage.aggregate_counts(
+                "m", start_s * 10**9, end_s * 10**9, kind, model_version=version, ab_variant=variant
+            )
+            assert got == expected_counts(events, start_s, end_s, kind, version, variant), kind
+            assert got and all(type(v) is int for v in got.values())
+        storage.compact_aggregates((BASE_DAY + DAYS * DAY_S) * 10**9)
+    assert storage.aggregate_counts("m", start_s * 10**9, end_s * 10**9, "nothing") == {}
+    assert storage.aggregate_counts("other", 0, 2**62, "confidence") == {}

@@ -189,6 +189,8 @@ def test_drift_ab_tests_and_alerts_run_on_a_backend_of_ones_own(tmp_path: Path, 
         }
         _ok(client.post("/v1/models/cars/alerts", json=alert), 201)
         assert [a["name"] for a in _ok(client.get("/v1/models/cars/alerts"))["alerts"]] == ["Low confidence"]
+        quality = _ok(client.get("/v1/models/cars/quality?period=7d&ab_variant=a"))
+        assert quality["estimated_precision"]["classes"]["car"]["detections"] == 100  # arm a's, summed by the backend
         _ok(client.get("/v1/status"))
     finally:
         shutdown(app)
@@ -196,6 +198,7 @@ def test_drift_ab_tests_and_alerts_run_on_a_backend_of_ones_own(tmp_path: Path, 
     for concern in (PredictionStorage, FeedbackStorage, RegistryStorage, ABTestStorage, AlertStore):
         assert calls.keys() & protocol_methods(concern), f"nothing of {concern.__name__} was used"
     assert calls["aggregates"] and calls["ab_arm_sums"] and calls["put_alert"] and calls["close"]
+    assert calls["aggregate_counts"] and calls["labelled_items"]
 
 
 def test_an_unknown_scheme_is_refused_when_the_app_is_built_naming_the_known_ones(tmp_path: Path) -> None:

@@ -2,12 +2,12 @@
 
 Two reads: the model's labelled items (the calibration, as the labelled quality reads
 them) and the period's stored per-class confidence cells (kind ``confidence``, key
-``"<class>|<bin>"``, the cells drift reads), summed over the period's hours.
+``"<class>|<bin>"``, the cells drift reads), summed over the period's hours and days
+by the database (``aggregate_counts``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -25,25 +25,18 @@ __all__ = ["ConfidenceCells", "period_confidence", "period_precision"]
 CONFIDENCE_KIND = "confidence"
 
 
-class _Cell(Protocol):
-    @property
-    def kind(self) -> str: ...
-    @property
-    def key(self) -> str: ...
-    @property
-    def count(self) -> int: ...
-    @property
-    def model_version(self) -> str: ...
-    @property
-    def ab_variant(self) -> str: ...
-
-
 class ConfidenceCells(Protocol):
     """The one aggregate read the estimate needs (``detwatch.storage.Storage`` has it)."""
 
-    def aggregates(
-        self, model_id: str, start_unix_nano: int, end_unix_nano: int, kinds: Sequence[str] | None = None
-    ) -> Sequence[_Cell]: ...
+    def aggregate_counts(
+        self,
+        model_id: str,
+        start_unix_nano: int,
+        end_unix_nano: int,
+        kind: str,
+        model_version: str | None = None,
+        ab_variant: str | None = None,
+    ) -> dict[str, int]: ...
 
 
 def period_confidence(
@@ -55,18 +48,21 @@ def period_confidence(
     model_version: str | None,
     ab_variant: str | None = None,
 ) -> dict[str, NDArray[np.float64]]:
-    """Per class, the period's detections per confidence bin (of one version, one arm, where given)."""
+    """Per class, the period's detections per confidence bin (of one version, one arm, where given).
+
+    The database sums the period's cells per key: a month of hourly and daily cells is
+    read as one row per class and bin.
+    """
+    counts = cells.aggregate_counts(
+        model_id, since_unix_nano, until_unix_nano, CONFIDENCE_KIND, model_version=model_version, ab_variant=ab_variant
+    )
     result: dict[str, NDArray[np.float64]] = {}
-    for cell in cells.aggregates(model_id, since_unix_nano, until_unix_nano, (CONFIDENCE_KIND,)):
-        if cell.kind != CONFIDENCE_KIND or (model_version is not None and cell.model_version != model_version):
-            continue
-        if ab_variant is not None and cell.ab_variant != ab_variant:
-            continue
-        name, _, index_text = cell.key.rpartition("|")
+    for key, count in counts.items():
+        name, _, index_text = key.rpartition("|")
         if not index_text.isdigit() or int(index_text) >= bins.CONFIDENCE_BINS:
             continue  # a cell of another binning is no evidence about these bins
         histogram = result.setdefault(name, np.zeros(bins.CONFIDENCE_BINS))
-        histogram[int(index_text)] += cell.count
+        histogram[int(index_text)] += count
     return result
 
 

@@ -906,6 +906,35 @@ class SQLStorage:
             for r in rows
         ]
 
+    def aggregate_counts(
+        self,
+        model_id: str,
+        start_unix_nano: int,
+        end_unix_nano: int,
+        kind: str,
+        model_version: str | None = None,
+        ab_variant: str | None = None,
+    ) -> dict[str, int]:
+        """Per key, the summed count of one kind's hourly and daily cells in ``[start, end)`` (as :meth:`aggregates`)."""
+        where = " AND kind = ?"
+        extra: list[Any] = [kind]
+        if model_version is not None:
+            where += " AND model_version = ?"
+            extra.append(model_version)
+        if ab_variant is not None:
+            where += " AND ab_variant = ?"
+            extra.append(ab_variant)
+        window: list[Any] = [model_id, _ceil_seconds(start_unix_nano), _ceil_seconds(end_unix_nano), *extra]
+        sql = (
+            "SELECT key, SUM(count) FROM ("
+            f"SELECT key, count FROM aggregates WHERE model_id = ? AND hour_unix >= ? AND hour_unix < ?{where} "
+            "UNION ALL "
+            f"SELECT key, count FROM aggregates_daily WHERE model_id = ? AND day_unix >= ? AND day_unix < ?{where}"
+            ") AS cells GROUP BY key"
+        )
+        rows = self._run(lambda tx: tx.query(sql, window + window), write=False)
+        return {str(key): int(total) for key, total in rows}
+
     def compact_aggregates(self, before_unix_nano: int) -> int:
         """Roll hourly cells of whole days before ``before`` into daily cells, a day per transaction.
 

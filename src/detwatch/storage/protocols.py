@@ -163,6 +163,22 @@ class PredictionStorage(Protocol):
         """Cells of ``model_id`` whose hour *starts* in ``[start, end)``, all kinds or those named."""
         ...
 
+    def aggregate_counts(
+        self,
+        model_id: str,
+        start_unix_nano: int,
+        end_unix_nano: int,
+        kind: str,
+        model_version: str | None = None,
+        ab_variant: str | None = None,
+    ) -> dict[str, int]:
+        """Per key, the summed ``count`` of the cells of one ``kind`` that :meth:`aggregates` would return.
+
+        Of one version and one arm where given. The sum is the database's: a month of
+        hourly cells is one row per key, not one object per cell.
+        """
+        ...
+
     def compact_aggregates(self, before_unix_nano: int) -> int:
         """Roll hourly cells of whole days before the cutoff into daily cells; the hourly rows removed."""
         ...
