@@ -91,7 +91,9 @@ def _box(rng: np.random.Generator) -> list[float]:
     return [round(x, 1), round(y, 1), round(x + w, 1), round(y + h, 1)]
 
 
-def labelled_traffic(images: int, start_s: float, end_s: float, rng: np.random.Generator) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def labelled_traffic(
+    images: int, start_s: float, end_s: float, rng: np.random.Generator
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Prediction events over the month and, per prediction, the reviewer's boxes."""
     events: list[dict[str, Any]] = []
     truth: dict[str, Any] = {}
@@ -104,7 +106,8 @@ def labelled_traffic(images: int, start_s: float, end_s: float, rng: np.random.G
             found.append({"class": name, "confidence": round(confidence, 4), "box": box})
             if rng.random() < confidence:
                 boxes.append({"class": name, "box": box})
-        boxes += [{"class": CLASSES[int(rng.integers(len(CLASSES)))], "box": _box(rng)} for _ in range(rng.poisson(0.5))]
+        for _ in range(int(rng.poisson(0.5))):  # objects the detector missed
+            boxes.append({"class": CLASSES[int(rng.integers(len(CLASSES)))], "box": _box(rng)})
         at = start_s + (i + 0.5) * (end_s - start_s) / images
         events.append(
             {
@@ -184,9 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lambda: period_precision(storage, MODEL, since_unix_nano=since, until_unix_nano=until), args.repeat
         )
         cells_s = _median(
-            lambda: period_confidence(
-                storage, MODEL, since_unix_nano=since, until_unix_nano=until, model_version=None
-            ),
+            lambda: period_confidence(storage, MODEL, since_unix_nano=since, until_unix_nano=until, model_version=None),
             args.repeat,
         )
         storage.close()
@@ -205,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ["  label-free estimate (period_precision)", f"{labelfree_s:.3f}", "", ""],
         ["    of which the month's confidence cells", f"{cells_s:.3f}", "", ""],
     ]
-    for line in table(["call (median of %d)" % args.repeat, "seconds", "target s", "verdict"], rows):
+    for line in table([f"call (median of {args.repeat})", "seconds", "target s", "verdict"], rows):
         print(line)
     return 0 if route_s < TARGET_S else 1
 

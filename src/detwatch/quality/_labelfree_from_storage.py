@@ -34,6 +34,7 @@ class ConfidenceCells(Protocol):
         start_unix_nano: int,
         end_unix_nano: int,
         kind: str,
+        *,
         model_version: str | None = None,
         ab_variant: str | None = None,
     ) -> dict[str, int]: ...

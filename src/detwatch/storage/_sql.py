@@ -912,10 +912,11 @@ class SQLStorage:
         start_unix_nano: int,
         end_unix_nano: int,
         kind: str,
+        *,
         model_version: str | None = None,
         ab_variant: str | None = None,
     ) -> dict[str, int]:
-        """Per key, the summed count of one kind's hourly and daily cells in ``[start, end)`` (as :meth:`aggregates`)."""
+        """Per key, the summed count of one kind's hourly and daily cells in ``[start, end)``, as :meth:`aggregates`."""
         where = " AND kind = ?"
         extra: list[Any] = [kind]
         if model_version is not None:

@@ -169,6 +169,7 @@ class PredictionStorage(Protocol):
         start_unix_nano: int,
         end_unix_nano: int,
         kind: str,
+        *,
         model_version: str | None = None,
         ab_variant: str | None = None,
     ) -> dict[str, int]:
