@@ -120,7 +120,7 @@ def detect(mosaics: list[Mosaic], stream: str = "original") -> list[Detected]:
     detector = HaarFaceDetector()
     result = []
     for mosaic in mosaics:
-        found = detector(degrade(mosaic.image))
+        found: Detections = [dict(d) for d in detector(degrade(mosaic.image))]
         for d in found:
             d["box"] = [float(v) / scale for v in d["box"]]
         result.append(Detected(found, mosaic.faces))
