@@ -110,3 +110,46 @@ def test_a_shifted_period_too_few_labels_and_an_uncalibrated_class_are_not_trust
     unknown = estimate_precision(sample, {"dog": np.ones(bins.CONFIDENCE_BINS)}, resamples=50)
     assert math.isnan(unknown.classes["dog"].estimate) and not unknown.classes["dog"].trusted
     assert not unknown.overall.trusted and math.isnan(unknown.overall.estimate)
+
+
+def _sure_sample(images: int = 200) -> list[tuple[LabelledImage, float]]:
+    """A class right 98 % of the time at confidence 0.92: one detection an image, every 50th image wrong."""
+    box = (0.0, 0.0, 10.0, 10.0)
+    return [
+        (LabelledImage(f"i{i}", (Detection("car", 0.92, box),), (GroundTruth("car", box),) if i % 50 else ()), 1.0)
+        for i in range(images)
+    ]
+
+
+def _at_092(count: int) -> NDArray[np.float64]:
+    histogram = np.zeros(bins.CONFIDENCE_BINS)
+    histogram[bins.confidence_bin(0.92)] = count
+    return histogram
+
+
+def test_a_resample_s_true_positives_stay_within_the_period_s_detections() -> None:
+    """The binomial draw is normal: near a precision of 1 it would reach past 1 (the route's shape says le=1)."""
+    result = estimate_precision(_sure_sample(), {"car": _at_092(40)}, seed=3)
+    car = result.classes["car"]
+    assert car.estimate == pytest.approx(0.98)
+    low, high = car.ci
+    assert 0.0 <= low < car.estimate < high <= 1.0
+    assert high == 1.0  # clipped: unclipped, 0.98 + 1.96 * sqrt(0.98 * 0.02 / 40) is 1.02
+    assert result.overall.ci[0] >= 0.0 and result.overall.ci[1] <= 1.0
+
+
+def test_a_period_with_fewer_than_30_detections_of_a_class_is_not_trusted() -> None:
+    sample = _sure_sample()
+    enough = estimate_precision(sample, {"car": _at_092(30)}, resamples=50)
+    assert enough.classes["car"].trusted and enough.overall.trusted
+    few = estimate_precision(sample, {"car": _at_092(29)}, resamples=50)
+    assert not few.classes["car"].trusted and not few.overall.trusted
+    assert "29 detections of the class (fewer than 30)" in (few.classes["car"].reason or "")
+    assert "29 detections (fewer than 30)" in (few.overall.reason or "")
+    assert few.classes["car"].estimate == enough.classes["car"].estimate  # the figure stays; only trust goes
+    # A rare class does not make the overall figure untrusted where the period holds enough in all.
+    bus = [(LabelledImage(f"b{i}", (Detection("bus", 0.92, b := (0.0, 0.0, 9.0, 9.0)),), (GroundTruth("bus", b),)), 1.0)
+           for i in range(200)]  # fmt: skip
+    mixed = estimate_precision(sample + bus, {"car": _at_092(100), "bus": _at_092(5)}, resamples=50)
+    assert not mixed.classes["bus"].trusted and mixed.classes["car"].trusted
+    assert mixed.overall.trusted and mixed.overall.detections == 105

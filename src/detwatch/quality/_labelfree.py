@@ -16,13 +16,20 @@ Decisions the code cannot show:
   labelled images (each resample refits every class's map on the resampled weights,
   the matching is done once), plus, in each resample, the period's own chance
   variation of its true positives given the chances (binomial; the period is all its
-  traffic, not a sample, so nothing else varies).
+  traffic, not a sample, so nothing else varies). That variation is drawn from a normal
+  law, so a resample's count of true positives is clipped to what the period can hold
+  (0 to its detections): a precision beyond 1 is no possible value, and a shape that says
+  ``le=1`` would refuse it.
 - **Recall has no label-free estimate**: a detector's output says nothing about the
   objects it missed. Whoever shows this estimate shows recall from labels and the
   ``missed_object`` feedback rate beside it.
 - **Trust**: an estimate is ``trusted: false`` with a reason when its calibration rests
   on fewer than ``MIN_IMAGES`` labelled images or ``MIN_DETECTIONS`` labelled
-  detections of the class, or when the period's confidence distribution differs from
+  detections of the class, when the period holds fewer than ``MIN_PERIOD_DETECTIONS``
+  detections of it (one false positive more or less moves such a precision by over
+  0.03, and the drift test below has no power to see a shift in so few; the overall
+  figure, when the period holds fewer than that in all), or when the
+  period's confidence distribution differs from
   the one the calibration saw (drift's binned KS at ``DRIFT_ALPHA``, the calibration's
   side at its Kish effective size): a map fitted where the model was confident says
   little about a period where it no longer is.
@@ -45,10 +52,19 @@ from ._calibration import fit_isotonic, labelled_points
 from ._estimates import CONFIDENCE, MIN_IMAGES, RESAMPLES
 from ._matching import LabelledImage
 
-__all__ = ["DRIFT_ALPHA", "MIN_DETECTIONS", "EstimatedPrecision", "LabelFreePrecision", "estimate_precision"]
+__all__ = [
+    "DRIFT_ALPHA",
+    "MIN_DETECTIONS",
+    "MIN_PERIOD_DETECTIONS",
+    "EstimatedPrecision",
+    "LabelFreePrecision",
+    "estimate_precision",
+]
 
 MIN_DETECTIONS: Final = 100
 """Labelled detections of a class below which its calibration is not trusted."""
+MIN_PERIOD_DETECTIONS: Final = 30
+"""Detections of a class in the period below which its estimate is not trusted."""
 DRIFT_ALPHA: Final = 0.01
 """The binned KS p-value below which a period has left the calibration's confidence distribution."""
 
@@ -149,7 +165,7 @@ def estimate_precision(
         replicate_chances = np.stack([_bin_chances(confidence, outcome, weights * m[owner]) for m in multiplicity])
         rep_mean = replicate_chances @ counts
         rep_v = (replicate_chances * (1 - replicate_chances)) @ counts
-        replicate_tp = rep_mean + noise[:, 0] * np.sqrt(np.maximum(rep_v, 0.0))
+        replicate_tp = np.clip(rep_mean + noise[:, 0] * np.sqrt(np.maximum(rep_v, 0.0)), 0.0, detections)
         n_images = int(np.unique(owner).size)
         overall_images.update(int(i) for i in np.unique(owner))
         why = _distrust(
@@ -161,6 +177,11 @@ def estimate_precision(
             min_detections=min_detections,
             alpha=drift_alpha,
         )
+        if why is not None:
+            reasons.append(f"{name}: {why}")
+        elif detections < MIN_PERIOD_DETECTIONS:
+            # The class's own figure only: so few detections move the overall one little.
+            why = _few(detections, "detections of the class")
         classes[name] = EstimatedPrecision(
             tp / detections,
             _interval(replicate_tp / detections),
@@ -170,14 +191,14 @@ def estimate_precision(
             why,
             n_images,
         )
-        if why is not None:
-            reasons.append(f"{name}: {why}")
         tp_total += tp
         det_total += detections
         rep_tp += rep_mean
         rep_var += rep_v
+    if 0 < det_total < MIN_PERIOD_DETECTIONS:
+        reasons.append(_few(det_total, "detections"))
     if det_total:
-        replicate = (rep_tp + noise[:, 0] * np.sqrt(rep_var)) / det_total
+        replicate = np.clip(rep_tp + noise[:, 0] * np.sqrt(rep_var), 0.0, det_total) / det_total
         overall = EstimatedPrecision(
             tp_total / det_total,
             _interval(replicate),
@@ -192,6 +213,10 @@ def estimate_precision(
         detections = sum(c.detections for c in classes.values())
         overall = EstimatedPrecision(math.nan, (math.nan, math.nan), math.nan, detections, False, reason, 0)
     return LabelFreePrecision(classes, overall)
+
+
+def _few(detections: int, what: str) -> str:
+    return f"the period holds {detections} {what} (fewer than {MIN_PERIOD_DETECTIONS})"
 
 
 def _distrust(
