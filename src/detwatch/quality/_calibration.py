@@ -33,7 +33,7 @@ from scipy.optimize import isotonic_regression
 
 from ._matching import MAX_DETECTIONS, LabelledImage, match_images
 
-__all__ = ["ClassCalibration", "calibrate", "fit_isotonic", "labelled_points"]
+__all__ = ["ClassCalibration", "calibrate", "fit_isotonic", "fit_pooled", "labelled_points"]
 
 
 @dataclass(frozen=True)
@@ -76,15 +76,25 @@ def fit_isotonic(
         raise ValueError("confidence, outcome and weights: one value each per detection")
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError("weights: finite and non-negative")
-    keep = w > 0
-    x, y, w = x[keep], y[keep], w[keep]
-    if not x.size:
-        return np.zeros(0), np.zeros(0)
     knots, inverse = np.unique(x, return_inverse=True)
-    total = np.bincount(inverse, weights=w, minlength=knots.size)
-    mean = np.bincount(inverse, weights=w * y, minlength=knots.size) / total
-    fitted = isotonic_regression(mean, weights=total, increasing=True).x
-    return knots, np.clip(np.asarray(fitted, dtype=np.float64), 0.0, 1.0)
+    return fit_pooled(knots, inverse, y, w)
+
+
+def fit_pooled(
+    knots: NDArray[np.float64], inverse: NDArray[np.intp], outcome: NDArray[np.float64], weights: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """:func:`fit_isotonic` on points already pooled by ``np.unique(confidence, return_inverse=True)``.
+
+    Knots whose points all weigh 0 are left out. A bootstrap refits the same points
+    under hundreds of weightings: the sort is done once, by the caller.
+    """
+    total = np.bincount(inverse, weights=weights, minlength=knots.size)
+    kept = total > 0
+    if not kept.any():
+        return np.zeros(0), np.zeros(0)
+    mean = np.bincount(inverse, weights=weights * outcome, minlength=knots.size)[kept] / total[kept]
+    fitted = isotonic_regression(mean, weights=total[kept], increasing=True).x
+    return knots[kept], np.clip(np.asarray(fitted, dtype=np.float64), 0.0, 1.0)
 
 
 def _class_points(images: Sequence[LabelledImage], name: str) -> tuple[NDArray[np.float64], NDArray[np.intp]]:

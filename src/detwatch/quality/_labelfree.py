@@ -48,7 +48,7 @@ from numpy.typing import NDArray
 from detwatch.contract import bins
 from detwatch.stats.binned_ks import kolmogorov_smirnov
 
-from ._calibration import fit_isotonic, labelled_points
+from ._calibration import fit_pooled, labelled_points
 from ._estimates import CONFIDENCE, MIN_IMAGES, RESAMPLES
 from ._matching import LabelledImage
 
@@ -93,20 +93,31 @@ class LabelFreePrecision:
     overall: EstimatedPrecision
 
 
-def _bin_chances(
-    confidence: NDArray[np.float64], outcome: NDArray[np.float64], weights: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """Per confidence bin, the chance a detection there is right, under one set of weights."""
-    knots, fitted = fit_isotonic(confidence, outcome, weights)
-    if not knots.size:
-        return np.full(bins.CONFIDENCE_BINS, np.nan)
-    at_point = np.interp(confidence, knots, fitted)
-    cell = np.minimum((confidence / bins.CONFIDENCE_WIDTH).astype(np.intp), bins.CONFIDENCE_BINS - 1)
-    mass = np.bincount(cell, weights=weights, minlength=bins.CONFIDENCE_BINS)
-    total = np.bincount(cell, weights=weights * at_point, minlength=bins.CONFIDENCE_BINS)
-    centre = np.interp(_CENTRES, knots, fitted)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(mass > 0, total / np.where(mass > 0, mass, 1.0), centre)
+class _BinChances:
+    """Per confidence bin, the chance a detection there is right, under a set of weights.
+
+    Prepared once per class (the distinct confidences, each point's knot and bin), then fitted
+    under each set of weights: a bootstrap refits one class hundreds of times on the
+    same points, and sorting them once is what each fit would repeat.
+    """
+
+    def __init__(self, confidence: NDArray[np.float64], outcome: NDArray[np.float64]) -> None:
+        self.confidence = confidence
+        self.outcome = outcome
+        self.knots, self.inverse = np.unique(confidence, return_inverse=True)
+        self.cell = np.minimum((confidence / bins.CONFIDENCE_WIDTH).astype(np.intp), bins.CONFIDENCE_BINS - 1)
+
+    def __call__(self, weights: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The chances under one set of weights."""
+        knots, fitted = fit_pooled(self.knots, self.inverse, self.outcome, weights)
+        if not knots.size:
+            return np.full(bins.CONFIDENCE_BINS, np.nan)
+        at_point = np.interp(self.confidence, knots, fitted)
+        mass = np.bincount(self.cell, weights=weights, minlength=bins.CONFIDENCE_BINS)
+        summed = np.bincount(self.cell, weights=weights * at_point, minlength=bins.CONFIDENCE_BINS)
+        centre = np.interp(_CENTRES, knots, fitted)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(mass > 0, summed / np.where(mass > 0, mass, 1.0), centre)
 
 
 def _interval(values: NDArray[np.float64]) -> tuple[float, float]:
@@ -160,9 +171,10 @@ def estimate_precision(
             continue
         confidence, outcome, owner = points[name]
         weights = base[owner]
-        chances = _bin_chances(confidence, outcome, weights)
+        bin_chances = _BinChances(confidence, outcome)
+        chances = bin_chances(weights)
         tp = float(counts @ chances)
-        replicate_chances = np.stack([_bin_chances(confidence, outcome, weights * m[owner]) for m in multiplicity])
+        replicate_chances = np.stack([bin_chances(weights * m[owner]) for m in multiplicity])
         rep_mean = replicate_chances @ counts
         rep_v = (replicate_chances * (1 - replicate_chances)) @ counts
         replicate_tp = np.clip(rep_mean + noise[:, 0] * np.sqrt(np.maximum(rep_v, 0.0)), 0.0, detections)
