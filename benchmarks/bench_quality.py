@@ -22,6 +22,11 @@ CLI and client make, JSON included; 400 bootstrap resamples for each interval), 
 of ``--repeat`` calls; its parts (the labelled read and estimates, the label-free
 estimate, the cell read alone) are timed apart to show where the time goes. The
 label-free detections must equal the simulated month's (asserted): the read is complete.
+
+Where the time went: reading the month's confidence cells as one object per cell (about
+40,000 after compaction) took 0.3 to 0.6 s of a 1.2 to 1.3 s answer; the database now
+sums them per class and bin (``Storage.aggregate_counts``, 0.02 s), and what is left is
+the bootstraps (400 resamples of AP and of the calibration, per class).
 """
 
 from __future__ import annotations
