@@ -59,6 +59,9 @@ def test_instrument_names_are_unique() -> None:
         (semconv.DETECTIONS, "", "objdet_detections_total"),
         (semconv.FEEDBACK, "total", "objdet_feedback_total"),
         (semconv.DRIFT_SCORE, "", "objdet_drift_score_ratio"),
+        (semconv.QUALITY_PRECISION, "", "objdet_quality_precision_ratio"),
+        (semconv.QUALITY_PRECISION_LOW, "", "objdet_quality_precision_low_ratio"),
+        (semconv.QUALITY_TRUSTED, "", "objdet_quality_trusted_ratio"),
         (semconv.IMAGE_DETECTIONS, "count", "objdet_image_detections_count"),
     ],
 )

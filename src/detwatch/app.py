@@ -22,6 +22,7 @@ from detwatch.api.openapi import openapi_document
 from detwatch.config import Settings, load_settings
 from detwatch.instruments import CompanionInstruments
 from detwatch.jobs.drift_schedule import start_drift_schedule
+from detwatch.jobs.quality_schedule import start_quality_schedule
 from detwatch.jobs.retention import RetentionScheduler
 from detwatch.jobs.training_dispatch import TrainingDispatcher
 from detwatch.review import Flagger
@@ -88,6 +89,9 @@ def create_app(
     app.extensions["detwatch.drift_scheduler"] = start_drift_schedule(
         resolved.extra.get("drift"), resolved.data_dir, resolved.effective_database_url, instruments
     )
+    app.extensions["detwatch.quality_scheduler"] = start_quality_schedule(
+        resolved.extra.get("quality"), resolved.data_dir, resolved.effective_database_url, instruments
+    )
 
     retention = RetentionScheduler(
         lambda: storage_for(app),
@@ -116,7 +120,12 @@ def shutdown(app: Flask) -> None:
 
     A gunicorn worker needs none of it: its daemon threads end with the process.
     """
-    for key in ("detwatch.jobs.training", "detwatch.jobs.retention", "detwatch.drift_scheduler"):
+    for key in (
+        "detwatch.jobs.training",
+        "detwatch.jobs.retention",
+        "detwatch.drift_scheduler",
+        "detwatch.quality_scheduler",
+    ):
         job = app.extensions.get(key)
         if job is not None:
             job.stop()

@@ -2,7 +2,9 @@
 
 The companion counts what it receives (``objdet.feedback``), what its data engine flags
 for review (``objdet.review.flagged``) and reports the drift schedule's scores
-(``objdet.drift.score``). Creating them at import from the global provider bound them to
+(``objdet.drift.score``) and the quality schedule's label-free precision
+(``objdet.quality.precision``, its interval and whether it is trusted). Creating them
+at import from the global provider bound them to
 whatever provider existed then (a no-op one in a test, or before the SDK was set up), and
 made a test that wants to read them start a fresh interpreter. Here ``create_app`` builds
 one :class:`CompanionInstruments` from the provider it is given (the global one by
@@ -33,6 +35,10 @@ class CompanionInstruments:
     feedback: metrics.Counter
     review_flagged: metrics.Counter
     drift_score: metrics._Gauge  # the API names its synchronous gauge class privately (opentelemetry-api 1.2x)
+    quality_precision: metrics._Gauge
+    quality_precision_low: metrics._Gauge
+    quality_precision_high: metrics._Gauge
+    quality_trusted: metrics._Gauge
 
     @classmethod
     def create(cls, meter_provider: metrics.MeterProvider | None = None) -> CompanionInstruments:
@@ -48,7 +54,13 @@ class CompanionInstruments:
                 unit=semconv.REVIEW_FLAGGED.unit,
                 description=semconv.REVIEW_FLAGGED.description,
             ),
-            drift_score=meter.create_gauge(
-                semconv.DRIFT_SCORE.name, unit=semconv.DRIFT_SCORE.unit, description=semconv.DRIFT_SCORE.description
-            ),
+            drift_score=_gauge(meter, semconv.DRIFT_SCORE),
+            quality_precision=_gauge(meter, semconv.QUALITY_PRECISION),
+            quality_precision_low=_gauge(meter, semconv.QUALITY_PRECISION_LOW),
+            quality_precision_high=_gauge(meter, semconv.QUALITY_PRECISION_HIGH),
+            quality_trusted=_gauge(meter, semconv.QUALITY_TRUSTED),
         )
+
+
+def _gauge(meter: metrics.Meter, spec: semconv.InstrumentSpec) -> metrics._Gauge:
+    return meter.create_gauge(spec.name, unit=spec.unit, description=spec.description)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 __all__ = [
+    "ALL_CLASSES",
     "ATTR_AB_VARIANT",
     "ATTR_DETECTION_CLASS",
     "ATTR_DRIFT_KIND",
@@ -50,6 +51,10 @@ __all__ = [
     "INVALID_OUTPUTS",
     "MODEL_ATTRIBUTES",
     "OTHER_CLASS",
+    "QUALITY_PRECISION",
+    "QUALITY_PRECISION_HIGH",
+    "QUALITY_PRECISION_LOW",
+    "QUALITY_TRUSTED",
     "REVIEW_FLAGGED",
     "TELEMETRY_DROPPED",
     "InstrumentKind",
@@ -103,6 +108,9 @@ ATTR_DRIFT_METHOD: Final = "objdet.drift.method"
 
 OTHER_CLASS: Final = "other"
 """The class label that classes beyond the cardinality guard's limit fold into."""
+ALL_CLASSES: Final = "__all__"
+"""``objdet.detection.class`` of a figure over every class (the quality gauges' overall value),
+like drift's ``any``: the attribute is always there, so one selector reads either."""
 
 InvalidReason = Literal[
     "unrecognized_format",
@@ -277,6 +285,44 @@ DRIFT_SCORE: Final = InstrumentSpec(
 )
 """Gauge, ``1``, by ``objdet.drift.kind`` and ``objdet.drift.method`` (companion)."""
 
+_QUALITY_ATTRS = (ATTR_DETECTION_CLASS,)
+QUALITY_PRECISION: Final = InstrumentSpec(
+    name="objdet.quality.precision",
+    kind="gauge",
+    unit="1",
+    description="Label-free expected precision of the trailing period's detections (calibrated on reviewed labels).",
+    attributes=_QUALITY_ATTRS,
+    emitted_by="companion",
+)
+"""Gauge, ``1``, by ``objdet.detection.class`` (:data:`ALL_CLASSES` overall) (companion)."""
+QUALITY_PRECISION_LOW: Final = InstrumentSpec(
+    name="objdet.quality.precision_low",
+    kind="gauge",
+    unit="1",
+    description="Lower end of the 95 % interval of objdet.quality.precision.",
+    attributes=_QUALITY_ATTRS,
+    emitted_by="companion",
+)
+"""Gauge, ``1``: the interval's lower end, by class (companion)."""
+QUALITY_PRECISION_HIGH: Final = InstrumentSpec(
+    name="objdet.quality.precision_high",
+    kind="gauge",
+    unit="1",
+    description="Upper end of the 95 % interval of objdet.quality.precision.",
+    attributes=_QUALITY_ATTRS,
+    emitted_by="companion",
+)
+"""Gauge, ``1``: the interval's upper end, by class (companion)."""
+QUALITY_TRUSTED: Final = InstrumentSpec(
+    name="objdet.quality.trusted",
+    kind="gauge",
+    unit="1",
+    description="1 when objdet.quality.precision can be trusted (enough labels, confidences as calibrated), else 0.",
+    attributes=_QUALITY_ATTRS,
+    emitted_by="companion",
+)
+"""Gauge, ``1``: 1/0, whether the estimate of the same class is trusted (companion)."""
+
 INSTRUMENTS: Final[tuple[InstrumentSpec, ...]] = (
     INFERENCE_DURATION,
     IMAGES,
@@ -291,6 +337,10 @@ INSTRUMENTS: Final[tuple[InstrumentSpec, ...]] = (
     FEEDBACK,
     REVIEW_FLAGGED,
     DRIFT_SCORE,
+    QUALITY_PRECISION,
+    QUALITY_PRECISION_LOW,
+    QUALITY_PRECISION_HIGH,
+    QUALITY_TRUSTED,
 )
 """Every instrument detwatch emits, instrumentation and companion."""
 

@@ -29,23 +29,20 @@ machines compute the same values, which charts aggregate with ``max``.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
-import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from opentelemetry import metrics
 
 from detwatch.config import ConfigError
 from detwatch.drift import AB_VARIANTS, AggregateReader, DriftConfig, DriftReport, drift_report, parse_periods
 from detwatch.instruments import CompanionInstruments
+from detwatch.jobs._periodic import PeriodicJob, open_migrated, parse_interval
 from detwatch_instrumentation import semconv
 
 __all__ = ["DriftSchedule", "DriftScheduler", "ScheduledDrift", "drift_scores", "start_drift_schedule"]
@@ -54,9 +51,6 @@ _logger = logging.getLogger("detwatch.drift")
 
 DEFAULT_INTERVAL_S = 900.0
 """15 minutes: aggregates are hourly, so checking more often mostly repeats a result."""
-
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?) *(ms|s|m|h)")
-_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 HEADLINES: tuple[tuple[str, str, str], ...] = (
     ("class_mix", "class", "jensen_shannon"),
@@ -96,24 +90,11 @@ class DriftSchedule:
         unknown = set(section) - {"interval", "models"}
         if unknown:
             raise ValueError(f"drift.{sorted(unknown)[0]}: unknown setting (known: interval, models)")
-        interval = _seconds("drift.interval", section.get("interval", "15m"))
+        interval = parse_interval("drift.interval", section.get("interval", "15m"))
         models = section.get("models", {})
         if not isinstance(models, Mapping):
             raise ValueError("drift.models: expected a mapping of model id to its settings")
         return cls(interval, tuple(_model(str(model_id), spec) for model_id, spec in models.items()))
-
-
-def _seconds(name: str, value: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        match = _DURATION.fullmatch(str(value).strip())
-        if match is None:
-            raise ValueError(f"{name}: expected a duration such as 15m, 1h or 30s, got {value!r}")
-        seconds = float(match.group(1)) * _SECONDS[match.group(2)]
-    if not 0.05 <= seconds <= 7 * 86_400:
-        raise ValueError(f"{name}: between 50 ms and 7 days")
-    return seconds
 
 
 def _model(model_id: str, spec: Any) -> ScheduledDrift:
@@ -158,12 +139,15 @@ def drift_scores(report: DriftReport) -> list[tuple[float, str, str]]:
     return scores
 
 
-class DriftScheduler:
+class DriftScheduler(PeriodicJob):
     """Runs a :class:`DriftSchedule` against a storage and sets ``objdet.drift.score``.
 
     ``meter_provider`` defaults to the global one, which the companion configures
     when a Collector is named (see :func:`detwatch.app.create_app`).
     """
+
+    thread_name = "detwatch-drift-schedule"
+    logger = _logger
 
     def __init__(
         self,
@@ -174,16 +158,12 @@ class DriftScheduler:
         instruments: CompanionInstruments | None = None,
         lock_path: Path | None = None,
     ) -> None:
+        super().__init__(schedule.interval_s, lock_path)
         self.schedule = schedule
         self._storage_factory = storage
         self._storage: AggregateReader | None = None
         own = instruments if instruments is not None else CompanionInstruments.create(meter_provider)
         self._gauge = own.drift_score
-        self._lock_path = lock_path
-        self._lock_file: IO[bytes] | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.runs = 0
 
     def run_once(self, now_unix_nano: int | None = None) -> dict[str, DriftReport]:
         """One pass over the models; a failing model is logged and skipped, never raised."""
@@ -211,40 +191,6 @@ class DriftScheduler:
         self.runs += 1
         return reports
 
-    def _leader(self) -> bool:
-        if self._lock_path is None or self._lock_file is not None:
-            return True
-        handle = open(self._lock_path, "ab")  # noqa: SIM115 - held for the process's life
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            return False
-        self._lock_file = handle
-        return True
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self._leader():
-                    self.run_once()
-            except Exception:  # the schedule outlives a bad run (database down, ...)
-                _logger.exception("scheduled drift run failed")
-            self._stop.wait(self.schedule.interval_s)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="detwatch-drift-schedule", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        if self._lock_file is not None:
-            with contextlib.suppress(OSError):
-                self._lock_file.close()
-            self._lock_file = None
-
 
 def start_drift_schedule(
     section: Any, data_dir: Path, database_url: str, instruments: CompanionInstruments | None = None
@@ -261,15 +207,12 @@ def start_drift_schedule(
         raise ConfigError(str(exc)) from None
     if not schedule.models:
         return None
-
-    def storage() -> AggregateReader:
-        from detwatch.storage import open_storage
-
-        opened = open_storage(database_url)
-        opened.migrate()
-        return opened
-
-    scheduler = DriftScheduler(schedule, storage, instruments=instruments, lock_path=data_dir / "drift-schedule.lock")
+    scheduler = DriftScheduler(
+        schedule,
+        lambda: open_migrated(database_url),
+        instruments=instruments,
+        lock_path=data_dir / "drift-schedule.lock",
+    )
     scheduler.start()
     _logger.info(
         "drift schedule: %d models every %.0f s (pid %d)", len(schedule.models), schedule.interval_s, os.getpid()
