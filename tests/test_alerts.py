@@ -20,6 +20,7 @@ SEED_LOW_CONFIDENCE: dict[str, Any] = {
     "condition": {"metric": "avg_confidence", "operator": "lt", "threshold": 0.7, "window": "1h"},
     "notify": ["email:team@company.com", "slack:#ml-alerts"],
 }
+PRECISION: dict[str, Any] = {"metric": "estimated_precision", "operator": "lt", "threshold": 0.8, "window": "1h"}
 SEED_HIGH_LATENCY: dict[str, Any] = {
     "name": "High Latency Alert",
     "model_id": "vehicles",
@@ -135,6 +136,10 @@ def test_bad_window_is_refused_with_the_duration_format(window: Any) -> None:
         ({**SEED_LOW_CONFIDENCE, "name": "{{ evil }}"}, "name"),
         ({**SEED_LOW_CONFIDENCE, "arm": "c"}, "arm"),
         ({**SEED_LOW_CONFIDENCE, "per": "class"}, "per"),
+        ({**SEED_LOW_CONFIDENCE, "condition": {**PRECISION, "metric": "estimated_precision:"}}, "condition.metric"),
+        ({**SEED_LOW_CONFIDENCE, "condition": PRECISION, "arm": "a"}, "arm"),
+        ({**SEED_LOW_CONFIDENCE, "condition": PRECISION, "per": "arm"}, "per"),
+        ({**SEED_LOW_CONFIDENCE, "condition": {**PRECISION, "threshold": 1.2}}, "condition.threshold"),
         ({**SEED_LOW_CONFIDENCE, "colour": "red"}, "colour"),
         ({"name": "x", "model_id": "m"}, "condition"),
         ({**SEED_LOW_CONFIDENCE, "condition": {"metric": "avg_confidence"}}, "condition.operator"),
@@ -167,3 +172,22 @@ def test_alert_names_must_differ_after_slugging() -> None:
     with pytest.raises(AlertDefinitionError) as info:
         parse_alerts([SEED_LOW_CONFIDENCE, {**SEED_LOW_CONFIDENCE, "name": "low confidence alert!"}])
     assert info.value.field == "alerts[1].name"
+
+
+def test_estimated_precision_reads_the_trusted_quality_gauge_of_its_class() -> None:
+    overall = parse_alert({**SEED_LOW_CONFIDENCE, "condition": PRECISION})
+    person = parse_alert({**SEED_LOW_CONFIDENCE, "condition": {**PRECISION, "metric": "estimated_precision:person"}})
+    assert (overall.metric, overall.argument) == ("estimated_precision", None)
+    assert (person.metric, person.argument, person.metric_ref) == (
+        "estimated_precision",
+        "person",
+        "estimated_precision:person",
+    )
+    assert parse_alert(person.to_json()) == person
+    value = semconv.prometheus_series(semconv.QUALITY_PRECISION)
+    trusted = semconv.prometheus_series(semconv.QUALITY_TRUSTED)
+    expression = promql.alert_expression(overall)
+    assert f'{value}{{objdet_model_id="vehicles", objdet_detection_class="__all__"}}[1h]' in expression
+    assert f'{trusted}{{objdet_model_id="vehicles", objdet_detection_class="__all__"}}[1h]' in expression
+    assert "== 1" in expression and expression.endswith("< 0.8")
+    assert 'objdet_detection_class="person"' in promql.alert_expression(person)

@@ -30,6 +30,7 @@ from detwatch.config import Settings
 from detwatch.exceptions import InvalidRequestError
 
 SEED_CONDITION = {"metric": "avg_confidence", "operator": "lt", "threshold": 0.7, "window": "1h"}
+PRECISION_CONDITION = {"metric": "estimated_precision", "operator": "lt", "threshold": 0.8, "window": "1h"}
 
 
 @pytest.fixture
@@ -93,6 +94,14 @@ def test_created_alert_is_listed_and_its_rules_are_served_and_valid(client: Flas
         ({**seed_body(), "condition": {**SEED_CONDITION, "window": "an hour"}}, "condition.window", "15m"),
         ({**seed_body(), "notify": ["pager:42"]}, "notify[0]", "slack:#"),
         ({**seed_body(), "model_id": "other"}, "model_id", "valid keys"),
+        ({**seed_body(), "condition": {**PRECISION_CONDITION, "threshold": 2}}, "condition.threshold", "share"),
+        ({**seed_body(), "condition": PRECISION_CONDITION, "arm": "b"}, "arm", "not exported per A/B arm"),
+        ({**seed_body(), "condition": PRECISION_CONDITION, "per": "arm"}, "per", "not exported per A/B arm"),
+        (
+            {**seed_body(), "condition": {**PRECISION_CONDITION, "metric": "estimated_precision:"}},
+            "condition.metric",
+            "estimated_precision:<class>",
+        ),
     ],
 )
 def test_invalid_definitions_are_refused_naming_the_field(
@@ -103,6 +112,25 @@ def test_invalid_definitions_are_refused_naming_the_field(
     error = response.get_json()["error"]
     assert error["field"] == field and hint in error["message"]
     assert client.get("/v1/models/vehicles/alerts").get_json()["alerts"] == []
+
+
+def test_an_estimated_precision_alert_is_created_per_class_and_its_rules_pass_promtool(
+    client: FlaskClient, tmp_path: Path
+) -> None:
+    for metric, per in (("estimated_precision", "version"), ("estimated_precision:person", "model")):
+        body = {"name": f"Precision {metric[-6:]}", "condition": {**PRECISION_CONDITION, "metric": metric}, "per": per}
+        response = client.post("/v1/models/cams/alerts", json=body)
+        assert response.status_code == 201, response.get_json()
+        assert response.get_json()["condition"]["metric"] == metric
+    rules_text = client.get("/v1/alerts/artifacts").get_json()["files"]["rules/detwatch.rules.yml"]
+    assert 'objdet_detection_class="person"' in rules_text and 'objdet_detection_class="__all__"' in rules_text
+    assert "objdet_quality_trusted_ratio" in rules_text
+    directory = tmp_path / "generated" / "rules"
+    for command in (["check", "rules", "detwatch.rules.yml"], ["test", "rules", "detwatch.rules.test.yml"]):
+        result = subprocess.run(
+            [str(binary("promtool")), *command], cwd=directory, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_alert_routes_require_the_token_when_configured(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from _components import REPO_ROOT, binary
@@ -51,9 +52,12 @@ def test_promtool_unit_tests_pass_with_each_seed_alert_firing_and_quiet() -> Non
         # The firing case also feeds another model the same values: it must not fire.
         models = {s["series"].split('objdet_model_id="')[1].split('"')[0] for s in fired[0]["input_series"]}
         assert models == {"vehicles", "vehicles-other"}
-    # Every threshold alert of detwatch.yaml has its cases, not only the seed's.
+    # Every threshold alert of detwatch.yaml has its cases, not only the seed's (and an
+    # estimated precision alert one more: quiet on an untrusted value).
     threshold_alerts = [a for a in CONFIG.alerts if a.anomaly is None]
-    assert len(tests) == 2 * len(threshold_alerts)
+    untrusted = [a for a in threshold_alerts if a.metric == "estimated_precision"]
+    assert untrusted
+    assert len(tests) == 2 * len(threshold_alerts) + len(untrusted)
 
 
 def write_pair(tmp_path: Path, rule_alert: dict[str, Any], test_alert: dict[str, Any]) -> None:
@@ -157,3 +161,54 @@ def test_vmalert_accepts_the_generated_rule_file(tmp_path: Path) -> None:
     broken.write_text("groups:\n- name: x\n  rules:\n  - alert: A\n    expr: sum(\n")
     result = run("vmalert", "-dryRun", f"-rule={broken}", "-loggerLevel=ERROR")
     assert result.returncode != 0 and "invalid expression" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("per", ["model", "version"])
+def test_estimated_precision_fires_only_on_a_trusted_estimate_under_the_threshold(tmp_path: Path, per: str) -> None:
+    """The rule reads the quality schedule's gauges: the value, and the trust beside it."""
+    definitions = [
+        parse_alert(
+            {
+                "name": name,
+                "model_id": "m1",
+                "per": per,
+                "condition": {"metric": metric, "operator": operator, "threshold": 0.8, "window": "10m", "for": "2m"},
+            }
+        )
+        for name, metric, operator in (
+            ("Overall", "estimated_precision", "lt"),
+            ("Person", "estimated_precision:person", "lte"),
+            ("High", "estimated_precision", "gt"),
+        )
+    ]
+    stack = StackSettings()
+    (tmp_path / rules.RULES_FILE).write_text(render_yaml(rules.rule_groups(definitions, stack)))
+    (tmp_path / rules.RULES_TEST_FILE).write_text(render_yaml(rules.rules_tests(definitions, stack)))
+    result = run("promtool", "test", "rules", rules.RULES_TEST_FILE, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    tests = yaml.safe_load((tmp_path / rules.RULES_TEST_FILE).read_text())["tests"]
+    assert len(tests) == 3 * len(definitions)
+    untrusted = [t for t in tests if "not trusted" in t["name"]]
+    assert len(untrusted) == 3 and all(not t["alert_rule_test"][0]["exp_alerts"] for t in untrusted)
+    person = next(t for t in tests if t["name"].startswith("Person fires"))
+    assert any('objdet_detection_class="person"' in s["series"] for s in person["input_series"])
+
+
+def test_the_untrusted_case_is_not_vacuous(tmp_path: Path) -> None:
+    """A rule without the trust condition fails the generated 'quiet while untrusted' case."""
+    alert = parse_alert(
+        {
+            "name": "Overall",
+            "model_id": "m1",
+            "condition": {"metric": "estimated_precision", "operator": "lt", "threshold": 0.8, "window": "10m"},
+        }
+    )
+    stack = StackSettings()
+    text = render_yaml(rules.rule_groups([alert], stack))
+    untrusting = text.replace(") == 1", ") >= 0")
+    assert untrusting != text
+    (tmp_path / rules.RULES_FILE).write_text(untrusting)
+    (tmp_path / rules.RULES_TEST_FILE).write_text(render_yaml(rules.rules_tests([alert], stack)))
+    result = run("promtool", "test", "rules", rules.RULES_TEST_FILE, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "not trusted" in result.stdout + result.stderr

@@ -19,7 +19,11 @@ Condition keys
 ``metric``
     ``avg_confidence``, ``p50_latency_ms``, ``p95_latency_ms``, ``p99_latency_ms``,
     ``low_confidence_rate``, ``no_detection_rate``, ``error_rate``, ``throughput``
-    (images/s), ``class_share:<class>``, ``feedback_accuracy``, ``drift_score:<kind>``.
+    (images/s), ``class_share:<class>``, ``feedback_accuracy``, ``drift_score:<kind>``,
+    ``estimated_precision`` and ``estimated_precision:<class>`` (the quality schedule's
+    label-free precision, overall or of one class: the alert fires only on an estimate
+    the schedule marked trusted; its gauges carry no A/B arm, so ``arm`` and
+    ``per: arm`` are refused on it).
 ``operator``
     ``lt``, ``gt``, ``lte``, ``gte``.
 ``threshold``
@@ -80,6 +84,7 @@ from detwatch.contract.shapes.alerts import (
 from detwatch_instrumentation import semconv
 
 __all__ = [
+    "ARMLESS_METRICS",
     "DEFAULT_ANOMALY_MIN_IMAGES",
     "DEFAULT_BELOW",
     "DEFAULT_FOR",
@@ -119,11 +124,23 @@ METRICS: Final[tuple[str, ...]] = (
     "class_share:<class>",
     "feedback_accuracy",
     "drift_score:<kind>",
+    "estimated_precision",
+    "estimated_precision:<class>",
 )
 """The metrics an alert may name; ``<class>`` and ``<kind>`` are filled in by the user."""
 
+ARMLESS_METRICS: Final = frozenset({"estimated_precision"})
+"""Metric families whose series carry no A/B arm: an ``arm`` filter or ``per: arm`` would match nothing."""
+
 _RATIOS: Final = frozenset(
-    {"low_confidence_rate", "no_detection_rate", "error_rate", "class_share", "feedback_accuracy"}
+    {
+        "low_confidence_rate",
+        "no_detection_rate",
+        "error_rate",
+        "class_share",
+        "feedback_accuracy",
+        "estimated_precision",
+    }
 )
 _LATENCY_QUANTILES: Final = {"p50_latency_ms": 0.5, "p95_latency_ms": 0.95, "p99_latency_ms": 0.99}
 _DURATION_RE: Final = re.compile(r"^([0-9]+)(ms|s|m|h|d|w)$")
@@ -194,7 +211,7 @@ class AlertDefinition:
     window: str
     for_: str = DEFAULT_FOR
     argument: str | None = None
-    """The class of ``class_share:<class>`` or the kind of ``drift_score:<kind>``."""
+    """The class of ``class_share:<class>``/``estimated_precision:<class>`` or the kind of ``drift_score:<kind>``."""
     version: str | None = None
     arm: Literal["a", "b"] | None = None
     per: Per = "model"
@@ -411,6 +428,10 @@ def _metric(value: Any) -> tuple[str, str | None]:
         if not sep or not argument:
             raise AlertDefinitionError(field, f"{family} needs a {what}: {family}:<{what.rsplit(maxsplit=1)[-1]}>")
         return family, _string(field, argument)
+    if family == "estimated_precision" and sep:
+        if not argument:
+            raise AlertDefinitionError(field, "estimated_precision:<class>, or estimated_precision for every class")
+        return family, _string(field, argument)
     if sep or value not in METRICS:
         raise AlertDefinitionError(field, f"{valid}, got {value!r}")
     return family, None
@@ -545,6 +566,11 @@ def parse_alert(data: Mapping[str, Any]) -> AlertDefinition:
     if arm is not None:
         arm = _choice("arm", arm, ("a", "b"))
     per = _choice("per", data.get("per", "model"), get_args(Per))
+    if metric in ARMLESS_METRICS:
+        if arm is not None:
+            raise AlertDefinitionError("arm", f"{metric} is not exported per A/B arm: leave arm out")
+        if per == "arm":
+            raise AlertDefinitionError("per", f"{metric} is not exported per A/B arm: use per model or version")
     severity = _choice("severity", data.get("severity", "warning"), get_args(Severity))
     return AlertDefinition(
         name=name.strip(),

@@ -51,6 +51,8 @@ __all__ = [
     "drift_score",
     "drift_scores",
     "error_rate",
+    "estimated_precision",
+    "estimated_precision_band",
     "failed_image_rate",
     "feedback_accuracy",
     "feedback_by_type",
@@ -274,6 +276,38 @@ def drift_score(scope: Scope, window: str, kind: str) -> str:
     return f"max {scope.by_clause()} (max_over_time({selector}))"
 
 
+def _latest(scope: Scope, spec: InstrumentSpec, window: str, cls: str, aggregate: str = "max") -> str:
+    selector = scope.range(spec, "", window, Matcher(LABEL_CLASS, "=", cls))
+    return f"{aggregate} {scope.by_clause()} (last_over_time({selector}))"
+
+
+def estimated_precision(scope: Scope, window: str, cls: str = semconv.ALL_CLASSES) -> str:
+    """The latest label-free precision of ``cls`` (every class: ``__all__``) in the window, only where trusted.
+
+    The quality schedule sets ``objdet.quality.trusted`` to 0 beside an estimate resting
+    on too few labels or on a calibration the period's confidences have left; ``and``
+    drops such a group, so an alert on this never fires on an untrusted value.
+    """
+    value = _latest(scope, semconv.QUALITY_PRECISION, window, cls)
+    trusted = _latest(scope, semconv.QUALITY_TRUSTED, window, cls, "min")
+    return f"{value}\nand on ({', '.join(scope.by)})\n(\n{trusted} == 1\n)"
+
+
+def estimated_precision_band(scope: Scope, cls: str = semconv.ALL_CLASSES) -> tuple[str, str, str, str]:
+    """The latest estimate, its interval's ends and its trust (0/1) per group: a panel's four queries."""
+    match = Matcher(LABEL_CLASS, "=", cls)
+
+    def latest(spec: InstrumentSpec, aggregate: str = "max") -> str:
+        return f"{aggregate} {scope.by_clause()} ({scope.select(spec, '', match)})"
+
+    return (
+        latest(semconv.QUALITY_PRECISION),
+        latest(semconv.QUALITY_PRECISION_LOW),
+        latest(semconv.QUALITY_PRECISION_HIGH),
+        latest(semconv.QUALITY_TRUSTED, "min"),
+    )
+
+
 def image_rate(scope: Scope, window: str, *extra: Matcher) -> str:
     """Images per second (``rate``: for panels, whose window Grafana sizes to the scrape interval)."""
     return f"sum {scope.by_clause()} (rate({scope.range(semconv.IMAGES, '', window, *extra)}))"
@@ -348,6 +382,8 @@ def metric_expression(alert: AlertDefinition, scope: Scope | None = None) -> str
     if metric == "drift_score":
         assert alert.argument is not None
         return drift_score(scope, window, alert.argument)
+    if metric == "estimated_precision":
+        return estimated_precision(scope, window, alert.argument or semconv.ALL_CLASSES)
     raise ValueError(f"metric: no expression for {metric!r}")
 
 

@@ -279,8 +279,13 @@ def _labels(labels: dict[str, str]) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 
-def _input_series(alert: AlertDefinition, model: str, value: float, steps: int) -> list[dict[str, str]]:
-    """Counters growing each minute so that the alert's metric equals ``value`` at any time."""
+def _input_series(
+    alert: AlertDefinition, model: str, value: float, steps: int, *, trusted: bool = True
+) -> list[dict[str, str]]:
+    """Counters growing each minute so that the alert's metric equals ``value`` at any time.
+
+    ``trusted``: the quality schedule's trust gauge beside an ``estimated_precision`` value.
+    """
     base = {promql.LABEL_MODEL_ID: model}
     if alert.version is not None:
         base[promql.LABEL_MODEL_VERSION] = alert.version
@@ -341,6 +346,10 @@ def _input_series(alert: AlertDefinition, model: str, value: float, steps: int) 
         labels = {**base, promql.LABEL_DRIFT_KIND: alert.argument, promql.LABEL_DRIFT_METHOD: "jensen_shannon"}
         name = promql.series_name(semconv.DRIFT_SCORE)
         series.append({"series": name + _labels(labels), "values": f"{value:g}x{steps}"})
+    elif metric == "estimated_precision":
+        labels = {**base, promql.LABEL_CLASS: alert.argument or semconv.ALL_CLASSES}
+        for spec, gauge in ((semconv.QUALITY_PRECISION, value), (semconv.QUALITY_TRUSTED, 1.0 if trusted else 0.0)):
+            series.append({"series": promql.series_name(spec) + _labels(labels), "values": f"{gauge:g}x{steps}"})
     return series
 
 
@@ -431,6 +440,17 @@ def _alert_tests(alert: AlertDefinition, interval: float) -> tuple[CachedItem, .
                             "exp_alerts": [{"exp_labels": labels, "exp_annotations": _expanded(alert, labels)}],
                         }
                     ],
+                }
+            )
+        )
+    if firing is not None and alert.metric == "estimated_precision":
+        tests.append(
+            CachedItem(
+                {
+                    "name": f"{alert.name} stays quiet at {firing:g} while the estimate is not trusted",
+                    "interval": _STEP,
+                    "input_series": _input_series(alert, alert.model_id, firing, steps, trusted=False),
+                    "alert_rule_test": [{"eval_time": eval_time, "alertname": alert_name(alert), "exp_alerts": []}],
                 }
             )
         )

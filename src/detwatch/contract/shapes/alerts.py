@@ -55,7 +55,8 @@ _FOR: Final = r"^(?:[0-9]{1,3}[sm]|[1-9]h|1[0-9]h|2[0-4]h)$"
 _NOTIFY: Final = f"^(?:email:{EMAIL_PATTERN}|slack:{SLACK_PATTERN}|webhook:{WEBHOOK_PATTERN})$"
 _CONFIDENCE_BOUNDS: Final = list(semconv.DETECTION_CONFIDENCE.bounds or ())
 _LATENCY_BOUNDS_MS: Final = [round(b * 1000, 6) for b in semconv.INFERENCE_DURATION.bounds or ()]
-_RATIOS: Final = ["low_confidence_rate", "no_detection_rate", "error_rate", "feedback_accuracy"]
+_RATIOS: Final = ["low_confidence_rate", "no_detection_rate", "error_rate", "feedback_accuracy", "estimated_precision"]
+_ESTIMATED_PRECISION: Final = r"^estimated_precision(?::[A-Za-z0-9_.:/+-]{1,128})?$"
 _SHARE: Final = {"type": "number", "minimum": 0, "maximum": 1}
 
 
@@ -109,6 +110,7 @@ _CONDITION: Final[dict[str, Any]] = {
                 "oneOf": [
                     {"enum": _RATIOS[1:]},
                     {"type": "string", "pattern": r"^class_share:[A-Za-z0-9_.:/+-]{1,128}$"},
+                    {"type": "string", "pattern": r"^estimated_precision:[A-Za-z0-9_.:/+-]{1,128}$"},
                 ]
             },
             _SHARE,
@@ -206,4 +208,16 @@ class AlertArtifacts(TypedDict):
     files: dict[str, str]
 
 
-CROSS_FIELD: Final[dict[str, dict[str, Any]]] = {"AlertCreate": {"additionalProperties": False}}
+CROSS_FIELD: Final[dict[str, dict[str, Any]]] = {
+    "AlertCreate": {
+        "additionalProperties": False,
+        # The quality gauges carry no A/B arm: an arm filter or per-arm alert on them is refused.
+        "if": {
+            "required": ["condition"],
+            "properties": {"condition": {"properties": {"metric": {"pattern": _ESTIMATED_PRECISION}}}},
+        },
+        "then": {
+            "not": {"anyOf": [{"required": ["arm"]}, {"required": ["per"], "properties": {"per": {"const": "arm"}}}]}
+        },
+    }
+}
