@@ -67,6 +67,8 @@ class Feed:
     flagged: dict[str, int]
     drift: dict[tuple[str, str], float]
     export_windows: list[tuple[float, float]]
+    quality: dict[str, tuple[float, float, float, bool]]
+    """The quality schedule's gauges set (model-wide, no version): class -> (estimate, low, high, trusted)."""
 
     def version(self, call: Call) -> str:
         return VERSION[call.arm]
@@ -120,6 +122,16 @@ def fill(store: VictoriaMetrics) -> Feed:
     feedback: list[tuple[str, str]] = []
     flagged: dict[str, int] = {}
     drift = {("class", "jensen_shannon"): 0.12, ("confidence", "ks"): 0.31}
+    quality = {
+        semconv.ALL_CLASSES: (0.74, 0.7, 0.78, True),
+        "car": (0.9, 0.87, 0.93, True),
+        "person": (0.4, 0.2, 0.6, False),
+    }
+    quality_gauges = [
+        meter.create_gauge(spec.name, unit=spec.unit)
+        for spec in (semconv.QUALITY_PRECISION, semconv.QUALITY_PRECISION_LOW, semconv.QUALITY_PRECISION_HIGH,
+                     semconv.QUALITY_TRUSTED)
+    ]  # fmt: skip
 
     def one_call(key: str, kind: str, pause: float) -> None:
         arm = router.route(key)
@@ -166,6 +178,10 @@ def fill(store: VictoriaMetrics) -> Feed:
         drift_gauge.set(
             score, {semconv.ATTR_MODEL_ID: MODEL, semconv.ATTR_DRIFT_KIND: kind, semconv.ATTR_DRIFT_METHOD: method}
         )
+    for cls, (estimate, low, high, trusted) in quality.items():
+        attributes = {semconv.ATTR_MODEL_ID: MODEL, semconv.ATTR_DETECTION_CLASS: cls}
+        for gauge, value in zip(quality_gauges, (estimate, low, high, float(trusted)), strict=True):
+            gauge.set(value, attributes)
     windows = [_export(provider)]
     phase1 = len(calls)
     # Phase 2: the stream. Slow calls sleep mid-bucket (0.0167, 0.025]; one in ten raises.
@@ -177,7 +193,7 @@ def fill(store: VictoriaMetrics) -> Feed:
     for i in range(12):
         flag(("low_confidence", "random_sample", "no_detections")[i % 3])
     windows.append(_export(provider))
-    return Feed(store, provider, calls, calls[phase1:], feedback, flagged, drift, windows)
+    return Feed(store, provider, calls, calls[phase1:], feedback, flagged, drift, windows, quality)
 
 
 def _export(provider: MeterProvider) -> tuple[float, float]:
@@ -301,6 +317,18 @@ def drift_scores(feed: Feed) -> dict[Key, Interval]:
     return {(MODEL, kind, method): exact(score) for (kind, method), score in feed.drift.items()}
 
 
+def estimated_precision(feed: Feed, part: int, *, untrusted_only: bool = False) -> dict[Key, Interval]:
+    """The quality gauges per (model, version: none set, class): estimate, low or high (``part`` 0, 1, 2)."""
+    return {
+        (MODEL, "", cls): exact(figures[part])
+        for cls, figures in feed.quality.items()
+        if not (untrusted_only and figures[3])
+    }
+
+
+BY_CLASS: tuple[str, ...] = ("objdet_model_id", "objdet_model_version", "objdet_detection_class")
+
+
 @dataclass(frozen=True)
 class Expect:
     labels: tuple[str, ...]
@@ -356,6 +384,12 @@ PANELS: dict[tuple[str, str], Expect] = {
         ("objdet_sampling_strategy",), lambda f: {(k,): exact(float(n)) for k, n in f.flagged.items()}
     ),
     ("Low-confidence share", "A"): Expect(BY_VERSION, lambda f: per_group(f.calls, grouping(BY_VERSION), low_share)),
+    ("Estimated precision (label-free)", "A"): Expect(BY_CLASS, lambda f: estimated_precision(f, 0)),
+    ("Estimated precision (label-free)", "B"): Expect(BY_CLASS, lambda f: estimated_precision(f, 1)),
+    ("Estimated precision (label-free)", "C"): Expect(BY_CLASS, lambda f: estimated_precision(f, 2)),
+    ("Estimated precision (label-free)", "D"): Expect(
+        BY_CLASS, lambda f: estimated_precision(f, 0, untrusted_only=True)
+    ),
     ("Latest drift scores", "A"): Expect(("objdet_model_id", "objdet_drift_kind", "objdet_drift_method"), drift_scores),
     ("Drift scores", "A"): Expect(("objdet_model_id", "objdet_drift_kind", "objdet_drift_method"), drift_scores),
     ("Average confidence by arm", "A"): Expect(BY_ARM, lambda f: per_group(f.calls, grouping(BY_ARM), mean_confidence)),
@@ -424,7 +458,9 @@ def test_the_dashboards_hold_the_panels_the_issue_lists() -> None:
         "Average confidence per class", "Detections per image", "Empty-image rate", "Class mix", "Box sizes",
     }  # fmt: skip
     assert overview <= {t for b, t in titles if b == "overview"}
-    assert {"Feedback by type", "Feedback accuracy", "Flagged for review"} <= {t for b, t in titles if b == "quality"}
+    assert {"Feedback by type", "Feedback accuracy", "Flagged for review", "Estimated precision (label-free)"} <= {
+        t for b, t in titles if b == "quality"
+    }
     assert "Drift scores" in {t for b, t in titles if b == "drift"}
     assert {r for b, t, r, _ in TARGETS if t == "Latency p50 / p95 / p99"} == {"A", "B", "C"}
 
@@ -479,6 +515,10 @@ def metric_expectation(alert: AlertDefinition, feed: Feed) -> dict[Key, Interval
         return per_group(calls, key, lambda cs: sum(1 for v in confidences(cs) if v <= below) / len(confidences(cs)))
     if alert.metric == "throughput":
         return per_group(calls, key, lambda cs: len(cs) / duration_seconds(alert.window))
+    if alert.metric == "estimated_precision":
+        assert alert.per == "model"  # the feed's gauges are model-wide, as the schedule sets them without a version
+        estimate, _, _, trusted = feed.quality[alert.argument or semconv.ALL_CLASSES]
+        return {(MODEL,): exact(estimate)} if trusted else {}
     raise AssertionError(f"{alert.metric}: add an independent expectation for this metric")
 
 

@@ -6,8 +6,9 @@ Four dashboards, each with the variables ``model``, ``version`` and ``arm``:
   to the trace in Tempo when the application records them), average confidence,
   confidence heatmap, confidence per class, detections per image, empty-image rate,
   class mix, box sizes, unreadable outputs;
-- **quality**: feedback by type, feedback accuracy, images flagged for review,
-  low-confidence share;
+- **quality**: the label-free estimated precision per class (the companion's quality
+  schedule) with its interval and its untrusted values marked, feedback by type,
+  feedback accuracy, images flagged for review, low-confidence share;
 - **drift**: drift scores by kind and method (the companion's gauge);
 - **ab**: the two arms side by side.
 
@@ -310,10 +311,44 @@ def overview(stack: StackSettings) -> dash.Dashboard:
     return board
 
 
+def _estimated_precision_panel(stack: StackSettings) -> timeseries.Panel:
+    """The quality schedule's gauges: estimate (A), interval (B, C dashed), untrusted estimates (D, red points)."""
+    value, low, high, untrusted = promql.estimated_precision_band(_PER_VERSION)
+    legend = "{{objdet_model_id}} {{objdet_model_version}} {{objdet_detection_class}}"
+    panel = _series_panel(
+        stack,
+        "Estimated precision (label-free)",
+        "Expected precision of the trailing period's detections, from the confidence calibration fitted on"
+        " reviewed labels (class __all__: every class). Dashed: the 95 % interval. Red points: estimates the"
+        " companion does not trust (too few labels, or confidences unlike those calibrated on); alerts ignore"
+        " them. Recall has no label-free estimate.",
+        [
+            Target(value, legend=legend),
+            Target(low, legend=f"low {legend}"),
+            Target(high, legend=f"high {legend}"),
+            Target(untrusted, legend=f"untrusted {legend}"),
+        ],
+        "percentunit",
+        width=24,
+    )
+    dashed = dashboard_model.DynamicConfigValue("custom.lineStyle", {"fill": "dash", "dash": [10, 10]})
+    for ref_id in ("B", "C"):
+        panel = panel.override_by_query(ref_id, [dashed, dashboard_model.DynamicConfigValue("custom.lineWidth", 1)])
+    return panel.override_by_query(
+        "D",
+        [
+            dashboard_model.DynamicConfigValue("custom.drawStyle", "points"),
+            dashboard_model.DynamicConfigValue("custom.pointSize", 9),
+            dashboard_model.DynamicConfigValue("color", {"mode": "fixed", "fixedColor": "red"}),
+        ],
+    )
+
+
 def quality(stack: StackSettings) -> dash.Dashboard:
-    """What people say about the predictions: feedback and review queue."""
+    """How good the predictions are: the label-free estimate, what people say, the review queue."""
     low = promql.low_confidence_rate(_PER_VERSION, WINDOW, 0.5)
     panels: list[_Panel] = [
+        _estimated_precision_panel(stack),
         _series_panel(
             stack,
             "Feedback by type",

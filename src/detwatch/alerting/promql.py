@@ -293,19 +293,23 @@ def estimated_precision(scope: Scope, window: str, cls: str = semconv.ALL_CLASSE
     return f"{value}\nand on ({', '.join(scope.by)})\n(\n{trusted} == 1\n)"
 
 
-def estimated_precision_band(scope: Scope, cls: str = semconv.ALL_CLASSES) -> tuple[str, str, str, str]:
-    """The latest estimate, its interval's ends and its trust (0/1) per group: a panel's four queries."""
-    match = Matcher(LABEL_CLASS, "=", cls)
+def estimated_precision_band(scope: Scope, cls: str = ".*") -> tuple[str, str, str, str]:
+    """A panel's four queries of the latest label-free precision per group and class (``cls`` a regex).
+
+    The estimate, its interval's ends, and the estimate again where the schedule marked
+    it untrusted (empty while every estimate is trusted), so that a panel can mark those.
+    """
+    match = Matcher(LABEL_CLASS, "=~", cls)
+    by = scope.by_clause(LABEL_CLASS)
 
     def latest(spec: InstrumentSpec, aggregate: str = "max") -> str:
-        return f"{aggregate} {scope.by_clause()} ({scope.select(spec, '', match)})"
+        return f"{aggregate} {by} ({scope.select(spec, '', match)})"
 
-    return (
-        latest(semconv.QUALITY_PRECISION),
-        latest(semconv.QUALITY_PRECISION_LOW),
-        latest(semconv.QUALITY_PRECISION_HIGH),
-        latest(semconv.QUALITY_TRUSTED, "min"),
+    value = latest(semconv.QUALITY_PRECISION)
+    untrusted = (
+        f"{value}\nand on ({', '.join((*scope.by, LABEL_CLASS))})\n(\n{latest(semconv.QUALITY_TRUSTED, 'min')} == 0\n)"
     )
+    return value, latest(semconv.QUALITY_PRECISION_LOW), latest(semconv.QUALITY_PRECISION_HIGH), untrusted
 
 
 def image_rate(scope: Scope, window: str, *extra: Matcher) -> str:
