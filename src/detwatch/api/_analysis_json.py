@@ -15,7 +15,15 @@ from typing import Any
 
 from detwatch.abtest.outcomes import ABResults, ArmSummary, Comparison
 from detwatch.drift import DriftReport, PeriodSummary
-from detwatch.quality import EstimatedPrecision, LabelFreePrecision, Metric, MetricSet, ModelQuality, SampleEstimate
+from detwatch.quality import (
+    EstimatedPrecision,
+    LabelFreePrecision,
+    LabelFreeRecall,
+    Metric,
+    MetricSet,
+    ModelQuality,
+    SampleEstimate,
+)
 
 __all__ = ["ab_results_json", "drift_report_json", "quality_json"]
 
@@ -156,7 +164,9 @@ def _comparison_json(c: Comparison) -> dict[str, Any]:
     }
 
 
-def quality_json(quality: ModelQuality, period: str, estimated: LabelFreePrecision) -> dict[str, Any]:
+def quality_json(
+    quality: ModelQuality, period: str, estimated: LabelFreePrecision, recall: LabelFreeRecall
+) -> dict[str, Any]:
     """The answer of ``GET /v1/models/{model_id}/quality`` (shape ``QualityReport``; NaN written null)."""
     production = quality.estimate.production
     return {
@@ -173,6 +183,15 @@ def quality_json(quality: ModelQuality, period: str, estimated: LabelFreePrecisi
             "classes": {name: _estimated_json(e) for name, e in sorted(estimated.classes.items())},
             "overall": _estimated_json(estimated.overall),
             "recall_note": RECALL_NOTE,
+        },
+        "label_free_recall": {
+            "estimate": recall.estimate,
+            "reason": recall.reason,
+            "missed_object_feedback": {
+                "count": recall.missed_object_feedback.count,
+                "predictions": recall.missed_object_feedback.predictions,
+                "rate": recall.missed_object_feedback.rate,
+            },
         },
     }
 

@@ -4,7 +4,9 @@ Query: ``period`` (a window ending now, default ``7d``), ``model_version`` (all
 versions without it), ``ab_variant`` (``a`` or ``b``: only the items whose prediction
 was routed to that arm, and that arm's detections for the label-free estimate). The
 answer is the ``QualityReport`` shape: production estimates from the policy's sample,
-the feedback-flagged items apart.
+the feedback-flagged items apart, the label-free precision of all the period's
+detections, and ``label_free_recall``: no estimate (none exists from detections alone)
+and the period's ``missed_object`` feedback per predicted image instead.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from detwatch.api._context import get_storage
 from detwatch.api._request import require_token
 from detwatch.api.errors import APIError
 from detwatch.contract.predictions import AB_ARMS, MAX_ID_LENGTH
-from detwatch.quality import model_quality, parse_window, period_precision
+from detwatch.quality import label_free_recall, model_quality, parse_window, period_precision
 
 __all__ = ["DEFAULT_PERIOD", "bp"]
 
@@ -50,4 +52,7 @@ def get_quality(model_id: str) -> Response:
     estimated = period_precision(
         storage, model_id, since_unix_nano=since, until_unix_nano=until, model_version=version, ab_variant=arm
     )
-    return jsonify(quality_json(quality, period, estimated))
+    recall = label_free_recall(
+        storage, model_id, since_unix_nano=since, until_unix_nano=until, model_version=version, ab_variant=arm
+    )
+    return jsonify(quality_json(quality, period, estimated, recall))

@@ -7,7 +7,10 @@ the review queue's biased sample into estimates for all production traffic: each
 labelled image weighted by the inverse of the chance the flagging policy selected it
 (:meth:`detwatch_instrumentation.flagging.FlaggingPolicy.inclusion_probability`, kept
 with the item), with bootstrap intervals over images; :mod:`._calibration` fits, on the same
-weighted sample, how confidence maps to the chance of a true positive. Items that only feedback
+weighted sample, how confidence maps to the chance of a true positive; :mod:`._labelfree`
+applies that map to a whole period's detections (precision without labels), and
+:mod:`._labelfree_recall` says why recall has no such estimate and counts the
+``missed_object`` feedback instead. Items that only feedback
 flagged are no probability sample: they are scored apart, unweighted.
 :mod:`._comparison` scores two versions on the same labelled images, paired; :mod:`._gate`
 judges a training job's candidate against its base that way.
@@ -60,6 +63,10 @@ from ._labelfree import EstimatedPrecision as EstimatedPrecision
 from ._labelfree import LabelFreePrecision as LabelFreePrecision
 from ._labelfree import estimate_precision as estimate_precision
 from ._labelfree_from_storage import period_precision as period_precision
+from ._labelfree_recall import NO_LABEL_FREE_RECALL as NO_LABEL_FREE_RECALL
+from ._labelfree_recall import LabelFreeRecall as LabelFreeRecall
+from ._labelfree_recall import MissedObjectFeedback as MissedObjectFeedback
+from ._labelfree_recall import label_free_recall as label_free_recall
 from ._matching import IOU_THRESHOLDS as IOU_THRESHOLDS
 from ._matching import MAX_DETECTIONS as MAX_DETECTIONS
 from ._matching import ClassMatches as ClassMatches
@@ -82,6 +89,7 @@ __all__ = [
     "IOU_THRESHOLDS",
     "MAX_DETECTIONS",
     "MIN_IMAGES",
+    "NO_LABEL_FREE_RECALL",
     "RECALL_THRESHOLDS",
     "RESAMPLES",
     "ClassCalibration",
@@ -95,10 +103,12 @@ __all__ = [
     "GateVerdict",
     "GroundTruth",
     "LabelFreePrecision",
+    "LabelFreeRecall",
     "LabelledImage",
     "LabelledItems",
     "Metric",
     "MetricSet",
+    "MissedObjectFeedback",
     "ModelQuality",
     "ModelVersionComparison",
     "PairedImage",
@@ -117,6 +127,7 @@ __all__ = [
     "gate_images",
     "judge_job_gate",
     "judge_training_gate",
+    "label_free_recall",
     "labelled_images",
     "match_images",
     "model_quality",

@@ -55,7 +55,16 @@ from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, cast
 from detwatch.contract.bins import CONFIDENCE_BINS, confidence_bin
 from detwatch.contract.feedback import FeedbackInput, FeedbackType
 from detwatch.contract.predictions import Prediction
-from detwatch.storage import _abtests, _alerts, _compaction, _review, _snapshots, _training_jobs, _version_predictions
+from detwatch.storage import (
+    _abtests,
+    _alerts,
+    _compaction,
+    _missed_objects,
+    _review,
+    _snapshots,
+    _training_jobs,
+    _version_predictions,
+)
 from detwatch.storage._aggregate import AggregateKey, BatchMeasures, Cell, aggregate_cells
 from detwatch.storage._rows import (
     _PREDICTION_COLUMNS,
@@ -1173,6 +1182,27 @@ class SQLStorage:
                 until_unix_nano=until_unix_nano,
                 model_version=model_version,
                 limit=limit,
+                ab_variant=ab_variant,
+            ),
+            write=False,
+        )
+
+    def missed_object_counts(
+        self,
+        model_id: str,
+        *,
+        since_unix_nano: int,
+        until_unix_nano: int,
+        model_version: str | None = None,
+        ab_variant: str | None = None,
+    ) -> tuple[int, int]:
+        return self._run(
+            lambda tx: _missed_objects.missed_object_counts(
+                tx,
+                model_id,
+                since_unix_nano=since_unix_nano,
+                until_unix_nano=until_unix_nano,
+                model_version=model_version,
                 ab_variant=ab_variant,
             ),
             write=False,

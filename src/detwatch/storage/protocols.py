@@ -472,6 +472,23 @@ class QualityStorage(Protocol):
         """
         ...
 
+    def missed_object_counts(
+        self,
+        model_id: str,
+        *,
+        since_unix_nano: int,
+        until_unix_nano: int,
+        model_version: str | None = None,
+        ab_variant: str | None = None,
+    ) -> tuple[int, int]:
+        """``(missed_object feedback posts, predicted images)`` of the model in ``[since, until)``.
+
+        Counts only (``storage._missed_objects``): posts by their time, images from the
+        aggregate cells of the hours starting in the period. With a version or arm, only
+        posts whose stored prediction is of it.
+        """
+        ...
+
     def detections_by_image_key(
         self, model_id: str, model_version: str, image_keys: Sequence[str]
     ) -> dict[str, list[dict[str, Any]]]:

@@ -17,6 +17,8 @@ __all__ = [
     "WINDOW_PATTERN",
     "EstimatedPrecision",
     "EstimatedPrecisions",
+    "LabelFreeRecall",
+    "MissedObjectFeedback",
     "QualityMetric",
     "QualityMetrics",
     "QualityReport",
@@ -79,6 +81,22 @@ class EstimatedPrecisions(TypedDict):
     recall_note: str
 
 
+class MissedObjectFeedback(TypedDict):
+    """``missed_object`` feedback posts on the model in the period, per image it predicted then."""
+
+    count: Annotated[int, msgspec.Meta(ge=0, description="missed_object posts received in the period")]
+    predictions: Annotated[int, msgspec.Meta(ge=0, description="images the model predicted in the period")]
+    rate: Annotated[float, msgspec.Meta(ge=0, description="count / predictions; null without predictions")] | None
+
+
+class LabelFreeRecall(TypedDict):
+    """Recall without labels: no estimate (a detector's output says nothing of what it missed), and why."""
+
+    estimate: Annotated[None, msgspec.Meta(description="always null: recall has no label-free estimate")]
+    reason: str
+    missed_object_feedback: MissedObjectFeedback
+
+
 class QualityReport(TypedDict):
     """Production estimates (labelled images weighted by inverse inclusion probability), feedback apart."""
 
@@ -104,4 +122,8 @@ class QualityReport(TypedDict):
     estimated_precision: Annotated[
         EstimatedPrecisions,
         msgspec.Meta(description="all the period's detections, without labels: the calibration on its histograms"),
+    ]
+    label_free_recall: Annotated[
+        LabelFreeRecall,
+        msgspec.Meta(description="no estimate; the period's missed_object feedback per predicted image beside it"),
     ]
