@@ -225,12 +225,19 @@ def test_the_client_and_the_cli_show_the_report(companion: Companion, tmp_path: 
     car = report["classes"]["car"]["precision"]
     assert car["estimate"] == 1.0 and car["ci"] == [1.0, 1.0]
     assert client.get_model_quality(model_id="cams", model_version="v9")["n_images"] == 0
+    for prediction_id in ("p0003", "p0004", "p0005"):
+        client.send_feedback(
+            type="missed_object", prediction_id=prediction_id, corrected_class="person", corrected_box=[1, 1, 9, 9]
+        )
+    missed = client.get_model_quality(model_id="cams", period="7d")["label_free_recall"]
+    assert missed["estimate"] is None and missed["missed_object_feedback"]["rate"] == pytest.approx(3 / 150)
     printed = CliRunner().invoke(cli, ["quality", "cams", "--period", "7d", "--url", companion.url])
     assert printed.exit_code == 0, printed.output
     assert "cams (all versions), 7d: ok" in printed.output
     assert "car" in printed.output and "person" in printed.output and "(overall)" in printed.output
     assert "estimated precision of all the period's detections" in printed.output
     assert "recall has no label-free estimate" in printed.output
+    assert "missed_object   0.0200                3 posts / 150 predicted images" in printed.output
     as_json = CliRunner().invoke(cli, ["quality", "cams", "--json", "--url", companion.url])
     assert as_json.exit_code == 0 and '"n_images"' in as_json.output
     missing = CliRunner().invoke(cli, ["quality", "nobody", "--url", companion.url])

@@ -368,6 +368,14 @@ class Client:
         feedback flagged are scored apart (``feedback_flagged``). A figure that cannot be
         computed (no detections, no reviewer boxes) is None. ``ab_variant`` (``"a"`` or
         ``"b"``) scores only the items whose prediction was routed to that arm.
+
+        Without labels: ``estimated_precision`` is the expected precision of all the
+        period's detections (the calibration applied to their confidences; ``trusted``
+        false with a ``reason`` where it cannot be relied on). ``label_free_recall`` has
+        ``estimate`` None (a detector's output says nothing of what it missed) and its
+        ``reason``, and ``missed_object_feedback``: ``{"count", "predictions", "rate"}``,
+        the period's ``missed_object`` feedback posts, the images predicted, and posts
+        per image (None without predictions).
         """
         params: dict[str, Any] = {"period": period}
         if model_version is not None:

@@ -47,8 +47,20 @@ def _estimated_rows(estimated: Mapping[str, Any] | None) -> list[str]:
     for name, e in [*sorted(estimated["classes"].items()), ("(overall)", estimated["overall"])]:
         trust = "trusted" if e["trusted"] else f"not trusted: {e['reason']}"
         lines.append(f"  {name:<16}{_cell(e):<22}{e['detections']} detections, {trust}")
-    lines.append(f"  {estimated['recall_note']}")
     return lines
+
+
+def _recall_rows(recall: Mapping[str, Any] | None) -> list[str]:
+    """No label-free recall, why, and the period's missed_object feedback per predicted image."""
+    if not recall:
+        return []
+    missed = recall["missed_object_feedback"]
+    rate = "-" if missed["rate"] is None else f"{missed['rate']:.4f}"
+    return [
+        "recall without labels: none",
+        f"  {recall['reason']}",
+        f"  {'missed_object':<16}{rate:<22}{missed['count']} posts / {missed['predictions']} predicted images",
+    ]
 
 
 def format_quality(report: Mapping[str, Any]) -> str:
@@ -65,6 +77,7 @@ def format_quality(report: Mapping[str, Any]) -> str:
     if feedback["n_images"]:
         lines += [f"flagged by feedback only ({feedback['n_images']} images, unweighted):", *_rows(feedback)]
     lines += _estimated_rows(report.get("estimated_precision"))
+    lines += _recall_rows(report.get("label_free_recall"))
     if report.get("without_probability"):
         lines.append(f"{report['without_probability']} labelled items flagged before inclusion probabilities: left out")
     return "\n".join(lines)
