@@ -1,0 +1,113 @@
+"""The quality schedule through the real stack: gunicorn, a ``quality:`` section, OTLP to a loopback Collector.
+
+The companion runs under gunicorn with a ``detwatch.yaml`` whose ``quality:`` section
+estimates ``cams`` v1 every 300 ms over the last 7 days, exporting its own metrics to
+the suite's OTLP receiver. The predictions and labels are the quality route's tests'
+(sent through :class:`detwatch.Client`); the gauges that arrive must be the
+``estimated_precision`` the route answers for the same period, on both backends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+import detwatch
+from _otlp_receiver import Receiver
+from _service import Companion, companion_on
+from detwatch_instrumentation import semconv
+from test_quality_api import CONFIG, event, truth
+
+SCHEDULE = {"quality": {"interval": "300ms", "period": "7d", "models": {"cams": {"model_version": "v1"}}}}
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """The Collector the companion exports its own metrics to."""
+    with Receiver() as collector:
+        yield collector
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def companion(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
+) -> Iterator[Companion]:
+    directory = tmp_path_factory.mktemp("quality-schedule")
+    (directory / "detwatch.yaml").write_text(yaml.safe_dump(SCHEDULE))
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_METRIC_EXPORT_INTERVAL": "200",
+        "OTEL_SERVICE_NAME": f"quality-{request.param}",
+        "DETWATCH_CONFIG": str(directory / "detwatch.yaml"),
+    }
+    with companion_on(request.param, request, directory / "data", env=env) as service:
+        client = detwatch.Client(base_url=service.url)
+        client.register_model(model_id="cams")
+        dataset = client.create_dataset(name="review")
+        client.configure_data_engine(model_id="cams", config=CONFIG, target_dataset_id=dataset["id"])
+        now = time.time() - 3600
+        client.send_predictions([event(i, now - i) for i in range(150)])
+        for item in client.get_flagged_items(dataset_id=dataset["id"], status="all", limit=1000):
+            i = int(item["prediction_id"][1:])
+            client.label_item(dataset_id=dataset["id"], item_id=item["id"], annotations=truth(i), reviewer="ann")
+        yield service
+
+
+def _latest(receiver: Receiver, service: str) -> dict[tuple[str, str], float]:
+    """(gauge name, class) -> the last value the service exported for cams v1."""
+    found: dict[tuple[str, str], float] = {}
+    for request in receiver.metrics():
+        for rm in request.resource_metrics:
+            if {kv.key: kv.value.string_value for kv in rm.resource.attributes}["service.name"] != service:
+                continue
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if not metric.name.startswith("objdet.quality."):
+                        continue
+                    assert metric.unit == "1"
+                    for point in metric.gauge.data_points:
+                        attributes = {kv.key: kv.value.string_value for kv in point.attributes}
+                        assert attributes[semconv.ATTR_MODEL_ID] == "cams"
+                        assert attributes[semconv.ATTR_MODEL_VERSION] == "v1"
+                        found[(metric.name, attributes[semconv.ATTR_DETECTION_CLASS])] = point.as_double
+    return found
+
+
+def test_the_scheduled_estimate_reaches_the_collector_as_the_route_answers_it(
+    companion: Companion, receiver: Receiver
+) -> None:
+    report = detwatch.Client(base_url=companion.url).get_model_quality(model_id="cams", period="7d", model_version="v1")
+    estimated = report["estimated_precision"]
+    expected = {semconv.ALL_CLASSES: estimated["overall"], **estimated["classes"]}
+    assert set(expected) == {"__all__", "car", "person"}
+    service = companion.env["OTEL_SERVICE_NAME"]
+
+    def matches(found: dict[tuple[str, str], float]) -> bool:
+        for name, figure in expected.items():
+            exported = {
+                "estimate": found.get((semconv.QUALITY_PRECISION.name, name)),
+                "low": found.get((semconv.QUALITY_PRECISION_LOW.name, name)),
+                "high": found.get((semconv.QUALITY_PRECISION_HIGH.name, name)),
+                "trusted": found.get((semconv.QUALITY_TRUSTED.name, name)),
+            }
+            wanted = {
+                "estimate": figure["estimate"],
+                "low": figure["ci"][0],
+                "high": figure["ci"][1],
+                "trusted": 1.0 if figure["trusted"] else 0.0,
+            }
+            if any(v is None or wanted[k] is None or abs(v - wanted[k]) > 1e-9 for k, v in exported.items()):
+                return False
+        return True
+
+    deadline = time.monotonic() + 30
+    found = _latest(receiver, service)
+    while not matches(found) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        found = _latest(receiver, service)
+    assert matches(found), (found, expected)
+    assert found[(semconv.QUALITY_PRECISION.name, "car")] == 1.0  # every sure car is right
+    assert 0.0 < found[(semconv.QUALITY_PRECISION.name, "person")] < 1.0
