@@ -62,7 +62,9 @@ def test_storage_counts_the_period_s_missed_object_posts_and_predicted_images(ap
     quarter = {"since_unix_nano": now - 90 * 86_400 * NANO, "until_unix_nano": now}
     assert storage.missed_object_counts("cams", **quarter) == (len(MISSED_V1) + len(MISSED_V2) + 1, 191)
 
-    recall = label_free_recall(storage, "cams", **week, model_version="v1")
+    recall = label_free_recall(
+        storage, "cams", since_unix_nano=week["since_unix_nano"], until_unix_nano=now, model_version="v1"
+    )
     assert recall.estimate is None and recall.reason == NO_LABEL_FREE_RECALL
     assert recall.missed_object_feedback.rate == pytest.approx(len(MISSED_V1) / 150)
 

@@ -93,14 +93,16 @@ def test_the_scheduled_estimate_reaches_the_collector_as_the_route_answers_it(
                 "high": found.get((semconv.QUALITY_PRECISION_HIGH.name, name)),
                 "trusted": found.get((semconv.QUALITY_TRUSTED.name, name)),
             }
-            wanted = {
+            wanted: dict[str, float | None] = {
                 "estimate": figure["estimate"],
                 "low": figure["ci"][0],
                 "high": figure["ci"][1],
                 "trusted": 1.0 if figure["trusted"] else 0.0,
             }
-            if any(v is None or wanted[k] is None or abs(v - wanted[k]) > 1e-9 for k, v in exported.items()):
-                return False
+            for key, value in exported.items():
+                target = wanted[key]
+                if value is None or target is None or abs(value - target) > 1e-9:
+                    return False
         return True
 
     deadline = time.monotonic() + 30
