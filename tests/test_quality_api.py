@@ -203,6 +203,18 @@ def test_an_unknown_model_is_not_found(client: FlaskClient) -> None:
     assert response.get_json()["error"]["code"] == "model_not_found"
 
 
+def send_and_label(client: detwatch.Client, n: int = 150) -> None:
+    """Through the client: ``cams`` and its review policy, ``n`` predictions of v1, every flagged item labelled."""
+    client.register_model(model_id="cams")
+    dataset = client.create_dataset(name="review")
+    client.configure_data_engine(model_id="cams", config=CONFIG, target_dataset_id=dataset["id"])
+    now = time.time() - 3600
+    client.send_predictions([event(i, now - i) for i in range(n)])
+    for item in client.get_flagged_items(dataset_id=dataset["id"], status="all", limit=1000):
+        i = int(item["prediction_id"][1:])
+        client.label_item(dataset_id=dataset["id"], item_id=item["id"], annotations=truth(i), reviewer="ann")
+
+
 @pytest.fixture(scope="module")
 def companion(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Companion]:
     """The service under gunicorn (SQLite: the route is tested on both backends above)."""
@@ -212,14 +224,7 @@ def companion(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
 def test_the_client_and_the_cli_show_the_report(companion: Companion, tmp_path: Path) -> None:
     client = detwatch.Client(base_url=companion.url)
-    client.register_model(model_id="cams")
-    dataset = client.create_dataset(name="review")
-    client.configure_data_engine(model_id="cams", config=CONFIG, target_dataset_id=dataset["id"])
-    now = time.time() - 3600
-    client.send_predictions([event(i, now - i) for i in range(150)])
-    for item in client.get_flagged_items(dataset_id=dataset["id"], status="all", limit=1000):
-        i = int(item["prediction_id"][1:])
-        client.label_item(dataset_id=dataset["id"], item_id=item["id"], annotations=truth(i), reviewer="ann")
+    send_and_label(client)
     report = client.get_model_quality(model_id="cams", period="7d")
     assert report["status"] == "ok" and report["n_images"] >= 30
     car = report["classes"]["car"]["precision"]

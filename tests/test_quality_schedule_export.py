@@ -19,7 +19,7 @@ import detwatch
 from _otlp_receiver import Receiver
 from _service import Companion, companion_on
 from detwatch_instrumentation import semconv
-from test_quality_api import CONFIG, event, truth
+from test_quality_api import send_and_label
 
 SCHEDULE = {"quality": {"interval": "300ms", "period": "7d", "models": {"cams": {"model_version": "v1"}}}}
 
@@ -44,15 +44,7 @@ def companion(
         "DETWATCH_CONFIG": str(directory / "detwatch.yaml"),
     }
     with companion_on(request.param, request, directory / "data", env=env) as service:
-        client = detwatch.Client(base_url=service.url)
-        client.register_model(model_id="cams")
-        dataset = client.create_dataset(name="review")
-        client.configure_data_engine(model_id="cams", config=CONFIG, target_dataset_id=dataset["id"])
-        now = time.time() - 3600
-        client.send_predictions([event(i, now - i) for i in range(150)])
-        for item in client.get_flagged_items(dataset_id=dataset["id"], status="all", limit=1000):
-            i = int(item["prediction_id"][1:])
-            client.label_item(dataset_id=dataset["id"], item_id=item["id"], annotations=truth(i), reviewer="ann")
+        send_and_label(detwatch.Client(base_url=service.url))
         yield service
 
 

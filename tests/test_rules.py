@@ -18,7 +18,7 @@ import yaml
 
 from _components import REPO_ROOT, binary
 from detwatch.alerting import rules
-from detwatch.alerting.definitions import parse_alert
+from detwatch.alerting.definitions import AlertDefinition, parse_alert
 from detwatch.alerting.generate import load_config
 from detwatch.alerting.rules import render_yaml
 from detwatch.alerting.stack import StackSettings
@@ -65,6 +65,14 @@ def write_pair(tmp_path: Path, rule_alert: dict[str, Any], test_alert: dict[str,
     (tmp_path / rules.RULES_FILE).write_text(render_yaml(rules.rule_groups([parse_alert(rule_alert)], stack)))
     tests = rules.rules_tests([parse_alert(test_alert)], stack)
     (tmp_path / rules.RULES_TEST_FILE).write_text(render_yaml(tests))
+
+
+def promtool_tests(tmp_path: Path, definitions: list[AlertDefinition]) -> subprocess.CompletedProcess[str]:
+    """The rules and their generated tests for ``definitions``, written to ``tmp_path`` and run by promtool."""
+    stack = StackSettings()
+    (tmp_path / rules.RULES_FILE).write_text(render_yaml(rules.rule_groups(definitions, stack)))
+    (tmp_path / rules.RULES_TEST_FILE).write_text(render_yaml(rules.rules_tests(definitions, stack)))
+    return run("promtool", "test", "rules", rules.RULES_TEST_FILE, cwd=tmp_path)
 
 
 def test_promtool_unit_tests_fail_when_the_rule_threshold_is_wrong(tmp_path: Path) -> None:
@@ -119,10 +127,7 @@ def test_every_metric_kind_gets_passing_promtool_tests(tmp_path: Path) -> None:
                 }
             )
         )
-    stack = StackSettings()
-    (tmp_path / rules.RULES_FILE).write_text(render_yaml(rules.rule_groups(definitions, stack)))
-    (tmp_path / rules.RULES_TEST_FILE).write_text(render_yaml(rules.rules_tests(definitions, stack)))
-    result = run("promtool", "test", "rules", rules.RULES_TEST_FILE, cwd=tmp_path)
+    result = promtool_tests(tmp_path, definitions)
     assert result.returncode == 0, result.stdout + result.stderr
     tests = yaml.safe_load((tmp_path / rules.RULES_TEST_FILE).read_text())["tests"]
     assert len(tests) == 2 * len(conditions)
@@ -181,10 +186,7 @@ def test_estimated_precision_fires_only_on_a_trusted_estimate_under_the_threshol
             ("High", "estimated_precision", "gt"),
         )
     ]
-    stack = StackSettings()
-    (tmp_path / rules.RULES_FILE).write_text(render_yaml(rules.rule_groups(definitions, stack)))
-    (tmp_path / rules.RULES_TEST_FILE).write_text(render_yaml(rules.rules_tests(definitions, stack)))
-    result = run("promtool", "test", "rules", rules.RULES_TEST_FILE, cwd=tmp_path)
+    result = promtool_tests(tmp_path, definitions)
     assert result.returncode == 0, result.stdout + result.stderr
     tests = yaml.safe_load((tmp_path / rules.RULES_TEST_FILE).read_text())["tests"]
     assert len(tests) == 3 * len(definitions)

@@ -285,41 +285,31 @@ DRIFT_SCORE: Final = InstrumentSpec(
 )
 """Gauge, ``1``, by ``objdet.drift.kind`` and ``objdet.drift.method`` (companion)."""
 
-_QUALITY_ATTRS = (ATTR_DETECTION_CLASS,)
-QUALITY_PRECISION: Final = InstrumentSpec(
-    name="objdet.quality.precision",
-    kind="gauge",
-    unit="1",
-    description="Label-free expected precision of the trailing period's detections (calibrated on reviewed labels).",
-    attributes=_QUALITY_ATTRS,
-    emitted_by="companion",
+
+def _quality_gauge(name: str, description: str) -> InstrumentSpec:
+    """A gauge of the companion's quality schedule: unit 1, by class (:data:`ALL_CLASSES` overall)."""
+    return InstrumentSpec(
+        name=name, kind="gauge", unit="1", description=description, attributes=(ATTR_DETECTION_CLASS,),
+        emitted_by="companion",
+    )  # fmt: skip
+
+
+QUALITY_PRECISION: Final = _quality_gauge(
+    "objdet.quality.precision",
+    "Label-free expected precision of the trailing period's detections (calibrated on reviewed labels).",
 )
 """Gauge, ``1``, by ``objdet.detection.class`` (:data:`ALL_CLASSES` overall) (companion)."""
-QUALITY_PRECISION_LOW: Final = InstrumentSpec(
-    name="objdet.quality.precision_low",
-    kind="gauge",
-    unit="1",
-    description="Lower end of the 95 % interval of objdet.quality.precision.",
-    attributes=_QUALITY_ATTRS,
-    emitted_by="companion",
+QUALITY_PRECISION_LOW: Final = _quality_gauge(
+    "objdet.quality.precision_low", "Lower end of the 95 % interval of objdet.quality.precision."
 )
 """Gauge, ``1``: the interval's lower end, by class (companion)."""
-QUALITY_PRECISION_HIGH: Final = InstrumentSpec(
-    name="objdet.quality.precision_high",
-    kind="gauge",
-    unit="1",
-    description="Upper end of the 95 % interval of objdet.quality.precision.",
-    attributes=_QUALITY_ATTRS,
-    emitted_by="companion",
+QUALITY_PRECISION_HIGH: Final = _quality_gauge(
+    "objdet.quality.precision_high", "Upper end of the 95 % interval of objdet.quality.precision."
 )
 """Gauge, ``1``: the interval's upper end, by class (companion)."""
-QUALITY_TRUSTED: Final = InstrumentSpec(
-    name="objdet.quality.trusted",
-    kind="gauge",
-    unit="1",
-    description="1 when objdet.quality.precision can be trusted (enough labels, confidences as calibrated), else 0.",
-    attributes=_QUALITY_ATTRS,
-    emitted_by="companion",
+QUALITY_TRUSTED: Final = _quality_gauge(
+    "objdet.quality.trusted",
+    "1 when objdet.quality.precision can be trusted (enough labels, confidences as calibrated), else 0.",
 )
 """Gauge, ``1``: 1/0, whether the estimate of the same class is trusted (companion)."""
 

@@ -13,15 +13,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import re
 import threading
+from collections.abc import Callable, Sized
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
+
+from opentelemetry import metrics
+
+from detwatch.config import ConfigError
+from detwatch.instruments import CompanionInstruments
 
 if TYPE_CHECKING:
     from detwatch.storage import Storage
 
-__all__ = ["PeriodicJob", "open_migrated", "parse_interval"]
+__all__ = ["PeriodicJob", "Schedule", "open_migrated", "parse_interval", "start_schedule"]
 
 _DURATION: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?) *(ms|s|m|h)")
 _SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -53,24 +60,60 @@ def open_migrated(database_url: str) -> Storage:
     return opened
 
 
-class PeriodicJob:
-    """Calls :meth:`run_once` every ``interval_s`` in a daemon thread, while this process holds ``lock_path``.
+class Schedule(Protocol):
+    """A validated settings section: how often, and the models it covers."""
 
-    Subclasses implement :meth:`run_once` (one pass; it may raise, the loop logs it).
-    ``lock_path`` ``None``: no lock, every process runs (tests).
+    @property
+    def interval_s(self) -> float: ...
+    @property
+    def models(self) -> Sized: ...
+
+
+S = TypeVar("S", bound=Schedule)
+T = TypeVar("T")
+
+
+class PeriodicJob(Generic[S, T]):
+    """Calls :meth:`run_once` every ``schedule.interval_s`` in a daemon thread, while this process holds ``lock_path``.
+
+    Subclasses implement :meth:`run_once` (one pass; it may raise, the loop logs it),
+    reading :attr:`storage` (``storage`` opened on first use, in the thread) and
+    recording on :attr:`instruments` (``instruments``, or new ones on
+    ``meter_provider``: the global provider by default, which the companion configures
+    when a Collector is named, see :func:`detwatch.app.create_app`). ``lock_path``
+    ``None``: no lock, every process runs (tests).
     """
 
     thread_name = "detwatch-periodic"
     logger = logging.getLogger("detwatch.jobs")
 
-    def __init__(self, interval_s: float, lock_path: Path | None) -> None:
-        self.interval_s = interval_s
+    def __init__(
+        self,
+        schedule: S,
+        storage: Callable[[], T],
+        *,
+        meter_provider: metrics.MeterProvider | None = None,
+        instruments: CompanionInstruments | None = None,
+        lock_path: Path | None = None,
+    ) -> None:
+        self.schedule = schedule
+        self.interval_s = schedule.interval_s
+        self._storage_factory = storage
+        self._storage: T | None = None
+        self.instruments = instruments if instruments is not None else CompanionInstruments.create(meter_provider)
         self._lock_path = lock_path
         self._lock_file: IO[bytes] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.runs = 0
         """Completed passes of :meth:`run_once`."""
+
+    @property
+    def storage(self) -> T:
+        """The storage read, opened on first use."""
+        if self._storage is None:
+            self._storage = self._storage_factory()
+        return self._storage
 
     def run_once(self, now_unix_nano: int | None = None) -> object:
         raise NotImplementedError
@@ -108,3 +151,25 @@ class PeriodicJob:
             with contextlib.suppress(OSError):
                 self._lock_file.close()
             self._lock_file = None
+
+
+J = TypeVar("J", bound="PeriodicJob[Any, Any]")
+
+
+def start_schedule(section: Any, parse: Callable[[Any], S], build: Callable[[S], J], name: str) -> J | None:
+    """Validate a settings section (``parse``), build its job and start it; None when absent or without models.
+
+    Raises :class:`~detwatch.config.ConfigError` with ``parse``'s message, which names the setting.
+    """
+    if section is None:
+        return None
+    try:
+        schedule = parse(section)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not len(schedule.models):
+        return None
+    job = build(schedule)
+    job.start()
+    job.logger.info("%s: %d models every %.0f s (pid %d)", name, len(schedule.models), schedule.interval_s, os.getpid())
+    return job

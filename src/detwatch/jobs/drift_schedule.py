@@ -30,19 +30,15 @@ machines compute the same values, which charts aggregate with ``max``.
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opentelemetry import metrics
-
-from detwatch.config import ConfigError
 from detwatch.drift import AB_VARIANTS, AggregateReader, DriftConfig, DriftReport, drift_report, parse_periods
 from detwatch.instruments import CompanionInstruments
-from detwatch.jobs._periodic import PeriodicJob, open_migrated, parse_interval
+from detwatch.jobs._periodic import PeriodicJob, open_migrated, parse_interval, start_schedule
 from detwatch_instrumentation import semconv
 
 __all__ = ["DriftSchedule", "DriftScheduler", "ScheduledDrift", "drift_scores", "start_drift_schedule"]
@@ -139,41 +135,19 @@ def drift_scores(report: DriftReport) -> list[tuple[float, str, str]]:
     return scores
 
 
-class DriftScheduler(PeriodicJob):
-    """Runs a :class:`DriftSchedule` against a storage and sets ``objdet.drift.score``.
-
-    ``meter_provider`` defaults to the global one, which the companion configures
-    when a Collector is named (see :func:`detwatch.app.create_app`).
-    """
+class DriftScheduler(PeriodicJob[DriftSchedule, AggregateReader]):
+    """Runs a :class:`DriftSchedule` against a storage and sets ``objdet.drift.score``."""
 
     thread_name = "detwatch-drift-schedule"
     logger = _logger
 
-    def __init__(
-        self,
-        schedule: DriftSchedule,
-        storage: Callable[[], AggregateReader],
-        *,
-        meter_provider: metrics.MeterProvider | None = None,
-        instruments: CompanionInstruments | None = None,
-        lock_path: Path | None = None,
-    ) -> None:
-        super().__init__(schedule.interval_s, lock_path)
-        self.schedule = schedule
-        self._storage_factory = storage
-        self._storage: AggregateReader | None = None
-        own = instruments if instruments is not None else CompanionInstruments.create(meter_provider)
-        self._gauge = own.drift_score
-
     def run_once(self, now_unix_nano: int | None = None) -> dict[str, DriftReport]:
         """One pass over the models; a failing model is logged and skipped, never raised."""
-        if self._storage is None:
-            self._storage = self._storage_factory()
         reports: dict[str, DriftReport] = {}
         for entry in self.schedule.models:
             try:
                 report = drift_report(
-                    self._storage, entry.model_id, entry.reference, entry.current,
+                    self.storage, entry.model_id, entry.reference, entry.current,
                     model_version=entry.model_version, ab_variant=entry.ab_variant, config=entry.config,
                     now_unix_nano=now_unix_nano,
                 )  # fmt: skip
@@ -187,7 +161,9 @@ class DriftScheduler(PeriodicJob):
             if entry.ab_variant is not None:
                 base[semconv.ATTR_AB_VARIANT] = entry.ab_variant
             for value, kind, method in drift_scores(report):
-                self._gauge.set(value, {**base, semconv.ATTR_DRIFT_KIND: kind, semconv.ATTR_DRIFT_METHOD: method})
+                self.instruments.drift_score.set(
+                    value, {**base, semconv.ATTR_DRIFT_KIND: kind, semconv.ATTR_DRIFT_METHOD: method}
+                )
         self.runs += 1
         return reports
 
@@ -199,22 +175,14 @@ def start_drift_schedule(
 
     Raises :class:`~detwatch.config.ConfigError` naming the setting for a bad section.
     """
-    if section is None:
-        return None
-    try:
-        schedule = DriftSchedule.from_config(section)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if not schedule.models:
-        return None
-    scheduler = DriftScheduler(
-        schedule,
-        lambda: open_migrated(database_url),
-        instruments=instruments,
-        lock_path=data_dir / "drift-schedule.lock",
+    return start_schedule(
+        section,
+        DriftSchedule.from_config,
+        lambda schedule: DriftScheduler(
+            schedule,
+            lambda: open_migrated(database_url),
+            instruments=instruments,
+            lock_path=data_dir / "drift-schedule.lock",
+        ),
+        "drift schedule",
     )
-    scheduler.start()
-    _logger.info(
-        "drift schedule: %d models every %.0f s (pid %d)", len(schedule.models), schedule.interval_s, os.getpid()
-    )
-    return scheduler

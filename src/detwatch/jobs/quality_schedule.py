@@ -34,19 +34,15 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from opentelemetry import metrics
-
-from detwatch.config import ConfigError
 from detwatch.contract.predictions import MAX_ID_LENGTH
 from detwatch.instruments import CompanionInstruments
-from detwatch.jobs._periodic import PeriodicJob, open_migrated, parse_interval
+from detwatch.jobs._periodic import PeriodicJob, open_migrated, parse_interval, start_schedule
 from detwatch.quality import EstimatedPrecision, LabelFreePrecision, parse_window, period_precision
 from detwatch.storage import Storage
 from detwatch_instrumentation import semconv
@@ -123,42 +119,21 @@ def quality_gauges(estimate: LabelFreePrecision) -> list[tuple[str, EstimatedPre
     return [(semconv.ALL_CLASSES, estimate.overall), *sorted(estimate.classes.items())]
 
 
-class QualityScheduler(PeriodicJob):
-    """Runs a :class:`QualitySchedule` against a storage and sets the ``objdet.quality.*`` gauges.
-
-    ``meter_provider`` defaults to the global one, which the companion configures
-    when a Collector is named (see :func:`detwatch.app.create_app`).
-    """
+class QualityScheduler(PeriodicJob[QualitySchedule, Storage]):
+    """Runs a :class:`QualitySchedule` against a storage and sets the ``objdet.quality.*`` gauges."""
 
     thread_name = "detwatch-quality-schedule"
     logger = _logger
 
-    def __init__(
-        self,
-        schedule: QualitySchedule,
-        storage: Callable[[], Storage],
-        *,
-        meter_provider: metrics.MeterProvider | None = None,
-        instruments: CompanionInstruments | None = None,
-        lock_path: Path | None = None,
-    ) -> None:
-        super().__init__(schedule.interval_s, lock_path)
-        self.schedule = schedule
-        self._storage_factory = storage
-        self._storage: Storage | None = None
-        self._instruments = instruments if instruments is not None else CompanionInstruments.create(meter_provider)
-
     def run_once(self, now_unix_nano: int | None = None) -> dict[str, LabelFreePrecision]:
         """One pass over the models; a failing model is logged and skipped, never raised."""
-        if self._storage is None:
-            self._storage = self._storage_factory()
         now = time.time_ns() if now_unix_nano is None else now_unix_nano
         results: dict[str, LabelFreePrecision] = {}
         for entry in self.schedule.models:
             since, until = parse_window(entry.period, now_unix_nano=now)
             try:
                 estimate = period_precision(
-                    self._storage, entry.model_id, since_unix_nano=since, until_unix_nano=until,
+                    self.storage, entry.model_id, since_unix_nano=since, until_unix_nano=until,
                     model_version=entry.model_version,
                 )  # fmt: skip
             except Exception:  # one model's failure must not stop the others
@@ -174,7 +149,7 @@ class QualityScheduler(PeriodicJob):
         return results
 
     def _set(self, figure: EstimatedPrecision, attributes: dict[str, str]) -> None:
-        own = self._instruments
+        own = self.instruments
         trusted = figure.trusted and math.isfinite(figure.estimate)
         own.quality_trusted.set(1.0 if trusted else 0.0, attributes)
         for gauge, value in (
@@ -193,22 +168,14 @@ def start_quality_schedule(
 
     Raises :class:`~detwatch.config.ConfigError` naming the setting for a bad section.
     """
-    if section is None:
-        return None
-    try:
-        schedule = QualitySchedule.from_config(section)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if not schedule.models:
-        return None
-    scheduler = QualityScheduler(
-        schedule,
-        lambda: open_migrated(database_url),
-        instruments=instruments,
-        lock_path=data_dir / "quality-schedule.lock",
+    return start_schedule(
+        section,
+        QualitySchedule.from_config,
+        lambda schedule: QualityScheduler(
+            schedule,
+            lambda: open_migrated(database_url),
+            instruments=instruments,
+            lock_path=data_dir / "quality-schedule.lock",
+        ),
+        "quality schedule",
     )
-    scheduler.start()
-    _logger.info(
-        "quality schedule: %d models every %.0f s (pid %d)", len(schedule.models), schedule.interval_s, os.getpid()
-    )
-    return scheduler
