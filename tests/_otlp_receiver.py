@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -41,6 +43,28 @@ class Receiver(LoopbackServer):
 
     def metrics(self) -> list[ExportMetricsServiceRequest]:
         return [ExportMetricsServiceRequest.FromString(b) for b in self.posts.get("/v1/metrics", [])]
+
+    def companion_env(self, service: str, config: Path) -> dict[str, str]:
+        """The environment of a companion exporting its own metrics here every 200 ms, with ``config`` its settings."""
+        return {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.url,
+            "OTEL_METRIC_EXPORT_INTERVAL": "200",
+            "OTEL_SERVICE_NAME": service,
+            "DETWATCH_CONFIG": str(config),
+        }
+
+    def gauge_points(self, service: str, prefix: str) -> Iterator[tuple[str, str, dict[str, str], float]]:
+        """``(name, unit, attributes, value)`` of ``service``'s gauge points named ``prefix...``, as received."""
+        for request in self.metrics():
+            for rm in request.resource_metrics:
+                if {kv.key: kv.value.string_value for kv in rm.resource.attributes}["service.name"] != service:
+                    continue
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        if metric.name.startswith(prefix):
+                            for point in metric.gauge.data_points:
+                                attributes = {kv.key: kv.value.string_value for kv in point.attributes}
+                                yield metric.name, metric.unit, attributes, point.as_double
 
     def traces(self) -> list[ExportTraceServiceRequest]:
         return [ExportTraceServiceRequest.FromString(b) for b in self.posts.get("/v1/traces", [])]

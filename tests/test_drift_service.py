@@ -100,12 +100,7 @@ def companion(
 ) -> Iterator[Companion]:
     directory = tmp_path_factory.mktemp("drift")
     (directory / "detwatch.yaml").write_text(yaml.safe_dump(SCHEDULE))
-    env = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
-        "OTEL_METRIC_EXPORT_INTERVAL": "200",
-        "OTEL_SERVICE_NAME": f"drift-{request.param}",
-        "DETWATCH_CONFIG": str(directory / "detwatch.yaml"),
-    }
+    env = receiver.companion_env(f"drift-{request.param}", directory / "detwatch.yaml")
     with companion_on(request.param, request, directory / "data", env=env) as service:
         client = detwatch.Client(base_url=service.url)
         batch = [
@@ -220,19 +215,10 @@ def test_the_scheduled_drift_score_reaches_the_collector(companion: Companion, r
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(found) < 4:
         time.sleep(0.2)
-        for request in receiver.metrics():
-            for rm in request.resource_metrics:
-                if {kv.key: kv.value.string_value for kv in rm.resource.attributes}["service.name"] != service:
-                    continue
-                for sm in rm.scope_metrics:
-                    for metric in sm.metrics:
-                        if metric.name == semconv.DRIFT_SCORE.name:
-                            assert metric.unit == "1"
-                            for point in metric.gauge.data_points:
-                                attributes = {kv.key: kv.value.string_value for kv in point.attributes}
-                                assert attributes[semconv.ATTR_MODEL_ID] == "vehicles"
-                                key = (attributes[semconv.ATTR_DRIFT_KIND], attributes[semconv.ATTR_DRIFT_METHOD])
-                                found[key] = point.as_double
+        for name, unit, attributes, value in receiver.gauge_points(service, semconv.DRIFT_SCORE.name):
+            assert name == semconv.DRIFT_SCORE.name and unit == "1"
+            assert attributes[semconv.ATTR_MODEL_ID] == "vehicles"
+            found[(attributes[semconv.ATTR_DRIFT_KIND], attributes[semconv.ATTR_DRIFT_METHOD])] = value
     assert found[("class", "jensen_shannon")] == pytest.approx(report["class_drift"])
     assert found[("confidence", "ks")] == pytest.approx(report["confidence_drift"])
     assert found[("count", "ks")] == pytest.approx(report["count_drift"])

@@ -37,12 +37,7 @@ def companion(
 ) -> Iterator[Companion]:
     directory = tmp_path_factory.mktemp("quality-schedule")
     (directory / "detwatch.yaml").write_text(yaml.safe_dump(SCHEDULE))
-    env = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
-        "OTEL_METRIC_EXPORT_INTERVAL": "200",
-        "OTEL_SERVICE_NAME": f"quality-{request.param}",
-        "DETWATCH_CONFIG": str(directory / "detwatch.yaml"),
-    }
+    env = receiver.companion_env(f"quality-{request.param}", directory / "detwatch.yaml")
     with companion_on(request.param, request, directory / "data", env=env) as service:
         send_and_label(detwatch.Client(base_url=service.url))
         yield service
@@ -51,20 +46,11 @@ def companion(
 def _latest(receiver: Receiver, service: str) -> dict[tuple[str, str], float]:
     """(gauge name, class) -> the last value the service exported for cams v1."""
     found: dict[tuple[str, str], float] = {}
-    for request in receiver.metrics():
-        for rm in request.resource_metrics:
-            if {kv.key: kv.value.string_value for kv in rm.resource.attributes}["service.name"] != service:
-                continue
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if not metric.name.startswith("objdet.quality."):
-                        continue
-                    assert metric.unit == "1"
-                    for point in metric.gauge.data_points:
-                        attributes = {kv.key: kv.value.string_value for kv in point.attributes}
-                        assert attributes[semconv.ATTR_MODEL_ID] == "cams"
-                        assert attributes[semconv.ATTR_MODEL_VERSION] == "v1"
-                        found[(metric.name, attributes[semconv.ATTR_DETECTION_CLASS])] = point.as_double
+    for name, unit, attributes, value in receiver.gauge_points(service, "objdet.quality."):
+        assert unit == "1"
+        assert attributes[semconv.ATTR_MODEL_ID] == "cams"
+        assert attributes[semconv.ATTR_MODEL_VERSION] == "v1"
+        found[(name, attributes[semconv.ATTR_DETECTION_CLASS])] = value
     return found
 
 

@@ -156,10 +156,21 @@ class PeriodicJob(Generic[S, T]):
 J = TypeVar("J", bound="PeriodicJob[Any, Any]")
 
 
-def start_schedule(section: Any, parse: Callable[[Any], S], build: Callable[[S], J], name: str) -> J | None:
-    """Validate a settings section (``parse``), build its job and start it; None when absent or without models.
+def start_schedule(
+    section: Any,
+    parse: Callable[[Any], S],
+    job: Callable[..., J],
+    *,
+    data_dir: Path,
+    database_url: str,
+    instruments: CompanionInstruments | None,
+    name: str,
+) -> J | None:
+    """Validate a settings section (``parse``), build its ``job`` and start it; None when absent or without models.
 
-    Raises :class:`~detwatch.config.ConfigError` with ``parse``'s message, which names the setting.
+    The job reads the database at ``database_url`` (opened on its first run) and takes
+    ``<data_dir>/<name>.lock``. Raises :class:`~detwatch.config.ConfigError` with
+    ``parse``'s message, which names the setting.
     """
     if section is None:
         return None
@@ -169,7 +180,11 @@ def start_schedule(section: Any, parse: Callable[[Any], S], build: Callable[[S],
         raise ConfigError(str(exc)) from None
     if not len(schedule.models):
         return None
-    job = build(schedule)
-    job.start()
-    job.logger.info("%s: %d models every %.0f s (pid %d)", name, len(schedule.models), schedule.interval_s, os.getpid())
-    return job
+    started: J = job(
+        schedule, lambda: open_migrated(database_url), instruments=instruments, lock_path=data_dir / f"{name}.lock"
+    )
+    started.start()
+    started.logger.info(
+        "%s: %d models every %.0f s (pid %d)", name, len(schedule.models), schedule.interval_s, os.getpid()
+    )
+    return started

@@ -38,7 +38,7 @@ from typing import Any
 
 from detwatch.drift import AB_VARIANTS, AggregateReader, DriftConfig, DriftReport, drift_report, parse_periods
 from detwatch.instruments import CompanionInstruments
-from detwatch.jobs._periodic import PeriodicJob, open_migrated, parse_interval, start_schedule
+from detwatch.jobs._periodic import PeriodicJob, parse_interval, start_schedule
 from detwatch_instrumentation import semconv
 
 __all__ = ["DriftSchedule", "DriftScheduler", "ScheduledDrift", "drift_scores", "start_drift_schedule"]
@@ -176,13 +176,6 @@ def start_drift_schedule(
     Raises :class:`~detwatch.config.ConfigError` naming the setting for a bad section.
     """
     return start_schedule(
-        section,
-        DriftSchedule.from_config,
-        lambda schedule: DriftScheduler(
-            schedule,
-            lambda: open_migrated(database_url),
-            instruments=instruments,
-            lock_path=data_dir / "drift-schedule.lock",
-        ),
-        "drift schedule",
-    )
+        section, DriftSchedule.from_config, DriftScheduler,
+        data_dir=data_dir, database_url=database_url, instruments=instruments, name="drift-schedule",
+    )  # fmt: skip

@@ -42,7 +42,7 @@ from typing import Any, Final
 
 from detwatch.contract.predictions import MAX_ID_LENGTH
 from detwatch.instruments import CompanionInstruments
-from detwatch.jobs._periodic import PeriodicJob, open_migrated, parse_interval, start_schedule
+from detwatch.jobs._periodic import PeriodicJob, parse_interval, start_schedule
 from detwatch.quality import EstimatedPrecision, LabelFreePrecision, parse_window, period_precision
 from detwatch.storage import Storage
 from detwatch_instrumentation import semconv
@@ -169,13 +169,6 @@ def start_quality_schedule(
     Raises :class:`~detwatch.config.ConfigError` naming the setting for a bad section.
     """
     return start_schedule(
-        section,
-        QualitySchedule.from_config,
-        lambda schedule: QualityScheduler(
-            schedule,
-            lambda: open_migrated(database_url),
-            instruments=instruments,
-            lock_path=data_dir / "quality-schedule.lock",
-        ),
-        "quality schedule",
-    )
+        section, QualitySchedule.from_config, QualityScheduler,
+        data_dir=data_dir, database_url=database_url, instruments=instruments, name="quality-schedule",
+    )  # fmt: skip
