@@ -26,7 +26,9 @@ label-free detections must equal the simulated month's (asserted): the read is c
 Where the time went: reading the month's confidence cells as one object per cell (about
 40,000 after compaction) took 0.3 to 0.6 s of a 1.2 to 1.3 s answer; the database now
 sums them per class and bin (``Storage.aggregate_counts``, 0.02 s), and what is left is
-the bootstraps (400 resamples of AP and of the calibration, per class).
+the bootstraps (400 resamples of AP and of the calibration, per class). The answer's
+``label_free_recall`` counts the month's ``missed_object`` posts and predicted images in
+one statement (the images from the same cells; asserted complete).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import numpy as np
 
 from detwatch.app import create_app, shutdown
 from detwatch.config import Settings
-from detwatch.quality import model_quality, period_precision
+from detwatch.quality import label_free_recall, model_quality, period_precision
 from detwatch.quality._labelfree_from_storage import CONFIDENCE_KIND, period_confidence
 from detwatch.storage import open_storage
 
@@ -184,12 +186,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         counted = report["estimated_precision"]["overall"]["detections"]
         if counted != simulated + ingested:
             raise AssertionError(f"the estimate counted {counted:,} detections, the month has {simulated + ingested:,}")
+        missed = report["label_free_recall"]["missed_object_feedback"]
+        hours = len(range(first_hour, end_hour, HOUR))
+        images = args.predictions // hours * hours + len(events)  # build_cells writes whole hours' worth
+        if missed["predictions"] != images:
+            raise AssertionError(f"recall counted {missed['predictions']:,} images, the month has {images:,}")
         route_s = _median(lambda: _ok(client.get(f"/v1/models/{MODEL}/quality?period=30d")), args.repeat)
         labelled_s = _median(
             lambda: model_quality(storage, MODEL, since_unix_nano=since, until_unix_nano=until), args.repeat
         )
         labelfree_s = _median(
             lambda: period_precision(storage, MODEL, since_unix_nano=since, until_unix_nano=until), args.repeat
+        )
+        recall_s = _median(
+            lambda: label_free_recall(storage, MODEL, since_unix_nano=since, until_unix_nano=until), args.repeat
         )
         cells_s = _median(
             lambda: period_confidence(storage, MODEL, since_unix_nano=since, until_unix_nano=until, model_version=None),
@@ -210,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ["  labelled estimates (model_quality)", f"{labelled_s:.3f}", "", ""],
         ["  label-free estimate (period_precision)", f"{labelfree_s:.3f}", "", ""],
         ["    of which the month's confidence cells", f"{cells_s:.3f}", "", ""],
+        ["  missed_object feedback (label_free_recall)", f"{recall_s:.3f}", "", ""],
     ]
     for line in table([f"call (median of {args.repeat})", "seconds", "target s", "verdict"], rows):
         print(line)
