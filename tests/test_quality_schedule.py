@@ -95,6 +95,26 @@ def test_a_run_exports_the_label_free_estimate_of_the_period(app: Flask, client:
     provider.shutdown()
 
 
+def test_a_run_replaces_the_model_s_values_and_a_class_no_longer_there_is_not_reported(
+    app: Flask, client: FlaskClient
+) -> None:
+    dataset_id, _ = setup(client)
+    label_everything(client, dataset_id)
+    storage: Any = app.extensions["detwatch.storage"]
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    schedule = QualitySchedule.from_config({"period": "7d", "models": {"cams": {"model_version": "v1"}}})
+    scheduler = QualityScheduler(schedule, lambda: storage, meter_provider=provider)
+    scheduler.run_once()
+    assert {key[1] for key in _points(reader)} == {"__all__", "car", "person"}
+    # A month later the week holds no detections: no class, and an overall value that is no number.
+    later = scheduler.run_once(now_unix_nano=time.time_ns() + 30 * 86_400 * 10**9)["cams"]
+    assert later.classes == {} and later.overall.detections == 0
+    assert _points(reader) == {("cams", "__all__", "v1"): {"trusted": 0.0}}
+    assert scheduler.runs == 2
+    provider.shutdown()
+
+
 def test_a_class_without_labels_exports_untrusted_and_no_estimate(app: Flask, client: FlaskClient) -> None:
     setup(client)  # nothing labelled: no calibration
     storage: Any = app.extensions["detwatch.storage"]

@@ -22,9 +22,12 @@ configured, and ``objdet.detection.class`` (``__all__`` for the overall figure,
 - ``objdet.quality.trusted``: 1 when the estimate can be trusted, else 0 (too few labels,
   or the period's confidences no longer look like those the calibration saw).
 
-An estimate that cannot be computed (no labelled detections of a class) is not set by
-the run; ``trusted`` is then 0. Alerts (``estimated_precision``) fire only on trusted
-values. A/B arms are not exported: the estimate covers the model's (version's) traffic.
+The gauges are observable: each run replaces the model's values, and only the latest
+run's are reported (a class the period no longer has disappears). An estimate that
+cannot be computed (no labelled detections of a class) has no value; ``trusted`` is
+then 0. A run that fails for a model keeps that model's previous values. Alerts
+(``estimated_precision``) fire only on trusted values. A/B arms are not exported: the
+estimate covers the model's (version's) traffic.
 
 One scheduler per machine (``<data_dir>/quality-schedule.lock``), as for the drift
 schedule (:mod:`._periodic`).
@@ -41,13 +44,20 @@ from pathlib import Path
 from typing import Any, Final
 
 from detwatch.contract.predictions import MAX_ID_LENGTH
-from detwatch.instruments import CompanionInstruments
+from detwatch.instruments import QUALITY_GAUGES, CompanionInstruments, Reading
 from detwatch.jobs._periodic import PeriodicJob, parse_interval, start_schedule
 from detwatch.quality import EstimatedPrecision, LabelFreePrecision, parse_window, period_precision
 from detwatch.storage import Storage
 from detwatch_instrumentation import semconv
 
-__all__ = ["QualitySchedule", "QualityScheduler", "ScheduledQuality", "quality_gauges", "start_quality_schedule"]
+__all__ = [
+    "QualitySchedule",
+    "QualityScheduler",
+    "ScheduledQuality",
+    "quality_gauges",
+    "quality_readings",
+    "start_quality_schedule",
+]
 
 _logger = logging.getLogger("detwatch.quality")
 
@@ -143,22 +153,26 @@ class QualityScheduler(PeriodicJob[QualitySchedule, Storage]):
             base = {semconv.ATTR_MODEL_ID: entry.model_id}
             if entry.model_version is not None:
                 base[semconv.ATTR_MODEL_VERSION] = entry.model_version
-            for name, figure in quality_gauges(estimate):
-                self._set(figure, {**base, semconv.ATTR_DETECTION_CLASS: name})
+            self.instruments.quality.replace(entry.model_id, quality_readings(estimate, base))
         self.runs += 1
         return results
 
-    def _set(self, figure: EstimatedPrecision, attributes: dict[str, str]) -> None:
-        own = self.instruments
+
+def quality_readings(estimate: LabelFreePrecision, base: Mapping[str, str]) -> dict[str, list[Reading]]:
+    """Gauge name -> readings of one model's estimate: per class and overall, values that are numbers only."""
+    readings: dict[str, list[Reading]] = {spec.name: [] for spec in QUALITY_GAUGES}
+    for name, figure in quality_gauges(estimate):
+        attributes = {**base, semconv.ATTR_DETECTION_CLASS: name}
         trusted = figure.trusted and math.isfinite(figure.estimate)
-        own.quality_trusted.set(1.0 if trusted else 0.0, attributes)
-        for gauge, value in (
-            (own.quality_precision, figure.estimate),
-            (own.quality_precision_low, figure.ci[0]),
-            (own.quality_precision_high, figure.ci[1]),
+        readings[semconv.QUALITY_TRUSTED.name].append((1.0 if trusted else 0.0, attributes))
+        for spec, value in (
+            (semconv.QUALITY_PRECISION, figure.estimate),
+            (semconv.QUALITY_PRECISION_LOW, figure.ci[0]),
+            (semconv.QUALITY_PRECISION_HIGH, figure.ci[1]),
         ):
             if math.isfinite(value):
-                gauge.set(value, attributes)
+                readings[spec.name].append((value, attributes))
+    return readings
 
 
 def start_quality_schedule(
