@@ -15,18 +15,14 @@ figures come from counts, in one statement on both backends:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
+
+from detwatch.storage import _cells
 
 if TYPE_CHECKING:
     from detwatch.storage._transaction import Transaction
 
 __all__ = ["missed_object_counts"]
-
-NS_PER_SECOND: Final = 1_000_000_000
-
-
-def _ceil_seconds(unix_nano: int) -> int:
-    return -(-unix_nano // NS_PER_SECOND)
 
 
 def missed_object_counts(
@@ -44,27 +40,17 @@ def missed_object_counts(
         "AND f.time_unix_nano < ? AND f.type = 'missed_object'{filters}"
     )
     feedback_params: list[Any] = [model_id, since_unix_nano, until_unix_nano]
-    cells_filter = ""
-    cells_params: list[Any] = [model_id, _ceil_seconds(since_unix_nano), _ceil_seconds(until_unix_nano)]
     filters = ""
     if model_version is not None:
         filters += " AND p.model_version = ?"
         feedback_params.append(model_version)
-        cells_filter += " AND model_version = ?"
-        cells_params.append(model_version)
     if ab_variant is not None:
         filters += " AND p.ab_variant = ?"
         feedback_params.append(ab_variant)
-        cells_filter += " AND ab_variant = ?"
-        cells_params.append(ab_variant)
+    cells_filter, cells_params = _cells.filters("images", model_version, ab_variant)
     join = " JOIN predictions p ON p.prediction_id = f.prediction_id" if filters else ""
-    cells = (
-        "SELECT COALESCE(SUM(n), 0) FROM ("
-        f"SELECT count AS n FROM aggregates WHERE model_id = ? AND hour_unix >= ? AND hour_unix < ? "
-        f"AND kind = 'images'{cells_filter} UNION ALL "
-        f"SELECT count AS n FROM aggregates_daily WHERE model_id = ? AND day_unix >= ? AND day_unix < ? "
-        f"AND kind = 'images'{cells_filter}) AS cells"
-    )
+    cells = f"SELECT COALESCE(SUM(count), 0) FROM {_cells.union('count', cells_filter)}"
     sql = f"SELECT ({feedback.format(join=join, filters=filters)}), ({cells})"
-    rows = tx.query(sql, [*feedback_params, *cells_params, *cells_params])
+    params = _cells.union_params(model_id, since_unix_nano, until_unix_nano, cells_params)
+    rows = tx.query(sql, [*feedback_params, *params])
     return int(rows[0][0]), int(rows[0][1])

@@ -58,6 +58,7 @@ from detwatch.contract.predictions import Prediction
 from detwatch.storage import (
     _abtests,
     _alerts,
+    _cells,
     _compaction,
     _missed_objects,
     _review,
@@ -926,23 +927,10 @@ class SQLStorage:
         ab_variant: str | None = None,
     ) -> dict[str, int]:
         """Per key, the summed count of one kind's hourly and daily cells in ``[start, end)``, as :meth:`aggregates`."""
-        where = " AND kind = ?"
-        extra: list[Any] = [kind]
-        if model_version is not None:
-            where += " AND model_version = ?"
-            extra.append(model_version)
-        if ab_variant is not None:
-            where += " AND ab_variant = ?"
-            extra.append(ab_variant)
-        window: list[Any] = [model_id, _ceil_seconds(start_unix_nano), _ceil_seconds(end_unix_nano), *extra]
-        sql = (
-            "SELECT key, SUM(count) FROM ("
-            f"SELECT key, count FROM aggregates WHERE model_id = ? AND hour_unix >= ? AND hour_unix < ?{where} "
-            "UNION ALL "
-            f"SELECT key, count FROM aggregates_daily WHERE model_id = ? AND day_unix >= ? AND day_unix < ?{where}"
-            ") AS cells GROUP BY key"
-        )
-        rows = self._run(lambda tx: tx.query(sql, window + window), write=False)
+        where, extra = _cells.filters(kind, model_version, ab_variant)
+        sql = f"SELECT key, SUM(count) FROM {_cells.union('key, count', where)} GROUP BY key"
+        params = _cells.union_params(model_id, start_unix_nano, end_unix_nano, extra)
+        rows = self._run(lambda tx: tx.query(sql, params), write=False)
         return {str(key): int(total) for key, total in rows}
 
     def compact_aggregates(self, before_unix_nano: int) -> int:
