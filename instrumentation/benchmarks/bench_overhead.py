@@ -412,6 +412,8 @@ def _unreachable(variant: str, model: Model) -> _Subject:
 class _Run:
     walls_ns: list[int] = field(default_factory=list)
     cpu_ns: int = 0
+    thread_cpu_ns: int = 0
+    """CPU of the calling thread alone, over the calls (what the caller pays, whoever else works)."""
     window: Window = (math.inf, -math.inf)
     errors: int = 0
     wrong: int = 0
@@ -421,6 +423,7 @@ class _Run:
         walls = self.walls_ns
         perf = time.perf_counter_ns
         cpu0 = time.process_time_ns()
+        thread0 = time.thread_time_ns()
         start = time.perf_counter()
         for _ in range(calls):
             t0 = perf()
@@ -434,6 +437,7 @@ class _Run:
             if len(out["boxes"] if isinstance(out, dict) else out) != detections:
                 self.wrong += 1
         end = time.perf_counter()
+        self.thread_cpu_ns += time.thread_time_ns() - thread0
         finish()
         self.cpu_ns += time.process_time_ns() - cpu0
         self.window = (min(self.window[0], start), max(self.window[1], end))
@@ -442,6 +446,7 @@ class _Run:
         return {
             "walls_ns": self.walls_ns,
             "cpu_ns": self.cpu_ns,
+            "thread_cpu_ns": self.thread_cpu_ns,
             "errors": self.errors,
             "wrong": self.wrong,
             "counts": subject.counts(images),
@@ -1141,6 +1146,7 @@ class HotRow:
     walls: dict[str, list[float]] = field(default_factory=dict)
     added: dict[str, list[float]] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
+    thread_cpu: dict[str, float] = field(default_factory=dict)
     child_cpu: dict[str, float] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -1154,6 +1160,7 @@ class HotRow:
             self.walls.setdefault(v, []).extend(walls)
             self.added.setdefault(v, []).extend(w - base for w in walls)
             self.cpu[v] = self.cpu.get(v, 0.0) + run["cpu_ns"] / 1000
+            self.thread_cpu[v] = self.thread_cpu.get(v, 0.0) + run["thread_cpu_ns"] / 1000
             self.child_cpu[v] = self.child_cpu.get(v, 0.0) + run["child_cpu_ns"] / 1000
             self.calls[v] = self.calls.get(v, 0) + len(walls)
             if run["errors"] or run["wrong"]:
@@ -1168,6 +1175,10 @@ class HotRow:
                 self.recorder[k] = self.recorder.get(k, 0) + int(n or 0)
         if result["recorder"]["dropped"]:
             self.problems.append(f"the recorder process dropped {result['recorder']['dropped']} calls")
+
+    def caller_cpu_per_image(self, v: str) -> float:
+        """CPU of the calling thread per image, in µs."""
+        return self.thread_cpu[v] / self.calls[v]
 
     def cpu_per_image(self, v: str) -> tuple[float, float]:
         """(this process, recorder process) CPU per image, in µs."""
@@ -1188,13 +1199,17 @@ def report_hot(rows: dict[tuple[str, str], HotRow], args: argparse.Namespace) ->
     )
     print(
         "'added' = a call's wall time minus the mean undecorated call of the same process; CPU = added CPU per"
-        " image over the undecorated call, this process (all threads) plus the recorder process."
+        " image over the undecorated call, this process (all threads) plus the recorder process; 'caller CPU' ="
+        " added CPU of the calling thread alone (time.thread_time), the part of the cost that inference waits for"
+        " whatever the other cores do."
     )
     lines = []
     for (model_kind, setup), row in rows.items():
         a_cpu = row.cpu_per_image("a")[0]
         b_add = _mean(row.added["b"])
         b_cpu = row.cpu_per_image("b")[0] - a_cpu
+        a_caller = row.caller_cpu_per_image("a")
+        b_caller = row.caller_cpu_per_image("b") - a_caller
         for v in ("b", "c", "p"):
             mean = _mean(row.added[v])
             p99 = _percentile(row.added[v], 0.99)
@@ -1202,6 +1217,7 @@ def report_hot(rows: dict[tuple[str, str], HotRow], args: argparse.Namespace) ->
             cpu = own - a_cpu + child
             wall_ratio = _ratio(mean, b_add)
             cpu_ratio = _ratio(cpu, b_cpu)
+            caller = row.caller_cpu_per_image(v) - a_caller
             verdicts = ""
             if v == "p":
                 wall_ok = wall_ratio <= TARGET_WALL
@@ -1216,6 +1232,8 @@ def report_hot(rows: dict[tuple[str, str], HotRow], args: argparse.Namespace) ->
                     f"{mean:.1f}",
                     f"{p99:.1f}",
                     "" if v == "b" else f"{wall_ratio:.3f}",
+                    f"{caller:.1f}",
+                    "" if v == "b" else f"{_ratio(caller, b_caller):.3f}",
                     f"{own - a_cpu:.1f}",
                     f"{child:.1f}" if v == "p" else "",
                     f"{cpu:.1f}",
@@ -1229,6 +1247,8 @@ def report_hot(rows: dict[tuple[str, str], HotRow], args: argparse.Namespace) ->
         "variant",
         "added µs mean",
         "added p99",
+        "/ naive",
+        "caller CPU µs",
         "/ naive",
         "CPU here µs",
         "CPU recorder µs",

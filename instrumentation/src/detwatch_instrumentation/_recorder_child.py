@@ -10,10 +10,15 @@ It stops on a ``stop`` frame, or when its standard input closes (the inference p
 exited or was killed): either way it records what is left in the ring, then shuts the
 providers down, which exports everything. It ignores SIGINT: a Ctrl-C in a terminal
 reaches the whole process group, and the inference process decides when it ends.
+
+It runs at a lower scheduling priority (:data:`NICENESS`): when the machine's cores are
+all busy, the inference process is served first and the recorder catches up in the
+gaps (its frames wait in the ring, which is what the ring is for).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import pickle
@@ -28,6 +33,8 @@ READ_LIMIT = 256
 ACTIVE_POLL_S = 0.005
 """Pause between reads while frames arrive: frames are read in batches, not one wake-up each
 (a wake-up costs tens of microseconds of cold-cache CPU; a call's telemetry can wait)."""
+NICENESS = 10
+"""Added to the recorder process's niceness: inference wins a contended core, telemetry waits."""
 IDLE_POLL_S = 0.05
 """Pause between reads when none arrived: how long a flush or the exit may wait for the recorder to look."""
 
@@ -40,6 +47,8 @@ def _read_startup() -> Any:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError, AttributeError):  # no os.nice on Windows; a sandbox may refuse it
+        os.nice(NICENESS)
     startup = _read_startup()
     for path in reversed(startup.sys_path):
         if path not in sys.path:
