@@ -45,6 +45,7 @@ from . import semconv
 from ._cardinality import ClassFolder
 from ._context import CURRENT, AttributeValue, PredictionContext
 from ._guard import guarded
+from ._histogram_batch import HistogramBatch
 from ._instruments import create_instruments
 from ._json import dumps
 from ._outputs import BoxFormat, ImageDetections, LabelNames, OutputOptions, image_size_of, read_image_output
@@ -259,6 +260,8 @@ class _Monitor:
         """Names this monitor in the frames sent to the recorder process."""
         self._to_recorder_process = False
         self._spec: MonitorSpec | None = None
+        self.histograms = HistogramBatch(fast=False)
+        """Records an image's values per series; the recorder process's twin uses the SDK fast path."""
 
     def spec(self) -> MonitorSpec:
         """What the recorder process needs to record this monitor's calls as this process would."""
@@ -289,7 +292,7 @@ class _Monitor:
             label_names=spec.label_names,
             adapter=replay_adapter if spec.has_adapter else None,
         )
-        return cls(
+        twin = cls(
             model_id=spec.model_id,
             model_version=spec.model_version,
             options=options,
@@ -305,6 +308,10 @@ class _Monitor:
             meter_provider=meter_provider,
             logger_provider=logger_provider,
         )
+        # The recorder process built these providers itself (the registered factory), and
+        # records outside any span: the one place where the fast path is always safe to try.
+        twin.histograms = HistogramBatch(fast=True)
+        return twin
 
     # ------------------------------------------------------------ caller's thread
 
@@ -569,11 +576,11 @@ class _Monitor:
             if not call.metrics_on:
                 return None
             err = self._attrs(variant, extra, semconv.ATTR_ERROR_TYPE, call.error_type)
-            ins.duration.record(duration_s, err)
+            self.histograms.record(ins.duration, (duration_s,), err)
             self._count(self._pending_images, (variant, extra, semconv.ATTR_ERROR_TYPE, call.error_type), n)
             return self
         if call.metrics_on:
-            ins.duration.record(duration_s, base)
+            self.histograms.record(ins.duration, (duration_s,), base)
             self._count(self._pending_images, (variant, extra, "", ""), n)
             if call.batch:
                 ins.batch_size.record(n, base)
@@ -645,7 +652,8 @@ class _Monitor:
         if not parsed.readable:
             return
         detections = parsed.detections
-        ins.image_detections.record(len(detections), base)
+        record = self.histograms.record
+        record(ins.image_detections, (len(detections),), base)
         if not detections:
             return
         image_area = 0.0
@@ -653,28 +661,37 @@ class _Monitor:
             image_area = parsed.width * parsed.height
         relative = parsed.relative
         fold = self.folder.fold
-        counts: dict[str, int] = {}
-        by_label: dict[str, Attrs] = {}
-        confidence = ins.confidence.record
-        box_area = ins.box_area.record
-        aspect = ins.aspect_ratio.record
-        cls_key = semconv.ATTR_DETECTION_CLASS
+        # Values grouped per series (label), each series in detection order: recorded a
+        # series at a time, the SDK sums them in the order it would one by one.
+        confidences: dict[str, list[float]] = {}
+        areas: dict[str, list[float]] = {}
+        aspects: list[float] = []
         for class_name, score, (x1, y1, x2, y2) in detections:
             label = fold(class_name)
-            cattrs = by_label.get(label)
-            if cattrs is None:
-                cattrs = by_label[label] = self._attrs(variant, extra, cls_key, label)
-            confidence(score, cattrs)
-            counts[label] = counts.get(label, 0) + 1
+            scores = confidences.get(label)
+            if scores is None:
+                scores = confidences[label] = []
+                areas[label] = []
+            scores.append(score)
             width = x2 - x1
             height = y2 - y1
             if relative:
-                box_area(width * height, cattrs)
+                areas[label].append(width * height)
             elif image_area > 0.0:
-                box_area(width * height / image_area, cattrs)
-                aspect(width / height, base)
+                areas[label].append(width * height / image_area)
+                aspects.append(width / height)
             else:
-                aspect(width / height, base)
+                aspects.append(width / height)
+        cls_key = semconv.ATTR_DETECTION_CLASS
+        counts: dict[str, int] = {}
+        for label, scores in confidences.items():
+            cattrs = self._attrs(variant, extra, cls_key, label)
+            record(ins.confidence, scores, cattrs)
+            if areas[label]:
+                record(ins.box_area, areas[label], cattrs)
+            counts[label] = len(scores)
+        if aspects:
+            record(ins.aspect_ratio, aspects, base)
         pending = self._pending_detections
         for label, count in counts.items():
             key = (variant, extra, cls_key, label)
