@@ -90,7 +90,7 @@ def test_batched_values_export_the_same_points_as_one_record_each() -> None:
             pair.compare()  # a collection in between: the aggregations carry on
     points = pair.compare()
     assert sum(p[0] for p in points.values()) == sum(len(v) for v in _images(1, 300))
-    assert pair.batch._aggregations, "the fast path was not taken"
+    assert pair.batch._series, "the fast path was not taken"
 
 
 def test_values_the_sdk_refuses_are_refused_as_before(caplog: pytest.LogCaptureFixture) -> None:
@@ -99,7 +99,7 @@ def test_values_the_sdk_refuses_are_refused_as_before(caplog: pytest.LogCaptureF
         for _ in range(3):
             pair.record(0, 0, [0.5, -1.0, math.nan, 0.25, math.inf])
     pair.compare()
-    assert pair.batch._aggregations
+    assert pair.batch._series
     assert sum("not finite" in r.message for r in caplog.records) == 12  # both providers, 2 per image
 
 

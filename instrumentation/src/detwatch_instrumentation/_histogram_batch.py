@@ -58,14 +58,28 @@ def _sdk() -> tuple[Any, ...] | None:
     return _Histogram, _ExplicitBucketHistogramAggregation, AlwaysOffExemplarFilter, TraceBasedExemplarFilter
 
 
+class _Series:
+    """A series' SDK aggregations (one per reader) and what they were found under."""
+
+    __slots__ = ("aggregations", "attributes", "histogram", "span_check", "storages")
+
+    def __init__(
+        self, aggregations: tuple[Any, ...], storages: Any, span_check: bool, histogram: Any, attributes: Any
+    ) -> None:
+        self.aggregations = aggregations
+        self.storages = storages
+        self.span_check = span_check
+        """``trace_based`` exemplar filter: the fast path only outside a valid span."""
+        self.histogram = histogram  # kept, so that the ids in the cache key stay theirs
+        self.attributes = attributes
+
+
 class HistogramBatch:
     """Records lists of values per (histogram, attribute set); the fast path when the SDK allows it (see module)."""
 
     def __init__(self, *, fast: bool) -> None:
         self._sdk = _sdk() if fast else None
-        self._aggregations: dict[tuple[int, int], tuple[tuple[Any, ...], Any, Any]] = {}
-        """(id(histogram), id(attributes)) -> (aggregations, histogram, attributes); the last two keep the ids valid."""
-        self._storages: Any = None
+        self._series: dict[tuple[int, int], _Series] = {}
 
     def record(self, histogram: Any, values: Sequence[float], attributes: Mapping[str, Any]) -> None:
         """Record ``values`` in order, as ``histogram.record(value, attributes)`` for each would.
@@ -74,19 +88,19 @@ class HistogramBatch:
         (the monitor's attribute sets are cached and never mutated).
         """
         aggregations = self._fast(histogram, attributes) if self._sdk is not None else None
-        if not aggregations:
+        if not aggregations or not values:
             for value in values:
                 histogram.record(value, attributes)
             return
-        finite = math.isfinite
         good = values
-        if not all(finite(v) and v >= 0 for v in values):
-            good = [v for v in values if finite(v) and v >= 0]
+        # fsum is finite only when every value is (NaN and inf propagate); then min is meaningful.
+        if not (math.isfinite(math.fsum(values)) and min(values) >= 0):
+            good = [v for v in values if math.isfinite(v) and v >= 0]
             for value in values:
-                if not (finite(value) and value >= 0):
+                if not (math.isfinite(value) and value >= 0):
                     histogram.record(value, attributes)  # refused (and logged) by the SDK, as always
-        if not good:
-            return
+            if not good:
+                return
         low, high = min(good), max(good)
         for aggregation in aggregations:
             with aggregation._lock:
@@ -104,7 +118,22 @@ class HistogramBatch:
                     aggregation._max = max(aggregation._max, high)
 
     def _fast(self, histogram: Any, attributes: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """The series' SDK aggregations (one per reader), ``()`` for the public API, ``None`` for not yet."""
+        """The series' SDK aggregations, ``()`` for the public API, ``None`` for not yet (public API this time)."""
+        series = self._series.get((id(histogram), id(attributes)))
+        if series is not None:
+            try:
+                storages = histogram._measurement_consumer._reader_storages
+                enabled = histogram._is_enabled() if hasattr(histogram, "_is_enabled") else True
+            except AttributeError:
+                return _SLOW
+            # A reader added or removed replaces the storages: their aggregations are others.
+            if storages is series.storages and enabled:
+                if series.span_check and trace.get_current_span().get_span_context().is_valid:
+                    return _SLOW
+                return series.aggregations
+        return self._lookup(histogram, attributes)
+
+    def _lookup(self, histogram: Any, attributes: Mapping[str, Any]) -> tuple[Any, ...] | None:
         sdk = self._sdk
         assert sdk is not None
         sdk_histogram, aggregation_type, always_off, trace_based = sdk
@@ -120,19 +149,14 @@ class HistogramBatch:
         except AttributeError:
             return _SLOW
         # No exemplar may be offered: the fast path offers none.
-        in_span = trace.get_current_span().get_span_context().is_valid
-        if not (isinstance(exemplar_filter, always_off) or (isinstance(exemplar_filter, trace_based) and not in_span)):
+        span_check = isinstance(exemplar_filter, trace_based)
+        if not (isinstance(exemplar_filter, always_off) or span_check):
             return _SLOW
-        if storages is not self._storages:  # a reader was added or removed: its aggregations differ
-            self._aggregations.clear()
-            self._storages = storages
-        key = (id(histogram), id(attributes))
-        cached = self._aggregations.get(key)
-        if cached is not None:
-            return cached[0]
+        if span_check and trace.get_current_span().get_span_context().is_valid:
+            return _SLOW
         found = self._find(histogram, attributes, storages, aggregation_type)
         if found is not None:
-            self._aggregations[key] = (found, histogram, attributes)
+            self._series[(id(histogram), id(attributes))] = _Series(found, storages, span_check, histogram, attributes)
         return found
 
     @staticmethod
