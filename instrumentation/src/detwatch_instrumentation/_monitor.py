@@ -52,6 +52,7 @@ from ._outputs import BoxFormat, ImageDetections, LabelNames, OutputOptions, ima
 from ._recorder import RECORDER
 from ._recorder_process import PROCESS, MonitorSpec
 from ._snapshot import device_snapshot, on_device, replay_adapter, snapshot, type_name
+from ._span_plan import CollectingSpan, PlannedSpan, SpanEnd, build_span, error_end, plan_span
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -154,9 +155,11 @@ class _Call:
         "monitor",
         "output",
         "pctx",
+        "plan",
         "prediction_ids",
         "span",
         "span_context",
+        "span_end",
         "start_ns",
         "token",
         "variant",
@@ -189,6 +192,9 @@ class _Call:
         self.end_unix_ns = 0
         self.start_ns = 0
         self.prediction_ids: list[str] | None = None
+        self.plan: PlannedSpan | None = None
+        """The span planned here and built by the recorder process (:mod:`._span_plan`), instead of ``span``."""
+        self.span_end: SpanEnd | None = None
 
     def record(self) -> _Monitor | None:
         return self.monitor.record(self)
@@ -260,6 +266,10 @@ class _Monitor:
         """Names this monitor in the frames sent to the recorder process."""
         self._to_recorder_process = False
         self._spec: MonitorSpec | None = None
+        self._planning: TracerProvider | None = None
+        """The tracer provider whose spans this monitor plans for the recorder process (``None``: real spans)."""
+        self.span_provider: Any = None
+        """The recorder process's tracer provider, which builds planned spans (recorder process only)."""
         self.histograms = HistogramBatch(fast=False)
         """Records an image's values per series; the recorder process's twin uses the SDK fast path."""
 
@@ -284,7 +294,13 @@ class _Monitor:
         return self._spec
 
     @classmethod
-    def from_spec(cls, spec: MonitorSpec, meter_provider: MeterProvider, logger_provider: LoggerProvider) -> _Monitor:
+    def from_spec(
+        cls,
+        spec: MonitorSpec,
+        meter_provider: MeterProvider,
+        logger_provider: LoggerProvider,
+        tracer_provider: TracerProvider | None = None,
+    ) -> _Monitor:
         """The recorder process's twin of a monitor of the inference process."""
         options = OutputOptions(
             box_format=cast(BoxFormat, spec.box_format),
@@ -311,6 +327,7 @@ class _Monitor:
         # The recorder process built these providers itself (the registered factory), and
         # records outside any span: the one place where the fast path is always safe to try.
         twin.histograms = HistogramBatch(fast=True)
+        twin.span_provider = tracer_provider
         return twin
 
     # ------------------------------------------------------------ caller's thread
@@ -333,6 +350,7 @@ class _Monitor:
         lp = self._logger_provider or get_logger_provider()
         # The image a data engine keeps lives in this process: such monitors record here.
         self._to_recorder_process = self.data_engine is None and PROCESS.serves(mp, lp)
+        self._planning = tp if self._to_recorder_process and PROCESS.plans_spans(tp) else None
         return (
             not _api_default(tp, "opentelemetry.trace"),
             not _api_default(mp, "opentelemetry.metrics"),
@@ -368,7 +386,13 @@ class _Monitor:
             attrs = self.span_attributes(call.variant)
             if call.pctx is not None and call.pctx.attributes:
                 attrs = {**call.pctx.attributes, **attrs}
-            span = self.tracer.start_span(self.span_name, kind=SpanKind.INTERNAL, attributes=attrs)
+            planning = self._planning
+            span: Span
+            if planning is not None:
+                plan = call.plan = plan_span(planning, self.span_name, attrs)
+                span = CollectingSpan(plan.span_context(), plan.recording)
+            else:
+                span = self.tracer.start_span(self.span_name, kind=SpanKind.INTERNAL, attributes=attrs)
             call.span = span
             call.span_context = span.get_span_context()
             call.token = otel_context.attach(trace.set_span_in_context(span))
@@ -389,18 +413,29 @@ class _Monitor:
 
     def _submit(self, call: _Call) -> None:
         if not (call.metrics_on or call.logs_on):
+            self._build_here(call)
             return
         if self._to_recorder_process and PROCESS.send_call(self, call):
             return
+        self._build_here(call)
         if not RECORDER.submit(call, _held_bytes(call.image)):
             self.record_dropped(call.variant, len(call.image) if call.batch and isinstance(call.image, list) else 1)
+
+    def _build_here(self, call: _Call) -> None:
+        """A planned span whose call is recorded in this process after all: built here."""
+        if call.plan is not None and call.span_end is not None and self._planning is not None:
+            build_span(self._planning, call.plan, call.span_end, _SCOPE, __version__)
+            call.plan = None
 
     @guarded(None)
     def finish(self, call: _Call, result: Any) -> None:
         self._close(call)
         span = call.span
         if span is not None:
-            span.end()
+            if isinstance(span, CollectingSpan):
+                call.span_end = SpanEnd(call.end_unix_ns, span.attributes)
+            else:
+                span.end()
             call.span = None
         if not self._to_recorder_process and self.options.adapter is None:
             # Copied off the GPU now, behind this call's kernels only (see _snapshot).
@@ -420,7 +455,11 @@ class _Monitor:
         error_type = type(exc).__qualname__
         call.error_type = error_type
         span = call.span
-        if span is not None:
+        if isinstance(span, CollectingSpan):
+            error = error_end(exc, error_type) if span.is_recording() else None
+            call.span_end = SpanEnd(call.end_unix_ns, span.attributes, error)
+            call.span = None
+        elif span is not None:
             if span.is_recording():
                 span.set_attribute(semconv.ATTR_ERROR_TYPE, error_type)
                 span.record_exception(exc)
@@ -462,6 +501,7 @@ class _Monitor:
             call.metrics_on,
             call.logs_on,
             call.prediction_ids,
+            (call.plan, call.span_end) if call.plan is not None else None,
         )
 
     def record_frame(self, frame: tuple[Any, ...]) -> _Monitor | None:
@@ -481,7 +521,10 @@ class _Monitor:
             metrics_on,
             logs_on,
             ids,
+            planned,
         ) = frame
+        if planned is not None:
+            self._build_planned(*planned)
         call = _Call(self, image=image, batch=batch, pctx=pctx, metrics_on=metrics_on, logs_on=logs_on)
         call.variant = variant
         call.duration_ns = duration_ns
@@ -492,6 +535,13 @@ class _Monitor:
         if span is not None:
             call.span_context = SpanContext(span[0], span[1], is_remote=False, trace_flags=TraceFlags(span[2]))
         return self.record(call)
+
+    @guarded(None)
+    def _build_planned(self, plan: PlannedSpan, end: SpanEnd) -> None:
+        if self.span_provider is None:
+            # use_recorder_process was given a tracer provider, but the factory returned none.
+            raise RuntimeError("a planned span arrived, but the recorder process has no tracer provider")
+        build_span(self.span_provider, plan, end, _SCOPE, __version__)
 
     def record_stage(self, variant: str | None, name: str, duration_ns: int, error: str | None) -> None:
         """Record one :func:`stage` duration."""

@@ -61,11 +61,13 @@ def main() -> None:
 
     module_name, _, function_name = startup.factory.partition(":")
     factory = getattr(importlib.import_module(module_name), function_name)
-    meter_provider, logger_provider = factory(**startup.config)
+    providers = factory(**startup.config)
+    meter_provider, logger_provider = providers[0], providers[1]
+    tracer_provider = providers[2] if len(providers) > 2 else None
     ring = Ring(startup.ring_fd, startup.capacity)
     monitors: dict[int, _Monitor] = {}
     for key, spec in startup.monitors.items():
-        monitors[key] = _Monitor.from_spec(spec, meter_provider, logger_provider)
+        monitors[key] = _Monitor.from_spec(spec, meter_provider, logger_provider, tracer_provider)
     dirty: set[_Monitor] = set()
     next_add = 0.0
 
@@ -94,11 +96,11 @@ def main() -> None:
                 monitor.record_dropped(frame[2], frame[3])
         elif kind == "monitor":
             if frame[1] not in monitors:
-                monitors[frame[1]] = _Monitor.from_spec(frame[2], meter_provider, logger_provider)
+                monitors[frame[1]] = _Monitor.from_spec(frame[2], meter_provider, logger_provider, tracer_provider)
         elif kind == "flush":
             add_pending()
             if frame[2]:
-                for provider in (meter_provider, logger_provider):
+                for provider in (tracer_provider, meter_provider, logger_provider):
                     flush = getattr(provider, "force_flush", None)  # the API's no-op providers have none
                     if flush is not None:
                         flush()
@@ -145,7 +147,7 @@ def main() -> None:
                     log_failure("recorder_child")
             running = False
     add_pending()
-    for provider in (meter_provider, logger_provider):
+    for provider in (tracer_provider, meter_provider, logger_provider):
         try:
             if hasattr(provider, "shutdown"):
                 provider.shutdown()

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 from ._guard import log_failure
 from ._ring import DEFAULT_CAPACITY, Ring, create_ring_fd
 from ._snapshot import pickle_frame
+from ._span_plan import is_standard
 
 if TYPE_CHECKING:
     from ._monitor import _Call, _Monitor
@@ -118,6 +119,8 @@ class RecorderProcess:
         self._factory: str | None = None
         self._config: Mapping[str, Any] = {}
         self._providers: tuple[object, object] | None = None
+        self._tracer_provider: object | None = None
+        """Whose spans are planned here and built by the recorder process (:mod:`._span_plan`)."""
         self._lock = threading.Lock()
         self._failed = False
         self._ring: Ring | None = None
@@ -137,7 +140,12 @@ class RecorderProcess:
     # ------------------------------------------------------------ configuration
 
     def configure(
-        self, factory: str, config: Mapping[str, Any], meter_provider: object, logger_provider: object
+        self,
+        factory: str,
+        config: Mapping[str, Any],
+        meter_provider: object,
+        logger_provider: object,
+        tracer_provider: object | None = None,
     ) -> None:
         """Record calls for these providers in a process that builds its own with ``factory(**config)``."""
         with self._lock:
@@ -146,6 +154,7 @@ class RecorderProcess:
             self._factory = factory
             self._config = dict(config)
             self._providers = (meter_provider, logger_provider)
+            self._tracer_provider = tracer_provider if is_standard(tracer_provider) else None
             self._failed = False
             self._restarts.clear()
 
@@ -159,6 +168,10 @@ class RecorderProcess:
             and logger_provider is providers[1]
         )
 
+    def plans_spans(self, tracer_provider: object) -> bool:
+        """Whether spans of ``tracer_provider`` are planned here and built in the recorder process."""
+        return tracer_provider is not None and tracer_provider is self._tracer_provider and not self._failed
+
     def release(self, meter_provider: object, logger_provider: object, timeout: float = EXIT_WAIT_S) -> None:
         """Stop recording for these providers: the recorder process records what it has, exports and exits."""
         with self._lock:
@@ -166,6 +179,7 @@ class RecorderProcess:
                 return
             self._stop_locked(timeout)
             self._providers = None
+            self._tracer_provider = None
             for monitor in self._monitors.values():
                 monitor._enabled_until = 0.0
 
@@ -409,6 +423,7 @@ def use_recorder_process(
     *,
     meter_provider: object,
     logger_provider: object,
+    tracer_provider: object | None = None,
     config: Mapping[str, Any] | None = None,
 ) -> None:
     """Record the decorator's metrics and events for these providers in a separate process.
@@ -418,8 +433,11 @@ def use_recorder_process(
     built as the application built ``meter_provider`` and ``logger_provider`` (same
     resource, readers and exporters). ``config`` must pickle. Decorated calls whose
     providers (given to the decorator, or the global ones) are these objects are then
-    recorded there; spans stay in this process. ``detwatch.configure_opentelemetry``
-    calls this for you.
+    recorded there. With ``tracer_provider`` (the SDK's ``TracerProvider``), ``function``
+    must return ``(meter_provider, logger_provider, tracer_provider)``, the last built as
+    ``tracer_provider`` was: the decorated calls' spans are then planned in this process
+    and built and exported there (:mod:`._span_plan`); otherwise spans stay in this
+    process. ``detwatch.configure_opentelemetry`` calls this for you.
     """
     if not isinstance(factory, str) or ":" not in factory:
         raise ValueError(f"factory: expected 'module:function', got {factory!r}")
@@ -428,7 +446,7 @@ def use_recorder_process(
         pickle.dumps(config, 5)
     except Exception as exc:  # noqa: BLE001 - pickle raises many types
         raise ValueError(f"config: must pickle ({exc})") from None
-    PROCESS.configure(factory, config, meter_provider, logger_provider)
+    PROCESS.configure(factory, config, meter_provider, logger_provider, tracer_provider)
 
 
 def recorder_pid() -> int | None:
