@@ -125,10 +125,11 @@ def run_one(model_name: str, setup: str, blocks: int) -> dict[str, Any]:
     if setup == "memory":
         b_tel, c_tel, p_tel = _discard.discarding_sdk(), _discard.discarding_sdk(), _discard.discarding_sdk()
         _recorder_process.use_recorder_process(
-            "_discard:recorder_providers",
+            "_discard:recorder_process_providers",
             config={"counts_path": counts_path},
             meter_provider=p_tel.meter_provider,
             logger_provider=p_tel.logger_provider,
+            tracer_provider=p_tel.tracer_provider,
         )
     else:
         from detwatch import configure_opentelemetry
@@ -201,7 +202,7 @@ def run_one(model_name: str, setup: str, blocks: int) -> dict[str, Any]:
             "thread: detections": [round(c_tel.tally.detections), calls * DETECTIONS],
             "process: events": [round(got["logs"]), calls],
             "process: detections": [round(got["detections"]), calls * DETECTIONS],
-            "process: spans": [p_tel.tally.spans, calls],
+            "process: spans": [round(got["spans"]), calls],
         }
     _recorder_process.PROCESS.release(p_tel.meter_provider, p_tel.logger_provider)
     for tel in (b_tel, c_tel, p_tel):

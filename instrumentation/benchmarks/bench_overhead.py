@@ -745,20 +745,21 @@ def _hot_subjects(
         counts = os.path.join(tmp, "recorder-counts.json")
         p_sdk = _discard.discarding_sdk()
         _recorder_process.use_recorder_process(
-            "_discard:recorder_providers",
+            "_discard:recorder_process_providers",
             config={"counts_path": counts},
             meter_provider=p_sdk.meter_provider,
             logger_provider=p_sdk.logger_provider,
+            tracer_provider=p_sdk.tracer_provider,
         )
 
         def tallies(sdk: _discard.Sdk, images: int, events: bool, recorder: bool) -> dict[str, list[int]]:
             got = (
                 _discard.read_counts(counts)
                 if recorder
-                else {"logs": sdk.tally.logs, "detections": sdk.tally.detections}
+                else {"spans": sdk.tally.spans, "logs": sdk.tally.logs, "detections": sdk.tally.detections}
             )
             out = {
-                "spans": [sdk.tally.spans, images],
+                "spans": [round(got["spans"]) if recorder else sdk.tally.spans, images],
                 "detections counted": [round(got["detections"]), images * detections],
             }
             if events:

@@ -470,7 +470,8 @@ class _Monitor:
 
     def process_frame(self, call: _Call) -> tuple[Any, ...]:
         """The call as the recorder process reads it (caller's thread): image sizes and host copies of outputs."""
-        infos = [_image_info(image, self.image_size) for image in _images_of(call)]
+        # Plain tuples (ImageInfo's fields, the span plan's): see is_plain.
+        infos = [tuple(_image_info(image, self.image_size)) for image in _images_of(call)]
         output: Any = None
         if call.error_type is None:
             adapter = self.options.adapter
@@ -501,7 +502,7 @@ class _Monitor:
             call.metrics_on,
             call.logs_on,
             call.prediction_ids,
-            (call.plan, call.span_end) if call.plan is not None else None,
+            (call.plan.fields(), call.span_end.fields()) if call.plan and call.span_end else None,
         )
 
     def record_frame(self, frame: tuple[Any, ...]) -> _Monitor | None:
@@ -524,7 +525,8 @@ class _Monitor:
             planned,
         ) = frame
         if planned is not None:
-            self._build_planned(*planned)
+            self._build_planned(PlannedSpan(*planned[0]), SpanEnd(*planned[1]))
+        image = [ImageInfo(*i) for i in image] if batch else ImageInfo(*image)
         call = _Call(self, image=image, batch=batch, pctx=pctx, metrics_on=metrics_on, logs_on=logs_on)
         call.variant = variant
         call.duration_ns = duration_ns

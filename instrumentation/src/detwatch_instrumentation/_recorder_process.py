@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._guard import log_failure
 from ._ring import DEFAULT_CAPACITY, Ring, create_ring_fd
-from ._snapshot import pickle_frame
+from ._snapshot import is_plain, pickle_frame
 from ._span_plan import is_standard
 
 if TYPE_CHECKING:
@@ -198,9 +198,11 @@ class RecorderProcess:
             log_failure("recorder_process.frame")
             frame = None
         n = len(frame[8]) if frame is not None and call.batch and isinstance(frame[8], list) else 1
-        return self.send(frame, monitor, images=n)
+        # No prediction context, one image, a plain snapshot: built-in types only (see is_plain).
+        plain = frame is not None and frame[3] is None and not call.batch and is_plain(frame[10])
+        return self.send(frame, monitor, images=n, plain=plain)
 
-    def send(self, frame: tuple[Any, ...] | None, monitor: _Monitor, images: int = 0) -> bool:
+    def send(self, frame: tuple[Any, ...] | None, monitor: _Monitor, images: int = 0, plain: bool = False) -> bool:
         """Write ``frame`` (``None``: count it dropped); ``False`` when recording must stay in-process."""
         with self._lock:
             if self._failed or self._providers is None:
@@ -224,7 +226,7 @@ class RecorderProcess:
             if self._dropped:
                 self._send_dropped_locked(ring)
             try:
-                payload = pickle_frame(frame) if frame is not None else None
+                payload = pickle_frame(frame, plain) if frame is not None else None
             except Exception:  # noqa: BLE001 - e.g. an attribute value that cannot be pickled
                 log_failure("recorder_process.pickle")
                 payload = None

@@ -141,18 +141,36 @@ def _torchvision_block(output: Mapping[str, Any]) -> Any:
     return block.cpu().numpy()
 
 
+def _listed(value: Any) -> Any:
+    """A NumPy array of one or more dimensions as its ``tolist()`` (what the reader and the pickler make of it)."""
+    if type(value).__module__ == "numpy" and len(getattr(value, "shape", ())) >= 1:
+        return value.tolist()
+    return value
+
+
+def is_plain(output: Any) -> bool:
+    """Whether a snapshot is built-in types only (``None``, or a dict of lists): plain ``pickle.dumps`` suffices."""
+    return output is None or (type(output) is dict and all(type(v) is list for v in output.values()))
+
+
 def _snap(output: Any) -> Any:
     # The branches, in order, of _outputs._read.
     if isinstance(output, Mapping):
         if "boxes" not in output:
             return _unreadable(output)
+        # Plain lists, as the pickler would make them (see _FramePickler): a frame of
+        # built-in types only pickles in C, without a Python call per object.
         block = _torchvision_block(output)
         if block is not None:
-            return {"boxes": block[:, :4], "scores": block[:, 4], "labels": block[:, 5].astype("int64")}
-        snap = {"boxes": host(output["boxes"])}
+            return {
+                "boxes": block[:, :4].tolist(),
+                "scores": block[:, 4].tolist(),
+                "labels": block[:, 5].astype("int64").tolist(),
+            }
+        snap = {"boxes": _listed(host(output["boxes"]))}
         for key in ("scores", "labels"):
             if key in output:
-                snap[key] = host(output[key])
+                snap[key] = _listed(host(output[key]))
         return snap
     if hasattr(output, "boxes") and hasattr(output, "names"):
         boxes = output.boxes
@@ -219,8 +237,10 @@ def _scalar(value: Any, dtype: str) -> Any:
     return numpy.dtype(dtype).type(value)
 
 
-def pickle_frame(frame: Any) -> bytes:
-    """``frame`` pickled for the recorder process (see :class:`_FramePickler`)."""
+def pickle_frame(frame: Any, plain: bool = False) -> bytes:
+    """``frame`` pickled for the recorder process (see :class:`_FramePickler`); ``plain``: built-in types only."""
+    if plain:
+        return pickle.dumps(frame, 5)
     buffer = io.BytesIO()
     _FramePickler(buffer, 5).dump(frame)
     return buffer.getvalue()

@@ -59,6 +59,20 @@ class PlannedSpan:
     start_ns: int
     recording: bool
 
+    def fields(self) -> tuple[Any, ...]:
+        """The fields as a plain tuple (``PlannedSpan(*fields)``): the hand-off pickles only built-in types."""
+        return (
+            self.name,
+            self.trace_id,
+            self.span_id,
+            self.trace_flags,
+            self.trace_state,
+            self.parent,
+            self.attributes,
+            self.start_ns,
+            self.recording,
+        )
+
     def span_context(self) -> SpanContext:
         return SpanContext(
             self.trace_id,
@@ -77,6 +91,9 @@ class SpanEnd:
     attributes: Mapping[str, Any]
     error: tuple[str, str, Mapping[str, Any]] | None = None
     """(error type, status description, exception event attributes) when the call raised."""
+
+    def fields(self) -> tuple[Any, ...]:
+        return (self.end_ns, self.attributes, self.error)
 
 
 class CollectingSpan(trace.Span):
