@@ -80,6 +80,16 @@ A wall time measured around a 3 ms sleep has a noise floor of some tens of µs (
 slack, wake-up on a cold cache): (d)'s cost is therefore also measured in a tight
 loop.
 
+The hot path (``--hot-only`` runs only this part): (a), (b), the decorator on its
+recording thread and the decorator with the recorder process, on the sleep model and
+on a GIL-holding eager forward pass (:func:`make_gil_model`), each in memory and
+behind the README's ``configure_opentelemetry`` to a loopback receiver. Besides the
+added wall and the CPU of all processes (the recorder process's included, read from
+its CPU clock), it shows the calling thread's own CPU outside the model
+(``time.thread_time`` minus the model's share, :class:`_ModelClock`): on a shared
+machine the model's own time varies by more than the decorator costs, and this column
+is the instrumentation's cost to the caller whatever the other cores do.
+
 Why
 ---
 Recording 20 detections through the SDK costs more than many detectors' inference.

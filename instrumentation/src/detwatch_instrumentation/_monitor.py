@@ -10,6 +10,12 @@ guard (:mod:`._guard`), so telemetry can fail without inference noticing.
 The recording thread reads the output (:mod:`._outputs`), records the metrics of
 the telemetry contract (:mod:`.semconv`) and emits one ``objdet.prediction`` log
 record per image, linked to the call's span through the log record's context.
+
+When the recorder process records the call (:mod:`._recorder_process`) and has the
+application's tracer provider, the span is planned instead of started
+(:mod:`._span_plan`): the current span during the call is a stand-in with the
+planned ids that keeps the attributes set on it, and the recorder process builds the
+span; if the call ends up recorded here after all, the span is built here.
 """
 
 from __future__ import annotations

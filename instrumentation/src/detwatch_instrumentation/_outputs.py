@@ -358,8 +358,8 @@ def _detection(
         return None
     if scale_to is not None:
         w, h = scale_to
-        box = (x1 * w, y1 * h, x2 * w, y2 * h)
-    if max(abs(v) for v in box) > MAX_COORDINATE:
+        x1, y1, x2, y2 = box = (x1 * w, y1 * h, x2 * w, y2 * h)
+    if max(abs(x1), abs(y1), abs(x2), abs(y2)) > MAX_COORDINATE:
         invalid.add("box_out_of_range")
         return None
     return Detection(name, confidence, box)

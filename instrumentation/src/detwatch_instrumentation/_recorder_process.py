@@ -25,6 +25,15 @@ configuration (and the same ``OTEL_*`` environment), and records each frame with
 same code as the thread would (:meth:`._monitor._Monitor.record`), so metrics and
 prediction events are identical; each event carries the call's trace context.
 
+Given the application's tracer provider too (``tracer_provider=``, the factory then
+returns three providers), the caller does not even start the span: it plans it
+(:mod:`._span_plan`) and the recorder process builds and exports it. What is left on
+the caller's thread is the plan, a snapshot of the outputs as plain lists (a frame of
+built-in types pickles in C, with no Python call per object) and a ring write; in the
+recorder process, a whole image's values per histogram series go to the SDK's
+aggregation in one step (:mod:`._histogram_batch`), exactly as one ``record`` each
+would. The recorder process runs at a lower priority (:data:`._recorder_child.NICENESS`).
+
 Guarantees: the ring never blocks a call (a full ring drops the call's telemetry,
 counted in ``objdet.telemetry.dropped``); a recorder process that dies is started
 again (at most :data:`MAX_RESTARTS` times in :data:`RESTART_WINDOW_S`), after which

@@ -42,6 +42,11 @@ from . import semconv
 
 _PLAIN = (str, bool, int, float)
 
+try:  # the API's own cleaning, which the SDK's span applies (private: absent from some versions)
+    from opentelemetry.attributes import _clean_attribute_value
+except ImportError:  # pragma: no cover - other API versions
+    _clean_attribute_value = None  # type: ignore[assignment]
+
 
 @dataclass(frozen=True, slots=True)
 class PlannedSpan:
@@ -117,8 +122,13 @@ class CollectingSpan(trace.Span):
             self.set_attribute(key, value)
 
     def set_attribute(self, key: str, value: Any) -> None:
-        # Only values that pickle as themselves: the SDK would refuse the others anyway.
-        if self._recording and isinstance(key, str) and _attribute_value(value):
+        if not (self._recording and isinstance(key, str)):
+            return
+        if _clean_attribute_value is not None:
+            # What the SDK's span would store (a sequence as a tuple, an odd object as None):
+            # plain values, which the recorder process's span then stores as they are.
+            self.attributes[key] = _clean_attribute_value(value, None)
+        elif _attribute_value(value):
             self.attributes[key] = tuple(value) if isinstance(value, list) else value
 
     def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
