@@ -352,8 +352,9 @@ def test_spans_planned_here_and_built_by_the_recorder_process_are_the_sdks_spans
     attrs = dict(failed[0][3])
     assert attrs["model.step"] == 3 and attrs[semconv.ATTR_ERROR_TYPE] == "ValueError"  # model.bad: as the SDK keeps it
     # Each prediction event points at its call's span, built in the other process.
-    assert process_links == process_ids and len(process_ids) == 2
-    assert thread_links == thread_ids
+    # (the failed call has no event)
+    assert process_links <= process_ids and len(process_links) == 2 and len(process_ids) == 3
+    assert thread_links <= thread_ids and len(thread_links) == 2
 
 
 def test_a_planned_span_whose_call_is_recorded_here_after_all_is_built_here(
