@@ -69,7 +69,7 @@ class Pair:
                 ]
             )
         self.batch = HistogramBatch(fast=True)
-        self.attributes = [{"objdet.class": "car"}, {"objdet.class": "person", "n": 3}]
+        self.attributes: list[dict[str, Any]] = [{"objdet.class": "car"}, {"objdet.class": "person", "n": 3}]
 
     def record(self, which: int, series: int, values: list[float]) -> None:
         self.batch.record(self.histograms[0][which], values, self.attributes[series])

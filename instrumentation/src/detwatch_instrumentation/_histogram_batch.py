@@ -77,8 +77,10 @@ class _Series:
 class HistogramBatch:
     """Records lists of values per (histogram, attribute set); the fast path when the SDK allows it (see module)."""
 
-    def __init__(self, *, fast: bool) -> None:
+    def __init__(self, *, fast: bool, outside_spans: bool = False) -> None:
         self._sdk = _sdk() if fast else None
+        self._outside_spans = outside_spans
+        """The caller never records inside a span (the recorder process): no span check per series."""
         self._series: dict[tuple[int, int], _Series] = {}
 
     def record(self, histogram: Any, values: Sequence[float], attributes: Mapping[str, Any]) -> None:
@@ -128,7 +130,8 @@ class HistogramBatch:
                 return _SLOW
             # A reader added or removed replaces the storages: their aggregations are others.
             if storages is series.storages and enabled:
-                if series.span_check and trace.get_current_span().get_span_context().is_valid:
+                check = series.span_check and not self._outside_spans
+                if check and trace.get_current_span().get_span_context().is_valid:
                     return _SLOW
                 return series.aggregations
         return self._lookup(histogram, attributes)

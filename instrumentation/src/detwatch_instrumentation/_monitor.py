@@ -332,7 +332,7 @@ class _Monitor:
         )
         # The recorder process built these providers itself (the registered factory), and
         # records outside any span: the one place where the fast path is always safe to try.
-        twin.histograms = HistogramBatch(fast=True)
+        twin.histograms = HistogramBatch(fast=True, outside_spans=True)
         twin.span_provider = tracer_provider
         return twin
 

@@ -149,8 +149,9 @@ def main() -> None:
     add_pending()
     for provider in (tracer_provider, meter_provider, logger_provider):
         try:
-            if hasattr(provider, "shutdown"):
-                provider.shutdown()
+            shutdown = getattr(provider, "shutdown", None)  # the API's no-op providers have none
+            if shutdown is not None:
+                shutdown()
         except Exception:  # noqa: BLE001
             log_failure("recorder_child.shutdown")
 
