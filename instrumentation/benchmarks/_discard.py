@@ -147,11 +147,6 @@ def discarding_sdk(counts_path: str | None = None) -> Sdk:
     return Sdk(tracer_provider, meter_provider, logger_provider, tally)
 
 
-def recorder_providers(counts_path: str) -> tuple[MeterProvider, LoggerProvider]:
-    """The same meter and logger providers, in the recorder process; counts go to ``counts_path``."""
-    return _meter_and_logger(_Tally(counts_path))
-
-
 def recorder_process_providers(counts_path: str) -> tuple[MeterProvider, LoggerProvider, TracerProvider]:
     """The same three providers, in the recorder process, which then also builds the planned spans."""
     tally = _Tally(counts_path)
