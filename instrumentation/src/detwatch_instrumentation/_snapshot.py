@@ -155,7 +155,7 @@ def is_plain(output: Any) -> bool:
 
 def _snap(output: Any) -> Any:
     # The branches, in order, of _outputs._read.
-    if isinstance(output, Mapping):
+    if type(output) is dict or isinstance(output, Mapping):
         if "boxes" not in output:
             return _unreadable(output)
         # Plain lists, as the pickler would make them (see _FramePickler): a frame of

@@ -30,8 +30,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -48,9 +47,12 @@ except ImportError:  # pragma: no cover - other API versions
     _clean_attribute_value = None  # type: ignore[assignment]
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedSpan:
-    """Everything the recorder process needs to build the span the SDK would have started (picklable)."""
+class PlannedSpan(NamedTuple):
+    """Everything the recorder process needs to build the span the SDK would have started.
+
+    A named tuple, not a frozen dataclass: made on the caller's thread for every call, it
+    is built several times faster; ``fields()`` is the plain tuple the hand-off pickles.
+    """
 
     name: str
     trace_id: int
@@ -66,17 +68,7 @@ class PlannedSpan:
 
     def fields(self) -> tuple[Any, ...]:
         """The fields as a plain tuple (``PlannedSpan(*fields)``): the hand-off pickles only built-in types."""
-        return (
-            self.name,
-            self.trace_id,
-            self.span_id,
-            self.trace_flags,
-            self.trace_state,
-            self.parent,
-            self.attributes,
-            self.start_ns,
-            self.recording,
-        )
+        return tuple(self)
 
     def span_context(self) -> SpanContext:
         return SpanContext(
@@ -84,12 +76,11 @@ class PlannedSpan:
             self.span_id,
             is_remote=False,
             trace_flags=TraceFlags(self.trace_flags),
-            trace_state=TraceState(list(self.trace_state)),
+            trace_state=TraceState(list(self.trace_state)) if self.trace_state else None,
         )
 
 
-@dataclass(frozen=True, slots=True)
-class SpanEnd:
+class SpanEnd(NamedTuple):
     """How the planned span ended: when, what the call set on it, and the decorator's error status."""
 
     end_ns: int
@@ -98,7 +89,7 @@ class SpanEnd:
     """(error type, status description, exception event attributes) when the call raised."""
 
     def fields(self) -> tuple[Any, ...]:
-        return (self.end_ns, self.attributes, self.error)
+        return tuple(self)
 
 
 class CollectingSpan(trace.Span):
