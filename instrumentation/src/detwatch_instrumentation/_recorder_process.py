@@ -325,6 +325,7 @@ class RecorderProcess:
         try:
             fd = create_ring_fd(capacity)
             ring = Ring(fd, capacity)
+            ring.prefault()
         except (OSError, ValueError):
             log_failure("recorder_process.ring")
             self._fall_back_locked("no shared memory")
