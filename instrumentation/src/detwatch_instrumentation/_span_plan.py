@@ -181,7 +181,7 @@ def plan_span(tracer_provider: Any, name: str, attributes: Mapping[str, Any]) ->
         trace_id=trace_id,
         span_id=ids.generate_span_id(),
         trace_flags=flags,
-        trace_state=tuple(result.trace_state.items()) if result.trace_state is not None else (),
+        trace_state=tuple(result.trace_state.items()) if result.trace_state else (),
         parent=parent_tuple,
         attributes=dict(result.attributes or {}),
         start_ns=time.time_ns(),
