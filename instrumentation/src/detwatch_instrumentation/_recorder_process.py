@@ -16,8 +16,8 @@ When the application's SDK was set up by a function that another process can run
 again (``detwatch.configure_opentelemetry`` registers itself through
 :func:`use_recorder_process`), the decorator's calls whose meter and logger providers
 are those providers go to a recorder process instead of the recording thread. On the
-caller's thread a call costs its span (traces stay in this process, so spans nest
-and sample as the application configured them), host copies of the output arrays
+caller's thread a call costs its span (started here, or only planned here: below;
+either way it nests and samples as the application configured), host copies of the output arrays
 (:mod:`._snapshot`: one device-to-host copy per output), and one pickled frame
 written into a shared-memory ring (:mod:`._ring`). The recorder process
 (:mod:`._recorder_child`) builds the same meter and logger providers from the same
