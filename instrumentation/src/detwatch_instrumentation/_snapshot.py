@@ -159,14 +159,14 @@ def _host_arrays(output: dict[Any, Any]) -> dict[str, Any] | None:
     This is the hand-off's common case on a CPU (and after a GPU output's one copy);
     ``None`` for anything else, which the general branch handles.
     """
-    boxes = output.get("boxes")
-    kind = type(boxes)
+    boxes: Any = output.get("boxes")
+    kind: Any = type(boxes)
     if kind.__name__ != "ndarray" or kind.__module__ != "numpy":
         return None
     snap = {}
     for key in ("boxes", "scores", "labels"):
         if key in output:
-            value = output[key]
+            value: Any = output[key]
             if type(value) is not kind or not value.ndim:
                 return None
             if value.shape[0] > MAX_DETECTIONS + 1:
