@@ -429,8 +429,10 @@ class _Monitor:
 
     def _build_here(self, call: _Call) -> None:
         """A planned span whose call is recorded in this process after all: built here."""
-        if call.plan is not None and call.span_end is not None and self._planning is not None:
-            build_span(self._planning, call.plan, call.span_end, _SCOPE, __version__)
+        if call.plan is not None and call.span_end is not None:
+            # The provider the plan was made with (self._planning may have been decided again since).
+            provider = self._tracer_provider or trace.get_tracer_provider()
+            build_span(provider, call.plan, call.span_end, _SCOPE, __version__)
             call.plan = None
 
     @guarded(None)

@@ -415,7 +415,7 @@ def image_size_of(image: Any) -> tuple[float, float] | None:
     shape = getattr(image, "shape", None)
     if shape is not None:
         try:
-            dims = tuple(int(d) for d in shape)
+            dims = tuple(map(int, shape))
         except (TypeError, ValueError):
             return None
         if len(dims) == 2:
