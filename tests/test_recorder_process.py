@@ -548,6 +548,7 @@ def test_exit_drains_everything_the_recorder_process_was_given(receiver: Receive
     )
     assert out.stdout.split() == ["True"]
     assert event_count(receiver) == 500
+    assert len(spans_of(receiver)[0]) == 500  # planned here, built and exported by the recorder before it exited
     assert counter_total(receiver, semconv.DETECTIONS.name) == 2000
     assert counter_total(receiver, semconv.IMAGES.name) == 500
 
@@ -575,6 +576,10 @@ def test_a_fork_after_first_use_records_in_both_processes(receiver: Receiver) ->
     )
     assert sorted(out.stdout.split()) == sorted(["child", "True", "True", "parent", "True"])
     assert event_count(receiver) == 51
+    # Each process's recorder built its own calls' planned spans, each linked to its events.
+    _, links = events_of(receiver)
+    spans, ids = spans_of(receiver)
+    assert len(spans) == 51 and links == ids
     # Both processes export the same series (same resource): each its own cumulative total.
     totals = {
         q.as_int
@@ -613,4 +618,7 @@ def test_a_killed_inference_process_still_has_its_telemetry_recorded(receiver: R
     while event_count(receiver) < 100 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert event_count(receiver) == 100
+    while len(spans_of(receiver)[0]) < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(spans_of(receiver)[0]) == 100  # the planned spans too
     assert not math.isnan(counter_total(receiver, semconv.DETECTIONS.name))
