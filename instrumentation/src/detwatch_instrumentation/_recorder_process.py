@@ -273,7 +273,9 @@ class RecorderProcess:
             while not ring.write(pickle.dumps(("flush", seq, export), 5)):
                 if (deadline is not None and time.monotonic() > deadline) or proc.poll() is not None:
                     return False
+                _wake(proc)
                 time.sleep(0.001)
+            _wake(proc)
         delay = 0.0005
         while ring.ack() < seq:
             if proc.poll() is not None or (deadline is not None and time.monotonic() > deadline):
@@ -296,7 +298,9 @@ class RecorderProcess:
         while not ring.write(pickle.dumps(("stop",), 5)):
             if time.monotonic() > deadline or proc.poll() is not None:
                 break
+            _wake(proc)
             time.sleep(0.001)
+        _wake(proc)
         try:
             proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -421,6 +425,14 @@ class RecorderProcess:
         self._restarts = collections.deque()
         self._atexit_registered = False
         self.stats = Stats()
+
+
+def _wake(proc: subprocess.Popen[bytes]) -> None:
+    """Wake the recorder process now (a byte on its standard input), not at its next read of the ring."""
+    if proc.stdin is not None:
+        with contextlib.suppress(OSError, ValueError):  # exited, or its input already closed
+            proc.stdin.write(b"w")
+            proc.stdin.flush()
 
 
 PROCESS = RecorderProcess()
