@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ import detwatch_instrumentation
 from _otlp_receiver import Receiver
 from detwatch_instrumentation import (
     Detection,
+    _monitor,
     _recorder_process,
     monitor_detections,
     prediction_context,
@@ -338,8 +340,11 @@ def traced_calls(recorder: str) -> tuple[list[tuple[Any, ...]], set[tuple[str, s
 
 
 def test_spans_planned_here_and_built_by_the_recorder_process_are_the_sdks_spans() -> None:
-    thread_tree, thread_links, thread_ids = traced_calls("thread")
-    process_tree, process_links, process_ids = traced_calls("process")
+    with mock.patch.object(_monitor, "plan_span", wraps=_monitor.plan_span) as planned:
+        thread_tree, thread_links, thread_ids = traced_calls("thread")
+        assert planned.call_count == 0  # real spans
+        process_tree, process_links, process_ids = traced_calls("process")
+        assert planned.call_count == 3  # planned here, built by the recorder process
     assert process_tree == thread_tree
     names = [(name, parent) for name, parent, *_ in process_tree]
     assert sorted(names) == sorted(

@@ -92,6 +92,11 @@ def _rfc3339(unix_ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rem // 1_000_000:03d}Z"
 
 
+def _enabled_always() -> bool:
+    """A tracer's enablement where its SDK has no per-tracer configurator."""
+    return True
+
+
 def _pick(value: Any, index: int) -> str | None:
     if value is None:
         return None
@@ -394,7 +399,8 @@ class _Monitor:
                 attrs = {**call.pctx.attributes, **attrs}
             planning = self._planning
             span: Span
-            if planning is not None:
+            # A tracer its provider's configurator disabled starts no span: the SDK decides then.
+            if planning is not None and getattr(self.tracer, "_is_enabled", _enabled_always)():
                 plan = call.plan = plan_span(planning, self.span_name, attrs)
                 span = CollectingSpan(plan.span_context(), plan.recording)
             else:

@@ -18,8 +18,9 @@ What differs from an SDK span
 -----------------------------
 Attributes that code inside the call sets on the current span are kept (sent with the
 plan). Events, links, status and name changes made by that code are not (the
-decorator's own status and exception event on failure are), and span processors'
-``on_start`` runs in the recorder process, after the call. Planning is used only for the
+decorator's own status and exception event on failure are); span processors see the
+span only at its end, in the recorder process (``on_start`` is not called), and the
+SDK's own span-count metrics do not count it. Planning is used only for the
 tracer provider given to :func:`._recorder_process.use_recorder_process` (the one
 ``detwatch.configure_opentelemetry`` builds), when it is the SDK's own ``TracerProvider``;
 any other provider gets a real span in this process, as before.
