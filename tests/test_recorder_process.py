@@ -31,6 +31,7 @@ from detwatch_instrumentation import (
     Detection,
     _monitor,
     _recorder_process,
+    _span_plan,
     monitor_detections,
     prediction_context,
     semconv,
@@ -340,7 +341,7 @@ def traced_calls(recorder: str) -> tuple[list[tuple[Any, ...]], set[tuple[str, s
 
 
 def test_spans_planned_here_and_built_by_the_recorder_process_are_the_sdks_spans() -> None:
-    with mock.patch.object(_monitor, "plan_span", wraps=_monitor.plan_span) as planned:
+    with mock.patch.object(_monitor, "plan_span", wraps=_span_plan.plan_span) as planned:
         thread_tree, thread_links, thread_ids = traced_calls("thread")
         assert planned.call_count == 0  # real spans
         process_tree, process_links, process_ids = traced_calls("process")
