@@ -7,7 +7,7 @@ ratio): about 62 measurements for an image of 20 detections. Through the SDK's p
 ``Histogram.record`` each costs ~8 µs, almost all of it per-call overhead (a
 ``Measurement`` object, attribute cleaning, attribute hashing, the exemplar filter,
 three layers of dispatch), against well under a microsecond for the aggregation
-itself: 82% of the recorder process's CPU. :class:`HistogramBatch` hands a whole
+itself: 82% of the recorder process's CPU (and of the recording thread's). :class:`HistogramBatch` hands a whole
 image's values of one series (one histogram, one attribute set) to the SDK's
 aggregation at once, under its lock, doing exactly what its ``aggregate`` does for
 each value in the same order (bucket count, running sum, min, max), so the exported
@@ -19,14 +19,14 @@ Only when the instrument and the provider are the standard SDK's and nothing wou
 see the difference: the aggregation is the explicit-bucket histogram, the view keeps
 all attributes, aggregations survive a collection (cumulative temporality), and no
 exemplar would be offered (``always_off`` filter, or ``trace_based`` outside a sampled
-span, which is where the recorder works). The first values of a series always go
+span, which is where both recorders work). The first values of a series always go
 through the public API, which creates the aggregation (and applies the cardinality
 limit: a series folded into the overflow point stays on the public API); a value the
 SDK would refuse (negative, not finite) goes through it too, and is refused there.
 Anything else (another SDK, another version's internals, a view with another
 aggregation) records value by value through the public API, as before. The
-instrumentation still depends only on ``opentelemetry-api``: the SDK is imported only
-when its providers are the ones in use.
+instrumentation still depends only on ``opentelemetry-api``: the SDK's modules are
+imported only when an SDK instrument is recorded.
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ class HistogramBatch:
     """Records lists of values per (histogram, attribute set); the fast path when the SDK allows it (see module)."""
 
     def __init__(self, *, fast: bool, outside_spans: bool = False) -> None:
-        self._sdk = _sdk() if fast else None
+        self._fast_wanted = fast
+        self._sdk: tuple[Any, ...] | None = None
+        """The SDK's classes, imported at the first SDK instrument (never for the API's no-op ones)."""
         self._outside_spans = outside_spans
         """The caller never records inside a span (the recorder process): no span check per series."""
         self._series: dict[tuple[int, int], _Series] = {}
@@ -89,7 +91,7 @@ class HistogramBatch:
         ``attributes`` must not change afterwards: series are remembered by its identity
         (the monitor's attribute sets are cached and never mutated).
         """
-        aggregations = self._fast(histogram, attributes) if self._sdk is not None else None
+        aggregations = self._fast(histogram, attributes) if self._fast_wanted else None
         if not aggregations or not values:
             for value in values:
                 histogram.record(value, attributes)
@@ -137,8 +139,14 @@ class HistogramBatch:
         return self._lookup(histogram, attributes)
 
     def _lookup(self, histogram: Any, attributes: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        if not type(histogram).__module__.startswith("opentelemetry.sdk."):
+            return _SLOW
         sdk = self._sdk
-        assert sdk is not None
+        if sdk is None:
+            sdk = self._sdk = _sdk()
+            if sdk is None:
+                self._fast_wanted = False
+                return _SLOW
         sdk_histogram, aggregation_type, always_off, trace_based = sdk
         if type(histogram) is not sdk_histogram:
             return _SLOW

@@ -281,8 +281,8 @@ class _Monitor:
         """The tracer provider whose spans this monitor plans for the recorder process (``None``: real spans)."""
         self.span_provider: Any = None
         """The recorder process's tracer provider, which builds planned spans (recorder process only)."""
-        self.histograms = HistogramBatch(fast=False)
-        """Records an image's values per series; the recorder process's twin uses the SDK fast path."""
+        self.histograms = HistogramBatch(fast=True)
+        """Records an image's values per series (on the recording thread, outside any span)."""
 
     def spec(self) -> MonitorSpec:
         """What the recorder process needs to record this monitor's calls as this process would."""
@@ -335,8 +335,7 @@ class _Monitor:
             meter_provider=meter_provider,
             logger_provider=logger_provider,
         )
-        # The recorder process built these providers itself (the registered factory), and
-        # records outside any span: the one place where the fast path is always safe to try.
+        # The recorder process never has a current span: no check per series.
         twin.histograms = HistogramBatch(fast=True, outside_spans=True)
         twin.span_provider = tracer_provider
         return twin
