@@ -29,6 +29,8 @@ from detwatch_instrumentation._outputs import (
     ImageDetections,
     LabelNames,
     OutputOptions,
+    _detection,
+    _valid_plain_row,
     image_size_of,
     read_image_output,
 )
@@ -1065,3 +1067,32 @@ def test_a_label_or_score_that_raises_is_counted_and_the_rest_kept() -> None:
     result = read([{**good, "class": Unprintable()}, {**good, "confidence": Unconvertible()}, good])
     assert triples(result) == [("car", 0.9, (1.0, 2.0, 30.0, 40.0))]
     assert result.invalid == {"unrecognized_format"}
+
+
+def test_the_common_row_shortcut_accepts_exactly_what_the_full_reader_accepts() -> None:
+    """``_valid_plain_row`` (the recorder's shortcut for tolist()'d rows) never disagrees with ``_detection``."""
+    rng = np.random.default_rng(11)
+    odd = [math.nan, math.inf, -math.inf, -0.0, 0.0, 1.0, 1.5, -0.2, 2e7, -2e7, 1e-300]
+    labels: list[Any] = [0, 1, 2, 7, -1, "car", "", True, 3.0, None]
+    names_options: list[Any] = [None, {0: "car", 1: "bus", 2: ""}, ["car", "bus"]]
+    checked = accepted = 0
+    for _ in range(20_000):
+        label = labels[rng.integers(len(labels))]
+        score: Any = float(rng.uniform(-0.1, 1.1)) if rng.random() < 0.8 else odd[rng.integers(len(odd))]
+        box: Any = [float(v) for v in rng.uniform(-50, 700, 4)]
+        if rng.random() < 0.3:
+            box[rng.integers(4)] = odd[rng.integers(len(odd))]
+        if rng.random() < 0.05:
+            box = box[:3] if rng.random() < 0.5 else tuple(box)
+        if rng.random() < 0.05:
+            score = int(rng.integers(0, 2))
+        names = names_options[rng.integers(len(names_options))]
+        fast = _valid_plain_row(label, score, box, names)
+        invalid: set[Any] = set()
+        full = _detection(label, score, box, names=names, fmt="xyxy", scale_to=None, invalid=invalid)
+        checked += 1
+        if fast is not None:
+            accepted += 1
+            assert full == fast and not invalid
+            assert type(full.confidence) is type(fast.confidence)
+    assert checked == 20_000 and 1_000 < accepted < 19_000  # both outcomes are exercised

@@ -17,17 +17,21 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
+from unittest import mock
 
 import numpy as np
 import pytest
 import supervision as sv
+from opentelemetry import trace
 
 import detwatch
 import detwatch_instrumentation
 from _otlp_receiver import Receiver
 from detwatch_instrumentation import (
     Detection,
+    _monitor,
     _recorder_process,
+    _span_plan,
     monitor_detections,
     prediction_context,
     semconv,
@@ -250,6 +254,132 @@ def test_the_recorder_process_exports_exactly_what_the_recording_thread_does(mon
     assert {"adapter_error", "unrecognized_format", "confidence_not_finite", "class_missing"} <= reasons
 
 
+def span_tree(receiver: Receiver) -> list[tuple[Any, ...]]:
+    """Every span with what a trace view shows of it: parent (by name), kind, attributes, status, events, scope."""
+    spans = [
+        (span, rs.resource, ss.scope)
+        for request in receiver.traces()
+        for rs in request.resource_spans
+        for ss in rs.scope_spans
+        for span in ss.spans
+    ]
+    names = {span.span_id: span.name for span, _, _ in spans}
+    tree = []
+    for span, resource, scope in spans:
+        events = tuple(
+            (
+                e.name,
+                tuple(sorted(kv.key for kv in e.attributes)),
+                span.start_time_unix_nano <= e.time_unix_nano <= span.end_time_unix_nano,
+            )
+            for e in span.events
+        )
+        tree.append(
+            (
+                span.name,
+                names.get(span.parent_span_id, "(root)" if not span.parent_span_id else "(missing)"),
+                span.kind,
+                _attrs(span.attributes),
+                span.status.code,
+                span.status.message,
+                events,
+                scope.name,
+                scope.version,
+                dict(_attrs(resource.attributes)).get("service.name"),
+                span.end_time_unix_nano >= span.start_time_unix_nano > 0,
+                span.flags,
+            )
+        )
+    return sorted(tree, key=str)
+
+
+def traced_calls(recorder: str) -> tuple[list[tuple[Any, ...]], set[tuple[str, str]], set[tuple[str, str]]]:
+    """A root call, a call under the application's span whose model sets an attribute and starts a span, a failure."""
+    with Receiver() as receiver:
+        telemetry = detwatch.configure_opentelemetry(
+            service_name="traced",
+            endpoint=receiver.url,
+            set_global=False,
+            recorder=recorder,  # type: ignore[arg-type]
+        )
+        tracer = telemetry.tracer_provider.get_tracer("app")
+        output = [{"class": "car", "confidence": 0.5, "box": [0, 0, 10, 10]}]
+
+        @monitor_detections(
+            model_id="m",
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=telemetry.meter_provider,
+            logger_provider=telemetry.logger_provider,
+        )
+        def predict(image: Any, fail: bool = False) -> Any:
+            current = trace.get_current_span()
+            current.set_attribute("model.step", 3)
+            current.set_attributes({"model.tags": ["a", "b"], "model.bad": object()})  # type: ignore[dict-item]
+            with tracer.start_as_current_span("nms"):
+                pass
+            if fail:
+                raise ValueError("bad input")
+            return output
+
+        predict(IMAGE)
+        with tracer.start_as_current_span("request"):
+            predict(IMAGE)
+        with pytest.raises(ValueError):
+            predict(IMAGE, fail=True)
+        assert telemetry.force_flush()
+        telemetry.shutdown()
+        _, links = events_of(receiver)
+        ids = {
+            (span.trace_id.hex(), span.span_id.hex())
+            for request in receiver.traces()
+            for rs in request.resource_spans
+            for ss in rs.scope_spans
+            for span in ss.spans
+            if span.name == "detect m"
+        }
+        return span_tree(receiver), links, ids
+
+
+def test_spans_planned_here_and_built_by_the_recorder_process_are_the_sdks_spans() -> None:
+    with mock.patch.object(_monitor, "plan_span", wraps=_span_plan.plan_span) as planned:
+        thread_tree, thread_links, thread_ids = traced_calls("thread")
+        assert planned.call_count == 0  # real spans
+        process_tree, process_links, process_ids = traced_calls("process")
+        assert planned.call_count == 3  # planned here, built by the recorder process
+    assert process_tree == thread_tree
+    names = [(name, parent) for name, parent, *_ in process_tree]
+    assert sorted(names) == sorted(
+        [("detect m", "(root)"), ("detect m", "request"), ("detect m", "(root)"), ("request", "(root)")]
+        + [("nms", "detect m")] * 3
+    )
+    failed = [t for t in process_tree if t[0] == "detect m" and t[4] == 2]  # STATUS_CODE_ERROR
+    assert len(failed) == 1 and failed[0][5] == "ValueError: bad input"
+    assert failed[0][6][0][0] == "exception"
+    attrs = dict(failed[0][3])
+    assert attrs["model.step"] == 3 and attrs[semconv.ATTR_ERROR_TYPE] == "ValueError"  # model.bad: as the SDK keeps it
+    # Each prediction event points at its call's span, built in the other process.
+    # (the failed call has no event)
+    assert process_links <= process_ids and len(process_links) == 2 and len(process_ids) == 3
+    assert thread_links <= thread_ids and len(thread_links) == 2
+
+
+def test_a_planned_span_whose_call_is_recorded_here_after_all_is_built_here(
+    receiver: Receiver, process_telemetry: detwatch.Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    predict = decorated(process_telemetry)
+    predict(IMAGE)
+    # The recorder process refuses the next call (as when it could not be started again).
+    monkeypatch.setattr(_recorder_process.PROCESS, "send_call", lambda monitor, call: False)
+    predict(IMAGE)
+    monkeypatch.undo()
+    assert process_telemetry.force_flush()
+    process_telemetry.shutdown()
+    events, links = events_of(receiver)
+    spans, ids = spans_of(receiver)
+    assert len(spans) == 2 and len(events) == 2
+    assert links == ids
+
+
 @pytest.fixture
 def process_telemetry(receiver: Receiver) -> Iterator[detwatch.Telemetry]:
     telemetry = detwatch.configure_opentelemetry(service_name="lifecycle", endpoint=receiver.url, set_global=False)
@@ -390,6 +520,8 @@ def test_an_unreachable_collector_costs_the_call_nothing(monkeypatch: pytest.Mon
 SCRIPT_PRELUDE = """
 import os, sys, time
 import numpy as np
+from opentelemetry import trace
+
 import detwatch
 import detwatch_instrumentation
 from detwatch_instrumentation import monitor_detections, _recorder_process
@@ -422,6 +554,7 @@ def test_exit_drains_everything_the_recorder_process_was_given(receiver: Receive
     )
     assert out.stdout.split() == ["True"]
     assert event_count(receiver) == 500
+    assert len(spans_of(receiver)[0]) == 500  # planned here, built and exported by the recorder before it exited
     assert counter_total(receiver, semconv.DETECTIONS.name) == 2000
     assert counter_total(receiver, semconv.IMAGES.name) == 500
 
@@ -449,6 +582,10 @@ def test_a_fork_after_first_use_records_in_both_processes(receiver: Receiver) ->
     )
     assert sorted(out.stdout.split()) == sorted(["child", "True", "True", "parent", "True"])
     assert event_count(receiver) == 51
+    # Each process's recorder built its own calls' planned spans, each linked to its events.
+    _, links = events_of(receiver)
+    spans, ids = spans_of(receiver)
+    assert len(spans) == 51 and links == ids
     # Both processes export the same series (same resource): each its own cumulative total.
     totals = {
         q.as_int
@@ -487,4 +624,7 @@ def test_a_killed_inference_process_still_has_its_telemetry_recorded(receiver: R
     while event_count(receiver) < 100 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert event_count(receiver) == 100
+    while len(spans_of(receiver)[0]) < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(spans_of(receiver)[0]) == 100  # the planned spans too
     assert not math.isnan(counter_total(receiver, semconv.DETECTIONS.name))

@@ -2,7 +2,7 @@
 
 Discarding takes serialisation for the wire out of every variant alike, so that the
 benchmarks compare the recording work itself. The recorder process builds its
-providers with :func:`recorder_providers` (passed to
+providers with :func:`recorder_process_providers` (passed to
 ``detwatch_instrumentation.use_recorder_process``); since its exporters live in another
 process, they write what they counted to a JSON file after every export, which the
 benchmark reads back to check that everything arrived. This module imports no
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,13 +44,15 @@ class _Tally:
         self.spans = 0
         self.logs = 0
         self.detections = 0.0
+        self._lock = threading.Lock()  # the span and log exporters save from their own threads
 
     def save(self) -> None:
         if self.path is not None:
-            tmp = f"{self.path}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({"logs": self.logs, "detections": self.detections}, f)
-            os.replace(tmp, self.path)
+            with self._lock:
+                tmp = f"{self.path}.{os.getpid()}.tmp"
+                with open(tmp, "w", encoding="utf-8") as f:
+                    json.dump({"spans": self.spans, "logs": self.logs, "detections": self.detections}, f)
+                os.replace(tmp, self.path)
 
 
 class Spans(SpanExporter):
@@ -58,6 +61,7 @@ class Spans(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.tally.spans += len(spans)
+        self.tally.save()
         return SpanExportResult.SUCCESS
 
 
@@ -129,18 +133,25 @@ def _meter_and_logger(tally: _Tally) -> tuple[MeterProvider, LoggerProvider]:
     return meter_provider, logger_provider
 
 
+def _tracer(tally: _Tally) -> TracerProvider:
+    tracer_provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
+    tracer_provider.add_span_processor(BatchSpanProcessor(Spans(tally)))
+    return tracer_provider
+
+
 def discarding_sdk(counts_path: str | None = None) -> Sdk:
     """The realistic set-up: batch processors and a periodic reader (60 s: no export mid-measurement)."""
     tally = _Tally(counts_path)
-    tracer_provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
-    tracer_provider.add_span_processor(BatchSpanProcessor(Spans(tally)))
+    tracer_provider = _tracer(tally)
     meter_provider, logger_provider = _meter_and_logger(tally)
     return Sdk(tracer_provider, meter_provider, logger_provider, tally)
 
 
-def recorder_providers(counts_path: str) -> tuple[MeterProvider, LoggerProvider]:
-    """The same meter and logger providers, in the recorder process; counts go to ``counts_path``."""
-    return _meter_and_logger(_Tally(counts_path))
+def recorder_process_providers(counts_path: str) -> tuple[MeterProvider, LoggerProvider, TracerProvider]:
+    """The same three providers, in the recorder process, which then also builds the planned spans."""
+    tally = _Tally(counts_path)
+    meter_provider, logger_provider = _meter_and_logger(tally)
+    return meter_provider, logger_provider, _tracer(tally)
 
 
 def read_counts(path: str) -> dict[str, float]:
@@ -150,4 +161,4 @@ def read_counts(path: str) -> dict[str, float]:
             counts: dict[str, float] = json.load(f)
             return counts
     except FileNotFoundError:
-        return {"logs": 0, "detections": 0.0}
+        return {"spans": 0, "logs": 0, "detections": 0.0}

@@ -74,7 +74,7 @@ from opentelemetry.trace import TracerProvider as ApiTracerProvider
 import detwatch_instrumentation
 from detwatch_instrumentation import _recorder_process
 
-__all__ = ["Telemetry", "configure_opentelemetry", "recorder_providers"]
+__all__ = ["Telemetry", "configure_opentelemetry", "recorder_process_providers", "recorder_providers"]
 
 _CUMULATIVE: dict[type, AggregationTemporality] = {
     Counter: AggregationTemporality.CUMULATIVE,
@@ -303,6 +303,43 @@ def recorder_providers(
     return meter_provider, logger_provider
 
 
+def _tracer_provider(resource: Resource, endpoint: str | None) -> ApiTracerProvider:
+    traces_kind = _exporter_kind("traces")
+    if traces_kind == "none":
+        return NoOpTracerProvider()
+    span_exporter: SpanExporter = (
+        ConsoleSpanExporter() if traces_kind == "console" else _otlp_exporter("traces", endpoint)
+    )
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    return tracer_provider
+
+
+def recorder_process_providers(
+    *,
+    service_name: str | None = None,
+    service_version: str | None = None,
+    environment: str | None = None,
+    endpoint: str | None = None,
+    resource_attributes: Mapping[str, str] | None = None,
+) -> tuple[ApiMeterProvider, ApiLoggerProvider, ApiTracerProvider]:
+    """:func:`recorder_providers` plus the tracer provider of :func:`configure_opentelemetry`, for the recorder."""
+    meter_provider, logger_provider = recorder_providers(
+        service_name=service_name,
+        service_version=service_version,
+        environment=environment,
+        endpoint=endpoint,
+        resource_attributes=resource_attributes,
+    )
+    resource = _resource(
+        service_name=service_name,
+        service_version=service_version,
+        environment=environment,
+        resource_attributes=dict(resource_attributes or {}),
+    )
+    return meter_provider, logger_provider, _tracer_provider(resource, endpoint)
+
+
 def configure_opentelemetry(
     *,
     service_name: str | None = None,
@@ -329,7 +366,8 @@ def configure_opentelemetry(
     ``recorder="process"`` (default) records the decorator's metrics and prediction
     events in a separate process that builds the same providers, so that the
     per-detection work never takes the inference process's GIL (a detector's eager
-    forward pass holds it); spans stay here. ``"thread"`` records them on a
+    forward pass holds it); the decorator's spans are planned here (ids, sampling,
+    parent, times) and built and exported there too. ``"thread"`` records them on a
     background thread of this process.
 
     A variable with a value detwatch cannot honour raises ``ValueError`` naming it.
@@ -352,26 +390,21 @@ def configure_opentelemetry(
     if isinstance(instance, str):
         # The recorder process describes this process: the same instance, not a new random one.
         settings["resource_attributes"] = {**settings["resource_attributes"], "service.instance.id": instance}
-    tracer_provider: ApiTracerProvider = NoOpTracerProvider()
-    traces_kind = _exporter_kind("traces")
-    if traces_kind != "none":
-        span_exporter: SpanExporter = (
-            ConsoleSpanExporter() if traces_kind == "console" else _otlp_exporter("traces", endpoint)
-        )
-        sdk_tracer_provider = TracerProvider(resource=resource)
-        sdk_tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
-        tracer_provider = sdk_tracer_provider
+    tracer_provider = _tracer_provider(resource, endpoint)
     meter_provider, logger_provider = recorder_providers(**settings)
     recorded = isinstance(meter_provider, MeterProvider) or isinstance(logger_provider, LoggerProvider)
     if recorder == "process" and recorded:
         # The decorator's metrics and events are recorded by a process that builds these
         # two providers again from the same settings (and environment): see
         # detwatch_instrumentation._recorder_process for why.
+        # It builds the tracer provider too, and the decorator's spans with it (planned
+        # here: detwatch_instrumentation._span_plan).
         detwatch_instrumentation.use_recorder_process(
-            "detwatch.telemetry:recorder_providers",
+            "detwatch.telemetry:recorder_process_providers",
             config=settings,
             meter_provider=meter_provider,
             logger_provider=logger_provider,
+            tracer_provider=tracer_provider,
         )
     if set_global:
         trace.set_tracer_provider(tracer_provider)

@@ -64,7 +64,11 @@ the SDK was set up by a function another process can run again (as
 runs in a recorder process: an eager forward pass holds the GIL, and a thread of the
 same process would take turns with it. Otherwise it runs on one background thread.
 On the caller's thread a call costs its span and a hand-off: outputs on a GPU are
-copied to the host right after the call, one copy per output. Call :func:`flush`
+copied to the host right after the call, one copy per output. With the recorder
+process and the SDK's own ``TracerProvider`` given to :func:`use_recorder_process`,
+the span is only planned here (ids, sampling, parent, times, attributes set on it
+inside the call) and built and exported there; events, status and name changes made
+on it inside the call are not kept. Call :func:`flush`
 before forcing an export (it also runs at exit). With the thread, host outputs are
 read after the call returns, so do not modify them in place afterwards.
 

@@ -10,6 +10,12 @@ guard (:mod:`._guard`), so telemetry can fail without inference noticing.
 The recording thread reads the output (:mod:`._outputs`), records the metrics of
 the telemetry contract (:mod:`.semconv`) and emits one ``objdet.prediction`` log
 record per image, linked to the call's span through the log record's context.
+
+When the recorder process records the call (:mod:`._recorder_process`) and has the
+application's tracer provider, the span is planned instead of started
+(:mod:`._span_plan`): the current span during the call is a stand-in with the
+planned ids that keeps the attributes set on it, and the recorder process builds the
+span; if the call ends up recorded here after all, the span is built here.
 """
 
 from __future__ import annotations
@@ -45,12 +51,14 @@ from . import semconv
 from ._cardinality import ClassFolder
 from ._context import CURRENT, AttributeValue, PredictionContext
 from ._guard import guarded
+from ._histogram_batch import HistogramBatch
 from ._instruments import create_instruments
 from ._json import dumps
 from ._outputs import BoxFormat, ImageDetections, LabelNames, OutputOptions, image_size_of, read_image_output
 from ._recorder import RECORDER
 from ._recorder_process import PROCESS, MonitorSpec
 from ._snapshot import device_snapshot, on_device, replay_adapter, snapshot, type_name
+from ._span_plan import CollectingSpan, PlannedSpan, SpanEnd, build_span, error_end, plan_span
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -82,6 +90,11 @@ def _api_default(provider: object, api_module: str) -> bool:
 def _rfc3339(unix_ns: int) -> str:
     secs, rem = divmod(unix_ns, 1_000_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rem // 1_000_000:03d}Z"
+
+
+def _enabled_always() -> bool:
+    """A tracer's enablement where its SDK has no per-tracer configurator."""
+    return True
 
 
 def _pick(value: Any, index: int) -> str | None:
@@ -153,9 +166,11 @@ class _Call:
         "monitor",
         "output",
         "pctx",
+        "plan",
         "prediction_ids",
         "span",
         "span_context",
+        "span_end",
         "start_ns",
         "token",
         "variant",
@@ -188,6 +203,9 @@ class _Call:
         self.end_unix_ns = 0
         self.start_ns = 0
         self.prediction_ids: list[str] | None = None
+        self.plan: PlannedSpan | None = None
+        """The span planned here and built by the recorder process (:mod:`._span_plan`), instead of ``span``."""
+        self.span_end: SpanEnd | None = None
 
     def record(self) -> _Monitor | None:
         return self.monitor.record(self)
@@ -259,6 +277,12 @@ class _Monitor:
         """Names this monitor in the frames sent to the recorder process."""
         self._to_recorder_process = False
         self._spec: MonitorSpec | None = None
+        self._planning: TracerProvider | None = None
+        """The tracer provider whose spans this monitor plans for the recorder process (``None``: real spans)."""
+        self.span_provider: Any = None
+        """The recorder process's tracer provider, which builds planned spans (recorder process only)."""
+        self.histograms = HistogramBatch(fast=True)
+        """Records an image's values per series (on the recording thread, outside any span)."""
 
     def spec(self) -> MonitorSpec:
         """What the recorder process needs to record this monitor's calls as this process would."""
@@ -281,7 +305,13 @@ class _Monitor:
         return self._spec
 
     @classmethod
-    def from_spec(cls, spec: MonitorSpec, meter_provider: MeterProvider, logger_provider: LoggerProvider) -> _Monitor:
+    def from_spec(
+        cls,
+        spec: MonitorSpec,
+        meter_provider: MeterProvider,
+        logger_provider: LoggerProvider,
+        tracer_provider: TracerProvider | None = None,
+    ) -> _Monitor:
         """The recorder process's twin of a monitor of the inference process."""
         options = OutputOptions(
             box_format=cast(BoxFormat, spec.box_format),
@@ -289,7 +319,7 @@ class _Monitor:
             label_names=spec.label_names,
             adapter=replay_adapter if spec.has_adapter else None,
         )
-        return cls(
+        twin = cls(
             model_id=spec.model_id,
             model_version=spec.model_version,
             options=options,
@@ -305,6 +335,10 @@ class _Monitor:
             meter_provider=meter_provider,
             logger_provider=logger_provider,
         )
+        # The recorder process never has a current span: no check per series.
+        twin.histograms = HistogramBatch(fast=True, outside_spans=True)
+        twin.span_provider = tracer_provider
+        return twin
 
     # ------------------------------------------------------------ caller's thread
 
@@ -326,6 +360,7 @@ class _Monitor:
         lp = self._logger_provider or get_logger_provider()
         # The image a data engine keeps lives in this process: such monitors record here.
         self._to_recorder_process = self.data_engine is None and PROCESS.serves(mp, lp)
+        self._planning = tp if self._to_recorder_process and PROCESS.plans_spans(tp) else None
         return (
             not _api_default(tp, "opentelemetry.trace"),
             not _api_default(mp, "opentelemetry.metrics"),
@@ -361,7 +396,14 @@ class _Monitor:
             attrs = self.span_attributes(call.variant)
             if call.pctx is not None and call.pctx.attributes:
                 attrs = {**call.pctx.attributes, **attrs}
-            span = self.tracer.start_span(self.span_name, kind=SpanKind.INTERNAL, attributes=attrs)
+            planning = self._planning
+            span: Span
+            # A tracer its provider's configurator disabled starts no span: the SDK decides then.
+            if planning is not None and getattr(self.tracer, "_is_enabled", _enabled_always)():
+                plan = call.plan = plan_span(planning, self.span_name, attrs)
+                span = CollectingSpan(plan.span_context(), plan.recording)
+            else:
+                span = self.tracer.start_span(self.span_name, kind=SpanKind.INTERNAL, attributes=attrs)
             call.span = span
             call.span_context = span.get_span_context()
             call.token = otel_context.attach(trace.set_span_in_context(span))
@@ -382,18 +424,31 @@ class _Monitor:
 
     def _submit(self, call: _Call) -> None:
         if not (call.metrics_on or call.logs_on):
+            self._build_here(call)
             return
         if self._to_recorder_process and PROCESS.send_call(self, call):
             return
+        self._build_here(call)
         if not RECORDER.submit(call, _held_bytes(call.image)):
             self.record_dropped(call.variant, len(call.image) if call.batch and isinstance(call.image, list) else 1)
+
+    def _build_here(self, call: _Call) -> None:
+        """A planned span whose call is recorded in this process after all: built here."""
+        if call.plan is not None and call.span_end is not None:
+            # The provider the plan was made with (self._planning may have been decided again since).
+            provider = self._tracer_provider or trace.get_tracer_provider()
+            build_span(provider, call.plan, call.span_end, _SCOPE, __version__)
+            call.plan = None
 
     @guarded(None)
     def finish(self, call: _Call, result: Any) -> None:
         self._close(call)
         span = call.span
         if span is not None:
-            span.end()
+            if isinstance(span, CollectingSpan):
+                call.span_end = SpanEnd(call.end_unix_ns, span.attributes)
+            else:
+                span.end()
             call.span = None
         if not self._to_recorder_process and self.options.adapter is None:
             # Copied off the GPU now, behind this call's kernels only (see _snapshot).
@@ -413,7 +468,11 @@ class _Monitor:
         error_type = type(exc).__qualname__
         call.error_type = error_type
         span = call.span
-        if span is not None:
+        if isinstance(span, CollectingSpan):
+            error = error_end(exc, error_type) if span.is_recording() else None
+            call.span_end = SpanEnd(call.end_unix_ns, span.attributes, error)
+            call.span = None
+        elif span is not None:
             if span.is_recording():
                 span.set_attribute(semconv.ATTR_ERROR_TYPE, error_type)
                 span.record_exception(exc)
@@ -424,7 +483,8 @@ class _Monitor:
 
     def process_frame(self, call: _Call) -> tuple[Any, ...]:
         """The call as the recorder process reads it (caller's thread): image sizes and host copies of outputs."""
-        infos = [_image_info(image, self.image_size) for image in _images_of(call)]
+        # Plain tuples (ImageInfo's fields, the span plan's): see is_plain.
+        infos = [tuple(_image_info(image, self.image_size)) for image in _images_of(call)]
         output: Any = None
         if call.error_type is None:
             adapter = self.options.adapter
@@ -455,6 +515,7 @@ class _Monitor:
             call.metrics_on,
             call.logs_on,
             call.prediction_ids,
+            (call.plan.fields(), call.span_end.fields()) if call.plan and call.span_end else None,
         )
 
     def record_frame(self, frame: tuple[Any, ...]) -> _Monitor | None:
@@ -474,7 +535,11 @@ class _Monitor:
             metrics_on,
             logs_on,
             ids,
+            planned,
         ) = frame
+        if planned is not None:
+            self._build_planned(PlannedSpan(*planned[0]), SpanEnd(*planned[1]))
+        image = [ImageInfo(*i) for i in image] if batch else ImageInfo(*image)
         call = _Call(self, image=image, batch=batch, pctx=pctx, metrics_on=metrics_on, logs_on=logs_on)
         call.variant = variant
         call.duration_ns = duration_ns
@@ -485,6 +550,13 @@ class _Monitor:
         if span is not None:
             call.span_context = SpanContext(span[0], span[1], is_remote=False, trace_flags=TraceFlags(span[2]))
         return self.record(call)
+
+    @guarded(None)
+    def _build_planned(self, plan: PlannedSpan, end: SpanEnd) -> None:
+        if self.span_provider is None:
+            # use_recorder_process was given a tracer provider, but the factory returned none.
+            raise RuntimeError("a planned span arrived, but the recorder process has no tracer provider")
+        build_span(self.span_provider, plan, end, _SCOPE, __version__)
 
     def record_stage(self, variant: str | None, name: str, duration_ns: int, error: str | None) -> None:
         """Record one :func:`stage` duration."""
@@ -569,11 +641,11 @@ class _Monitor:
             if not call.metrics_on:
                 return None
             err = self._attrs(variant, extra, semconv.ATTR_ERROR_TYPE, call.error_type)
-            ins.duration.record(duration_s, err)
+            self.histograms.record(ins.duration, (duration_s,), err)
             self._count(self._pending_images, (variant, extra, semconv.ATTR_ERROR_TYPE, call.error_type), n)
             return self
         if call.metrics_on:
-            ins.duration.record(duration_s, base)
+            self.histograms.record(ins.duration, (duration_s,), base)
             self._count(self._pending_images, (variant, extra, "", ""), n)
             if call.batch:
                 ins.batch_size.record(n, base)
@@ -645,7 +717,8 @@ class _Monitor:
         if not parsed.readable:
             return
         detections = parsed.detections
-        ins.image_detections.record(len(detections), base)
+        record = self.histograms.record
+        record(ins.image_detections, (len(detections),), base)
         if not detections:
             return
         image_area = 0.0
@@ -653,28 +726,37 @@ class _Monitor:
             image_area = parsed.width * parsed.height
         relative = parsed.relative
         fold = self.folder.fold
-        counts: dict[str, int] = {}
-        by_label: dict[str, Attrs] = {}
-        confidence = ins.confidence.record
-        box_area = ins.box_area.record
-        aspect = ins.aspect_ratio.record
-        cls_key = semconv.ATTR_DETECTION_CLASS
+        # Values grouped per series (label), each series in detection order: recorded a
+        # series at a time, the SDK sums them in the order it would one by one.
+        confidences: dict[str, list[float]] = {}
+        areas: dict[str, list[float]] = {}
+        aspects: list[float] = []
         for class_name, score, (x1, y1, x2, y2) in detections:
             label = fold(class_name)
-            cattrs = by_label.get(label)
-            if cattrs is None:
-                cattrs = by_label[label] = self._attrs(variant, extra, cls_key, label)
-            confidence(score, cattrs)
-            counts[label] = counts.get(label, 0) + 1
+            scores = confidences.get(label)
+            if scores is None:
+                scores = confidences[label] = []
+                areas[label] = []
+            scores.append(score)
             width = x2 - x1
             height = y2 - y1
             if relative:
-                box_area(width * height, cattrs)
+                areas[label].append(width * height)
             elif image_area > 0.0:
-                box_area(width * height / image_area, cattrs)
-                aspect(width / height, base)
+                areas[label].append(width * height / image_area)
+                aspects.append(width / height)
             else:
-                aspect(width / height, base)
+                aspects.append(width / height)
+        cls_key = semconv.ATTR_DETECTION_CLASS
+        counts: dict[str, int] = {}
+        for label, scores in confidences.items():
+            cattrs = self._attrs(variant, extra, cls_key, label)
+            record(ins.confidence, scores, cattrs)
+            if areas[label]:
+                record(ins.box_area, areas[label], cattrs)
+            counts[label] = len(scores)
+        if aspects:
+            record(ins.aspect_ratio, aspects, base)
         pending = self._pending_detections
         for label, count in counts.items():
             key = (variant, extra, cls_key, label)

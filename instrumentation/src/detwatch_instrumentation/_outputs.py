@@ -300,7 +300,14 @@ def read_image_output(output: Any, options: OutputOptions, size: tuple[float, fl
     if len(labels) > MAX_DETECTIONS:
         invalid.add("too_many_detections")
         labels, scores, boxes = labels[:MAX_DETECTIONS], scores[:MAX_DETECTIONS], boxes[:MAX_DETECTIONS]
+    plain_rows = fmt == "xyxy" and not scale
+    names = read.names
     for label, score, raw_box in zip(labels, scores, boxes, strict=False):
+        if plain_rows:
+            detection = _valid_plain_row(label, score, raw_box, names)
+            if detection is not None:
+                out.append(detection)
+                continue
         try:
             detection = _detection(
                 label, score, raw_box, names=read.names, fmt=fmt, scale_to=size if scale else None, invalid=invalid
@@ -311,6 +318,40 @@ def read_image_output(output: Any, options: OutputOptions, size: tuple[float, fl
         if detection is not None:
             out.append(detection)
     return result
+
+
+def _valid_plain_row(label: Any, score: Any, raw_box: Any, names: LabelNames | None) -> Detection | None:
+    """The row as :func:`_detection` reads it, when it is the common case and valid; else ``None`` (let it decide).
+
+    The common case is what ``tolist()`` makes of a detector's arrays: an ``int`` or
+    ``str`` label, a ``float`` score, a list of four ``float`` xyxy coordinates. Only a
+    row that passes every check of :func:`_detection` is accepted here, with the same
+    values, so any other row (and every reason a row is invalid) is still decided there.
+    """
+    if type(score) is not float or type(raw_box) is not list or len(raw_box) != 4:
+        return None
+    x1, y1, x2, y2 = raw_box
+    if not (type(x1) is float and type(y1) is float and type(x2) is float and type(y2) is float):
+        return None
+    if type(label) is str:
+        name: Any = label
+    elif type(label) is int:
+        name = None
+        if names is not None:
+            if isinstance(names, Mapping):
+                name = names.get(label)
+            elif 0 <= label < len(names):
+                name = names[label]
+        name = str(label) if name is None else str(name)
+    else:
+        return None
+    if not name or not (0.0 <= score <= 1.0) or not (x2 > x1 and y2 > y1):  # NaN fails these comparisons
+        return None
+    if not (math.isfinite(x1) and math.isfinite(y1) and math.isfinite(x2) and math.isfinite(y2)):
+        return None
+    if max(abs(x1), abs(y1), abs(x2), abs(y2)) > MAX_COORDINATE:
+        return None
+    return Detection(name, score, (x1, y1, x2, y2))
 
 
 def _detection(
@@ -358,8 +399,8 @@ def _detection(
         return None
     if scale_to is not None:
         w, h = scale_to
-        box = (x1 * w, y1 * h, x2 * w, y2 * h)
-    if max(abs(v) for v in box) > MAX_COORDINATE:
+        x1, y1, x2, y2 = box = (x1 * w, y1 * h, x2 * w, y2 * h)
+    if max(abs(x1), abs(y1), abs(x2), abs(y2)) > MAX_COORDINATE:
         invalid.add("box_out_of_range")
         return None
     return Detection(name, confidence, box)
@@ -374,7 +415,7 @@ def image_size_of(image: Any) -> tuple[float, float] | None:
     shape = getattr(image, "shape", None)
     if shape is not None:
         try:
-            dims = tuple(int(d) for d in shape)
+            dims = tuple(map(int, shape))
         except (TypeError, ValueError):
             return None
         if len(dims) == 2:

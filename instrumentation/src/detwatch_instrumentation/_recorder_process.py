@@ -16,14 +16,23 @@ When the application's SDK was set up by a function that another process can run
 again (``detwatch.configure_opentelemetry`` registers itself through
 :func:`use_recorder_process`), the decorator's calls whose meter and logger providers
 are those providers go to a recorder process instead of the recording thread. On the
-caller's thread a call costs its span (traces stay in this process, so spans nest
-and sample as the application configured them), host copies of the output arrays
+caller's thread a call costs its span (started here, or only planned here: below;
+either way it nests and samples as the application configured), host copies of the output arrays
 (:mod:`._snapshot`: one device-to-host copy per output), and one pickled frame
 written into a shared-memory ring (:mod:`._ring`). The recorder process
 (:mod:`._recorder_child`) builds the same meter and logger providers from the same
 configuration (and the same ``OTEL_*`` environment), and records each frame with the
 same code as the thread would (:meth:`._monitor._Monitor.record`), so metrics and
 prediction events are identical; each event carries the call's trace context.
+
+Given the application's tracer provider too (``tracer_provider=``, the factory then
+returns three providers), the caller does not even start the span: it plans it
+(:mod:`._span_plan`) and the recorder process builds and exports it. What is left on
+the caller's thread is the plan, a snapshot of the outputs as plain lists (a frame of
+built-in types pickles in C, with no Python call per object) and a ring write; in the
+recorder process, a whole image's values per histogram series go to the SDK's
+aggregation in one step (:mod:`._histogram_batch`), exactly as one ``record`` each
+would. The recorder process runs at a lower priority (:data:`._recorder_child.NICENESS`).
 
 Guarantees: the ring never blocks a call (a full ring drops the call's telemetry,
 counted in ``objdet.telemetry.dropped``); a recorder process that dies is started
@@ -54,7 +63,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._guard import log_failure
 from ._ring import DEFAULT_CAPACITY, Ring, create_ring_fd
-from ._snapshot import pickle_frame
+from ._snapshot import is_plain, pickle_frame
+from ._span_plan import is_standard
 
 if TYPE_CHECKING:
     from ._monitor import _Call, _Monitor
@@ -118,6 +128,8 @@ class RecorderProcess:
         self._factory: str | None = None
         self._config: Mapping[str, Any] = {}
         self._providers: tuple[object, object] | None = None
+        self._tracer_provider: object | None = None
+        """Whose spans are planned here and built by the recorder process (:mod:`._span_plan`)."""
         self._lock = threading.Lock()
         self._failed = False
         self._ring: Ring | None = None
@@ -137,7 +149,12 @@ class RecorderProcess:
     # ------------------------------------------------------------ configuration
 
     def configure(
-        self, factory: str, config: Mapping[str, Any], meter_provider: object, logger_provider: object
+        self,
+        factory: str,
+        config: Mapping[str, Any],
+        meter_provider: object,
+        logger_provider: object,
+        tracer_provider: object | None = None,
     ) -> None:
         """Record calls for these providers in a process that builds its own with ``factory(**config)``."""
         with self._lock:
@@ -146,6 +163,7 @@ class RecorderProcess:
             self._factory = factory
             self._config = dict(config)
             self._providers = (meter_provider, logger_provider)
+            self._tracer_provider = tracer_provider if is_standard(tracer_provider) else None
             self._failed = False
             self._restarts.clear()
 
@@ -159,6 +177,10 @@ class RecorderProcess:
             and logger_provider is providers[1]
         )
 
+    def plans_spans(self, tracer_provider: object) -> bool:
+        """Whether spans of ``tracer_provider`` are planned here and built in the recorder process."""
+        return tracer_provider is not None and tracer_provider is self._tracer_provider and not self._failed
+
     def release(self, meter_provider: object, logger_provider: object, timeout: float = EXIT_WAIT_S) -> None:
         """Stop recording for these providers: the recorder process records what it has, exports and exits."""
         with self._lock:
@@ -166,6 +188,7 @@ class RecorderProcess:
                 return
             self._stop_locked(timeout)
             self._providers = None
+            self._tracer_provider = None
             for monitor in self._monitors.values():
                 monitor._enabled_until = 0.0
 
@@ -184,9 +207,11 @@ class RecorderProcess:
             log_failure("recorder_process.frame")
             frame = None
         n = len(frame[8]) if frame is not None and call.batch and isinstance(frame[8], list) else 1
-        return self.send(frame, monitor, images=n)
+        # No prediction context, one image, a plain snapshot: built-in types only (see is_plain).
+        plain = frame is not None and frame[3] is None and not call.batch and is_plain(frame[10])
+        return self.send(frame, monitor, images=n, plain=plain)
 
-    def send(self, frame: tuple[Any, ...] | None, monitor: _Monitor, images: int = 0) -> bool:
+    def send(self, frame: tuple[Any, ...] | None, monitor: _Monitor, images: int = 0, plain: bool = False) -> bool:
         """Write ``frame`` (``None``: count it dropped); ``False`` when recording must stay in-process."""
         with self._lock:
             if self._failed or self._providers is None:
@@ -210,7 +235,7 @@ class RecorderProcess:
             if self._dropped:
                 self._send_dropped_locked(ring)
             try:
-                payload = pickle_frame(frame) if frame is not None else None
+                payload = pickle_frame(frame, plain) if frame is not None else None
             except Exception:  # noqa: BLE001 - e.g. an attribute value that cannot be pickled
                 log_failure("recorder_process.pickle")
                 payload = None
@@ -248,7 +273,9 @@ class RecorderProcess:
             while not ring.write(pickle.dumps(("flush", seq, export), 5)):
                 if (deadline is not None and time.monotonic() > deadline) or proc.poll() is not None:
                     return False
+                _wake(proc)
                 time.sleep(0.001)
+            _wake(proc)
         delay = 0.0005
         while ring.ack() < seq:
             if proc.poll() is not None or (deadline is not None and time.monotonic() > deadline):
@@ -271,7 +298,9 @@ class RecorderProcess:
         while not ring.write(pickle.dumps(("stop",), 5)):
             if time.monotonic() > deadline or proc.poll() is not None:
                 break
+            _wake(proc)
             time.sleep(0.001)
+        _wake(proc)
         try:
             proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -300,6 +329,7 @@ class RecorderProcess:
         try:
             fd = create_ring_fd(capacity)
             ring = Ring(fd, capacity)
+            ring.prefault()
         except (OSError, ValueError):
             log_failure("recorder_process.ring")
             self._fall_back_locked("no shared memory")
@@ -397,6 +427,14 @@ class RecorderProcess:
         self.stats = Stats()
 
 
+def _wake(proc: subprocess.Popen[bytes]) -> None:
+    """Wake the recorder process now (a byte on its standard input), not at its next read of the ring."""
+    if proc.stdin is not None:
+        with contextlib.suppress(OSError, ValueError):  # exited, or its input already closed
+            proc.stdin.write(b"w")
+            proc.stdin.flush()
+
+
 PROCESS = RecorderProcess()
 """The process-wide hand-off to the recorder process."""
 
@@ -409,6 +447,7 @@ def use_recorder_process(
     *,
     meter_provider: object,
     logger_provider: object,
+    tracer_provider: object | None = None,
     config: Mapping[str, Any] | None = None,
 ) -> None:
     """Record the decorator's metrics and events for these providers in a separate process.
@@ -418,8 +457,11 @@ def use_recorder_process(
     built as the application built ``meter_provider`` and ``logger_provider`` (same
     resource, readers and exporters). ``config`` must pickle. Decorated calls whose
     providers (given to the decorator, or the global ones) are these objects are then
-    recorded there; spans stay in this process. ``detwatch.configure_opentelemetry``
-    calls this for you.
+    recorded there. With ``tracer_provider`` (the SDK's ``TracerProvider``), ``function``
+    must return ``(meter_provider, logger_provider, tracer_provider)``, the last built as
+    ``tracer_provider`` was: the decorated calls' spans are then planned in this process
+    and built and exported there (:mod:`._span_plan`); otherwise spans stay in this
+    process. ``detwatch.configure_opentelemetry`` calls this for you.
     """
     if not isinstance(factory, str) or ":" not in factory:
         raise ValueError(f"factory: expected 'module:function', got {factory!r}")
@@ -428,7 +470,7 @@ def use_recorder_process(
         pickle.dumps(config, 5)
     except Exception as exc:  # noqa: BLE001 - pickle raises many types
         raise ValueError(f"config: must pickle ({exc})") from None
-    PROCESS.configure(factory, config, meter_provider, logger_provider)
+    PROCESS.configure(factory, config, meter_provider, logger_provider, tracer_provider)
 
 
 def recorder_pid() -> int | None:
