@@ -19,7 +19,17 @@ from pathlib import Path
 from _components import REPO_ROOT
 
 # What only the tests need: heavy, and of no use to someone trying the demo.
-TEST_ONLY = {"pytest", "pytest-timeout", "mypy", "ruff", "pgserver", "schemathesis", "supervision", "pycocotools"}
+TEST_ONLY = {
+    "pytest",
+    "pytest-timeout",
+    "pytest-xdist",
+    "mypy",
+    "ruff",
+    "pgserver",
+    "schemathesis",
+    "supervision",
+    "pycocotools",
+}
 
 
 def names(requirements: list[str]) -> set[str]:
