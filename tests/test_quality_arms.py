@@ -25,7 +25,7 @@ from flask.testing import FlaskClient
 
 import detwatch
 from detwatch.cli import main as cli
-from detwatch.contract.shapes import QualityReport
+from detwatch.contract.shapes import FlaggedItem, QualityReport
 from detwatch.demo.loop import embedded_companion
 from detwatch.quality import Detection, GroundTruth, LabelledImage, estimate_quality
 from detwatch.storage import open_storage
@@ -115,6 +115,20 @@ def test_an_arm_outside_a_and_b_is_refused_naming_ab_variant(client: FlaskClient
     for value in ("c", "", "A"):
         answer = client.get(f"/v1/models/cams/quality?ab_variant={value}")
         assert ok(answer, 400)["error"]["field"] == "ab_variant"
+
+
+def test_the_review_api_shows_each_item_s_arm_and_inclusion_probability(client: FlaskClient) -> None:
+    """What the quality figures rest on is visible per item: its arm and the chance the policy picked it."""
+    setup(client)
+    dataset_id = ok(client.get("/v1/models/cams/data-engine"))["target_dataset_id"]
+    items = ok(client.get(f"/v1/datasets/{dataset_id}/items?status=all&limit=1000"))["items"]
+    assert items
+    for item in items:
+        msgspec.convert(item, FlaggedItem)
+        i = int(item["prediction_id"][1:])
+        assert item["ab_variant"] == arm_of(i)
+        assert item["inclusion_probability"] == pytest.approx(labelled_image(i)[1])
+    assert len({round(item["inclusion_probability"], 6) for item in items}) > 1  # a weighted sample, not a census
 
 
 @pytest.fixture

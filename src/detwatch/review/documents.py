@@ -85,6 +85,8 @@ def item_json(item: FlaggedItemRecord) -> dict[str, Any]:
         "suggested_label": suggested_label(item.detections, item.feedback),
         "created_unix_nano": item.created_unix_nano,
         "updated_unix_nano": item.updated_unix_nano,
+        "ab_variant": item.ab_variant,
+        "inclusion_probability": item.inclusion_probability,
     }
 
 

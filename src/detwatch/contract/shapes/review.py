@@ -193,6 +193,24 @@ class FlaggedItem(TypedDict):
     suggested_label: list[Any]
     created_unix_nano: int
     updated_unix_nano: int
+    ab_variant: Annotated[
+        Literal["a", "b"] | None,
+        msgspec.Meta(description="the A/B arm its prediction was routed to, kept with the item (null outside a test)"),
+    ]
+    inclusion_probability: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                gt=0,
+                le=1,
+                description=(
+                    "the chance the flagging policy picked it, taken when it was flagged (null where feedback alone"
+                    " flagged it, or it was flagged before this was kept)"
+                ),
+            ),
+        ]
+        | None
+    )
 
 
 class FlaggedItemPage(TypedDict):
