@@ -333,18 +333,9 @@ def _valid_plain_row(label: Any, score: Any, raw_box: Any, names: LabelNames | N
     x1, y1, x2, y2 = raw_box
     if not (type(x1) is float and type(y1) is float and type(x2) is float and type(y2) is float):
         return None
-    if type(label) is str:
-        name: Any = label
-    elif type(label) is int:
-        name = None
-        if names is not None:
-            if isinstance(names, Mapping):
-                name = names.get(label)
-            elif 0 <= label < len(names):
-                name = names[label]
-        name = str(label) if name is None else str(name)
-    else:
+    if type(label) is not str and type(label) is not int:
         return None
+    name = _class_name(label, names)
     if not name or not (0.0 <= score <= 1.0) or not (x2 > x1 and y2 > y1):  # NaN fails these comparisons
         return None
     if not (math.isfinite(x1) and math.isfinite(y1) and math.isfinite(x2) and math.isfinite(y2)):
