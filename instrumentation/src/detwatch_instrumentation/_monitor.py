@@ -50,7 +50,8 @@ from opentelemetry.trace import (
 from . import semconv
 from ._cardinality import ClassFolder
 from ._context import CURRENT, AttributeValue, PredictionContext
-from ._guard import guarded
+from ._fast_path import FastCall, FastRoute, encode
+from ._guard import guarded, log_failure
 from ._histogram_batch import HistogramBatch
 from ._instruments import create_instruments
 from ._json import dumps
@@ -196,7 +197,7 @@ class _Call:
         self.span: Span | None = None
         self.span_context: trace.SpanContext | None = None
         self.token: object | None = None
-        self.active_token: Token[_Call | None] | None = None
+        self.active_token: Token[_Call | FastCall | None] | None = None
         self.output: Any = None
         self.error_type: str | None = None
         self.duration_ns = 0
@@ -211,7 +212,12 @@ class _Call:
         return self.monitor.record(self)
 
 
-_ACTIVE: ContextVar[_Call | None] = ContextVar("detwatch_active_call", default=None)
+_ACTIVE: ContextVar[_Call | FastCall | None] = ContextVar("detwatch_active_call", default=None)
+
+_GENERAL_INPUTS = (str, list, tuple)
+"""Inputs whose calls take the general path: a path (its key and URI travel in the pickled frame; an
+``os.PathLike`` too), a batch."""
+_FAILED = object()
 
 
 class _Monitor:
@@ -283,6 +289,8 @@ class _Monitor:
         """The recorder process's tracer provider, which builds planned spans (recorder process only)."""
         self.histograms = HistogramBatch(fast=True)
         """Records an image's values per series (on the recording thread, outside any span)."""
+        self._fast: FastRoute | None = None
+        """How calls take the fast path (:mod:`._fast_path`); ``None``: every call takes the general one."""
 
     def spec(self) -> MonitorSpec:
         """What the recorder process needs to record this monitor's calls as this process would."""
@@ -361,8 +369,16 @@ class _Monitor:
         # The image a data engine keeps lives in this process: such monitors record here.
         self._to_recorder_process = self.data_engine is None and PROCESS.serves(mp, lp)
         self._planning = tp if self._to_recorder_process and PROCESS.plans_spans(tp) else None
+        tracing = not _api_default(tp, "opentelemetry.trace")
+        self._fast = None
+        if self._to_recorder_process and self.options.adapter is None and self.batch is not True:
+            if not tracing:
+                self._fast = FastRoute.for_provider(None)
+            elif self._planning is not None and getattr(self.tracer, "_is_enabled", _enabled_always)():
+                # (A tracer configurator's decision is thus re-read every ENABLED_TTL_S, not per call.)
+                self._fast = FastRoute.for_provider(self._planning)
         return (
-            not _api_default(tp, "opentelemetry.trace"),
+            tracing,
             not _api_default(mp, "opentelemetry.metrics"),
             self.emit_events and not _api_default(lp, "opentelemetry._logs"),
         )
@@ -377,7 +393,7 @@ class _Monitor:
         return attrs
 
     @guarded(None)
-    def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
+    def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | FastCall | None:
         tracing_on, metrics_on, logs_on = self._enabled()
         if not (tracing_on or metrics_on or logs_on):
             return None
@@ -388,10 +404,24 @@ class _Monitor:
             image = kwargs.get(self.image_name)
         else:
             image = None
+        pctx = CURRENT.get()
+        fast = self._fast
+        kind = type(image)
+        if fast is not None and pctx is None and kind not in _GENERAL_INPUTS and not hasattr(kind, "__fspath__"):
+            if not (metrics_on or logs_on):
+                pass  # a span alone: the general path (nothing goes to the recorder process)
+            elif tracing_on and not fast.tracing:
+                pass  # the providers changed since the route was chosen; chosen again within ENABLED_TTL_S
+            else:
+                fcall = FastCall(self, image, metrics_on, logs_on)
+                if not tracing_on or fast.begin(fcall):
+                    fcall.active_token = _ACTIVE.set(fcall)
+                    fcall.start_ns = time.perf_counter_ns()
+                    return fcall
         batch = self.batch is True or (self.batch == "auto" and isinstance(image, (list, tuple)))
         if batch and isinstance(image, (list, tuple)):
             image = list(image)  # the caller may reuse its list after the call
-        call = _Call(self, image=image, batch=batch, pctx=CURRENT.get(), metrics_on=metrics_on, logs_on=logs_on)
+        call = _Call(self, image=image, batch=batch, pctx=pctx, metrics_on=metrics_on, logs_on=logs_on)
         if tracing_on:
             attrs = self.span_attributes(call.variant)
             if call.pctx is not None and call.pctx.attributes:
@@ -440,9 +470,56 @@ class _Monitor:
             build_span(provider, call.plan, call.span_end, _SCOPE, __version__)
             call.plan = None
 
+    def _finish_fast(self, fast: FastCall, result: Any) -> _Call | None:
+        """End a fast call; the call as the general path has it when its output must go that way."""
+        end = time.perf_counter_ns()
+        end_unix_ns = time.time_ns()
+        duration_ns = max(0, end - fast.start_ns)
+        if fast.active_token is not None:
+            _ACTIVE.reset(fast.active_token)
+        if fast.token is not None:
+            otel_context.detach(fast.token)  # type: ignore[arg-type]
+        size = self.image_size or image_size_of(fast.image)
+        try:
+            parts = encode(fast, self.key, result, size=size, duration_ns=duration_ns, end_unix_ns=end_unix_ns)
+        except Exception:  # noqa: BLE001 - an output encode did not foresee goes the general way
+            log_failure("fast_path.encode")
+            parts = None
+        if parts is not None:
+            sent = PROCESS.send_parts(parts, self)
+            if sent:
+                return None
+        call = _Call(self, image=fast.image, batch=False, pctx=None, metrics_on=fast.metrics_on, logs_on=fast.logs_on)
+        call.duration_ns = duration_ns
+        call.end_unix_ns = end_unix_ns
+        span = fast.span
+        if span is not None:
+            trace_id, span_id, flags = span._ids
+            call.span_context = span.get_span_context()
+            call.plan = PlannedSpan(
+                name=self.span_name,
+                trace_id=trace_id,
+                span_id=span_id,
+                trace_flags=flags,
+                trace_state=(),
+                parent=fast.parent,
+                attributes=dict(self.span_attributes(None)) if span.is_recording() else {},
+                start_ns=fast.start_unix_ns,
+                recording=span.is_recording(),
+            )
+            call.span = span
+        return call
+
     @guarded(None)
-    def finish(self, call: _Call, result: Any) -> None:
-        self._close(call)
+    def finish(self, any_call: _Call | FastCall, result: Any) -> None:
+        if isinstance(any_call, FastCall):
+            general = self._finish_fast(any_call, result)
+            if general is None:
+                return
+            call = general
+        else:
+            call = any_call
+            self._close(call)
         span = call.span
         if span is not None:
             if isinstance(span, CollectingSpan):
@@ -463,8 +540,14 @@ class _Monitor:
         self._submit(call)
 
     @guarded(None)
-    def fail(self, call: _Call, exc: BaseException) -> None:
-        self._close(call)
+    def fail(self, any_call: _Call | FastCall, exc: BaseException) -> None:
+        if isinstance(any_call, FastCall):
+            general = self._finish_fast(any_call, _FAILED)  # never sent as a fast frame: _FAILED is not a dict
+            assert general is not None
+            call = general
+        else:
+            call = any_call
+            self._close(call)
         error_type = type(exc).__qualname__
         call.error_type = error_type
         span = call.span
@@ -1207,7 +1290,7 @@ def _stage(name: str) -> Iterator[None]:
 
 
 @guarded(None)
-def _record_stage(call: _Call, name: str, duration_ns: int, error: str | None) -> None:
+def _record_stage(call: _Call | FastCall, name: str, duration_ns: int, error: str | None) -> None:
     monitor = call.monitor
     if monitor._to_recorder_process and PROCESS.send(
         ("stage", monitor.key, call.variant, name, duration_ns, error), monitor

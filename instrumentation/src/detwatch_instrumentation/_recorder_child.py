@@ -58,6 +58,7 @@ def main() -> None:
             sys.path.insert(0, path)
     # Imported after sys.path is the parent's, so that the same package is used.
     from . import _recorder
+    from ._fast_path import decode, is_fast, key_of
     from ._guard import log_failure
     from ._monitor import _Monitor
     from ._ring import Ring
@@ -81,6 +82,16 @@ def main() -> None:
             except Exception:  # noqa: BLE001 - telemetry failures stay here
                 log_failure("recorder_child.add_pending")
         dirty.clear()
+
+    def load(payload: bytes) -> tuple[Any, ...]:
+        """A frame as the general path sends it (a fast frame: decoded with its monitor's span name and attributes)."""
+        if not is_fast(payload):
+            frame: tuple[Any, ...] = pickle.loads(payload)
+            return frame
+        monitor = monitors.get(key_of(payload))
+        if monitor is None:
+            return ("unknown",)
+        return decode(payload, monitor.span_name, monitor.span_attributes(None))
 
     def handle(frame: tuple[Any, ...]) -> bool:
         """Record one frame; ``False`` on ``stop``."""
@@ -119,7 +130,7 @@ def main() -> None:
         frames = ring.read(READ_LIMIT)
         for payload in frames:
             try:
-                frame = pickle.loads(payload)
+                frame = load(payload)
                 if not handle(frame):
                     running = False
                     break
@@ -145,7 +156,7 @@ def main() -> None:
         if readable and not os.read(stdin_fd, 4096):
             for payload in ring.read(limit=1 << 30):
                 try:
-                    if not handle(pickle.loads(payload)):
+                    if not handle(load(payload)):
                         break
                 except Exception:  # noqa: BLE001
                     log_failure("recorder_child")

@@ -211,29 +211,59 @@ class RecorderProcess:
         plain = frame is not None and frame[3] is None and not call.batch and is_plain(frame[10])
         return self.send(frame, monitor, images=n, plain=plain)
 
+    def _ring_for_locked(self, monitor: _Monitor) -> Ring | None:
+        """The ring, with the recorder process started and ``monitor`` announced; ``None``: record in-process."""
+        if self._failed or self._providers is None:
+            return None
+        if self._ring is None and not self._start_locked():
+            return None
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + CHECK_INTERVAL_S
+            if not self._alive_locked():
+                return None
+        ring = self._ring
+        assert ring is not None
+        if monitor.key not in self._sent:
+            self._specs[monitor.key] = monitor.spec()
+            self._monitors[monitor.key] = monitor
+            if ring.write(pickle.dumps(("monitor", monitor.key, self._specs[monitor.key]), 5)):
+                self._sent.add(monitor.key)
+        if self._dropped:
+            self._send_dropped_locked(ring)
+        return ring
+
+    def send_parts(self, parts: tuple[Any, ...], monitor: _Monitor) -> bool | None:
+        """Write a fast frame (:mod:`._fast_path`) of one image.
+
+        ``True``: written or counted dropped (the ring was full); ``False``: record
+        in-process; ``None``: a part could not be copied (nothing written; the caller
+        sends the call the general way).
+        """
+        with self._lock:
+            ring = self._ring_for_locked(monitor)
+            if ring is None:
+                return False
+            if monitor.key in self._sent:
+                try:
+                    written = ring.write_parts(parts)
+                except (ValueError, BufferError, TypeError):
+                    return None
+                if written:
+                    self.stats.frames += 1
+                    return True
+            self._count_dropped_locked(monitor, None, 1)
+            return True
+
     def send(self, frame: tuple[Any, ...] | None, monitor: _Monitor, images: int = 0, plain: bool = False) -> bool:
         """Write ``frame`` (``None``: count it dropped); ``False`` when recording must stay in-process."""
         with self._lock:
-            if self._failed or self._providers is None:
+            ring = self._ring_for_locked(monitor)
+            if ring is None:
                 return False
-            if self._ring is None and not self._start_locked():
-                return False
-            now = time.monotonic()
-            if now >= self._next_check:
-                self._next_check = now + CHECK_INTERVAL_S
-                if not self._alive_locked():
-                    return False
-            ring = self._ring
-            assert ring is not None
             if monitor.key not in self._sent:
-                self._specs[monitor.key] = monitor.spec()
-                self._monitors[monitor.key] = monitor
-                if not ring.write(pickle.dumps(("monitor", monitor.key, self._specs[monitor.key]), 5)):
-                    self._count_dropped_locked(monitor, frame, images)
-                    return True
-                self._sent.add(monitor.key)
-            if self._dropped:
-                self._send_dropped_locked(ring)
+                self._count_dropped_locked(monitor, frame, images)
+                return True
             try:
                 payload = pickle_frame(frame, plain) if frame is not None else None
             except Exception:  # noqa: BLE001 - e.g. an attribute value that cannot be pickled

@@ -23,6 +23,7 @@ import os
 import struct
 import tempfile
 import zlib
+from typing import Any
 
 HEADER = 64
 _U64 = struct.Struct("<Q")
@@ -82,7 +83,20 @@ class Ring:
 
     def write(self, payload: bytes) -> bool:
         """Publish one frame; ``False`` (nothing written) when it does not fit now."""
-        size = _FRAME.size + _pad(len(payload))
+        return self.write_parts((payload,))
+
+    def write_parts(self, parts: tuple[Any, ...]) -> bool:
+        """Publish one frame made of ``parts`` (``bytes`` or C-contiguous arrays, copied as they lie in memory).
+
+        As :meth:`write`, without joining the parts first. Raises ``ValueError`` or
+        ``BufferError`` (nothing published) for a part whose memory is not one block.
+        """
+        crc = 0
+        length = 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)  # raises for a part that is not one contiguous block
+            length += part.nbytes if type(part) is not bytes else len(part)
+        size = _FRAME.size + _pad(length)
         capacity = self.capacity
         if size > capacity // 2:
             return False
@@ -98,8 +112,11 @@ class Ring:
             head += skip
             pos = 0
         start = HEADER + pos + _FRAME.size
-        mem[start : start + len(payload)] = payload
-        _FRAME.pack_into(mem, HEADER + pos, len(payload), zlib.crc32(payload))
+        for part in parts:
+            end = start + (part.nbytes if type(part) is not bytes else len(part))
+            mem[start:end] = part
+            start = end
+        _FRAME.pack_into(mem, HEADER + pos, length, crc)
         head += size
         _U64.pack_into(mem, _HEAD, head)
         self._head = head

@@ -1,0 +1,321 @@
+"""The common decorated call in a few steps: planned span, arrays copied raw into the ring.
+
+Why
+---
+Right after a forward pass the caller's caches are cold: each Python step of the
+decorator then costs several times what it costs in a tight loop (measured: the whole
+hand-off, ~140 interpreter calls, took ~30 µs in a loop and ~200 µs after a 3 ms
+sleep or a 15 ms GIL-holding forward pass). What the caller pays is therefore set by
+the number of steps, and the general path (:meth:`._monitor._Monitor.begin`,
+``finish``, :func:`._snapshot.snapshot`, the pickled frame) takes many, because it
+handles every output format, prediction contexts, batches and in-process recording.
+
+This module takes the call that most applications make, in few steps:
+
+- **begin**: the parent span is read from the current context once; the ids come
+  from the application's id generator; the sampling decision of the SDK's default
+  samplers (``parentbased_always_on``, ``always_on``) is made inline, with what
+  their ``should_sample`` would return; the current span during the call is a
+  :class:`FastSpan`, whose ``SpanContext`` is built only if code inside the call asks
+  for it.
+- **finish**: a torchvision-layout dict of NumPy arrays (``boxes [N, 4]``, ``scores
+  [N]``, ``labels [N]``) is written into the ring as one fixed header and the arrays'
+  raw bytes (:meth:`._ring.Ring.write_parts`): no ``tolist()``, no pickling.
+
+The recorder process turns such a frame back into the frame the general path would
+have sent (:func:`decode`): the arrays' bytes as lists equal ``ndarray.tolist()``, the
+planned span's name and attributes are the twin monitor's. Anything else (another
+output format, non-native byte order, attributes set on the span inside the call, a
+parent with trace state, another sampler or tracer provider, a prediction context, a
+batch, an input path) takes the general path, and so does a call whose frame the ring
+cannot take (:func:`encode` returns ``None``): nothing about the telemetry differs.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import time
+from contextvars import Token
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import INVALID_SPAN, SpanContext, TraceFlags
+
+from ._outputs import MAX_DETECTIONS
+from ._span_plan import CollectingSpan
+
+MAGIC = b"\x00D"
+"""A fast frame's first bytes (a pickle of protocol 2 or later starts with ``\\x80``)."""
+
+_HEADER = struct.Struct("<2sBBB3sIIqqqQQQQdd")
+"""magic, bits, trace flags, parent flags, formats (boxes, scores, labels), monitor key, detections,
+duration, end (unix ns), start (unix ns), trace id (high, low), span id, parent span id, width, height."""
+
+METRICS_ON, LOGS_ON, PLANNED, RECORDING, HAS_PARENT, PARENT_REMOTE, HAS_SIZE = (1 << i for i in range(7))
+
+_FORMATS = ("f", "d", "q", "l", "i", "h", "b", "Q", "L", "I", "H", "B")
+"""Struct (and ``memoryview.cast``) formats of the NumPy dtypes that cross as raw bytes."""
+_U64 = (1 << 64) - 1
+
+_SPAN_KEY: str = next(iter(trace.set_span_in_context(INVALID_SPAN, Context())))
+"""The context key of the current span (found through the public API, not imported from a private name)."""
+
+
+class FastSpan(CollectingSpan):
+    """The current span during a fast call: its ``SpanContext`` is made only when asked for."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self, trace_id: int, span_id: int, flags: int, recording: bool) -> None:
+        self._ids = (trace_id, span_id, flags)
+        self._recording = recording
+        self.attributes: dict[str, Any] = {}
+
+    def get_span_context(self) -> SpanContext:
+        try:
+            return self._context
+        except AttributeError:
+            trace_id, span_id, flags = self._ids
+            self._context = SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(flags))
+            return self._context
+
+
+class FastCall:
+    """One fast call, from its begin to its finish on the caller's thread (``stage()`` reads it too)."""
+
+    __slots__ = (
+        "active_token",
+        "bits",
+        "flags",
+        "image",
+        "logs_on",
+        "metrics_on",
+        "monitor",
+        "parent",
+        "span",
+        "start_ns",
+        "start_unix_ns",
+        "token",
+    )
+    variant = None
+    """Fast calls have no prediction context, hence no A/B arm."""
+
+    def __init__(self, monitor: Any, image: Any, metrics_on: bool, logs_on: bool) -> None:
+        self.monitor = monitor
+        self.image = image
+        self.metrics_on = metrics_on
+        self.logs_on = logs_on
+        self.bits = (METRICS_ON if metrics_on else 0) | (LOGS_ON if logs_on else 0)
+        self.span: FastSpan | None = None
+        self.flags = 0
+        self.parent: tuple[int, int, int, bool] | None = None
+        self.token: object | None = None
+        self.active_token: Token[Any] | None = None
+        self.start_ns = 0
+        self.start_unix_ns = 0
+
+
+class FastRoute:
+    """How one monitor's calls take the fast path, decided with the providers (see ``_Monitor._read_enabled``)."""
+
+    __slots__ = ("always_on", "ids", "tracing")
+
+    def __init__(self, tracer_provider: Any | None) -> None:
+        self.tracing = tracer_provider is not None
+        self.ids = tracer_provider.id_generator if tracer_provider is not None else None
+        self.always_on = False
+        if tracer_provider is not None:
+            from opentelemetry.sdk.trace import sampling
+
+            self.always_on = tracer_provider.sampler is sampling.ALWAYS_ON
+
+    @staticmethod
+    def for_provider(tracer_provider: Any | None) -> FastRoute | None:
+        """The route, or ``None`` when the provider's sampler is not one whose decision is made inline."""
+        if tracer_provider is None:
+            return FastRoute(None)
+        try:
+            from opentelemetry.sdk.trace import sampling
+        except ImportError:  # pragma: no cover - planned spans need the SDK
+            return None
+        sampler = getattr(tracer_provider, "sampler", None)
+        if sampler is not sampling.DEFAULT_ON and sampler is not sampling.ALWAYS_ON:
+            return None
+        return FastRoute(tracer_provider)
+
+    def begin(self, call: FastCall) -> bool:
+        """Plan the call's span and make it current, as :func:`._span_plan.plan_span` would; ``False``: general path."""
+        ids: Any = self.ids
+        context: Context = otel_context.get_current()
+        current: Any = context.get(_SPAN_KEY)
+        parent = current.get_span_context() if current is not None else None
+        if parent is None or not parent.is_valid:
+            trace_id = ids.generate_trace_id()
+            flags = TraceFlags.SAMPLED | (TraceFlags.RANDOM_TRACE_ID if ids.is_trace_id_random() else 0)
+            recording = True
+        else:
+            if parent.trace_state:
+                return False  # the samplers pass the parent's trace state on: the general path carries it
+            parent_flags = parent.trace_flags
+            trace_id = parent.trace_id
+            recording = self.always_on or parent_flags & TraceFlags.SAMPLED != 0
+            flags = (TraceFlags.SAMPLED if recording else 0) | (parent_flags & TraceFlags.RANDOM_TRACE_ID)
+            call.parent = (trace_id, parent.span_id, int(parent_flags), parent.is_remote)
+            call.bits |= HAS_PARENT | (PARENT_REMOTE if parent.is_remote else 0)
+        span = call.span = FastSpan(trace_id, ids.generate_span_id(), flags, recording)
+        call.flags = flags
+        call.bits |= PLANNED | (RECORDING if recording else 0)
+        call.start_unix_ns = time.time_ns()
+        # What trace.set_span_in_context(span) makes, without reading the current context again.
+        values = dict(context)
+        values[_SPAN_KEY] = span
+        call.token = otel_context.attach(type(context)(values))
+        return True
+
+
+def _array_type() -> Any:
+    numpy = sys.modules.get("numpy")
+    return getattr(numpy, "ndarray", None)
+
+
+def encode(
+    call: FastCall, key: int, output: Any, *, size: tuple[float, float] | None, duration_ns: int, end_unix_ns: int
+) -> tuple[bytes, Any, Any, Any] | None:
+    """The call's frame as a header and three arrays, or ``None`` when the output is not a plain torchvision dict."""
+    if type(output) is not dict:
+        return None
+    boxes: Any = output.get("boxes")
+    scores: Any = output.get("scores")
+    labels: Any = output.get("labels")
+    kind = type(boxes)
+    if kind is not _array_type() or type(scores) is not kind or type(labels) is not kind:
+        return None
+    shape = boxes.shape
+    n = shape[0] if len(shape) == 2 else -1
+    if shape != (n, 4) or scores.shape != (n,) or labels.shape != (n,) or n > MAX_DETECTIONS + 1:
+        return None
+    b, s, lab = boxes.dtype, scores.dtype, labels.dtype
+    formats = b.char + s.char + lab.char
+    if not (b.isnative and s.isnative and lab.isnative) or any(c not in _FORMATS for c in formats):
+        return None
+    span = call.span
+    if span is None:
+        trace_id = span_id = 0
+    else:
+        if span.attributes:
+            return None  # attributes set inside the call travel in the general frame
+        trace_id, span_id, _ = span._ids
+    parent = call.parent
+    bits = call.bits | (HAS_SIZE if size is not None else 0)
+    width, height = size if size is not None else (0.0, 0.0)
+    header = _HEADER.pack(
+        MAGIC,
+        bits,
+        call.flags,
+        parent[2] if parent is not None else 0,
+        formats.encode("ascii"),
+        key,
+        n,
+        duration_ns,
+        end_unix_ns,
+        call.start_unix_ns,
+        trace_id >> 64,
+        trace_id & _U64,
+        span_id,
+        parent[1] if parent is not None else 0,
+        width,
+        height,
+    )
+    return header, boxes, scores, labels
+
+
+_KEY = struct.Struct("<I")
+_KEY_OFFSET = 8
+"""Where the monitor key lies in the header (after magic, bits, the two flags and the formats)."""
+
+
+def is_fast(payload: bytes) -> bool:
+    """Whether a ring frame is a fast frame (else a pickle)."""
+    return payload[:2] == MAGIC
+
+
+def key_of(payload: bytes) -> int:
+    """The monitor key of a fast frame (to find its twin monitor before :func:`decode`)."""
+    key: int = _KEY.unpack_from(payload, _KEY_OFFSET)[0]
+    return key
+
+
+def decode(payload: bytes, span_name: str, span_attributes: dict[str, Any]) -> tuple[Any, ...]:
+    """The frame :meth:`._monitor._Monitor.process_frame` would have made of the same call.
+
+    ``span_name`` and ``span_attributes`` are the monitor's (the twin in the recorder
+    process has the same), which the sampler's result carries for a recording span.
+    """
+    (
+        _,
+        bits,
+        flags,
+        parent_flags,
+        formats,
+        key,
+        n,
+        duration_ns,
+        end_unix_ns,
+        start_unix_ns,
+        trace_high,
+        trace_low,
+        span_id,
+        parent_span_id,
+        width,
+        height,
+    ) = _HEADER.unpack_from(payload)
+    view = memoryview(payload)
+    offset = _HEADER.size
+    columns = []
+    for fmt, per_row in zip(formats.decode("ascii"), (4, 1, 1), strict=True):
+        itemsize = struct.calcsize(fmt)
+        end = offset + n * per_row * itemsize
+        columns.append(view[offset:end].cast(fmt).tolist())
+        offset = end
+    flat, scores, labels = columns
+    output = {"boxes": [flat[i : i + 4] for i in range(0, 4 * n, 4)], "scores": scores, "labels": labels}
+    trace_id = (trace_high << 64) | trace_low
+    planned: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
+    span: tuple[int, int, int] | None = None
+    if bits & PLANNED:
+        recording = bool(bits & RECORDING)
+        span = (trace_id, span_id, flags)
+        parent = (trace_id, parent_span_id, parent_flags, bool(bits & PARENT_REMOTE)) if bits & HAS_PARENT else None
+        plan = (
+            span_name,
+            trace_id,
+            span_id,
+            flags,
+            (),
+            parent,
+            dict(span_attributes) if recording else {},
+            start_unix_ns,
+            recording,
+        )
+        planned = (plan, (end_unix_ns, {}, None))
+    info = ((width, height) if bits & HAS_SIZE else None, None, None)
+    return (
+        "call",
+        key,
+        None,
+        None,
+        duration_ns,
+        end_unix_ns,
+        None,
+        False,
+        info,
+        span,
+        output,
+        bool(bits & METRICS_ON),
+        bool(bits & LOGS_ON),
+        None,
+        planned,
+    )
