@@ -20,21 +20,24 @@ This module takes the call that most applications make, in few steps:
   for it.
 - **finish**: a torchvision-layout dict of NumPy arrays (``boxes [N, 4]``, ``scores
   [N]``, ``labels [N]``) is written into the ring as one fixed header and the arrays'
-  raw bytes (:meth:`._ring.Ring.write_parts`): no ``tolist()``, no pickling.
+  raw bytes (:meth:`._ring.Ring.write_parts`): no ``tolist()``, no pickling. Any other
+  output follows the header as the general path would send it (its
+  :func:`._snapshot.snapshot`, pickled), with the attributes code inside the call set
+  on the span.
 
 The recorder process turns such a frame back into the frame the general path would
 have sent (:func:`decode`): the arrays' bytes as lists equal ``ndarray.tolist()``, the
-planned span's name and attributes are the twin monitor's. Anything else (another
-output format, non-native byte order, attributes set on the span inside the call, a
-parent with trace state, another sampler or tracer provider, a prediction context, a
-batch, an input path) takes the general path, and so does a call whose frame the ring
-cannot take (:func:`encode` returns ``None``): nothing about the telemetry differs.
+planned span's name and attributes are the twin monitor's. What the fast frame does
+not carry takes the general path: a parent with trace state, another sampler or
+tracer provider (decided in ``_Monitor._read_enabled``), a prediction context, a
+batch, an input path, a call that raised, an array whose memory is not one block.
+Nothing about the telemetry differs.
 """
 
 from __future__ import annotations
 
+import pickle
 import struct
-import sys
 import time
 from contextvars import Token
 from typing import Any
@@ -45,6 +48,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, SpanContext, TraceFlags
 
 from ._outputs import MAX_DETECTIONS
+from ._snapshot import is_plain, pickle_frame, snapshot
 from ._span_plan import CollectingSpan
 
 MAGIC = b"\x00D"
@@ -53,6 +57,9 @@ MAGIC = b"\x00D"
 _HEADER = struct.Struct("<2sBBB3sIIqqqQQQQdd")
 """magic, bits, trace flags, parent flags, formats (boxes, scores, labels), monitor key, detections,
 duration, end (unix ns), start (unix ns), trace id (high, low), span id, parent span id, width, height."""
+
+PICKLED = b"\x00\x00\x00"
+"""The formats of a frame whose output travels pickled (its length in place of the detections)."""
 
 METRICS_ON, LOGS_ON, PLANNED, RECORDING, HAS_PARENT, PARENT_REMOTE, HAS_SIZE = (1 << i for i in range(7))
 
@@ -176,37 +183,54 @@ class FastRoute:
         return True
 
 
-def _array_type() -> Any:
-    numpy = sys.modules.get("numpy")
-    return getattr(numpy, "ndarray", None)
-
-
-def encode(
-    call: FastCall, key: int, output: Any, *, size: tuple[float, float] | None, duration_ns: int, end_unix_ns: int
-) -> tuple[bytes, Any, Any, Any] | None:
-    """The call's frame as a header and three arrays, or ``None`` when the output is not a plain torchvision dict."""
+def _raw_arrays(output: Any) -> tuple[bytes, Any, Any, Any] | None:
+    """``(formats, boxes, scores, labels)`` of a torchvision dict of native NumPy arrays, or ``None``."""
     if type(output) is not dict:
         return None
     boxes: Any = output.get("boxes")
+    kind = type(boxes)
+    if kind.__name__ != "ndarray" or kind.__module__ != "numpy":
+        return None
     scores: Any = output.get("scores")
     labels: Any = output.get("labels")
-    kind = type(boxes)
-    if kind is not _array_type() or type(scores) is not kind or type(labels) is not kind:
+    if type(scores) is not kind or type(labels) is not kind:
         return None
     shape = boxes.shape
     n = shape[0] if len(shape) == 2 else -1
     if shape != (n, 4) or scores.shape != (n,) or labels.shape != (n,) or n > MAX_DETECTIONS + 1:
         return None
     b, s, lab = boxes.dtype, scores.dtype, labels.dtype
-    formats = b.char + s.char + lab.char
-    if not (b.isnative and s.isnative and lab.isnative) or any(c not in _FORMATS for c in formats):
+    if not (b.char in _FORMATS and s.char in _FORMATS and lab.char in _FORMATS):
         return None
+    if not (b.isnative and s.isnative and lab.isnative):
+        return None
+    return (b.char + s.char + lab.char).encode("ascii"), boxes, scores, labels
+
+
+def encode(
+    call: FastCall, key: int, output: Any, *, size: tuple[float, float] | None, duration_ns: int, end_unix_ns: int
+) -> tuple[Any, ...]:
+    """The call's frame: a header, then the three arrays' bytes or the pickled snapshot of the output.
+
+    The arrays' bytes for a torchvision dict of native NumPy arrays; for any other
+    output (or when code inside the call set attributes on its span) the output's
+    :func:`._snapshot.snapshot`, pickled as the general frame pickles it, with those
+    attributes.
+    """
     span = call.span
+    attributes = span.attributes if span is not None else None
+    raw = _raw_arrays(output) if not attributes else None
+    if raw is not None:
+        formats, boxes, scores, labels = raw
+        n = len(boxes)
+    else:
+        snap = snapshot(output, None)
+        body = pickle_frame((snap, attributes or None), is_plain(snap))
+        formats = PICKLED
+        n = len(body)
     if span is None:
         trace_id = span_id = 0
     else:
-        if span.attributes:
-            return None  # attributes set inside the call travel in the general frame
         trace_id, span_id, _ = span._ids
     parent = call.parent
     bits = call.bits | (HAS_SIZE if size is not None else 0)
@@ -216,7 +240,7 @@ def encode(
         bits,
         call.flags,
         parent[2] if parent is not None else 0,
-        formats.encode("ascii"),
+        formats,
         key,
         n,
         duration_ns,
@@ -229,7 +253,9 @@ def encode(
         width,
         height,
     )
-    return header, boxes, scores, labels
+    if raw is not None:
+        return header, boxes, scores, labels
+    return header, body
 
 
 _KEY = struct.Struct("<I")
@@ -274,14 +300,18 @@ def decode(payload: bytes, span_name: str, span_attributes: dict[str, Any]) -> t
     ) = _HEADER.unpack_from(payload)
     view = memoryview(payload)
     offset = _HEADER.size
-    columns = []
-    for fmt, per_row in zip(formats.decode("ascii"), (4, 1, 1), strict=True):
-        itemsize = struct.calcsize(fmt)
-        end = offset + n * per_row * itemsize
-        columns.append(view[offset:end].cast(fmt).tolist())
-        offset = end
-    flat, scores, labels = columns
-    output = {"boxes": [flat[i : i + 4] for i in range(0, 4 * n, 4)], "scores": scores, "labels": labels}
+    span_attributes_set: dict[str, Any] = {}
+    if formats == PICKLED:
+        output, attributes = pickle.loads(view[offset : offset + n])
+        span_attributes_set = attributes or {}
+    else:
+        columns = []
+        for fmt, per_row in zip(formats.decode("ascii"), (4, 1, 1), strict=True):
+            end = offset + n * per_row * struct.calcsize(fmt)
+            columns.append(view[offset:end].cast(fmt).tolist())
+            offset = end
+        flat, scores, labels = columns
+        output = {"boxes": [flat[i : i + 4] for i in range(0, 4 * n, 4)], "scores": scores, "labels": labels}
     trace_id = (trace_high << 64) | trace_low
     planned: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
     span: tuple[int, int, int] | None = None
@@ -300,7 +330,7 @@ def decode(payload: bytes, span_name: str, span_attributes: dict[str, Any]) -> t
             start_unix_ns,
             recording,
         )
-        planned = (plan, (end_unix_ns, {}, None))
+        planned = (plan, (end_unix_ns, span_attributes_set, None))
     info = ((width, height) if bits & HAS_SIZE else None, None, None)
     return (
         "call",

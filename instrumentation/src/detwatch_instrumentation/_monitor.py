@@ -217,7 +217,6 @@ _ACTIVE: ContextVar[_Call | FastCall | None] = ContextVar("detwatch_active_call"
 _GENERAL_INPUTS = (str, list, tuple)
 """Inputs whose calls take the general path: a path (its key and URI travel in the pickled frame; an
 ``os.PathLike`` too), a batch."""
-_FAILED = object()
 
 
 class _Monitor:
@@ -470,8 +469,8 @@ class _Monitor:
             build_span(provider, call.plan, call.span_end, _SCOPE, __version__)
             call.plan = None
 
-    def _finish_fast(self, fast: FastCall, result: Any) -> _Call | None:
-        """End a fast call; the call as the general path has it when its output must go that way."""
+    def _finish_fast(self, fast: FastCall, result: Any, *, failed: bool = False) -> _Call | None:
+        """End a fast call; the call as the general path has it when it must go that way (always when ``failed``)."""
         end = time.perf_counter_ns()
         end_unix_ns = time.time_ns()
         duration_ns = max(0, end - fast.start_ns)
@@ -479,16 +478,15 @@ class _Monitor:
             _ACTIVE.reset(fast.active_token)
         if fast.token is not None:
             otel_context.detach(fast.token)  # type: ignore[arg-type]
-        size = self.image_size or image_size_of(fast.image)
-        try:
-            parts = encode(fast, self.key, result, size=size, duration_ns=duration_ns, end_unix_ns=end_unix_ns)
-        except Exception:  # noqa: BLE001 - an output encode did not foresee goes the general way
-            log_failure("fast_path.encode")
-            parts = None
-        if parts is not None:
-            sent = PROCESS.send_parts(parts, self)
-            if sent:
-                return None
+        if not failed:
+            size = self.image_size or image_size_of(fast.image)
+            try:
+                parts = encode(fast, self.key, result, size=size, duration_ns=duration_ns, end_unix_ns=end_unix_ns)
+            except Exception:  # noqa: BLE001 - an output encode did not foresee goes the general way
+                log_failure("fast_path.encode")
+            else:
+                if PROCESS.send_parts(parts, self):
+                    return None
         call = _Call(self, image=fast.image, batch=False, pctx=None, metrics_on=fast.metrics_on, logs_on=fast.logs_on)
         call.duration_ns = duration_ns
         call.end_unix_ns = end_unix_ns
@@ -542,7 +540,7 @@ class _Monitor:
     @guarded(None)
     def fail(self, any_call: _Call | FastCall, exc: BaseException) -> None:
         if isinstance(any_call, FastCall):
-            general = self._finish_fast(any_call, _FAILED)  # never sent as a fast frame: _FAILED is not a dict
+            general = self._finish_fast(any_call, None, failed=True)
             assert general is not None
             call = general
         else:
