@@ -28,6 +28,7 @@ any other provider gets a real span in this process, as before.
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -203,6 +204,12 @@ def error_end(exc: BaseException, error_type: str) -> tuple[str, str, Mapping[st
     return error_type, f"{error_type}: {exc}", event
 
 
+@functools.lru_cache(maxsize=64)
+def _scope(tracer_provider: Any, scope_name: str, scope_version: str) -> Any:
+    """The instrumentation scope the provider's tracer of that name has (a tracer is made once, not per span)."""
+    return tracer_provider.get_tracer(scope_name, scope_version)._instrumentation_scope
+
+
 def build_span(tracer_provider: Any, plan: PlannedSpan, end: SpanEnd, scope_name: str, scope_version: str) -> None:
     """Build the planned span with ``tracer_provider`` (the SDK's) and hand it to its span processors."""
     if not plan.recording:
@@ -223,7 +230,7 @@ def build_span(tracer_provider: Any, plan: PlannedSpan, end: SpanEnd, scope_name
         attributes[semconv.ATTR_ERROR_TYPE] = error_type
         events = (Event("exception", dict(event_attributes), end.end_ns),)
         status = Status(StatusCode.ERROR, description)
-    tracer = tracer_provider.get_tracer(scope_name, scope_version)
+    scope = _scope(tracer_provider, scope_name, scope_version)
     parent = None
     if plan.parent is not None:
         trace_id, span_id, flags, remote = plan.parent
@@ -239,6 +246,6 @@ def build_span(tracer_provider: Any, plan: PlannedSpan, end: SpanEnd, scope_name
         status=status,
         start_time=plan.start_ns,
         end_time=max(plan.start_ns, end.end_ns),
-        instrumentation_scope=tracer._instrumentation_scope,
+        instrumentation_scope=scope,
     )
     tracer_provider._active_span_processor.on_end(span)
