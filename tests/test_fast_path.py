@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 import detwatch
@@ -316,3 +317,30 @@ def test_a_fast_frame_is_told_from_a_pickle() -> None:
     assert not _fast_path.is_fast(pickle.dumps(("call", 1), 2))
     assert not _fast_path.is_fast(pickle.dumps(("call", 1), 5))
     assert _fast_path.is_fast(_fast_path.MAGIC + b"rest")
+
+
+def test_the_sdks_random_ids_are_drawn_inline_as_its_generator_draws_them() -> None:
+    """With the SDK's own RandomIdGenerator the fast path draws from ``random`` itself: the same ids, in order."""
+    with Receiver() as receiver:
+        telemetry = detwatch.configure_opentelemetry(service_name="fast", endpoint=receiver.url, set_global=False)
+        assert type(telemetry.tracer_provider.id_generator) is RandomIdGenerator  # type: ignore[attr-defined]
+
+        @monitor_detections(
+            model_id="m",
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=telemetry.meter_provider,
+            logger_provider=telemetry.logger_provider,
+        )
+        def predict(image: Any) -> Any:
+            return torchvision(5)
+
+        predict(IMAGE)  # starts the recorder process
+        random.seed(20261206)
+        predict(IMAGE)
+        assert telemetry.force_flush()
+        telemetry.shutdown()
+        spans = spans_in(receiver)
+    expected = RandomIdGenerator()
+    random.seed(20261206)
+    trace_id, span_id = f"{expected.generate_trace_id():032x}", f"{expected.generate_span_id():016x}"
+    assert (trace_id, span_id, "") in {s[:3] for s in spans}

@@ -37,7 +37,9 @@ Nothing about the telemetry differs.
 from __future__ import annotations
 
 import pickle
+import random
 import struct
+import sys
 import time
 from contextvars import Token
 from typing import Any
@@ -63,9 +65,11 @@ PICKLED = b"\x00\x00\x00"
 
 METRICS_ON, LOGS_ON, PLANNED, RECORDING, HAS_PARENT, PARENT_REMOTE, HAS_SIZE = (1 << i for i in range(7))
 
-_FORMATS = ("f", "d", "q", "l", "i", "h", "b", "Q", "L", "I", "H", "B")
+_FORMATS = frozenset("fdqlihbQLIHB")
 """Struct (and ``memoryview.cast``) formats of the NumPy dtypes that cross as raw bytes."""
 _U64 = (1 << 64) - 1
+_SAMPLED = int(TraceFlags.SAMPLED)
+_RANDOM_TRACE_ID = int(TraceFlags.RANDOM_TRACE_ID)
 
 _SPAN_KEY: str = next(iter(trace.set_span_in_context(INVALID_SPAN, Context())))
 """The context key of the current span (found through the public API, not imported from a private name)."""
@@ -128,16 +132,20 @@ class FastCall:
 class FastRoute:
     """How one monitor's calls take the fast path, decided with the providers (see ``_Monitor._read_enabled``)."""
 
-    __slots__ = ("always_on", "ids", "tracing")
+    __slots__ = ("always_on", "ids", "random_ids", "tracing")
 
     def __init__(self, tracer_provider: Any | None) -> None:
         self.tracing = tracer_provider is not None
         self.ids = tracer_provider.id_generator if tracer_provider is not None else None
         self.always_on = False
+        self.random_ids = False
+        """The SDK's own ``RandomIdGenerator``: its draws (``random.getrandbits``) are made inline."""
         if tracer_provider is not None:
             from opentelemetry.sdk.trace import sampling
+            from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
             self.always_on = tracer_provider.sampler is sampling.ALWAYS_ON
+            self.random_ids = type(self.ids) is RandomIdGenerator
 
     @staticmethod
     def for_provider(tracer_provider: Any | None) -> FastRoute | None:
@@ -159,20 +167,33 @@ class FastRoute:
         context: Context = otel_context.get_current()
         current: Any = context.get(_SPAN_KEY)
         parent = current.get_span_context() if current is not None else None
+        random_ids = self.random_ids
         if parent is None or not parent.is_valid:
-            trace_id = ids.generate_trace_id()
-            flags = TraceFlags.SAMPLED | (TraceFlags.RANDOM_TRACE_ID if ids.is_trace_id_random() else 0)
+            if random_ids:  # RandomIdGenerator.generate_trace_id and is_trace_id_random, inline
+                trace_id = random.getrandbits(128)
+                while not trace_id:
+                    trace_id = random.getrandbits(128)
+                flags = _SAMPLED | _RANDOM_TRACE_ID
+            else:
+                trace_id = ids.generate_trace_id()
+                flags = _SAMPLED | (_RANDOM_TRACE_ID if ids.is_trace_id_random() else 0)
             recording = True
         else:
             if parent.trace_state:
                 return False  # the samplers pass the parent's trace state on: the general path carries it
             parent_flags = parent.trace_flags
             trace_id = parent.trace_id
-            recording = self.always_on or parent_flags & TraceFlags.SAMPLED != 0
-            flags = (TraceFlags.SAMPLED if recording else 0) | (parent_flags & TraceFlags.RANDOM_TRACE_ID)
+            recording = self.always_on or parent_flags & _SAMPLED != 0
+            flags = (_SAMPLED if recording else 0) | (parent_flags & _RANDOM_TRACE_ID)
             call.parent = (trace_id, parent.span_id, int(parent_flags), parent.is_remote)
             call.bits |= HAS_PARENT | (PARENT_REMOTE if parent.is_remote else 0)
-        span = call.span = FastSpan(trace_id, ids.generate_span_id(), flags, recording)
+        if random_ids:
+            span_id = random.getrandbits(64)
+            while not span_id:
+                span_id = random.getrandbits(64)
+        else:
+            span_id = ids.generate_span_id()
+        span = call.span = FastSpan(trace_id, span_id, flags, recording)
         call.flags = flags
         call.bits |= PLANNED | (RECORDING if recording else 0)
         call.start_unix_ns = time.time_ns()
@@ -183,28 +204,17 @@ class FastRoute:
         return True
 
 
-def _raw_arrays(output: Any) -> tuple[bytes, Any, Any, Any] | None:
-    """``(formats, boxes, scores, labels)`` of a torchvision dict of native NumPy arrays, or ``None``."""
-    if type(output) is not dict:
-        return None
-    boxes: Any = output.get("boxes")
-    kind = type(boxes)
-    if kind.__name__ != "ndarray" or kind.__module__ != "numpy":
-        return None
-    scores: Any = output.get("scores")
-    labels: Any = output.get("labels")
-    if type(scores) is not kind or type(labels) is not kind:
-        return None
-    shape = boxes.shape
-    n = shape[0] if len(shape) == 2 else -1
-    if shape != (n, 4) or scores.shape != (n,) or labels.shape != (n,) or n > MAX_DETECTIONS + 1:
-        return None
-    b, s, lab = boxes.dtype, scores.dtype, labels.dtype
-    if not (b.char in _FORMATS and s.char in _FORMATS and lab.char in _FORMATS):
-        return None
-    if not (b.isnative and s.isnative and lab.isnative):
-        return None
-    return (b.char + s.char + lab.char).encode("ascii"), boxes, scores, labels
+_NDARRAY: list[Any] = []
+"""NumPy's ``ndarray`` once NumPy is imported (this distribution does not import it)."""
+
+
+def _ndarray() -> Any:
+    if not _NDARRAY:
+        numpy = sys.modules.get("numpy")
+        if numpy is None:
+            return None
+        _NDARRAY.append(numpy.ndarray)
+    return _NDARRAY[0]
 
 
 def encode(
@@ -219,11 +229,24 @@ def encode(
     """
     span = call.span
     attributes = span.attributes if span is not None else None
-    raw = _raw_arrays(output) if not attributes else None
-    if raw is not None:
-        formats, boxes, scores, labels = raw
-        n = len(boxes)
-    else:
+    formats = b""
+    n = 0
+    if type(output) is dict and not attributes:
+        # A torchvision dict of native NumPy arrays of the formats memoryview reads: raw bytes.
+        boxes: Any = output.get("boxes")
+        kind = type(boxes)
+        scores: Any = output.get("scores")
+        labels: Any = output.get("labels")
+        if kind is _ndarray() and type(scores) is kind and type(labels) is kind:
+            shape = boxes.shape
+            n = shape[0] if len(shape) == 2 else -1
+            if shape == (n, 4) and scores.shape == (n,) and labels.shape == (n,) and n <= MAX_DETECTIONS + 1:
+                b, s, lab = boxes.dtype, scores.dtype, labels.dtype
+                chars = b.char + s.char + lab.char
+                native = b.isnative and s.isnative and lab.isnative
+                if native and chars[0] in _FORMATS and chars[1] in _FORMATS and chars[2] in _FORMATS:
+                    formats = chars.encode("ascii")
+    if not formats:
         snap = snapshot(output, None)
         body = pickle_frame((snap, attributes or None), is_plain(snap))
         formats = PICKLED
@@ -253,7 +276,7 @@ def encode(
         width,
         height,
     )
-    if raw is not None:
+    if formats is not PICKLED:
         return header, boxes, scores, labels
     return header, body
 

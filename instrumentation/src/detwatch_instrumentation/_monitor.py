@@ -288,6 +288,9 @@ class _Monitor:
         """The recorder process's tracer provider, which builds planned spans (recorder process only)."""
         self.histograms = HistogramBatch(fast=True)
         """Records an image's values per series (on the recording thread, outside any span)."""
+        self._last_shape: Any = None
+        self._last_size: tuple[float, float] | None = None
+        """The size of the last input whose shape was ``_last_shape`` (fast calls only)."""
         self._fast: FastRoute | None = None
         """How calls take the fast path (:mod:`._fast_path`); ``None``: every call takes the general one."""
 
@@ -393,7 +396,9 @@ class _Monitor:
 
     @guarded(None)
     def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | FastCall | None:
-        tracing_on, metrics_on, logs_on = self._enabled()
+        # self._enabled(), inline: one step fewer on every call
+        now = time.monotonic()
+        tracing_on, metrics_on, logs_on = self._enabled_cached if now < self._enabled_until else self._enabled()
         if not (tracing_on or metrics_on or logs_on):
             return None
         pos = self.image_position
@@ -479,7 +484,14 @@ class _Monitor:
         if fast.token is not None:
             otel_context.detach(fast.token)  # type: ignore[arg-type]
         if not failed:
-            size = self.image_size or image_size_of(fast.image)
+            size = self.image_size
+            if size is None:
+                # Consecutive inputs mostly have one shape: its size is worked out once.
+                shape = getattr(fast.image, "shape", None)
+                if shape is None or shape != self._last_shape:
+                    self._last_size = image_size_of(fast.image)
+                    self._last_shape = shape
+                size = self._last_size
             try:
                 parts = encode(fast, self.key, result, size=size, duration_ns=duration_ns, end_unix_ns=end_unix_ns)
             except Exception:  # noqa: BLE001 - an output encode did not foresee goes the general way
