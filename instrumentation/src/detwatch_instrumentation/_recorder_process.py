@@ -241,8 +241,13 @@ class RecorderProcess:
         sends the call the general way).
         """
         with self._lock:
-            ring = self._ring_for_locked(monitor)
-            if ring is None:
+            ring = self._ring
+            # The common case without a call to _ring_for_locked: running, checked lately, monitor sent, no drops.
+            if ring is None or self._dropped or monitor.key not in self._sent or time.monotonic() >= self._next_check:
+                ring = self._ring_for_locked(monitor)
+                if ring is None:
+                    return False
+            elif self._failed or self._providers is None:
                 return False
             if monitor.key in self._sent:
                 try:

@@ -92,10 +92,10 @@ class Ring:
         ``BufferError`` (nothing published) for a part whose memory is not one block.
         """
         crc = 0
-        length = 0
+        sizes = [len(part) if type(part) is bytes else part.nbytes for part in parts]
         for part in parts:
             crc = zlib.crc32(part, crc)  # raises for a part that is not one contiguous block
-            length += part.nbytes if type(part) is not bytes else len(part)
+        length = sum(sizes)
         size = _FRAME.size + _pad(length)
         capacity = self.capacity
         if size > capacity // 2:
@@ -112,8 +112,8 @@ class Ring:
             head += skip
             pos = 0
         start = HEADER + pos + _FRAME.size
-        for part in parts:
-            end = start + (part.nbytes if type(part) is not bytes else len(part))
+        for part, part_size in zip(parts, sizes, strict=True):
+            end = start + part_size
             mem[start:end] = part
             start = end
         _FRAME.pack_into(mem, HEADER + pos, length, crc)
