@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -105,7 +106,9 @@ def scenario(telemetry: detwatch.Telemetry) -> int:
     predict(IMAGE, torchvision(0))
     predict(IMAGE, torchvision(20), child=True)
     predict(PILLike(), torchvision(3))
-    fast += 3
+    predict(np.zeros((100, 200, 3), np.uint8), torchvision(3, seed=21))  # another size, then the first again
+    predict(IMAGE, torchvision(3, seed=22))
+    fast += 5
     with app.start_as_current_span("request"):
         predict(IMAGE, torchvision(5, seed=9))
         predict(IMAGE, torchvision(5, seed=10), child=True)
@@ -344,3 +347,33 @@ def test_the_sdks_random_ids_are_drawn_inline_as_its_generator_draws_them() -> N
     random.seed(20261206)
     trace_id, span_id = f"{expected.generate_trace_id():032x}", f"{expected.generate_span_id():016x}"
     assert (trace_id, span_id, "") in {s[:3] for s in spans}
+
+
+def test_inputs_of_different_sizes_on_two_threads_each_get_their_own_size() -> None:
+    """The last input's size is reused for the next input of the same shape, never for another shape's."""
+    with Receiver() as receiver:
+        telemetry = detwatch.configure_opentelemetry(service_name="fast", endpoint=receiver.url, set_global=False)
+
+        @monitor_detections(
+            model_id="m",
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=telemetry.meter_provider,
+            logger_provider=telemetry.logger_provider,
+        )
+        def predict(image: Any) -> Any:
+            return torchvision(2)
+
+        def calls(shape: tuple[int, ...]) -> None:
+            image = np.zeros(shape, np.uint8)
+            for _ in range(150):
+                predict(image)
+
+        threads = [threading.Thread(target=calls, args=(shape,)) for shape in ((480, 640, 3), (3, 1080, 1920))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert telemetry.force_flush()
+        telemetry.shutdown()
+        sizes = [json.loads(event[0])["image"]["width"] for event in events_in(receiver)]
+    assert sorted(set(sizes)) == [640, 1920] and sizes.count(640) == sizes.count(1920) == 150

@@ -288,9 +288,8 @@ class _Monitor:
         """The recorder process's tracer provider, which builds planned spans (recorder process only)."""
         self.histograms = HistogramBatch(fast=True)
         """Records an image's values per series (on the recording thread, outside any span)."""
-        self._last_shape: Any = None
-        self._last_size: tuple[float, float] | None = None
-        """The size of the last input whose shape was ``_last_shape`` (fast calls only)."""
+        self._last_size: tuple[Any, tuple[float, float] | None] = (None, None)
+        """The last input's shape and its size (fast calls only)."""
         self._fast: FastRoute | None = None
         """How calls take the fast path (:mod:`._fast_path`); ``None``: every call takes the general one."""
 
@@ -487,11 +486,14 @@ class _Monitor:
             size = self.image_size
             if size is None:
                 # Consecutive inputs mostly have one shape: its size is worked out once.
+                # (One tuple, replaced whole: calls on other threads never see a shape with another's size.)
                 shape = getattr(fast.image, "shape", None)
-                if shape is None or shape != self._last_shape:
-                    self._last_size = image_size_of(fast.image)
-                    self._last_shape = shape
-                size = self._last_size
+                last = self._last_size
+                if isinstance(shape, tuple) and shape == last[0]:
+                    size = last[1]
+                else:
+                    size = image_size_of(fast.image)
+                    self._last_size = (shape, size)
             try:
                 parts = encode(fast, self.key, result, size=size, duration_ns=duration_ns, end_unix_ns=end_unix_ns)
             except Exception:  # noqa: BLE001 - an output encode did not foresee goes the general way
