@@ -92,9 +92,10 @@ class Ring:
         ``BufferError`` (nothing published) for a part whose memory is not one block.
         """
         crc = 0
-        sizes = [len(part) if type(part) is bytes else part.nbytes for part in parts]
+        sizes = []
         for part in parts:
             crc = zlib.crc32(part, crc)  # raises for a part that is not one contiguous block
+            sizes.append(len(part) if type(part) is bytes else part.nbytes)
         length = sum(sizes)
         size = _FRAME.size + _pad(length)
         capacity = self.capacity
