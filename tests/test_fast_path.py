@@ -61,6 +61,21 @@ def torchvision(n: int, boxes: str = "f4", scores: str = "f4", labels: str = "i8
     }
 
 
+def detector(telemetry: detwatch.Telemetry, detections: int, tracer_provider: Any = None) -> Callable[[Any], Any]:
+    """A decorated model returning a torchvision dict (``tracer_provider``: other than the telemetry's)."""
+
+    @monitor_detections(
+        model_id="m",
+        tracer_provider=tracer_provider or telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        logger_provider=telemetry.logger_provider,
+    )
+    def predict(image: Any) -> Any:
+        return torchvision(detections)
+
+    return predict
+
+
 class PILLike:
     """An input with PIL's ``.size`` (width, height) and no shape."""
 
@@ -263,14 +278,7 @@ def test_tracing_off_still_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) 
 
         monkeypatch.setattr(_recorder_process.PROCESS, "send_parts", counting)
 
-        @monitor_detections(
-            model_id="m",
-            tracer_provider=trace.NoOpTracerProvider(),
-            meter_provider=telemetry.meter_provider,
-            logger_provider=telemetry.logger_provider,
-        )
-        def predict(image: Any) -> Any:
-            return torchvision(5)
+        predict = detector(telemetry, 5, trace.NoOpTracerProvider())
 
         for _ in range(3):
             predict(IMAGE)
@@ -328,14 +336,7 @@ def test_the_sdks_random_ids_are_drawn_inline_as_its_generator_draws_them() -> N
         telemetry = detwatch.configure_opentelemetry(service_name="fast", endpoint=receiver.url, set_global=False)
         assert type(telemetry.tracer_provider.id_generator) is RandomIdGenerator  # type: ignore[attr-defined]
 
-        @monitor_detections(
-            model_id="m",
-            tracer_provider=telemetry.tracer_provider,
-            meter_provider=telemetry.meter_provider,
-            logger_provider=telemetry.logger_provider,
-        )
-        def predict(image: Any) -> Any:
-            return torchvision(5)
+        predict = detector(telemetry, 5)
 
         predict(IMAGE)  # starts the recorder process
         random.seed(20261206)
@@ -354,14 +355,7 @@ def test_inputs_of_different_sizes_on_two_threads_each_get_their_own_size() -> N
     with Receiver() as receiver:
         telemetry = detwatch.configure_opentelemetry(service_name="fast", endpoint=receiver.url, set_global=False)
 
-        @monitor_detections(
-            model_id="m",
-            tracer_provider=telemetry.tracer_provider,
-            meter_provider=telemetry.meter_provider,
-            logger_provider=telemetry.logger_provider,
-        )
-        def predict(image: Any) -> Any:
-            return torchvision(2)
+        predict = detector(telemetry, 2)
 
         def calls(shape: tuple[int, ...]) -> None:
             image = np.zeros(shape, np.uint8)
