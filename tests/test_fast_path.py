@@ -220,14 +220,21 @@ def events_in(receiver: Receiver) -> list[tuple[Any, ...]]:
     return sorted(out)
 
 
-def run(fast: bool, sampler: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, Any, Any, Any]:
-    sent = 0
+Scenario = Callable[[detwatch.Telemetry], int]
+
+
+def run(
+    fast: bool, sampler: str, monkeypatch: pytest.MonkeyPatch, calls: Scenario = scenario
+) -> tuple[int, int, Any, Any, Any, int]:
+    """(fast calls expected, fast frames sent, metrics, spans, events, frames sent as raw arrays)."""
+    sent = raw = 0
     send_parts = _recorder_process.PROCESS.send_parts
 
     def counting(parts: tuple[Any, ...], monitor: Any) -> bool | None:
-        nonlocal sent
+        nonlocal sent, raw
         result = send_parts(parts, monitor)
         sent += result is True
+        raw += result is True and len(parts) == 4  # a header and three arrays
         return result
 
     with monkeypatch.context() as patch:
@@ -238,19 +245,19 @@ def run(fast: bool, sampler: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int,
         with Receiver() as receiver:
             telemetry = detwatch.configure_opentelemetry(service_name="fast", endpoint=receiver.url, set_global=False)
             telemetry.tracer_provider.id_generator = SequentialIds()  # type: ignore[attr-defined]
-            expected = scenario(telemetry)
+            expected = calls(telemetry)
             assert _recorder_process.recorder_pid() is not None
             assert telemetry.force_flush()
             telemetry.shutdown()
-            return expected, sent, metrics_of(receiver), spans_in(receiver), events_in(receiver)
+            return expected, sent, metrics_of(receiver), spans_in(receiver), events_in(receiver), raw
 
 
 @pytest.mark.parametrize("sampler", ["parentbased_always_on", "always_on", "parentbased_traceidratio"])
 def test_the_fast_path_exports_exactly_what_the_general_path_does(
     sampler: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fast_calls, fast_sent, fast_metrics, fast_spans, fast_events = run(True, sampler, monkeypatch)
-    _, general_sent, general_metrics, general_spans, general_events = run(False, sampler, monkeypatch)
+    fast_calls, fast_sent, fast_metrics, fast_spans, fast_events, _ = run(True, sampler, monkeypatch)
+    _, general_sent, general_metrics, general_spans, general_events, _ = run(False, sampler, monkeypatch)
     # The default samplers' decisions are made inline; another sampler keeps every call general.
     assert fast_sent == (fast_calls if sampler != "parentbased_traceidratio" else 0)
     assert general_sent == 0
@@ -371,3 +378,46 @@ def test_inputs_of_different_sizes_on_two_threads_each_get_their_own_size() -> N
         telemetry.shutdown()
         sizes = [json.loads(event[0])["image"]["width"] for event in events_in(receiver)]
     assert sorted(set(sizes)) == [640, 1920] and sizes.count(640) == sizes.count(1920) == 150
+
+
+def tensor_calls(telemetry: detwatch.Telemetry) -> int:
+    """Torchvision on a CPU: dicts of CPU tensors (raw arrays), and tensors the raw frame cannot take."""
+    torch = pytest.importorskip("torch")
+
+    @monitor_detections(
+        model_id="m",
+        label_names=NAMES,
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        logger_provider=telemetry.logger_provider,
+    )
+    def predict(image: Any, output: Any) -> Any:
+        return output
+
+    def tensors(seed: int, **dtypes: Any) -> dict[str, Any]:
+        return {k: torch.from_numpy(v).to(dtypes.get(k)) for k, v in torchvision(6, seed=seed).items()}
+
+    with torch.inference_mode():
+        predict(IMAGE, tensors(1))
+        predict(IMAGE, tensors(2, boxes=torch.float64, labels=torch.int32))
+    graph = tensors(3)
+    graph["boxes"].requires_grad_(True)
+    predict(IMAGE, graph)  # a tensor that requires grad: detached, as the general path does
+    predict(IMAGE, tensors(4, scores=torch.bfloat16))  # no NumPy dtype: the pickled frame
+    predict(IMAGE, tensors(5, boxes=torch.float16))
+    return 3
+
+
+def test_cpu_tensors_cross_as_raw_arrays_and_export_what_the_general_path_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs where PyTorch is installed (the suite's environment has no PyTorch; the GPU machine has)."""
+    pytest.importorskip("torch")
+    _, fast_sent, fast_metrics, fast_spans, fast_events, fast_raw = run(
+        True, "parentbased_always_on", monkeypatch, tensor_calls
+    )
+    _, _, general_metrics, general_spans, general_events, general_raw = run(
+        False, "parentbased_always_on", monkeypatch, tensor_calls
+    )
+    assert (fast_sent, fast_raw, general_raw) == (5, 3, 0)
+    assert fast_metrics == general_metrics
+    assert fast_spans == general_spans
+    assert fast_events == general_events

@@ -21,7 +21,9 @@ threads) over the undecorated call's, plus the recorder process's.
 
 Run where torch and torchvision are, from the ``instrumentation/benchmarks`` folder, with
 the OpenTelemetry wheels and both ``src`` folders on ``PYTHONPATH``:
-``python3 bench_gpu.py [--blocks N] [--models ...] [--setups ...]``.
+``python3 bench_gpu.py [--blocks N] [--models ...] [--setups ...]``. ``--device cpu`` runs
+the same detectors on the CPU, returning CPU tensors (a check of the script where no GPU
+is lent, and the figures of a CPU deployment).
 """
 
 from __future__ import annotations
@@ -93,10 +95,14 @@ def naive(raw: Callable[[Any], Any], tracer_provider: Any, meter_provider: Any) 
     return predict
 
 
-def run_one(model_name: str, setup: str, blocks: int) -> dict[str, Any]:
+def run_one(model_name: str, setup: str, blocks: int, dev: str = "cuda") -> dict[str, Any]:
     torch: Any = importlib.import_module("torch")
     data: Any = importlib.import_module("skimage.data")
-    dev = "cuda"
+
+    def synchronize() -> None:
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
     images = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
     images = [torch.from_numpy(np.ascontiguousarray(i)).permute(2, 0, 1).float().div(255).to(dev) for i in images]
     torch.manual_seed(0)
@@ -155,7 +161,7 @@ def run_one(model_name: str, setup: str, blocks: int) -> dict[str, Any]:
     for _ in range(WARMUP):  # cudnn autotuning, the allocator, the recorder process's start
         for v in VARIANTS:
             variants[v](images[0])
-            torch.cuda.synchronize()
+            synchronize()
     for v in VARIANTS:
         drains[v]()
     pid = _recorder_process.recorder_pid()
@@ -177,7 +183,7 @@ def run_one(model_name: str, setup: str, blocks: int) -> dict[str, Any]:
                 th0, m0 = time.thread_time_ns(), _ModelClock.cpu_ns
                 out = f(img)
                 caller[v] += (time.thread_time_ns() - th0 - (_ModelClock.cpu_ns - m0)) / 1000
-                torch.cuda.synchronize()
+                synchronize()
                 walls[v].append((time.perf_counter_ns() - t0) / 1000)
                 if int(out["boxes"].shape[0]) != DETECTIONS:
                     errors += 1
@@ -214,7 +220,8 @@ def run_one(model_name: str, setup: str, blocks: int) -> dict[str, Any]:
         tel.shutdown()
     for closer in closers:
         closer()
-    torch.cuda.empty_cache()
+    if dev == "cuda":
+        torch.cuda.empty_cache()
     return result
 
 
@@ -306,6 +313,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--blocks", type=int, default=12, help="interleaved blocks of 25 calls per variant")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS))
+    parser.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default="cuda",
+        help="cpu: the same detectors on the CPU (a check of the script, and CPU tensors' figures)",
+    )
     args = parser.parse_args(argv)
     try:
         torch: Any = importlib.import_module("torch")
@@ -313,11 +326,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         print("bench_gpu: torch and torchvision are not installed here; run it where a GPU is")
         return 0
-    if not torch.cuda.is_available():
-        print("bench_gpu: no CUDA device here; run it where there is one")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench_gpu: no CUDA device here; run it where there is one (or pass --device cpu)")
         return 0
+    device_name = torch.cuda.get_device_name(0) if args.device == "cuda" else "CPU tensors"
     print(
-        f"torch {torch.__version__}, torchvision {torchvision.__version__}, {torch.cuda.get_device_name(0)},"
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, {device_name},"
         f" {os.cpu_count()} CPUs, python {sys.version.split()[0]}",
         flush=True,
     )
@@ -327,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for setup in args.setups:
             started = time.perf_counter()
             try:
-                results.append(run_one(model_name, setup, args.blocks))
+                results.append(run_one(model_name, setup, args.blocks, args.device))
             except Exception:  # noqa: BLE001 - report the others; this one's traceback is printed
                 traceback.print_exc()
                 failed = True

@@ -18,8 +18,8 @@ This module takes the call that most applications make, in few steps:
   their ``should_sample`` would return; the current span during the call is a
   :class:`FastSpan`, whose ``SpanContext`` is built only if code inside the call asks
   for it.
-- **finish**: a torchvision-layout dict of NumPy arrays (``boxes [N, 4]``, ``scores
-  [N]``, ``labels [N]``) is written into the ring as one fixed header and the arrays'
+- **finish**: a torchvision-layout dict of NumPy arrays or CPU tensors (``boxes [N, 4]``,
+  ``scores [N]``, ``labels [N]``) is written into the ring as one fixed header and the arrays'
   raw bytes (:meth:`._ring.Ring.write_parts`): no ``tolist()``, no pickling. Any other
   output follows the header as the general path would send it (its
   :func:`._snapshot.snapshot`, pickled), with the attributes code inside the call set
@@ -36,6 +36,7 @@ Nothing about the telemetry differs.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import random
 import struct
@@ -217,6 +218,11 @@ def _ndarray() -> Any:
     return _NDARRAY[0]
 
 
+def _on_cpu(*tensors: Any) -> bool:
+    """Whether these are PyTorch tensors in host memory (``.numpy()`` then views them without a copy)."""
+    return all(type(t).__module__ == "torch" and t.device.type == "cpu" for t in tensors)
+
+
 def encode(
     call: FastCall, key: int, output: Any, *, size: tuple[float, float] | None, duration_ns: int, end_unix_ns: int
 ) -> tuple[Any, ...]:
@@ -237,6 +243,11 @@ def encode(
         kind = type(boxes)
         scores: Any = output.get("scores")
         labels: Any = output.get("labels")
+        if kind.__name__ == "Tensor" and _on_cpu(boxes, scores, labels):
+            # CPU tensors (torchvision on a CPU): their NumPy views, no copy.
+            with contextlib.suppress(TypeError, RuntimeError):  # bfloat16 and others NumPy lacks: pickled frame
+                boxes, scores, labels = boxes.detach().numpy(), scores.detach().numpy(), labels.detach().numpy()
+            kind = type(boxes)
         if kind is _ndarray() and type(scores) is kind and type(labels) is kind:
             shape = boxes.shape
             n = shape[0] if len(shape) == 2 else -1
