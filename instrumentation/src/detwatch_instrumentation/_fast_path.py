@@ -220,7 +220,7 @@ def _ndarray() -> Any:
 
 def _on_cpu(*tensors: Any) -> bool:
     """Whether these are PyTorch tensors in host memory (``.numpy()`` then views them without a copy)."""
-    return all(type(t).__module__ == "torch" and t.device.type == "cpu" for t in tensors)
+    return all(type(t).__module__ == "torch" and getattr(t, "is_cpu", False) is True for t in tensors)
 
 
 def encode(
@@ -246,7 +246,10 @@ def encode(
         if kind.__name__ == "Tensor" and _on_cpu(boxes, scores, labels):
             # CPU tensors (torchvision on a CPU): their NumPy views, no copy.
             with contextlib.suppress(TypeError, RuntimeError):  # bfloat16 and others NumPy lacks: pickled frame
-                boxes, scores, labels = boxes.detach().numpy(), scores.detach().numpy(), labels.detach().numpy()
+                try:
+                    boxes, scores, labels = boxes.numpy(), scores.numpy(), labels.numpy()
+                except RuntimeError:  # a tensor that requires grad (outside inference mode)
+                    boxes, scores, labels = boxes.detach().numpy(), scores.detach().numpy(), labels.detach().numpy()
             kind = type(boxes)
         if kind is _ndarray() and type(scores) is kind and type(labels) is kind:
             shape = boxes.shape
