@@ -228,7 +228,7 @@ def encode(
 ) -> tuple[Any, ...]:
     """The call's frame: a header, then the three arrays' bytes or the pickled snapshot of the output.
 
-    The arrays' bytes for a torchvision dict of native NumPy arrays; for any other
+    The arrays' bytes for a torchvision dict of native NumPy arrays or CPU tensors; for any other
     output (or when code inside the call set attributes on its span) the output's
     :func:`._snapshot.snapshot`, pickled as the general frame pickles it, with those
     attributes.
@@ -238,7 +238,7 @@ def encode(
     formats = b""
     n = 0
     if type(output) is dict and not attributes:
-        # A torchvision dict of native NumPy arrays of the formats memoryview reads: raw bytes.
+        # A torchvision dict of native arrays of the formats memoryview reads: raw bytes.
         boxes: Any = output.get("boxes")
         kind = type(boxes)
         scores: Any = output.get("scores")
