@@ -144,7 +144,11 @@ def scenario(telemetry: detwatch.Telemetry) -> int:
     bad["boxes"][1] = [50, 50, 10, 10]
     bad["labels"][2] = -1
     predict(IMAGE, bad)
-    fast += 1
+    huge = torchvision(3, seed=23)
+    huge["boxes"][0] = [0, 0, 1e12, 1e12]  # past the largest coordinate the contract takes
+    huge["masks"] = np.zeros((3, 4, 4), np.uint8)  # keys the reader does not use
+    predict(IMAGE, huge)
+    fast += 2
     sized = decorated(model_id="sized", image_size=(1920, 1080))
     sized(IMAGE, torchvision(3, seed=14))
     fast += 1
@@ -156,9 +160,12 @@ def scenario(telemetry: detwatch.Telemetry) -> int:
     predict(IMAGE, torchvision(2, "f2", seed=20))  # float16: no memoryview format
     predict(IMAGE, [{"class": "car", "confidence": np.float32(0.5), "box": [0, 0, 10, 10]}])
     predict(IMAGE, {"boxes": torchvision(2)["boxes"]})  # no scores or labels
+    short = torchvision(4, seed=24)
+    short["scores"] = short["scores"][:3]  # lengths that disagree: unreadable, as in the general path
+    predict(IMAGE, short)
     predict(IMAGE, np.array([[1, 2, 30, 40, 0.9, 1]], np.float32))
     predict(IMAGE, object())  # unreadable: counted, no event
-    fast += 7
+    fast += 8
     # General: what the fast frame does not carry.
     token = otel_context.attach(remote_parent(True, TraceState([("vendor", "x")])))
     try:
